@@ -1,0 +1,207 @@
+//! [`SeqCell<T>`]: one plain-old-data value shared by many processes, read
+//! whole without ever blocking the writer — what a `Manager().Namespace` or a
+//! dict read in one piece is used for, without the server process.
+//!
+//! The body is a [`SeqLock`]: a sequence word, the writer's pid, then the
+//! value's bytes in atomic words.
+
+use std::path::Path;
+
+use crate::error::{OpenError, SeqLockError};
+use crate::layout::Kind;
+use crate::pod::{Pod, TypeInfo};
+use crate::region::{self, CreateOptions, Expect, Region, View};
+use crate::seqlock::{Patience, SeqLock, words_for};
+use crate::sync::AtomicU64;
+
+/// A shared value of any [`Pod`] type `T` (no pointers, no padding).
+///
+/// * [`load`](SeqCell::load) never returns a torn value (some fields from one
+///   store and some from another) and never blocks a writer; it retries
+///   while a store is in progress.
+/// * [`store`](SeqCell::store) and [`update`](SeqCell::update) serialize
+///   among writers with a compare-and-swap; `update` is an atomic
+///   read-modify-write of the whole value.
+/// * A writer that dies mid-store leaves the cell locked: readers and
+///   writers then get [`SeqLockError::WriterDied`] instead of waiting
+///   forever.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("pos");
+/// use mmring::{Pod, SeqCell, Zeroable};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+/// #[repr(C)]
+/// struct Position { x: f64, y: f64, tick: u64 }
+///
+/// let cell = SeqCell::create(&path, Position { x: 0.0, y: 0.0, tick: 0 })?;
+/// // ... another process:
+/// let reader = SeqCell::<Position>::open(&path)?;
+/// cell.update(|mut p| { p.x += 1.0; p.tick += 1; p })?;
+/// assert_eq!(reader.load()?, Position { x: 1.0, y: 0.0, tick: 1 });
+/// assert_eq!(reader.version(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SeqCell<T: Pod> {
+    view: View<[AtomicU64]>,
+    patience: Patience,
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> std::fmt::Debug for SeqCell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeqCell")
+            .field("path", &self.view.region().path())
+            .field("version", &self.version())
+            .finish()
+    }
+}
+
+impl<T: Pod> SeqCell<T> {
+    fn expect() -> Expect {
+        Expect {
+            kind: Kind::SeqCell,
+            elem: TypeInfo::of::<T>(),
+            elem_name: std::any::type_name::<T>(),
+        }
+    }
+
+    fn from_region(region: Region) -> Self {
+        Self {
+            view: View::new(region, |r| r.body::<AtomicU64>(0, words_for::<T>())),
+            patience: Patience::DEFAULT,
+            _type: std::marker::PhantomData,
+        }
+    }
+
+    fn init(initial: T) -> impl Fn(&Region) {
+        move |r| {
+            // The file is still private to its creator: no lock needed.
+            SeqLock::new(r.body::<AtomicU64>(0, words_for::<T>())).init(&initial);
+        }
+    }
+
+    /// Creates a cell file holding `initial` (at version 0).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`] if something is at the path; the other
+    /// [`OpenError`]s for a missing directory, permissions, space, or a type
+    /// larger than [`MAX_CELL_SIZE`](crate::layout::MAX_CELL_SIZE).
+    pub fn create(path: impl AsRef<Path>, initial: T) -> Result<Self, OpenError> {
+        Self::create_with(path, initial, &CreateOptions::default())
+    }
+
+    /// [`SeqCell::create`] with a mode and label.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqCell::create`].
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        initial: T,
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        Region::create(&path, Self::expect(), 1, opts, Self::init(initial)).map(Self::from_region)
+    }
+
+    /// Opens an existing cell file holding a `T`.
+    ///
+    /// # Errors
+    ///
+    /// An [`OpenError`] naming what is wrong; [`OpenError::WrongPayload`] if
+    /// the file holds another type.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        Region::open(&path, Self::expect()).map(Self::from_region)
+    }
+
+    /// Opens the cell at `path`, creating it with `initial` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqCell::open`] and [`SeqCell::create`].
+    pub fn open_or_create(path: impl AsRef<Path>, initial: T) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        Region::open_or_create(
+            &path,
+            Self::expect(),
+            1,
+            &CreateOptions::default(),
+            Self::init(initial),
+        )
+        .map(Self::from_region)
+    }
+
+    /// Sets how long blocking calls retry a cell whose writer is inside
+    /// before they give up (default: [`Patience::DEFAULT`], 5 s; a writer
+    /// that died is reported as soon as it is noticed).
+    pub fn set_patience(&mut self, patience: Patience) {
+        self.patience = patience;
+    }
+
+    fn lock(&self) -> SeqLock<'_> {
+        SeqLock::new(&self.view)
+    }
+
+    /// The current value, whole.
+    ///
+    /// # Errors
+    ///
+    /// [`SeqLockError`] if a writer died mid-store or stayed inside past the
+    /// patience.
+    pub fn load(&self) -> Result<T, SeqLockError> {
+        self.load_versioned().map(|(v, _)| v)
+    }
+
+    /// The current value and its version (the number of stores since the
+    /// file was created).
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqCell::load`].
+    pub fn load_versioned(&self) -> Result<(T, u64), SeqLockError> {
+        self.lock().read(self.patience)
+    }
+
+    /// One attempt to read, never waiting: `None` if a store was in progress.
+    pub fn try_load(&self) -> Option<(T, u64)> {
+        self.lock().try_read().ok()
+    }
+
+    /// Replaces the value, returning the new version.
+    ///
+    /// # Errors
+    ///
+    /// [`SeqLockError`] if another writer held the cell past the patience
+    /// (or died holding it).
+    pub fn store(&self, value: T) -> Result<u64, SeqLockError> {
+        self.lock().write(&value, self.patience)
+    }
+
+    /// Atomically replaces the value with `f(old)` and returns the new value.
+    /// `f` runs once, with the cell locked against other writers (readers
+    /// keep reading the old value): keep it short.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqCell::store`].
+    pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<T, SeqLockError> {
+        self.lock().update(self.patience, f).map(|(_, new)| new)
+    }
+
+    /// The number of completed stores (a store in progress is not counted).
+    /// Out of date as soon as it returns.
+    pub fn version(&self) -> u64 {
+        self.lock().sequence() / 2
+    }
+
+    /// The mapped file (path, descriptor, status, flush).
+    pub fn region(&self) -> &Region {
+        self.view.region()
+    }
+}

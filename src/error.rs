@@ -1,0 +1,225 @@
+//! Error types. One enum per kind of operation; `Display` is lowercase and
+//! names what was expected and what was found.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::pod::TypeInfo;
+pub use crate::seqlock::SeqLockError;
+
+/// Why `create`, `open` or `open_or_create` of a shared object failed.
+///
+/// Each way a file can be wrong has its own variant, so a caller can tell a
+/// missing file from a foreign one from one of another type. No file content,
+/// however corrupt, makes an open panic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// `open`: nothing exists at the path.
+    #[error("{}: no such file", path.display())]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+    /// `create`: something already exists at the path.
+    #[error("{}: already exists", path.display())]
+    AlreadyExists {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is empty (zero bytes).
+    #[error("{}: empty file (expected at least a {expected}-byte header)", path.display())]
+    Empty {
+        /// The path.
+        path: PathBuf,
+        /// The header size expected.
+        expected: u64,
+    },
+    /// The file does not start with the mmring magic.
+    #[error("{}: not an mmring file (expected magic {expected:02x?}, found {found:02x?})", path.display())]
+    NotMmring {
+        /// The path.
+        path: PathBuf,
+        /// The magic this build writes.
+        expected: [u8; 8],
+        /// The first bytes of the file (fewer if it is shorter).
+        found: Vec<u8>,
+    },
+    /// The file was written by another version of the format.
+    #[error("{}: unsupported format version (expected {expected}, found {found})", path.display())]
+    UnsupportedVersion {
+        /// The path.
+        path: PathBuf,
+        /// The version this build reads.
+        expected: u32,
+        /// The version in the file.
+        found: u32,
+    },
+    /// The descriptor's checksum does not match its bytes, or a field is
+    /// impossible: the header was damaged.
+    #[error("{}: corrupt header: {what}", path.display())]
+    CorruptHeader {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong, with the values found.
+        what: String,
+    },
+    /// The file holds another kind of object.
+    #[error("{}: wrong object kind (expected {expected}, found {found})", path.display())]
+    WrongKind {
+        /// The path.
+        path: PathBuf,
+        /// The kind asked for.
+        expected: String,
+        /// The kind in the file (its name, or its number if unknown).
+        found: String,
+    },
+    /// The file holds another payload type.
+    #[error("{}: wrong payload type (expected {expected_name}: {expected}; found {found})", path.display())]
+    WrongPayload {
+        /// The path.
+        path: PathBuf,
+        /// The Rust name of the type asked for.
+        expected_name: &'static str,
+        /// The type asked for.
+        expected: TypeInfo,
+        /// The type recorded in the file.
+        found: TypeInfo,
+    },
+    /// The file is shorter than its header says, or than any header.
+    #[error("{}: truncated file (expected {expected} bytes, found {found})", path.display())]
+    Truncated {
+        /// The path.
+        path: PathBuf,
+        /// The size expected.
+        expected: u64,
+        /// The real size.
+        found: u64,
+    },
+    /// The file is longer than its header says.
+    #[error("{}: oversized file (expected {expected} bytes, found {found})", path.display())]
+    Oversized {
+        /// The path.
+        path: PathBuf,
+        /// The size expected.
+        expected: u64,
+        /// The real size.
+        found: u64,
+    },
+    /// A capacity (asked for at create, or found in a file) is out of range.
+    #[error("{}: invalid capacity {found} ({expected})", path.display())]
+    InvalidCapacity {
+        /// The path.
+        path: PathBuf,
+        /// What a valid capacity is.
+        expected: String,
+        /// The capacity given or found.
+        found: u64,
+    },
+    /// The path is a symbolic link (never followed).
+    #[error("{}: is a symbolic link (links are never followed)", path.display())]
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is a directory.
+    #[error("{}: is a directory (expected a regular file)", path.display())]
+    Directory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is a device, socket, pipe ... (expected a regular file).
+    #[error("{}: not a regular file", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The caller may not open or create the file.
+    #[error("{}: permission denied", path.display())]
+    PermissionDenied {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file system has no room for the file (`/dev/shm` full).
+    #[error("{}: no space left for {needed} bytes", path.display())]
+    NoSpace {
+        /// The path.
+        path: PathBuf,
+        /// Bytes that could not be reserved.
+        needed: u64,
+    },
+    /// The creation options are invalid (a label too long, say).
+    #[error("{}: invalid option: {what}", path.display())]
+    InvalidOption {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The header's status block stayed locked by a writer.
+    #[error("{}: status block: {source}", path.display())]
+    Status {
+        /// The path.
+        path: PathBuf,
+        /// What the seqlock said.
+        source: SeqLockError,
+    },
+    /// Any other system error, with the call that failed.
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The system call or step.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl OpenError {
+    /// The path the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::NotFound { path }
+            | Self::AlreadyExists { path }
+            | Self::Empty { path, .. }
+            | Self::NotMmring { path, .. }
+            | Self::UnsupportedVersion { path, .. }
+            | Self::CorruptHeader { path, .. }
+            | Self::WrongKind { path, .. }
+            | Self::WrongPayload { path, .. }
+            | Self::Truncated { path, .. }
+            | Self::Oversized { path, .. }
+            | Self::InvalidCapacity { path, .. }
+            | Self::Symlink { path }
+            | Self::Directory { path }
+            | Self::NotRegularFile { path }
+            | Self::PermissionDenied { path }
+            | Self::NoSpace { path, .. }
+            | Self::InvalidOption { path, .. }
+            | Self::Status { path, .. }
+            | Self::Io { path, .. } => path,
+        }
+    }
+}
+
+/// Why [`remove`](crate::remove) failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: remove: {source}", path.display())]
+pub struct RemoveError {
+    /// The path.
+    pub path: PathBuf,
+    /// The error from `unlink(2)`.
+    #[source]
+    pub source: io::Error,
+}
+
+/// An index past the end of an [`AtomicArray`](crate::AtomicArray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("index {index} out of bounds (length {len})")]
+pub struct OutOfBounds {
+    /// The index asked for.
+    pub index: usize,
+    /// The array's length.
+    pub len: usize,
+}

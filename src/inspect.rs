@@ -1,0 +1,186 @@
+//! What `mmring inspect` shows: a file's descriptor, status and current
+//! values, read without blocking anyone (seqlock reads and atomic loads only).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::counter::Atomic;
+use crate::error::{OpenError, SeqLockError};
+use crate::layout::{Descriptor, Kind, STATE_CLOSED, STATE_OPEN, Status};
+use crate::pod::TypeInfo;
+use crate::region::Region;
+use crate::seqlock::{Patience, SeqLock};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Most array elements a report lists.
+pub const MAX_LISTED: usize = 32;
+
+/// A file's descriptor, status and current contents.
+#[derive(Debug)]
+pub struct Report {
+    /// The file.
+    pub path: PathBuf,
+    /// The validated descriptor.
+    pub descriptor: Descriptor,
+    /// The status block, or why it could not be read.
+    pub status: Result<Status, SeqLockError>,
+    /// The object's current contents.
+    pub body: Body,
+}
+
+/// The contents of an object, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A counter's value.
+    Counter(i64),
+    /// An array: its element type's name (or `"unknown"`), length and up to
+    /// [`MAX_LISTED`] leading values, formatted.
+    Array {
+        /// The element type's name.
+        elem: &'static str,
+        /// The number of elements.
+        len: u64,
+        /// The first values.
+        values: Vec<String>,
+    },
+    /// A seqlock cell: its version and the value's bytes, or why they could
+    /// not be read.
+    Cell {
+        /// The number of completed stores.
+        version: u64,
+        /// The value's bytes.
+        bytes: Result<Vec<u8>, SeqLockError>,
+    },
+    /// Raw bytes.
+    Scratch {
+        /// The number of bytes.
+        len: u64,
+    },
+}
+
+/// Opens any mmring file read-only in spirit (nothing is written, not even
+/// the attached list) and reports what it holds.
+///
+/// # Errors
+///
+/// The [`OpenError`] that says why the file is not a valid mmring file.
+pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
+    let region = Region::open_any(path)?;
+    let desc = *region.descriptor();
+    let patience = Patience::timeout(std::time::Duration::from_millis(500));
+    let status = region.status(patience);
+    let body = match desc.kind() {
+        Some(Kind::Counter) => Body::Counter(region.body::<Atomic<i64>>(0, 1)[0].load()),
+        Some(Kind::AtomicArray) => array_body(&region, &desc),
+        Some(Kind::SeqCell) => {
+            let lock = SeqLock::new(region.body::<AtomicU64>(
+                0,
+                crate::seqlock::HEADER_WORDS + (desc.slot_size as usize).div_ceil(8),
+            ));
+            let mut bytes = vec![0u8; desc.slot_size as usize];
+            let read = lock.read_bytes(&mut bytes, patience);
+            Body::Cell {
+                version: lock.sequence() / 2,
+                bytes: read.map(|_| bytes),
+            }
+        }
+        Some(Kind::Scratch) | None => Body::Scratch {
+            len: desc.body_size,
+        },
+    };
+    Ok(Report {
+        path: region.path().to_path_buf(),
+        descriptor: desc,
+        status,
+        body,
+    })
+}
+
+fn array_body(region: &Region, desc: &Descriptor) -> Body {
+    let len = desc.capacity;
+    let shown = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_LISTED);
+    fn list<T: crate::counter::Element>(r: &Region, n: usize) -> Vec<String> {
+        r.body::<Atomic<T>>(0, n).iter().map(|a| a.load().to_string()).collect()
+    }
+    let ti = desc.type_info();
+    let (elem, values) = if ti == TypeInfo::of::<u32>() {
+        ("u32", list::<u32>(region, shown))
+    } else if ti == TypeInfo::of::<i32>() {
+        ("i32", list::<i32>(region, shown))
+    } else if ti == TypeInfo::of::<u64>() {
+        ("u64", list::<u64>(region, shown))
+    } else if ti == TypeInfo::of::<i64>() {
+        ("i64", list::<i64>(region, shown))
+    } else if ti == TypeInfo::of::<f64>() {
+        ("f64", list::<f64>(region, shown))
+    } else if ti.size == 4 {
+        let words = region.body::<AtomicU32>(0, shown);
+        // Relaxed: a display snapshot, synchronizing with nothing.
+        let v = words.iter().map(|w| format!("{:#010x}", w.load(Ordering::Relaxed)));
+        ("unknown", v.collect())
+    } else {
+        let words = region.body::<AtomicU64>(0, shown);
+        // Relaxed: a display snapshot, synchronizing with nothing.
+        let v = words.iter().map(|w| format!("{:#018x}", w.load(Ordering::Relaxed)));
+        ("unknown", v.collect())
+    };
+    Body::Array { elem, len, values }
+}
+
+fn alive(pid: u32) -> &'static str {
+    if crate::pid::is_alive(pid) { "alive" } else { "dead" }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.descriptor;
+        let kind = d.kind().map_or("unknown", Kind::name);
+        writeln!(f, "path:        {}", self.path.display())?;
+        writeln!(f, "kind:        {kind}")?;
+        writeln!(f, "version:     {}", d.version)?;
+        writeln!(f, "size:        {} bytes (body {} at offset {})", d.total_size, d.body_size, d.body_offset)?;
+        writeln!(f, "payload:     {}", d.type_info())?;
+        writeln!(f, "capacity:    {}", d.capacity)?;
+        writeln!(f, "slot size:   {}", d.slot_size)?;
+        match &self.status {
+            Ok(s) => {
+                let state = match s.state {
+                    STATE_OPEN => "open".to_string(),
+                    STATE_CLOSED => "closed".to_string(),
+                    other => format!("unknown ({other})"),
+                };
+                writeln!(f, "state:       {state}")?;
+                writeln!(f, "label:       {:?}", s.label())?;
+                writeln!(f, "creator:     pid {} ({})", s.creator_pid, alive(s.creator_pid))?;
+                let secs = s.created_unix_ns / 1_000_000_000;
+                writeln!(f, "created:     {secs} s after the Unix epoch")?;
+                let attached: Vec<String> = s
+                    .attached_pids()
+                    .map(|p| format!("{p} ({})", alive(p)))
+                    .collect();
+                let attached = if attached.is_empty() { "none".into() } else { attached.join(", ") };
+                writeln!(f, "attached:    {attached}")?;
+            }
+            Err(e) => writeln!(f, "status:      unreadable: {e}")?,
+        }
+        match &self.body {
+            Body::Counter(v) => writeln!(f, "value:       {v}"),
+            Body::Array { elem, len, values } => {
+                let more = if *len > values.len() as u64 { ", ..." } else { "" };
+                writeln!(f, "elements:    {len} x {elem}")?;
+                writeln!(f, "values:      [{}{more}]", values.join(", "))
+            }
+            Body::Cell { version, bytes } => {
+                writeln!(f, "cell version: {version}")?;
+                match bytes {
+                    Ok(b) => {
+                        let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+                        writeln!(f, "value bytes: {}", hex.join(" "))
+                    }
+                    Err(e) => writeln!(f, "value:       unreadable: {e}"),
+                }
+            }
+            Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),
+        }
+    }
+}

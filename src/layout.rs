@@ -1,0 +1,330 @@
+//! The bytes of an mmring file: the header page (descriptor + status block)
+//! and where the body starts. `docs/FORMAT.md` describes the same bytes for
+//! readers in other languages; the assertions below pin every offset it names.
+//!
+//! ```text
+//! 0      Descriptor (128 B)   written once before the file is published; read
+//!                             with pread(2) and validated at every open
+//! 128    reserved (zero)
+//! 256    status seqlock       seq, writer pid, then the Status words
+//! 384    reserved (zero)
+//! 4096   body                 the object: counter, array, cell, ring ...
+//! ```
+
+use std::fmt;
+use std::mem::offset_of;
+
+use bytemuck::{Pod, Zeroable};
+use static_assertions::{const_assert, const_assert_eq};
+
+use crate::pod::{TypeInfo, fnv1a};
+
+/// The first eight bytes of every mmring file.
+pub const MAGIC: [u8; 8] = *b"MMRING\0\x1a";
+
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Size of the header page; the body starts here.
+pub const HEADER_SIZE: u64 = 4096;
+
+/// Offset of the status seqlock in the header page.
+pub const STATUS_OFFSET: usize = 256;
+
+/// Most attached pids the status block records.
+pub const MAX_ATTACHED: usize = 16;
+
+/// Bytes of the user label (UTF-8, NUL-padded).
+pub const LABEL_LEN: usize = 32;
+
+/// Largest body any file may declare (1 TiB): a bound that rejects absurd
+/// sizes before any arithmetic on them can overflow.
+pub const MAX_BODY: u64 = 1 << 40;
+
+/// What object a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Kind {
+    /// A single `i64` [`Counter`](crate::Counter).
+    Counter = 1,
+    /// An [`AtomicArray`](crate::AtomicArray) of `capacity` elements.
+    AtomicArray = 2,
+    /// A [`SeqCell`](crate::SeqCell) holding one value.
+    SeqCell = 3,
+    /// Raw shared bytes: the benchmark baselines keep their mutexes here.
+    Scratch = 100,
+}
+
+impl Kind {
+    /// The kind stored as `raw`, if this build knows it.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            1 => Self::Counter,
+            2 => Self::AtomicArray,
+            3 => Self::SeqCell,
+            100 => Self::Scratch,
+            _ => return None,
+        })
+    }
+
+    /// The lowercase name used in errors and by `mmring inspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::AtomicArray => "atomic array",
+            Self::SeqCell => "seqlock cell",
+            Self::Scratch => "scratch",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The descriptor: written once, before the file gets its name, never again.
+///
+/// All integers are native endian (the file is shared by processes on one
+/// machine, never moved between machines of different endianness).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Descriptor {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: u32,
+    /// [`Kind`] as `u32`.
+    pub kind: u32,
+    /// Length of the whole file in bytes.
+    pub total_size: u64,
+    /// Where the body starts ([`HEADER_SIZE`]).
+    pub body_offset: u64,
+    /// Length of the body in bytes.
+    pub body_size: u64,
+    /// Payload element size in bytes (0 for untyped kinds).
+    pub elem_size: u32,
+    /// Payload element alignment (0 for untyped kinds).
+    pub elem_align: u32,
+    /// Payload type fingerprint (see [`TypeInfo`]).
+    pub type_id: u64,
+    /// Number of elements (array length, ring slots; 1 for single values).
+    pub capacity: u64,
+    /// Bytes per slot (the element size, or the slot of a byte ring).
+    pub slot_size: u64,
+    /// Creation flags; none defined yet, must be 0.
+    pub flags: u64,
+    /// Zero.
+    pub reserved: [u64; 5],
+    /// FNV-1a of bytes 0..120.
+    pub checksum: u64,
+}
+
+const_assert_eq!(size_of::<Descriptor>(), 128);
+const_assert_eq!(offset_of!(Descriptor, magic), 0);
+const_assert_eq!(offset_of!(Descriptor, version), 8);
+const_assert_eq!(offset_of!(Descriptor, kind), 12);
+const_assert_eq!(offset_of!(Descriptor, total_size), 16);
+const_assert_eq!(offset_of!(Descriptor, body_offset), 24);
+const_assert_eq!(offset_of!(Descriptor, body_size), 32);
+const_assert_eq!(offset_of!(Descriptor, elem_size), 40);
+const_assert_eq!(offset_of!(Descriptor, elem_align), 44);
+const_assert_eq!(offset_of!(Descriptor, type_id), 48);
+const_assert_eq!(offset_of!(Descriptor, capacity), 56);
+const_assert_eq!(offset_of!(Descriptor, slot_size), 64);
+const_assert_eq!(offset_of!(Descriptor, flags), 72);
+const_assert_eq!(offset_of!(Descriptor, reserved), 80);
+const_assert_eq!(offset_of!(Descriptor, checksum), 120);
+
+impl Descriptor {
+    /// A sealed descriptor (checksum filled in) for a new file.
+    pub fn new(kind: Kind, elem: TypeInfo, capacity: u64, slot_size: u64, body_size: u64) -> Self {
+        let mut d = Self {
+            magic: MAGIC,
+            version: VERSION,
+            kind: kind as u32,
+            total_size: HEADER_SIZE + body_size,
+            body_offset: HEADER_SIZE,
+            body_size,
+            elem_size: elem.size,
+            elem_align: elem.align,
+            type_id: elem.id,
+            capacity,
+            slot_size,
+            flags: 0,
+            reserved: [0; 5],
+            checksum: 0,
+        };
+        d.checksum = d.compute_checksum();
+        d
+    }
+
+    /// FNV-1a over every byte before the checksum field.
+    pub fn compute_checksum(&self) -> u64 {
+        fnv1a(&bytemuck::bytes_of(self)[..offset_of!(Descriptor, checksum)])
+    }
+
+    /// The payload type recorded here.
+    pub fn type_info(&self) -> TypeInfo {
+        TypeInfo {
+            size: self.elem_size,
+            align: self.elem_align,
+            id: self.type_id,
+        }
+    }
+
+    /// The kind recorded here, if this build knows it.
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_raw(self.kind)
+    }
+}
+
+/// `Status::state`: the object is in use.
+pub const STATE_OPEN: u32 = 1;
+/// `Status::state`: the object was closed (rings: no more pushes).
+pub const STATE_CLOSED: u32 = 2;
+
+/// The status block: mutable facts about the object, kept under the header's
+/// seqlock so that anyone can read them whole without blocking a writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Status {
+    /// [`STATE_OPEN`] or [`STATE_CLOSED`].
+    pub state: u32,
+    /// Pid of the process that created the file.
+    pub creator_pid: u32,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// A short user label, UTF-8, NUL-padded.
+    pub label: [u8; LABEL_LEN],
+    /// Pids of the processes that have the file open (0 = free entry).
+    /// Advisory: a process killed before it could detach stays listed until
+    /// someone notices it is dead.
+    pub attached: [u32; MAX_ATTACHED],
+}
+
+const_assert_eq!(size_of::<Status>(), 112);
+const_assert_eq!(offset_of!(Status, state), 0);
+const_assert_eq!(offset_of!(Status, creator_pid), 4);
+const_assert_eq!(offset_of!(Status, created_unix_ns), 8);
+const_assert_eq!(offset_of!(Status, label), 16);
+const_assert_eq!(offset_of!(Status, attached), 48);
+
+/// Words of the status seqlock: sequence, writer pid, then the status.
+pub const STATUS_WORDS: usize = crate::seqlock::words_for::<Status>();
+const_assert_eq!(STATUS_WORDS, 16);
+const_assert!(STATUS_OFFSET >= size_of::<Descriptor>());
+const_assert!(STATUS_OFFSET % 64 == 0);
+const_assert!(STATUS_OFFSET + STATUS_WORDS * 8 <= HEADER_SIZE as usize);
+
+impl Status {
+    /// The label as text (up to the first NUL; invalid UTF-8 is replaced).
+    pub fn label(&self) -> String {
+        let end = self
+            .label
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(LABEL_LEN);
+        String::from_utf8_lossy(&self.label[..end]).into_owned()
+    }
+
+    /// The attached pids (non-zero entries).
+    pub fn attached_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.attached.iter().copied().filter(|&p| p != 0)
+    }
+}
+
+/// Where a kind's bytes go: bytes per slot and the body's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLayout {
+    /// Bytes per slot.
+    pub slot_size: u64,
+    /// Bytes of the body (a multiple of 64, so the body ends on a cache line).
+    pub body_size: u64,
+}
+
+/// Largest value a [`SeqCell`](crate::SeqCell) holds (64 KiB).
+pub const MAX_CELL_SIZE: u64 = 64 * 1024;
+
+/// The body layout of a `kind` holding `capacity` elements of `elem`, or a
+/// description of what a valid capacity or payload would be.
+///
+/// Used both when a file is made and when one is opened: the sizes in a
+/// descriptor must be exactly the ones this returns for its kind, payload
+/// and capacity.
+pub fn body_layout(kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let round = |n: u64| n.div_ceil(64) * 64;
+    let elem_size = u64::from(elem.size);
+    let typed = |sizes: &[u64]| -> Result<(), LayoutError> {
+        if sizes.contains(&elem_size) && elem.align.is_power_of_two() && elem.align <= 64 {
+            Ok(())
+        } else {
+            Err(LayoutError::Payload(format!(
+                "element size one of {sizes:?} with a power-of-two alignment up to 64, found size {}, align {}",
+                elem.size, elem.align
+            )))
+        }
+    };
+    match kind {
+        Kind::Counter => {
+            typed(&[8])?;
+            if capacity != 1 {
+                return Err(LayoutError::Capacity("exactly 1 for a counter".into()));
+            }
+            Ok(BodyLayout {
+                slot_size: 8,
+                body_size: 64,
+            })
+        }
+        Kind::AtomicArray => {
+            typed(&[4, 8])?;
+            let max = MAX_BODY / elem_size;
+            if capacity == 0 || capacity > max {
+                return Err(LayoutError::Capacity(format!(
+                    "between 1 and {max} elements"
+                )));
+            }
+            Ok(BodyLayout {
+                slot_size: elem_size,
+                body_size: round(capacity * elem_size),
+            })
+        }
+        Kind::SeqCell => {
+            if elem_size == 0 || elem_size > MAX_CELL_SIZE || !elem.align.is_power_of_two() {
+                return Err(LayoutError::Payload(format!(
+                    "a value of 1 to {MAX_CELL_SIZE} bytes, found size {}, align {}",
+                    elem.size, elem.align
+                )));
+            }
+            if capacity != 1 {
+                return Err(LayoutError::Capacity("exactly 1 for a seqlock cell".into()));
+            }
+            let words = crate::seqlock::HEADER_WORDS as u64 + elem_size.div_ceil(8);
+            Ok(BodyLayout {
+                slot_size: elem_size,
+                body_size: round(words * 8),
+            })
+        }
+        Kind::Scratch => {
+            if capacity == 0 || capacity > MAX_BODY {
+                return Err(LayoutError::Capacity(format!(
+                    "between 1 and {MAX_BODY} bytes"
+                )));
+            }
+            Ok(BodyLayout {
+                slot_size: 1,
+                body_size: round(capacity),
+            })
+        }
+    }
+}
+
+/// Why [`body_layout`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The capacity is out of range; the text says what is in range.
+    Capacity(String),
+    /// The payload type cannot be held by this kind.
+    Payload(String),
+}

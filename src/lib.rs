@@ -1,0 +1,91 @@
+//! # mmring — lock-free inter-process communication over memory-mapped files
+//!
+//! Processes that share state today often do it through a server process
+//! and locks (Python's `multiprocessing.Manager`, `Value` + `get_lock()`,
+//! `Queue`). mmring does the same jobs with atomics and compare-and-swap on
+//! a file-backed shared mapping: no server, no system call on the fast path,
+//! and no lock that a dead process can hold.
+//!
+//! Each shared object lives in its own file (a bare name goes under
+//! `/dev/shm`; any path works, and a file on a disk survives restarts):
+//!
+//! | type | replaces | operations |
+//! |---|---|---|
+//! | [`Counter`] (`i64`) | `Value('i')` + `get_lock()` | load, store, fetch_add/sub, compare_exchange, fetch_update, fetch_max/min |
+//! | [`AtomicArray<T>`] (`u32`, `i32`, `u64`, `i64`, `f64`) | `Array` | the same, per element |
+//! | [`SeqCell<T>`] (any [`Pod`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
+//!
+//! Every kind has `create`, `open` and `open_or_create`. Opening checks the
+//! whole header first (magic, version, checksum, kind, payload type, sizes)
+//! and answers a bad file with a typed [`OpenError`] that names what was
+//! expected and what was found; no file content makes the library panic.
+//! The bytes are documented in `docs/FORMAT.md`.
+//!
+//! # Example: two processes, one counter
+//!
+//! ```rust,standalone_crate
+//! use mmring::Counter;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("hits");
+//! let hits = Counter::create(&path, 0)?;
+//!
+//! // SAFETY: this doctest is its own single-threaded process, so the child
+//! // may do anything the parent could.
+//! let child = unsafe { libc::fork() };
+//! assert!(child >= 0, "fork failed");
+//! if child == 0 {
+//!     // The child opens the same file by name and counts too.
+//!     let hits = Counter::open(&path).expect("open in child");
+//!     for _ in 0..10_000 {
+//!         hits.fetch_add(1);
+//!     }
+//!     // SAFETY: leave at once, without running the parent's destructors.
+//!     unsafe { libc::_exit(0) };
+//! }
+//! for _ in 0..10_000 {
+//!     hits.fetch_add(1);
+//! }
+//! let mut status = 0;
+//! // SAFETY: `child` is our child's pid; `status` is a valid out-pointer.
+//! assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+//! assert_eq!(hits.load(), 20_000); // no lost update, no lock
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layers
+//!
+//! * [`sync`](crate::sync) (private): the one switch between `std` atomics
+//!   and loom's;
+//! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
+//!   handed, so the same code runs in a mapping, on the heap and under loom;
+//! * [`region`]: the only module that touches files;
+//! * [`Counter`], [`AtomicArray`], [`SeqCell`]: the public objects.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(loom))]
+pub mod cell;
+pub mod counter;
+pub mod error;
+#[cfg(not(loom))]
+pub mod inspect;
+pub mod layout;
+pub mod pid;
+pub mod pod;
+#[cfg(not(loom))]
+pub mod region;
+pub mod seqlock;
+mod sync;
+
+#[cfg(not(loom))]
+pub use cell::SeqCell;
+#[cfg(not(loom))]
+pub use counter::{AtomicArray, Counter};
+pub use counter::{Atomic, Element};
+pub use error::{OpenError, OutOfBounds, RemoveError, SeqLockError};
+pub use pod::{Pod, TypeInfo, Zeroable};
+#[cfg(not(loom))]
+pub use region::{CreateOptions, Region, remove};
+pub use seqlock::Patience;

@@ -1,0 +1,647 @@
+//! Files and mappings: the only module that touches the file system.
+//!
+//! * [`Region::create`] builds the whole file under a temporary name in the
+//!   target directory and `link(2)`s it into place, so no process can ever
+//!   open a half-built object; `link` fails with `EEXIST` if the name is
+//!   taken, which is how [`Region::open_or_create`] settles races.
+//! * [`Region::open`] checks everything (type of file, size, magic, version,
+//!   checksum, kind, payload, capacity, sizes) from a `pread(2)` copy of the
+//!   header *before* mapping anything.
+//! * Files are opened with `O_NOFOLLOW | O_CLOEXEC`, created with mode 0600
+//!   unless asked otherwise, and their space is reserved with
+//!   `posix_fallocate(3)` so a full `/dev/shm` is an error at creation, never
+//!   a `SIGBUS` on a later store.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{OpenError, RemoveError};
+use crate::layout::{
+    self, BodyLayout, Descriptor, HEADER_SIZE, Kind, LABEL_LEN, LayoutError, MAGIC, MAX_ATTACHED,
+    STATE_OPEN, STATUS_OFFSET, STATUS_WORDS, Status, VERSION,
+};
+use crate::pod::TypeInfo;
+use crate::seqlock::{Patience, SeqLock};
+use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+/// Where a bare name (no `/`) is placed.
+pub fn default_dir() -> PathBuf {
+    if cfg!(target_os = "linux") {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// The path an object named `path` lives at: a bare name such as `"jobs"`
+/// goes under [`default_dir`] (`/dev/shm/jobs` on Linux); anything with a
+/// directory part (`./jobs`, `/tmp/jobs`) is used as given.
+pub fn resolve(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    let mut parts = path.components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(name)), None) if !path.as_os_str().is_empty() => {
+            default_dir().join(name)
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// How a new object file is made.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    mode: u32,
+    label: String,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            mode: 0o600,
+            label: String::new(),
+        }
+    }
+}
+
+impl CreateOptions {
+    /// Mode 0600, no label.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The file's permission bits (applied exactly, whatever the umask).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self
+    }
+
+    /// A short label stored in the status block (at most 32 bytes of UTF-8),
+    /// shown by `mmring inspect`.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+}
+
+/// What a kind asks of a file it opens.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Expect {
+    pub kind: Kind,
+    pub elem: TypeInfo,
+    pub elem_name: &'static str,
+}
+
+/// A mapped, validated object file.
+///
+/// Holds the mapping for as long as any handle to the object lives; the
+/// object's typed views borrow from it.
+pub struct Region {
+    map: MmapRaw,
+    path: PathBuf,
+    desc: Descriptor,
+    attached: bool,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("path", &self.path)
+            .field("kind", &self.desc.kind())
+            .field("len", &self.desc.total_size)
+            .finish()
+    }
+}
+
+/// Creation of temporary names: unique within this process.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Patience for the best-effort status updates at attach and detach.
+const ATTACH_PATIENCE: Patience = Patience::timeout(Duration::from_secs(1));
+
+fn io_err(path: &Path, op: &'static str, source: io::Error) -> OpenError {
+    let path = path.to_path_buf();
+    match source.raw_os_error() {
+        Some(libc::ENOENT) => OpenError::NotFound { path },
+        Some(libc::EEXIST) => OpenError::AlreadyExists { path },
+        Some(libc::ELOOP) => OpenError::Symlink { path },
+        Some(libc::EISDIR) => OpenError::Directory { path },
+        Some(libc::EACCES | libc::EPERM) => OpenError::PermissionDenied { path },
+        _ => OpenError::Io { path, op, source },
+    }
+}
+
+/// What is at `path` right now, for a better error than `EEXIST`.
+fn classify_existing(path: &Path) -> OpenError {
+    let path_buf = path.to_path_buf();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => OpenError::Symlink { path: path_buf },
+        Ok(m) if m.is_dir() => OpenError::Directory { path: path_buf },
+        _ => OpenError::AlreadyExists { path: path_buf },
+    }
+}
+
+impl Region {
+    /// Makes a new file holding a `layout`-sized body of `expect.kind`, runs
+    /// `init` on it while it is still private, then publishes it at `path`.
+    pub(crate) fn create(
+        path: &Path,
+        expect: Expect,
+        capacity: u64,
+        opts: &CreateOptions,
+        init: impl FnOnce(&Region),
+    ) -> Result<Region, OpenError> {
+        let layout = check_layout(path, expect.kind, expect.elem, capacity)?;
+        if opts.label.len() > LABEL_LEN {
+            return Err(OpenError::InvalidOption {
+                path: path.to_path_buf(),
+                what: format!(
+                    "label of at most {LABEL_LEN} bytes expected, found {} bytes",
+                    opts.label.len()
+                ),
+            });
+        }
+        let name = path.file_name().ok_or_else(|| OpenError::InvalidOption {
+            path: path.to_path_buf(),
+            what: "the path has no file name".into(),
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let desc = Descriptor::new(
+            expect.kind,
+            expect.elem,
+            capacity,
+            layout.slot_size,
+            layout.body_size,
+        );
+        let tmp = dir.join(format!(
+            ".{}.{}-{}.mmring-tmp",
+            name.to_string_lossy(),
+            crate::pid::current(),
+            // Relaxed: only uniqueness matters, not order.
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(opts.mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) => OpenError::NotFound {
+                    path: dir.to_path_buf(),
+                },
+                _ => io_err(path, "create temporary file", e),
+            })?;
+        // From here on the temporary name is ours to remove, whatever happens.
+        let _cleanup = RemoveOnDrop(&tmp);
+        file.set_permissions(std::fs::Permissions::from_mode(opts.mode))
+            .map_err(|e| io_err(path, "fchmod", e))?;
+        reserve(&file, desc.total_size).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => OpenError::NoSpace {
+                path: path.to_path_buf(),
+                needed: desc.total_size,
+            },
+            _ => io_err(path, "posix_fallocate", e),
+        })?;
+        file.write_all_at(bytemuck::bytes_of(&desc), 0)
+            .map_err(|e| io_err(path, "write header", e))?;
+        let mut region = Region::map(&file, path, desc)?;
+        let mut status = Status {
+            state: STATE_OPEN,
+            creator_pid: crate::pid::current(),
+            created_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            label: [0; LABEL_LEN],
+            attached: [0; MAX_ATTACHED],
+        };
+        status.label[..opts.label.len()].copy_from_slice(opts.label.as_bytes());
+        status.attached[0] = crate::pid::current();
+        // Nobody else can see the file yet: the lock is free.
+        region
+            .status_lock()
+            .write(&status, Patience::DEFAULT)
+            .map_err(|source| OpenError::Status {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        region.attached = true;
+        init(&region);
+        std::fs::hard_link(&tmp, path).map_err(|e| match e.raw_os_error() {
+            Some(libc::EEXIST) => classify_existing(path),
+            _ => io_err(path, "link", e),
+        })?;
+        Ok(region)
+    }
+
+    /// Opens and validates an existing file of the expected kind and payload.
+    pub(crate) fn open(path: &Path, expect: Expect) -> Result<Region, OpenError> {
+        let (file, desc) = read_descriptor(path)?;
+        let found_kind = desc.kind();
+        if found_kind != Some(expect.kind) {
+            return Err(OpenError::WrongKind {
+                path: path.to_path_buf(),
+                expected: expect.kind.name().into(),
+                found: found_kind.map_or_else(|| format!("unknown kind {}", desc.kind), |k| k.name().into()),
+            });
+        }
+        if desc.type_info() != expect.elem {
+            return Err(OpenError::WrongPayload {
+                path: path.to_path_buf(),
+                expected_name: expect.elem_name,
+                expected: expect.elem,
+                found: desc.type_info(),
+            });
+        }
+        let mut region = Region::map(&file, path, desc)?;
+        region.attach();
+        Ok(region)
+    }
+
+    /// Opens any valid mmring file, whatever its kind and payload (for
+    /// inspection). Does not register as attached.
+    pub fn open_any(path: impl AsRef<Path>) -> Result<Region, OpenError> {
+        let path = resolve(path);
+        let (file, desc) = read_descriptor(&path)?;
+        Region::map(&file, &path, desc)
+    }
+
+    /// Opens the object at `path`, or creates it if there is none. Two
+    /// processes racing here end up with the same object: exactly one
+    /// `link(2)` wins, the other opens the winner's file.
+    pub(crate) fn open_or_create(
+        path: &Path,
+        expect: Expect,
+        capacity: u64,
+        opts: &CreateOptions,
+        init: impl Fn(&Region),
+    ) -> Result<Region, OpenError> {
+        let mut last = None;
+        // Each turn of the loop is one lost race against a creator or a
+        // remover; a hundred in a row means something is churning the name.
+        for _ in 0..100 {
+            match Region::open(path, expect) {
+                Err(OpenError::NotFound { .. }) => {}
+                other => return other,
+            }
+            match Region::create(path, expect, capacity, opts, &init) {
+                Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| OpenError::NotFound {
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn map(file: &File, path: &Path, desc: Descriptor) -> Result<Region, OpenError> {
+        let len = usize::try_from(desc.total_size).map_err(|_| OpenError::CorruptHeader {
+            path: path.to_path_buf(),
+            what: format!("total size {} does not fit in memory", desc.total_size),
+        })?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(file)
+            .map_err(|e| io_err(path, "mmap", e))?;
+        Ok(Region {
+            map,
+            path: path.to_path_buf(),
+            desc,
+            attached: false,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The validated descriptor (a private copy: it never changes).
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.desc
+    }
+
+    /// The status block's seqlock.
+    pub fn status_lock(&self) -> SeqLock<'_> {
+        SeqLock::new(self.atomics::<AtomicU64>(STATUS_OFFSET, STATUS_WORDS))
+    }
+
+    /// The status block, read whole without blocking anyone.
+    ///
+    /// # Errors
+    ///
+    /// If a writer of the status died mid-write or held it for `patience`.
+    pub fn status(&self, patience: Patience) -> Result<Status, crate::SeqLockError> {
+        self.status_lock().read(patience).map(|(s, _)| s)
+    }
+
+    /// Writes dirty pages of a file on a real file system back to disk
+    /// (`msync(2)`); on `/dev/shm` there is nothing to write.
+    ///
+    /// # Errors
+    ///
+    /// The error from `msync`.
+    pub fn flush(&self) -> io::Result<()> {
+        self.map.flush()
+    }
+
+    /// `count` atomics of type `A` at byte `offset` of the file.
+    ///
+    /// # Panics
+    ///
+    /// If the range is outside the mapping or misaligned: offsets come from
+    /// the validated descriptor and the kind's own layout, never from bytes
+    /// in the mapping, so this is a bug in the kind, not bad input.
+    pub(crate) fn atomics<A: MappedAtomic>(&self, offset: usize, count: usize) -> &[A] {
+        let bytes = count
+            .checked_mul(size_of::<A>())
+            .and_then(|b| b.checked_add(offset))
+            .expect("atomic range overflows");
+        assert!(
+            bytes <= self.map.len(),
+            "atomic range {offset}+{count} outside a {}-byte mapping",
+            self.map.len()
+        );
+        assert!(offset % align_of::<A>() == 0, "misaligned atomic at {offset}");
+        // SAFETY: the range [offset, offset + count * size_of::<A>()) lies in
+        // the mapping (checked above), which lives as long as `self`; the
+        // mapping is page-aligned and `offset` is a multiple of A's alignment
+        // (checked above). `A: MappedAtomic` guarantees that A has the size
+        // and alignment of an integer and that every bit pattern is a valid
+        // A, and all access to the memory goes through A's atomic methods,
+        // so concurrent access by other processes is not a data race.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset).cast::<A>(), count) }
+    }
+
+    /// `count` atomics of type `A` at byte `offset` of the body.
+    pub(crate) fn body<A: MappedAtomic>(&self, offset: usize, count: usize) -> &[A] {
+        self.atomics(HEADER_SIZE as usize + offset, count)
+    }
+
+    /// Records this process in the status block's attached list (reusing the
+    /// entry of a dead process if the list is full). Best effort: the list
+    /// is advisory, so a status lock held by a stalled writer only means
+    /// this attachment goes unrecorded.
+    fn attach(&mut self) {
+        let me = crate::pid::current();
+        let res = self.status_lock().update(ATTACH_PATIENCE, |mut s: Status| {
+            let free = s.attached.iter().position(|&p| p == 0).or_else(|| {
+                s.attached
+                    .iter()
+                    .position(|&p| !crate::pid::is_alive(p))
+            });
+            if let Some(i) = free {
+                s.attached[i] = me;
+            }
+            s
+        });
+        self.attached = res.is_ok();
+    }
+
+    fn detach(&self) {
+        let me = crate::pid::current();
+        let _ = self.status_lock().update(ATTACH_PATIENCE, |mut s: Status| {
+            if let Some(i) = s.attached.iter().position(|&p| p == me) {
+                s.attached[i] = 0;
+            }
+            s
+        });
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.attached {
+            self.detach();
+        }
+    }
+}
+
+/// A typed view into a region, owning the region: the handle every object
+/// kind is built on.
+pub(crate) struct View<T: ?Sized> {
+    region: Region,
+    ptr: std::ptr::NonNull<T>,
+}
+
+// SAFETY: a View is a Region (Send + Sync: a mapping and plain data) plus a
+// pointer into that region's mapping; it only hands out `&T`, and every T
+// used with it is made of atomics (Sync), so sharing or sending it is as
+// safe as sharing `&T`.
+unsafe impl<T: ?Sized + Sync> Send for View<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Sync> Sync for View<T> {}
+
+impl<T: ?Sized> View<T> {
+    /// Wraps `region` with a view computed from it.
+    pub(crate) fn new(region: Region, view: impl FnOnce(&Region) -> &T) -> Self {
+        let ptr = std::ptr::NonNull::from(view(&region));
+        Self { region, ptr }
+    }
+
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+}
+
+impl<T: ?Sized> std::ops::Deref for View<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` was derived from a reference into `region`'s mapping,
+        // which stays mapped at the same address for as long as `region`
+        // (owned by self) lives; moving the Region moves only its handle.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+/// Removes `path` (a bare name means the default directory), as `unlink(2)`:
+/// processes that have it open keep their mapping; new opens fail.
+///
+/// # Errors
+///
+/// [`RemoveError`] with the system error (no such file, permission ...).
+pub fn remove(path: impl AsRef<Path>) -> Result<(), RemoveError> {
+    let path = resolve(path);
+    std::fs::remove_file(&path).map_err(|source| RemoveError { path, source })
+}
+
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        // SAFETY: the fd is open for writing for the duration of the call;
+        // posix_fallocate only extends the file and reserves its blocks.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match rc {
+            0 => return Ok(()),
+            // File systems that cannot reserve space: fall back to a sparse
+            // extension (the file system gives no stronger promise).
+            libc::EOPNOTSUPP | libc::EINVAL => {}
+            err => return Err(io::Error::from_raw_os_error(err)),
+        }
+    }
+    file.set_len(len as u64)
+}
+
+fn check_layout(path: &Path, kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayout, OpenError> {
+    layout::body_layout(kind, elem, capacity).map_err(|e| match e {
+        LayoutError::Capacity(expected) => OpenError::InvalidCapacity {
+            path: path.to_path_buf(),
+            expected,
+            found: capacity,
+        },
+        LayoutError::Payload(what) => OpenError::CorruptHeader {
+            path: path.to_path_buf(),
+            what: format!("payload type unusable for a {kind}: {what}"),
+        },
+    })
+}
+
+/// Opens `path` without following links, checks it is a regular file, reads
+/// its header with `pread(2)` and validates everything that does not depend
+/// on the kind the caller wants.
+fn read_descriptor(path: &Path) -> Result<(File, Descriptor), OpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_err(path, "open", e))?;
+    let meta = file.metadata().map_err(|e| io_err(path, "fstat", e))?;
+    if meta.is_dir() {
+        return Err(OpenError::Directory {
+            path: path.to_path_buf(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(OpenError::NotRegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let len = meta.len();
+    if len == 0 {
+        return Err(OpenError::Empty {
+            path: path.to_path_buf(),
+            expected: HEADER_SIZE,
+        });
+    }
+    let mut head = [0u8; size_of::<Descriptor>()];
+    let want = head.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    file.read_exact_at(&mut head[..want], 0)
+        .map_err(|e| io_err(path, "read header", e))?;
+    if want < MAGIC.len() || head[..MAGIC.len()] != MAGIC {
+        return Err(OpenError::NotMmring {
+            path: path.to_path_buf(),
+            expected: MAGIC,
+            found: head[..want.min(MAGIC.len())].to_vec(),
+        });
+    }
+    if len < HEADER_SIZE {
+        return Err(OpenError::Truncated {
+            path: path.to_path_buf(),
+            expected: HEADER_SIZE,
+            found: len,
+        });
+    }
+    let desc: Descriptor = bytemuck::pod_read_unaligned(&head);
+    if desc.version != VERSION {
+        return Err(OpenError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            expected: VERSION,
+            found: desc.version,
+        });
+    }
+    let corrupt = |what: String| OpenError::CorruptHeader {
+        path: path.to_path_buf(),
+        what,
+    };
+    let sum = desc.compute_checksum();
+    if desc.checksum != sum {
+        return Err(corrupt(format!(
+            "checksum expected {sum:#018x}, found {:#018x}",
+            desc.checksum
+        )));
+    }
+    let Some(kind) = desc.kind() else {
+        return Err(OpenError::WrongKind {
+            path: path.to_path_buf(),
+            expected: "a kind this build knows".into(),
+            found: format!("unknown kind {}", desc.kind),
+        });
+    };
+    if desc.body_offset != HEADER_SIZE {
+        return Err(corrupt(format!(
+            "body offset expected {HEADER_SIZE}, found {}",
+            desc.body_offset
+        )));
+    }
+    if desc.flags != 0 || desc.reserved != [0; 5] {
+        return Err(corrupt("reserved fields expected zero".into()));
+    }
+    let layout = check_layout(path, kind, desc.type_info(), desc.capacity)?;
+    if desc.slot_size != layout.slot_size || desc.body_size != layout.body_size {
+        return Err(corrupt(format!(
+            "slot/body size expected {}/{}, found {}/{}",
+            layout.slot_size, layout.body_size, desc.slot_size, desc.body_size
+        )));
+    }
+    let total = HEADER_SIZE + layout.body_size;
+    if desc.total_size != total {
+        return Err(corrupt(format!(
+            "total size expected {total}, found {}",
+            desc.total_size
+        )));
+    }
+    if len < total {
+        return Err(OpenError::Truncated {
+            path: path.to_path_buf(),
+            expected: total,
+            found: len,
+        });
+    }
+    if len > total {
+        return Err(OpenError::Oversized {
+            path: path.to_path_buf(),
+            expected: total,
+            found: len,
+        });
+    }
+    Ok((file, desc))
+}
+
+/// Atomic types that may be laid over mapped memory.
+///
+/// # Safety
+///
+/// Implementors have the size and alignment of their integer and accept
+/// every bit pattern: true of the `std` atomics, which is why this module is
+/// compiled only without loom.
+pub(crate) unsafe trait MappedAtomic {}
+
+// SAFETY: std's atomic integers have the same in-memory representation as
+// the underlying integer (documented on each type), so any bytes are valid.
+unsafe impl MappedAtomic for AtomicU64 {}
+// SAFETY: as above.
+unsafe impl MappedAtomic for AtomicI64 {}
+// SAFETY: as above.
+unsafe impl MappedAtomic for AtomicU32 {}
+// SAFETY: as above.
+unsafe impl MappedAtomic for AtomicI32 {}

@@ -1,0 +1,83 @@
+//! The one switch between `std` and [loom](https://docs.rs/loom).
+//!
+//! Every atomic, fence, spin hint and yield in this crate comes from here, so
+//! that building with `RUSTFLAGS="--cfg loom"` swaps all of them for loom's
+//! model-checked versions at once. Nothing else in `src/` may name
+//! `std::sync::atomic` (`clippy.toml` bans the types, and the pre-stop hook
+//! greps for it).
+//!
+//! Under loom, the types have a different layout from the integers they wrap,
+//! so code that reinterprets mapped memory as atomics (the `region`-backed
+//! public types) is compiled only without loom. The algorithms themselves take
+//! references to these types and run unchanged in both worlds.
+
+#![allow(clippy::disallowed_types)]
+
+#[cfg(not(loom))]
+pub use std::sync::atomic::{
+    AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering, fence,
+};
+
+#[cfg(loom)]
+pub use loom::sync::atomic::{
+    AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering, fence,
+};
+
+/// A CPU hint for the body of a short busy-wait loop.
+#[inline]
+pub fn spin_loop() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::hint::spin_loop();
+}
+
+/// Gives the rest of this time slice away.
+///
+/// Every loop that waits on another *process* calls this after a short spin:
+/// on a 2-core machine a waiter that never yields can starve the very process
+/// it waits for.
+#[inline]
+pub fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Exponential spin, then yield: the waiting policy of every retry loop that
+/// waits for another party to finish a short critical step.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    /// Spin this many rounds (doubling the spins each time) before yielding.
+    const SPIN_ROUNDS: u32 = 6;
+
+    /// A fresh backoff.
+    pub const fn new() -> Self {
+        Self { step: 0 }
+    }
+
+    /// Waits a little, longer each call: spins first, yields once spinning
+    /// has not helped.
+    #[inline]
+    pub fn snooze(&mut self) {
+        if self.step < Self::SPIN_ROUNDS {
+            for _ in 0..(1u32 << self.step) {
+                spin_loop();
+            }
+            self.step += 1;
+        } else {
+            yield_now();
+        }
+    }
+
+    /// Whether the spinning phase is over (the caller may want to check a
+    /// clock or a peer's liveness from now on).
+    pub fn is_yielding(&self) -> bool {
+        self.step >= Self::SPIN_ROUNDS
+    }
+}
