@@ -65,6 +65,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(all(feature = "cli", not(loom)))]
+#[doc(hidden)]
+pub mod bench;
 #[cfg(not(loom))]
 pub mod cell;
 pub mod counter;

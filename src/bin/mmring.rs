@@ -1,1 +1,49 @@
-fn main() {}
+//! The `mmring` command line: inspect shared-object files and run the
+//! benchmark comparison against lock-based baselines.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mmring", version, about = "Lock-free IPC over memory-mapped files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a file's descriptor, status and current values (reads only,
+    /// without blocking anyone).
+    Inspect {
+        /// The file (a bare name means /dev/shm/NAME).
+        path: PathBuf,
+    },
+    /// Run the cross-process benchmark comparison and print one table.
+    Bench(mmring::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect { path } => match mmring::inspect::inspect(&path) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mmring inspect: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bench(args) => match mmring::bench::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mmring bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
