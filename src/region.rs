@@ -214,7 +214,7 @@ impl Region {
         })?;
         file.write_all_at(bytemuck::bytes_of(&desc), 0)
             .map_err(|e| io_err(path, "write header", e))?;
-        let mut region = Region::map(&file, path, desc)?;
+        let mut region = Region::map(&file, path, desc, true)?;
         let mut status = Status {
             state: STATE_OPEN,
             creator_pid: crate::pid::current(),
@@ -245,7 +245,7 @@ impl Region {
 
     /// Opens and validates an existing file of the expected kind and payload.
     pub(crate) fn open(path: &Path, expect: Expect) -> Result<Region, OpenError> {
-        let (file, desc) = read_descriptor(path)?;
+        let (file, desc) = read_descriptor(path, true)?;
         let found_kind = desc.kind();
         if found_kind != Some(expect.kind) {
             return Err(OpenError::WrongKind {
@@ -262,17 +262,18 @@ impl Region {
                 found: desc.type_info(),
             });
         }
-        let mut region = Region::map(&file, path, desc)?;
+        let mut region = Region::map(&file, path, desc, true)?;
         region.attach();
         Ok(region)
     }
 
-    /// Opens any valid mmring file, whatever its kind and payload (for
-    /// inspection). Does not register as attached.
+    /// Opens any valid mmring file, whatever its kind and payload, mapped
+    /// read-only (for inspection: it needs only read permission, writes
+    /// nothing, and does not register as attached).
     pub fn open_any(path: impl AsRef<Path>) -> Result<Region, OpenError> {
         let path = resolve(path);
-        let (file, desc) = read_descriptor(&path)?;
-        Region::map(&file, &path, desc)
+        let (file, desc) = read_descriptor(&path, false)?;
+        Region::map(&file, &path, desc, false)
     }
 
     /// Opens the object at `path`, or creates it if there is none. Two
@@ -303,14 +304,16 @@ impl Region {
         }))
     }
 
-    fn map(file: &File, path: &Path, desc: Descriptor) -> Result<Region, OpenError> {
+    fn map(file: &File, path: &Path, desc: Descriptor, writable: bool) -> Result<Region, OpenError> {
         let len = usize::try_from(desc.total_size).map_err(|_| OpenError::CorruptHeader {
             path: path.to_path_buf(),
             what: format!("total size {} does not fit in memory", desc.total_size),
         })?;
-        let map = MmapOptions::new()
-            .len(len)
-            .map_raw(file)
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        // A read-only mapping is only ever read through atomic loads of at
+        // most 8 bytes, which never write (see `atomics`).
+        let map = if writable { opts.map_raw(file) } else { opts.map_raw_read_only(file) }
             .map_err(|e| io_err(path, "mmap", e))?;
         Ok(Region {
             map,
@@ -378,7 +381,9 @@ impl Region {
         // (checked above). `A: MappedAtomic` guarantees that A has the size
         // and alignment of an integer and that every bit pattern is a valid
         // A, and all access to the memory goes through A's atomic methods,
-        // so concurrent access by other processes is not a data race.
+        // so concurrent access by other processes is not a data race. A
+        // read-only region (`open_any`) is only ever loaded from: atomic loads
+        // of at most 8 bytes are plain loads that never write.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset).cast::<A>(), count) }
     }
 
@@ -518,10 +523,10 @@ fn check_layout(path: &Path, kind: Kind, elem: TypeInfo, capacity: u64) -> Resul
 /// Opens `path` without following links, checks it is a regular file, reads
 /// its header with `pread(2)` and validates everything that does not depend
 /// on the kind the caller wants.
-fn read_descriptor(path: &Path) -> Result<(File, Descriptor), OpenError> {
+fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), OpenError> {
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(writable)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| io_err(path, "open", e))?;
