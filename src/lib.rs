@@ -55,8 +55,8 @@
 //!
 //! # Layers
 //!
-//! * [`sync`](crate::sync) (private): the one switch between `std` atomics
-//!   and loom's;
+//! * [`sync`]: the one switch between `std` atomics and loom's (the word
+//!   types the algorithms take);
 //! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
 //!   handed, so the same code runs in a mapping, on the heap and under loom;
 //! * [`region`]: the only module that touches files;
@@ -85,7 +85,7 @@ pub mod pod;
 #[cfg(not(loom))]
 pub mod region;
 pub mod seqlock;
-mod sync;
+pub mod sync;
 
 #[cfg(not(loom))]
 pub use cell::SeqCell;

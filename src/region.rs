@@ -641,8 +641,9 @@ fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), Op
 /// compiled only without loom.
 pub(crate) unsafe trait MappedAtomic {}
 
-// SAFETY: std's atomic integers have the same in-memory representation as
-// the underlying integer (documented on each type), so any bytes are valid.
+// SAFETY: the switch module's atomics are `repr(transparent)` over std's
+// atomic integers, which have the same in-memory representation as the
+// underlying integer (documented on each type), so any bytes are valid.
 unsafe impl MappedAtomic for AtomicU64 {}
 // SAFETY: as above.
 unsafe impl MappedAtomic for AtomicI64 {}

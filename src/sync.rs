@@ -14,14 +14,50 @@
 #![allow(clippy::disallowed_types)]
 
 #[cfg(not(loom))]
-pub use std::sync::atomic::{
-    AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering, fence,
-};
+pub use std::sync::atomic::{Ordering, fence};
+
+#[cfg(not(loom))]
+pub use std_atomics::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+
+/// Without loom, the atomics are `std`'s behind a `repr(transparent)`
+/// newtype: the same layout and the same methods (through `Deref`), but a
+/// type of this module, so that `clippy.toml`'s ban on naming
+/// `std::sync::atomic` types anywhere else does not also ban these.
+#[cfg(not(loom))]
+mod std_atomics {
+    macro_rules! wrap {
+        ($name:ident, $int:ty) => {
+            #[doc = concat!("`std::sync::atomic::", stringify!($name), "`, through the loom switch.")]
+            #[derive(Debug, Default)]
+            #[repr(transparent)]
+            pub struct $name(std::sync::atomic::$name);
+
+            impl $name {
+                /// A new atomic holding `v`.
+                pub const fn new(v: $int) -> Self {
+                    Self(std::sync::atomic::$name::new(v))
+                }
+            }
+
+            impl std::ops::Deref for $name {
+                type Target = std::sync::atomic::$name;
+
+                #[inline(always)]
+                fn deref(&self) -> &Self::Target {
+                    &self.0
+                }
+            }
+        };
+    }
+
+    wrap!(AtomicI32, i32);
+    wrap!(AtomicI64, i64);
+    wrap!(AtomicU32, u32);
+    wrap!(AtomicU64, u64);
+}
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{
-    AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering, fence,
-};
+pub use loom::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 
 /// A CPU hint for the body of a short busy-wait loop.
 #[inline]
