@@ -1,10 +1,10 @@
 //! Files and mappings: the only module that touches the file system.
 //!
-//! * [`Region::create`] builds the whole file under a temporary name in the
+//! * `Region::create` builds the whole file under a temporary name in the
 //!   target directory and `link(2)`s it into place, so no process can ever
 //!   open a half-built object; `link` fails with `EEXIST` if the name is
-//!   taken, which is how [`Region::open_or_create`] settles races.
-//! * [`Region::open`] checks everything (type of file, size, magic, version,
+//!   taken, which is how `Region::open_or_create` settles races.
+//! * `Region::open` checks everything (type of file, size, magic, version,
 //!   checksum, kind, payload, capacity, sizes) from a `pread(2)` copy of the
 //!   header *before* mapping anything.
 //! * Files are opened with `O_NOFOLLOW | O_CLOEXEC`, created with mode 0600
