@@ -22,6 +22,10 @@ use crate::sync::AtomicU64;
 /// * [`store`](SeqCell::store) and [`update`](SeqCell::update) serialize
 ///   among writers with a compare-and-swap; `update` is an atomic
 ///   read-modify-write of the whole value.
+/// * Readers retry while stores overlap them, so a writer that stores back
+///   to back without pause can starve readers (each load succeeds only in a
+///   gap between two stores). Cells suit values read far more often than
+///   written; give a tight writer loop a pause.
 /// * A writer that dies mid-store leaves the cell locked: readers and
 ///   writers then get [`SeqLockError::WriterDied`] instead of waiting
 ///   forever.
@@ -88,9 +92,10 @@ impl<T: Pod> SeqCell<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::AlreadyExists`] if something is at the path; the other
-    /// [`OpenError`]s for a missing directory, permissions, space, or a type
-    /// larger than [`MAX_CELL_SIZE`](crate::layout::MAX_CELL_SIZE).
+    /// [`OpenError::AlreadyExists`] if something is at the path;
+    /// [`OpenError::UnsupportedPayload`] for a zero-sized type or one larger
+    /// than [`MAX_CELL_SIZE`](crate::layout::MAX_CELL_SIZE); the other
+    /// [`OpenError`]s for a missing directory, permissions, space.
     pub fn create(path: impl AsRef<Path>, initial: T) -> Result<Self, OpenError> {
         Self::create_with(path, initial, &CreateOptions::default())
     }

@@ -148,6 +148,15 @@ pub enum OpenError {
         /// Bytes that could not be reserved.
         needed: u64,
     },
+    /// `create`: the payload type cannot be held by this kind (a zero-sized
+    /// type, or a cell value over 64 KiB).
+    #[error("{}: unsupported payload type ({what})", path.display())]
+    UnsupportedPayload {
+        /// The path.
+        path: PathBuf,
+        /// What the kind can hold, and what was given.
+        what: String,
+    },
     /// The creation options are invalid (a label too long, say).
     #[error("{}: invalid option: {what}", path.display())]
     InvalidOption {
@@ -196,6 +205,7 @@ impl OpenError {
             | Self::NotRegularFile { path }
             | Self::PermissionDenied { path }
             | Self::NoSpace { path, .. }
+            | Self::UnsupportedPayload { path, .. }
             | Self::InvalidOption { path, .. }
             | Self::Status { path, .. }
             | Self::Io { path, .. } => path,

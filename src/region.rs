@@ -156,7 +156,7 @@ impl Region {
         opts: &CreateOptions,
         init: impl FnOnce(&Region),
     ) -> Result<Region, OpenError> {
-        let layout = check_layout(path, expect.kind, expect.elem, capacity)?;
+        let layout = check_layout(path, expect.kind, expect.elem, capacity, Side::Create)?;
         if opts.label.len() > LABEL_LEN {
             return Err(OpenError::InvalidOption {
                 path: path.to_path_buf(),
@@ -166,10 +166,12 @@ impl Region {
                 ),
             });
         }
-        let name = path.file_name().ok_or_else(|| OpenError::InvalidOption {
-            path: path.to_path_buf(),
-            what: "the path has no file name".into(),
-        })?;
+        if path.file_name().is_none() {
+            return Err(OpenError::InvalidOption {
+                path: path.to_path_buf(),
+                what: "the path has no file name".into(),
+            });
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -181,9 +183,10 @@ impl Region {
             layout.slot_size,
             layout.body_size,
         );
+        // The temporary name does not embed the final one, so a final name
+        // near NAME_MAX (255 bytes) still has room for it.
         let tmp = dir.join(format!(
-            ".{}.{}-{}.mmring-tmp",
-            name.to_string_lossy(),
+            ".mmring-tmp.{}-{}",
             crate::pid::current(),
             // Relaxed: only uniqueness matters, not order.
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
@@ -392,6 +395,23 @@ impl Region {
         self.atomics(HEADER_SIZE as usize + offset, count)
     }
 
+    /// The body as raw bytes: a pointer to its first byte (page-aligned) and
+    /// its length, for the benchmark's lock-based baselines (a
+    /// `pthread_mutex_t` is not an atomic integer). The pointer is valid for
+    /// as long as `self` lives; what is done through it is up to the caller,
+    /// who must remember that other processes may write these bytes at any
+    /// time.
+    #[cfg(feature = "cli")]
+    pub(crate) fn body_raw(&self) -> (*mut u8, usize) {
+        let start = HEADER_SIZE as usize;
+        let len = self.map.len().saturating_sub(start);
+        // wrapping_add: plain address arithmetic, no dereference here; the
+        // result lies inside the mapping whenever `len` > 0, and a mapped
+        // region is always at least a header long (validated at open and
+        // built so at creation).
+        (self.map.as_mut_ptr().wrapping_add(start), len)
+    }
+
     /// Records this process in the status block's attached list (reusing the
     /// entry of a dead process if the list is full). Best effort: the list
     /// is advisory, so a status lock held by a stalled writer only means
@@ -506,14 +526,32 @@ fn reserve(file: &File, len: u64) -> io::Result<()> {
     file.set_len(len as u64)
 }
 
-fn check_layout(path: &Path, kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayout, OpenError> {
-    layout::body_layout(kind, elem, capacity).map_err(|e| match e {
-        LayoutError::Capacity(expected) => OpenError::InvalidCapacity {
+/// Whether a layout is being chosen (the caller's type and capacity) or
+/// checked (a file's descriptor).
+#[derive(Clone, Copy)]
+enum Side {
+    Create,
+    Open,
+}
+
+fn check_layout(
+    path: &Path,
+    kind: Kind,
+    elem: TypeInfo,
+    capacity: u64,
+    side: Side,
+) -> Result<BodyLayout, OpenError> {
+    layout::body_layout(kind, elem, capacity).map_err(|e| match (e, side) {
+        (LayoutError::Capacity(expected), _) => OpenError::InvalidCapacity {
             path: path.to_path_buf(),
             expected,
             found: capacity,
         },
-        LayoutError::Payload(what) => OpenError::CorruptHeader {
+        (LayoutError::Payload(what), Side::Create) => OpenError::UnsupportedPayload {
+            path: path.to_path_buf(),
+            what: format!("a {kind} holds {what}"),
+        },
+        (LayoutError::Payload(what), Side::Open) => OpenError::CorruptHeader {
             path: path.to_path_buf(),
             what: format!("payload type unusable for a {kind}: {what}"),
         },
@@ -601,7 +639,7 @@ fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), Op
     if desc.flags != 0 || desc.reserved != [0; 5] {
         return Err(corrupt("reserved fields expected zero".into()));
     }
-    let layout = check_layout(path, kind, desc.type_info(), desc.capacity)?;
+    let layout = check_layout(path, kind, desc.type_info(), desc.capacity, Side::Open)?;
     if desc.slot_size != layout.slot_size || desc.body_size != layout.body_size {
         return Err(corrupt(format!(
             "slot/body size expected {}/{}, found {}/{}",

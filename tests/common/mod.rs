@@ -1,0 +1,334 @@
+//! Helpers shared by the multi-process integration tests.
+//!
+//! A test that needs other processes runs *this test binary* again, once per
+//! child, filtered down to one `#[test]` function (`--exact NAME`) and told
+//! its role through environment variables. That function does nothing in the
+//! normal run (the variables are absent) and its role in a child. Every wait
+//! has a deadline: children are killed and the test fails rather than hangs.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use mmring::{Counter, Pod, Zeroable};
+
+/// Which child test function a child process runs (its name).
+pub const ROLE_VAR: &str = "MMRING_CHILD_ROLE";
+/// The directory (or file) the child works in.
+pub const PATH_VAR: &str = "MMRING_PATH";
+/// The child's index among its siblings (0, 1, ...).
+pub const INDEX_VAR: &str = "MMRING_CHILD_INDEX";
+/// A free-form argument for the role.
+pub const ARG_VAR: &str = "MMRING_CHILD_ARG";
+
+/// The longest any test waits for anything (children, a barrier, a flag).
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// What a child process was told by its parent.
+#[derive(Debug)]
+pub struct ChildCtx {
+    /// `MMRING_PATH`.
+    pub path: PathBuf,
+    /// `MMRING_CHILD_INDEX`.
+    pub index: usize,
+    /// `MMRING_CHILD_ARG` (empty when not given).
+    pub arg: String,
+}
+
+impl ChildCtx {
+    /// The argument parsed as a number.
+    pub fn arg_num<T: std::str::FromStr>(&self) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        self.arg.parse().expect("numeric MMRING_CHILD_ARG")
+    }
+}
+
+/// In a child process started for the test function `name`: its context.
+/// In the normal test run (no role set): `None`, and the caller returns at
+/// once, so the child function is a trivial pass.
+pub fn child(name: &str) -> Option<ChildCtx> {
+    let role = std::env::var(ROLE_VAR).ok()?;
+    if role != name {
+        return None;
+    }
+    let path = std::env::var_os(PATH_VAR).expect("MMRING_PATH is set for every child");
+    let index = std::env::var(INDEX_VAR)
+        .expect("MMRING_CHILD_INDEX is set for every child")
+        .parse()
+        .expect("numeric MMRING_CHILD_INDEX");
+    // The parent checks this line, so a child whose filter matched no test
+    // (a typo in the name) cannot pass silently.
+    println!("MMRING-CHILD-RAN {name} {index}");
+    Some(ChildCtx {
+        path: PathBuf::from(path),
+        index,
+        arg: std::env::var(ARG_VAR).unwrap_or_default(),
+    })
+}
+
+struct Spawned {
+    label: String,
+    child: Child,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+/// A set of child processes, each this test binary running one child test.
+///
+/// Dropping the set (a panic in the parent included) kills and reaps every
+/// child still running.
+pub struct Children {
+    procs: Vec<Spawned>,
+    logs: tempfile::TempDir,
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Children {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self {
+            procs: Vec::new(),
+            logs: tempfile::tempdir().expect("log directory"),
+        }
+    }
+
+    /// A command that runs the child test `test` in this test binary, with
+    /// the context variables set and the output going to a log file.
+    pub fn command(&self, test: &str, index: usize, path: &Path, arg: &str) -> (Command, PathBuf) {
+        let exe = std::env::current_exe().expect("path of the test binary");
+        let log = self
+            .logs
+            .path()
+            .join(format!("{test}-{index}-{}.log", self.procs.len()));
+        let out = File::create(&log).expect("child log file");
+        let err = out.try_clone().expect("child log file");
+        let mut cmd = Command::new(exe);
+        cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE_VAR, test)
+            .env(PATH_VAR, path)
+            .env(INDEX_VAR, index.to_string())
+            .env(ARG_VAR, arg)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        (cmd, log)
+    }
+
+    /// Starts child `index` running the child test `test` on `path`.
+    pub fn spawn(&mut self, test: &str, index: usize, path: &Path, arg: &str) {
+        let (cmd, log) = self.command(test, index, path, arg);
+        self.spawn_command(test, index, cmd, log)
+            .unwrap_or_else(|e| panic!("spawning child {test}[{index}]: {e}"));
+    }
+
+    /// Starts a command made by [`Children::command`] (perhaps adjusted).
+    pub fn spawn_command(
+        &mut self,
+        test: &str,
+        index: usize,
+        mut cmd: Command,
+        log: PathBuf,
+    ) -> std::io::Result<()> {
+        let child = cmd.spawn()?;
+        self.procs.push(Spawned {
+            label: format!("{test}[{index}] (pid {})", child.id()),
+            child,
+            log,
+            status: None,
+        });
+        Ok(())
+    }
+
+    /// Waits for every child, at most [`WATCHDOG`] in all; on timeout kills
+    /// them all and panics.
+    fn wait_all(&mut self) {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let mut running = 0;
+            for p in self.procs.iter_mut().filter(|p| p.status.is_none()) {
+                match p.child.try_wait() {
+                    Ok(Some(status)) => p.status = Some(status),
+                    Ok(None) => running += 1,
+                    Err(e) => panic!("waiting for {}: {e}", p.label),
+                }
+            }
+            if running == 0 {
+                return;
+            }
+            if Instant::now() > deadline {
+                let stuck: Vec<String> = self
+                    .procs
+                    .iter()
+                    .filter(|p| p.status.is_none())
+                    .map(|p| format!("{}\n{}", p.label, tail(&p.log)))
+                    .collect();
+                self.kill_all();
+                panic!(
+                    "watchdog: {running} child(ren) still running after {WATCHDOG:?}, killed:\n{}",
+                    stuck.join("\n")
+                );
+            }
+            // Polling interval of the watchdog only; nothing depends on it.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for every child (with the watchdog) and checks that each one
+    /// ran its child test and passed it.
+    pub fn wait_all_ok(mut self) {
+        self.wait_all();
+        let failed: Vec<String> = self
+            .procs
+            .iter()
+            .filter_map(|p| {
+                let status = p.status.expect("waited");
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let ran = log.contains("MMRING-CHILD-RAN") && log.contains("1 passed");
+                (!status.success() || !ran).then(|| {
+                    format!(
+                        "{} exited with {status} (ran: {ran}):\n{}",
+                        p.label,
+                        tail(&p.log)
+                    )
+                })
+            })
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} children failed:\n{}",
+            failed.len(),
+            self.procs.len(),
+            failed.join("\n")
+        );
+    }
+
+    fn kill_all(&mut self) {
+        for p in self.procs.iter_mut().filter(|p| p.status.is_none()) {
+            let _ = p.child.kill();
+            p.status = p.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// The last lines of a child's log.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("<no log: {e}>"));
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(40);
+    lines[from..]
+        .iter()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits, yielding the processor (2 cores, many processes: never a pure
+/// spin), until `cond` holds; panics after [`WATCHDOG`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WATCHDOG;
+    let mut turns: u64 = 0;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: gave up waiting for {what}"
+        );
+        turns += 1;
+        if turns % 64 == 0 {
+            // Many processes may be waiting on the last one to start: let it
+            // have the processor. Not needed for correctness.
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A start line for `n` processes: each one counts itself in on the shared
+/// `arrived` counter and waits until all `n` have.
+pub fn barrier(arrived: &Counter, n: usize) {
+    arrived.fetch_add(1);
+    wait_until("the other processes at the barrier", || {
+        arrived.load() >= n as i64
+    });
+}
+
+/// A plain-old-data struct whose fields all hold the same number when it is
+/// whole: any other mix is a torn read. 128 bytes, so a copy takes several
+/// words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Sample {
+    /// The number.
+    pub a: u64,
+    /// The number again.
+    pub b: u64,
+    /// The number as `u32` (truncated).
+    pub c: u32,
+    /// The number as `u32` (truncated), negated bitwise.
+    pub d: u32,
+    /// The number, thirteen more times.
+    pub rest: [u64; 13],
+}
+
+impl Sample {
+    /// Every field holding `n`.
+    pub fn splat(n: u64) -> Self {
+        Self {
+            a: n,
+            b: n,
+            c: n as u32,
+            d: !(n as u32),
+            rest: [n; 13],
+        }
+    }
+
+    /// Whether every field holds the same number (`a`).
+    pub fn is_whole(&self) -> bool {
+        *self == Self::splat(self.a)
+    }
+}
+
+/// A seeded xorshift64* generator: reproducible "random" bytes without a
+/// dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value, zero included).
+    pub fn new(seed: u64) -> Self {
+        Self((seed ^ 0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}

@@ -1,0 +1,1246 @@
+//! Opening and creating files: every bad input gets its own `OpenError`
+//! variant with a lowercase message naming what was expected and found;
+//! file modes, atomic creation (no temporary file left behind), removal,
+//! persistence on a real file system, `inspect`, and a seeded mutation loop
+//! showing that no file content makes an open panic.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use common::{Children, Rng, Sample};
+use mmring::OpenError;
+use mmring::inspect::{Body, inspect};
+use mmring::layout::{Descriptor, HEADER_SIZE, Kind, MAGIC, VERSION};
+use mmring::{AtomicArray, Counter, CreateOptions, SeqCell, TypeInfo};
+
+/// Size of a counter file: the header page and one 64-byte body.
+const COUNTER_FILE: u64 = HEADER_SIZE + 64;
+
+/// Checks `e`'s `Display`: `"{path}: message"`, the message starting with a
+/// lowercase letter and containing every one of `needles`. Returns it.
+#[track_caller]
+fn check_message(e: &OpenError, path: &Path, needles: &[&str]) -> String {
+    assert_eq!(e.path(), path, "path of {e:?}");
+    let text = e.to_string();
+    let prefix = format!("{}: ", path.display());
+    let msg = text
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{text:?} does not start with {prefix:?}"));
+    let first = msg.chars().next().expect("a message after the path");
+    assert!(first.is_lowercase(), "message not lowercase: {msg:?}");
+    for needle in needles {
+        assert!(msg.contains(needle), "{msg:?} does not mention {needle:?}");
+    }
+    // The error is a std::error::Error (usable with `?` into Box<dyn Error>).
+    let _: &dyn std::error::Error = e;
+    text
+}
+
+/// The file names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn read_desc(path: &Path) -> Descriptor {
+    let bytes = std::fs::read(path).unwrap();
+    bytemuck::pod_read_unaligned(&bytes[..size_of::<Descriptor>()])
+}
+
+/// Writes `desc` over the file's descriptor, with its checksum recomputed
+/// (`fix`) or left as it is.
+fn write_desc(path: &Path, mut desc: Descriptor, fix: bool) {
+    if fix {
+        desc.checksum = desc.compute_checksum();
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytemuck::bytes_of(&desc), 0).unwrap();
+}
+
+fn patch(path: &Path, offset: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+}
+
+fn set_len(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// A counter file at `path` holding `value`, with no handle left open.
+fn counter_file(path: &Path, value: i64) {
+    drop(Counter::create(path, value).unwrap());
+}
+
+#[test]
+fn random_bytes_are_not_an_mmring_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("random");
+    let mut bytes = Rng::new(1).bytes(8192);
+    bytes[0] = b'X';
+    std::fs::write(&p, &bytes).unwrap();
+    match Counter::open(&p) {
+        Err(e @ OpenError::NotMmring { .. }) => {
+            check_message(&e, &p, &["not an mmring file", "expected", "found"]);
+            let OpenError::NotMmring {
+                expected, found, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(expected, MAGIC);
+            assert_eq!(found, bytes[..8]);
+        }
+        other => panic!("expected NotMmring, got {other:?}"),
+    }
+    assert!(matches!(inspect(&p), Err(OpenError::NotMmring { .. })));
+    assert!(matches!(
+        SeqCell::<u64>::open(&p),
+        Err(OpenError::NotMmring { .. })
+    ));
+
+    // Shorter than the magic, even if what is there matches it.
+    std::fs::write(&p, &MAGIC[..3]).unwrap();
+    match AtomicArray::<u32>::open(&p) {
+        Err(OpenError::NotMmring { found, .. }) => assert_eq!(found, MAGIC[..3]),
+        other => panic!("expected NotMmring, got {other:?}"),
+    }
+    // The file was not touched.
+    assert_eq!(std::fs::read(&p).unwrap(), MAGIC[..3]);
+}
+
+#[test]
+fn an_empty_file_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty");
+    std::fs::write(&p, b"").unwrap();
+    match Counter::open(&p) {
+        Err(
+            e @ OpenError::Empty {
+                expected: HEADER_SIZE,
+                ..
+            },
+        ) => {
+            check_message(&e, &p, &["empty", "expected", "4096"]);
+        }
+        other => panic!("expected Empty, got {other:?}"),
+    }
+    assert!(matches!(inspect(&p), Err(OpenError::Empty { .. })));
+    // open_or_create does not overwrite something that is not its object.
+    assert!(matches!(
+        Counter::open_or_create(&p, 1),
+        Err(OpenError::Empty { .. })
+    ));
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+}
+
+#[test]
+fn a_truncated_file_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    set_len(&p, COUNTER_FILE - 32);
+    match Counter::open(&p) {
+        Err(
+            e @ OpenError::Truncated {
+                expected: COUNTER_FILE,
+                found,
+                ..
+            },
+        ) => {
+            assert_eq!(found, COUNTER_FILE - 32);
+            check_message(&e, &p, &["truncated", "expected 4160", "found 4128"]);
+        }
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+    // Shorter than the header page itself.
+    set_len(&p, 100);
+    match Counter::open(&p) {
+        Err(
+            e @ OpenError::Truncated {
+                expected: HEADER_SIZE,
+                found: 100,
+                ..
+            },
+        ) => {
+            check_message(&e, &p, &["expected 4096", "found 100"]);
+        }
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+    assert!(matches!(inspect(&p), Err(OpenError::Truncated { .. })));
+}
+
+#[test]
+fn an_oversized_file_is_oversized() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    set_len(&p, COUNTER_FILE + 4096);
+    match Counter::open(&p) {
+        Err(
+            e @ OpenError::Oversized {
+                expected: COUNTER_FILE,
+                ..
+            },
+        ) => {
+            check_message(&e, &p, &["oversized", "expected 4160", "found 8256"]);
+        }
+        other => panic!("expected Oversized, got {other:?}"),
+    }
+}
+
+/// The version field (offset 8) is checked before the checksum, so a file
+/// from a newer format says so whether or not its checksum matches.
+#[test]
+fn a_newer_version_is_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    let good = read_desc(&p);
+    assert_eq!(good.version, VERSION);
+    for fix_checksum in [false, true] {
+        let mut d = good;
+        d.version = VERSION + 1;
+        write_desc(&p, d, fix_checksum);
+        match Counter::open(&p) {
+            Err(
+                e @ OpenError::UnsupportedVersion {
+                    expected: VERSION,
+                    found,
+                    ..
+                },
+            ) => {
+                assert_eq!(found, VERSION + 1);
+                check_message(&e, &p, &["version", "expected 1", "found 2"]);
+            }
+            other => panic!(
+                "expected UnsupportedVersion (checksum fixed: {fix_checksum}), got {other:?}"
+            ),
+        }
+    }
+    // Patched back, it opens again with its value.
+    write_desc(&p, good, false);
+    assert_eq!(Counter::open(&p).unwrap().load(), 5);
+}
+
+#[test]
+fn a_corrupt_descriptor_is_a_corrupt_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    let good = read_desc(&p);
+
+    // One byte flipped, checksum stale: the checksum catches it, wherever it is.
+    for offset in [12u64, 16, 24, 40, 48, 56, 64, 72, 100, 120, 127] {
+        write_desc(&p, good, false);
+        let original = std::fs::read(&p).unwrap()[offset as usize];
+        patch(&p, offset, &[original ^ 0x10]);
+        match Counter::open(&p) {
+            Err(e @ OpenError::CorruptHeader { .. }) => {
+                check_message(&e, &p, &["corrupt header", "checksum", "expected", "found"]);
+            }
+            other => panic!("byte {offset} flipped: expected CorruptHeader, got {other:?}"),
+        }
+        assert!(matches!(inspect(&p), Err(OpenError::CorruptHeader { .. })));
+    }
+
+    // Impossible fields with a valid checksum: still refused, each saying what.
+    type Change = fn(&mut Descriptor);
+    let cases: [(&str, Change, &str); 5] = [
+        ("body offset", |d| d.body_offset = 8192, "body offset"),
+        ("flags", |d| d.flags = 1, "reserved"),
+        ("reserved", |d| d.reserved[4] = 7, "reserved"),
+        ("slot size", |d| d.slot_size = 16, "slot/body size"),
+        ("total size", |d| d.total_size += 64, "total size"),
+    ];
+    for (name, change, needle) in cases {
+        let mut d = good;
+        change(&mut d);
+        write_desc(&p, d, true);
+        match Counter::open(&p) {
+            Err(e @ OpenError::CorruptHeader { .. }) => {
+                check_message(&e, &p, &["corrupt header", needle]);
+            }
+            other => panic!("{name}: expected CorruptHeader, got {other:?}"),
+        }
+    }
+    // An element size no array can hold.
+    let q = dir.path().join("array");
+    drop(AtomicArray::<u32>::create(&q, 4).unwrap());
+    let mut d = read_desc(&q);
+    d.elem_size = 3;
+    write_desc(&q, d, true);
+    match AtomicArray::<u32>::open(&q) {
+        Err(e @ OpenError::CorruptHeader { .. }) => {
+            check_message(&e, &q, &["payload type", "found size 3"]);
+        }
+        other => panic!("elem size 3: expected CorruptHeader, got {other:?}"),
+    }
+    // A capacity a counter cannot have.
+    let mut d = good;
+    d.capacity = 2;
+    write_desc(&p, d, true);
+    match Counter::open(&p) {
+        Err(e @ OpenError::InvalidCapacity { found: 2, .. }) => {
+            check_message(&e, &p, &["invalid capacity 2", "exactly 1"]);
+        }
+        other => panic!("capacity 2: expected InvalidCapacity, got {other:?}"),
+    }
+    write_desc(&p, good, false);
+    assert_eq!(Counter::open(&p).unwrap().load(), 5);
+}
+
+#[test]
+fn another_payload_type_is_the_wrong_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("array");
+    drop(AtomicArray::<u32>::create(&p, 8).unwrap());
+    match AtomicArray::<u64>::open(&p) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(
+                &e,
+                &p,
+                &[
+                    "wrong payload type",
+                    "expected u64",
+                    "size 8",
+                    "found size 4",
+                ],
+            );
+            let OpenError::WrongPayload {
+                expected_name,
+                expected,
+                found,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(expected_name, "u64");
+            assert_eq!(expected, TypeInfo::of::<u64>());
+            assert_eq!(found, TypeInfo::of::<u32>());
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+    // Same size and alignment, another type: the fingerprint tells them apart.
+    match AtomicArray::<i32>::open(&p) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(&e, &p, &["expected i32"]);
+        }
+        other => panic!("expected WrongPayload for i32, got {other:?}"),
+    }
+    assert!(matches!(
+        AtomicArray::<f64>::open(&p),
+        Err(OpenError::WrongPayload { .. })
+    ));
+    assert!(AtomicArray::<u32>::open(&p).is_ok());
+
+    let q = dir.path().join("cell");
+    drop(SeqCell::create(&q, Sample::splat(1)).unwrap());
+    assert_eq!(size_of::<[u64; 16]>(), size_of::<Sample>());
+    match SeqCell::<[u64; 16]>::open(&q) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(&e, &q, &["wrong payload type", "expected [u64; 16]"]);
+        }
+        other => panic!("expected WrongPayload for the cell, got {other:?}"),
+    }
+    assert!(matches!(
+        SeqCell::<u64>::open(&q),
+        Err(OpenError::WrongPayload { .. })
+    ));
+    assert!(matches!(
+        SeqCell::<u64>::open_or_create(&q, 0),
+        Err(OpenError::WrongPayload { .. })
+    ));
+}
+
+#[test]
+fn another_kind_is_the_wrong_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    match SeqCell::<i64>::open(&p) {
+        Err(e @ OpenError::WrongKind { .. }) => {
+            check_message(
+                &e,
+                &p,
+                &[
+                    "wrong object kind",
+                    "expected seqlock cell",
+                    "found counter",
+                ],
+            );
+        }
+        other => panic!("expected WrongKind, got {other:?}"),
+    }
+    match AtomicArray::<i64>::open(&p) {
+        Err(e @ OpenError::WrongKind { .. }) => {
+            check_message(&e, &p, &["expected atomic array", "found counter"]);
+        }
+        other => panic!("expected WrongKind, got {other:?}"),
+    }
+    assert!(matches!(
+        AtomicArray::<i64>::open_or_create(&p, 1),
+        Err(OpenError::WrongKind { .. })
+    ));
+    let q = dir.path().join("cell");
+    drop(SeqCell::create(&q, 0i64).unwrap());
+    assert!(matches!(
+        Counter::open(&q),
+        Err(OpenError::WrongKind { .. })
+    ));
+
+    // A kind number this build does not know (with a valid checksum).
+    let mut d = read_desc(&p);
+    d.kind = 77;
+    write_desc(&p, d, true);
+    match Counter::open(&p) {
+        Err(e @ OpenError::WrongKind { .. }) => {
+            check_message(&e, &p, &["wrong object kind", "unknown kind 77"]);
+        }
+        other => panic!("expected WrongKind for kind 77, got {other:?}"),
+    }
+    assert!(matches!(inspect(&p), Err(OpenError::WrongKind { .. })));
+}
+
+#[test]
+fn symbolic_links_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    counter_file(&real, 5);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    match Counter::open(&link) {
+        Err(e @ OpenError::Symlink { .. }) => {
+            check_message(&e, &link, &["symbolic link"]);
+        }
+        other => panic!("expected Symlink, got {other:?}"),
+    }
+    assert!(matches!(inspect(&link), Err(OpenError::Symlink { .. })));
+    assert!(matches!(
+        Counter::open_or_create(&link, 9),
+        Err(OpenError::Symlink { .. })
+    ));
+    assert!(matches!(
+        Counter::create(&link, 9),
+        Err(OpenError::Symlink { .. })
+    ));
+    // A dangling link: still a link, never created through.
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    assert!(matches!(
+        Counter::open(&dangling),
+        Err(OpenError::Symlink { .. })
+    ));
+    assert!(matches!(
+        Counter::create(&dangling, 1),
+        Err(OpenError::Symlink { .. })
+    ));
+    assert!(matches!(
+        Counter::open_or_create(&dangling, 1),
+        Err(OpenError::Symlink { .. })
+    ));
+    assert!(!dir.path().join("nowhere").exists());
+    // The target was not touched.
+    assert_eq!(Counter::open(&real).unwrap().load(), 5);
+    assert_eq!(names(dir.path()), ["dangling", "link", "real"]);
+}
+
+#[test]
+fn a_directory_is_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    match Counter::open(&sub) {
+        Err(e @ OpenError::Directory { .. }) => {
+            check_message(&e, &sub, &["is a directory"]);
+        }
+        other => panic!("expected Directory, got {other:?}"),
+    }
+    assert!(matches!(
+        Counter::create(&sub, 1),
+        Err(OpenError::Directory { .. })
+    ));
+    assert!(matches!(inspect(&sub), Err(OpenError::Directory { .. })));
+    assert_eq!(names(dir.path()), ["sub"]);
+    assert!(names(&sub).is_empty());
+}
+
+#[test]
+fn a_fifo_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call;
+    // mkfifo only creates a file system node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    match Counter::open(&fifo) {
+        Err(e @ OpenError::NotRegularFile { .. }) => {
+            check_message(&e, &fifo, &["not a regular file"]);
+        }
+        other => panic!("expected NotRegularFile, got {other:?}"),
+    }
+    assert!(matches!(
+        inspect(&fifo),
+        Err(OpenError::NotRegularFile { .. })
+    ));
+}
+
+#[test]
+fn create_on_an_existing_path_is_already_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    let first = Counter::create(&p, 5).unwrap();
+    match Counter::create(&p, 6) {
+        Err(e @ OpenError::AlreadyExists { .. }) => {
+            check_message(&e, &p, &["already exists"]);
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert!(matches!(
+        SeqCell::create(&p, 1u64),
+        Err(OpenError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        AtomicArray::<u32>::create(&p, 3),
+        Err(OpenError::AlreadyExists { .. })
+    ));
+    assert_eq!(first.load(), 5, "the existing object was not touched");
+    // Not even a foreign file is overwritten.
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, b"keep me").unwrap();
+    assert!(matches!(
+        Counter::create(&other, 1),
+        Err(OpenError::AlreadyExists { .. })
+    ));
+    assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
+    // And no temporary file of the failed creates is left.
+    assert_eq!(names(dir.path()), ["count", "notes.txt"]);
+}
+
+#[test]
+fn a_missing_path_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("missing");
+    match Counter::open(&p) {
+        Err(e @ OpenError::NotFound { .. }) => {
+            check_message(&e, &p, &["no such file"]);
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        SeqCell::<u32>::open(&p),
+        Err(OpenError::NotFound { .. })
+    ));
+    assert!(matches!(inspect(&p), Err(OpenError::NotFound { .. })));
+    // Creating in a directory that does not exist names the directory.
+    let nodir = dir.path().join("nodir");
+    match Counter::create(nodir.join("x"), 1) {
+        Err(e @ OpenError::NotFound { .. }) => {
+            check_message(&e, &nodir, &["no such file"]);
+        }
+        other => panic!("expected NotFound for a missing directory, got {other:?}"),
+    }
+    assert!(names(dir.path()).is_empty());
+}
+
+#[test]
+fn zero_or_absurd_capacity_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("array");
+    match AtomicArray::<u64>::create(&p, 0) {
+        Err(e @ OpenError::InvalidCapacity { found: 0, .. }) => {
+            check_message(&e, &p, &["invalid capacity 0", "between 1 and"]);
+        }
+        other => panic!("expected InvalidCapacity, got {other:?}"),
+    }
+    match AtomicArray::<u64>::create(&p, 1 << 50) {
+        Err(e @ OpenError::InvalidCapacity { .. }) => {
+            check_message(&e, &p, &["invalid capacity 1125899906842624"]);
+        }
+        other => panic!("expected InvalidCapacity for 2^50, got {other:?}"),
+    }
+    assert!(matches!(
+        AtomicArray::<u32>::open_or_create(&p, 0),
+        Err(OpenError::InvalidCapacity { found: 0, .. })
+    ));
+    assert!(
+        names(dir.path()).is_empty(),
+        "a failed create left {:?}",
+        names(dir.path())
+    );
+    // An existing array of another length.
+    let a = AtomicArray::<u32>::create(&p, 4).unwrap();
+    a[3].store(9);
+    match AtomicArray::<u32>::open_or_create(&p, 5) {
+        Err(e @ OpenError::InvalidCapacity { found: 4, .. }) => {
+            check_message(&e, &p, &["invalid capacity 4", "length 5"]);
+        }
+        other => panic!("expected InvalidCapacity for another length, got {other:?}"),
+    }
+    assert_eq!(
+        AtomicArray::<u32>::open_or_create(&p, 4)
+            .unwrap()
+            .snapshot(),
+        [0, 0, 0, 9]
+    );
+    assert_eq!(names(dir.path()), ["array"]);
+}
+
+#[test]
+fn a_long_label_is_an_invalid_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    let long = "x".repeat(33);
+    match Counter::create_with(&p, 1, &CreateOptions::new().label(long)) {
+        Err(e @ OpenError::InvalidOption { .. }) => {
+            check_message(&e, &p, &["invalid option", "label", "32", "found 33"]);
+        }
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+    // Multi-byte characters count in bytes: 11 x 3 bytes = 33.
+    assert!(matches!(
+        SeqCell::create_with(&p, 1u8, &CreateOptions::new().label("€".repeat(11))),
+        Err(OpenError::InvalidOption { .. })
+    ));
+    assert!(
+        names(dir.path()).is_empty(),
+        "a failed create left {:?}",
+        names(dir.path())
+    );
+    // Exactly 32 bytes is fine.
+    let label = "y".repeat(32);
+    let c = Counter::create_with(&p, 1, &CreateOptions::new().label(label.clone())).unwrap();
+    let status = c.region().status(mmring::Patience::DEFAULT).unwrap();
+    assert_eq!(status.label(), label);
+    // A path with no file name to create.
+    let dotdot = dir.path().join("..");
+    assert!(matches!(
+        Counter::create(&dotdot, 1),
+        Err(OpenError::InvalidOption { .. })
+    ));
+}
+
+/// The checks a process without the rights to `dir/locked` (mode 000) and
+/// `dir/ro/` (mode 555) must see.
+fn check_permission_denied(dir: &Path) {
+    let locked = dir.join("locked");
+    match Counter::open(&locked) {
+        Err(e @ OpenError::PermissionDenied { .. }) => {
+            check_message(&e, &locked, &["permission denied"]);
+        }
+        other => panic!("open: expected PermissionDenied, got {other:?}"),
+    }
+    assert!(matches!(
+        Counter::open_or_create(&locked, 1),
+        Err(OpenError::PermissionDenied { .. })
+    ));
+    assert!(matches!(
+        inspect(&locked),
+        Err(OpenError::PermissionDenied { .. })
+    ));
+    let ro = dir.join("ro");
+    let new = ro.join("new");
+    match Counter::create(&new, 1) {
+        Err(e @ OpenError::PermissionDenied { .. }) => {
+            check_message(&e, &new, &["permission denied"]);
+        }
+        other => panic!("create: expected PermissionDenied, got {other:?}"),
+    }
+    assert!(names(&ro).is_empty());
+}
+
+/// Permission denied, for real even when the tests run as root (where mode
+/// 000 denies nothing): the checks then run in a child process that drops to
+/// uid/gid 65534 (`nobody`).
+#[test]
+fn no_rights_is_permission_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = d.join("locked");
+    counter_file(&locked, 5);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let ro = d.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        check_permission_denied(d);
+        return;
+    }
+    let mut kids = Children::new();
+    let (mut cmd, log) = kids.command("child_permission_denied", 0, d, "");
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    if let Err(e) = kids.spawn_command("child_permission_denied", 0, cmd, log) {
+        println!(
+            "note: running as root and cannot drop to uid 65534 ({e}): permission case skipped"
+        );
+        return;
+    }
+    kids.wait_all_ok();
+}
+
+#[test]
+fn child_permission_denied() {
+    let Some(ctx) = common::child("child_permission_denied") else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_ne!(euid, 0, "the child should not be root");
+    check_permission_denied(&ctx.path);
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn files_get_mode_0600_or_the_mode_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drop(Counter::create(d.join("c"), 0).unwrap());
+    drop(AtomicArray::<u32>::create(d.join("a"), 2).unwrap());
+    drop(SeqCell::create(d.join("s"), 0u64).unwrap());
+    drop(Counter::open_or_create(d.join("o"), 0).unwrap());
+    for name in ["c", "a", "s", "o"] {
+        assert_eq!(mode_of(&d.join(name)), 0o600, "default mode of {name}");
+    }
+    // Applied exactly, whatever the umask (0o666 and 0o640 both have bits a
+    // usual umask of 022 or 077 would clear).
+    drop(Counter::create_with(d.join("c640"), 0, &CreateOptions::new().mode(0o640)).unwrap());
+    drop(
+        AtomicArray::<u64>::create_with(d.join("a666"), 2, 7, &CreateOptions::new().mode(0o666))
+            .unwrap(),
+    );
+    drop(SeqCell::create_with(d.join("s604"), 0u32, &CreateOptions::new().mode(0o604)).unwrap());
+    assert_eq!(mode_of(&d.join("c640")), 0o640);
+    assert_eq!(mode_of(&d.join("a666")), 0o666);
+    assert_eq!(mode_of(&d.join("s604")), 0o604);
+    assert_eq!(
+        AtomicArray::<u64>::open(d.join("a666")).unwrap().snapshot(),
+        [7, 7]
+    );
+    assert_eq!(
+        names(d),
+        ["a", "a666", "c", "c640", "o", "s", "s604"],
+        "temporary files left"
+    );
+}
+
+#[test]
+fn remove_unlinks_and_open_handles_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    let c = Counter::create(&p, 5).unwrap();
+    mmring::remove(&p).unwrap();
+    assert!(!p.exists());
+    assert!(matches!(Counter::open(&p), Err(OpenError::NotFound { .. })));
+    // The mapping outlives the name, as with unlink(2).
+    assert_eq!(c.fetch_add(1), 5);
+    assert_eq!(c.load(), 6);
+    let e = mmring::remove(&p).unwrap_err();
+    assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(e.path, p);
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("{}: remove: ", p.display())),
+        "{text}"
+    );
+    // The name is free again.
+    let again = Counter::create(&p, 1).unwrap();
+    assert_eq!(again.load(), 1);
+    assert_eq!(c.load(), 6, "the removed object is a different one");
+    assert!(names(dir.path()) == ["count"]);
+}
+
+/// A file on a real file system (under the target directory, not tmpfs)
+/// keeps its values, versions and label after every handle is dropped.
+#[test]
+fn values_persist_on_a_real_file_system() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let d = dir.path();
+    {
+        let c = Counter::create_with(d.join("c"), 5, &CreateOptions::new().label("kept")).unwrap();
+        c.fetch_add(37);
+        let a = AtomicArray::<f64>::create(d.join("a"), 3).unwrap();
+        a[0].store(1.5);
+        a[2].fetch_sub(0.25);
+        let s = SeqCell::create(d.join("s"), Sample::splat(0)).unwrap();
+        for i in 1..=3 {
+            s.store(Sample::splat(i)).unwrap();
+        }
+        c.region().flush().unwrap();
+        a.region().flush().unwrap();
+        s.region().flush().unwrap();
+    }
+    let c = Counter::open(d.join("c")).unwrap();
+    assert_eq!(c.load(), 42);
+    let status = c.region().status(mmring::Patience::DEFAULT).unwrap();
+    assert_eq!(status.label(), "kept");
+    assert_eq!(status.creator_pid, std::process::id());
+    assert_eq!(
+        AtomicArray::<f64>::open(d.join("a")).unwrap().snapshot(),
+        [1.5, 0.0, -0.25]
+    );
+    let s = SeqCell::<Sample>::open(d.join("s")).unwrap();
+    assert_eq!(s.load_versioned().unwrap(), (Sample::splat(3), 3));
+    assert_eq!(names(d), ["a", "c", "s"]);
+}
+
+#[test]
+fn inspect_reports_kind_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let me = std::process::id();
+
+    let cp = d.join("hits");
+    let c = Counter::create_with(&cp, 40, &CreateOptions::new().label("hits")).unwrap();
+    c.fetch_add(2);
+    let r = inspect(&cp).unwrap();
+    assert_eq!(r.path, cp);
+    assert_eq!(r.body, Body::Counter(42));
+    assert_eq!(r.descriptor.kind(), Some(Kind::Counter));
+    assert_eq!(r.descriptor.total_size, COUNTER_FILE);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.label(), "hits");
+    assert_eq!(status.creator_pid, me);
+    assert_eq!(status.attached_pids().collect::<Vec<_>>(), [me]);
+    let text = r.to_string();
+    for needle in [
+        &format!("path:        {}", cp.display()) as &str,
+        "kind:        counter",
+        "label:       \"hits\"",
+        "value:       42",
+        &format!("creator:     pid {me} (alive)"),
+        &format!("attached:    {me} (alive)"),
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    // Once every handle is gone nobody is attached, and inspecting does not
+    // attach.
+    drop(c);
+    for _ in 0..2 {
+        let r = inspect(&cp).unwrap();
+        assert_eq!(r.status.as_ref().unwrap().attached_pids().count(), 0);
+        assert!(r.to_string().contains("attached:    none"));
+    }
+
+    let ap = d.join("floats");
+    let a = AtomicArray::<f64>::create(&ap, 40).unwrap();
+    for (i, e) in a.iter().enumerate() {
+        e.store(i as f64 / 2.0);
+    }
+    let r = inspect(&ap).unwrap();
+    let Body::Array { elem, len, values } = &r.body else {
+        panic!("expected an array body, got {:?}", r.body)
+    };
+    assert_eq!((*elem, *len), ("f64", 40));
+    assert_eq!(values.len(), mmring::inspect::MAX_LISTED);
+    assert_eq!(values[3], "1.5");
+    let text = r.to_string();
+    assert!(text.contains("kind:        atomic array"), "{text}");
+    assert!(text.contains("elements:    40 x f64"), "{text}");
+    assert!(text.contains("values:      [0, 0.5, 1, 1.5,"), "{text}");
+    assert!(text.contains(", ...]"), "{text}");
+
+    let sp = d.join("cell");
+    let s = SeqCell::create(&sp, [1u32, 2, 3]).unwrap();
+    s.store([4, 5, 6]).unwrap();
+    s.store([7, 8, 0x0a0b_0c0d]).unwrap();
+    let r = inspect(&sp).unwrap();
+    assert_eq!(
+        r.body,
+        Body::Cell {
+            version: 2,
+            bytes: Ok(bytemuck::bytes_of(&[7u32, 8, 0x0a0b_0c0d]).to_vec())
+        }
+    );
+    let text = r.to_string();
+    assert!(text.contains("kind:        seqlock cell"), "{text}");
+    assert!(text.contains("cell version: 2"), "{text}");
+    let hex = bytemuck::bytes_of(&[7u32, 8, 0x0a0b_0c0d])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(text.contains(&format!("value bytes: {hex}")), "{text}");
+}
+
+/// Pristine files of each kind, as bytes.
+fn originals(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    let c = dir.join("orig-counter");
+    Counter::create(&c, -3).unwrap().fetch_add(1);
+    let a = dir.join("orig-array");
+    let arr = AtomicArray::<u32>::create(&a, 10).unwrap();
+    arr[9].store(99);
+    drop(arr);
+    let s = dir.join("orig-cell");
+    SeqCell::create(&s, Sample::splat(4))
+        .unwrap()
+        .store(Sample::splat(5))
+        .unwrap();
+    let f = dir.join("orig-floats");
+    AtomicArray::<f64>::create_with(&f, 16, 0.5, &CreateOptions::new().label("fuzz")).unwrap();
+    [
+        ("counter", c),
+        ("u32 array", a),
+        ("cell", s),
+        ("f64 array", f),
+    ]
+    .into_iter()
+    .map(|(k, p)| (k, std::fs::read(p).unwrap()))
+    .collect()
+}
+
+/// Fields of the descriptor: (offset, width in bytes).
+const FIELDS: [(usize, usize); 16] = [
+    (8, 4),
+    (12, 4),
+    (16, 8),
+    (24, 8),
+    (32, 8),
+    (40, 4),
+    (44, 4),
+    (48, 8),
+    (56, 8),
+    (64, 8),
+    (72, 8),
+    (80, 8),
+    (88, 8),
+    (96, 8),
+    (104, 8),
+    (112, 8),
+];
+
+const INTERESTING: [u64; 22] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    8,
+    63,
+    64,
+    65,
+    100,
+    4095,
+    4096,
+    4097,
+    1 << 31,
+    u32::MAX as u64,
+    1 << 32,
+    1 << 40,
+    (1 << 40) + 1,
+    i64::MAX as u64,
+    1 << 63,
+    u64::MAX - 63,
+    u64::MAX,
+];
+
+fn fix_checksum(bytes: &mut [u8]) {
+    let d: Descriptor = bytemuck::pod_read_unaligned(&bytes[..128]);
+    bytes[120..128].copy_from_slice(&d.compute_checksum().to_ne_bytes());
+}
+
+/// One mutation of `base`, described.
+fn mutate(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, String) {
+    let mut b = base.to_vec();
+    let what = match rng.below(7) {
+        0 => {
+            // A few bytes flipped anywhere in the descriptor, magic included.
+            let n = 1 + rng.below(4);
+            let mut at = Vec::new();
+            for _ in 0..n {
+                let i = rng.below(128) as usize;
+                b[i] ^= 1 << rng.below(8);
+                at.push(i);
+            }
+            format!("flipped bits at {at:?}")
+        }
+        1 | 2 => {
+            // A field set to an interesting or random value, checksum fixed.
+            let (off, width) = FIELDS[rng.below(FIELDS.len() as u64) as usize];
+            let v = if rng.below(4) == 0 {
+                rng.next_u64()
+            } else {
+                INTERESTING[rng.below(INTERESTING.len() as u64) as usize]
+            };
+            b[off..off + width].copy_from_slice(&v.to_ne_bytes()[..width]);
+            fix_checksum(&mut b);
+            format!("field at {off} = {v:#x}, checksum fixed")
+        }
+        3 => {
+            // Random descriptor after the magic, checksum fixed.
+            let r = rng.bytes(112);
+            b[8..120].copy_from_slice(&r);
+            fix_checksum(&mut b);
+            "random descriptor, checksum fixed".into()
+        }
+        4 => {
+            let len = match rng.below(3) {
+                0 => [0, 1, 8, 127, 128, 4095, 4096][rng.below(7) as usize],
+                _ => rng.below(b.len() as u64 + 8192) as usize,
+            };
+            b.resize(len, 0xa5);
+            format!("length {len}")
+        }
+        5 => {
+            // A consistent header for another kind / capacity: often valid.
+            let mut d: Descriptor = bytemuck::pod_read_unaligned(&b[..128]);
+            let kind = [1u32, 2, 3, 100][rng.below(4) as usize];
+            let cap = [1u64, 2, 7, 64, 100][rng.below(5) as usize];
+            let elem = [4u32, 8, 16, 128][rng.below(4) as usize];
+            let round = |n: u64| n.div_ceil(64) * 64;
+            let body = match kind {
+                1 => 64,
+                2 => round(cap * u64::from(elem)),
+                3 => round(16 + u64::from(elem).div_ceil(8) * 8),
+                _ => round(cap),
+            };
+            d.kind = kind;
+            d.capacity = cap;
+            d.elem_size = elem;
+            d.elem_align = elem.min(8);
+            d.slot_size = if kind == 100 { 1 } else { u64::from(elem) };
+            d.body_size = body;
+            d.total_size = HEADER_SIZE + body;
+            d.checksum = d.compute_checksum();
+            b[..128].copy_from_slice(bytemuck::bytes_of(&d));
+            b.resize((HEADER_SIZE + body) as usize, 0);
+            format!("kind {kind}, capacity {cap}, element {elem}, checksum fixed")
+        }
+        _ => {
+            // Garbage after a valid magic, of a random length.
+            let len = rng.below(3 * 4096) as usize;
+            let mut r = rng.bytes(len);
+            let m = len.min(8);
+            r[..m].copy_from_slice(&MAGIC[..m]);
+            b = r;
+            format!("random bytes after the magic, length {len}")
+        }
+    };
+    (b, what)
+}
+
+/// Opens `p` as every kind (and inspects it), using what opens: a short tag
+/// per attempt, `ok` or the error variant.
+fn open_every_way(p: &Path) -> Vec<String> {
+    fn tag<T>(r: Result<T, OpenError>) -> String {
+        match r {
+            Ok(_) => "ok".into(),
+            Err(e) => {
+                let text = e.to_string();
+                assert!(!text.is_empty());
+                format!("{e:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
+        }
+    }
+    vec![
+        tag(Counter::open(p).map(|c| {
+            c.fetch_add(c.load());
+        })),
+        tag(AtomicArray::<u32>::open(p).map(|a| {
+            let snap = a.snapshot();
+            if let Some(last) = a.last() {
+                last.fetch_add(snap.len() as u32);
+            }
+        })),
+        tag(AtomicArray::<u64>::open(p).map(|a| a.snapshot())),
+        tag(AtomicArray::<f64>::open(p).map(|a| {
+            a.iter().for_each(|e| {
+                e.fetch_add(1.0);
+            })
+        })),
+        tag(SeqCell::<Sample>::open(p).map(|s| (s.try_load(), s.version()))),
+        tag(SeqCell::<u64>::open(p).map(|s| s.try_load())),
+        tag(inspect(p).map(|r| r.to_string())),
+    ]
+}
+
+/// 2400 seeded mutations of real files (bits flipped, fields set with a
+/// valid checksum, lengths changed, random bytes after the magic) opened as
+/// every kind and inspected: each attempt returns `Ok` or an `OpenError`,
+/// never panics. The outcome tally shows the mutations reach every check.
+#[test]
+fn no_file_content_makes_open_panic() {
+    const CASES: usize = 2400;
+    let dir = tempfile::tempdir().unwrap();
+    let originals = originals(dir.path());
+    let mut rng = Rng::new(0x6d6d_7269_6e67);
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for case in 0..CASES {
+        let (kind, base) = &originals[case % originals.len()];
+        let (bytes, what) = mutate(&mut rng, base);
+        // A new file each time: rewriting one in place makes ext4 flush it.
+        let victim: PathBuf = dir.path().join(format!("victim{case}"));
+        std::fs::write(&victim, &bytes).unwrap();
+        let outcome = std::panic::catch_unwind(|| open_every_way(&victim));
+        std::fs::remove_file(&victim).unwrap();
+        match outcome {
+            Ok(tags) => {
+                for t in tags {
+                    *tally.entry(t).or_default() += 1;
+                }
+            }
+            Err(_) => panic!("case {case}: a {kind} file with {what} made an open panic"),
+        }
+    }
+    println!("outcomes of {CASES} mutated files opened 7 ways: {tally:?}");
+    for expected in [
+        "ok",
+        "NotMmring",
+        "Empty",
+        "Truncated",
+        "Oversized",
+        "UnsupportedVersion",
+        "CorruptHeader",
+        "WrongKind",
+        "WrongPayload",
+        "InvalidCapacity",
+    ] {
+        assert!(
+            tally.contains_key(expected),
+            "no mutation led to {expected}: {tally:?}"
+        );
+    }
+}
+
+/// Garbage in the parts of a file that are not validated at open (the
+/// status block, the body) never makes an open, a load or `inspect` panic:
+/// they are atomics read as they are. The sequence words are kept even (no
+/// writer inside) so no access waits; a writer left inside is the next test.
+#[test]
+fn garbage_in_the_status_block_or_body_never_panics() {
+    const CASES: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let originals = originals(dir.path());
+    let mut rng = Rng::new(42);
+    let status = mmring::layout::STATUS_OFFSET;
+    let body = HEADER_SIZE as usize;
+    for case in 0..CASES {
+        let (kind, base) = &originals[case % originals.len()];
+        let mut b = base.clone();
+        let part = rng.below(3);
+        if part != 1 {
+            let r = rng.bytes(128);
+            b[status..status + 128].copy_from_slice(&r);
+            b[status] &= !1;
+        }
+        if part != 0 {
+            let r = rng.bytes(b.len() - body);
+            b[body..].copy_from_slice(&r);
+            b[body] &= !1;
+        }
+        let victim = dir.path().join(format!("victim{case}"));
+        std::fs::write(&victim, &b).unwrap();
+        let outcome = std::panic::catch_unwind(|| open_every_way(&victim));
+        std::fs::remove_file(&victim).unwrap();
+        match outcome {
+            Ok(tags) => {
+                // Only the header decides what opens: the matching kind does.
+                assert!(
+                    tags.iter().any(|t| t == "ok"),
+                    "case {case}: {kind}: {tags:?}"
+                );
+                assert_eq!(tags.last().unwrap(), "ok", "inspect, case {case}: {kind}");
+            }
+            Err(_) => panic!("case {case}: a {kind} file with garbage in part {part} panicked"),
+        }
+    }
+}
+
+/// A status block whose writer died inside (odd sequence, dead pid) does
+/// not stop anyone from opening and using the object; `inspect` says the
+/// status is unreadable and why.
+#[test]
+fn a_status_block_left_locked_by_a_dead_process_is_survivable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let status = mmring::layout::STATUS_OFFSET as u64;
+    patch(&p, status, &7u64.to_ne_bytes());
+    patch(&p, status + 8, &u64::from(pid).to_ne_bytes());
+
+    let c = Counter::open(&p).unwrap();
+    assert_eq!(c.fetch_add(1), 5);
+    match c.region().status(mmring::Patience::DEFAULT) {
+        Err(mmring::SeqLockError::WriterDied { pid: p, seq: 7 }) => assert_eq!(p, pid),
+        other => panic!("expected WriterDied, got {other:?}"),
+    }
+    let r = inspect(&p).unwrap();
+    assert_eq!(r.body, Body::Counter(6));
+    assert!(r.status.is_err());
+    let text = r.to_string();
+    assert!(
+        text.contains("status:      unreadable: seqlock writer"),
+        "{text}"
+    );
+    assert!(text.contains("died mid-write"), "{text}");
+}
+
+/// A bare name goes under the default directory (`/dev/shm` on Linux); any
+/// path with a directory part is used as given. (Pure path arithmetic: no
+/// file is made under `/dev/shm`.)
+#[test]
+fn bare_names_go_to_the_default_directory() {
+    use mmring::region::{default_dir, resolve};
+    if cfg!(target_os = "linux") {
+        assert_eq!(default_dir(), Path::new("/dev/shm"));
+    }
+    assert_eq!(resolve("jobs"), default_dir().join("jobs"));
+    assert_eq!(resolve("./jobs"), Path::new("./jobs"));
+    assert_eq!(resolve("/tmp/jobs"), Path::new("/tmp/jobs"));
+    assert_eq!(resolve("a/b"), Path::new("a/b"));
+}
+
+/// The longest name the file system allows (255 bytes) can be created and
+/// opened like any other.
+#[test]
+fn the_longest_file_name_can_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("n".repeat(255));
+    std::fs::write(&p, b"the name itself is valid").unwrap();
+    std::fs::remove_file(&p).unwrap();
+    let c = Counter::create(&p, 1).unwrap();
+    assert_eq!(Counter::open(&p).unwrap().fetch_add(1), 1);
+    assert_eq!(c.load(), 2);
+    assert_eq!(names(dir.path()), ["n".repeat(255)]);
+}
+
+/// A payload type a kind cannot hold is the caller's mistake, not a corrupt
+/// file: its own variant, and nothing is left behind.
+#[test]
+fn an_unusable_payload_type_at_create_is_unsupported_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    let err = SeqCell::create(&big, [0u8; 70_000]).unwrap_err();
+    assert!(matches!(err, OpenError::UnsupportedPayload { .. }), "{err:?}");
+    assert!(err.to_string().contains("unsupported payload type"), "{err}");
+    let unit = dir.path().join("unit");
+    let err = SeqCell::create(&unit, ()).unwrap_err();
+    assert!(matches!(err, OpenError::UnsupportedPayload { .. }), "{err:?}");
+    assert!(names(dir.path()).is_empty());
+}
