@@ -1,0 +1,77 @@
+//! [`BenchDir`]: the private directory that holds a benchmark run's files.
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A fresh directory (mode 0700) under `/dev/shm` or a chosen parent,
+/// removed with everything in it when dropped — on success, on error and
+/// on panic alike.
+///
+/// The benchmark objects go one step further: each file is unlinked as soon
+/// as it is mapped (the processes of a run share the mapping, inherited
+/// through `fork`, not the name), so a run killed by a signal leaves at most
+/// this empty directory behind.
+#[derive(Debug)]
+pub struct BenchDir {
+    path: PathBuf,
+}
+
+impl BenchDir {
+    /// A new directory under the default place for shared objects
+    /// (`/dev/shm` on Linux).
+    ///
+    /// # Errors
+    ///
+    /// The error from `mkdir(2)`.
+    pub fn new() -> io::Result<Self> {
+        Self::new_in(&crate::region::default_dir())
+    }
+
+    /// A new directory `mmring-bench-PID-N` under `parent`.
+    ///
+    /// # Errors
+    ///
+    /// The error from `mkdir(2)` (after a few tries if the name is taken).
+    pub fn new_in(parent: &Path) -> io::Result<Self> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut last = None;
+        for attempt in 0..64u32 {
+            let path = parent.join(format!(
+                "mmring-bench-{}-{:x}",
+                std::process::id(),
+                nanos.wrapping_add(attempt)
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(Self { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot create a directory in {}: {e}", parent.display()),
+                    ));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free directory name")))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of a file named `name` inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,152 @@
+//! [`PthreadCounter`]: the lock-based baseline of the counter rows — an
+//! `i64` guarded by a `pthread_mutex_t` initialized with
+//! `PTHREAD_PROCESS_SHARED`, both living in a file-backed mapping made by
+//! the crate's own [`Region`] (a `Scratch` file, so exactly the kind of
+//! mapping a [`Counter`](crate::Counter) lives in).
+//!
+//! This is what a careful C program (or Python's `Value` with its lock)
+//! does: lock, add, unlock. glibc's default mutex takes an uncontended lock
+//! with one compare-and-swap and sleeps in a shared futex when contended.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::path::Path;
+
+use crate::layout::Kind;
+use crate::pod::TypeInfo;
+use crate::region::{CreateOptions, Expect, Region};
+
+/// The bytes at the start of the body: the mutex and the value it guards,
+/// side by side as a C struct would have them.
+#[repr(C)]
+struct Guarded {
+    mutex: libc::pthread_mutex_t,
+    value: i64,
+}
+
+/// An `i64` behind a process-shared pthread mutex in a mapped file.
+pub struct PthreadCounter {
+    mutex: *mut libc::pthread_mutex_t,
+    value: *mut i64,
+    /// Owns the mapping both pointers point into; dropped after them.
+    _region: Region,
+}
+
+impl std::fmt::Debug for PthreadCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PthreadCounter").finish_non_exhaustive()
+    }
+}
+
+impl PthreadCounter {
+    /// Creates the file at `path` (which must not exist), initializes the
+    /// mutex before the file is published, and maps it.
+    ///
+    /// # Errors
+    ///
+    /// Creating the file, or initializing the mutex.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let expect = Expect {
+            kind: Kind::Scratch,
+            elem: TypeInfo::NONE,
+            elem_name: "bytes",
+        };
+        let mut rc = 0;
+        let region = Region::create(
+            path,
+            expect,
+            size_of::<Guarded>() as u64,
+            &CreateOptions::default(),
+            |r| {
+                let (base, len) = r.body_raw();
+                assert!(len >= size_of::<Guarded>(), "scratch body too small");
+                let guarded = base.cast::<Guarded>();
+                assert!(guarded.is_aligned(), "scratch body misaligned");
+                // SAFETY: `guarded` points to `len >= size_of::<Guarded>()`
+                // bytes of the mapping, suitably aligned (checked above),
+                // and no other process can see the file before `create`
+                // publishes it after this closure returns.
+                rc = unsafe { init(guarded) };
+            },
+        )
+        .map_err(io::Error::other)?;
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let guarded = region.body_raw().0.cast::<Guarded>();
+        Ok(Self {
+            mutex: guarded.cast(),
+            value: guarded
+                .wrapping_byte_add(std::mem::offset_of!(Guarded, value))
+                .cast(),
+            _region: region,
+        })
+    }
+
+    /// Adds `v` under the lock, returning the previous value.
+    ///
+    /// # Panics
+    ///
+    /// If the mutex cannot be taken or released (a corrupted mutex: a bug).
+    #[inline]
+    pub fn fetch_add(&self, v: i64) -> i64 {
+        // SAFETY: `mutex` points to a mutex initialized by `create` in our
+        // mapping, which `self._region` keeps mapped.
+        let rc = unsafe { libc::pthread_mutex_lock(self.mutex) };
+        assert_eq!(rc, 0, "pthread_mutex_lock failed");
+        // SAFETY: `value` is an aligned i64 in the same mapping; every
+        // process touches it only while holding the mutex (taken above), and
+        // the mutex orders those accesses, so there is no data race.
+        let old = unsafe { self.value.read() };
+        // SAFETY: as above.
+        unsafe { self.value.write(old.wrapping_add(v)) };
+        // SAFETY: we hold the mutex (taken above).
+        let rc = unsafe { libc::pthread_mutex_unlock(self.mutex) };
+        assert_eq!(rc, 0, "pthread_mutex_unlock failed");
+        old
+    }
+
+    /// The value (taking the lock).
+    pub fn load(&self) -> i64 {
+        self.fetch_add(0)
+    }
+}
+
+impl Drop for PthreadCounter {
+    fn drop(&mut self) {
+        // SAFETY: the mutex was initialized by `create`; no process of ours
+        // holds it any more (children are reaped before their run returns).
+        // An error (EBUSY) leaves it as it is, harmlessly: the mapping goes.
+        unsafe { libc::pthread_mutex_destroy(self.mutex) };
+    }
+}
+
+/// Initializes the mutex as process-shared and the value as 0; returns the
+/// first nonzero pthread error code, or 0.
+///
+/// # Safety
+///
+/// `p` is valid for writes of a `Guarded` and no one else uses it yet.
+unsafe fn init(p: *mut Guarded) -> libc::c_int {
+    let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+    // SAFETY: `attr` is writable storage for an attribute object.
+    let rc = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
+    if rc != 0 {
+        return rc;
+    }
+    // SAFETY: `attr` was initialized just above.
+    let mut rc = unsafe {
+        libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED)
+    };
+    if rc == 0 {
+        // SAFETY: the caller guarantees `p` is valid and unshared; the
+        // mutex field is suitably aligned within it, and `attr` is an
+        // initialized attribute object.
+        rc = unsafe { libc::pthread_mutex_init(&raw mut (*p).mutex, attr.as_ptr()) };
+    }
+    // SAFETY: `value` lies inside `*p`, valid for writes (caller).
+    unsafe { (&raw mut (*p).value).write(0) };
+    // SAFETY: `attr` is initialized and no longer needed.
+    unsafe { libc::pthread_mutexattr_destroy(attr.as_mut_ptr()) };
+    rc
+}
