@@ -2,6 +2,49 @@
 //! from a peer that is gone.
 
 /// This process's id.
+///
+/// Cached: `getpid(2)` is a system call, and writers call this inside
+/// their critical sections. The cache is cleared in a forked child by a
+/// `pthread_atfork` handler, so a child never reports its parent's pid.
+#[cfg(not(loom))]
+pub fn current() -> u32 {
+    use crate::sync::{AtomicU32, Ordering};
+
+    static PID: AtomicU32 = AtomicU32::new(0);
+    /// 1 once the fork handler is registered (inherited by children, whose
+    /// PID the handler has reset, so they cache their own on first use).
+    static REGISTERED: AtomicU32 = AtomicU32::new(0);
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+
+    extern "C" fn forget_in_child() {
+        // Relaxed: the child is single-threaded right after fork.
+        PID.store(0, Ordering::Relaxed);
+    }
+
+    // Relaxed (all loads and stores here): the pid is a plain value that
+    // only this process stores, always the same number; the flag only
+    // decides whether caching is safe, and is set before any caching.
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registers a child handler that only does an atomic store,
+        // which is async-signal-safe; pthread_atfork has no other
+        // precondition. On failure (ENOMEM) nothing is cached, ever.
+        if unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) } == 0 {
+            REGISTERED.store(1, Ordering::Relaxed);
+        }
+    });
+    let pid = std::process::id();
+    if REGISTERED.load(Ordering::Relaxed) == 1 {
+        PID.store(pid, Ordering::Relaxed);
+    }
+    pid
+}
+
+/// This process's id (under loom: uncached, there is no fork).
+#[cfg(loom)]
 pub fn current() -> u32 {
     std::process::id()
 }
@@ -54,6 +97,41 @@ mod tests {
         assert!(is_alive(current()));
         assert!(!is_alive(0));
         assert!(!is_alive(u32::MAX));
+    }
+
+    #[test]
+    fn a_forked_child_reports_its_own_pid() {
+        let parent = current();
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only calls `current` (an atomic load, getpid and
+        // an atomic store, no allocation once registered), write(2) and
+        // _exit(2), all safe after fork in a multi-threaded test process.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let me = current().to_ne_bytes();
+            // SAFETY: writes 4 bytes from a live buffer, then exits at once.
+            unsafe {
+                libc::write(fds[1], me.as_ptr().cast(), 4);
+                libc::_exit(0);
+            }
+        }
+        let mut buf = [0u8; 4];
+        // SAFETY: reads at most 4 bytes into a live 4-byte buffer.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), 4) };
+        let mut status = 0;
+        // SAFETY: reaps our own child; `status` is a valid out-pointer.
+        unsafe {
+            libc::waitpid(child, &mut status, 0);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        assert_eq!(n, 4);
+        assert_eq!(u32::from_ne_bytes(buf), child as u32);
+        assert_ne!(child as u32, parent);
+        assert_eq!(current(), parent);
     }
 
     #[test]

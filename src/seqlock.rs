@@ -118,6 +118,9 @@ impl Default for Patience {
     }
 }
 
+/// Retries with a single pause before the backoff starts.
+const EAGER_RETRIES: u32 = 32;
+
 /// The retry loop shared by reads and writes: backs off, checks the budget,
 /// and tells a dead writer from a slow one.
 struct Retry {
@@ -178,7 +181,13 @@ impl Retry {
                 }
             }
         }
-        self.backoff.snooze();
+        // A write holds the lock for nanoseconds: the first retries only
+        // pause the pipeline, the backoff's spins and yields come after.
+        if self.attempts <= EAGER_RETRIES {
+            crate::sync::spin_loop();
+        } else {
+            self.backoff.snooze();
+        }
         Ok(())
     }
 }
