@@ -157,6 +157,23 @@ pub enum OpenError {
         /// What the kind can hold, and what was given.
         what: String,
     },
+    /// A ring role (producer or consumer) is held by a live process.
+    #[error("{}: the {role} role is taken by live pid {pid}", path.display())]
+    RoleTaken {
+        /// The path.
+        path: PathBuf,
+        /// `"producer"` or `"consumer"`.
+        role: &'static str,
+        /// The holder.
+        pid: u32,
+    },
+    /// The ring was closed by its producer: no producer can attach again
+    /// (consumers can still open it and drain what is left).
+    #[error("{}: the ring is closed", path.display())]
+    Closed {
+        /// The path.
+        path: PathBuf,
+    },
     /// The creation options are invalid (a label too long, say).
     #[error("{}: invalid option: {what}", path.display())]
     InvalidOption {
@@ -206,6 +223,8 @@ impl OpenError {
             | Self::PermissionDenied { path }
             | Self::NoSpace { path, .. }
             | Self::UnsupportedPayload { path, .. }
+            | Self::RoleTaken { path, .. }
+            | Self::Closed { path }
             | Self::InvalidOption { path, .. }
             | Self::Status { path, .. }
             | Self::Io { path, .. } => path,
@@ -233,3 +252,94 @@ pub struct OutOfBounds {
     /// The array's length.
     pub len: usize,
 }
+
+/// Why [`try_push`](crate::spsc::Producer::try_push) did not push; the value
+/// comes back.
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryPushError<T> {
+    /// The ring is full.
+    #[error("ring full")]
+    Full(T),
+    /// The ring was closed (by either side).
+    #[error("ring closed")]
+    Closed(T),
+}
+
+/// Why a blocking [`push`](crate::spsc::Producer::push) did not push; the
+/// value comes back.
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError<T> {
+    /// The ring was closed (by either side).
+    #[error("ring closed")]
+    Closed(T),
+    /// The consumer died (its pid is gone) while the ring was full.
+    #[error("consumer disconnected (its process is gone)")]
+    Disconnected(T),
+    /// The timeout passed with the ring still full.
+    #[error("timed out with the ring full")]
+    Timeout(T),
+}
+
+/// Why [`try_pop`](crate::spsc::Consumer::try_pop) returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryPopError {
+    /// The ring is empty (for now).
+    #[error("ring empty")]
+    Empty,
+    /// The ring is empty and closed: nothing more will come.
+    #[error("ring closed")]
+    Closed,
+}
+
+/// Why a blocking [`pop`](crate::spsc::Consumer::pop) returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PopError {
+    /// The ring is empty and closed: nothing more will come.
+    #[error("ring closed")]
+    Closed,
+    /// The ring is empty and its producer died (its pid is gone) without
+    /// closing it: everything it committed has been received.
+    #[error("producer disconnected (its process is gone)")]
+    Disconnected,
+    /// The timeout passed with the ring still empty.
+    #[error("timed out with the ring empty")]
+    Timeout,
+}
+
+/// Why a zero-copy chunk could not be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    /// Fewer slots (to write) or items (to read) than asked are available;
+    /// this many are.
+    #[error("only {0} slots available")]
+    TooFewSlots(usize),
+    /// The ring was closed (for reads: closed and drained).
+    #[error("ring closed")]
+    Closed,
+}
+
+macro_rules! into_inner_and_debug {
+    ($name:ident { $($variant:ident),* }) => {
+        impl<T> $name<T> {
+            /// The value that was not pushed.
+            pub fn into_inner(self) -> T {
+                match self { $(Self::$variant(v) => v),* }
+            }
+        }
+
+        // No `T: Debug` bound: payloads need not be printable.
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self { $(Self::$variant(_) => f.write_str(concat!(stringify!($variant), "(..)"))),* }
+            }
+        }
+    };
+}
+
+into_inner_and_debug!(TryPushError { Full, Closed });
+into_inner_and_debug!(PushError { Closed, Disconnected, Timeout });
+
+/// The ring was closed (for reads: closed and drained).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ring closed")]
+pub struct Closed;

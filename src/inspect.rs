@@ -51,6 +51,15 @@ pub enum Body {
         /// The value's bytes.
         bytes: Result<Vec<u8>, SeqLockError>,
     },
+    /// A ring: its control words as read now.
+    Ring {
+        /// Number of slots.
+        capacity: u64,
+        /// Items in it (clamped to the capacity).
+        len: u64,
+        /// The control words.
+        control: crate::spsc::Snapshot,
+    },
     /// Raw bytes.
     Scratch {
         /// The number of bytes.
@@ -82,6 +91,16 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
             Body::Cell {
                 version: lock.sequence() / 2,
                 bytes: read.map(|_| bytes),
+            }
+        }
+        Some(Kind::Spsc) => {
+            let control = region.body::<crate::spsc::Control>(0, 1)[0].snapshot();
+            let capacity = desc.capacity;
+            let len = control.tail.wrapping_sub(control.head).min(capacity);
+            Body::Ring {
+                capacity,
+                len,
+                control,
             }
         }
         Some(Kind::Scratch) | None => Body::Scratch {
@@ -179,6 +198,41 @@ impl fmt::Display for Report {
                     }
                     Err(e) => writeln!(f, "value:       unreadable: {e}"),
                 }
+            }
+            Body::Ring {
+                capacity,
+                len,
+                control: c,
+            } => {
+                let role = |pid: u32| {
+                    if pid == 0 {
+                        "none".to_string()
+                    } else {
+                        format!("pid {pid} ({})", alive(pid))
+                    }
+                };
+                let mut closed = Vec::new();
+                if c.closed & crate::spsc::CLOSED_BY_PRODUCER != 0 {
+                    closed.push("by the producer");
+                }
+                if c.closed & crate::spsc::CLOSED_BY_CONSUMER != 0 {
+                    closed.push("by the consumer");
+                }
+                let state = if closed.is_empty() {
+                    "open".to_string()
+                } else {
+                    format!("closed {}", closed.join(" and "))
+                };
+                writeln!(f, "ring:        {len} of {capacity} slots used")?;
+                writeln!(f, "positions:   head {} tail {}", c.head, c.tail)?;
+                writeln!(f, "ring state:  {state}")?;
+                writeln!(f, "producer:    {}", role(c.producer))?;
+                writeln!(f, "consumer:    {}", role(c.consumer))?;
+                writeln!(
+                    f,
+                    "sleeping:    {} consumer(s), {} producer(s)",
+                    c.data_waiters, c.space_waiters
+                )
             }
             Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),
         }

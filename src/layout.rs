@@ -51,6 +51,8 @@ pub enum Kind {
     AtomicArray = 2,
     /// A [`SeqCell`](crate::SeqCell) holding one value.
     SeqCell = 3,
+    /// A single-producer single-consumer ring ([`spsc`](crate::spsc)).
+    Spsc = 4,
     /// Raw shared bytes: the benchmark baselines keep their mutexes here.
     Scratch = 100,
 }
@@ -62,6 +64,7 @@ impl Kind {
             1 => Self::Counter,
             2 => Self::AtomicArray,
             3 => Self::SeqCell,
+            4 => Self::Spsc,
             100 => Self::Scratch,
             _ => return None,
         })
@@ -73,6 +76,7 @@ impl Kind {
             Self::Counter => "counter",
             Self::AtomicArray => "atomic array",
             Self::SeqCell => "seqlock cell",
+            Self::Spsc => "spsc ring",
             Self::Scratch => "scratch",
         }
     }
@@ -247,6 +251,15 @@ pub struct BodyLayout {
 /// Largest value a [`SeqCell`](crate::SeqCell) holds (64 KiB).
 pub const MAX_CELL_SIZE: u64 = 64 * 1024;
 
+/// Largest ring slot (64 KiB).
+pub const MAX_SLOT_SIZE: u64 = 64 * 1024;
+
+/// Most slots a ring may have (2^32).
+pub const MAX_RING_CAPACITY: u64 = 1 << 32;
+
+/// Bytes of a ring's control words before its slots.
+pub const RING_CONTROL_SIZE: u64 = 384;
+
 /// The body layout of a `kind` holding `capacity` elements of `elem`, or a
 /// description of what a valid capacity or payload would be.
 ///
@@ -304,6 +317,30 @@ pub fn body_layout(kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayo
             Ok(BodyLayout {
                 slot_size: elem_size,
                 body_size: round(words * 8),
+            })
+        }
+        Kind::Spsc => {
+            if elem_size == 0
+                || elem_size > MAX_SLOT_SIZE
+                || !elem.align.is_power_of_two()
+                || elem.align > 128
+            {
+                return Err(LayoutError::Payload(format!(
+                    "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 128, found size {}, align {}",
+                    elem.size, elem.align
+                )));
+            }
+            if !capacity.is_power_of_two()
+                || capacity > MAX_RING_CAPACITY
+                || capacity * elem_size > MAX_BODY - RING_CONTROL_SIZE
+            {
+                return Err(LayoutError::Capacity(format!(
+                    "a power of two from 1 to {MAX_RING_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+                )));
+            }
+            Ok(BodyLayout {
+                slot_size: elem_size,
+                body_size: round(RING_CONTROL_SIZE + capacity * elem_size),
             })
         }
         Kind::Scratch => {

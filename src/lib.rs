@@ -85,14 +85,19 @@ pub mod pod;
 #[cfg(not(loom))]
 pub mod region;
 pub mod seqlock;
+pub mod spsc;
 pub mod sync;
+pub mod wait;
 
 #[cfg(not(loom))]
 pub use cell::SeqCell;
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use counter::{Atomic, Element};
-pub use error::{OpenError, OutOfBounds, RemoveError, SeqLockError};
+pub use error::{
+    ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError, SeqLockError,
+    TryPopError, TryPushError,
+};
 pub use pod::{Pod, TypeInfo, Zeroable};
 #[cfg(not(loom))]
 pub use region::{CreateOptions, Region, remove};

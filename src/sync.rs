@@ -117,3 +117,42 @@ impl Backoff {
         self.step >= Self::SPIN_ROUNDS
     }
 }
+
+/// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so that slot
+/// accesses are checked by loom and compile to plain pointer accesses
+/// without it. `repr(transparent)`: a slice of these has the layout of a
+/// slice of `T`, and can be laid over mapped memory.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// A new cell.
+    pub const fn new(v: T) -> Self {
+        Self(std::cell::UnsafeCell::new(v))
+    }
+
+    /// Runs `f` with a read pointer to the contents.
+    #[inline(always)]
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a write pointer to the contents.
+    #[inline(always)]
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// A pointer to the contents of `cells[0]` that may be used for the
+    /// whole slice (for handing out slices of consecutive cells).
+    #[inline(always)]
+    pub fn slice_ptr(cells: &[Self]) -> *mut T {
+        std::cell::UnsafeCell::raw_get(cells.as_ptr().cast::<std::cell::UnsafeCell<T>>())
+    }
+}
+
+#[cfg(loom)]
+pub use loom::cell::UnsafeCell;

@@ -1,0 +1,976 @@
+//! The single-producer, single-consumer ring: what `multiprocessing.Pipe`
+//! and a 1:1 `Queue` do, with two indices on their own cache lines and no
+//! lock (Lamport's ring, with each side caching the other's index as in
+//! rtrb, so the hot path rarely touches the other side's line).
+//!
+//! Layout of the body (offsets pinned in `Control`'s assertions):
+//!
+//! ```text
+//! 0     tail      next position the producer writes (only it stores)
+//! 128   head      next position the consumer reads (only it stores)
+//! 256   producer pid, consumer pid (0 = role free), closed bits,
+//!       data wait point (consumer sleeps), space wait point (producer sleeps)
+//! 384   slots: capacity × size_of::<T>(), position p at slot p & (capacity - 1)
+//! ```
+//!
+//! Positions are 64-bit and never wrap in practice. Everything read from the
+//! mapping is untrusted: positions are masked before use and a count of
+//! items is clamped to the capacity, so a peer that writes garbage gets
+//! garbage back, never an out-of-bounds access.
+//!
+//! Two layers: [`RawProducer`] / [`RawConsumer`] run the algorithm over a
+//! [`Control`] and slots that the caller hands in (the heap, loom, or a
+//! mapping); [`Producer`] / [`Consumer`] own a mapped ring file.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{ChunkError, Closed, PopError, PushError, TryPopError, TryPushError};
+use crate::pod::Pod;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::wait::WaitPoint;
+
+/// `closed` bit: the producer closed the ring (no more pushes; consumers
+/// drain, then get `Closed`).
+pub const CLOSED_BY_PRODUCER: u32 = 1;
+/// `closed` bit: the consumer closed the ring (pushes get `Closed`).
+pub const CLOSED_BY_CONSUMER: u32 = 2;
+
+/// How often a blocked side looks at whether its peer's process still
+/// exists: a peer killed with `SIGKILL` is reported within about this long.
+pub const PEER_CHECK: Duration = Duration::from_millis(50);
+
+/// Offset of the first slot in the body.
+pub const SLOTS_OFFSET: usize = 384;
+
+/// The ring's shared words (everything but the slots).
+#[repr(C)]
+pub struct Control {
+    tail: AtomicU64,
+    _pad0: [u64; 15],
+    head: AtomicU64,
+    _pad1: [u64; 15],
+    producer: AtomicU32,
+    consumer: AtomicU32,
+    closed: AtomicU32,
+    _reserved: AtomicU32,
+    data_epoch: AtomicU32,
+    data_waiters: AtomicU32,
+    space_epoch: AtomicU32,
+    space_waiters: AtomicU32,
+    _pad2: [u64; 12],
+}
+
+#[cfg(not(loom))]
+mod layout_checks {
+    use std::mem::offset_of;
+
+    use static_assertions::const_assert_eq;
+
+    use super::{Control, SLOTS_OFFSET};
+
+    const_assert_eq!(size_of::<Control>(), SLOTS_OFFSET);
+    const_assert_eq!(offset_of!(Control, tail), 0);
+    const_assert_eq!(offset_of!(Control, head), 128);
+    const_assert_eq!(offset_of!(Control, producer), 256);
+    const_assert_eq!(offset_of!(Control, consumer), 260);
+    const_assert_eq!(offset_of!(Control, closed), 264);
+    const_assert_eq!(offset_of!(Control, data_epoch), 272);
+    const_assert_eq!(offset_of!(Control, data_waiters), 276);
+    const_assert_eq!(offset_of!(Control, space_epoch), 280);
+    const_assert_eq!(offset_of!(Control, space_waiters), 284);
+}
+
+#[cfg(not(loom))]
+// SAFETY: repr(C) and made only of the switch module's atomics (each
+// MappedAtomic: integer layout, any bit pattern valid) and u64 padding
+// arrays (any bit pattern valid); alignment 8, and the offsets are pinned
+// above, so any bytes at an 8-aligned offset of a mapping are a valid
+// Control accessed only atomically.
+unsafe impl crate::region::MappedAtomic for Control {}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("Control")
+            .field("tail", &s.tail)
+            .field("head", &s.head)
+            .field("producer", &s.producer)
+            .field("consumer", &s.consumer)
+            .field("closed", &s.closed)
+            .finish()
+    }
+}
+
+/// A display snapshot of a ring's control words (each read on its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Next position to write.
+    pub tail: u64,
+    /// Next position to read.
+    pub head: u64,
+    /// Producer pid (0 = none).
+    pub producer: u32,
+    /// Consumer pid (0 = none).
+    pub consumer: u32,
+    /// [`CLOSED_BY_PRODUCER`] | [`CLOSED_BY_CONSUMER`] bits.
+    pub closed: u32,
+    /// Consumers asleep waiting for data.
+    pub data_waiters: u32,
+    /// Producers asleep waiting for space.
+    pub space_waiters: u32,
+}
+
+impl Control {
+    /// Fresh control words: empty, open, no roles held.
+    pub fn new() -> Self {
+        Self {
+            tail: AtomicU64::new(0),
+            _pad0: [0; 15],
+            head: AtomicU64::new(0),
+            _pad1: [0; 15],
+            producer: AtomicU32::new(0),
+            consumer: AtomicU32::new(0),
+            closed: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            data_epoch: AtomicU32::new(0),
+            data_waiters: AtomicU32::new(0),
+            space_epoch: AtomicU32::new(0),
+            space_waiters: AtomicU32::new(0),
+            _pad2: [0; 12],
+        }
+    }
+
+    /// Each word, read once (Relaxed: a display snapshot, synchronizing with
+    /// nothing).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            tail: self.tail.load(Ordering::Relaxed),
+            head: self.head.load(Ordering::Relaxed),
+            producer: self.producer.load(Ordering::Relaxed),
+            consumer: self.consumer.load(Ordering::Relaxed),
+            closed: self.closed.load(Ordering::Relaxed),
+            data_waiters: self.data_waiters.load(Ordering::Relaxed),
+            space_waiters: self.space_waiters.load(Ordering::Relaxed),
+        }
+    }
+
+    fn data(&self) -> WaitPoint<'_> {
+        WaitPoint::new(&self.data_epoch, &self.data_waiters)
+    }
+
+    fn space(&self) -> WaitPoint<'_> {
+        WaitPoint::new(&self.space_epoch, &self.space_waiters)
+    }
+
+    /// Marks the ring closed from one side (`bit`) and wakes every sleeper.
+    fn close(&self, bit: u32) {
+        // Release pairs with the Acquire loads of `closed` in `try_pop`:
+        // every push published before the close is visible to a consumer
+        // that sees it closed.
+        self.closed.fetch_or(bit, Ordering::Release);
+        self.data().notify();
+        self.space().notify();
+    }
+
+    /// Items between `head` and `tail` as seen now, clamped to `capacity`.
+    /// A snapshot: out of date as soon as it returns.
+    pub fn len(&self, capacity: usize) -> usize {
+        // Relaxed: a snapshot of two independent counters.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Relaxed);
+        clamp(tail.wrapping_sub(head), capacity)
+    }
+}
+
+/// A count of items read from the mapping, clamped to the capacity (a
+/// garbage index can make it anything).
+#[inline(always)]
+fn clamp(n: u64, capacity: usize) -> usize {
+    if n > capacity as u64 { capacity } else { n as usize }
+}
+
+/// Claims a role word for `me`: free (0) or held by a dead process.
+///
+/// # Errors
+///
+/// The pid of a live holder (this process included: one handle per role).
+pub fn claim_role(role: &AtomicU32, me: u32) -> Result<(), u32> {
+    // Acquire pairs with the Release in `release_role` (or the dead
+    // holder's last index stores, which came before its claim's
+    // successors): the previous holder's published index is visible.
+    let mut cur = role.load(Ordering::Acquire);
+    loop {
+        if cur != 0 && (cur == me || crate::pid::is_alive(cur)) {
+            return Err(cur);
+        }
+        // AcqRel on success: acquires as above and publishes our claim;
+        // Acquire on failure: the new holder is re-examined.
+        match role.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Gives a role back if `me` still holds it.
+pub fn release_role(role: &AtomicU32, me: u32) {
+    // Release pairs with the Acquire in `claim_role`: our index stores are
+    // visible to the next holder. Relaxed on failure: someone took the role
+    // over (we were thought dead); nothing to do.
+    let _ = role.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
+}
+
+/// What a blocked side waits for, besides its own condition.
+enum Blocked {
+    Disconnected,
+    Timeout,
+}
+
+/// Waits at `point` until `attempt` succeeds, the deadline passes, or the
+/// process in `peer` is gone (then one last attempt is made, so nothing
+/// the peer committed is missed).
+fn block<R>(
+    point: WaitPoint<'_>,
+    peer: &AtomicU32,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Option<R>,
+) -> Result<R, Blocked> {
+    loop {
+        let slice_end = Instant::now() + PEER_CHECK;
+        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+        if let Ok(r) = point.wait_until(Some(until), &mut attempt) {
+            return Ok(r);
+        }
+        // Relaxed: a liveness probe; the pid is confirmed with the kernel.
+        let pid = peer.load(Ordering::Relaxed);
+        if pid != 0 && !crate::pid::is_alive(pid) {
+            return attempt().ok_or(Blocked::Disconnected);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return attempt().ok_or(Blocked::Timeout);
+        }
+    }
+}
+
+/// The ring memory: control words and slots, borrowed.
+struct Ring<'a, T> {
+    ctl: &'a Control,
+    slots: &'a [UnsafeCell<T>],
+    mask: u64,
+}
+
+impl<T> Clone for Ring<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Ring<'_, T> {}
+
+impl<'a, T: Pod> Ring<'a, T> {
+    fn new(ctl: &'a Control, slots: &'a [UnsafeCell<T>]) -> Self {
+        assert!(
+            slots.len().is_power_of_two(),
+            "ring capacity must be a power of two, got {}",
+            slots.len()
+        );
+        Self {
+            ctl,
+            slots,
+            mask: slots.len() as u64 - 1,
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> &'a UnsafeCell<T> {
+        // Masked: in bounds whatever `pos` a peer wrote.
+        &self.slots[(pos & self.mask) as usize]
+    }
+}
+
+/// The producing end of a ring in memory the caller hands in (the heap, or
+/// loom's atomics in a model). [`Producer`] wraps one over a mapped file.
+pub struct RawProducer<'a, T> {
+    ring: Ring<'a, T>,
+    /// Our own position: the authority, whatever the shared word says.
+    tail: u64,
+    /// The consumer's position as last read (a lower bound of the real one).
+    head_cache: u64,
+}
+
+// SAFETY: a RawProducer is the only writer of the slots it owns under the
+// ring protocol (free slots between its tail and head + capacity) and only
+// reads atomics otherwise; moving it to another thread moves that
+// exclusive right with it. T: Send because values move through it.
+unsafe impl<T: Send> Send for RawProducer<'_, T> {}
+
+impl<'a, T: Pod> RawProducer<'a, T> {
+    /// Attaches to a ring as its producer, continuing from the published
+    /// tail. Does not claim the role (see [`claim_role`]).
+    ///
+    /// # Panics
+    ///
+    /// If `slots.len()` is not a power of two.
+    pub fn new(ctl: &'a Control, slots: &'a [UnsafeCell<T>]) -> Self {
+        let ring = Ring::new(ctl, slots);
+        Self {
+            ring,
+            // Acquire: pairs with the previous producer's Release store of
+            // tail (its slot writes are behind it), if any.
+            tail: ctl.tail.load(Ordering::Acquire),
+            // Acquire: pairs with the consumer's Release store of head.
+            head_cache: ctl.head.load(Ordering::Acquire),
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.ring.slots.len()
+    }
+
+    /// Free slots, reloading the consumer's position only if the cached
+    /// one shows fewer than `want`.
+    #[inline]
+    fn free(&mut self, want: usize) -> usize {
+        let cap = self.capacity();
+        let free = cap - clamp(self.tail.wrapping_sub(self.head_cache), cap);
+        if free >= want {
+            return free;
+        }
+        // Acquire: pairs with the consumer's Release store of head: its
+        // reads of the slots before that position are done before we
+        // overwrite them.
+        self.head_cache = self.ring.ctl.head.load(Ordering::Acquire);
+        cap - clamp(self.tail.wrapping_sub(self.head_cache), cap)
+    }
+
+    #[inline]
+    fn is_closed(&self) -> bool {
+        // Relaxed: only decides whether to refuse a push; a push racing a
+        // close may still land (and stay unread), as with any channel.
+        self.ring.ctl.closed.load(Ordering::Relaxed) != 0
+    }
+
+    #[inline]
+    fn publish(&mut self, n: usize) {
+        self.tail = self.tail.wrapping_add(n as u64);
+        // Release: pairs with the consumer's Acquire load of tail: the slot
+        // writes above are visible before the new position is.
+        self.ring.ctl.tail.store(self.tail, Ordering::Release);
+        self.ring.ctl.data().notify();
+    }
+
+    #[inline(always)]
+    fn write(&self, offset: usize, value: T) {
+        let pos = self.tail.wrapping_add(offset as u64);
+        // SAFETY: the slot at `pos` lies between our tail and the
+        // consumer's head + capacity (checked by `free` by every caller), so
+        // the consumer is not reading it; only this producer writes slots.
+        // The pointer comes from a live UnsafeCell; T is Pod.
+        self.ring.slot(pos).with_mut(|p| unsafe { p.write(value) });
+    }
+
+    /// Pushes `value` if there is room, never waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the value.
+    #[inline]
+    pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
+        if self.is_closed() {
+            return Err(TryPushError::Closed(value));
+        }
+        if self.free(1) == 0 {
+            return Err(TryPushError::Full(value));
+        }
+        self.write(0, value);
+        self.publish(1);
+        Ok(())
+    }
+
+    /// Pushes `value`, sleeping while the ring is full, until `deadline`
+    /// (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`PushError`] with the value: closed, the consumer's process is gone,
+    /// or the deadline passed.
+    pub fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
+        let mut value = Some(value);
+        let ring = self.ring;
+        let res = block(ring.ctl.space(), &ring.ctl.consumer, deadline, || {
+            let v = value.take()?;
+            match self.try_push(v) {
+                Ok(()) => Some(Ok(())),
+                Err(TryPushError::Closed(v)) => Some(Err(v)),
+                Err(TryPushError::Full(v)) => {
+                    value = Some(v);
+                    None
+                }
+            }
+        });
+        match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(v)) => Err(PushError::Closed(v)),
+            Err(Blocked::Disconnected) => Err(PushError::Disconnected(value.take().unwrap_or_else(unreachable_value))),
+            Err(Blocked::Timeout) => Err(PushError::Timeout(value.take().unwrap_or_else(unreachable_value))),
+        }
+    }
+
+    /// Pushes as many of `values` as fit, in order, with one publish of
+    /// the tail for the whole batch. Returns how many were pushed (0 if
+    /// the ring is full).
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] if the ring was closed.
+    pub fn push_slice(&mut self, values: &[T]) -> Result<usize, Closed> {
+        if self.is_closed() {
+            return Err(Closed);
+        }
+        let n = values.len().min(self.free(values.len()));
+        for (i, v) in values[..n].iter().enumerate() {
+            self.write(i, *v);
+        }
+        if n > 0 {
+            self.publish(n);
+        }
+        Ok(n)
+    }
+
+    /// Reserves `n` slots for writing in place; nothing is visible to the
+    /// consumer until [`WriteChunk::commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`ChunkError::TooFewSlots`] with the number free, or
+    /// [`ChunkError::Closed`].
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, 'a, T>, ChunkError> {
+        if self.is_closed() {
+            return Err(ChunkError::Closed);
+        }
+        let free = self.free(n);
+        if free < n {
+            return Err(ChunkError::TooFewSlots(free));
+        }
+        Ok(WriteChunk { producer: self, len: n })
+    }
+
+    /// Closes the ring from the producing side: the consumer drains what is
+    /// left, then gets `Closed`. Wakes every sleeper.
+    pub fn close(&self) {
+        self.ring.ctl.close(CLOSED_BY_PRODUCER);
+    }
+
+    /// Whether either side closed the ring.
+    pub fn is_closed_now(&self) -> bool {
+        self.is_closed()
+    }
+
+    /// Items in the ring right now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.ring.ctl.len(self.capacity())
+    }
+
+    /// Whether the ring is empty right now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cold]
+fn unreachable_value<T>() -> T {
+    unreachable!("a blocked push keeps its value until it is pushed")
+}
+
+/// Slots reserved by [`RawProducer::write_chunk`]: fill them, then
+/// [`commit`](Self::commit). Dropped uncommitted, nothing is published.
+pub struct WriteChunk<'p, 'a, T> {
+    producer: &'p mut RawProducer<'a, T>,
+    len: usize,
+}
+
+impl<T: Pod> WriteChunk<'_, '_, T> {
+    /// Number of reserved slots.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no slot was reserved.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the `i`-th reserved slot.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= len()`.
+    pub fn set(&mut self, i: usize, value: T) {
+        assert!(i < self.len, "slot {i} outside a chunk of {}", self.len);
+        self.producer.write(i, value);
+    }
+
+    /// The reserved slots as two slices (the second is non-empty when the
+    /// reservation wraps around the end of the ring). Their contents are
+    /// whatever was there before.
+    #[cfg(not(loom))]
+    pub fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        let ring = self.producer.ring;
+        let cap = ring.slots.len();
+        let start = (self.producer.tail & ring.mask) as usize;
+        let first = self.len.min(cap - start);
+        let base = UnsafeCell::slice_ptr(ring.slots);
+        // SAFETY: the reserved slots [tail, tail + len) are free (checked
+        // by `write_chunk`), so the consumer does not touch them until we
+        // publish, and this chunk borrows the producer mutably, so nothing
+        // else in this process writes them. The two ranges [start, start +
+        // first) and [0, len - first) are in bounds (start < cap, first <=
+        // cap - start, len <= cap) and disjoint (len - first > 0 only if
+        // start + first == cap). T is Pod: any bytes there are valid.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(base.add(start), first),
+                std::slice::from_raw_parts_mut(base, self.len - first),
+            )
+        }
+    }
+
+    /// Publishes the first `n` reserved slots.
+    ///
+    /// # Panics
+    ///
+    /// If `n > len()`.
+    pub fn commit(self, n: usize) {
+        assert!(n <= self.len, "cannot commit {n} of {} slots", self.len);
+        if n > 0 {
+            self.producer.publish(n);
+        }
+    }
+
+    /// Publishes every reserved slot.
+    pub fn commit_all(self) {
+        let n = self.len;
+        self.commit(n);
+    }
+}
+
+/// The consuming end of a ring in memory the caller hands in. [`Consumer`]
+/// wraps one over a mapped file.
+pub struct RawConsumer<'a, T> {
+    ring: Ring<'a, T>,
+    /// Our own position: the authority, whatever the shared word says.
+    head: u64,
+    /// The producer's position as last read (a lower bound of the real one).
+    tail_cache: u64,
+}
+
+// SAFETY: a RawConsumer is the only reader of the published slots between
+// its head and the tail; moving it to another thread moves that right with
+// it. T: Send because values move through it.
+unsafe impl<T: Send> Send for RawConsumer<'_, T> {}
+
+impl<'a, T: Pod> RawConsumer<'a, T> {
+    /// Attaches to a ring as its consumer, continuing from the published
+    /// head. Does not claim the role (see [`claim_role`]).
+    ///
+    /// # Panics
+    ///
+    /// If `slots.len()` is not a power of two.
+    pub fn new(ctl: &'a Control, slots: &'a [UnsafeCell<T>]) -> Self {
+        let ring = Ring::new(ctl, slots);
+        Self {
+            ring,
+            // Acquire: pairs with the previous consumer's Release store.
+            head: ctl.head.load(Ordering::Acquire),
+            // Acquire: pairs with the producer's Release store of tail.
+            tail_cache: ctl.tail.load(Ordering::Acquire),
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.ring.slots.len()
+    }
+
+    /// Items available, reloading the producer's position only if the
+    /// cached one shows fewer than `want`.
+    #[inline]
+    fn available(&mut self, want: usize) -> usize {
+        let cap = self.capacity();
+        let n = clamp(self.tail_cache.wrapping_sub(self.head), cap);
+        if n >= want {
+            return n;
+        }
+        // Acquire: pairs with the producer's Release store of tail: the
+        // slots before it are written.
+        self.tail_cache = self.ring.ctl.tail.load(Ordering::Acquire);
+        clamp(self.tail_cache.wrapping_sub(self.head), cap)
+    }
+
+    /// With nothing available: is the ring closed *and* drained? Re-reads
+    /// the tail after seeing the close, so a push published before the
+    /// close is never missed.
+    fn closed_and_drained(&mut self) -> bool {
+        // Acquire pairs with the Release `fetch_or` in `Control::close`:
+        // the producer's tail stores before its close are visible.
+        if self.ring.ctl.closed.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        self.available(1) == 0
+    }
+
+    #[inline(always)]
+    fn read(&self, offset: usize) -> T {
+        let pos = self.head.wrapping_add(offset as u64);
+        // SAFETY: the slot at `pos` lies between our head and the tail we
+        // acquired (checked by `available` by every caller): the producer
+        // wrote it before publishing and does not write it again until we
+        // publish a head past it. The pointer comes from a live
+        // UnsafeCell; T is Pod, so any bytes are a valid T.
+        self.ring.slot(pos).with(|p| unsafe { p.read() })
+    }
+
+    #[inline]
+    fn release(&mut self, n: usize) {
+        self.head = self.head.wrapping_add(n as u64);
+        // Release: pairs with the producer's Acquire load of head: our
+        // reads of the slots are done before it may overwrite them.
+        self.ring.ctl.head.store(self.head, Ordering::Release);
+        self.ring.ctl.space().notify();
+    }
+
+    /// Pops the oldest item if there is one, never waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once the ring is
+    /// closed and drained.
+    #[inline]
+    pub fn try_pop(&mut self) -> Result<T, TryPopError> {
+        if self.available(1) == 0 {
+            return Err(if self.closed_and_drained() {
+                TryPopError::Closed
+            } else {
+                TryPopError::Empty
+            });
+        }
+        let v = self.read(0);
+        self.release(1);
+        Ok(v)
+    }
+
+    /// Pops the oldest item, sleeping while the ring is empty, until
+    /// `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`PopError`]: closed and drained, the producer's process is gone
+    /// (after everything it committed was received), or the deadline passed.
+    pub fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
+        let ring = self.ring;
+        let res = block(ring.ctl.data(), &ring.ctl.producer, deadline, || {
+            match self.try_pop() {
+                Ok(v) => Some(Ok(v)),
+                Err(TryPopError::Closed) => Some(Err(PopError::Closed)),
+                Err(TryPopError::Empty) => None,
+            }
+        });
+        match res {
+            Ok(r) => r,
+            Err(Blocked::Disconnected) => Err(PopError::Disconnected),
+            Err(Blocked::Timeout) => Err(PopError::Timeout),
+        }
+    }
+
+    /// Pops up to `out.len()` items into `out`, oldest first, with one
+    /// publish of the head for the whole batch. Returns how many (0 if the
+    /// ring is empty).
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] once the ring is closed and drained.
+    pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, Closed> {
+        let n = out.len().min(self.available(out.len()));
+        if n == 0 {
+            return if !out.is_empty() && self.closed_and_drained() {
+                Err(Closed)
+            } else {
+                Ok(0)
+            };
+        }
+        for (i, slot) in out[..n].iter_mut().enumerate() {
+            *slot = self.read(i);
+        }
+        self.release(n);
+        Ok(n)
+    }
+
+    /// Borrows `n` items in place; they are released to the producer only
+    /// on [`ReadChunk::commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`ChunkError::TooFewSlots`] with the number available, or
+    /// [`ChunkError::Closed`] once the ring is closed and drained.
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, 'a, T>, ChunkError> {
+        let avail = self.available(n);
+        if avail < n {
+            if avail == 0 && self.closed_and_drained() {
+                return Err(ChunkError::Closed);
+            }
+            return Err(ChunkError::TooFewSlots(avail));
+        }
+        Ok(ReadChunk { consumer: self, len: n })
+    }
+
+    /// Closes the ring from the consuming side: pushes get `Closed` from now
+    /// on. Wakes every sleeper.
+    pub fn close(&self) {
+        self.ring.ctl.close(CLOSED_BY_CONSUMER);
+    }
+
+    /// Items in the ring right now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.ring.ctl.len(self.capacity())
+    }
+
+    /// Whether the ring is empty right now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Items borrowed by [`RawConsumer::read_chunk`]: read them, then
+/// [`commit`](Self::commit). Dropped uncommitted, nothing is consumed.
+pub struct ReadChunk<'c, 'a, T> {
+    consumer: &'c mut RawConsumer<'a, T>,
+    len: usize,
+}
+
+impl<T: Pod> ReadChunk<'_, '_, T> {
+    /// Number of borrowed items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no item was borrowed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `i`-th borrowed item.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= len()`.
+    pub fn get(&self, i: usize) -> T {
+        assert!(i < self.len, "item {i} outside a chunk of {}", self.len);
+        self.consumer.read(i)
+    }
+
+    /// The borrowed items as two slices (the second is non-empty when they
+    /// wrap around the end of the ring).
+    #[cfg(not(loom))]
+    pub fn as_slices(&self) -> (&[T], &[T]) {
+        let ring = self.consumer.ring;
+        let cap = ring.slots.len();
+        let start = (self.consumer.head & ring.mask) as usize;
+        let first = self.len.min(cap - start);
+        let base = UnsafeCell::slice_ptr(ring.slots);
+        // SAFETY: the items [head, head + len) are published (checked by
+        // `read_chunk`) and the producer does not write them until we
+        // release them, which needs this chunk (it borrows the consumer
+        // mutably). Ranges in bounds and disjoint as in
+        // `WriteChunk::as_mut_slices`. T is Pod.
+        unsafe {
+            (
+                std::slice::from_raw_parts(base.add(start), first),
+                std::slice::from_raw_parts(base, self.len - first),
+            )
+        }
+    }
+
+    /// Releases the first `n` items to the producer.
+    ///
+    /// # Panics
+    ///
+    /// If `n > len()`.
+    pub fn commit(self, n: usize) {
+        assert!(n <= self.len, "cannot commit {n} of {} items", self.len);
+        if n > 0 {
+            self.consumer.release(n);
+        }
+    }
+
+    /// Releases every borrowed item.
+    pub fn commit_all(self) {
+        let n = self.len;
+        self.commit(n);
+    }
+}
+
+#[cfg(not(loom))]
+pub use mapped::{Consumer, Producer, channel};
+
+#[cfg(not(loom))]
+mod mapped;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn slots<T: Pod>(n: usize) -> Vec<UnsafeCell<T>> {
+        (0..n).map(|_| UnsafeCell::new(T::zeroed())).collect()
+    }
+
+    #[test]
+    fn push_pop_in_order_across_the_wrap() {
+        let ctl = Control::new();
+        let s = slots::<u64>(4);
+        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::new(&ctl, &s);
+        for i in 0..4 {
+            p.try_push(i).unwrap();
+        }
+        assert!(matches!(p.try_push(9), Err(TryPushError::Full(9))));
+        for round in 0..10u64 {
+            assert_eq!(c.try_pop(), Ok(round));
+            p.try_push(round + 4).unwrap();
+        }
+        assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn batches_and_chunks_wrap_and_commit_partially() {
+        let ctl = Control::new();
+        let s = slots::<u32>(8);
+        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::new(&ctl, &s);
+        assert_eq!(p.push_slice(&[1, 2, 3, 4, 5, 6]), Ok(6));
+        let mut out = [0; 4];
+        assert_eq!(c.pop_slice(&mut out), Ok(4));
+        assert_eq!(out, [1, 2, 3, 4]);
+        // 2 left at positions 4,5; free 6 slots from position 6: wraps.
+        assert_eq!(p.push_slice(&[7, 8, 9, 10, 11, 12, 13]), Ok(6));
+        assert!(matches!(p.write_chunk(1), Err(ChunkError::TooFewSlots(0))));
+        let chunk = c.read_chunk(8).unwrap();
+        let (a, b) = chunk.as_slices();
+        assert_eq!((a, b), (&[5, 6, 7, 8][..], &[9, 10, 11, 12][..]));
+        chunk.commit(3);
+        let mut w = p.write_chunk(3).unwrap();
+        let (a, b) = w.as_mut_slices();
+        assert_eq!(a.len() + b.len(), 3);
+        a.iter_mut().chain(b.iter_mut()).for_each(|x| *x = 99);
+        w.commit(2);
+        assert!(matches!(c.read_chunk(9), Err(ChunkError::TooFewSlots(7))));
+        let mut out = [0; 8];
+        assert_eq!(c.pop_slice(&mut out), Ok(7));
+        assert_eq!(out[..7], [8, 9, 10, 11, 12, 99, 99]);
+        // A dropped chunk publishes nothing.
+        drop(p.write_chunk(2).unwrap());
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn close_by_producer_drains_then_closed() {
+        let ctl = Control::new();
+        let s = slots::<u64>(2);
+        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::new(&ctl, &s);
+        p.try_push(1).unwrap();
+        p.close();
+        assert!(matches!(p.try_push(2), Err(TryPushError::Closed(2))));
+        assert_eq!(c.try_pop(), Ok(1));
+        assert_eq!(c.try_pop(), Err(TryPopError::Closed));
+        assert_eq!(c.pop_until(None), Err(PopError::Closed));
+        assert_eq!(c.pop_slice(&mut [0; 2]), Err(Closed));
+    }
+
+    #[test]
+    fn close_by_consumer_refuses_pushes_with_the_value() {
+        let ctl = Control::new();
+        let s = slots::<u64>(2);
+        let mut p = RawProducer::new(&ctl, &s);
+        let c = RawConsumer::new(&ctl, &s);
+        c.close();
+        assert!(matches!(p.push_until(5, None), Err(PushError::Closed(5))));
+        assert_eq!(p.push_slice(&[1]), Err(Closed));
+    }
+
+    #[test]
+    fn timeouts_return_the_value() {
+        let ctl = Control::new();
+        let s = slots::<u64>(1);
+        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::new(&ctl, &s);
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        assert_eq!(c.pop_until(soon), Err(PopError::Timeout));
+        p.try_push(1).unwrap();
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        assert!(matches!(p.push_until(2, soon), Err(PushError::Timeout(2))));
+    }
+
+    #[test]
+    fn blocked_pop_is_woken_by_push_and_by_close() {
+        let ctl = Control::new();
+        let s = slots::<u64>(2);
+        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::new(&ctl, &s);
+        std::thread::scope(|scope| {
+            let h = scope.spawn(move || {
+                let first = c.pop_until(None);
+                let second = c.pop_until(None);
+                (first, second)
+            });
+            // Let the consumer reach its sleep (not needed for correctness).
+            std::thread::sleep(Duration::from_millis(30));
+            p.try_push(7).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            p.close();
+            assert_eq!(h.join().unwrap(), (Ok(7), Err(PopError::Closed)));
+        });
+    }
+
+    #[test]
+    fn garbage_indices_give_wrong_data_never_a_panic() {
+        let ctl = Control::new();
+        let s = slots::<u64>(4);
+        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::new(&ctl, &s);
+        for (tail, head) in [(u64::MAX, 0), (3, 1_000_000), (1 << 63, 5), (7, 7)] {
+            ctl.tail.store(tail, Ordering::Relaxed);
+            ctl.head.store(head, Ordering::Relaxed);
+            for _ in 0..10 {
+                let _ = c.try_pop();
+                let _ = p.try_push(1);
+                let _ = c.pop_slice(&mut [0; 8]);
+                let _ = p.push_slice(&[1; 8]);
+                assert!(c.len() <= 4);
+            }
+        }
+    }
+
+    #[test]
+    fn a_role_has_one_live_holder() {
+        let role = AtomicU32::new(0);
+        let me = crate::pid::current();
+        assert_eq!(claim_role(&role, me), Ok(()));
+        assert_eq!(claim_role(&role, me), Err(me));
+        release_role(&role, me);
+        assert_eq!(claim_role(&role, me), Ok(()));
+        // A dead holder is taken over.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        role.store(dead, Ordering::Relaxed);
+        assert_eq!(claim_role(&role, me), Ok(()));
+    }
+}

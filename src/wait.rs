@@ -1,0 +1,271 @@
+//! Cross-process wait and wake: sleep until another process changes
+//! something in the mapping, without burning a core and without a system
+//! call on the fast path.
+//!
+//! The protocol is an *eventcount* over two 32-bit words in shared memory:
+//!
+//! ```text
+//! epoch    bumped by every notify that found a sleeper; the futex word
+//! waiters  number of processes between "about to sleep" and "awake"
+//! ```
+//!
+//! A waiter checks its condition, spins a little, then: reads `epoch`,
+//! registers in `waiters`, *checks the condition again*, and sleeps on
+//! `epoch` only if it still equals what it read. A notifier changes the
+//! state first, then (after a `SeqCst` fence) looks at `waiters`: zero means
+//! nobody can be asleep, so there is no system call at all; otherwise it
+//! bumps `epoch` and wakes everyone sleeping on it.
+//!
+//! No lost wake-up: the waiter's registration and the notifier's state
+//! change are each followed by a `SeqCst` fence before the other side's word
+//! is read, so at least one of them sees the other — either the waiter's
+//! second check sees the new state, or the notifier sees the waiter and
+//! bumps `epoch`, which makes `FUTEX_WAIT` return at once (its value no
+//! longer matches) or wakes it.
+//!
+//! On Linux the sleep is `FUTEX_WAIT` on `epoch` *without*
+//! `FUTEX_PRIVATE_FLAG`, keyed by the physical page, so it works between
+//! processes that map the same file. Elsewhere it is a short sleeping poll
+//! (correct, just slower to wake). Under loom the futex is modelled by a
+//! condition variable, so models check the protocol around it.
+//!
+//! A process killed while asleep leaves `waiters` one too high: notifiers
+//! then make a wake system call nobody needed. That costs a little speed,
+//! never correctness.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{AtomicU32, Ordering, fence, spin_loop, yield_now};
+
+/// Spins (with `spin_loop` hints) before the first yield.
+const SPINS: u32 = 64;
+/// Yields before going to sleep.
+const YIELDS: u32 = 8;
+
+/// One wait point: an `epoch` futex word and a `waiters` count, both in
+/// memory the caller hands in (a mapping, the heap, or loom's atomics).
+#[derive(Clone, Copy, Debug)]
+pub struct WaitPoint<'a> {
+    epoch: &'a AtomicU32,
+    waiters: &'a AtomicU32,
+}
+
+/// The wait ran out of time before the condition held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl<'a> WaitPoint<'a> {
+    /// A wait point over two words. Zeroed words are a valid idle state.
+    pub fn new(epoch: &'a AtomicU32, waiters: &'a AtomicU32) -> Self {
+        Self { epoch, waiters }
+    }
+
+    /// Wakes every process sleeping here. Call it *after* the state change
+    /// that waiters check for has been stored.
+    ///
+    /// Costs one fence and one load when nobody sleeps.
+    #[inline]
+    pub fn notify(&self) {
+        // SeqCst fence: pairs with the SeqCst fence in `wait_until` after the
+        // waiter registers. Either this load sees the registration, or the
+        // waiter's re-check sees the state change stored before this fence.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // Release: pairs with the Acquire load of `epoch` in `wait_until`
+        // (a waiter that reads the new epoch sees the state behind it).
+        self.epoch.fetch_add(1, Ordering::Release);
+        futex::wake_all(self.epoch);
+    }
+
+    /// Number of processes registered as (about to be) asleep here. A
+    /// snapshot, for display.
+    pub fn waiters(&self) -> u32 {
+        // Relaxed: a display snapshot.
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `check` returns `Some`, or until `deadline` passes.
+    ///
+    /// `check` must read the shared state it depends on with `Acquire`
+    /// loads (or stronger), and the state's writers must call
+    /// [`notify`](Self::notify) after changing it. It may be called many
+    /// times. Spins briefly, then yields, then sleeps. A caller that must
+    /// regain control now and then even if nobody notifies (to notice that a
+    /// peer died) passes a near deadline and loops.
+    ///
+    /// Under loom the sleep ignores the deadline (a model must prove that a
+    /// wake-up comes), so models wait with `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] once `deadline` (if any) has passed without `check`
+    /// returning `Some`.
+    pub fn wait_until<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut check: impl FnMut() -> Option<R>,
+    ) -> Result<R, TimedOut> {
+        for i in 0..SPINS + YIELDS {
+            if let Some(r) = check() {
+                return Ok(r);
+            }
+            if i < SPINS {
+                spin_loop();
+            } else {
+                yield_now();
+            }
+        }
+        loop {
+            // Acquire: pairs with the Release bump in `wake`.
+            let epoch = self.epoch.load(Ordering::Acquire);
+            // Relaxed RMW + SeqCst fence: the fence pairs with the one in
+            // `notify` (see there); the registration is ordered before the
+            // re-check below by it.
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let outcome = match check() {
+                Some(r) => Some(Ok(r)),
+                None => {
+                    let timeout = match deadline {
+                        None => None,
+                        Some(d) => match d.checked_duration_since(Instant::now()) {
+                            Some(left) if !left.is_zero() => Some(left),
+                            _ => Some(Duration::ZERO),
+                        },
+                    };
+                    if timeout == Some(Duration::ZERO) {
+                        Some(Err(TimedOut))
+                    } else {
+                        futex::wait(self.epoch, epoch, timeout);
+                        None
+                    }
+                }
+            };
+            // Relaxed: the count only decides whether notifiers make a
+            // system call; a late decrement costs at most one spare wake.
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            if let Some(done) = outcome {
+                return done;
+            }
+            if let Some(r) = check() {
+                return Ok(r);
+            }
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
+mod futex {
+    use std::time::Duration;
+
+    use crate::sync::AtomicU32;
+
+    /// Sleeps while `*word == expected`, for at most `timeout`. Returns on a
+    /// wake, a timeout, a signal, or a value mismatch: callers re-check.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+            // Always below 10^9, which fits every c_long.
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a live, aligned 32-bit atomic (in a shared
+        // mapping or on the heap) for the duration of the call; FUTEX_WAIT
+        // only reads it and compares with `expected`. The flag is plain
+        // FUTEX_WAIT, not FUTEX_PRIVATE_FLAG, so the kernel keys the wait by
+        // the backing page and processes mapping the same file meet there.
+        // `ts_ptr` is null or points to a timespec that outlives the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Wakes every sleeper on `word`.
+    pub(super) fn wake_all(word: &AtomicU32) {
+        // SAFETY: as in `wait`; FUTEX_WAKE does not access the word's value,
+        // only its address, and the remaining arguments are ignored.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+}
+
+#[cfg(all(not(target_os = "linux"), not(loom)))]
+mod futex {
+    use std::time::{Duration, Instant};
+
+    use crate::sync::{AtomicU32, Ordering};
+
+    /// Polling fallback: sleep in short steps until the word changes.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let start = Instant::now();
+        let mut step = Duration::from_micros(20);
+        // Relaxed: the caller re-checks its condition with proper ordering.
+        while word.load(Ordering::Relaxed) == expected {
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return;
+            }
+            std::thread::sleep(step);
+            step = (step * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    pub(super) fn wake_all(_word: &AtomicU32) {}
+}
+
+/// Under loom: a futex modelled by one condition variable per model, so a
+/// lost wake-up shows up as a deadlock that loom reports.
+#[cfg(loom)]
+mod futex {
+    use std::time::Duration;
+
+    use loom::sync::{Condvar, Mutex};
+
+    use crate::sync::{AtomicU32, Ordering};
+
+    loom::lazy_static! {
+        static ref FUTEX: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+        // The timeout is ignored: a model must prove a wake-up arrives.
+        let (lock, cond) = &*FUTEX;
+        let mut guard = lock.lock().unwrap();
+        // SeqCst: the mock stands for the kernel, which compares under its
+        // own lock; this keeps the model conservative.
+        while word.load(Ordering::SeqCst) == expected {
+            guard = cond.wait(guard).unwrap();
+        }
+    }
+
+    pub(super) fn wake_all(_word: &AtomicU32) {
+        let (lock, cond) = &*FUTEX;
+        let _guard = lock.lock().unwrap();
+        cond.notify_all();
+    }
+}
