@@ -14,6 +14,7 @@
 //! | [`Counter`] (`i64`) | `Value('i')` + `get_lock()` | load, store, fetch_add/sub, compare_exchange, fetch_update, fetch_max/min |
 //! | [`AtomicArray<T>`] (`u32`, `i32`, `u64`, `i64`, `f64`) | `Array` | the same, per element |
 //! | [`SeqCell<T>`] (any [`Pod`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
+//! | [`spsc::Producer<T>`] / [`spsc::Consumer<T>`] | `Pipe`, a 1:1 `Queue` | try_push/try_pop, blocking push/pop (futex, no CPU while idle), timeouts, push_slice/pop_slice, zero-copy chunks, close |
 //!
 //! Every kind has `create`, `open` and `open_or_create`. Opening checks the
 //! whole header first (magic, version, checksum, kind, payload type, sizes)
@@ -60,7 +61,8 @@
 //! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
 //!   handed, so the same code runs in a mapping, on the heap and under loom;
 //! * [`region`]: the only module that touches files;
-//! * [`Counter`], [`AtomicArray`], [`SeqCell`]: the public objects.
+//! * [`wait`]: cross-process sleep and wake-up (a futex eventcount);
+//! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`]: the public objects.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]

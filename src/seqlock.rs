@@ -338,17 +338,25 @@ impl<'a> SeqLock<'a> {
     /// One attempt to become the writer, never waiting.
     pub fn try_lock(&self) -> Result<WriteGuard<'a>, Busy> {
         // Relaxed: only a guess for the CAS below, which is what counts.
-        let s = self.seq.load(Ordering::Relaxed);
-        if s & 1 == 1 {
-            return Err(self.busy(s));
-        }
-        // Acquire on success pairs with the previous writer's Release store
-        // in `WriteGuard::drop`: its data is visible to `WriteGuard::read`.
-        if let Err(now) =
-            self.seq
-                .compare_exchange(s, s.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-        {
-            return Err(self.busy(now));
+        let mut s = self.seq.load(Ordering::Relaxed);
+        loop {
+            if s & 1 == 1 {
+                return Err(self.busy(s));
+            }
+            // Acquire on success pairs with the previous writer's Release
+            // store in `WriteGuard::drop`: its data is visible to
+            // `WriteGuard::read`. A failure that finds the sequence even
+            // means our guess was stale, not that a writer is inside: retry
+            // with the fresh value (each retry means another write completed).
+            match self.seq.compare_exchange(
+                s,
+                s.wrapping_add(1),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
         }
         // Relaxed: the pid is a diagnostic hint for waiters, never a
         // synchronization point.

@@ -40,7 +40,7 @@ pub const CLOSED_BY_CONSUMER: u32 = 2;
 pub const PEER_CHECK: Duration = Duration::from_millis(50);
 
 /// Offset of the first slot in the body.
-pub const SLOTS_OFFSET: usize = 384;
+pub const SLOTS_OFFSET: usize = crate::layout::RING_CONTROL_SIZE as usize;
 
 /// The ring's shared words (everything but the slots).
 #[repr(C)]

@@ -38,9 +38,18 @@ use std::time::{Duration, Instant};
 use crate::sync::{AtomicU32, Ordering, fence, spin_loop, yield_now};
 
 /// Spins (with `spin_loop` hints) before the first yield.
+#[cfg(not(loom))]
 const SPINS: u32 = 64;
 /// Yields before going to sleep.
+#[cfg(not(loom))]
 const YIELDS: u32 = 8;
+// Under loom every check is a handful of modelled atomic accesses: one
+// optimistic check before sleeping keeps the state space small and still
+// covers both paths (condition already true; sleep and be woken).
+#[cfg(loom)]
+const SPINS: u32 = 0;
+#[cfg(loom)]
+const YIELDS: u32 = 1;
 
 /// One wait point: an `epoch` futex word and a `waiters` count, both in
 /// memory the caller hands in (a mapping, the heap, or loom's atomics).
