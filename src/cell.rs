@@ -70,6 +70,7 @@ impl<T: Pod> SeqCell<T> {
             kind: Kind::SeqCell,
             elem: TypeInfo::of::<T>(),
             elem_name: std::any::type_name::<T>(),
+            any_size: false,
         }
     }
 

@@ -310,6 +310,7 @@ mod mapped {
             kind,
             elem: TypeInfo::of::<T>(),
             elem_name: std::any::type_name::<T>(),
+            any_size: false,
         }
     }
 

@@ -60,6 +60,17 @@ pub enum Body {
         /// The control words.
         control: crate::spsc::Snapshot,
     },
+    /// An MPMC queue: its control words as read now.
+    Queue {
+        /// Number of slots.
+        capacity: u64,
+        /// Items in it (claimed positions included, clamped).
+        len: u64,
+        /// The longest byte message, for byte queues.
+        max_len: Option<u64>,
+        /// The control words.
+        control: crate::mpmc::Snapshot,
+    },
     /// Raw bytes.
     Scratch {
         /// The number of bytes.
@@ -100,6 +111,17 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
             Body::Ring {
                 capacity,
                 len,
+                control,
+            }
+        }
+        Some(kind @ (Kind::Mpmc | Kind::MpmcBytes)) => {
+            let control = region.body::<crate::mpmc::Control>(0, 1)[0].snapshot();
+            let capacity = desc.capacity;
+            let n = control.tail.wrapping_sub(control.head);
+            Body::Queue {
+                capacity,
+                len: if (n as i64) < 0 { 0 } else { n.min(capacity) },
+                max_len: (kind == Kind::MpmcBytes).then_some(u64::from(desc.elem_size)),
                 control,
             }
         }
@@ -232,6 +254,29 @@ impl fmt::Display for Report {
                     f,
                     "sleeping:    {} consumer(s), {} producer(s)",
                     c.data_waiters, c.space_waiters
+                )
+            }
+            Body::Queue {
+                capacity,
+                len,
+                max_len,
+                control: c,
+            } => {
+                writeln!(f, "queue:       {len} of {capacity} slots used")?;
+                if let Some(max) = max_len {
+                    writeln!(f, "messages:    up to {max} bytes")?;
+                }
+                writeln!(f, "positions:   head {} tail {}", c.head, c.tail)?;
+                let state = if c.closed != 0 { "closed" } else { "open" };
+                writeln!(f, "queue state: {state}")?;
+                if c.flags & crate::mpmc::FLAG_JOINABLE != 0 {
+                    writeln!(f, "unfinished:  {} task(s)", c.unfinished)?;
+                }
+                writeln!(f, "recovered:   {} slot(s) abandoned by dead processes", c.recovered)?;
+                writeln!(
+                    f,
+                    "sleeping:    {} consumer(s), {} producer(s), {} joiner(s)",
+                    c.data_waiters, c.space_waiters, c.join_waiters
                 )
             }
             Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),

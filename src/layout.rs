@@ -53,6 +53,12 @@ pub enum Kind {
     SeqCell = 3,
     /// A single-producer single-consumer ring ([`spsc`](crate::spsc)).
     Spsc = 4,
+    /// A multi-producer multi-consumer queue of typed values
+    /// ([`mpmc::Queue`](crate::mpmc::Queue)).
+    Mpmc = 5,
+    /// A multi-producer multi-consumer queue of byte messages
+    /// ([`mpmc::ByteQueue`](crate::mpmc::ByteQueue)).
+    MpmcBytes = 6,
     /// Raw shared bytes: the benchmark baselines keep their mutexes here.
     Scratch = 100,
 }
@@ -65,6 +71,8 @@ impl Kind {
             2 => Self::AtomicArray,
             3 => Self::SeqCell,
             4 => Self::Spsc,
+            5 => Self::Mpmc,
+            6 => Self::MpmcBytes,
             100 => Self::Scratch,
             _ => return None,
         })
@@ -77,6 +85,8 @@ impl Kind {
             Self::AtomicArray => "atomic array",
             Self::SeqCell => "seqlock cell",
             Self::Spsc => "spsc ring",
+            Self::Mpmc => "mpmc queue",
+            Self::MpmcBytes => "mpmc byte queue",
             Self::Scratch => "scratch",
         }
     }
@@ -260,6 +270,20 @@ pub const MAX_RING_CAPACITY: u64 = 1 << 32;
 /// Bytes of a ring's control words before its slots.
 pub const RING_CONTROL_SIZE: u64 = 384;
 
+/// Most slots an MPMC queue may have (2^31: a slot's claim word records the
+/// low 32 bits of a position, which must differ between laps).
+pub const MAX_MPMC_CAPACITY: u64 = 1 << 31;
+
+/// The payload fingerprint of byte-message queues: `size` is the maximum
+/// message length chosen at creation.
+pub fn bytes_type(max_len: u32) -> TypeInfo {
+    TypeInfo {
+        size: max_len,
+        align: 1,
+        id: fnv1a(b"mmring::bytes"),
+    }
+}
+
 /// The body layout of a `kind` holding `capacity` elements of `elem`, or a
 /// description of what a valid capacity or payload would be.
 ///
@@ -341,6 +365,39 @@ pub fn body_layout(kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayo
             Ok(BodyLayout {
                 slot_size: elem_size,
                 body_size: round(RING_CONTROL_SIZE + capacity * elem_size),
+            })
+        }
+        Kind::Mpmc | Kind::MpmcBytes => {
+            let payload_bytes = if kind == Kind::Mpmc {
+                if elem_size == 0 || elem_size > MAX_SLOT_SIZE || !elem.align.is_power_of_two() || elem.align > 8 {
+                    return Err(LayoutError::Payload(format!(
+                        "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 8, found size {}, align {}",
+                        elem.size, elem.align
+                    )));
+                }
+                elem_size
+            } else {
+                if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
+                    return Err(LayoutError::Payload(format!(
+                        "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found size {}, align {}, id {:#x}",
+                        elem.size, elem.align, elem.id
+                    )));
+                }
+                // A length word, then the bytes.
+                8 + elem_size
+            };
+            let stride = (crate::mpmc::SLOT_HEADER_WORDS as u64 + payload_bytes.div_ceil(8)) * 8;
+            if !capacity.is_power_of_two()
+                || !(2..=MAX_MPMC_CAPACITY).contains(&capacity)
+                || capacity * stride > MAX_BODY - RING_CONTROL_SIZE
+            {
+                return Err(LayoutError::Capacity(format!(
+                    "a power of two from 2 to {MAX_MPMC_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+                )));
+            }
+            Ok(BodyLayout {
+                slot_size: stride,
+                body_size: round(RING_CONTROL_SIZE + capacity * stride),
             })
         }
         Kind::Scratch => {

@@ -95,6 +95,9 @@ pub(crate) struct Expect {
     pub kind: Kind,
     pub elem: TypeInfo,
     pub elem_name: &'static str,
+    /// Accept any `elem.size` (byte queues: the size is the maximum message
+    /// length chosen at creation); id and alignment must still match.
+    pub any_size: bool,
 }
 
 /// A mapped, validated object file.
@@ -257,7 +260,13 @@ impl Region {
                 found: found_kind.map_or_else(|| format!("unknown kind {}", desc.kind), |k| k.name().into()),
             });
         }
-        if desc.type_info() != expect.elem {
+        let found = desc.type_info();
+        let matches = if expect.any_size {
+            found.id == expect.elem.id && found.align == expect.elem.align
+        } else {
+            found == expect.elem
+        };
+        if !matches {
             return Err(OpenError::WrongPayload {
                 path: path.to_path_buf(),
                 expected_name: expect.elem_name,

@@ -470,8 +470,9 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// Copies data words into `out`, 8 bytes per word, native endian.
-fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
+/// Copies data words into `out`, 8 bytes per word, native endian (also
+/// used by the MPMC ring, whose slots are words too).
+pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
     for (chunk, word) in out.chunks_mut(8).zip(words) {
         // Relaxed: ordering is provided by the seqlock's sequence and fences.
         let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
@@ -480,7 +481,7 @@ fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
 }
 
 /// Copies `src` into data words; the tail of the last word is zero.
-fn copy_in(words: &[AtomicU64], src: &[u8]) {
+pub(crate) fn copy_in(words: &[AtomicU64], src: &[u8]) {
     for (chunk, word) in src.chunks(8).zip(words) {
         let mut bytes = [0u8; 8];
         bytes[..chunk.len()].copy_from_slice(chunk);

@@ -875,7 +875,9 @@ mod tests {
         assert_eq!(c.pop_slice(&mut out), Ok(7));
         assert_eq!(out[..7], [8, 9, 10, 11, 12, 99, 99]);
         // A dropped chunk publishes nothing.
-        drop(p.write_chunk(2).unwrap());
+        {
+            let _unpublished = p.write_chunk(2).unwrap();
+        }
         assert_eq!(c.try_pop(), Err(TryPopError::Empty));
     }
 

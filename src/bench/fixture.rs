@@ -200,6 +200,7 @@ impl Fixture {
                 kind: Kind::Scratch,
                 elem: TypeInfo::NONE,
                 elem_name: "bytes",
+                any_size: false,
             };
             let bytes = (WORDS * size_of::<AtomicU64>()) as u64;
             Region::create(p, expect, bytes, &CreateOptions::default(), |_| {})

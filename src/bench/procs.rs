@@ -169,6 +169,7 @@ mod tests {
             kind: Kind::Scratch,
             elem: TypeInfo::NONE,
             elem_name: "bytes",
+            any_size: false,
         };
         let bytes = ((WORDS + 1) * size_of::<AtomicU64>()) as u64;
         Region::create(

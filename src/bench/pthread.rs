@@ -50,6 +50,7 @@ impl PthreadCounter {
             kind: Kind::Scratch,
             elem: TypeInfo::NONE,
             elem_name: "bytes",
+            any_size: false,
         };
         let mut rc = 0;
         let region = Region::create(

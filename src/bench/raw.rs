@@ -35,6 +35,7 @@ impl RawCounter {
             kind: Kind::Scratch,
             elem: TypeInfo::NONE,
             elem_name: "bytes",
+            any_size: false,
         };
         let region = Region::create(path, expect, 64, &CreateOptions::default(), |_| {})
             .map_err(io::Error::other)?;

@@ -18,6 +18,7 @@ fn expect<T: Pod>() -> Expect {
         kind: Kind::Spsc,
         elem: TypeInfo::of::<T>(),
         elem_name: std::any::type_name::<T>(),
+        any_size: false,
     }
 }
 
