@@ -343,3 +343,25 @@ into_inner_and_debug!(PushError { Closed, Disconnected, Timeout });
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("ring closed")]
 pub struct Closed;
+
+/// Why a byte message could not be pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BytePushError {
+    /// The message is longer than the queue's slots.
+    #[error("message of {len} bytes is longer than the {max}-byte maximum")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The queue's maximum.
+        max: usize,
+    },
+    /// The queue is full.
+    #[error("queue full")]
+    Full,
+    /// The queue was closed.
+    #[error("queue closed")]
+    Closed,
+    /// The timeout passed with the queue still full.
+    #[error("timed out with the queue full")]
+    Timeout,
+}

@@ -104,7 +104,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
                 bytes: read.map(|_| bytes),
             }
         }
-        Some(Kind::Spsc) => {
+        Some(Kind::Spsc | Kind::SpscBytes) => {
             let control = region.body::<crate::spsc::Control>(0, 1)[0].snapshot();
             let capacity = desc.capacity;
             let len = control.tail.wrapping_sub(control.head).min(capacity);

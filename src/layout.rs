@@ -59,6 +59,9 @@ pub enum Kind {
     /// A multi-producer multi-consumer queue of byte messages
     /// ([`mpmc::ByteQueue`](crate::mpmc::ByteQueue)).
     MpmcBytes = 6,
+    /// A single-producer single-consumer ring of byte messages
+    /// ([`spsc::ByteProducer`](crate::spsc::ByteProducer)).
+    SpscBytes = 7,
     /// Raw shared bytes: the benchmark baselines keep their mutexes here.
     Scratch = 100,
 }
@@ -73,6 +76,7 @@ impl Kind {
             4 => Self::Spsc,
             5 => Self::Mpmc,
             6 => Self::MpmcBytes,
+            7 => Self::SpscBytes,
             100 => Self::Scratch,
             _ => return None,
         })
@@ -87,6 +91,7 @@ impl Kind {
             Self::Spsc => "spsc ring",
             Self::Mpmc => "mpmc queue",
             Self::MpmcBytes => "mpmc byte queue",
+            Self::SpscBytes => "spsc byte ring",
             Self::Scratch => "scratch",
         }
     }
@@ -274,6 +279,12 @@ pub const RING_CONTROL_SIZE: u64 = 384;
 /// low 32 bits of a position, which must differ between laps).
 pub const MAX_MPMC_CAPACITY: u64 = 1 << 31;
 
+/// Words one message of at most `max_len` bytes takes in an SPSC byte ring:
+/// a length word, then the bytes.
+pub fn spsc_message_words(max_len: u64) -> u64 {
+    1 + max_len.div_ceil(8)
+}
+
 /// The payload fingerprint of byte-message queues: `size` is the maximum
 /// message length chosen at creation.
 pub fn bytes_type(max_len: u32) -> TypeInfo {
@@ -365,6 +376,26 @@ pub fn body_layout(kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayo
             Ok(BodyLayout {
                 slot_size: elem_size,
                 body_size: round(RING_CONTROL_SIZE + capacity * elem_size),
+            })
+        }
+        Kind::SpscBytes => {
+            // The ring holds u64 words; a message is a length word and its
+            // bytes, `spsc_message_words(max)` words in all.
+            if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
+                return Err(LayoutError::Payload(format!(
+                    "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found size {}, align {}, id {:#x}",
+                    elem.size, elem.align, elem.id
+                )));
+            }
+            let k = spsc_message_words(elem_size);
+            if !capacity.is_power_of_two() || capacity < k || capacity > MAX_RING_CAPACITY {
+                return Err(LayoutError::Capacity(format!(
+                    "a power of two from {k} (one message) to {MAX_RING_CAPACITY} words"
+                )));
+            }
+            Ok(BodyLayout {
+                slot_size: 8,
+                body_size: round(RING_CONTROL_SIZE + capacity * 8),
             })
         }
         Kind::Mpmc | Kind::MpmcBytes => {

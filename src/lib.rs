@@ -98,7 +98,7 @@ pub use cell::SeqCell;
 pub use counter::{AtomicArray, Counter};
 pub use counter::{Atomic, Element};
 pub use error::{
-    ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError, SeqLockError,
+    BytePushError, ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError, SeqLockError,
     TryPopError, TryPushError,
 };
 pub use pod::{Pod, TypeInfo, Zeroable};

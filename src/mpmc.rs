@@ -864,6 +864,7 @@ impl<'a> RawQueue<'a> {
     }
 }
 
+pub use crate::error::BytePushError;
 #[cfg(not(loom))]
 pub use mapped::{ByteQueue, Queue, QueueOptions};
 

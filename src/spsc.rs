@@ -422,6 +422,35 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         }
     }
 
+    /// Sleeps until at least `n` slots are free (then a
+    /// [`write_chunk(n)`](Self::write_chunk) succeeds: only this producer
+    /// fills slots), until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError`] (with `()`): closed, the consumer is gone, timed out;
+    /// also `Closed` at once if `n` exceeds the capacity (it could never
+    /// fit).
+    pub fn wait_free(&mut self, n: usize, deadline: Option<Instant>) -> Result<(), PushError<()>> {
+        if n > self.capacity() {
+            return Err(PushError::Closed(()));
+        }
+        let ring = self.ring;
+        let res = block(ring.ctl.space(), &ring.ctl.consumer, deadline, || {
+            if self.is_closed() {
+                Some(Err(()))
+            } else {
+                (self.free(n) >= n).then_some(Ok(()))
+            }
+        });
+        match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(())) => Err(PushError::Closed(())),
+            Err(Blocked::Disconnected) => Err(PushError::Disconnected(())),
+            Err(Blocked::Timeout) => Err(PushError::Timeout(())),
+        }
+    }
+
     /// Pushes as many of `values` as fit, in order, with one publish of
     /// the tail for the whole batch. Returns how many were pushed (0 if
     /// the ring is full).
@@ -688,6 +717,33 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
         }
     }
 
+    /// Sleeps until at least `n` items are available (then a
+    /// [`read_chunk(n)`](Self::read_chunk) succeeds), until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError`]: closed with fewer than `n` left, the producer is gone
+    /// (after all it committed), or timed out.
+    pub fn wait_available(&mut self, n: usize, deadline: Option<Instant>) -> Result<(), PopError> {
+        let ring = self.ring;
+        let res = block(ring.ctl.data(), &ring.ctl.producer, deadline, || {
+            if self.available(n) >= n {
+                return Some(Ok(()));
+            }
+            // Acquire pairs with `Control::close`'s Release: after it, the
+            // producer's last tail is visible to the re-check.
+            if ring.ctl.closed.load(Ordering::Acquire) != 0 && self.available(n) < n {
+                return Some(Err(PopError::Closed));
+            }
+            None
+        });
+        match res {
+            Ok(r) => r,
+            Err(Blocked::Disconnected) => Err(PopError::Disconnected),
+            Err(Blocked::Timeout) => Err(PopError::Timeout),
+        }
+    }
+
     /// Pops up to `out.len()` items into `out`, oldest first, with one
     /// publish of the head for the whole batch. Returns how many (0 if the
     /// ring is empty).
@@ -816,8 +872,12 @@ impl<T: Pod> ReadChunk<'_, '_, T> {
 }
 
 #[cfg(not(loom))]
+pub use bytes::{ByteConsumer, ByteProducer};
+#[cfg(not(loom))]
 pub use mapped::{Consumer, Producer, channel};
 
+#[cfg(not(loom))]
+mod bytes;
 #[cfg(not(loom))]
 mod mapped;
 

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Control, FLAG_JOINABLE, JoinError, RawQueue, TaskError};
-use crate::error::{Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
+use crate::error::{
+    BytePushError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError,
+};
 use crate::layout::{Kind, RING_CONTROL_SIZE, bytes_type};
 use crate::pod::{Pod, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
@@ -376,28 +378,6 @@ impl<T: Pod> Queue<T> {
     }
 
     common_methods!();
-}
-
-/// Why a byte message could not be pushed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BytePushError {
-    /// The message is longer than the queue's slots.
-    #[error("message of {len} bytes is longer than the {max}-byte maximum")]
-    TooLong {
-        /// The message's length.
-        len: usize,
-        /// The queue's maximum.
-        max: usize,
-    },
-    /// The queue is full.
-    #[error("queue full")]
-    Full,
-    /// The queue was closed.
-    #[error("queue closed")]
-    Closed,
-    /// The timeout passed with the queue still full.
-    #[error("timed out with the queue full")]
-    Timeout,
 }
 
 /// A bounded queue of byte messages (each up to a maximum length chosen at

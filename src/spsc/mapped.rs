@@ -13,7 +13,7 @@ use crate::pod::{Pod, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::sync::{Ordering, UnsafeCell};
 
-fn expect<T: Pod>() -> Expect {
+pub(super) fn expect<T: Pod>() -> Expect {
     Expect {
         kind: Kind::Spsc,
         elem: TypeInfo::of::<T>(),
@@ -30,13 +30,22 @@ fn parts<T: Pod>(region: &Region) -> (&Control, &[UnsafeCell<T>]) {
     )
 }
 
+pub(super) fn create_region_for(
+    path: &Path,
+    expect: Expect,
+    capacity: usize,
+    opts: &CreateOptions,
+) -> Result<Region, OpenError> {
+    // A fresh file is all zeros: an empty, open ring with no roles held.
+    Region::create(path, expect, capacity as u64, opts, |_| {})
+}
+
 fn create_region<T: Pod>(
     path: &Path,
     capacity: usize,
     opts: &CreateOptions,
 ) -> Result<Region, OpenError> {
-    // A fresh file is all zeros: an empty, open ring with no roles held.
-    Region::create(path, expect::<T>(), capacity as u64, opts, |_| {})
+    create_region_for(path, expect::<T>(), capacity, opts)
 }
 
 fn open_or_create_region<T: Pod>(path: &Path, capacity: usize) -> Result<Region, OpenError> {
@@ -107,7 +116,7 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 /// ```
 pub struct Producer<T: Pod> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
-    raw: RawProducer<'static, T>,
+    pub(super) raw: RawProducer<'static, T>,
     region: Region,
     me: u32,
 }
@@ -127,7 +136,7 @@ impl<T: Pod> std::fmt::Debug for Producer<T> {
 }
 
 impl<T: Pod> Producer<T> {
-    fn attach(region: Region) -> Result<Self, OpenError> {
+    pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
         let me = crate::pid::current();
         let (ctl, slots) = parts::<T>(&region);
         // Relaxed: a closed ring refuses producers; a close racing this
@@ -297,7 +306,7 @@ impl<T: Pod> Drop for Producer<T> {
 /// role back; a later consumer can still open the ring and drain it.
 pub struct Consumer<T: Pod> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
-    raw: RawConsumer<'static, T>,
+    pub(super) raw: RawConsumer<'static, T>,
     region: Region,
     me: u32,
 }
@@ -316,7 +325,7 @@ impl<T: Pod> std::fmt::Debug for Consumer<T> {
 }
 
 impl<T: Pod> Consumer<T> {
-    fn attach(region: Region) -> Result<Self, OpenError> {
+    pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
         let me = crate::pid::current();
         let (ctl, slots) = parts::<T>(&region);
         claim_role(&ctl.consumer, me).map_err(|pid| OpenError::RoleTaken {
