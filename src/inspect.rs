@@ -71,6 +71,16 @@ pub enum Body {
         /// The control words.
         control: crate::mpmc::Snapshot,
     },
+    /// A map: occupancy and up to [`MAX_LISTED`] entries (keys shown as
+    /// numbers or text, values as bytes), or why they could not be read.
+    Map {
+        /// Number of entries.
+        capacity: u64,
+        /// Live keys.
+        len: u64,
+        /// The entries listed.
+        entries: Result<Vec<(String, Vec<u8>)>, String>,
+    },
     /// Raw bytes.
     Scratch {
         /// The number of bytes.
@@ -125,6 +135,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
                 control,
             }
         }
+        Some(Kind::Map) => map_body(&region, &desc, patience),
         Some(Kind::Scratch) | None => Body::Scratch {
             len: desc.body_size,
         },
@@ -166,6 +177,38 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
         ("unknown", v.collect())
     };
     Body::Array { elem, len, values }
+}
+
+fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
+    use crate::map::{MAP_CONTROL_SIZE, MapControl, RawMap, entry_words};
+    let ctl = &region.body::<MapControl>(0, 1)[0];
+    let capacity = desc.capacity;
+    let len = ctl.len();
+    let (key_kind, _) = ctl.key_config();
+    let value_len = desc.elem_size as usize;
+    let stride = desc.slot_size as usize / 8;
+    // The descriptor was validated: the entries have room for this key length.
+    let key_room = (stride - entry_words(0, value_len)) * 8;
+    let words = region.body::<AtomicU64>(MAP_CONTROL_SIZE as usize, capacity as usize * stride);
+    let raw = RawMap::new(ctl, words, capacity as usize, key_room, value_len, patience);
+    let mut entries = Vec::new();
+    let listed = raw.for_each(|k, v| {
+        if entries.len() < MAX_LISTED {
+            let key = if key_kind == 1 {
+                let mut b = [0u8; 8];
+                b[..k.len().min(8)].copy_from_slice(&k[..k.len().min(8)]);
+                u64::from_le_bytes(b).to_string()
+            } else {
+                format!("{:?}", String::from_utf8_lossy(k))
+            };
+            entries.push((key, v.to_vec()));
+        }
+    });
+    Body::Map {
+        capacity,
+        len,
+        entries: listed.map(|()| entries).map_err(|e| e.to_string()),
+    }
 }
 
 fn alive(pid: u32) -> &'static str {
@@ -278,6 +321,26 @@ impl fmt::Display for Report {
                     "sleeping:    {} consumer(s), {} producer(s), {} joiner(s)",
                     c.data_waiters, c.space_waiters, c.join_waiters
                 )
+            }
+            Body::Map {
+                capacity,
+                len,
+                entries,
+            } => {
+                writeln!(f, "map:         {len} live key(s) in {capacity} entries")?;
+                match entries {
+                    Ok(list) => {
+                        for (k, v) in list {
+                            let hex: Vec<String> = v.iter().map(|x| format!("{x:02x}")).collect();
+                            writeln!(f, "  {k} = {}", hex.join(" "))?;
+                        }
+                        if (list.len() as u64) < *len {
+                            writeln!(f, "  ...")?;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => writeln!(f, "entries:     unreadable: {e}"),
+                }
             }
             Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),
         }

@@ -62,6 +62,8 @@ pub enum Kind {
     /// A single-producer single-consumer ring of byte messages
     /// ([`spsc::ByteProducer`](crate::spsc::ByteProducer)).
     SpscBytes = 7,
+    /// A shared hash map ([`Map`](crate::map::Map)).
+    Map = 8,
     /// Raw shared bytes: the benchmark baselines keep their mutexes here.
     Scratch = 100,
 }
@@ -77,6 +79,7 @@ impl Kind {
             5 => Self::Mpmc,
             6 => Self::MpmcBytes,
             7 => Self::SpscBytes,
+            8 => Self::Map,
             100 => Self::Scratch,
             _ => return None,
         })
@@ -92,6 +95,7 @@ impl Kind {
             Self::Mpmc => "mpmc queue",
             Self::MpmcBytes => "mpmc byte queue",
             Self::SpscBytes => "spsc byte ring",
+            Self::Map => "map",
             Self::Scratch => "scratch",
         }
     }
@@ -275,6 +279,12 @@ pub const MAX_RING_CAPACITY: u64 = 1 << 32;
 /// Bytes of a ring's control words before its slots.
 pub const RING_CONTROL_SIZE: u64 = 384;
 
+/// Bytes of a map's control words before its entries.
+pub const MAP_CONTROL_SIZE: u64 = 128;
+
+/// Most entries a map may have (2^24).
+pub const MAX_MAP_CAPACITY: u64 = 1 << 24;
+
 /// Most slots an MPMC queue may have (2^31: a slot's claim word records the
 /// low 32 bits of a position, which must differ between laps).
 pub const MAX_MPMC_CAPACITY: u64 = 1 << 31;
@@ -301,7 +311,17 @@ pub fn bytes_type(max_len: u32) -> TypeInfo {
 /// Used both when a file is made and when one is opened: the sizes in a
 /// descriptor must be exactly the ones this returns for its kind, payload
 /// and capacity.
-pub fn body_layout(kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+///
+/// `slot_size` matters only for kinds whose slots have a size of their own
+/// choosing (a map's entries depend on its maximum key length): it is the
+/// size asked for at creation, or the one found in a descriptor; other kinds
+/// ignore it.
+pub fn body_layout(
+    kind: Kind,
+    elem: TypeInfo,
+    capacity: u64,
+    slot_size: u64,
+) -> Result<BodyLayout, LayoutError> {
     let round = |n: u64| n.div_ceil(64) * 64;
     let elem_size = u64::from(elem.size);
     let typed = |sizes: &[u64]| -> Result<(), LayoutError> {
@@ -376,6 +396,36 @@ pub fn body_layout(kind: Kind, elem: TypeInfo, capacity: u64) -> Result<BodyLayo
             Ok(BodyLayout {
                 slot_size: elem_size,
                 body_size: round(RING_CONTROL_SIZE + capacity * elem_size),
+            })
+        }
+        Kind::Map => {
+            let max_value = crate::map::MAX_VALUE_SIZE as u64;
+            if elem_size == 0 || elem_size > max_value || !elem.align.is_power_of_two() || elem.align > 8 {
+                return Err(LayoutError::Payload(format!(
+                    "a value of 1 to {max_value} bytes aligned to at most 8, found size {}, align {}",
+                    elem.size, elem.align
+                )));
+            }
+            // The entry size carries the key length: header words, key
+            // words, value words.
+            let fixed = crate::map::ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
+            let key_words = (slot_size / 8).saturating_sub(fixed);
+            let max_key_words = crate::map::MAX_KEY_LEN as u64 / 8;
+            if slot_size % 8 != 0 || key_words == 0 || key_words > max_key_words {
+                return Err(LayoutError::Payload(format!(
+                    "entries of {}..={} bytes for this value, found {slot_size}",
+                    (fixed + 1) * 8,
+                    (fixed + max_key_words) * 8
+                )));
+            }
+            if !capacity.is_power_of_two() || capacity > MAX_MAP_CAPACITY {
+                return Err(LayoutError::Capacity(format!(
+                    "a power of two from 1 to {MAX_MAP_CAPACITY} entries"
+                )));
+            }
+            Ok(BodyLayout {
+                slot_size,
+                body_size: round(MAP_CONTROL_SIZE + capacity * slot_size),
             })
         }
         Kind::SpscBytes => {

@@ -82,6 +82,7 @@ pub mod error;
 #[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
+pub mod map;
 pub mod mpmc;
 pub mod pid;
 pub mod pod;

@@ -159,7 +159,20 @@ impl Region {
         opts: &CreateOptions,
         init: impl FnOnce(&Region),
     ) -> Result<Region, OpenError> {
-        let layout = check_layout(path, expect.kind, expect.elem, capacity, Side::Create)?;
+        Self::create_sized(path, expect, capacity, 0, opts, init)
+    }
+
+    /// [`Region::create`] for kinds whose slot size is chosen at creation
+    /// (see [`layout::body_layout`]).
+    pub(crate) fn create_sized(
+        path: &Path,
+        expect: Expect,
+        capacity: u64,
+        slot_size: u64,
+        opts: &CreateOptions,
+        init: impl FnOnce(&Region),
+    ) -> Result<Region, OpenError> {
+        let layout = check_layout(path, expect.kind, expect.elem, capacity, slot_size, Side::Create)?;
         if opts.label.len() > LABEL_LEN {
             return Err(OpenError::InvalidOption {
                 path: path.to_path_buf(),
@@ -585,9 +598,10 @@ fn check_layout(
     kind: Kind,
     elem: TypeInfo,
     capacity: u64,
+    slot_size: u64,
     side: Side,
 ) -> Result<BodyLayout, OpenError> {
-    layout::body_layout(kind, elem, capacity).map_err(|e| match (e, side) {
+    layout::body_layout(kind, elem, capacity, slot_size).map_err(|e| match (e, side) {
         (LayoutError::Capacity(expected), _) => OpenError::InvalidCapacity {
             path: path.to_path_buf(),
             expected,
@@ -685,7 +699,7 @@ fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), Op
     if desc.flags != 0 || desc.reserved != [0; 5] {
         return Err(corrupt("reserved fields expected zero".into()));
     }
-    let layout = check_layout(path, kind, desc.type_info(), desc.capacity, Side::Open)?;
+    let layout = check_layout(path, kind, desc.type_info(), desc.capacity, desc.slot_size, Side::Open)?;
     if desc.slot_size != layout.slot_size || desc.body_size != layout.body_size {
         return Err(corrupt(format!(
             "slot/body size expected {}/{}, found {}/{}",

@@ -451,6 +451,17 @@ impl WriteGuard<'_> {
         copy_in(self.lock.data, bytemuck::bytes_of(value));
     }
 
+    /// The current value's raw bytes (as many as fit in `out`).
+    pub fn read_bytes(&self, out: &mut [u8]) {
+        copy_out(self.lock.data, out);
+    }
+
+    /// Overwrites the value's first `src.len()` bytes (the rest of the last
+    /// word touched is zeroed); published when the guard is dropped.
+    pub fn write_bytes(&self, src: &[u8]) {
+        copy_in(self.lock.data, src);
+    }
+
     /// Publishes the write and returns the new version.
     pub fn finish(self) -> u64 {
         (self.start.wrapping_add(2)) / 2

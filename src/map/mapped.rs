@@ -1,0 +1,519 @@
+//! [`Map<K, V>`] over a mapped file.
+
+use std::path::Path;
+
+use super::{Inserted, MapControl, MapError, RawMap, entry_words};
+use crate::error::OpenError;
+use crate::layout::{Kind, MAP_CONTROL_SIZE};
+use crate::pod::{Pod, TypeInfo};
+use crate::region::{self, CreateOptions, Expect, Region};
+use crate::seqlock::Patience;
+use crate::sync::AtomicU64;
+
+mod private {
+    pub trait Sealed {}
+}
+
+/// A key type of [`Map`]: `u64`, or byte strings (`str`, `[u8]`) up to a
+/// maximum length chosen at creation. `str` and `[u8]` keys are the same
+/// bytes: a map made with one can be opened with the other.
+pub trait Key: private::Sealed {
+    /// Stored in the file, checked at open: 1 for `u64`, 2 for byte strings.
+    const KIND: u32;
+    /// The maximum key length used when none is given.
+    const DEFAULT_MAX_LEN: usize;
+    /// What [`Map::snapshot`] returns keys as.
+    type Owned;
+    /// Runs `f` on the key's bytes.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R;
+    /// The key back from its bytes (invalid UTF-8 replaced for `str`).
+    fn decode(bytes: &[u8]) -> Self::Owned;
+}
+
+impl private::Sealed for u64 {}
+impl Key for u64 {
+    const KIND: u32 = 1;
+    const DEFAULT_MAX_LEN: usize = 8;
+    type Owned = u64;
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&self.to_le_bytes())
+    }
+    fn decode(bytes: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        u64::from_le_bytes(b)
+    }
+}
+
+impl private::Sealed for str {}
+impl Key for str {
+    const KIND: u32 = 2;
+    const DEFAULT_MAX_LEN: usize = 32;
+    type Owned = String;
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(self.as_bytes())
+    }
+    fn decode(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+impl private::Sealed for [u8] {}
+impl Key for [u8] {
+    const KIND: u32 = 2;
+    const DEFAULT_MAX_LEN: usize = 32;
+    type Owned = Vec<u8>;
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(self)
+    }
+    fn decode(bytes: &[u8]) -> Vec<u8> {
+        bytes.to_vec()
+    }
+}
+
+/// How a new map file is made.
+#[derive(Clone, Debug, Default)]
+pub struct MapOptions {
+    max_key_len: Option<usize>,
+    file: CreateOptions,
+}
+
+impl MapOptions {
+    /// The key type's default maximum length, mode 0600, no label.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The longest byte-string key (1 to 256; rounded up to a multiple of
+    /// 8, which is the real maximum). Ignored for `u64` keys.
+    pub fn max_key_len(mut self, len: usize) -> Self {
+        self.max_key_len = Some(len);
+        self
+    }
+
+    /// The file's mode and label.
+    pub fn file(mut self, file: CreateOptions) -> Self {
+        self.file = file;
+        self
+    }
+}
+
+/// A fixed-capacity hash map in a file, shared by any number of processes:
+/// `Manager().dict()` with no server process and no lock.
+///
+/// Values are any [`Pod`] type, read and written whole: [`get`](Map::get)
+/// never returns a torn value and never blocks a writer, and
+/// [`update`](Map::update) is an atomic read-modify-write of the whole value
+/// — the answer both to `d['count'] -= 1` (wrong without a lock in Python)
+/// and to the nested-dict pitfall (a proxy hands back a copy, so
+/// `d['test'][i] = i` is lost): update the struct in place instead.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("dict");
+/// use mmring::map::Map;
+///
+/// let d = Map::<str, i64>::create(&path, 64)?;
+/// d.insert("count", 20_000)?;
+/// // ... in each of 20 processes, 1000 times:
+/// d.update("count", |n| n - 1)?;
+/// assert_eq!(d.get("count")?, Some(19_999));
+/// assert_eq!(d.remove("count")?, Some(19_999));
+/// assert_eq!(d.get("count")?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Map<K: Key + ?Sized, V: Pod> {
+    /// Borrows from `region`'s mapping (declared first: dropped first).
+    raw: RawMap<'static>,
+    region: Region,
+    _types: std::marker::PhantomData<(fn(&K), fn(V) -> V)>,
+}
+
+impl<K: Key + ?Sized, V: Pod> std::fmt::Debug for Map<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("path", &self.region.path())
+            .field("capacity", &self.capacity())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+fn key_kind_name(kind: u32) -> String {
+    match kind {
+        1 => "u64 keys".into(),
+        2 => "byte-string keys".into(),
+        other => format!("unknown key kind {other}"),
+    }
+}
+
+impl<K: Key + ?Sized, V: Pod> Map<K, V> {
+    fn expect() -> Expect {
+        Expect {
+            kind: Kind::Map,
+            elem: TypeInfo::of::<V>(),
+            elem_name: std::any::type_name::<V>(),
+            any_size: false,
+        }
+    }
+
+    fn attach(region: Region) -> Result<Self, OpenError> {
+        let desc = *region.descriptor();
+        let ctl = &region.body::<MapControl>(0, 1)[0];
+        let (kind, max_key) = ctl.key_config();
+        if kind != K::KIND {
+            return Err(OpenError::WrongKind {
+                path: region.path().to_path_buf(),
+                expected: format!("map with {}", key_kind_name(K::KIND)),
+                found: format!("map with {}", key_kind_name(kind)),
+            });
+        }
+        let capacity = desc.capacity as usize;
+        let stride = desc.slot_size as usize / 8;
+        // The key length the entries really have room for (the control word
+        // could be garbage; the validated descriptor is not).
+        let key_room = (stride - entry_words(0, size_of::<V>())) * 8;
+        if max_key as usize > key_room || max_key == 0 {
+            return Err(OpenError::CorruptHeader {
+                path: region.path().to_path_buf(),
+                what: format!("maximum key length {max_key} does not fit entries of {key_room} key bytes"),
+            });
+        }
+        let words = region.body::<AtomicU64>(MAP_CONTROL_SIZE as usize, capacity * stride);
+        let raw = RawMap::new(ctl, words, capacity, key_room, size_of::<V>(), Patience::DEFAULT);
+        // SAFETY: `raw` borrows the mapping owned by `region`, which moves
+        // into the same struct, stays mapped at the same address until it is
+        // dropped, and is dropped after `raw` (field order); only reborrows
+        // tied to `&self` are handed out.
+        let raw = unsafe { std::mem::transmute::<RawMap<'_>, RawMap<'static>>(raw) };
+        Ok(Self {
+            raw,
+            region,
+            _types: std::marker::PhantomData,
+        })
+    }
+
+    fn key_len(opts: &MapOptions) -> usize {
+        if K::KIND == <u64 as Key>::KIND {
+            8
+        } else {
+            opts.max_key_len.unwrap_or(K::DEFAULT_MAX_LEN)
+        }
+    }
+
+    fn slot_size(opts: &MapOptions) -> u64 {
+        // 0 (invalid) for an out-of-range key length: create reports it.
+        let key = Self::key_len(opts);
+        if key == 0 || key > super::MAX_KEY_LEN {
+            return 0;
+        }
+        (entry_words(key, size_of::<V>()) * 8) as u64
+    }
+
+    fn init(opts: &MapOptions) -> impl Fn(&Region) {
+        let max = Self::key_len(opts).div_ceil(8) * 8;
+        move |r: &Region| r.body::<MapControl>(0, 1)[0].init(K::KIND, max as u32)
+    }
+
+    /// Creates a map file with `capacity` entries (a power of two).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidCapacity`], [`OpenError::UnsupportedPayload`] (a
+    /// value over 4 KiB, a key length out of range); the other
+    /// [`OpenError`]s as for any create.
+    pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<Self, OpenError> {
+        Self::create_with(path, capacity, &MapOptions::default())
+    }
+
+    /// [`Map::create`] with options (maximum key length, mode, label).
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::create`].
+    pub fn create_with(path: impl AsRef<Path>, capacity: usize, opts: &MapOptions) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        let region = Region::create_sized(
+            &path,
+            Self::expect(),
+            capacity as u64,
+            Self::slot_size(opts),
+            &opts.file,
+            Self::init(opts),
+        )?;
+        Self::attach(region)
+    }
+
+    /// Opens an existing map file.
+    ///
+    /// # Errors
+    ///
+    /// The validation errors of any open; [`OpenError::WrongKind`] for a map
+    /// with another key type.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        Self::attach(Region::open(&path, Self::expect())?)
+    }
+
+    /// Opens the map at `path`, creating it if there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::open`] and [`Map::create`].
+    pub fn open_or_create(path: impl AsRef<Path>, capacity: usize, opts: &MapOptions) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        let mut last = None;
+        for _ in 0..100 {
+            match Self::open(&path) {
+                Err(OpenError::NotFound { .. }) => {}
+                other => return other,
+            }
+            match Self::create_with(&path, capacity, opts) {
+                Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(OpenError::NotFound { path }))
+    }
+
+    /// Sets how long an operation waits for an entry another process is
+    /// writing (default 5 s; a writer that died is reported at once).
+    pub fn set_patience(&mut self, patience: Patience) {
+        self.raw.patience = patience;
+    }
+
+    fn value(bytes: &[u8]) -> V {
+        bytemuck::pod_read_unaligned(&bytes[..size_of::<V>()])
+    }
+
+    /// `key`'s value, read whole.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::KeyTooLong`]; [`MapError::Busy`] if an entry stayed
+    /// locked by a dead or stalled writer.
+    pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
+        let mut out = V::zeroed();
+        let live = key.with_bytes(|k| self.raw.get(k, bytemuck::bytes_of_mut(&mut out)))?;
+        Ok(live.then_some(out))
+    }
+
+    /// Whether `key` is in the map.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::get`].
+    pub fn contains_key(&self, key: &K) -> Result<bool, MapError> {
+        self.get(key).map(|v| v.is_some())
+    }
+
+    /// Sets `key` to `value`; the previous value, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Full`] for a new key in a full table (nothing is
+    /// overwritten); as [`Map::get`].
+    pub fn insert(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
+        let mut old = V::zeroed();
+        let r = key.with_bytes(|k| self.raw.insert(k, bytemuck::bytes_of(&value), bytemuck::bytes_of_mut(&mut old), false))?;
+        Ok((r == Inserted::Replaced).then_some(old))
+    }
+
+    /// Sets `key` to `value` only if it is absent: `None` if inserted, or
+    /// the value already there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::insert`].
+    pub fn insert_if_absent(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
+        let mut old = V::zeroed();
+        let r = key.with_bytes(|k| self.raw.insert(k, bytemuck::bytes_of(&value), bytemuck::bytes_of_mut(&mut old), true))?;
+        Ok((r == Inserted::Kept).then_some(old))
+    }
+
+    /// Atomically replaces `key`'s value with `f(value)` and returns the new
+    /// value, or `None` (and no call) if the key is absent. `f` runs once,
+    /// with the entry locked against other writers: keep it short.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::get`].
+    pub fn update(&self, key: &K, f: impl FnOnce(V) -> V) -> Result<Option<V>, MapError> {
+        let mut f = Some(f);
+        let mut new = None;
+        key.with_bytes(|k| {
+            self.raw.update(k, None, |bytes| {
+                if let Some(f) = f.take() {
+                    let v = f(Self::value(bytes));
+                    bytes.copy_from_slice(bytemuck::bytes_of(&v));
+                    new = Some(v);
+                }
+            })
+        })?;
+        Ok(new)
+    }
+
+    /// Atomically sets `key` to `f(value)`, or to `f(init)` if it is absent;
+    /// the new value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::insert`].
+    pub fn update_or_insert(&self, key: &K, init: V, f: impl FnOnce(V) -> V) -> Result<V, MapError> {
+        let mut f = Some(f);
+        let mut new = init;
+        key.with_bytes(|k| {
+            self.raw.update(k, Some(bytemuck::bytes_of(&init)), |bytes| {
+                if let Some(f) = f.take() {
+                    let v = f(Self::value(bytes));
+                    bytes.copy_from_slice(bytemuck::bytes_of(&v));
+                    new = v;
+                }
+            })
+        })?;
+        Ok(new)
+    }
+
+    /// Removes `key`; its value, if it was there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::get`].
+    pub fn remove(&self, key: &K) -> Result<Option<V>, MapError> {
+        let mut old = V::zeroed();
+        let was = key.with_bytes(|k| self.raw.remove(k, bytemuck::bytes_of_mut(&mut old)))?;
+        Ok(was.then_some(old))
+    }
+
+    /// Every live key and value, each read whole (not one atomic snapshot of
+    /// the whole table while others write).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Busy`] if an entry stayed locked.
+    pub fn snapshot(&self) -> Result<Vec<(K::Owned, V)>, MapError> {
+        let mut out = Vec::new();
+        self.raw.for_each(|k, v| out.push((K::decode(k), Self::value(v))))?;
+        Ok(out)
+    }
+
+    /// Live keys (out of date as soon as it returns).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether no key is live (out of date as soon as it returns).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Number of entries: the most distinct keys the map can ever hold.
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// The longest key accepted.
+    pub fn max_key_len(&self) -> usize {
+        if K::KIND == <u64 as Key>::KIND { 8 } else { self.raw.max_key_len() }
+    }
+
+    /// The mapped file.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_dict_behaves_like_a_dict() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Map::<str, i64>::create(dir.path().join("d"), 8).unwrap();
+        assert_eq!(d.get("a").unwrap(), None);
+        assert_eq!(d.insert("a", 1).unwrap(), None);
+        assert_eq!(d.insert("a", 2).unwrap(), Some(1));
+        assert_eq!(d.insert_if_absent("a", 9).unwrap(), Some(2));
+        assert_eq!(d.insert_if_absent("b", 3).unwrap(), None);
+        assert_eq!(d.update("a", |v| v * 10).unwrap(), Some(20));
+        assert_eq!(d.update("zz", |v| v * 10).unwrap(), None);
+        assert_eq!(d.update_or_insert("c", 100, |v| v + 1).unwrap(), 101);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.remove("b").unwrap(), Some(3));
+        assert_eq!(d.remove("b").unwrap(), None);
+        assert!(!d.contains_key("b").unwrap());
+        assert_eq!(d.len(), 2);
+        let mut snap = d.snapshot().unwrap();
+        snap.sort();
+        assert_eq!(snap, [("a".to_string(), 20), ("c".to_string(), 101)]);
+        // A removed key comes back in its own entry.
+        assert_eq!(d.insert("b", 4).unwrap(), None);
+        assert_eq!(d.get("b").unwrap(), Some(4));
+        let long = "k".repeat(33);
+        assert!(matches!(d.insert(&long, 1), Err(MapError::KeyTooLong { len: 33, max: 32 })));
+    }
+
+    #[test]
+    fn a_full_table_is_an_error_and_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Map::<u64, u64>::create(dir.path().join("d"), 4).unwrap();
+        for k in 0..4 {
+            d.insert(&k, k * 2).unwrap();
+        }
+        assert_eq!(d.insert(&99, 1), Err(MapError::Full { capacity: 4 }));
+        assert_eq!(d.update_or_insert(&98, 1, |v| v), Err(MapError::Full { capacity: 4 }));
+        assert_eq!(d.remove(&77).unwrap(), None);
+        for k in 0..4 {
+            assert_eq!(d.get(&k).unwrap(), Some(k * 2));
+            assert_eq!(d.update(&k, |v| v + 1).unwrap(), Some(k * 2 + 1));
+        }
+        assert_eq!(d.get(&99).unwrap(), None);
+        let mut keys: Vec<u64> = d.snapshot().unwrap().into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn key_types_and_sizes_are_checked_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        let d = Map::<str, [u32; 3]>::create_with(&p, 16, &MapOptions::new().max_key_len(10)).unwrap();
+        assert_eq!(d.max_key_len(), 16, "rounded up to whole words");
+        d.insert("hello", [1, 2, 3]).unwrap();
+        let bytes = Map::<[u8], [u32; 3]>::open(&p).unwrap();
+        assert_eq!(bytes.get(b"hello").unwrap(), Some([1, 2, 3]));
+        assert!(matches!(Map::<u64, [u32; 3]>::open(&p), Err(OpenError::WrongKind { .. })));
+        assert!(matches!(Map::<str, u64>::open(&p), Err(OpenError::WrongPayload { .. })));
+        assert!(matches!(
+            Map::<str, u8>::create(dir.path().join("z"), 3),
+            Err(OpenError::InvalidCapacity { .. })
+        ));
+        assert!(matches!(
+            Map::<str, u8>::create_with(dir.path().join("y"), 4, &MapOptions::new().max_key_len(0)),
+            Err(OpenError::UnsupportedPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn threads_counting_down_one_key_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        let d = Map::<str, i64>::create(&p, 16).unwrap();
+        d.insert("count", 4000).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let d = Map::<str, i64>::open(&p).unwrap();
+                    for _ in 0..1000 {
+                        d.update("count", |v| v - 1).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(d.get("count").unwrap(), Some(0));
+    }
+}
