@@ -81,6 +81,33 @@ pub enum Body {
         /// The entries listed.
         entries: Result<Vec<(String, Vec<u8>)>, String>,
     },
+    /// An event: whether it is set, and its sleepers.
+    Event {
+        /// The flag.
+        set: bool,
+        /// Processes asleep in `wait`.
+        waiters: u32,
+    },
+    /// A semaphore: permits, bound, and who holds permits (pid, count).
+    Semaphore {
+        /// Permits available.
+        available: u64,
+        /// The bound (0: unbounded).
+        max: u64,
+        /// Holders: (pid, permits held).
+        holders: Vec<(u32, u64)>,
+        /// Permits given back after their holder died.
+        recovered: u64,
+    },
+    /// A barrier: parties, the current generation and arrivals, members.
+    Barrier {
+        /// Parties per round.
+        parties: u32,
+        /// The current generation.
+        generation: u32,
+        /// Parties arrived in it.
+        arrived: u32,
+    },
     /// Raw bytes.
     Scratch {
         /// The number of bytes.
@@ -136,6 +163,31 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
             }
         }
         Some(Kind::Map) => map_body(&region, &desc, patience),
+        Some(Kind::Event) => {
+            let e = &region.body::<crate::event::EventWords>(0, 1)[0];
+            Body::Event {
+                set: e.is_set(),
+                waiters: e.waiters(),
+            }
+        }
+        Some(Kind::Semaphore) => {
+            let w = &region.body::<crate::semaphore::SemaphoreWords>(0, 1)[0];
+            Body::Semaphore {
+                available: w.available(),
+                max: w.max(),
+                holders: w.holders(),
+                recovered: w.recovered(),
+            }
+        }
+        Some(Kind::Barrier) => {
+            let w = &region.body::<crate::barrier::BarrierWords>(0, 1)[0];
+            let (generation, arrived) = w.state();
+            Body::Barrier {
+                parties: w.parties(),
+                generation,
+                arrived,
+            }
+        }
         Some(Kind::Scratch) | None => Body::Scratch {
             len: desc.body_size,
         },
@@ -342,6 +394,28 @@ impl fmt::Display for Report {
                     Err(e) => writeln!(f, "entries:     unreadable: {e}"),
                 }
             }
+            Body::Event { set, waiters } => {
+                writeln!(f, "event:       {}", if *set { "set" } else { "clear" })?;
+                writeln!(f, "sleeping:    {waiters} waiter(s)")
+            }
+            Body::Semaphore {
+                available,
+                max,
+                holders,
+                recovered,
+            } => {
+                let bound = if *max == 0 { "unbounded".to_string() } else { format!("bounded to {max}") };
+                writeln!(f, "semaphore:   {available} permit(s) available ({bound})")?;
+                for (pid, n) in holders {
+                    writeln!(f, "  held by pid {pid} ({}): {n} permit(s)", alive(*pid))?;
+                }
+                writeln!(f, "recovered:   {recovered} permit(s) from dead holders")
+            }
+            Body::Barrier {
+                parties,
+                generation,
+                arrived,
+            } => writeln!(f, "barrier:     {arrived} of {parties} arrived in generation {generation}"),
             Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),
         }
     }

@@ -64,6 +64,12 @@ pub enum Kind {
     SpscBytes = 7,
     /// A shared hash map ([`Map`](crate::map::Map)).
     Map = 8,
+    /// An [`Event`](crate::Event).
+    Event = 9,
+    /// A [`Semaphore`](crate::Semaphore).
+    Semaphore = 10,
+    /// A [`Barrier`](crate::Barrier).
+    Barrier = 11,
     /// Raw shared bytes: the benchmark baselines keep their mutexes here.
     Scratch = 100,
 }
@@ -80,6 +86,9 @@ impl Kind {
             6 => Self::MpmcBytes,
             7 => Self::SpscBytes,
             8 => Self::Map,
+            9 => Self::Event,
+            10 => Self::Semaphore,
+            11 => Self::Barrier,
             100 => Self::Scratch,
             _ => return None,
         })
@@ -96,6 +105,9 @@ impl Kind {
             Self::MpmcBytes => "mpmc byte queue",
             Self::SpscBytes => "spsc byte ring",
             Self::Map => "map",
+            Self::Event => "event",
+            Self::Semaphore => "semaphore",
+            Self::Barrier => "barrier",
             Self::Scratch => "scratch",
         }
     }
@@ -396,6 +408,25 @@ pub fn body_layout(
             Ok(BodyLayout {
                 slot_size: elem_size,
                 body_size: round(RING_CONTROL_SIZE + capacity * elem_size),
+            })
+        }
+        Kind::Event | Kind::Semaphore | Kind::Barrier => {
+            if elem != TypeInfo::NONE {
+                return Err(LayoutError::Payload(format!(
+                    "no payload, found size {}, align {}",
+                    elem.size, elem.align
+                )));
+            }
+            if capacity != 1 {
+                return Err(LayoutError::Capacity(format!("exactly 1 for a {kind}")));
+            }
+            let body_size = match kind {
+                Kind::Event => 64,
+                _ => 64 + 64 * 8,
+            };
+            Ok(BodyLayout {
+                slot_size: 0,
+                body_size,
             })
         }
         Kind::Map => {

@@ -75,10 +75,12 @@ struct ReadmeDoctests;
 #[cfg(all(feature = "cli", not(loom)))]
 #[doc(hidden)]
 pub mod bench;
+pub mod barrier;
 #[cfg(not(loom))]
 pub mod cell;
 pub mod counter;
 pub mod error;
+pub mod event;
 #[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
@@ -88,13 +90,20 @@ pub mod pid;
 pub mod pod;
 #[cfg(not(loom))]
 pub mod region;
+pub mod semaphore;
 pub mod seqlock;
 pub mod spsc;
 pub mod sync;
 pub mod wait;
 
 #[cfg(not(loom))]
+pub use barrier::Barrier;
+#[cfg(not(loom))]
 pub use cell::SeqCell;
+#[cfg(not(loom))]
+pub use event::Event;
+#[cfg(not(loom))]
+pub use semaphore::Semaphore;
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use counter::{Atomic, Element};
