@@ -15,6 +15,10 @@
 //! | [`AtomicArray<T>`] (`u32`, `i32`, `u64`, `i64`, `f64`) | `Array` | the same, per element |
 //! | [`SeqCell<T>`] (any [`Pod`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
 //! | [`spsc::Producer<T>`] / [`spsc::Consumer<T>`] | `Pipe`, a 1:1 `Queue` | try_push/try_pop, blocking push/pop (futex, no CPU while idle), timeouts, push_slice/pop_slice, zero-copy chunks, close |
+//! | [`mpmc::Queue<T>`] | `Queue`, `JoinableQueue` | the same from any number of processes, plus task_done/join; one `close()` stops every consumer |
+//! | [`spsc::ByteProducer`] / [`mpmc::ByteQueue`] | pickled objects in a `Queue` | byte messages up to a maximum length chosen at creation |
+//! | [`map::Map<K, V>`] | `Manager().dict()` | get (never torn), insert, update (atomic read-modify-write), remove, snapshot |
+//! | [`Event`], [`Semaphore`], [`Barrier`] | `Manager().Event()`, `Semaphore`, `BoundedSemaphore`, `Barrier` | set/wait, acquire/release (dead holders' permits recovered), reusable N-party barrier |
 //!
 //! Every kind has `create`, `open` and `open_or_create`. Opening checks the
 //! whole header first (magic, version, checksum, kind, payload type, sizes)
@@ -62,7 +66,8 @@
 //!   handed, so the same code runs in a mapping, on the heap and under loom;
 //! * [`region`]: the only module that touches files;
 //! * [`wait`]: cross-process sleep and wake-up (a futex eventcount);
-//! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`]: the public objects.
+//! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`], [`mpmc`], [`map`],
+//!   [`Event`], [`Semaphore`], [`Barrier`]: the public objects.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
