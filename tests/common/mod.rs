@@ -76,6 +76,9 @@ struct Spawned {
     child: Child,
     log: PathBuf,
     status: Option<ExitStatus>,
+    /// Killed on purpose by [`Children::kill`]: not judged by
+    /// [`Children::wait_all_ok`].
+    killed: bool,
 }
 
 /// A set of child processes, each this test binary running one child test.
@@ -145,6 +148,7 @@ impl Children {
             child,
             log,
             status: None,
+            killed: false,
         });
         Ok(())
     }
@@ -152,7 +156,13 @@ impl Children {
     /// Waits for every child, at most [`WATCHDOG`] in all; on timeout kills
     /// them all and panics.
     fn wait_all(&mut self) {
-        let deadline = Instant::now() + WATCHDOG;
+        self.wait_all_within(WATCHDOG);
+    }
+
+    /// Waits for every child, at most `limit` in all; on timeout kills them
+    /// all and panics.
+    fn wait_all_within(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             let mut running = 0;
             for p in self.procs.iter_mut().filter(|p| p.status.is_none()) {
@@ -174,7 +184,7 @@ impl Children {
                     .collect();
                 self.kill_all();
                 panic!(
-                    "watchdog: {running} child(ren) still running after {WATCHDOG:?}, killed:\n{}",
+                    "watchdog: {running} child(ren) still running after {limit:?}, killed:\n{}",
                     stuck.join("\n")
                 );
             }
@@ -185,11 +195,20 @@ impl Children {
 
     /// Waits for every child (with the watchdog) and checks that each one
     /// ran its child test and passed it.
-    pub fn wait_all_ok(mut self) {
-        self.wait_all();
+    pub fn wait_all_ok(self) {
+        self.wait_all_ok_within(WATCHDOG);
+    }
+
+    /// [`Children::wait_all_ok`] with a watchdog of `limit` instead of
+    /// [`WATCHDOG`], for children that do a lot of work (on a loaded
+    /// 2-core machine a long run can take many times its usual time; the
+    /// watchdog is there to catch hangs, not slowness).
+    pub fn wait_all_ok_within(mut self, limit: Duration) {
+        self.wait_all_within(limit);
         let failed: Vec<String> = self
             .procs
             .iter()
+            .filter(|p| !p.killed)
             .filter_map(|p| {
                 let status = p.status.expect("waited");
                 let log = std::fs::read_to_string(&p.log).unwrap_or_default();
@@ -217,6 +236,113 @@ impl Children {
             let _ = p.child.kill();
             p.status = p.child.wait().ok();
         }
+    }
+}
+
+impl Children {
+    /// The pid of the `i`-th child started (in the order of `spawn`).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.procs[i].child.id()
+    }
+
+    /// Panics (with its log) if a child has already exited unsuccessfully;
+    /// children still running, killed on purpose or passed are fine.
+    pub fn check_none_failed(&mut self) {
+        for p in self.procs.iter_mut().filter(|p| p.status.is_none()) {
+            match p.child.try_wait() {
+                Ok(Some(status)) => p.status = Some(status),
+                Ok(None) => {}
+                Err(e) => panic!("waiting for {}: {e}", p.label),
+            }
+        }
+        if let Some(p) = self
+            .procs
+            .iter()
+            .find(|p| !p.killed && p.status.is_some_and(|s| !s.success()))
+        {
+            panic!(
+                "{} exited with {}:\n{}",
+                p.label,
+                p.status.expect("checked"),
+                tail(&p.log)
+            );
+        }
+    }
+
+    /// Like [`wait_until`], but fails at once (with the child's log) if a
+    /// child exits unsuccessfully meanwhile, instead of waiting out the
+    /// watchdog for a condition that a dead child will never make true.
+    pub fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        let mut turns: u32 = 0;
+        wait_until(what, || {
+            turns = turns.wrapping_add(1);
+            if turns % 256 == 0 {
+                self.check_none_failed();
+            }
+            cond()
+        });
+    }
+
+    /// Kills the `i`-th child with `SIGKILL` and reaps it (so no zombie is
+    /// left to look alive). Panics, with its log, if it had already exited
+    /// by itself: a test that kills a child means to kill it mid-work. The
+    /// killed child is not judged by [`Children::wait_all_ok`].
+    pub fn kill(&mut self, i: usize) {
+        use std::os::unix::process::ExitStatusExt;
+
+        let p = &mut self.procs[i];
+        assert!(p.status.is_none(), "{} was already reaped", p.label);
+        // `Child::kill` sends SIGKILL on Unix.
+        p.child
+            .kill()
+            .unwrap_or_else(|e| panic!("killing {}: {e}", p.label));
+        let status = p
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("reaping {}: {e}", p.label));
+        p.status = Some(status);
+        p.killed = true;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{} exited by itself ({status}) before the kill:\n{}",
+            p.label,
+            tail(&p.log)
+        );
+    }
+
+    /// Waits (at most [`WATCHDOG`]) for the `i`-th child alone and checks
+    /// that it ran its child test and passed it; the others keep running.
+    pub fn wait_ok(&mut self, i: usize) {
+        let deadline = Instant::now() + WATCHDOG;
+        let p = &mut self.procs[i];
+        let status = loop {
+            if let Some(s) = p.status {
+                break s;
+            }
+            match p.child.try_wait() {
+                Ok(Some(s)) => p.status = Some(s),
+                Ok(None) => {
+                    if Instant::now() > deadline {
+                        let log = tail(&p.log);
+                        let _ = p.child.kill();
+                        p.status = p.child.wait().ok();
+                        panic!("watchdog: {} still running after {WATCHDOG:?}, killed:\n{log}", p.label);
+                    }
+                    // Polling interval of the watchdog only.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("waiting for {}: {e}", p.label),
+            }
+        };
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        let ran = log.contains("MMRING-CHILD-RAN") && log.contains("1 passed");
+        assert!(
+            status.success() && ran,
+            "{} exited with {status} (ran: {ran}):\n{}",
+            p.label,
+            tail(&p.log)
+        );
     }
 }
 
