@@ -235,7 +235,7 @@ fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
     use crate::map::{MAP_CONTROL_SIZE, MapControl, RawMap, entry_words};
     let ctl = &region.body::<MapControl>(0, 1)[0];
     let capacity = desc.capacity;
-    let len = ctl.len();
+    let len = ctl.live();
     let (key_kind, _) = ctl.key_config();
     let value_len = desc.elem_size as usize;
     let stride = desc.slot_size as usize / 8;

@@ -102,7 +102,7 @@ impl MapControl {
     }
 
     /// Live keys (a snapshot).
-    pub fn len(&self) -> u64 {
+    pub fn live(&self) -> u64 {
         // Relaxed: a snapshot.
         self.len.load(Ordering::Relaxed)
     }
@@ -219,7 +219,7 @@ impl<'a> RawMap<'a> {
 
     /// Live keys (a snapshot).
     pub fn len(&self) -> usize {
-        usize::try_from(self.ctl.len()).unwrap_or(usize::MAX)
+        usize::try_from(self.ctl.live()).unwrap_or(usize::MAX)
     }
 
     /// Whether no key is live (a snapshot).

@@ -129,8 +129,12 @@ pub struct Map<K: Key + ?Sized, V: Pod> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
     raw: RawMap<'static>,
     region: Region,
-    _types: std::marker::PhantomData<(fn(&K), fn(V) -> V)>,
+    _types: std::marker::PhantomData<Types<K, V>>,
 }
+
+/// What a [`Map`] is generic over, as a marker: keys are borrowed, values
+/// move in and out (so the map is `Send`/`Sync` whatever `K` and `V` are).
+type Types<K, V> = (fn(&K), fn(V) -> V);
 
 impl<K: Key + ?Sized, V: Pod> std::fmt::Debug for Map<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
