@@ -99,7 +99,7 @@ pub enum Body {
         /// Permits given back after their holder died.
         recovered: u64,
     },
-    /// A barrier: parties, the current generation and arrivals, members.
+    /// A barrier: parties, the current generation and its arrivals.
     Barrier {
         /// Parties per round.
         parties: u32,

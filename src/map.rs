@@ -408,9 +408,9 @@ impl<'a> RawMap<'a> {
     ///
     /// # Errors
     ///
-    /// As [`RawMap::insert`].
+    /// As [`RawMap::insert`] (`Full` only when `absent` asks to insert).
     pub fn update(&self, key: &[u8], absent: Option<&[u8]>, mut f: impl FnMut(&mut [u8])) -> Result<bool, MapError> {
-        self.with_entry(key, |state, v| {
+        let res = self.with_entry(key, |state, v| {
             if state == LIVE {
                 f(v);
                 return (LIVE, true);
@@ -423,7 +423,13 @@ impl<'a> RawMap<'a> {
                 }
                 None => (state, false),
             }
-        })
+        });
+        match (res, absent) {
+            // No entry for the key and none free: absent, and nothing to
+            // insert, so not an error.
+            (Err(MapError::Full { .. }), None) => Ok(false),
+            (res, _) => res,
+        }
     }
 
     /// Removes `key`, copying its value to `old`; whether it was live.
