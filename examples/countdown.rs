@@ -14,7 +14,7 @@
 //! `worker` argument. The files live in a fresh directory under `/dev/shm`
 //! (or the system temporary directory), removed at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,10 @@ use mmring::Counter;
 const PROCESSES: usize = 20;
 const DECREMENTS: i64 = 1000;
 const START: i64 = PROCESSES as i64 * DECREMENTS;
+
+mod common;
+
+use common::{scratch_dir, wait_all};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -109,47 +113,4 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     Ok(ok)
 }
 
-/// Waits for every child, at most a minute in all (then kills the rest);
-/// an error if any failed.
-fn wait_all(mut children: Vec<Child>) -> Result<(), Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut done = vec![false; children.len()];
-    let mut failed = 0;
-    while done.contains(&false) {
-        for (child, done) in children.iter_mut().zip(&mut done) {
-            if *done {
-                continue;
-            }
-            if let Some(status) = child.try_wait()? {
-                *done = true;
-                failed += usize::from(!status.success());
-            }
-        }
-        if Instant::now() > deadline {
-            for (child, _) in children.iter_mut().zip(&done).filter(|(_, d)| !**d) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            return Err("workers still running after 60 s: killed".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    if failed > 0 {
-        return Err(format!("{failed} worker(s) failed").into());
-    }
-    Ok(())
-}
 
-/// A fresh directory under `/dev/shm` (or the temporary directory), removed
-/// when dropped.
-fn scratch_dir(name: &str) -> std::io::Result<tempfile::TempDir> {
-    let shm = PathBuf::from("/dev/shm");
-    let base = if shm.is_dir() {
-        shm
-    } else {
-        std::env::temp_dir()
-    };
-    tempfile::Builder::new()
-        .prefix(&format!("mmring-{name}-"))
-        .tempdir_in(base)
-}

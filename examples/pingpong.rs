@@ -22,7 +22,7 @@
 //! argument. The files live in a fresh directory under `/dev/shm` (or the
 //! system temporary directory), removed at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,10 @@ type Error = Box<dyn std::error::Error>;
 fn reply(v: u64) -> u64 {
     v.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xa5a5_a5a5
 }
+
+mod common;
+
+use common::{scratch_dir};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -284,16 +288,3 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A fresh directory under `/dev/shm` (or the temporary directory), removed
-/// when dropped.
-fn scratch_dir(name: &str) -> std::io::Result<tempfile::TempDir> {
-    let shm = PathBuf::from("/dev/shm");
-    let base = if shm.is_dir() {
-        shm
-    } else {
-        std::env::temp_dir()
-    };
-    tempfile::Builder::new()
-        .prefix(&format!("mmring-{name}-"))
-        .tempdir_in(base)
-}
