@@ -154,6 +154,17 @@ impl<'a> Control<'a> {
         }
     }
 
+    /// Whether the lead has asked the peer to stop: for a peer `op` that
+    /// waits on the lead (a producer facing a full queue that the lead no
+    /// longer drains) and must give up its wait to let the run end. Such an
+    /// op returns `true` after seeing it; the peer then stops at the end of
+    /// the chunk, the remaining calls returning at once.
+    #[inline]
+    pub fn stop_requested(&self) -> bool {
+        // Relaxed: a stop request carries no data.
+        self.word(STOP).load(Ordering::Relaxed) != 0
+    }
+
     /// The peer's side of a run: `op` in chunks from `GO` to `STOP`.
     /// Returns whether every `op` succeeded.
     ///
@@ -206,8 +217,9 @@ impl<'a> Control<'a> {
     }
 
     /// The lead's side of a run: waits for the peer (if any), runs `op` in
-    /// chunks until `budget` is spent, stops the peer and returns what was
-    /// measured. `op` returning `false` ends the run with an error.
+    /// chunks until `budget` is spent, stops the peer (dropping `op` right
+    /// after raising `STOP`) and returns what was measured. `op` returning
+    /// `false` ends the run with an error.
     ///
     /// # Errors
     ///
@@ -258,6 +270,10 @@ impl<'a> Control<'a> {
         let lead_end = start.elapsed();
         // Relaxed: a stop request carries no data.
         self.word(STOP).store(1, Ordering::Relaxed);
+        // The lead's part is over: dropping `op` now lets it release what a
+        // peer blocked in the kernel may be waiting on (a ring end it owns,
+        // whose drop closes the ring and wakes the peer).
+        drop(op);
         let Some(check) = peer else {
             return Ok(Sample {
                 ops: mine,

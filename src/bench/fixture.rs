@@ -333,7 +333,10 @@ fn read_cell(cell: &SeqCell<Payload>) -> bool {
 /// Creates an object at `path` with `create`, then removes the name: the
 /// mapping stays, and nothing is left in the directory even if this
 /// process is killed.
-fn unlinked<T>(path: &Path, create: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+pub(super) fn unlinked<T>(
+    path: &Path,
+    create: impl FnOnce(&Path) -> io::Result<T>,
+) -> io::Result<T> {
     let object = create(path)?;
     std::fs::remove_file(path)?;
     Ok(object)

@@ -11,14 +11,35 @@
 //!   [`raw`]: the bare `AtomicU64` on a mapping;
 //! * [`dir`]: the private directory the files live in.
 //!
+//! The SPSC comparison (`mmring bench spsc`):
+//!
+//! * [`spsc_fixture`]: its objects and rows; [`spsc_table`]: its table;
+//! * [`flow`]: the workload (numbered messages, checked on arrival), written
+//!   once for every queue; [`spin`]: the one waiting policy of the spinning
+//!   rows; [`roundtrip`]: the round-trip runner (p50/p99);
+//! * [`spsc`]: mmring's ring; [`pthread_ring`]: the mutex version (a ring
+//!   behind a process-shared mutex and condition variables); [`pipe`]: a
+//!   Unix pipe; [`peers`]: rtrb, `ArrayQueue`, `Mutex<VecDeque>` between
+//!   threads; [`floor`]: one cache line bounced, the floor of a round trip.
+//!
 //! This module: the `mmring bench` command (rounds, medians, the table).
 
 pub mod control;
 pub mod dir;
 pub mod fixture;
+pub mod floor;
+pub mod flow;
+pub mod peers;
+pub mod pipe;
 pub mod procs;
 pub mod pthread;
+pub mod pthread_ring;
 pub mod raw;
+pub mod roundtrip;
+pub mod spin;
+pub mod spsc;
+pub mod spsc_fixture;
+pub mod spsc_table;
 pub mod threads;
 
 use std::io::{IsTerminal, Write};
@@ -29,9 +50,27 @@ pub use control::{Budget, Sample};
 pub use dir::BenchDir;
 pub use fixture::{Case, Fixture, Group};
 
+/// Which comparison `mmring bench` runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// Counter `fetch_add` against a process-shared mutex and a raw atomic.
+    Counter,
+    /// `SeqCell` reads against `RwLock`.
+    Cell,
+    /// The SPSC ring against the mutex version, a pipe, rtrb, `ArrayQueue`
+    /// and `Mutex<VecDeque>`; round trips against one cache line and a pipe.
+    Spsc,
+    /// Every comparison, one table each.
+    #[default]
+    All,
+}
+
 /// Arguments of `mmring bench`.
 #[derive(Debug, Default, clap::Args)]
 pub struct BenchArgs {
+    /// Which comparison to run.
+    #[arg(value_enum, default_value_t = Which::All)]
+    pub which: Which,
     /// Shorter windows and fewer rounds: a quick look, noisier figures.
     #[arg(long)]
     pub quick: bool,
@@ -89,8 +128,27 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Runs the comparison and prints the table: progress to stderr, the
-/// table to stdout.
+/// Runs the comparison `args.which` names and prints its table (or
+/// tables): progress to stderr, the tables to stdout.
+///
+/// # Errors
+///
+/// Any failure to set up or run a benchmark. The files are removed in
+/// every case.
+pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    match args.which {
+        Which::Counter => run_groups(args, &[Group::CounterTwoProcs, Group::CounterOneProc]),
+        Which::Cell => run_groups(args, &[Group::ReadWithWriter, Group::ReadAlone]),
+        Which::Spsc => spsc_table::run(args),
+        Which::All => {
+            run_groups(args, &Group::ALL)?;
+            println!();
+            spsc_table::run(args)
+        }
+    }
+}
+
+/// Runs the counter and cell `groups` and prints their table.
 ///
 /// Each round measures every row once, in table order (so slow drift of
 /// the machine hits every row alike); a short unmeasured warm-up round
@@ -100,7 +158,7 @@ fn median(v: &[f64]) -> f64 {
 ///
 /// Any failure to set up or run a benchmark. The files are removed in
 /// every case.
-pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+fn run_groups(args: &BenchArgs, groups: &[Group]) -> Result<(), Box<dyn std::error::Error>> {
     let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 }) as usize;
     let window = Duration::from_millis(args.window_ms.unwrap_or(if args.quick { 50 } else { 200 }));
     let budget = match args.ops {
@@ -124,7 +182,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    let cases: Vec<Case> = Group::ALL
+    let cases: Vec<Case> = groups
         .iter()
         .flat_map(|g| g.cases().iter().copied())
         .collect();
@@ -165,7 +223,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         "{:<48}  {:>10}  {:>19}  {:>8}  {:<26}  {}\n",
         "mechanism", "ops/s", "range (min-max)", "vs base", "peer", "target"
     ));
-    for group in Group::ALL {
+    for &group in groups {
         out.push_str(&format!("-- {}\n", group.title()));
         let base = stat(group.baseline()).median;
         for &case in group.cases() {
@@ -200,7 +258,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         stat(Case::RawTwoProcs).median,
         stat(Case::RawOneProc).median,
     );
-    if two > 0.8 * one {
+    let counters =
+        groups.contains(&Group::CounterTwoProcs) && groups.contains(&Group::CounterOneProc);
+    if counters && two > 0.8 * one {
         eprintln!(
             "warning: two processes on one counter ran at {:.0}% of the speed of one alone: \
              they were mostly not running at the same time (a busy machine?), so the \

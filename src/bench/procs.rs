@@ -35,30 +35,44 @@ pub fn run(
     child_op: impl FnMut() -> bool,
 ) -> io::Result<Sample> {
     control.reset();
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: fork itself has no preconditions. The child runs only
-    // `child_main`, which touches memory inherited from the parent (the
-    // shared mapping behind `control` and whatever `child_op` captured, all
-    // alive until the child exits since the child's copy of the parent's
-    // address space never unmaps anything), makes async-signal-safe system
-    // calls and leaves with `_exit`, so it is sound even when other threads
-    // of the parent held locks at the moment of the fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        child_main(parent, control, child_op);
-    }
-    let mut child = Child { pid, status: None };
+    let mut child = spawn(move || control.peer(child_op))?;
     let sample = control.lead(budget, counted, Some(&mut || child.running()), lead_op)?;
     child.wait()?;
     Ok(sample)
 }
 
+/// Forks a child that runs `main` and exits (status 0 if `main` returned
+/// `true`, 1 if it returned `false` or panicked): the building block of
+/// [`run`] and of the round-trip runner ([`roundtrip`](super::roundtrip)).
+///
+/// `main` is under the same rules as `child_op` in [`run`]: no allocation,
+/// no lock another thread of the parent could hold.
+///
+/// # Errors
+///
+/// If `fork` fails.
+pub fn spawn(main: impl FnOnce() -> bool) -> io::Result<Child> {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: fork itself has no preconditions. The child runs only
+    // `child_main`, which touches memory inherited from the parent (the
+    // shared mappings and whatever `main` captured, all alive until the
+    // child exits since the child's copy of the parent's address space
+    // never unmaps anything), makes async-signal-safe system calls and
+    // leaves with `_exit`, so it is sound even when other threads of the
+    // parent held locks at the moment of the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        child_main(parent, main);
+    }
+    Ok(Child { pid, status: None })
+}
+
 /// The child's whole life: never returns.
-fn child_main(parent: libc::pid_t, control: Control<'_>, op: impl FnMut() -> bool) -> ! {
+fn child_main(parent: libc::pid_t, main: impl FnOnce() -> bool) -> ! {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets an attribute of this
     // process: the signal it gets when its parent exits.
@@ -73,7 +87,7 @@ fn child_main(parent: libc::pid_t, control: Control<'_>, op: impl FnMut() -> boo
     }
     // A panic must not unwind into the parent's frames (copied by fork):
     // catch it here and exit with a status instead.
-    let ok = std::panic::catch_unwind(AssertUnwindSafe(|| control.peer(op))).unwrap_or(false);
+    let ok = std::panic::catch_unwind(AssertUnwindSafe(main)).unwrap_or(false);
     // SAFETY: `_exit` ends this process at once: no destructor, no atexit
     // handler and no stdio flush of state that belongs to the parent (the
     // private directory, buffered output) runs in the child.
@@ -82,14 +96,18 @@ fn child_main(parent: libc::pid_t, control: Control<'_>, op: impl FnMut() -> boo
 
 /// A forked child: killed and reaped when dropped, unless already reaped.
 #[derive(Debug)]
-struct Child {
+pub struct Child {
     pid: libc::pid_t,
     status: Option<libc::c_int>,
 }
 
 impl Child {
     /// Whether the child is still running (reaping it if it has exited).
-    fn running(&mut self) -> io::Result<bool> {
+    ///
+    /// # Errors
+    ///
+    /// The error of `waitpid(2)`.
+    pub fn running(&mut self) -> io::Result<bool> {
         if self.status.is_some() {
             return Ok(false);
         }
@@ -109,7 +127,11 @@ impl Child {
 
     /// Waits (at most 10 s) for the child to exit; an error unless it exited
     /// with status 0.
-    fn wait(&mut self) -> io::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// As said, or the error of `waitpid(2)`.
+    pub fn wait(&mut self) -> io::Result<()> {
         let since = std::time::Instant::now();
         while self.running()? {
             if since.elapsed() > Duration::from_secs(10) {

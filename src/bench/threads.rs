@@ -20,7 +20,23 @@ pub fn run(
     peer_op: impl FnMut() -> bool + Send,
 ) -> io::Result<Sample> {
     let words: Vec<AtomicU64> = (0..WORDS).map(|_| AtomicU64::new(0)).collect();
-    let control = Control::new(&words);
+    run_on(Control::new(&words), budget, counted, lead_op, peer_op)
+}
+
+/// [`run`] on control words the caller made, so that the operations can
+/// look at them ([`Control::stop_requested`]).
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_on(
+    control: Control<'_>,
+    budget: Budget,
+    counted: Counted,
+    lead_op: impl FnMut() -> bool,
+    peer_op: impl FnMut() -> bool + Send,
+) -> io::Result<Sample> {
+    control.reset();
     std::thread::scope(|s| {
         let peer = s.spawn(move || control.peer(peer_op));
         // `lead` raises STOP on every way out, so the join below cannot

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mmring", version, about = "Lock-free IPC over memory-mapped files")]
+#[command(
+    name = "mmring",
+    version,
+    about = "Lock-free IPC over memory-mapped files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,8 @@ enum Command {
         /// The file (a bare name means /dev/shm/NAME).
         path: PathBuf,
     },
-    /// Run the cross-process benchmark comparison and print one table.
+    /// Run a cross-process benchmark comparison (counter, cell, spsc, or
+    /// all of them) and print its table.
     Bench(mmring::bench::BenchArgs),
 }
 

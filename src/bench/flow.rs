@@ -1,0 +1,394 @@
+//! The workload of the SPSC rows, written once for every queue (mmring's
+//! ring, spinning or blocking; the mutex version; rtrb, crossbeam's
+//! `ArrayQueue`, `Mutex<VecDeque>` — the pipe has its own, on bytes): a
+//! producer sends numbered [`Message`]s, a consumer checks that each
+//! arrives exactly once and in order.
+//!
+//! * [`sender`] / [`receiver`]: one message per call of the returned
+//!   operation (what [`Control`](super::control::Control) counts), single
+//!   (`try_push`/`try_pop` per message) or batched ([`BATCH`] messages per
+//!   `push_slice`/`pop_slice`, handed out one per call);
+//! * [`ping`] / [`echo`]: the two ends of a round trip through two
+//!   queues, for [`roundtrip`](super::roundtrip).
+//!
+//! Every wait between tries is a [`Spin`](super::spin::Spin): the same
+//! policy for all (the blocking queues sleep inside their tries first).
+
+use super::spin;
+use crate::pod::Pod;
+
+/// Messages per call in the batched rows.
+pub const BATCH: usize = 32;
+
+/// The sequence number that ends a round-trip run (the echo side exits).
+pub const STOP: u64 = u64::MAX;
+
+/// A message of the SPSC rows: a sequence number, repeated over the whole
+/// message, so that a torn or misplaced message fails the run.
+pub trait Message: Pod + Send {
+    /// The message size in the table's words.
+    const NAME: &'static str;
+
+    /// The message carrying `seq`.
+    fn new(seq: u64) -> Self;
+
+    /// The sequence number, or `None` if the message is not whole.
+    fn seq(&self) -> Option<u64>;
+}
+
+impl Message for u64 {
+    const NAME: &'static str = "u64";
+
+    #[inline(always)]
+    fn new(seq: u64) -> Self {
+        seq
+    }
+
+    #[inline(always)]
+    fn seq(&self) -> Option<u64> {
+        Some(*self)
+    }
+}
+
+/// A 64-byte message: a cache line's worth of payload.
+pub type Msg64 = [u64; 8];
+
+impl Message for Msg64 {
+    const NAME: &'static str = "64 B";
+
+    #[inline(always)]
+    fn new(seq: u64) -> Self {
+        [seq; 8]
+    }
+
+    /// Checks the first and the last word: a message copied in two halves
+    /// from two different sends shows up there.
+    #[inline(always)]
+    fn seq(&self) -> Option<u64> {
+        (self[0] == self[7]).then_some(self[0])
+    }
+}
+
+/// The queue is closed, poisoned or otherwise unusable.
+#[derive(Clone, Copy, Debug)]
+pub struct Broken;
+
+/// The sending end of a queue, tried without waiting — or, for the
+/// blocking rows, waiting a bounded time (some milliseconds) inside the
+/// queue's own sleep (a futex, a condition variable): a try that comes
+/// back empty-handed is then simply made again.
+pub trait Tx<M> {
+    /// Sends `m` if there is room: `Ok(false)` if the queue is full.
+    fn try_one(&mut self, m: M) -> Result<bool, Broken>;
+    /// Sends as many of `ms` as fit, in order, as one operation; how many.
+    fn try_many(&mut self, ms: &[M]) -> Result<usize, Broken>;
+}
+
+/// The receiving end of a queue, tried as a [`Tx`] is.
+pub trait Rx<M> {
+    /// The oldest message, if any.
+    fn try_one(&mut self) -> Result<Option<M>, Broken>;
+    /// Up to `out.len()` messages, oldest first, as one operation; how many.
+    fn try_many(&mut self, out: &mut [M]) -> Result<usize, Broken>;
+}
+
+/// The producing side of a throughput run: one message (0, 1, 2 ...) per
+/// call, sent at once (`batched == false`) or gathered [`BATCH`] at a time
+/// and sent with [`Tx::try_many`]. Waits while the queue is full; gives up
+/// its wait (returning `true`) once `stop` says so. A queue that breaks
+/// (is closed) after a stop request ends the run normally: the lead may
+/// close it to wake a producer blocked inside a try.
+///
+/// Allocates nothing: fit for a forked child.
+pub fn sender<M: Message>(
+    mut tx: impl Tx<M>,
+    batched: bool,
+    stop: impl Fn() -> bool,
+) -> impl FnMut() -> bool {
+    let mut next = 0u64;
+    let mut batch = [M::zeroed(); BATCH];
+    let mut len = 0usize;
+    // Once a stop is seen, the rest of the peer's chunk returns at once.
+    let mut stopped = false;
+    move || {
+        if stopped {
+            return true;
+        }
+        let mut stop_now = || {
+            stopped = stop();
+            stopped
+        };
+        let m = M::new(next);
+        next += 1;
+        if !batched {
+            return match spin::until(
+                || tx.try_one(m).map(|ok| ok.then_some(())).transpose(),
+                &mut stop_now,
+            ) {
+                Some(Ok(())) => true,
+                // A queue the lead closed (dropped) when it stopped.
+                Some(Err(Broken)) => stop_now(),
+                None => stopped,
+            };
+        }
+        batch[len] = m;
+        len += 1;
+        if len < BATCH {
+            return true;
+        }
+        len = 0;
+        let mut sent = 0;
+        while sent < BATCH {
+            let step = spin::until(
+                || match tx.try_many(&batch[sent..]) {
+                    Ok(0) => None,
+                    r => Some(r),
+                },
+                &mut stop_now,
+            );
+            match step {
+                Some(Ok(n)) => sent += n,
+                Some(Err(Broken)) => return stop_now(),
+                None => return stopped,
+            }
+        }
+        true
+    }
+}
+
+impl<M, T: Tx<M> + ?Sized> Tx<M> for &mut T {
+    #[inline(always)]
+    fn try_one(&mut self, m: M) -> Result<bool, Broken> {
+        (**self).try_one(m)
+    }
+
+    #[inline(always)]
+    fn try_many(&mut self, ms: &[M]) -> Result<usize, Broken> {
+        (**self).try_many(ms)
+    }
+}
+
+impl<M, T: Rx<M> + ?Sized> Rx<M> for &mut T {
+    #[inline(always)]
+    fn try_one(&mut self) -> Result<Option<M>, Broken> {
+        (**self).try_one()
+    }
+
+    #[inline(always)]
+    fn try_many(&mut self, out: &mut [M]) -> Result<usize, Broken> {
+        (**self).try_many(out)
+    }
+}
+
+/// The consuming side of a throughput run: one message per call, checked
+/// to be the next in sequence; taken at once (`batched == false`) or from a
+/// local batch refilled [`BATCH`] at a time with [`Rx::try_many`]. Waits
+/// while the queue is empty; fails after [`spin::PATIENCE`].
+pub fn receiver<M: Message>(mut rx: impl Rx<M>, batched: bool) -> impl FnMut() -> bool {
+    let mut expect = 0u64;
+    let mut batch = [M::zeroed(); BATCH];
+    let (mut pos, mut len) = (0usize, 0usize);
+    move || {
+        let m = if !batched {
+            match spin::until(|| rx.try_one().transpose(), || false) {
+                Some(Ok(m)) => m,
+                _ => return false,
+            }
+        } else {
+            if pos == len {
+                let got = spin::until(
+                    || match rx.try_many(&mut batch) {
+                        Ok(0) => None,
+                        r => Some(r),
+                    },
+                    || false,
+                );
+                match got {
+                    Some(Ok(n)) => (pos, len) = (0, n),
+                    _ => return false,
+                }
+            }
+            pos += 1;
+            batch[pos - 1]
+        };
+        let ok = m.seq() == Some(expect);
+        expect += 1;
+        ok
+    }
+}
+
+/// One round trip, for the lead of a round-trip run: sends message `seq`
+/// on `tx`, waits until the echo comes back on `rx` and checks it. For
+/// [`STOP`] it only sends.
+#[inline]
+pub fn ping<M: Message>(tx: &mut impl Tx<M>, rx: &mut impl Rx<M>, seq: u64) -> bool {
+    let m = M::new(seq);
+    if spin::until(
+        || tx.try_one(m).map(|ok| ok.then_some(())).transpose(),
+        || false,
+    )
+    .is_none()
+    {
+        return false;
+    }
+    seq == STOP
+        || matches!(
+            spin::until(|| rx.try_one().transpose(), || false),
+            Some(Ok(back)) if back.seq() == Some(seq)
+        )
+}
+
+/// What the echo side of a round trip did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// Sent a message back; call again.
+    Again,
+    /// Received [`STOP`]: the run is over.
+    Stop,
+    /// A queue broke or the wait ran out of patience.
+    Failed,
+}
+
+/// The echo side of a spinning round trip: waits for a message on `rx` and
+/// sends it back on `tx`.
+#[inline]
+pub fn echo<M: Message>(tx: &mut impl Tx<M>, rx: &mut impl Rx<M>) -> Echo {
+    let Some(Ok(m)) = spin::until(|| rx.try_one().transpose(), || false) else {
+        return Echo::Failed;
+    };
+    if m.seq() == Some(STOP) {
+        return Echo::Stop;
+    }
+    match spin::until(
+        || tx.try_one(m).map(|ok| ok.then_some(())).transpose(),
+        || false,
+    ) {
+        Some(Ok(())) => Echo::Again,
+        _ => Echo::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A queue with room for `cap` that reports a full or empty queue every
+    /// other try, so that the waits are exercised.
+    struct Flaky {
+        q: VecDeque<Msg64>,
+        cap: usize,
+        tries: u32,
+    }
+
+    impl Flaky {
+        fn refuse(&mut self) -> bool {
+            self.tries += 1;
+            self.tries % 2 == 0
+        }
+    }
+
+    impl Tx<Msg64> for Flaky {
+        fn try_one(&mut self, m: Msg64) -> Result<bool, Broken> {
+            if self.refuse() || self.q.len() == self.cap {
+                return Ok(false);
+            }
+            self.q.push_back(m);
+            Ok(true)
+        }
+        fn try_many(&mut self, ms: &[Msg64]) -> Result<usize, Broken> {
+            if self.refuse() {
+                return Ok(0);
+            }
+            let n = ms.len().min(self.cap - self.q.len()).min(5);
+            self.q.extend(&ms[..n]);
+            Ok(n)
+        }
+    }
+
+    impl Rx<Msg64> for Flaky {
+        fn try_one(&mut self) -> Result<Option<Msg64>, Broken> {
+            if self.refuse() {
+                return Ok(None);
+            }
+            Ok(self.q.pop_front())
+        }
+        fn try_many(&mut self, out: &mut [Msg64]) -> Result<usize, Broken> {
+            if self.refuse() {
+                return Ok(0);
+            }
+            let n = out.len().min(self.q.len()).min(7);
+            for o in &mut out[..n] {
+                *o = self.q.pop_front().unwrap_or_default();
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn sender_and_receiver_agree_single_and_batched_and_catch_a_gap() {
+        for batched in [false, true] {
+            let mut q = Flaky {
+                q: VecDeque::new(),
+                cap: 256,
+                tries: 0,
+            };
+            let n = 3 * BATCH + 5;
+            {
+                let mut send = sender::<Msg64>(&mut q, batched, || false);
+                for _ in 0..n {
+                    assert!(send());
+                }
+            }
+            // A partial batch stays with the sender.
+            let delivered = if batched { 3 * BATCH } else { n };
+            assert_eq!(q.q.len(), delivered);
+            let mut recv = receiver::<Msg64>(&mut q, batched);
+            for _ in 0..delivered {
+                assert!(recv(), "batched: {batched}");
+            }
+        }
+        // A message out of sequence fails the receiver.
+        let mut q = Flaky {
+            q: VecDeque::from([[0; 8], [2; 8]]),
+            cap: 8,
+            tries: 0,
+        };
+        let mut recv = receiver::<Msg64>(&mut q, false);
+        assert!(recv());
+        assert!(!recv());
+    }
+
+    #[test]
+    fn a_torn_message_has_no_sequence_number() {
+        let mut m = Msg64::new(7);
+        assert_eq!(m.seq(), Some(7));
+        m[7] = 8;
+        assert_eq!(m.seq(), None);
+    }
+
+    #[test]
+    fn a_stopped_sender_gives_up_its_wait() {
+        let mut q = Flaky {
+            q: VecDeque::new(),
+            cap: 1,
+            tries: 1,
+        };
+        let mut send = sender::<u64>(Tx64(&mut q), false, || true);
+        assert!(send()); // room for one
+        assert!(send()); // full: waits, sees the stop, returns
+    }
+
+    /// Adapts the 64-byte test queue to u64 messages.
+    struct Tx64<'a>(&'a mut Flaky);
+
+    impl Tx<u64> for Tx64<'_> {
+        fn try_one(&mut self, m: u64) -> Result<bool, Broken> {
+            Tx::<Msg64>::try_one(self.0, [m; 8])
+        }
+        fn try_many(&mut self, _: &[u64]) -> Result<usize, Broken> {
+            Ok(0)
+        }
+    }
+}

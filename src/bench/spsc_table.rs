@@ -1,0 +1,484 @@
+//! `mmring bench spsc`: the SPSC comparison ([`SpscFixture`]'s rows) in
+//! rounds, then one table — mechanism, throughput for both message sizes,
+//! round trip p50/p99, each against the mutex version — and the design's
+//! targets with their ratios.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::roundtrip::RoundTrips;
+use super::spsc_fixture::{CAPACITY, GAP, Mech, Row, Section, Size, SpscFixture};
+use super::{BenchArgs, BenchDir, Budget, Progress, Sample, Stats, cpu_busy, rate};
+use crate::bench::flow::BATCH;
+
+/// Timed round trips per row and round [default; a quarter with --quick].
+const ROUND_TRIPS: u64 = 20_000;
+
+/// What one row measured over all rounds.
+#[derive(Default)]
+struct Measured {
+    throughput: [Vec<Sample>; 2],
+    trips: RoundTrips,
+}
+
+/// Runs the SPSC comparison and prints the table: progress to stderr, the
+/// table to stdout.
+///
+/// As for the counter table, each round measures every row once, in table
+/// order, after an unmeasured warm-up round; throughput is the median of
+/// the rounds, round-trip percentiles are over the samples of all rounds.
+///
+/// # Errors
+///
+/// Any failure to set up or run a benchmark. The files are removed in
+/// every case.
+pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 }) as usize;
+    let window = Duration::from_millis(args.window_ms.unwrap_or(if args.quick { 50 } else { 150 }));
+    let trips = if args.quick {
+        ROUND_TRIPS / 4
+    } else {
+        ROUND_TRIPS
+    };
+    let budget = match args.ops {
+        Some(n) => Budget::ops(n),
+        None => Budget::time(window),
+    };
+    let warm_up = match args.ops {
+        Some(n) => Budget::ops((n / 4).max(1)),
+        None => Budget::time(window / 4),
+    };
+    let dir = match &args.dir {
+        Some(parent) => BenchDir::new_in(parent)?,
+        None => BenchDir::new()?,
+    };
+    let fixture = SpscFixture::new_in(dir)?;
+    let busy = cpu_busy(Duration::from_millis(100));
+    if let Some(busy) = busy {
+        if busy > 0.2 {
+            eprintln!(
+                "warning: other processes kept {busy:.1} CPUs busy just before the run: rows \
+                 with two parties may run time-sliced instead of in parallel"
+            );
+        }
+    }
+    let rows: Vec<Row> = Row::all().collect();
+    let steps = steps();
+    let progress = Progress::new(steps.len() * (rounds + 1));
+    let others = Others::start();
+    let started = Instant::now();
+    let mut measured: Vec<Measured> = rows.iter().map(|_| Measured::default()).collect();
+    for round in 0..=rounds {
+        let when = if round == 0 {
+            "warm-up".to_string()
+        } else {
+            format!("round {round}/{rounds}")
+        };
+        for &(row, what) in &steps {
+            let i = rows.iter().position(|&r| r == row).unwrap_or(0);
+            match what {
+                Step::Throughput(k, size) => {
+                    progress.step(&format!(
+                        "{when}: {} ({} messages)",
+                        row.label(),
+                        size.name()
+                    ));
+                    let sample = fixture
+                        .throughput(row, size, if round == 0 { warm_up } else { budget })
+                        .map_err(|e| format!("{} ({}): {e}", row.label(), size.name()))?;
+                    if round > 0 {
+                        measured[i].throughput[k].push(sample);
+                    }
+                }
+                Step::RoundTrips => {
+                    progress.step(&format!("{when}: {} (round trips)", row.label()));
+                    // A round trip after a pause costs the pause too: fewer.
+                    let n = if row.section == Section::Asleep {
+                        trips / 10
+                    } else {
+                        trips
+                    };
+                    let n = if round == 0 { (n / 4).max(1) } else { n };
+                    let rt = fixture
+                        .round_trips(row, n)
+                        .map_err(|e| format!("{} (round trips): {e}", row.label()))?;
+                    if round > 0 {
+                        measured[i].trips.extend(&rt);
+                    }
+                }
+            }
+        }
+    }
+    progress.finish(started.elapsed());
+    let others = others.and_then(|o| o.cpus());
+
+    let table = Table::new(&rows, &measured);
+    let window_text = match args.ops {
+        Some(n) => format!("{n} messages"),
+        None => format!("{} ms", window.as_millis()),
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "mmring bench spsc: 2 processes unless stated; capacity {CAPACITY}, batches of {BATCH}; \
+         throughput: median of {rounds} windows of {window_text}; round trips: {rounds} x {trips} \
+         u64 ({rounds} x {} wake-ups), p50 / p99; {} CPUs; other processes kept {} of them busy \
+         just before the run, {} on average during it\n",
+        trips / 10,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        busy.map_or("?".to_string(), |b| format!("{b:.1}")),
+        others.map_or("?".to_string(), |b| format!("{b:.1}")),
+    ));
+    out.push_str(
+        "x mutex: times better than the mutex version used the same way (throughput: \
+         higher; round trip: lower); sleeps: times the timing side slept per round trip\n",
+    );
+    out.push_str(&format!(
+        "{:<46}  {:>10}  {:>7}  {:>10}  {:>7}  {:<5} {:>21}  {:>7}  {:>6}\n",
+        "mechanism",
+        format!("{}/s", Size::U64.name()),
+        "x mutex",
+        format!("{}/s", Size::Bytes64.name()),
+        "x mutex",
+        "wait",
+        "round trip p50 / p99",
+        "x mutex",
+        "sleeps"
+    ));
+    for (title, section) in [
+        ("-- one message per call".to_string(), Section::Single),
+        (
+            "-- batches (the mutex ring: one lock per batch; ArrayQueue has no batch call)"
+                .to_string(),
+            Section::Batched,
+        ),
+        (
+            format!(
+                "-- wake-up round trips: the echo side asleep (a pause of {} us before each)",
+                GAP.as_micros()
+            ),
+            Section::Asleep,
+        ),
+    ] {
+        out.push_str(&title);
+        out.push('\n');
+        for &row in Row::of(section) {
+            out.push_str(&table.line(row));
+        }
+    }
+    out.push_str(&table.targets());
+    print!("{out}");
+    std::io::stdout().flush()?;
+    if let Some(others) = others.filter(|&o| o > 0.2) {
+        eprintln!(
+            "warning: other processes kept {others:.1} CPUs busy on average during the run: \
+             the figures are those of a shared machine"
+        );
+    }
+    if let Some((p50, _)) = table.trip(Row::new(Mech::Floor, Section::Single)) {
+        if p50 > Duration::from_micros(1) {
+            eprintln!(
+                "warning: one cache line took {} per round trip: the two processes were mostly \
+                 not running at the same time (a busy machine?), so the spinning rows read too slow",
+                duration(p50)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One measurement of a round.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Throughput with messages of a size (and its index in `Size::ALL`).
+    Throughput(usize, Size),
+    /// Round trips.
+    RoundTrips,
+}
+
+/// The measurements of a round, in the order they are made: the pairs
+/// the targets compare (mmring and rtrb, mmring and the floor, mmring and
+/// the pipe) next to each other, so that a machine whose speed drifts
+/// (virtual CPUs moved between cores, neighbours coming and going) moves
+/// both figures of a pair alike.
+fn steps() -> Vec<(Row, Step)> {
+    use Mech::{Floor, Mmring, MmringBlocking, MutexRing, Pipe, Rtrb};
+    use Section::{Asleep, Batched, Single};
+    let first = [
+        Row::new(Rtrb, Single),
+        Row::new(Mmring, Single),
+        Row::new(Mmring, Batched),
+    ];
+    let mut steps = Vec::new();
+    for (k, size) in Size::ALL.into_iter().enumerate() {
+        let rest = Row::all().filter(|r| r.has_throughput() && !first.contains(r));
+        for row in first.into_iter().chain(rest) {
+            steps.push((row, Step::Throughput(k, size)));
+        }
+    }
+    let trips = [
+        Row::new(Floor, Single),
+        Row::new(Mmring, Single),
+        Row::new(MmringBlocking, Single),
+        Row::new(Pipe, Single),
+        Row::new(MutexRing, Single),
+        Row::new(MmringBlocking, Asleep),
+        Row::new(Pipe, Asleep),
+        Row::new(MutexRing, Asleep),
+    ];
+    debug_assert_eq!(
+        trips.len(),
+        Row::all().filter(|r| r.has_round_trips()).count()
+    );
+    steps.extend(trips.into_iter().map(|r| (r, Step::RoundTrips)));
+    steps
+}
+
+/// CPU time the rest of the machine used while the benchmark ran: the
+/// whole machine's busy time (`/proc/stat`) less this process's and its
+/// reaped children's (`getrusage`).
+struct Others {
+    busy: f64,
+    own: f64,
+    since: Instant,
+}
+
+impl Others {
+    fn start() -> Option<Self> {
+        Some(Self {
+            busy: machine_busy_secs()?,
+            own: own_cpu_secs()?,
+            since: Instant::now(),
+        })
+    }
+
+    /// Average CPUs the rest of the machine kept busy since `start`.
+    fn cpus(&self) -> Option<f64> {
+        let busy = machine_busy_secs()? - self.busy;
+        let own = own_cpu_secs()? - self.own;
+        Some(((busy - own) / self.since.elapsed().as_secs_f64().max(1e-9)).max(0.0))
+    }
+}
+
+/// CPU-seconds the whole machine has spent busy since boot.
+fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    // idle + iowait
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| total.saturating_sub(idle) as f64 / ticks as f64)
+}
+
+/// CPU-seconds (user and system) of this process and its reaped children.
+fn own_cpu_secs() -> Option<f64> {
+    let mut secs = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: `usage` is writable storage for one rusage, read only
+        // after the call succeeded.
+        if unsafe { libc::getrusage(who, usage.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: getrusage succeeded, so `usage` is initialized.
+        let usage = unsafe { usage.assume_init() };
+        for t in [usage.ru_utime, usage.ru_stime] {
+            secs += t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        }
+    }
+    Some(secs)
+}
+
+/// One row's figures: throughput stats per message size, round-trip
+/// p50 and p99.
+struct Figures {
+    row: Row,
+    throughput: [Option<Stats>; 2],
+    trip: Option<(Duration, Duration)>,
+    sleeps: f64,
+}
+
+/// The medians and percentiles behind the printed table.
+struct Table {
+    rows: Vec<Figures>,
+}
+
+impl Table {
+    fn new(rows: &[Row], measured: &[Measured]) -> Self {
+        let rows = rows
+            .iter()
+            .zip(measured)
+            .map(|(&row, m)| {
+                let throughput = [0, 1]
+                    .map(|k| (!m.throughput[k].is_empty()).then(|| Stats::of(&m.throughput[k])));
+                let trip = (!m.trips.nanos.is_empty()).then(|| m.trips.p50_p99());
+                Figures {
+                    row,
+                    throughput,
+                    trip,
+                    sleeps: m.trips.sleeps_per_trip(),
+                }
+            })
+            .collect();
+        Self { rows }
+    }
+
+    fn get(&self, row: Row) -> Option<&Figures> {
+        self.rows.iter().find(|r| r.row == row)
+    }
+
+    /// Median throughput of `row` with messages `size` (0: u64, 1: 64 B).
+    fn throughput(&self, row: Row, size: usize) -> Option<f64> {
+        self.get(row)
+            .and_then(|r| r.throughput[size])
+            .map(|s| s.median)
+    }
+
+    fn trip(&self, row: Row) -> Option<(Duration, Duration)> {
+        self.get(row).and_then(|r| r.trip)
+    }
+
+    fn line(&self, row: Row) -> String {
+        let base = row.base();
+        let is_base = row == base;
+        let mut cols = Vec::new();
+        for k in 0..2 {
+            match self.throughput(row, k) {
+                Some(v) => {
+                    cols.push(rate(v));
+                    cols.push(if is_base {
+                        "(base)".to_string()
+                    } else {
+                        self.throughput(base, k)
+                            .map_or("-".into(), |b| format!("{:.2}x", v / b.max(1e-9)))
+                    });
+                }
+                None => {
+                    cols.push("-".into());
+                    cols.push(String::new());
+                }
+            }
+        }
+        let sleeps = self.get(row).map_or(0.0, |f| f.sleeps);
+        let (wait, trip, trip_ratio, sleeps) = match self.trip(row) {
+            Some((p50, p99)) => (
+                row.waits().to_string(),
+                format!("{} / {}", duration(p50), duration(p99)),
+                if is_base {
+                    "(base)".to_string()
+                } else {
+                    self.trip(base).map_or("-".into(), |(b, _)| {
+                        format!("{:.2}x", b.as_secs_f64() / p50.as_secs_f64().max(1e-12))
+                    })
+                },
+                format!("{sleeps:.2}"),
+            ),
+            None => Default::default(),
+        };
+        format!(
+            "{:<46}  {:>10}  {:>7}  {:>10}  {:>7}  {:<5} {:>21}  {:>7}  {:>6}\n",
+            row.label(),
+            cols[0],
+            cols[1],
+            cols[2],
+            cols[3],
+            wait,
+            trip,
+            trip_ratio,
+            sleeps
+        )
+        .trim_end()
+        .to_string()
+            + "\n"
+    }
+
+    /// The design's SPSC targets, each as a ratio of this run's figures.
+    fn targets(&self) -> String {
+        use Section::{Asleep, Batched, Single};
+        let tp = |mech, section, k| self.throughput(Row::new(mech, section), k);
+        let trip = |mech, section| self.trip(Row::new(mech, section));
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b.max(1e-9));
+        let p50 = |a: Option<(Duration, Duration)>, b: Option<(Duration, Duration)>| {
+            a.zip(b)
+                .map(|(a, b)| a.0.as_secs_f64() / b.0.as_secs_f64().max(1e-12))
+        };
+        let p99 = |a: Option<(Duration, Duration)>, b: Option<(Duration, Duration)>| {
+            a.zip(b).map_or(String::new(), |(a, b)| {
+                format!(
+                    "p99: {:.2}x",
+                    a.1.as_secs_f64() / b.1.as_secs_f64().max(1e-12)
+                )
+            })
+        };
+        let b64 = |r: Option<f64>| r.map_or(String::new(), |r| format!("64 B: {r:.2}x"));
+        let mut out =
+            String::from("targets (DESIGN.md \"Performance targets\"; ratios within this run):\n");
+        let mut line =
+            |what: &str, ratio: Option<f64>, goal: f64, at_least: bool, extra: String| {
+                let Some(r) = ratio else {
+                    return;
+                };
+                let ok = if at_least { r >= goal } else { r <= goal };
+                out.push_str(&format!(
+                    "  {what:<58} {r:>6.2}x  ({} {goal:.1}x)  {:<6}  {extra}\n",
+                    if at_least { ">=" } else { "<=" },
+                    if ok { "ok" } else { "MISSED" },
+                ));
+            };
+        let (rtrb, spin, floor) = (Mech::Rtrb, Mech::Mmring, Mech::Floor);
+        let (blocking, pipe) = (Mech::MmringBlocking, Mech::Pipe);
+        line(
+            "mmring try_push/try_pop vs rtrb push/pop (in-process), u64",
+            ratio(tp(spin, Single, 0), tp(rtrb, Single, 0)),
+            1.0,
+            true,
+            b64(ratio(tp(spin, Single, 1), tp(rtrb, Single, 1))),
+        );
+        line(
+            "mmring push_slice/pop_slice vs rtrb push/pop, u64",
+            ratio(tp(spin, Batched, 0), tp(rtrb, Single, 0)),
+            2.0,
+            true,
+            b64(ratio(tp(spin, Batched, 1), tp(rtrb, Single, 1))),
+        );
+        line(
+            "spinning round trip vs one cache line, p50",
+            p50(trip(spin, Single), trip(floor, Single)),
+            1.5,
+            false,
+            p99(trip(spin, Single), trip(floor, Single)),
+        );
+        line(
+            "blocking round trip vs Unix pipe, echo side asleep, p50",
+            p50(trip(blocking, Asleep), trip(pipe, Asleep)),
+            1.0,
+            false,
+            p99(trip(blocking, Asleep), trip(pipe, Asleep)),
+        );
+        line(
+            "blocking round trip vs Unix pipe, back to back, p50",
+            p50(trip(blocking, Single), trip(pipe, Single)),
+            1.0,
+            false,
+            p99(trip(blocking, Single), trip(pipe, Single)),
+        );
+        out
+    }
+}
+
+/// A round-trip time with a unit that keeps three significant digits.
+fn duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
