@@ -159,5 +159,3 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
     Ok(ok)
 }
-
-

@@ -112,5 +112,3 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
     Ok(ok)
 }
-
-

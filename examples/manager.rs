@@ -309,5 +309,3 @@ fn run() -> Res<bool> {
     }
     Ok(ok)
 }
-
-

@@ -52,7 +52,7 @@ fn reply(v: u64) -> u64 {
 
 mod common;
 
-use common::{scratch_dir};
+use common::scratch_dir;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -203,7 +203,8 @@ fn echo(dir: &Path, variant: &str) -> Result<(), Error> {
             return Err(format!("ping number {expect} was {v}").into());
         }
         if variant == "blocking" {
-            tx.push(reply(v)).map_err(|e| format!("answer to {v}: {e}"))?;
+            tx.push(reply(v))
+                .map_err(|e| format!("answer to {v}: {e}"))?;
         } else {
             spin_push(&mut tx, reply(v), Instant::now() + WATCHDOG)?;
         }
@@ -287,4 +288,3 @@ impl Drop for KillOnDrop {
         }
     }
 }
-

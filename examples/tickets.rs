@@ -163,5 +163,3 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
     Ok(ok)
 }
-
-

@@ -99,7 +99,9 @@ impl BarrierWords {
     /// read from the mapping).
     pub fn parties(&self) -> u32 {
         // Relaxed: written before the file was published, never changed.
-        self.parties.load(Ordering::Relaxed).clamp(1, MAX_PARTIES as u32)
+        self.parties
+            .load(Ordering::Relaxed)
+            .clamp(1, MAX_PARTIES as u32)
     }
 
     /// (generation, parties arrived in it) now (a snapshot).
@@ -115,7 +117,9 @@ impl BarrierWords {
         let entry = u64::from(pid) << 32 | NEVER;
         for m in &self.members {
             // AcqRel: pairs with the other CASes on member entries.
-            if m.compare_exchange(0, entry, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if m.compare_exchange(0, entry, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 return;
             }
         }
@@ -139,7 +143,10 @@ impl BarrierWords {
             // Relaxed: only this process writes its own entry after register.
             let cur = m.load(Ordering::Relaxed);
             if cur != 0 && (cur >> 32) as u32 == pid {
-                m.store(u64::from(pid) << 32 | u64::from(generation), Ordering::Relaxed);
+                m.store(
+                    u64::from(pid) << 32 | u64::from(generation),
+                    Ordering::Relaxed,
+                );
                 return;
             }
         }
@@ -151,7 +158,8 @@ impl BarrierWords {
             // Relaxed: a liveness probe, confirmed with the kernel.
             let cur = m.load(Ordering::Relaxed);
             let pid = (cur >> 32) as u32;
-            (cur != 0 && cur & 0xffff_ffff != u64::from(generation) && !crate::pid::is_alive(pid)).then_some(pid)
+            (cur != 0 && cur & 0xffff_ffff != u64::from(generation) && !crate::pid::is_alive(pid))
+                .then_some(pid)
         })
     }
 
@@ -177,7 +185,10 @@ impl BarrierWords {
             } else {
                 u64::from(generation) << 32 | u64::from(arrived + 1)
             };
-            match self.state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .state
+                .compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => break (generation, arrived + 1 >= parties),
                 Err(now) => cur = now,
             }
@@ -190,7 +201,8 @@ impl BarrierWords {
             });
         }
         // Acquire pairs with the leader's AcqRel CAS that ends the round.
-        let passed = || ((self.state.load(Ordering::Acquire) >> 32) as u32 != generation).then_some(());
+        let passed =
+            || ((self.state.load(Ordering::Acquire) >> 32) as u32 != generation).then_some(());
         loop {
             let slice_end = Instant::now() + PARTY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
@@ -200,8 +212,12 @@ impl BarrierWords {
                     is_leader: false,
                 });
             }
-            let broken = self.dead_party(generation).map(|pid| BarrierError::Broken { pid });
-            let timed_out = deadline.is_some_and(|d| Instant::now() >= d).then_some(BarrierError::Timeout);
+            let broken = self
+                .dead_party(generation)
+                .map(|pid| BarrierError::Broken { pid });
+            let timed_out = deadline
+                .is_some_and(|d| Instant::now() >= d)
+                .then_some(BarrierError::Timeout);
             if let Some(err) = broken.or(timed_out) {
                 // Withdraw, unless the round completed meanwhile.
                 let mut cur = self.state.load(Ordering::Acquire);
@@ -214,7 +230,12 @@ impl BarrierWords {
                     }
                     let next = cur - u64::from(cur as u32 > 0);
                     // AcqRel / Acquire: as in the arrival above.
-                    match self.state.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                    match self.state.compare_exchange(
+                        cur,
+                        next,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
                         Ok(_) => return Err(err),
                         Err(now) => cur = now,
                     }
@@ -225,16 +246,16 @@ impl BarrierWords {
 }
 
 #[cfg(not(loom))]
-pub use mapped::{Barrier};
+pub use mapped::Barrier;
 
 #[cfg(not(loom))]
 mod mapped {
     use super::*;
-    use std::path::Path;
     use crate::error::OpenError;
     use crate::layout::Kind;
     use crate::pod::TypeInfo;
     use crate::region::{self, CreateOptions, Expect, Region, View};
+    use std::path::Path;
 
     /// A reusable barrier for a fixed number of parties, in a file.
     ///
@@ -369,11 +390,15 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         let b = Barrier::open(&p).unwrap();
-                        (0..2).map(|_| b.wait_timeout(Duration::from_secs(30)).unwrap()).collect()
+                        (0..2)
+                            .map(|_| b.wait_timeout(Duration::from_secs(30)).unwrap())
+                            .collect()
                     })
                 })
                 .collect();
-            let mine: Vec<_> = (0..2).map(|_| b.wait_timeout(Duration::from_secs(30)).unwrap()).collect();
+            let mine: Vec<_> = (0..2)
+                .map(|_| b.wait_timeout(Duration::from_secs(30)).unwrap())
+                .collect();
             let mut all: Vec<Vec<_>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
             all.push(mine);
             all
@@ -381,7 +406,11 @@ mod tests {
         for generation in 0..2 {
             let leaders = results.iter().filter(|r| r[generation].is_leader).count();
             assert_eq!(leaders, 1);
-            assert!(results.iter().all(|r| r[generation].generation == generation as u32));
+            assert!(
+                results
+                    .iter()
+                    .all(|r| r[generation].generation == generation as u32)
+            );
         }
         assert_eq!(b.words().state(), (2, 0));
     }
@@ -390,14 +419,23 @@ mod tests {
     fn a_timeout_withdraws_and_a_dead_party_breaks_the_barrier() {
         let dir = tempfile::tempdir().unwrap();
         let b = Barrier::create(dir.path().join("b"), 2).unwrap();
-        assert_eq!(b.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Timeout));
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(10)),
+            Err(BarrierError::Timeout)
+        );
         assert_eq!(b.words().state(), (0, 0), "the arrival was withdrawn");
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
         b.words().register(dead);
-        assert_eq!(b.wait_timeout(Duration::from_secs(30)), Err(BarrierError::Broken { pid: dead }));
+        assert_eq!(
+            b.wait_timeout(Duration::from_secs(30)),
+            Err(BarrierError::Broken { pid: dead })
+        );
         assert_eq!(b.words().state(), (0, 0));
-        assert!(matches!(Barrier::create(dir.path().join("z"), 0), Err(crate::OpenError::InvalidCapacity { .. })));
+        assert!(matches!(
+            Barrier::create(dir.path().join("z"), 0),
+            Err(crate::OpenError::InvalidCapacity { .. })
+        ));
     }
 }

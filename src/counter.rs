@@ -31,7 +31,9 @@ mod private {
 /// arithmetic and `fetch_max`/`fetch_min` are compare-and-swap loops, and
 /// `compare_exchange` on `f64` compares bit patterns (`-0.0 != 0.0`, and a
 /// NaN equals itself only bit for bit).
-pub trait Element: Pod + PartialOrd + fmt::Debug + fmt::Display + Send + Sync + private::Sealed {
+pub trait Element:
+    Pod + PartialOrd + fmt::Debug + fmt::Display + Send + Sync + private::Sealed
+{
     /// The atomic that holds this element.
     #[doc(hidden)]
     type Repr: Send + Sync;
@@ -46,8 +48,13 @@ pub trait Element: Pod + PartialOrd + fmt::Debug + fmt::Display + Send + Sync + 
     #[doc(hidden)]
     fn cas(r: &Self::Repr, cur: Self, new: Self, s: Ordering, f: Ordering) -> Result<Self, Self>;
     #[doc(hidden)]
-    fn cas_weak(r: &Self::Repr, cur: Self, new: Self, s: Ordering, f: Ordering)
-    -> Result<Self, Self>;
+    fn cas_weak(
+        r: &Self::Repr,
+        cur: Self,
+        new: Self,
+        s: Ordering,
+        f: Ordering,
+    ) -> Result<Self, Self>;
     #[doc(hidden)]
     fn fetch_add(r: &Self::Repr, v: Self, o: Ordering) -> Self;
     #[doc(hidden)]
@@ -255,7 +262,13 @@ impl<T: Element> Atomic<T> {
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
         // Success AcqRel: reads like `load`, publishes like `store`. Failure
         // Acquire: the value returned in `Err` is read like `load`.
-        T::cas(&self.repr, current, new, Ordering::AcqRel, Ordering::Acquire)
+        T::cas(
+            &self.repr,
+            current,
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
     }
 
     /// Applies `f` to the value until the compare-and-swap that installs

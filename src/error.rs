@@ -337,7 +337,11 @@ macro_rules! into_inner_and_debug {
 }
 
 into_inner_and_debug!(TryPushError { Full, Closed });
-into_inner_and_debug!(PushError { Closed, Disconnected, Timeout });
+into_inner_and_debug!(PushError {
+    Closed,
+    Disconnected,
+    Timeout
+});
 
 /// The ring was closed (for reads: closed and drained).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -80,16 +80,16 @@ impl EventWords {
 }
 
 #[cfg(not(loom))]
-pub use mapped::{Event};
+pub use mapped::Event;
 
 #[cfg(not(loom))]
 mod mapped {
     use super::*;
-    use std::path::Path;
     use crate::error::OpenError;
     use crate::layout::Kind;
     use crate::pod::TypeInfo;
     use crate::region::{self, CreateOptions, Expect, Region, View};
+    use std::path::Path;
 
     /// A flag in a file that any number of processes set, clear and wait on.
     ///
@@ -163,7 +163,8 @@ mod mapped {
         /// As [`Event::open`] and [`Event::create`].
         pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self, OpenError> {
             let path = region::resolve(path);
-            Region::open_or_create(&path, expect(), 1, &CreateOptions::default(), |_| {}).map(Self::wrap)
+            Region::open_or_create(&path, expect(), 1, &CreateOptions::default(), |_| {})
+                .map(Self::wrap)
         }
 
         /// Sets the flag and wakes every waiter.
@@ -210,7 +211,11 @@ mod tests {
         assert!(!e.is_set());
         assert!(!e.wait_timeout(Duration::from_millis(5)));
         std::thread::scope(|s| {
-            let h = s.spawn(|| Event::open(&p).unwrap().wait_timeout(Duration::from_secs(30)));
+            let h = s.spawn(|| {
+                Event::open(&p)
+                    .unwrap()
+                    .wait_timeout(Duration::from_secs(30))
+            });
             std::thread::sleep(Duration::from_millis(20));
             e.set();
             assert!(h.join().unwrap());

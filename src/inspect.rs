@@ -204,7 +204,10 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
     let len = desc.capacity;
     let shown = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_LISTED);
     fn list<T: crate::counter::Element>(r: &Region, n: usize) -> Vec<String> {
-        r.body::<Atomic<T>>(0, n).iter().map(|a| a.load().to_string()).collect()
+        r.body::<Atomic<T>>(0, n)
+            .iter()
+            .map(|a| a.load().to_string())
+            .collect()
     }
     let ti = desc.type_info();
     let (elem, values) = if ti == TypeInfo::of::<u32>() {
@@ -220,12 +223,16 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
     } else if ti.size == 4 {
         let words = region.body::<AtomicU32>(0, shown);
         // Relaxed: a display snapshot, synchronizing with nothing.
-        let v = words.iter().map(|w| format!("{:#010x}", w.load(Ordering::Relaxed)));
+        let v = words
+            .iter()
+            .map(|w| format!("{:#010x}", w.load(Ordering::Relaxed)));
         ("unknown", v.collect())
     } else {
         let words = region.body::<AtomicU64>(0, shown);
         // Relaxed: a display snapshot, synchronizing with nothing.
-        let v = words.iter().map(|w| format!("{:#018x}", w.load(Ordering::Relaxed)));
+        let v = words
+            .iter()
+            .map(|w| format!("{:#018x}", w.load(Ordering::Relaxed)));
         ("unknown", v.collect())
     };
     Body::Array { elem, len, values }
@@ -264,7 +271,11 @@ fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
 }
 
 fn alive(pid: u32) -> &'static str {
-    if crate::pid::is_alive(pid) { "alive" } else { "dead" }
+    if crate::pid::is_alive(pid) {
+        "alive"
+    } else {
+        "dead"
+    }
 }
 
 impl fmt::Display for Report {
@@ -274,7 +285,11 @@ impl fmt::Display for Report {
         writeln!(f, "path:        {}", self.path.display())?;
         writeln!(f, "kind:        {kind}")?;
         writeln!(f, "version:     {}", d.version)?;
-        writeln!(f, "size:        {} bytes (body {} at offset {})", d.total_size, d.body_size, d.body_offset)?;
+        writeln!(
+            f,
+            "size:        {} bytes (body {} at offset {})",
+            d.total_size, d.body_size, d.body_offset
+        )?;
         writeln!(f, "payload:     {}", d.type_info())?;
         writeln!(f, "capacity:    {}", d.capacity)?;
         writeln!(f, "slot size:   {}", d.slot_size)?;
@@ -287,14 +302,23 @@ impl fmt::Display for Report {
                 };
                 writeln!(f, "state:       {state}")?;
                 writeln!(f, "label:       {:?}", s.label())?;
-                writeln!(f, "creator:     pid {} ({})", s.creator_pid, alive(s.creator_pid))?;
+                writeln!(
+                    f,
+                    "creator:     pid {} ({})",
+                    s.creator_pid,
+                    alive(s.creator_pid)
+                )?;
                 let secs = s.created_unix_ns / 1_000_000_000;
                 writeln!(f, "created:     {secs} s after the Unix epoch")?;
                 let attached: Vec<String> = s
                     .attached_pids()
                     .map(|p| format!("{p} ({})", alive(p)))
                     .collect();
-                let attached = if attached.is_empty() { "none".into() } else { attached.join(", ") };
+                let attached = if attached.is_empty() {
+                    "none".into()
+                } else {
+                    attached.join(", ")
+                };
                 writeln!(f, "attached:    {attached}")?;
             }
             Err(e) => writeln!(f, "status:      unreadable: {e}")?,
@@ -302,7 +326,11 @@ impl fmt::Display for Report {
         match &self.body {
             Body::Counter(v) => writeln!(f, "value:       {v}"),
             Body::Array { elem, len, values } => {
-                let more = if *len > values.len() as u64 { ", ..." } else { "" };
+                let more = if *len > values.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                };
                 writeln!(f, "elements:    {len} x {elem}")?;
                 writeln!(f, "values:      [{}{more}]", values.join(", "))
             }
@@ -367,7 +395,11 @@ impl fmt::Display for Report {
                 if c.flags & crate::mpmc::FLAG_JOINABLE != 0 {
                     writeln!(f, "unfinished:  {} task(s)", c.unfinished)?;
                 }
-                writeln!(f, "recovered:   {} slot(s) abandoned by dead processes", c.recovered)?;
+                writeln!(
+                    f,
+                    "recovered:   {} slot(s) abandoned by dead processes",
+                    c.recovered
+                )?;
                 writeln!(
                     f,
                     "sleeping:    {} consumer(s), {} producer(s), {} joiner(s)",
@@ -404,7 +436,11 @@ impl fmt::Display for Report {
                 holders,
                 recovered,
             } => {
-                let bound = if *max == 0 { "unbounded".to_string() } else { format!("bounded to {max}") };
+                let bound = if *max == 0 {
+                    "unbounded".to_string()
+                } else {
+                    format!("bounded to {max}")
+                };
                 writeln!(f, "semaphore:   {available} permit(s) available ({bound})")?;
                 for (pid, n) in holders {
                     writeln!(f, "  held by pid {pid} ({}): {n} permit(s)", alive(*pid))?;
@@ -415,7 +451,10 @@ impl fmt::Display for Report {
                 parties,
                 generation,
                 arrived,
-            } => writeln!(f, "barrier:     {arrived} of {parties} arrived in generation {generation}"),
+            } => writeln!(
+                f,
+                "barrier:     {arrived} of {parties} arrived in generation {generation}"
+            ),
             Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),
         }
     }

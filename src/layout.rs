@@ -256,11 +256,7 @@ const_assert!(STATUS_OFFSET + STATUS_WORDS * 8 <= HEADER_SIZE as usize);
 impl Status {
     /// The label as text (up to the first NUL; invalid UTF-8 is replaced).
     pub fn label(&self) -> String {
-        let end = self
-            .label
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(LABEL_LEN);
+        let end = self.label.iter().position(|&b| b == 0).unwrap_or(LABEL_LEN);
         String::from_utf8_lossy(&self.label[..end]).into_owned()
     }
 
@@ -431,7 +427,11 @@ pub fn body_layout(
         }
         Kind::Map => {
             let max_value = crate::map::MAX_VALUE_SIZE as u64;
-            if elem_size == 0 || elem_size > max_value || !elem.align.is_power_of_two() || elem.align > 8 {
+            if elem_size == 0
+                || elem_size > max_value
+                || !elem.align.is_power_of_two()
+                || elem.align > 8
+            {
                 return Err(LayoutError::Payload(format!(
                     "a value of 1 to {max_value} bytes aligned to at most 8, found size {}, align {}",
                     elem.size, elem.align
@@ -481,7 +481,11 @@ pub fn body_layout(
         }
         Kind::Mpmc | Kind::MpmcBytes => {
             let payload_bytes = if kind == Kind::Mpmc {
-                if elem_size == 0 || elem_size > MAX_SLOT_SIZE || !elem.align.is_power_of_two() || elem.align > 8 {
+                if elem_size == 0
+                    || elem_size > MAX_SLOT_SIZE
+                    || !elem.align.is_power_of_two()
+                    || elem.align > 8
+                {
                     return Err(LayoutError::Payload(format!(
                         "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 8, found size {}, align {}",
                         elem.size, elem.align

@@ -77,10 +77,10 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod barrier;
 #[cfg(all(feature = "cli", not(loom)))]
 #[doc(hidden)]
 pub mod bench;
-pub mod barrier;
 #[cfg(not(loom))]
 pub mod cell;
 pub mod counter;
@@ -105,18 +105,18 @@ pub mod wait;
 pub use barrier::Barrier;
 #[cfg(not(loom))]
 pub use cell::SeqCell;
-#[cfg(not(loom))]
-pub use event::Event;
-#[cfg(not(loom))]
-pub use semaphore::Semaphore;
+pub use counter::{Atomic, Element};
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
-pub use counter::{Atomic, Element};
 pub use error::{
-    BytePushError, ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError, SeqLockError,
-    TryPopError, TryPushError,
+    BytePushError, ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError,
+    SeqLockError, TryPopError, TryPushError,
 };
+#[cfg(not(loom))]
+pub use event::Event;
 pub use pod::{Pod, TypeInfo, Zeroable};
 #[cfg(not(loom))]
 pub use region::{CreateOptions, Region, remove};
+#[cfg(not(loom))]
+pub use semaphore::Semaphore;
 pub use seqlock::Patience;

@@ -64,7 +64,10 @@ mod layout_checks {
 
     use super::MapControl;
 
-    const_assert_eq!(size_of::<MapControl>(), crate::layout::MAP_CONTROL_SIZE as usize);
+    const_assert_eq!(
+        size_of::<MapControl>(),
+        crate::layout::MAP_CONTROL_SIZE as usize
+    );
     const_assert_eq!(offset_of!(MapControl, len), 0);
     const_assert_eq!(offset_of!(MapControl, key_kind), 8);
     const_assert_eq!(offset_of!(MapControl, max_key_len), 12);
@@ -197,10 +200,20 @@ impl<'a> RawMap<'a> {
         value_len: usize,
         patience: Patience,
     ) -> Self {
-        assert!(capacity.is_power_of_two(), "map capacity must be a power of two");
-        assert!(max_key <= MAX_KEY_LEN && value_len <= MAX_VALUE_SIZE, "map entry too large");
+        assert!(
+            capacity.is_power_of_two(),
+            "map capacity must be a power of two"
+        );
+        assert!(
+            max_key <= MAX_KEY_LEN && value_len <= MAX_VALUE_SIZE,
+            "map entry too large"
+        );
         let stride = entry_words(max_key, value_len);
-        assert_eq!(words.len(), capacity * stride, "map words do not match its layout");
+        assert_eq!(
+            words.len(),
+            capacity * stride,
+            "map words do not match its layout"
+        );
         Self {
             ctl,
             words,
@@ -249,8 +262,11 @@ impl<'a> RawMap<'a> {
     }
 
     fn parse<'b>(&self, buf: &'b [u8]) -> Entry<'b> {
-        let word = |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let key_len = usize::try_from(word(1)).unwrap_or(usize::MAX).min(self.max_key);
+        let word =
+            |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let key_len = usize::try_from(word(1))
+            .unwrap_or(usize::MAX)
+            .min(self.max_key);
         Entry {
             state: word(0),
             key: &buf[self.key_off()..self.key_off() + key_len],
@@ -285,11 +301,17 @@ impl<'a> RawMap<'a> {
     /// Walks `key`'s probe sequence: `Ok(Some(idx))` for the entry bound to
     /// it, `Ok(None)` with `*vacant` set to the first empty entry if the key
     /// is in no entry, or `Full`.
-    fn find(&self, key: &[u8], buf: &mut [u8], vacant: &mut Option<usize>) -> Result<Option<usize>, MapError> {
+    fn find(
+        &self,
+        key: &[u8],
+        buf: &mut [u8],
+        vacant: &mut Option<usize>,
+    ) -> Result<Option<usize>, MapError> {
         let start = self.start(key);
         for i in 0..self.capacity() {
             let idx = (start + i) & self.mask;
-            self.lock(idx).read_bytes(&mut buf[..self.data_len()], self.patience)?;
+            self.lock(idx)
+                .read_bytes(&mut buf[..self.data_len()], self.patience)?;
             let e = self.parse(buf);
             if e.state == EMPTY {
                 *vacant = Some(idx);
@@ -386,7 +408,13 @@ impl<'a> RawMap<'a> {
     /// # Errors
     ///
     /// [`MapError::Full`], [`MapError::KeyTooLong`], [`MapError::Busy`].
-    pub fn insert(&self, key: &[u8], value: &[u8], old: &mut [u8], only_if_absent: bool) -> Result<Inserted, MapError> {
+    pub fn insert(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        old: &mut [u8],
+        only_if_absent: bool,
+    ) -> Result<Inserted, MapError> {
         self.with_entry(key, |state, v| {
             if state == LIVE {
                 old[..v.len()].copy_from_slice(v);
@@ -409,7 +437,12 @@ impl<'a> RawMap<'a> {
     /// # Errors
     ///
     /// As [`RawMap::insert`] (`Full` only when `absent` asks to insert).
-    pub fn update(&self, key: &[u8], absent: Option<&[u8]>, mut f: impl FnMut(&mut [u8])) -> Result<bool, MapError> {
+    pub fn update(
+        &self,
+        key: &[u8],
+        absent: Option<&[u8]>,
+        mut f: impl FnMut(&mut [u8]),
+    ) -> Result<bool, MapError> {
         let res = self.with_entry(key, |state, v| {
             if state == LIVE {
                 f(v);
@@ -460,7 +493,8 @@ impl<'a> RawMap<'a> {
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
         let mut buf = [0u8; MAX_ENTRY_DATA];
         for idx in 0..self.capacity() {
-            self.lock(idx).read_bytes(&mut buf[..self.data_len()], self.patience)?;
+            self.lock(idx)
+                .read_bytes(&mut buf[..self.data_len()], self.patience)?;
             let e = self.parse(&buf);
             if e.state == LIVE {
                 f(e.key, e.value);

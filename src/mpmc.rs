@@ -57,7 +57,11 @@ fn claim(role: u64, pid: u32, pos: u64) -> u64 {
 }
 
 fn claim_parts(word: u64) -> (u64, u32, u64) {
-    (word >> 62, ((word >> 32) & 0x3fff_ffff) as u32, word & 0xffff_ffff)
+    (
+        word >> 62,
+        ((word >> 32) & 0x3fff_ffff) as u32,
+        word & 0xffff_ffff,
+    )
 }
 
 /// The queue's shared words (everything but the slots).
@@ -88,7 +92,10 @@ mod layout_checks {
 
     use super::Control;
 
-    const_assert_eq!(size_of::<Control>(), crate::layout::RING_CONTROL_SIZE as usize);
+    const_assert_eq!(
+        size_of::<Control>(),
+        crate::layout::RING_CONTROL_SIZE as usize
+    );
     const_assert_eq!(offset_of!(Control, tail), 0);
     const_assert_eq!(offset_of!(Control, head), 128);
     const_assert_eq!(offset_of!(Control, closed), 256);
@@ -605,7 +612,10 @@ impl<'a> RawQueue<'a> {
     ///
     /// `Full` or `Closed` (the `()` inside stands for the payload the caller
     /// still holds).
-    pub fn try_push_with(&self, mut write: impl FnMut(&[AtomicU64])) -> Result<(), TryPushError<()>> {
+    pub fn try_push_with(
+        &self,
+        mut write: impl FnMut(&[AtomicU64]),
+    ) -> Result<(), TryPushError<()>> {
         match self.attempt_push(&mut write) {
             Attempt::Done(()) => Ok(()),
             Attempt::Blocked => Err(TryPushError::Full(())),
@@ -619,7 +629,10 @@ impl<'a> RawQueue<'a> {
     ///
     /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once closed and
     /// drained.
-    pub fn try_pop_with<R>(&self, mut read: impl FnMut(&[AtomicU64]) -> R) -> Result<R, TryPopError> {
+    pub fn try_pop_with<R>(
+        &self,
+        mut read: impl FnMut(&[AtomicU64]) -> R,
+    ) -> Result<R, TryPopError> {
         match self.attempt_pop(&mut read) {
             Attempt::Done(r) => Ok(r),
             Attempt::Blocked => Err(TryPopError::Empty),
@@ -643,11 +656,14 @@ impl<'a> RawQueue<'a> {
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let res = self.ctl.space().wait_until(Some(until), || match self.attempt_push(&mut write) {
-                Attempt::Done(()) => Some(Ok(())),
-                Attempt::Closed => Some(Err(PushError::Closed(()))),
-                Attempt::Blocked => None,
-            });
+            let res =
+                self.ctl
+                    .space()
+                    .wait_until(Some(until), || match self.attempt_push(&mut write) {
+                        Attempt::Done(()) => Some(Ok(())),
+                        Attempt::Closed => Some(Err(PushError::Closed(()))),
+                        Attempt::Blocked => None,
+                    });
             if let Ok(r) = res {
                 return r;
             }
@@ -677,11 +693,14 @@ impl<'a> RawQueue<'a> {
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let res = self.ctl.data().wait_until(Some(until), || match self.attempt_pop(&mut read) {
-                Attempt::Done(r) => Some(Ok(r)),
-                Attempt::Closed => Some(Err(PopError::Closed)),
-                Attempt::Blocked => None,
-            });
+            let res =
+                self.ctl
+                    .data()
+                    .wait_until(Some(until), || match self.attempt_pop(&mut read) {
+                        Attempt::Done(r) => Some(Ok(r)),
+                        Attempt::Closed => Some(Err(PopError::Closed)),
+                        Attempt::Blocked => None,
+                    });
             if let Ok(r) = res {
                 return r;
             }
@@ -719,7 +738,12 @@ impl<'a> RawQueue<'a> {
         }
         // AcqRel: exactly one survivor turns the claim into a hole.
         if slot[1]
-            .compare_exchange(word, claim(ROLE_HOLE, 0, pos), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                word,
+                claim(ROLE_HOLE, 0, pos),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return false;
@@ -757,7 +781,12 @@ impl<'a> RawQueue<'a> {
         }
         // AcqRel: exactly one survivor frees the slot.
         if slot[1]
-            .compare_exchange(word, claim(ROLE_HOLE, 0, prev), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                word,
+                claim(ROLE_HOLE, 0, prev),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return false;
@@ -813,7 +842,9 @@ impl<'a> RawQueue<'a> {
         let _ = self
             .ctl
             .unfinished
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| u.checked_sub(n).or(Some(0)));
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
+                u.checked_sub(n).or(Some(0))
+            });
         self.ctl.joined().notify();
     }
 
@@ -956,7 +987,10 @@ mod tests {
             .pop_batch_with(3, |i, w| out[i] = w[0].load(Ordering::Relaxed))
             .unwrap();
         assert_eq!((got, out), (3, [1, 2, 3]));
-        assert_eq!(q.push_batch_with(8, |_, w| w[0].store(6, Ordering::Relaxed)), Ok(3));
+        assert_eq!(
+            q.push_batch_with(8, |_, w| w[0].store(6, Ordering::Relaxed)),
+            Ok(3)
+        );
         let mut all = Vec::new();
         while let Ok(n) = q.pop_batch_with(2, |_, w| all.push(w[0].load(Ordering::Relaxed))) {
             if n == 0 {
@@ -1001,8 +1035,15 @@ mod tests {
         q.slot(1)[1].store(claim(ROLE_PRODUCER, dead, 1), Ordering::Relaxed);
         push(&q, 3).unwrap();
         assert_eq!(pop(&q), Ok(1));
-        assert_eq!(pop(&q), Err(TryPopError::Empty), "stuck behind the dead claim");
-        assert!(!q.recover_abandoned_pop(), "nothing for producers to recover");
+        assert_eq!(
+            pop(&q),
+            Err(TryPopError::Empty),
+            "stuck behind the dead claim"
+        );
+        assert!(
+            !q.recover_abandoned_pop(),
+            "nothing for producers to recover"
+        );
         assert!(q.recover_abandoned_push());
         assert!(!q.recover_abandoned_push(), "exactly once");
         assert_eq!(pop(&q), Ok(3), "the hole is skipped");
@@ -1036,7 +1077,10 @@ mod tests {
         let m = mem(2, 1, 0);
         let q = q(&m);
         m.ctl.tail.store(1, Ordering::Relaxed);
-        q.slot(0)[1].store(claim(ROLE_PRODUCER, crate::pid::current(), 0), Ordering::Relaxed);
+        q.slot(0)[1].store(
+            claim(ROLE_PRODUCER, crate::pid::current(), 0),
+            Ordering::Relaxed,
+        );
         assert!(!q.recover_abandoned_push());
         assert_eq!(pop(&q), Err(TryPopError::Empty));
     }

@@ -172,7 +172,14 @@ impl Region {
         opts: &CreateOptions,
         init: impl FnOnce(&Region),
     ) -> Result<Region, OpenError> {
-        let layout = check_layout(path, expect.kind, expect.elem, capacity, slot_size, Side::Create)?;
+        let layout = check_layout(
+            path,
+            expect.kind,
+            expect.elem,
+            capacity,
+            slot_size,
+            Side::Create,
+        )?;
         if opts.label.len() > LABEL_LEN {
             return Err(OpenError::InvalidOption {
                 path: path.to_path_buf(),
@@ -270,7 +277,10 @@ impl Region {
             return Err(OpenError::WrongKind {
                 path: path.to_path_buf(),
                 expected: expect.kind.name().into(),
-                found: found_kind.map_or_else(|| format!("unknown kind {}", desc.kind), |k| k.name().into()),
+                found: found_kind.map_or_else(
+                    || format!("unknown kind {}", desc.kind),
+                    |k| k.name().into(),
+                ),
             });
         }
         let found = desc.type_info();
@@ -329,7 +339,12 @@ impl Region {
         }))
     }
 
-    fn map(file: &File, path: &Path, desc: Descriptor, writable: bool) -> Result<Region, OpenError> {
+    fn map(
+        file: &File,
+        path: &Path,
+        desc: Descriptor,
+        writable: bool,
+    ) -> Result<Region, OpenError> {
         let len = usize::try_from(desc.total_size).map_err(|_| OpenError::CorruptHeader {
             path: path.to_path_buf(),
             what: format!("total size {} does not fit in memory", desc.total_size),
@@ -338,8 +353,12 @@ impl Region {
         opts.len(len);
         // A read-only mapping is only ever read through atomic loads of at
         // most 8 bytes, which never write (see `atomics`).
-        let map = if writable { opts.map_raw(file) } else { opts.map_raw_read_only(file) }
-            .map_err(|e| io_err(path, "mmap", e))?;
+        let map = if writable {
+            opts.map_raw(file)
+        } else {
+            opts.map_raw_read_only(file)
+        }
+        .map_err(|e| io_err(path, "mmap", e))?;
         Ok(Region {
             map,
             path: path.to_path_buf(),
@@ -399,7 +418,10 @@ impl Region {
             "atomic range {offset}+{count} outside a {}-byte mapping",
             self.map.len()
         );
-        assert!(offset % align_of::<A>() == 0, "misaligned atomic at {offset}");
+        assert!(
+            offset % align_of::<A>() == 0,
+            "misaligned atomic at {offset}"
+        );
         // SAFETY: the range [offset, offset + count * size_of::<A>()) lies in
         // the mapping (checked above), which lives as long as `self`; the
         // mapping is page-aligned and `offset` is a multiple of A's alignment
@@ -456,7 +478,10 @@ impl Region {
             "slot range {offset}+{count} outside a {}-byte mapping",
             self.map.len()
         );
-        assert!(offset % align_of::<T>() == 0, "misaligned slots at {offset}");
+        assert!(
+            offset % align_of::<T>() == 0,
+            "misaligned slots at {offset}"
+        );
         // SAFETY: in bounds and aligned (checked above), inside a mapping
         // that lives as long as `self`. `UnsafeCell<T>` is repr(transparent)
         // over T and T is Pod, so any bytes are valid cells. Shared
@@ -465,7 +490,10 @@ impl Region {
         // slot from overlapping another party's (see spsc.rs).
         unsafe {
             std::slice::from_raw_parts(
-                self.map.as_ptr().add(offset).cast::<crate::sync::UnsafeCell<T>>(),
+                self.map
+                    .as_ptr()
+                    .add(offset)
+                    .cast::<crate::sync::UnsafeCell<T>>(),
                 count,
             )
         }
@@ -478,11 +506,11 @@ impl Region {
     fn attach(&mut self) {
         let me = crate::pid::current();
         let res = self.status_lock().update(ATTACH_PATIENCE, |mut s: Status| {
-            let free = s.attached.iter().position(|&p| p == 0).or_else(|| {
-                s.attached
-                    .iter()
-                    .position(|&p| !crate::pid::is_alive(p))
-            });
+            let free = s
+                .attached
+                .iter()
+                .position(|&p| p == 0)
+                .or_else(|| s.attached.iter().position(|&p| !crate::pid::is_alive(p)));
             if let Some(i) = free {
                 s.attached[i] = me;
             }
@@ -699,7 +727,14 @@ fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), Op
     if desc.flags != 0 || desc.reserved != [0; 5] {
         return Err(corrupt("reserved fields expected zero".into()));
     }
-    let layout = check_layout(path, kind, desc.type_info(), desc.capacity, desc.slot_size, Side::Open)?;
+    let layout = check_layout(
+        path,
+        kind,
+        desc.type_info(),
+        desc.capacity,
+        desc.slot_size,
+        Side::Open,
+    )?;
     if desc.slot_size != layout.slot_size || desc.body_size != layout.body_size {
         return Err(corrupt(format!(
             "slot/body size expected {}/{}, found {}/{}",

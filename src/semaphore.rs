@@ -120,7 +120,9 @@ impl SemaphoreWords {
                     (false, _) => cur - 1,
                 };
                 // AcqRel: pairs with `recover_dead_holders`' CAS on the entry.
-                if h.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if h.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return;
                 }
                 return self.record(pid, acquire);
@@ -129,7 +131,9 @@ impl SemaphoreWords {
         if acquire {
             for h in &self.holders {
                 // AcqRel: as above.
-                if h.compare_exchange(0, tag | 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if h.compare_exchange(0, tag | 1, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return;
                 }
             }
@@ -156,7 +160,11 @@ impl SemaphoreWords {
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            if self.point().wait_until(Some(until), || self.try_acquire().then_some(())).is_ok() {
+            if self
+                .point()
+                .wait_until(Some(until), || self.try_acquire().then_some(()))
+                .is_ok()
+            {
                 return true;
             }
             self.recover_dead_holders();
@@ -177,7 +185,11 @@ impl SemaphoreWords {
         // AcqRel: the Release half pairs with the acquirer's Acquire.
         self.permits
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                if max != 0 && p >= max { None } else { p.checked_add(1) }
+                if max != 0 && p >= max {
+                    None
+                } else {
+                    p.checked_add(1)
+                }
             })
             .map_err(|_| ReleaseError { max })?;
         self.record(crate::pid::current(), false);
@@ -195,15 +207,23 @@ impl SemaphoreWords {
                 continue;
             }
             // AcqRel: exactly one survivor takes the entry over.
-            if h.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            if h.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
                 continue;
             }
             let count = cur & 0xffff_ffff;
             let max = self.max();
             // AcqRel: like `release`; never past the bound.
-            let _ = self.permits.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                Some(if max != 0 { (p + count).min(max) } else { p + count })
-            });
+            let _ = self
+                .permits
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
+                    Some(if max != 0 {
+                        (p + count).min(max)
+                    } else {
+                        p + count
+                    })
+                });
             total += count;
         }
         if total > 0 {
@@ -216,16 +236,16 @@ impl SemaphoreWords {
 }
 
 #[cfg(not(loom))]
-pub use mapped::{Semaphore};
+pub use mapped::Semaphore;
 
 #[cfg(not(loom))]
 mod mapped {
     use super::*;
-    use std::path::Path;
     use crate::error::OpenError;
     use crate::layout::Kind;
     use crate::pod::TypeInfo;
     use crate::region::{self, CreateOptions, Expect, Region, View};
+    use std::path::Path;
 
     /// A counting semaphore in a file, shared by any number of processes
     /// (`multiprocessing.Semaphore`, or `BoundedSemaphore` when created with
@@ -417,7 +437,11 @@ mod tests {
         let p = dir.path().join("s");
         let s = Semaphore::create(&p, 0).unwrap();
         std::thread::scope(|sc| {
-            let h = sc.spawn(|| Semaphore::open(&p).unwrap().acquire_timeout(Duration::from_secs(30)));
+            let h = sc.spawn(|| {
+                Semaphore::open(&p)
+                    .unwrap()
+                    .acquire_timeout(Duration::from_secs(30))
+            });
             std::thread::sleep(Duration::from_millis(20));
             s.release().unwrap();
             assert!(h.join().unwrap());

@@ -159,8 +159,7 @@ impl Retry {
                 if self.backoff.is_yielding() {
                     let start = *self.start.get_or_insert_with(Instant::now);
                     let waited = start.elapsed();
-                    if busy.seq & 1 == 1 && busy.writer != 0 && !crate::pid::is_alive(busy.writer)
-                    {
+                    if busy.seq & 1 == 1 && busy.writer != 0 && !crate::pid::is_alive(busy.writer) {
                         if self.suspect == Some((busy.seq, busy.writer)) {
                             return Err(SeqLockError::WriterDied {
                                 pid: busy.writer,
@@ -583,6 +582,12 @@ mod tests {
         let err = lock.read::<u64>(Patience::DEFAULT).unwrap_err();
         assert_eq!(err, SeqLockError::WriterDied { pid, seq: 5 });
         let err = lock.try_lock().map(drop).unwrap_err();
-        assert_eq!(err, Busy { seq: 5, writer: pid });
+        assert_eq!(
+            err,
+            Busy {
+                seq: 5,
+                writer: pid
+            }
+        );
     }
 }

@@ -192,7 +192,11 @@ impl Control {
 /// garbage index can make it anything).
 #[inline(always)]
 fn clamp(n: u64, capacity: usize) -> usize {
-    if n > capacity as u64 { capacity } else { n as usize }
+    if n > capacity as u64 {
+        capacity
+    } else {
+        n as usize
+    }
 }
 
 /// Claims a role word for `me`: free (0) or held by a dead process.
@@ -417,8 +421,12 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         match res {
             Ok(Ok(())) => Ok(()),
             Ok(Err(v)) => Err(PushError::Closed(v)),
-            Err(Blocked::Disconnected) => Err(PushError::Disconnected(value.take().unwrap_or_else(unreachable_value))),
-            Err(Blocked::Timeout) => Err(PushError::Timeout(value.take().unwrap_or_else(unreachable_value))),
+            Err(Blocked::Disconnected) => Err(PushError::Disconnected(
+                value.take().unwrap_or_else(unreachable_value),
+            )),
+            Err(Blocked::Timeout) => Err(PushError::Timeout(
+                value.take().unwrap_or_else(unreachable_value),
+            )),
         }
     }
 
@@ -487,7 +495,10 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         if free < n {
             return Err(ChunkError::TooFewSlots(free));
         }
-        Ok(WriteChunk { producer: self, len: n })
+        Ok(WriteChunk {
+            producer: self,
+            len: n,
+        })
     }
 
     /// Closes the ring from the producing side: the consumer drains what is
@@ -703,13 +714,16 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     /// (after everything it committed was received), or the deadline passed.
     pub fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
         let ring = self.ring;
-        let res = block(ring.ctl.data(), &ring.ctl.producer, deadline, || {
-            match self.try_pop() {
+        let res = block(
+            ring.ctl.data(),
+            &ring.ctl.producer,
+            deadline,
+            || match self.try_pop() {
                 Ok(v) => Some(Ok(v)),
                 Err(TryPopError::Closed) => Some(Err(PopError::Closed)),
                 Err(TryPopError::Empty) => None,
-            }
-        });
+            },
+        );
         match res {
             Ok(r) => r,
             Err(Blocked::Disconnected) => Err(PopError::Disconnected),
@@ -782,7 +796,10 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
             }
             return Err(ChunkError::TooFewSlots(avail));
         }
-        Ok(ReadChunk { consumer: self, len: n })
+        Ok(ReadChunk {
+            consumer: self,
+            len: n,
+        })
     }
 
     /// Closes the ring from the consuming side: pushes get `Closed` from now

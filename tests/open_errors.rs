@@ -1237,10 +1237,19 @@ fn an_unusable_payload_type_at_create_is_unsupported_payload() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big");
     let err = SeqCell::create(&big, [0u8; 70_000]).unwrap_err();
-    assert!(matches!(err, OpenError::UnsupportedPayload { .. }), "{err:?}");
-    assert!(err.to_string().contains("unsupported payload type"), "{err}");
+    assert!(
+        matches!(err, OpenError::UnsupportedPayload { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("unsupported payload type"),
+        "{err}"
+    );
     let unit = dir.path().join("unit");
     let err = SeqCell::create(&unit, ()).unwrap_err();
-    assert!(matches!(err, OpenError::UnsupportedPayload { .. }), "{err:?}");
+    assert!(
+        matches!(err, OpenError::UnsupportedPayload { .. }),
+        "{err:?}"
+    );
     assert!(names(dir.path()).is_empty());
 }

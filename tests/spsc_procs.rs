@@ -107,7 +107,11 @@ fn ten_million_values_arrive_in_order_across_processes() {
         "{n} u64 between two processes in {:.2} s ({:.1} M/s, {} build)",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64() / 1e6,
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
 
     assert_eq!(received.load(), n as i64);
@@ -293,7 +297,10 @@ fn child_stream_consumer() {
     // Everything arrived; the producer closes when it drops its end.
     assert_eq!(rx.pop(), Err(PopError::Closed));
     assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
-    assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopError::Closed));
+    assert_eq!(
+        rx.pop_timeout(Duration::from_millis(1)),
+        Err(PopError::Closed)
+    );
     assert_eq!(rx.pop_slice(&mut buf), Err(Closed));
     assert!(matches!(rx.read_chunk(1), Err(ChunkError::Closed)));
     assert_eq!(rx.len(), 0);
@@ -424,7 +431,10 @@ fn a_producer_killed_mid_stream_leaves_every_committed_value() {
     let s = ring_state(&d.join("ring"), KILL_CAP as u64);
     assert_eq!((s.tail, s.head), (n as u64, n as u64));
     assert_eq!(s.closed, CLOSED_BY_CONSUMER, "only the consumer closed");
-    assert_eq!(s.producer, producer, "a killed producer keeps its role word");
+    assert_eq!(
+        s.producer, producer,
+        "a killed producer keeps its role word"
+    );
 }
 
 #[test]
@@ -593,7 +603,9 @@ fn a_producer_asleep_in_push_learns_that_its_consumer_was_killed() {
     });
     let killed = kids.pid(1);
     kids.kill(1);
-    kids.wait_for("the producer to see the consumer gone", || phase.load() == 3);
+    kids.wait_for("the producer to see the consumer gone", || {
+        phase.load() == 3
+    });
     assert_eq!(control(&ring).consumer, killed, "a dead holder's pid stays");
     kids.spawn("child_second_consumer", 2, d, "");
     kids.wait_all_ok();
@@ -776,7 +788,10 @@ fn a_second_producer_is_refused_until_the_first_dies() {
 
     match Producer::<u64>::open(&ring) {
         Err(OpenError::RoleTaken { path, role, pid }) => {
-            assert_eq!((path.as_path(), role, pid), (ring.as_path(), "producer", first));
+            assert_eq!(
+                (path.as_path(), role, pid),
+                (ring.as_path(), "producer", first)
+            );
         }
         other => panic!("a second producer was admitted: {other:?}"),
     }
@@ -788,7 +803,11 @@ fn a_second_producer_is_refused_until_the_first_dies() {
     kids.wait_ok(1);
 
     kids.kill(0);
-    assert_eq!(ring_state(&ring, 1024).producer, first, "a dead holder's pid stays");
+    assert_eq!(
+        ring_state(&ring, 1024).producer,
+        first,
+        "a dead holder's pid stays"
+    );
     kids.spawn(
         "child_second_producer",
         2,
@@ -890,7 +909,10 @@ fn child_pop_until_closed() {
     let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 16).unwrap();
     let attached = counter(&ctx.path, "attached");
     wait_until("the producer to attach", || attached.load() == 1);
-    assert_eq!(rx.pop_timeout(Duration::from_millis(30)), Err(PopError::Timeout));
+    assert_eq!(
+        rx.pop_timeout(Duration::from_millis(30)),
+        Err(PopError::Timeout)
+    );
     assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     let phase = counter(&ctx.path, "phase");
     phase.store(1);
@@ -970,7 +992,10 @@ fn child_push_until_closed() {
     assert!(matches!(tx.try_push(5), Err(TryPushError::Closed(5))));
     assert_eq!(tx.push_slice(&[6, 7]), Err(Closed));
     assert!(matches!(tx.write_chunk(1), Err(ChunkError::Closed)));
-    assert_eq!(tx.push_timeout(8, WATCHDOG).map_err(PushError::into_inner), Err(8));
+    assert_eq!(
+        tx.push_timeout(8, WATCHDOG).map_err(PushError::into_inner),
+        Err(8)
+    );
     counter(&ctx.path, "done").store(1);
 }
 
@@ -1015,7 +1040,10 @@ fn a_64_byte_message_type_round_trips() {
     kids.spawn("child_wide_consumer", 1, d, "");
     kids.wait_all_ok();
     let report = inspect(d.join("ring")).unwrap();
-    assert_eq!(report.descriptor.type_info(), mmring::TypeInfo::of::<Wide>());
+    assert_eq!(
+        report.descriptor.type_info(),
+        mmring::TypeInfo::of::<Wide>()
+    );
     assert_eq!(report.descriptor.type_info().size, 64);
     assert_eq!(report.descriptor.slot_size, 64);
 }
@@ -1053,7 +1081,11 @@ fn child_wide_consumer() {
     let mut buf = [[0u64; 8]; 7];
     let mut i = 0;
     while i < WIDE_COUNT {
-        let k = if i % 2 == 0 { rx.pop_slice(&mut buf).unwrap() } else { 0 };
+        let k = if i % 2 == 0 {
+            rx.pop_slice(&mut buf).unwrap()
+        } else {
+            0
+        };
         if k == 0 {
             assert_eq!(rx.pop(), Ok(wide(i)), "message number {i}");
             i += 1;
@@ -1143,8 +1175,14 @@ fn bad_capacities_are_refused() {
     let path = dir.path().join("ring");
     for cap in [0usize, 3, 1 << 40] {
         let attempts: [(&str, Result<(), OpenError>); 5] = [
-            ("Producer::create", Producer::<u64>::create(&path, cap).map(drop)),
-            ("Consumer::create", Consumer::<u64>::create(&path, cap).map(drop)),
+            (
+                "Producer::create",
+                Producer::<u64>::create(&path, cap).map(drop),
+            ),
+            (
+                "Consumer::create",
+                Consumer::<u64>::create(&path, cap).map(drop),
+            ),
             (
                 "Producer::open_or_create",
                 Producer::<u64>::open_or_create(&path, cap).map(drop),
@@ -1153,7 +1191,10 @@ fn bad_capacities_are_refused() {
                 "Consumer::open_or_create",
                 Consumer::<u64>::open_or_create(&path, cap).map(drop),
             ),
-            ("channel", mmring::spsc::channel::<u64>(&path, cap).map(drop)),
+            (
+                "channel",
+                mmring::spsc::channel::<u64>(&path, cap).map(drop),
+            ),
         ];
         for (what, res) in attempts {
             match res {
@@ -1215,14 +1256,21 @@ fn foreign_files_are_refused() {
         match res {
             Err(OpenError::WrongKind {
                 expected, found, ..
-            }) => assert_eq!((expected.as_str(), found.as_str()), (expected_kind, found_kind)),
+            }) => assert_eq!(
+                (expected.as_str(), found.as_str()),
+                (expected_kind, found_kind)
+            ),
             Err(e) => panic!("expected WrongKind, got {e:?}"),
             Ok(_) => panic!("opened a {found_kind} as a {expected_kind}"),
         }
     }
     wrong_kind(Producer::<u64>::open(&count), "spsc ring", "counter");
     wrong_kind(Consumer::<u64>::open(&count), "spsc ring", "counter");
-    wrong_kind(Producer::<i64>::open_or_create(&count, 1), "spsc ring", "counter");
+    wrong_kind(
+        Producer::<i64>::open_or_create(&count, 1),
+        "spsc ring",
+        "counter",
+    );
     wrong_kind(Counter::open(&ring), "counter", "spsc ring");
 
     // Nothing above took a role or changed the files.

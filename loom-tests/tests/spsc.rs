@@ -114,12 +114,16 @@ fn blocked_pop(seen: &Seen, close: bool) {
 
 #[test]
 fn blocking_pop_is_woken_by_a_push() {
-    check(3, &["slept", "not yet asleep"], |seen| blocked_pop(seen, false));
+    check(3, &["slept", "not yet asleep"], |seen| {
+        blocked_pop(seen, false)
+    });
 }
 
 #[test]
 fn blocking_pop_is_woken_by_close() {
-    check(3, &["slept", "not yet asleep"], |seen| blocked_pop(seen, true));
+    check(3, &["slept", "not yet asleep"], |seen| {
+        blocked_pop(seen, true)
+    });
 }
 
 #[test]

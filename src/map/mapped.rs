@@ -183,11 +183,20 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
         if max_key as usize > key_room || max_key == 0 {
             return Err(OpenError::CorruptHeader {
                 path: region.path().to_path_buf(),
-                what: format!("maximum key length {max_key} does not fit entries of {key_room} key bytes"),
+                what: format!(
+                    "maximum key length {max_key} does not fit entries of {key_room} key bytes"
+                ),
             });
         }
         let words = region.body::<AtomicU64>(MAP_CONTROL_SIZE as usize, capacity * stride);
-        let raw = RawMap::new(ctl, words, capacity, key_room, size_of::<V>(), Patience::DEFAULT);
+        let raw = RawMap::new(
+            ctl,
+            words,
+            capacity,
+            key_room,
+            size_of::<V>(),
+            Patience::DEFAULT,
+        );
         // SAFETY: `raw` borrows the mapping owned by `region`, which moves
         // into the same struct, stays mapped at the same address until it is
         // dropped, and is dropped after `raw` (field order); only reborrows
@@ -238,7 +247,11 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     /// # Errors
     ///
     /// As [`Map::create`].
-    pub fn create_with(path: impl AsRef<Path>, capacity: usize, opts: &MapOptions) -> Result<Self, OpenError> {
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &MapOptions,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         let region = Region::create_sized(
             &path,
@@ -267,7 +280,11 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     /// # Errors
     ///
     /// As [`Map::open`] and [`Map::create`].
-    pub fn open_or_create(path: impl AsRef<Path>, capacity: usize, opts: &MapOptions) -> Result<Self, OpenError> {
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &MapOptions,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         let mut last = None;
         for _ in 0..100 {
@@ -322,7 +339,14 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     /// overwritten); as [`Map::get`].
     pub fn insert(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
         let mut old = V::zeroed();
-        let r = key.with_bytes(|k| self.raw.insert(k, bytemuck::bytes_of(&value), bytemuck::bytes_of_mut(&mut old), false))?;
+        let r = key.with_bytes(|k| {
+            self.raw.insert(
+                k,
+                bytemuck::bytes_of(&value),
+                bytemuck::bytes_of_mut(&mut old),
+                false,
+            )
+        })?;
         Ok((r == Inserted::Replaced).then_some(old))
     }
 
@@ -334,7 +358,14 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     /// As [`Map::insert`].
     pub fn insert_if_absent(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
         let mut old = V::zeroed();
-        let r = key.with_bytes(|k| self.raw.insert(k, bytemuck::bytes_of(&value), bytemuck::bytes_of_mut(&mut old), true))?;
+        let r = key.with_bytes(|k| {
+            self.raw.insert(
+                k,
+                bytemuck::bytes_of(&value),
+                bytemuck::bytes_of_mut(&mut old),
+                true,
+            )
+        })?;
         Ok((r == Inserted::Kept).then_some(old))
     }
 
@@ -366,17 +397,23 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     /// # Errors
     ///
     /// As [`Map::insert`].
-    pub fn update_or_insert(&self, key: &K, init: V, f: impl FnOnce(V) -> V) -> Result<V, MapError> {
+    pub fn update_or_insert(
+        &self,
+        key: &K,
+        init: V,
+        f: impl FnOnce(V) -> V,
+    ) -> Result<V, MapError> {
         let mut f = Some(f);
         let mut new = init;
         key.with_bytes(|k| {
-            self.raw.update(k, Some(bytemuck::bytes_of(&init)), |bytes| {
-                if let Some(f) = f.take() {
-                    let v = f(Self::value(bytes));
-                    bytes.copy_from_slice(bytemuck::bytes_of(&v));
-                    new = v;
-                }
-            })
+            self.raw
+                .update(k, Some(bytemuck::bytes_of(&init)), |bytes| {
+                    if let Some(f) = f.take() {
+                        let v = f(Self::value(bytes));
+                        bytes.copy_from_slice(bytemuck::bytes_of(&v));
+                        new = v;
+                    }
+                })
         })?;
         Ok(new)
     }
@@ -400,7 +437,8 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     /// [`MapError::Busy`] if an entry stayed locked.
     pub fn snapshot(&self) -> Result<Vec<(K::Owned, V)>, MapError> {
         let mut out = Vec::new();
-        self.raw.for_each(|k, v| out.push((K::decode(k), Self::value(v))))?;
+        self.raw
+            .for_each(|k, v| out.push((K::decode(k), Self::value(v))))?;
         Ok(out)
     }
 
@@ -421,7 +459,11 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
 
     /// The longest key accepted.
     pub fn max_key_len(&self) -> usize {
-        if K::KIND == <u64 as Key>::KIND { 8 } else { self.raw.max_key_len() }
+        if K::KIND == <u64 as Key>::KIND {
+            8
+        } else {
+            self.raw.max_key_len()
+        }
     }
 
     /// The mapped file.
@@ -458,7 +500,10 @@ mod tests {
         assert_eq!(d.insert("b", 4).unwrap(), None);
         assert_eq!(d.get("b").unwrap(), Some(4));
         let long = "k".repeat(33);
-        assert!(matches!(d.insert(&long, 1), Err(MapError::KeyTooLong { len: 33, max: 32 })));
+        assert!(matches!(
+            d.insert(&long, 1),
+            Err(MapError::KeyTooLong { len: 33, max: 32 })
+        ));
     }
 
     #[test]
@@ -469,7 +514,10 @@ mod tests {
             d.insert(&k, k * 2).unwrap();
         }
         assert_eq!(d.insert(&99, 1), Err(MapError::Full { capacity: 4 }));
-        assert_eq!(d.update_or_insert(&98, 1, |v| v), Err(MapError::Full { capacity: 4 }));
+        assert_eq!(
+            d.update_or_insert(&98, 1, |v| v),
+            Err(MapError::Full { capacity: 4 })
+        );
         assert_eq!(d.remove(&77).unwrap(), None);
         for k in 0..4 {
             assert_eq!(d.get(&k).unwrap(), Some(k * 2));
@@ -485,13 +533,20 @@ mod tests {
     fn key_types_and_sizes_are_checked_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d");
-        let d = Map::<str, [u32; 3]>::create_with(&p, 16, &MapOptions::new().max_key_len(10)).unwrap();
+        let d =
+            Map::<str, [u32; 3]>::create_with(&p, 16, &MapOptions::new().max_key_len(10)).unwrap();
         assert_eq!(d.max_key_len(), 16, "rounded up to whole words");
         d.insert("hello", [1, 2, 3]).unwrap();
         let bytes = Map::<[u8], [u32; 3]>::open(&p).unwrap();
         assert_eq!(bytes.get(b"hello").unwrap(), Some([1, 2, 3]));
-        assert!(matches!(Map::<u64, [u32; 3]>::open(&p), Err(OpenError::WrongKind { .. })));
-        assert!(matches!(Map::<str, u64>::open(&p), Err(OpenError::WrongPayload { .. })));
+        assert!(matches!(
+            Map::<u64, [u32; 3]>::open(&p),
+            Err(OpenError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            Map::<str, u64>::open(&p),
+            Err(OpenError::WrongPayload { .. })
+        ));
         assert!(matches!(
             Map::<str, u8>::create(dir.path().join("z"), 3),
             Err(OpenError::InvalidCapacity { .. })

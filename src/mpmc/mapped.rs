@@ -79,14 +79,37 @@ impl Mapped {
         }
     }
 
-    fn create(path: &Path, expect: Expect, capacity: usize, opts: &QueueOptions) -> Result<Self, OpenError> {
+    fn create(
+        path: &Path,
+        expect: Expect,
+        capacity: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
         let flags = if opts.joinable { FLAG_JOINABLE } else { 0 };
-        Region::create(path, expect, capacity as u64, &opts.file, Self::init(flags, capacity)).map(Self::new)
+        Region::create(
+            path,
+            expect,
+            capacity as u64,
+            &opts.file,
+            Self::init(flags, capacity),
+        )
+        .map(Self::new)
     }
 
-    fn open_or_create(path: &Path, expect: Expect, capacity: usize, opts: &QueueOptions) -> Result<Self, OpenError> {
+    fn open_or_create(
+        path: &Path,
+        expect: Expect,
+        capacity: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
         let flags = if opts.joinable { FLAG_JOINABLE } else { 0 };
-        let region = Region::open_or_create(path, expect, capacity as u64, &opts.file, Self::init(flags, capacity))?;
+        let region = Region::open_or_create(
+            path,
+            expect,
+            capacity as u64,
+            &opts.file,
+            Self::init(flags, capacity),
+        )?;
         let found = region.descriptor().capacity;
         if found != capacity as u64 {
             return Err(OpenError::InvalidCapacity {
@@ -243,7 +266,11 @@ impl<T: Pod> Queue<T> {
     /// # Errors
     ///
     /// As [`Queue::create`].
-    pub fn create_with(path: impl AsRef<Path>, capacity: usize, opts: &QueueOptions) -> Result<Self, OpenError> {
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Mapped::create(&path, Self::expect(), capacity, opts).map(Self::wrap)
     }
@@ -267,7 +294,11 @@ impl<T: Pod> Queue<T> {
     /// As [`Queue::open`] and [`Queue::create`], and
     /// [`OpenError::InvalidCapacity`] if an existing queue has another
     /// capacity.
-    pub fn open_or_create(path: impl AsRef<Path>, capacity: usize, opts: &QueueOptions) -> Result<Self, OpenError> {
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Mapped::open_or_create(&path, Self::expect(), capacity, opts).map(Self::wrap)
     }
@@ -325,9 +356,9 @@ impl<T: Pod> Queue<T> {
     ///
     /// [`Closed`] if the queue was closed.
     pub fn push_slice(&self, values: &[T]) -> Result<usize, Closed> {
-        self.m
-            .raw
-            .push_batch_with(values.len(), |i, w| copy_in(w, bytemuck::bytes_of(&values[i])))
+        self.m.raw.push_batch_with(values.len(), |i, w| {
+            copy_in(w, bytemuck::bytes_of(&values[i]))
+        })
     }
 
     fn read(w: &[AtomicU64]) -> T {
@@ -374,7 +405,9 @@ impl<T: Pod> Queue<T> {
     /// [`Closed`] once the queue is closed and drained.
     pub fn pop_slice(&self, out: &mut [T]) -> Result<usize, Closed> {
         let max = out.len();
-        self.m.raw.pop_batch_with(max, |i, w| out[i] = Self::read(w))
+        self.m
+            .raw
+            .pop_batch_with(max, |i, w| out[i] = Self::read(w))
     }
 
     common_methods!();
@@ -441,7 +474,12 @@ impl ByteQueue {
     ///
     /// [`OpenError::InvalidCapacity`], [`OpenError::UnsupportedPayload`]
     /// for a bad `max_len`; the other [`OpenError`]s as for any create.
-    pub fn create(path: impl AsRef<Path>, capacity: usize, max_len: usize, opts: &QueueOptions) -> Result<Self, OpenError> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        max_len: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Mapped::create(&path, Self::expect(max_len), capacity, opts).map(Self::wrap)
     }
@@ -463,7 +501,12 @@ impl ByteQueue {
     /// As [`ByteQueue::open`] and [`ByteQueue::create`], and
     /// [`OpenError::InvalidCapacity`] if an existing queue has another
     /// capacity.
-    pub fn open_or_create(path: impl AsRef<Path>, capacity: usize, max_len: usize, opts: &QueueOptions) -> Result<Self, OpenError> {
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        max_len: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Mapped::open_or_create(&path, Self::expect(max_len), capacity, opts).map(Self::wrap)
     }
@@ -499,18 +542,24 @@ impl ByteQueue {
     /// [`BytePushError::Closed`].
     pub fn try_push(&self, msg: &[u8]) -> Result<(), BytePushError> {
         self.check_len(msg)?;
-        self.m.raw.try_push_with(Self::write(msg)).map_err(|e| match e {
-            TryPushError::Full(()) => BytePushError::Full,
-            TryPushError::Closed(()) => BytePushError::Closed,
-        })
+        self.m
+            .raw
+            .try_push_with(Self::write(msg))
+            .map_err(|e| match e {
+                TryPushError::Full(()) => BytePushError::Full,
+                TryPushError::Closed(()) => BytePushError::Closed,
+            })
     }
 
     fn push_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytePushError> {
         self.check_len(msg)?;
-        self.m.raw.push_with_until(Self::write(msg), deadline).map_err(|e| match e {
-            PushError::Timeout(()) => BytePushError::Timeout,
-            PushError::Closed(()) | PushError::Disconnected(()) => BytePushError::Closed,
-        })
+        self.m
+            .raw
+            .push_with_until(Self::write(msg), deadline)
+            .map_err(|e| match e {
+                PushError::Timeout(()) => BytePushError::Timeout,
+                PushError::Closed(()) | PushError::Disconnected(()) => BytePushError::Closed,
+            })
     }
 
     /// Pushes `msg`, sleeping while the queue is full.
@@ -536,7 +585,10 @@ impl ByteQueue {
     fn read_into(max_len: usize, w: &[AtomicU64], out: &mut [u8]) -> usize {
         // Relaxed: ordered by the slot's sequence.
         let stored = w[0].load(Ordering::Relaxed);
-        let len = usize::try_from(stored).unwrap_or(usize::MAX).min(max_len).min(out.len());
+        let len = usize::try_from(stored)
+            .unwrap_or(usize::MAX)
+            .min(max_len)
+            .min(out.len());
         copy_out(&w[1..], &mut out[..len]);
         len
     }
@@ -561,7 +613,9 @@ impl ByteQueue {
     /// [`PopError::Closed`] once closed and drained.
     pub fn pop_into(&self, out: &mut [u8]) -> Result<usize, PopError> {
         let max = self.max_len;
-        self.m.raw.pop_with_until(|w| Self::read_into(max, w, out), None)
+        self.m
+            .raw
+            .pop_with_until(|w| Self::read_into(max, w, out), None)
     }
 
     /// Pops the oldest message, sleeping while empty.
@@ -585,7 +639,10 @@ impl ByteQueue {
     fn pop_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
         let max = self.max_len;
         let mut buf = vec![0u8; max];
-        let len = self.m.raw.pop_with_until(|w| Self::read_into(max, w, &mut buf), deadline)?;
+        let len = self
+            .m
+            .raw
+            .pop_with_until(|w| Self::read_into(max, w, &mut buf), deadline)?;
         buf.truncate(len);
         Ok(buf)
     }

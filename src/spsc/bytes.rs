@@ -42,7 +42,12 @@ fn ring_words(messages: usize, max_len: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-fn create(path: &Path, messages: usize, max_len: usize, opts: &CreateOptions) -> Result<Region, OpenError> {
+fn create(
+    path: &Path,
+    messages: usize,
+    max_len: usize,
+    opts: &CreateOptions,
+) -> Result<Region, OpenError> {
     if messages == 0 {
         return Err(OpenError::InvalidCapacity {
             path: path.to_path_buf(),
@@ -71,7 +76,10 @@ fn encode(msg: &[u8], a: &mut [u64], b: &mut [u64]) {
 fn decode(a: &[u64], b: &[u64], max_len: usize, out: &mut [u8]) -> usize {
     let mut words = a.iter().chain(b.iter());
     let stored = words.next().copied().unwrap_or(0);
-    let len = usize::try_from(stored).unwrap_or(usize::MAX).min(max_len).min(out.len());
+    let len = usize::try_from(stored)
+        .unwrap_or(usize::MAX)
+        .min(max_len)
+        .min(out.len());
     for (chunk, word) in out[..len].chunks_mut(8).zip(words) {
         chunk.copy_from_slice(&word.to_ne_bytes()[..chunk.len()]);
     }
@@ -114,7 +122,11 @@ impl ByteProducer {
     /// [`OpenError::InvalidCapacity`] for zero or absurd sizes,
     /// [`OpenError::UnsupportedPayload`] for a bad `max_len`; the other
     /// [`OpenError`]s as for any create.
-    pub fn create(path: impl AsRef<Path>, messages: usize, max_len: usize) -> Result<Self, OpenError> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Self::attach(create(&path, messages, max_len, &CreateOptions::default())?)
     }
@@ -145,10 +157,14 @@ impl ByteProducer {
     }
 
     fn write(&mut self, msg: &[u8]) -> Result<(), BytePushError> {
-        let mut chunk = self.inner.raw.write_chunk(self.words).map_err(|e| match e {
-            crate::error::ChunkError::TooFewSlots(_) => BytePushError::Full,
-            crate::error::ChunkError::Closed => BytePushError::Closed,
-        })?;
+        let mut chunk = self
+            .inner
+            .raw
+            .write_chunk(self.words)
+            .map_err(|e| match e {
+                crate::error::ChunkError::TooFewSlots(_) => BytePushError::Full,
+                crate::error::ChunkError::Closed => BytePushError::Closed,
+            })?;
         let (a, b) = chunk.as_mut_slices();
         encode(msg, a, b);
         chunk.commit_all();
@@ -168,10 +184,13 @@ impl ByteProducer {
 
     fn push_until(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytePushError> {
         self.check(msg)?;
-        self.inner.raw.wait_free(self.words, deadline).map_err(|e| match e {
-            PushError::Timeout(()) => BytePushError::Timeout,
-            PushError::Closed(()) | PushError::Disconnected(()) => BytePushError::Closed,
-        })?;
+        self.inner
+            .raw
+            .wait_free(self.words, deadline)
+            .map_err(|e| match e {
+                PushError::Timeout(()) => BytePushError::Timeout,
+                PushError::Closed(()) | PushError::Disconnected(()) => BytePushError::Closed,
+            })?;
         self.write(msg)
     }
 
@@ -254,7 +273,11 @@ impl ByteConsumer {
     /// # Errors
     ///
     /// As [`ByteProducer::create`].
-    pub fn create(path: impl AsRef<Path>, messages: usize, max_len: usize) -> Result<Self, OpenError> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+    ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Self::attach(create(&path, messages, max_len, &CreateOptions::default())?)
     }
@@ -297,7 +320,11 @@ impl ByteConsumer {
         self.read(out)
     }
 
-    fn pop_into_until(&mut self, out: &mut [u8], deadline: Option<Instant>) -> Result<usize, PopError> {
+    fn pop_into_until(
+        &mut self,
+        out: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, PopError> {
         self.inner.raw.wait_available(self.words, deadline)?;
         self.read(out).map_err(|e| match e {
             TryPopError::Closed => PopError::Closed,
@@ -382,7 +409,10 @@ mod tests {
                 assert_eq!(rx.pop_timeout(Duration::from_secs(5)).unwrap(), msg);
             }
         }
-        assert!(matches!(tx.try_push(&[0; 21]), Err(BytePushError::TooLong { len: 21, max: 20 })));
+        assert!(matches!(
+            tx.try_push(&[0; 21]),
+            Err(BytePushError::TooLong { len: 21, max: 20 })
+        ));
         let mut n = 0;
         while tx.try_push(b"x").is_ok() {
             n += 1;
@@ -413,12 +443,21 @@ mod tests {
     fn bad_sizes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b");
-        assert!(matches!(ByteProducer::create(&p, 0, 8), Err(OpenError::InvalidCapacity { .. })));
-        assert!(matches!(ByteProducer::create(&p, 4, 0), Err(OpenError::UnsupportedPayload { .. })));
+        assert!(matches!(
+            ByteProducer::create(&p, 0, 8),
+            Err(OpenError::InvalidCapacity { .. })
+        ));
+        assert!(matches!(
+            ByteProducer::create(&p, 4, 0),
+            Err(OpenError::UnsupportedPayload { .. })
+        ));
         assert!(matches!(
             ByteProducer::create(&p, 4, 1 << 20),
             Err(OpenError::UnsupportedPayload { .. })
         ));
-        assert!(matches!(ByteProducer::create(&p, usize::MAX, 8), Err(OpenError::InvalidCapacity { .. })));
+        assert!(matches!(
+            ByteProducer::create(&p, usize::MAX, 8),
+            Err(OpenError::InvalidCapacity { .. })
+        ));
     }
 }

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{
-    Control, RawConsumer, RawProducer, ReadChunk,
-    SLOTS_OFFSET, WriteChunk, claim_role, release_role,
+    Control, RawConsumer, RawProducer, ReadChunk, SLOTS_OFFSET, WriteChunk, claim_role,
+    release_role,
 };
 use crate::error::{ChunkError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
 use crate::layout::Kind;
@@ -157,7 +157,8 @@ impl<T: Pod> Producer<T> {
         // is dropped, and is dropped after `raw` (field order). No reference
         // with the 'static lifetime is ever handed out: every method
         // reborrows for the lifetime of `&self`/`&mut self`.
-        let raw = unsafe { std::mem::transmute::<RawProducer<'_, T>, RawProducer<'static, T>>(raw) };
+        let raw =
+            unsafe { std::mem::transmute::<RawProducer<'_, T>, RawProducer<'static, T>>(raw) };
         Ok(Self { raw, region, me })
     }
 
@@ -337,7 +338,8 @@ impl<T: Pod> Consumer<T> {
         // SAFETY: as in `Producer::attach`: `raw` borrows the mapping owned
         // by `region`, which lives in the same struct and is dropped after
         // it; no 'static reference escapes.
-        let raw = unsafe { std::mem::transmute::<RawConsumer<'_, T>, RawConsumer<'static, T>>(raw) };
+        let raw =
+            unsafe { std::mem::transmute::<RawConsumer<'_, T>, RawConsumer<'static, T>>(raw) };
         Ok(Self { raw, region, me })
     }
 
@@ -349,7 +351,11 @@ impl<T: Pod> Consumer<T> {
     /// As [`Producer::create`].
     pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<Self, OpenError> {
         let path = region::resolve(path);
-        Self::attach(create_region::<T>(&path, capacity, &CreateOptions::default())?)
+        Self::attach(create_region::<T>(
+            &path,
+            capacity,
+            &CreateOptions::default(),
+        )?)
     }
 
     /// Opens an existing ring file as its consumer (a closed ring too: what

@@ -327,7 +327,10 @@ impl Children {
                         let log = tail(&p.log);
                         let _ = p.child.kill();
                         p.status = p.child.wait().ok();
-                        panic!("watchdog: {} still running after {WATCHDOG:?}, killed:\n{log}", p.label);
+                        panic!(
+                            "watchdog: {} still running after {WATCHDOG:?}, killed:\n{log}",
+                            p.label
+                        );
                     }
                     // Polling interval of the watchdog only.
                     std::thread::sleep(Duration::from_millis(2));
