@@ -20,7 +20,10 @@
 //! # Processes that die mid-operation
 //!
 //! Right after winning a position, a producer or consumer stores a *claim*
-//! in the slot: its role, its pid and the position. A process killed
+//! in the slot: its role, its pid and the position (a batch stores one
+//! claim naming its first position on each of its slots, last slot first,
+//! so that slots it did not get to are still known to be its). A process
+//! killed
 //! between that claim and publishing the slot would stall everyone behind
 //! it; instead, a waiter that finds the slot stuck and the claimer's pid
 //! gone recovers it: an abandoned push becomes a hole that consumers skip
@@ -43,6 +46,17 @@ pub const SLOT_HEADER_WORDS: usize = 2;
 /// `flags` bit: the queue counts unfinished tasks (`task_done`/`join`).
 pub const FLAG_JOINABLE: u32 = 1;
 
+/// Bit 63 of the tail word: the queue is closed. Set by `close` with one
+/// atomic OR, it makes every later compare-and-swap of the tail fail (they
+/// all expect a value without it), so no push can claim a position after
+/// the close, and the tail's position part is final from then on.
+pub const TAIL_CLOSED: u64 = 1 << 63;
+
+/// Most positions one batch (`push_batch_with`, `pop_batch_with`) claims:
+/// a claim names its batch's first position, and recovery looks at most
+/// this far for it.
+pub const BATCH_MAX: usize = 64;
+
 /// How often a blocked caller looks for slots abandoned by dead processes.
 pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
 
@@ -50,7 +64,11 @@ const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
 const ROLE_HOLE: u64 = 3;
 
-/// The claim word: role (2 bits), pid (30 bits), position (low 32 bits).
+/// The claim word: role (2 bits), pid (30 bits), and the low 32 bits of the
+/// first position of the claimer's batch (its own position for a single
+/// push or pop). A batch stores its claims last slot first, so a process
+/// that dies while storing them leaves a claim *after* the slots it did not
+/// get to, and that claim proves who won them (see `dead_claimer`).
 #[inline(always)]
 fn claim(role: u64, pid: u32, pos: u64) -> u64 {
     (role << 62) | ((u64::from(pid) & 0x3fff_ffff) << 32) | (pos & 0xffff_ffff)
@@ -62,6 +80,13 @@ fn claim_parts(word: u64) -> (u64, u32, u64) {
         ((word >> 32) & 0x3fff_ffff) as u32,
         word & 0xffff_ffff,
     )
+}
+
+/// Whether a claim whose batch starts at (the low 32 bits) `start` covers
+/// position `pos`: `pos` is at most [`BATCH_MAX`] - 1 past it.
+#[inline]
+fn covers(start: u64, pos: u64) -> bool {
+    (pos.wrapping_sub(start) & 0xffff_ffff) < BATCH_MAX as u64
 }
 
 /// The queue's shared words (everything but the slots).
@@ -176,9 +201,10 @@ impl Control {
     /// Each word, read once (Relaxed: a display snapshot).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            tail: self.tail.load(Ordering::Relaxed),
+            tail: self.tail.load(Ordering::Relaxed) & !TAIL_CLOSED,
             head: self.head.load(Ordering::Relaxed),
-            closed: self.closed.load(Ordering::Relaxed),
+            closed: self.closed.load(Ordering::Relaxed)
+                | u32::from(self.tail.load(Ordering::Relaxed) & TAIL_CLOSED != 0),
             flags: self.flags.load(Ordering::Relaxed),
             unfinished: self.unfinished.load(Ordering::Relaxed),
             recovered: self.recovered.load(Ordering::Relaxed),
@@ -321,6 +347,17 @@ impl<'a> RawQueue<'a> {
         &self.words[start..start + self.stride]
     }
 
+    /// Closed and drained, for a consumer whose next position is `pos` and
+    /// found it unpublished: the tail carries TAIL_CLOSED (so it is final)
+    /// and no push claimed a position at or past `pos`.
+    #[inline]
+    fn closed_at(&self, pos: u64) -> bool {
+        // Relaxed: only the value matters; once TAIL_CLOSED is seen the tail
+        // never changes again, and a tail still moving means not drained.
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
+        tail & TAIL_CLOSED != 0 && tail & !TAIL_CLOSED == pos
+    }
+
     #[inline]
     fn is_closed(&self) -> bool {
         // Acquire pairs with the Release `fetch_or` in `close`.
@@ -338,13 +375,18 @@ impl<'a> RawQueue<'a> {
         // payload; the tail only hands out positions.
         let mut pos = self.ctl.tail.load(Ordering::Relaxed);
         loop {
+            if pos & TAIL_CLOSED != 0 {
+                return Attempt::Closed;
+            }
             let slot = self.slot(pos);
             // Acquire pairs with the Release store that freed the slot (a
             // consumer's, or `init_slots`): its payload reads are done.
             let seq = slot[0].load(Ordering::Acquire);
             let diff = seq.wrapping_sub(pos) as i64;
             if diff == 0 {
-                // Relaxed: see the tail load above.
+                // Relaxed: see the tail load above. Fails once `close` has
+                // set TAIL_CLOSED, so a push either claims its position
+                // before the close (and consumers drain it) or is refused.
                 match self.ctl.tail.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(1),
@@ -435,15 +477,8 @@ impl<'a> RawQueue<'a> {
                 }
             } else if diff < 0 {
                 // Empty, or the slot at `pos` is claimed and unfinished.
-                // Closed and drained only if nothing was claimed past us.
-                // Acquire (in is_closed) pairs with `close`'s Release.
-                if self.is_closed() {
-                    // Relaxed: after the Acquire above, the tail of every
-                    // push claimed before the close is visible.
-                    let tail = self.ctl.tail.load(Ordering::Relaxed);
-                    if tail == pos {
-                        return Attempt::Closed;
-                    }
+                if self.closed_at(pos) {
+                    return Attempt::Closed;
                 }
                 return Attempt::Blocked;
             } else {
@@ -459,7 +494,8 @@ impl<'a> RawQueue<'a> {
 
     /// Claims up to `max` consecutive free positions with one
     /// compare-and-swap of the tail, runs `write(i, payload)` for each, and
-    /// publishes them. Returns how many (0 if full).
+    /// publishes them. Returns how many (0 if full). One call claims at
+    /// most [`BATCH_MAX`] positions.
     ///
     /// # Errors
     ///
@@ -472,10 +508,13 @@ impl<'a> RawQueue<'a> {
         if self.is_closed() {
             return Err(crate::error::Closed);
         }
-        let max = max.min(self.capacity());
+        let max = max.min(self.capacity()).min(BATCH_MAX);
         // Relaxed: positions only; each slot's sequence orders its payload.
         let mut pos = self.ctl.tail.load(Ordering::Relaxed);
         loop {
+            if pos & TAIL_CLOSED != 0 {
+                return Err(crate::error::Closed);
+            }
             // Count the free slots from `pos` on. Acquire pairs with the
             // Release that freed each one.
             let n = (0..max as u64)
@@ -507,11 +546,19 @@ impl<'a> RawQueue<'a> {
                         // Relaxed: as in `attempt_push`.
                         self.ctl.unfinished.fetch_add(n as u64, Ordering::Relaxed);
                     }
+                    // Every claim first, last slot first, then the payloads:
+                    // if this process dies mid-batch, each unpublished slot
+                    // names it or lies before one that does (see
+                    // `dead_claimer`), and survivors turn them into holes.
+                    let mine = claim(ROLE_PRODUCER, self.me, pos);
+                    for k in (0..n).rev() {
+                        // Relaxed: published with the slot; read by
+                        // recovery, validated by its CAS.
+                        self.slot(pos.wrapping_add(k as u64))[1].store(mine, Ordering::Relaxed);
+                    }
                     for k in 0..n {
                         let p = pos.wrapping_add(k as u64);
                         let slot = self.slot(p);
-                        // Relaxed: published with the slot.
-                        slot[1].store(claim(ROLE_PRODUCER, self.me, p), Ordering::Relaxed);
                         write(k, &slot[SLOT_HEADER_WORDS..]);
                         // Release pairs with the consumer's Acquire of the
                         // sequence.
@@ -528,7 +575,8 @@ impl<'a> RawQueue<'a> {
     /// Claims up to `max` consecutive published positions with one
     /// compare-and-swap of the head, runs `read(i, payload)` for each item
     /// (holes left by dead producers are skipped without a call), and frees
-    /// the slots. Returns how many items were read (0 if empty).
+    /// the slots. Returns how many items were read (0 if empty). One call
+    /// claims at most [`BATCH_MAX`] positions.
     ///
     /// # Errors
     ///
@@ -538,7 +586,7 @@ impl<'a> RawQueue<'a> {
         max: usize,
         mut read: impl FnMut(usize, &[AtomicU64]),
     ) -> Result<usize, crate::error::Closed> {
-        let max = max.min(self.capacity());
+        let max = max.min(self.capacity()).min(BATCH_MAX);
         // Relaxed: positions only.
         let mut pos = self.ctl.head.load(Ordering::Relaxed);
         loop {
@@ -556,8 +604,7 @@ impl<'a> RawQueue<'a> {
                     pos = now;
                     continue;
                 }
-                // Same test as `attempt_pop` for closed and drained.
-                if self.is_closed() && self.ctl.tail.load(Ordering::Relaxed) == pos {
+                if self.closed_at(pos) {
                     return Err(crate::error::Closed);
                 }
                 return Ok(0);
@@ -573,14 +620,27 @@ impl<'a> RawQueue<'a> {
                 Ok(_) => {
                     let mut got = 0;
                     let mut holes = 0;
+                    // Which slots are holes, then every claim (last slot
+                    // first), then the reads: if this process dies
+                    // mid-batch, each slot it has not freed names it or lies
+                    // before one that does, and producers free them.
+                    let mut hole_bits = 0u64;
+                    for k in 0..n {
+                        let p = pos.wrapping_add(k as u64);
+                        // Relaxed: read after the Acquire above.
+                        if claim_parts(self.slot(p)[1].load(Ordering::Relaxed)).0 == ROLE_HOLE {
+                            hole_bits |= 1 << k;
+                        }
+                    }
+                    let mine = claim(ROLE_CONSUMER, self.me, pos);
+                    for k in (0..n).rev() {
+                        // Relaxed: read by recovery, validated by its CAS.
+                        self.slot(pos.wrapping_add(k as u64))[1].store(mine, Ordering::Relaxed);
+                    }
                     for k in 0..n {
                         let p = pos.wrapping_add(k as u64);
                         let slot = self.slot(p);
-                        // Relaxed: read after the Acquire above.
-                        let hole = claim_parts(slot[1].load(Ordering::Relaxed)).0 == ROLE_HOLE;
-                        // Relaxed: diagnostic for recovery.
-                        slot[1].store(claim(ROLE_CONSUMER, self.me, p), Ordering::Relaxed);
-                        if hole {
+                        if hole_bits & (1 << k) != 0 {
                             holes += 1;
                         } else {
                             read(got, &slot[SLOT_HEADER_WORDS..]);
@@ -653,6 +713,12 @@ impl<'a> RawQueue<'a> {
         mut write: impl FnMut(&[AtomicU64]),
         deadline: Option<Instant>,
     ) -> Result<(), PushError<()>> {
+        // The common case first: no clock read unless the call must wait.
+        match self.attempt_push(&mut write) {
+            Attempt::Done(()) => return Ok(()),
+            Attempt::Closed => return Err(PushError::Closed(())),
+            Attempt::Blocked => {}
+        }
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
@@ -690,6 +756,12 @@ impl<'a> RawQueue<'a> {
         mut read: impl FnMut(&[AtomicU64]) -> R,
         deadline: Option<Instant>,
     ) -> Result<R, PopError> {
+        // The common case first: no clock read unless the call must wait.
+        match self.attempt_pop(&mut read) {
+            Attempt::Done(r) => return Ok(r),
+            Attempt::Closed => return Err(PopError::Closed),
+            Attempt::Blocked => {}
+        }
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
@@ -715,95 +787,133 @@ impl<'a> RawQueue<'a> {
         }
     }
 
-    /// If the slot at the head was claimed by a producer whose process is
-    /// gone, turns it into a hole that consumers skip. Returns whether it
-    /// did.
-    pub fn recover_abandoned_push(&self) -> bool {
-        // Relaxed: positions are re-validated against the slot below.
-        let pos = self.ctl.head.load(Ordering::Relaxed);
-        let tail = self.ctl.tail.load(Ordering::Relaxed);
-        if tail.wrapping_sub(pos) as i64 <= 0 {
-            return false; // nothing claimed past the head
+    /// The claim word on `pos`'s slot if `pos` was won by a process (of
+    /// `role`) that is now dead and left it unfinished, `None` otherwise.
+    ///
+    /// A slot is unfinished while its sequence is `pos + offset` (0: won by
+    /// a producer, not published; 1: won by a consumer, not freed), for
+    /// positions before `end` (the tail or the head: won by someone). The
+    /// first unfinished slot from `pos` on that carries a claim of `role`
+    /// decides: it belongs to this lap (a slot's claim is rewritten by every
+    /// role that takes it, so an unfinished slot carries `role` only if this
+    /// lap's claimer stored it), and if its batch start covers `pos`, the
+    /// claimer won every position from that start to that slot with one
+    /// compare-and-swap, `pos` included. Slots before it without a claim
+    /// are the ones a batch did not get to (claims go last slot first).
+    ///
+    /// A process killed between its compare-and-swap and its first claim
+    /// store leaves nothing to find: waiters then wait for it, within their
+    /// timeout, as for a slow process.
+    fn dead_claimer(&self, pos: u64, role: u64, offset: u64, end: u64) -> Option<u64> {
+        // Relaxed: the recovery CAS validates it.
+        let own = self.slot(pos)[1].load(Ordering::Relaxed);
+        for k in 0..BATCH_MAX as u64 {
+            let q = pos.wrapping_add(k);
+            if end.wrapping_sub(q) as i64 <= 0 {
+                return None; // not won by anyone
+            }
+            let slot = self.slot(q);
+            // Acquire: pairs with the Release that last set the sequence
+            // (the claim read below is at least as new as that lap's).
+            if slot[0].load(Ordering::Acquire) != q.wrapping_add(offset) {
+                return None; // finished: a batch finishes in order
+            }
+            // Relaxed: validated by the recovery CAS on `pos`'s slot.
+            let (r, pid, start) = claim_parts(slot[1].load(Ordering::Relaxed));
+            if r == role {
+                return (covers(start, pos) && covers(start, q) && !crate::pid::is_alive(pid))
+                    .then_some(own);
+            }
         }
-        let slot = self.slot(pos);
-        // Acquire: pairs with the Release that last set the sequence.
-        if slot[0].load(Ordering::Acquire) != pos {
-            return false; // published already (or not this lap's)
-        }
-        // Relaxed: the CAS below validates it.
-        let word = slot[1].load(Ordering::Relaxed);
-        let (role, pid, low) = claim_parts(word);
-        if role != ROLE_PRODUCER || low != pos & 0xffff_ffff || crate::pid::is_alive(pid) {
-            return false;
-        }
-        // AcqRel: exactly one survivor turns the claim into a hole.
-        if slot[1]
-            .compare_exchange(
-                word,
-                claim(ROLE_HOLE, 0, pos),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return false;
-        }
-        // Release pairs with the consumer's Acquire of the sequence: it
-        // sees the hole mark with it.
-        slot[0].store(pos.wrapping_add(1), Ordering::Release);
-        // Relaxed: a statistic.
-        self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
-        self.ctl.data().notify();
-        true
+        None
     }
 
-    /// If the slot at the tail is held by a consumer whose process is gone
-    /// (it claimed the item and died before freeing the slot), frees it; the
-    /// item is lost with the consumer. Returns whether it did.
-    pub fn recover_abandoned_pop(&self) -> bool {
-        // Relaxed: positions are re-validated against the slot below.
-        let pos = self.ctl.tail.load(Ordering::Relaxed);
-        let prev = pos.wrapping_sub(self.mask + 1);
+    /// Turns the slots from the head on that were claimed by producers whose
+    /// processes are gone into holes that consumers skip. Returns how many.
+    pub fn recover_abandoned_push(&self) -> usize {
+        // Relaxed: positions are re-validated against the slots.
         let head = self.ctl.head.load(Ordering::Relaxed);
-        if head.wrapping_sub(prev) as i64 <= 0 {
-            return false; // the previous lap's item was not claimed yet
+        let tail = self.ctl.tail.load(Ordering::Relaxed) & !TAIL_CLOSED;
+        let mut done = 0;
+        let mut pos = head;
+        while done < BATCH_MAX {
+            let Some(word) = self.dead_claimer(pos, ROLE_PRODUCER, 0, tail) else {
+                break;
+            };
+            // AcqRel: exactly one survivor turns the slot into a hole.
+            if self.slot(pos)[1]
+                .compare_exchange(
+                    word,
+                    claim(ROLE_HOLE, 0, pos),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                break;
+            }
+            // Release pairs with the consumer's Acquire of the sequence: it
+            // sees the hole mark with it.
+            self.slot(pos)[0].store(pos.wrapping_add(1), Ordering::Release);
+            // Relaxed: a statistic.
+            self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
+            done += 1;
+            pos = pos.wrapping_add(1);
         }
-        let slot = self.slot(pos);
-        // Acquire: pairs with the Release that last set the sequence.
-        if slot[0].load(Ordering::Acquire) != prev.wrapping_add(1) {
-            return false; // freed already
+        if done > 0 {
+            self.ctl.data().notify();
         }
-        // Relaxed: the CAS below validates it.
-        let word = slot[1].load(Ordering::Relaxed);
-        let (role, pid, low) = claim_parts(word);
-        if role != ROLE_CONSUMER || low != prev & 0xffff_ffff || crate::pid::is_alive(pid) {
-            return false;
+        done
+    }
+
+    /// Frees the slots from the tail on that are held by consumers whose
+    /// processes are gone (they claimed the items and died before freeing
+    /// the slots); the items are lost with them. Returns how many.
+    pub fn recover_abandoned_pop(&self) -> usize {
+        // Relaxed: positions are re-validated against the slots.
+        let tail = self.ctl.tail.load(Ordering::Relaxed) & !TAIL_CLOSED;
+        let head = self.ctl.head.load(Ordering::Relaxed);
+        let mut done = 0;
+        // The previous lap's position of the slot the tail waits for.
+        let mut prev = tail.wrapping_sub(self.mask + 1);
+        while done < BATCH_MAX {
+            let Some(word) = self.dead_claimer(prev, ROLE_CONSUMER, 1, head) else {
+                break;
+            };
+            // AcqRel: exactly one survivor frees the slot.
+            if self.slot(prev)[1]
+                .compare_exchange(
+                    word,
+                    claim(ROLE_HOLE, 0, prev),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                break;
+            }
+            // Release pairs with the producer's Acquire of the sequence.
+            self.slot(prev)[0].store(prev.wrapping_add(self.mask + 1), Ordering::Release);
+            // Relaxed: a statistic.
+            self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
+            done += 1;
+            prev = prev.wrapping_add(1);
         }
-        // AcqRel: exactly one survivor frees the slot.
-        if slot[1]
-            .compare_exchange(
-                word,
-                claim(ROLE_HOLE, 0, prev),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return false;
+        if done > 0 {
+            self.ctl.space().notify();
         }
-        // Release pairs with the producer's Acquire of the sequence.
-        slot[0].store(pos, Ordering::Release);
-        // Relaxed: a statistic.
-        self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
-        self.ctl.space().notify();
-        true
+        done
     }
 
     /// Closes the queue: pushes are refused from now on, consumers drain
     /// what is left and then get `Closed`. Wakes every sleeper.
     pub fn close(&self) {
-        // Release pairs with the Acquire loads in `is_closed`: a consumer
-        // that sees the close sees every tail claimed before it.
+        // Relaxed: the bit only has to be in the tail's modification order;
+        // every push that claimed a position is before it there, and every
+        // later compare-and-swap of the tail fails (see TAIL_CLOSED).
+        self.ctl.tail.fetch_or(TAIL_CLOSED, Ordering::Relaxed);
+        // Release pairs with the Acquire load in `is_closed`, the fast path
+        // that refuses pushes before they touch the tail.
         self.ctl.closed.fetch_or(1, Ordering::Release);
         self.ctl.data().notify();
         self.ctl.space().notify();
@@ -819,7 +929,7 @@ impl<'a> RawQueue<'a> {
     /// snapshot, clamped to the capacity).
     pub fn len(&self) -> usize {
         // Relaxed: a snapshot.
-        let tail = self.ctl.tail.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Relaxed) & !TAIL_CLOSED;
         let head = self.ctl.head.load(Ordering::Relaxed);
         let n = tail.wrapping_sub(head);
         if n > self.mask + 1 {
@@ -1040,12 +1150,13 @@ mod tests {
             Err(TryPopError::Empty),
             "stuck behind the dead claim"
         );
-        assert!(
-            !q.recover_abandoned_pop(),
+        assert_eq!(
+            q.recover_abandoned_pop(),
+            0,
             "nothing for producers to recover"
         );
-        assert!(q.recover_abandoned_push());
-        assert!(!q.recover_abandoned_push(), "exactly once");
+        assert_eq!(q.recover_abandoned_push(), 1);
+        assert_eq!(q.recover_abandoned_push(), 0, "exactly once");
         assert_eq!(pop(&q), Ok(3), "the hole is skipped");
         assert_eq!(m.ctl.snapshot().recovered, 1);
         // Tasks: 1 and 3 pushed, the hole counted done on the dead one's behalf.
@@ -1065,8 +1176,8 @@ mod tests {
         m.ctl.head.store(1, Ordering::Relaxed);
         q.slot(0)[1].store(claim(ROLE_CONSUMER, dead, 0), Ordering::Relaxed);
         assert_eq!(push(&q, 3), Err(TryPushError::Full(())));
-        assert!(!q.recover_abandoned_push());
-        assert!(q.recover_abandoned_pop());
+        assert_eq!(q.recover_abandoned_push(), 0);
+        assert_eq!(q.recover_abandoned_pop(), 1);
         push(&q, 3).unwrap();
         assert_eq!(pop(&q), Ok(2));
         assert_eq!(pop(&q), Ok(3));
@@ -1081,8 +1192,87 @@ mod tests {
             claim(ROLE_PRODUCER, crate::pid::current(), 0),
             Ordering::Relaxed,
         );
-        assert!(!q.recover_abandoned_push());
+        assert_eq!(q.recover_abandoned_push(), 0);
         assert_eq!(pop(&q), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn a_batch_abandoned_while_storing_its_claims_is_recovered() {
+        let m = mem(8, 1, 0);
+        let q = q(&m);
+        push(&q, 1).unwrap();
+        // A producer wins positions 1..5 with one CAS and dies after storing
+        // its claim (naming the batch start, 1) on slots 4 and 3 only.
+        let dead = dead_pid();
+        m.ctl.tail.store(5, Ordering::Relaxed);
+        for p in [4, 3] {
+            q.slot(p)[1].store(claim(ROLE_PRODUCER, dead, 1), Ordering::Relaxed);
+        }
+        push(&q, 6).unwrap();
+        assert_eq!(pop(&q), Ok(1));
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+        assert_eq!(q.recover_abandoned_push(), 4, "positions 1 to 4");
+        assert_eq!(pop(&q), Ok(6), "the holes are skipped");
+        assert_eq!(q.recover_abandoned_push(), 0);
+    }
+
+    #[test]
+    fn slots_before_a_live_or_later_claim_are_left_alone() {
+        let m = mem(8, 1, 0);
+        let q = q(&m);
+        let dead = dead_pid();
+        // Positions 0 and 1 won by someone who stored no claim yet (alive
+        // or not, nobody can tell), 2 and 3 by a dead batch starting at 2.
+        m.ctl.tail.store(4, Ordering::Relaxed);
+        for p in [2, 3] {
+            q.slot(p)[1].store(claim(ROLE_PRODUCER, dead, 2), Ordering::Relaxed);
+        }
+        assert_eq!(q.recover_abandoned_push(), 0);
+        // The same batch claimed by a live process: left alone too.
+        q.slot(0)[1].store(
+            claim(ROLE_PRODUCER, crate::pid::current(), 0),
+            Ordering::Relaxed,
+        );
+        assert_eq!(q.recover_abandoned_push(), 0);
+    }
+
+    #[test]
+    fn a_pop_batch_abandoned_while_storing_its_claims_is_freed() {
+        let m = mem(4, 1, 0);
+        let q = q(&m);
+        for v in 1..=4 {
+            push(&q, v).unwrap();
+        }
+        // A consumer wins positions 0..3 and dies after claiming slot 2.
+        let dead = dead_pid();
+        m.ctl.head.store(3, Ordering::Relaxed);
+        q.slot(2)[1].store(claim(ROLE_CONSUMER, dead, 0), Ordering::Relaxed);
+        assert_eq!(push(&q, 5), Err(TryPushError::Full(())));
+        assert_eq!(q.recover_abandoned_pop(), 3);
+        for v in 5..=7 {
+            push(&q, v).unwrap();
+        }
+        assert_eq!(pop(&q), Ok(4));
+        assert_eq!(pop(&q), Ok(5));
+    }
+
+    #[test]
+    fn a_push_after_close_is_refused_even_past_the_closed_check() {
+        let m = mem(4, 1, 0);
+        let q = q(&m);
+        push(&q, 1).unwrap();
+        q.close();
+        // As if a producer had read `closed` = 0 before the close: the tail
+        // CAS still fails, because the tail carries the closed bit.
+        m.ctl.closed.store(0, Ordering::Relaxed);
+        assert_eq!(push(&q, 2), Err(TryPushError::Closed(())));
+        assert_eq!(
+            q.push_batch_with(2, |_, w| w[0].store(3, Ordering::Relaxed)),
+            Err(crate::error::Closed)
+        );
+        assert_eq!(q.len(), 1);
+        assert_eq!(pop(&q), Ok(1));
+        assert_eq!(pop(&q), Err(TryPopError::Closed));
     }
 
     #[test]

@@ -21,9 +21,10 @@
 //! (as `docs/FORMAT.md` lays them out) until they show it there, then sends
 //! `SIGKILL`. A kill left to chance almost always lands while the victim is
 //! asleep or between operations, so it would hardly ever test recovery.
-//! Two `#[ignore]`d tests at the end of section 4 reproduce a bug: a
-//! process killed in the middle of a `push_slice`/`pop_slice` batch blocks
-//! the queue for good.
+//! Two tests at the end of section 4 kill a process in the middle of a
+//! `push_slice`/`pop_slice` batch while it stores its claims (they found
+//! that a batch stored each slot's claim only just before writing it, which
+//! blocked the queue for good).
 
 mod common;
 
@@ -771,8 +772,9 @@ impl Peek {
         u64::from_ne_bytes(b)
     }
 
+    /// The tail's position (bit 63 is the closed mark).
     fn tail(&self) -> u64 {
-        self.word(self.body)
+        self.word(self.body) & !(1 << 63)
     }
 
     fn head(&self) -> u64 {
@@ -804,9 +806,18 @@ impl Peek {
     }
 }
 
-/// The claim word a process stores when it wins a position.
-fn claim_word(role: u64, pid: u32, pos: u64) -> u64 {
-    (role << 62) | ((u64::from(pid) & 0x3fff_ffff) << 32) | (pos & 0xffff_ffff)
+/// Whether `claim` is the claim word `pid` stores, as `role`, on position
+/// `pos`: role in bits 63-62, pid in 61-32, and the low 32 bits of the
+/// first position of its batch (at most 63 before `pos`).
+fn claim_names(claim: u64, role: u64, pid: u32, pos: u64) -> bool {
+    claim >> 62 == role
+        && (claim >> 32) & 0x3fff_ffff == u64::from(pid)
+        && pos.wrapping_sub(claim) & 0xffff_ffff < 64
+}
+
+/// The first position of the batch of `claim`, a claim on position `pos`.
+fn batch_start(claim: u64, pos: u64) -> u64 {
+    pos.wrapping_sub(pos.wrapping_sub(claim) & 0xffff_ffff)
 }
 
 /// Sends `sig` to our child `pid`.
@@ -850,8 +861,9 @@ enum KillAt {
     /// Holding a position it claimed (claim stored) and has not published
     /// (a producer) or freed (a consumer): the slot survivors must recover.
     HoldingSlot,
-    /// In the middle of a `push_slice`/`pop_slice` batch: its claim stored
-    /// on one slot of the batch, not yet on the later ones.
+    /// In the middle of storing the claims of a `push_slice`/`pop_slice`
+    /// batch (last slot first): its claim on the batch's last slot, not yet
+    /// on an earlier one.
     MidBatch,
 }
 
@@ -900,21 +912,25 @@ fn kill_at(
             let pos = peek.head().wrapping_sub(1);
             (pos, pos.wrapping_add(1))
         };
+        let held_seq_of = |pos: u64| held_seq.wrapping_add(pos.wrapping_sub(last));
         let held = |pos: u64| {
-            let seq = if role == ROLE_PRODUCER {
-                pos
-            } else {
-                pos.wrapping_add(1)
-            };
-            peek.slot(pos) == (seq, claim_word(role, pid, pos))
+            let (seq, claim) = peek.slot(pos);
+            seq == held_seq_of(pos) && claim_names(claim, role, pid, pos)
         };
-        let (seq, claim) = peek.slot(last);
         // Won by the compare-and-swap, claim not stored yet.
-        let unclaimed = seq == held_seq && claim != claim_word(role, pid, last);
+        let unclaimed = |pos: u64| {
+            let (seq, claim) = peek.slot(pos);
+            seq == held_seq_of(pos) && !claim_names(claim, role, pid, pos)
+        };
         let ok = match at {
-            KillAt::Anywhere => !unclaimed,
+            KillAt::Anywhere => !unclaimed(last),
             KillAt::HoldingSlot => held(last),
-            KillAt::MidBatch => unclaimed && (1..64).any(|k| held(last.wrapping_sub(k))),
+            KillAt::MidBatch => {
+                held(last) && {
+                    let start = batch_start(peek.slot(last).1, last);
+                    (0..last.wrapping_sub(start)).any(|k| unclaimed(start.wrapping_add(k)))
+                }
+            }
         };
         if ok {
             if at == KillAt::HoldingSlot {
@@ -1366,12 +1382,12 @@ const STUCK_AFTER: Duration = Duration::from_secs(10);
 /// A new message pushed after the kill must still reach the consumer: the
 /// slot it was writing becomes a hole, and so must the rest of the batch.
 ///
-/// Fails today: `push_batch_with` stores each slot's claim just before
-/// writing that slot, so the later slots of the batch keep the previous
-/// lap's claim word; `recover_abandoned_push` finds no dead producer's
-/// claim there and the queue is stuck for good at the first of them.
+/// Regression: `push_batch_with` used to store each slot's claim only
+/// just before writing that slot, so the later slots of the batch kept the
+/// previous lap's claim word and the queue was stuck for good. Claims now
+/// name the batch's first position and are stored last slot first, so the
+/// slots a dead batch did not get to are still known to be its own.
 #[test]
-#[ignore = "bug in src/mpmc.rs: a producer killed mid-push_slice blocks the queue for ever"]
 fn a_producer_killed_mid_batch_does_not_block_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -1429,12 +1445,10 @@ fn a_producer_killed_mid_batch_does_not_block_the_queue() {
 /// able to push three more laps: every slot the dead consumer held must be
 /// freed.
 ///
-/// Fails today: `pop_batch_with` stores each slot's claim just before
-/// reading that slot, so the later slots of the batch keep the producer's
-/// claim word; `recover_abandoned_pop` finds no dead consumer's claim there
-/// and producers are stuck for good once they come round to it.
+/// Regression: `pop_batch_with` used to store each slot's claim only just
+/// before reading it, so producers found no dead consumer's claim on the
+/// later slots of the batch and stayed blocked for good.
 #[test]
-#[ignore = "bug in src/mpmc.rs: a consumer killed mid-pop_slice blocks producers for ever"]
 fn a_consumer_killed_mid_batch_does_not_block_the_producers() {
     // Large: the victim's work after each fill outlasts a time slice, so a
     // stop lands mid-batch even when the processors are busy.

@@ -420,16 +420,11 @@ fn a_push_that_happens_before_close_is_never_lost() {
 /// drained" (that consumer leaves, and the item is lost although the push
 /// returned `Ok`).
 ///
-/// Ignored: this fails today. `attempt_push` loads `closed` once, before
-/// claiming a position, so: the producer loads `closed` = 0; the main
-/// thread closes, and its `try_pop` finds slot 0 unpublished, `closed` set
-/// and `tail == head` and returns `Closed`; then the producer's tail CAS
-/// succeeds, it publishes 7 and returns `Ok`. (`push_batch_with` checks
-/// the same way.) On a joinable queue the lost item also keeps
-/// `unfinished` above zero, so `join` never returns. Run it with
-/// `-- --ignored`.
+/// Regression: `attempt_push` used to load `closed` once, before claiming a
+/// position, so a push that passed that check could land after a consumer
+/// got `Closed`. The close now sets a bit in the tail word, which makes
+/// every later compare-and-swap of the tail fail.
 #[test]
-#[ignore = "known race in src/mpmc.rs: a push that passed its closed check before close() can land after a consumer got Closed"]
 fn a_push_racing_close_is_refused_or_delivered() {
     check(3, &["push landed", "push refused"], |seen| {
         let m = mem(2, 1, 0);
