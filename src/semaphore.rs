@@ -109,9 +109,12 @@ impl SemaphoreWords {
     fn record(&self, pid: u32, acquire: bool) {
         let tag = u64::from(pid) << 32;
         for h in &self.holders {
-            // Relaxed: the entry's own CAS below is the only synchronization
-            // the table needs (it protects nothing else).
-            let cur = h.load(Ordering::Relaxed);
+            // Acquire pairs with the AcqRel CASes below (of other threads
+            // of this process, and of `recover_dead_holders`): a scan that
+            // restarts after a failed CAS sees every entry created before
+            // the CAS that beat it, so a release never misses the entry
+            // holding its count (loom model `semaphore_holders_table_balances`).
+            let cur = h.load(Ordering::Acquire);
             if cur & !0xffff_ffff == tag && cur != 0 {
                 let count = cur & 0xffff_ffff;
                 let new = match (acquire, count) {
@@ -119,8 +122,10 @@ impl SemaphoreWords {
                     (false, 1) => 0,
                     (false, _) => cur - 1,
                 };
-                // AcqRel: pairs with `recover_dead_holders`' CAS on the entry.
-                if h.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+                // AcqRel: pairs with the Acquire scan loads above and with
+                // `recover_dead_holders`' CAS on the entry; Acquire on
+                // failure for the same reason as the scan loads.
+                if h.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
                     return;

@@ -4,7 +4,7 @@
 //! `SemaphoreWords` (2 permits, 3 contenders: never more than 2 holders,
 //! everyone finishes, every permit comes back; a release wakes a blocked
 //! acquirer; one permit orders its holders' accesses like a lock; the
-//! holders table balances — ignored for now, it finds a bug) and
+//! holders table balances) and
 //! `BarrierWords` (3 parties over two generations: one leader per
 //! generation, nobody passes a generation before all have arrived in it).
 //!
@@ -257,9 +257,8 @@ fn semaphore_of_one_permit_orders_its_holders() {
 /// `recover_dead_holders` after this process exits would mint a permit
 /// nobody released.
 ///
-/// Ignored: it fails on the current `SemaphoreWords::record`, whose scan
-/// loads are Relaxed, so a release can miss the entry that holds its
-/// count (run with `--ignored` to reproduce). The execution loom finds
+/// Regression: with the scan loads Relaxed, a release could miss the
+/// entry that holds its count. The execution loom found
 /// (T0 = main, T1 = other, both the same pid P):
 ///
 /// 1. T0 takes a permit (2 → 1), scans the table: all 64 entries empty,
@@ -274,10 +273,8 @@ fn semaphore_of_one_permit_orders_its_holders() {
 ///    step 4 before this load — so no entry matches and the release is
 ///    not recorded. `h[1] = P|1` stays: a phantom permit.
 ///
-/// With the scan loads `Acquire`, this model and the three-contender model
-/// with the same check pass (tried in a throwaway copy).
+/// The scan loads are now `Acquire`.
 #[test]
-#[ignore = "finds a bug in SemaphoreWords::record (a release can miss its holder entry)"]
 fn semaphore_holders_table_balances() {
     check(2, &[], |_| {
         let sem = Arc::new(SemaphoreWords::new(2, 2));

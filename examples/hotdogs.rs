@@ -1,16 +1,17 @@
-//! The classic `multiprocessing` producer/consumer tutorial, lock-free:
-//! three shop processes make items and put them on one counter (a joinable
-//! `mpmc::Queue`), four customer processes take them off and buy them. The
-//! parent waits for the shops to finish, then `join()`s the queue (every
-//! item bought, not just taken), then one `close()` sends every customer
-//! home — no `None` sentinel per customer.
+//! The classic `multiprocessing` producer/consumer tutorial (hot dog
+//! shops and customers), lock-free: three shop processes make hot dogs and
+//! put them on one counter (a joinable `mpmc::Queue`), two customer
+//! processes take them off and buy them. The parent waits for the shops to
+//! finish, then `join()`s the queue (every hot dog bought, not just taken),
+//! then one `close()` sends every customer home — no `None` sentinel per
+//! customer.
 //!
 //! At the end it prints how many items each shop made and each customer
 //! bought, and checks that every item was bought exactly once; it exits
 //! with a failure if anything was lost or sold twice.
 //!
 //! ```text
-//! cargo run --release --example shop
+//! cargo run --release --example hotdogs
 //! ```
 //!
 //! This program starts itself again as each shop (`shop DIR INDEX`) and
@@ -25,7 +26,7 @@ use mmring::mpmc::{Queue, QueueOptions};
 use mmring::{AtomicArray, Pod, PopError, Zeroable};
 
 const SHOPS: usize = 3;
-const CUSTOMERS: usize = 4;
+const CUSTOMERS: usize = 2;
 const ITEMS_PER_SHOP: u64 = 100_000;
 /// Slots on the counter: a shop waits when it is full.
 const COUNTER_SLOTS: usize = 256;
