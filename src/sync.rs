@@ -14,7 +14,7 @@
 #![allow(clippy::disallowed_types)]
 
 #[cfg(not(loom))]
-pub use std::sync::atomic::{Ordering, fence};
+pub use std::sync::atomic::{Ordering, compiler_fence, fence};
 
 #[cfg(not(loom))]
 pub use std_atomics::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};

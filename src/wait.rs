@@ -29,13 +29,36 @@
 //! (correct, just slower to wake). Under loom the futex is modelled by a
 //! condition variable, so models check the protocol around it.
 //!
+//! # Asymmetric fences (Linux)
+//!
+//! A `SeqCst` fence on every notify (every push, every pop) costs more than
+//! the rest of the push. On Linux the two fences are made asymmetric, the
+//! way userspace RCU and folly do it: the notifier, on the hot path, has
+//! only a compiler fence, and the waiter, about to sleep (rare, and about
+//! to pay for a system call anyway), calls
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which makes every running
+//! thread of every process registered for it execute a full barrier. For
+//! this pairing, a compiler fence in a registered process acts as a full
+//! fence, so the argument above holds unchanged. A process registers
+//! (`MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`) on its first notify and
+//! uses the light fence only once that succeeded (again after a `fork`); a
+//! process that cannot register keeps the `SeqCst` fence. A waiter whose
+//! `membarrier` call fails cannot vouch for registered notifiers, so it
+//! sleeps in short slices ([`UNFENCED_SLEEP`]) and re-checks: never a lost
+//! wake-up, at worst a late one.
+//!
 //! A process killed while asleep leaves `waiters` one too high: notifiers
 //! then make a wake system call nobody needed. That costs a little speed,
 //! never correctness.
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicU32, Ordering, fence, spin_loop, yield_now};
+use crate::sync::{AtomicU32, Ordering, spin_loop, yield_now};
+
+/// The longest sleep of a waiter whose `membarrier` failed (see the module
+/// docs): it cannot rule out a notify it missed, so it re-checks this often.
+#[cfg(not(loom))]
+pub const UNFENCED_SLEEP: Duration = Duration::from_millis(1);
 
 /// Spins (with `spin_loop` hints) before the first yield. Few: a `pause`
 /// costs tens of nanoseconds on current x86 cores, and a peer that answers
@@ -78,10 +101,12 @@ impl<'a> WaitPoint<'a> {
     /// Costs one fence and one load when nobody sleeps.
     #[inline]
     pub fn notify(&self) {
-        // SeqCst fence: pairs with the SeqCst fence in `wait_until` after the
-        // waiter registers. Either this load sees the registration, or the
-        // waiter's re-check sees the state change stored before this fence.
-        fence(Ordering::SeqCst);
+        // SeqCst fence (or, on Linux once registered, its light half; see
+        // the module docs): pairs with the fence (or membarrier) in
+        // `wait_until` after the waiter registers. Either this load sees
+        // the registration, or the waiter's re-check sees the state change
+        // stored before this fence.
+        fences::light();
         // Relaxed: ordered by the fence above.
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake();
@@ -146,21 +171,27 @@ impl<'a> WaitPoint<'a> {
         loop {
             // Acquire: pairs with the Release bump in `wake`.
             let epoch = self.epoch.load(Ordering::Acquire);
-            // Relaxed RMW + SeqCst fence: the fence pairs with the one in
+            // Relaxed RMW + heavy fence: the fence pairs with the one in
             // `notify` (see there); the registration is ordered before the
             // re-check below by it.
             self.waiters.fetch_add(1, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
+            let fenced = fences::heavy();
             let outcome = match check() {
                 Some(r) => Some(Ok(r)),
                 None => {
-                    let timeout = match deadline {
+                    let mut timeout = match deadline {
                         None => None,
                         Some(d) => match d.checked_duration_since(Instant::now()) {
                             Some(left) if !left.is_zero() => Some(left),
                             _ => Some(Duration::ZERO),
                         },
                     };
+                    #[cfg(not(loom))]
+                    if !fenced {
+                        timeout = Some(timeout.map_or(UNFENCED_SLEEP, |t| t.min(UNFENCED_SLEEP)));
+                    }
+                    #[cfg(loom)]
+                    let _ = fenced;
                     if timeout == Some(Duration::ZERO) {
                         Some(Err(TimedOut))
                     } else {
@@ -179,6 +210,85 @@ impl<'a> WaitPoint<'a> {
                 return Ok(r);
             }
         }
+    }
+}
+
+/// The two halves of the notify/wait fence pair (see the module docs).
+#[cfg(all(target_os = "linux", not(loom)))]
+mod fences {
+    use crate::sync::{AtomicU32, Ordering, compiler_fence, fence};
+
+    /// The pid that registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (0:
+    /// none). A pid, not a flag: a forked child is a new process that must
+    /// register itself before it may use the light fence.
+    static LIGHT_FOR: AtomicU32 = AtomicU32::new(0);
+    /// The pid whose registration failed (it keeps the full fence).
+    static FAILED_FOR: AtomicU32 = AtomicU32::new(0);
+
+    fn membarrier(cmd: libc::c_int) -> bool {
+        // SAFETY: membarrier(2) takes a command and two integer arguments
+        // (flags 0, cpu id 0) and touches no memory of ours.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0u32, 0i32) == 0 }
+    }
+
+    /// The notifier's half: a compiler fence once this process is
+    /// registered, a `SeqCst` fence otherwise.
+    #[inline(always)]
+    pub(super) fn light() {
+        // Relaxed: only this process stores it, always its own pid.
+        if LIGHT_FOR.load(Ordering::Relaxed) == crate::pid::current() {
+            // Pairs with the waiter's membarrier in `heavy`, which executes
+            // a full barrier on this thread if it is running.
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            register_or_fence();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register_or_fence() {
+        // SeqCst fence: pairs with the waiter's fence (or membarrier) in
+        // `heavy`; this notify cannot rely on a registration in progress.
+        fence(Ordering::SeqCst);
+        let me = crate::pid::current();
+        // Relaxed (both flags): per-process values, see above.
+        if FAILED_FOR.load(Ordering::Relaxed) == me {
+            return;
+        }
+        if membarrier(libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) {
+            LIGHT_FOR.store(me, Ordering::Relaxed);
+        } else {
+            FAILED_FOR.store(me, Ordering::Relaxed);
+        }
+    }
+
+    /// The waiter's half: a `SeqCst` fence, then a barrier on every running
+    /// thread of every registered process. Returns `false` if the
+    /// membarrier call failed (the caller then sleeps in short slices).
+    pub(super) fn heavy() -> bool {
+        // SeqCst: pairs with notifiers that use the full fence.
+        fence(Ordering::SeqCst);
+        // Pairs with the compiler fences of registered notifiers.
+        membarrier(libc::MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+    }
+}
+
+/// Elsewhere, and under loom: a `SeqCst` fence on both sides.
+#[cfg(any(not(target_os = "linux"), loom))]
+mod fences {
+    use crate::sync::{Ordering, fence};
+
+    #[inline(always)]
+    pub(super) fn light() {
+        // SeqCst: pairs with the fence in `heavy`.
+        fence(Ordering::SeqCst);
+    }
+
+    pub(super) fn heavy() -> bool {
+        // SeqCst: pairs with the fence in `light`.
+        fence(Ordering::SeqCst);
+        true
     }
 }
 
