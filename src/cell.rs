@@ -17,18 +17,18 @@ use crate::sync::AtomicU64;
 /// A shared value of any [`Pod`] type `T` (no pointers, no padding).
 ///
 /// * [`load`](SeqCell::load) never returns a torn value (some fields from one
-///   store and some from another) and never blocks a writer; it retries
-///   while a store is in progress.
+///   store and some from another) and never blocks a writer. The cell keeps
+///   two copies of the value: a store fills the spare one, so a load during
+///   a store reads the last published value instead of waiting.
 /// * [`store`](SeqCell::store) and [`update`](SeqCell::update) serialize
 ///   among writers with a compare-and-swap; `update` is an atomic
 ///   read-modify-write of the whole value.
-/// * Readers retry while stores overlap them, so a writer that stores back
-///   to back without pause can starve readers (each load succeeds only in a
-///   gap between two stores). Cells suit values read far more often than
-///   written; give a tight writer loop a pause.
-/// * A writer that dies mid-store leaves the cell locked: readers and
-///   writers then get [`SeqLockError::WriterDied`] instead of waiting
-///   forever.
+/// * A load retries only if two stores overlap it (the second one fills the
+///   copy it was reading), so even a writer storing back to back without
+///   pause rarely makes a reader retry.
+/// * A writer killed mid-store damages only the spare copy: loads go on
+///   returning the last stored value, and the next writer takes the lock
+///   over (the dead writer's store is simply lost).
 ///
 /// # Examples
 ///
@@ -158,8 +158,8 @@ impl<T: Pod> SeqCell<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError`] if a writer died mid-store or stayed inside past the
-    /// patience.
+    /// [`SeqLockError`] if stores kept overlapping the load for the whole
+    /// patience (two or more during each attempt).
     pub fn load(&self) -> Result<T, SeqLockError> {
         self.load_versioned().map(|(v, _)| v)
     }
@@ -183,8 +183,8 @@ impl<T: Pod> SeqCell<T> {
     ///
     /// # Errors
     ///
-    /// [`SeqLockError`] if another writer held the cell past the patience
-    /// (or died holding it).
+    /// [`SeqLockError`] if another live writer held the cell past the
+    /// patience (one that died holding it is taken over).
     pub fn store(&self, value: T) -> Result<u64, SeqLockError> {
         self.lock().write(&value, self.patience)
     }

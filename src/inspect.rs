@@ -130,10 +130,10 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
         Some(Kind::Counter) => Body::Counter(region.body::<Atomic<i64>>(0, 1)[0].load()),
         Some(Kind::AtomicArray) => array_body(&region, &desc),
         Some(Kind::SeqCell) => {
-            let lock = SeqLock::new(region.body::<AtomicU64>(
-                0,
-                crate::seqlock::HEADER_WORDS + (desc.slot_size as usize).div_ceil(8),
-            ));
+            let lock = SeqLock::new(
+                region
+                    .body::<AtomicU64>(0, crate::seqlock::words_for_bytes(desc.slot_size as usize)),
+            );
             let mut bytes = vec![0u8; desc.slot_size as usize];
             let read = lock.read_bytes(&mut bytes, patience);
             Body::Cell {

@@ -6,8 +6,8 @@
 //! 0      Descriptor (128 B)   written once before the file is published; read
 //!                             with pread(2) and validated at every open
 //! 128    reserved (zero)
-//! 256    status seqlock       seq, writer pid, then the Status words
-//! 384    reserved (zero)
+//! 256    status seqlock       seq, writer pid, then two copies of the Status words
+//! 496    reserved (zero)
 //! 4096   body                 the object: counter, array, cell, ring ...
 //! ```
 
@@ -23,7 +23,7 @@ use crate::pod::{TypeInfo, fnv1a};
 pub const MAGIC: [u8; 8] = *b"MMRING\0\x1a";
 
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Size of the header page; the body starts here.
 pub const HEADER_SIZE: u64 = 4096;
@@ -248,7 +248,7 @@ const_assert_eq!(offset_of!(Status, attached), 48);
 
 /// Words of the status seqlock: sequence, writer pid, then the status.
 pub const STATUS_WORDS: usize = crate::seqlock::words_for::<Status>();
-const_assert_eq!(STATUS_WORDS, 16);
+const_assert_eq!(STATUS_WORDS, 30);
 const_assert!(STATUS_OFFSET >= size_of::<Descriptor>());
 const_assert!(STATUS_OFFSET % 64 == 0);
 const_assert!(STATUS_OFFSET + STATUS_WORDS * 8 <= HEADER_SIZE as usize);
@@ -376,7 +376,7 @@ pub fn body_layout(
             if capacity != 1 {
                 return Err(LayoutError::Capacity("exactly 1 for a seqlock cell".into()));
             }
-            let words = crate::seqlock::HEADER_WORDS as u64 + elem_size.div_ceil(8);
+            let words = crate::seqlock::words_for_bytes(elem_size as usize) as u64;
             Ok(BodyLayout {
                 slot_size: elem_size,
                 body_size: round(words * 8),
@@ -437,16 +437,21 @@ pub fn body_layout(
                     elem.size, elem.align
                 )));
             }
-            // The entry size carries the key length: header words, key
-            // words, value words.
+            // The entry size carries the key length: an entry is a seqlock
+            // (2 words) over two copies of [state, key length, key words,
+            // value words].
             let fixed = crate::map::ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
-            let key_words = (slot_size / 8).saturating_sub(fixed);
+            let entry = |key_words: u64| {
+                crate::seqlock::words_for_bytes(((fixed + key_words) * 8) as usize) as u64 * 8
+            };
             let max_key_words = crate::map::MAX_KEY_LEN as u64 / 8;
-            if slot_size % 8 != 0 || key_words == 0 || key_words > max_key_words {
+            let key_words = (slot_size / 8).saturating_sub(crate::seqlock::HEADER_WORDS as u64) / 2;
+            let key_words = key_words.saturating_sub(fixed);
+            if key_words == 0 || key_words > max_key_words || entry(key_words) != slot_size {
                 return Err(LayoutError::Payload(format!(
-                    "entries of {}..={} bytes for this value, found {slot_size}",
-                    (fixed + 1) * 8,
-                    (fixed + max_key_words) * 8
+                    "entries of {}..={} bytes (in steps of 16) for this value, found {slot_size}",
+                    entry(1),
+                    entry(max_key_words)
                 )));
             }
             if !capacity.is_power_of_two() || capacity > MAX_MAP_CAPACITY {

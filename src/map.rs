@@ -35,9 +35,9 @@ const LIVE: u64 = 1;
 /// Entry state: bound to a key that was removed.
 const REMOVED: u64 = 2;
 
-/// Words of an entry before its key: seqlock sequence and writer, state,
-/// key length.
-pub const ENTRY_HEADER_WORDS: usize = 4;
+/// Words of an entry's value (each of its seqlock's two copies) before the
+/// key: state, key length.
+pub const ENTRY_HEADER_WORDS: usize = 2;
 
 /// Longest key any map accepts (bytes).
 pub const MAX_KEY_LEN: usize = 256;
@@ -178,7 +178,9 @@ impl std::fmt::Debug for RawMap<'_> {
 /// Words one entry takes for keys up to `max_key` bytes and values of
 /// `value_len` bytes.
 pub const fn entry_words(max_key: usize, value_len: usize) -> usize {
-    ENTRY_HEADER_WORDS + max_key.div_ceil(8) + value_len.div_ceil(8)
+    crate::seqlock::words_for_bytes(
+        (ENTRY_HEADER_WORDS + max_key.div_ceil(8) + value_len.div_ceil(8)) * 8,
+    )
 }
 
 impl<'a> RawMap<'a> {
@@ -250,7 +252,7 @@ impl<'a> RawMap<'a> {
     }
 
     fn data_len(&self) -> usize {
-        (self.stride - 2) * 8
+        (self.stride - crate::seqlock::HEADER_WORDS) / 2 * 8
     }
 
     fn key_off(&self) -> usize {

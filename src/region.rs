@@ -386,7 +386,8 @@ impl Region {
     ///
     /// # Errors
     ///
-    /// If a writer of the status died mid-write or held it for `patience`.
+    /// If writes of the status kept overlapping the read for `patience` (a
+    /// writer inside, or one that died there, does not stop a read).
     pub fn status(&self, patience: Patience) -> Result<Status, crate::SeqLockError> {
         self.status_lock().read(patience).map(|(s, _)| s)
     }

@@ -5,22 +5,39 @@
 //! a mapping, on the heap and under loom):
 //!
 //! ```text
-//! raw[0]      seq     even: stable; odd: a writer is inside. Version = seq / 2.
-//! raw[1]      writer  pid of the writer inside (0 when none); diagnostics only
-//! raw[2..]    data    the value's bytes, 8 per word, native endian
+//! raw[0]          seq     even: stable; odd: a writer is inside. Version v = seq / 2.
+//! raw[1]          writer  pid of the writer inside (0 when none)
+//! raw[2..2+n]     copy 0  the value's bytes, 8 per word, native endian
+//! raw[2+n..2+2n]  copy 1
 //! ```
 //!
-//! Readers never write, so they never slow a writer down; a reader that
-//! overlaps a write retries. The payload is copied through *relaxed atomic
+//! Two copies (a *latch*, as Linux's `seqcount_latch`): the value of
+//! version v is copy `v % 2`, and a writer (locking at version v) fills copy
+//! `(v + 1) % 2`, then publishes version v + 1. So a reader reads the
+//! current copy even while a writer is inside, and has to retry only if a
+//! *second* writer started on its copy meanwhile (the sequence moved past
+//! `2v + 2`): a steady stream of writes hardly ever makes a reader retry.
+//!
+//! And a writer that dies inside damages only the copy nobody reads: the
+//! value of the last published version is intact. Readers do not even
+//! notice; the next writer sees the sequence odd with a dead pid in
+//! `writer` and takes the lock over (a compare-and-swap of `writer` from
+//! the dead pid to its own, so exactly one survivor does), then writes as
+//! if it had locked it itself ([`SeqLock::lock`]).
+//!
+//! Readers never write, so they never slow a writer down. The payload is
+//! copied through *relaxed atomic
 //! loads and stores*, with the fences of Boehm, "Can Seqlocks Get Along with
 //! Programming Language Memory Models?" (MSPC 2012), §4 — never with
 //! `read_volatile` or a plain copy of memory another process is writing,
 //! which would be a data race (undefined behaviour) and invisible to loom.
 //!
 //! Writers serialize among themselves with a compare-and-swap that makes the
-//! sequence odd. A writer that dies inside leaves it odd forever; readers
-//! and writers that wait on it give up after their [`Patience`] runs out and
-//! say which pid was inside and whether it is still alive.
+//! sequence odd. A writer that waits on a live writer gives up after its
+//! [`Patience`] runs out and says which pid was inside. A writer killed
+//! between its compare-and-swap and storing its pid (two instructions)
+//! cannot be told from a slow one: others wait for it, within their
+//! patience.
 
 use std::time::{Duration, Instant};
 
@@ -32,14 +49,22 @@ pub const HEADER_WORDS: usize = 2;
 
 /// Number of `AtomicU64` words a seqlock holding a `T` needs.
 pub const fn words_for<T>() -> usize {
-    HEADER_WORDS + size_of::<T>().div_ceil(8)
+    words_for_bytes(size_of::<T>())
+}
+
+/// Number of `AtomicU64` words a seqlock holding `bytes` bytes needs: the
+/// header and two copies of the data words.
+pub const fn words_for_bytes(bytes: usize) -> usize {
+    HEADER_WORDS + 2 * bytes.div_ceil(8)
 }
 
 /// Why a seqlock read or write gave up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SeqLockError {
     /// The writer that holds the lock (sequence odd) is a process that no
-    /// longer exists: it died half way through a write.
+    /// longer exists: it died half way through a write. [`SeqLock::lock`]
+    /// takes such a lock over instead of returning this; it is what a
+    /// caller of the lower-level retry loop sees.
     #[error("seqlock writer (pid {pid}) died mid-write; sequence stuck at {seq}")]
     WriterDied {
         /// The dead writer's pid.
@@ -144,6 +169,11 @@ impl Retry {
         }
     }
 
+    /// Forgets a writer seen dead (it was taken over by someone else).
+    fn forget_suspect(&mut self) {
+        self.suspect = None;
+    }
+
     fn after(&mut self, busy: Busy) -> Result<(), SeqLockError> {
         self.attempts = self.attempts.saturating_add(1);
         match self.patience.limit {
@@ -196,21 +226,22 @@ impl Retry {
 pub struct SeqLock<'a> {
     seq: &'a AtomicU64,
     writer: &'a AtomicU64,
-    data: &'a [AtomicU64],
+    copies: [&'a [AtomicU64]; 2],
 }
 
 impl std::fmt::Debug for SeqLock<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeqLock")
             .field("seq", &self.seq.load(Ordering::Relaxed))
-            .field("data_words", &self.data.len())
+            .field("data_words", &self.copies[0].len())
             .finish()
     }
 }
 
 impl<'a> SeqLock<'a> {
     /// Views `raw` as a seqlock: `raw[0]` the sequence, `raw[1]` the writer
-    /// pid, the rest data. Zeroed words are a valid, unlocked seqlock at
+    /// pid, the rest two equal copies of the data words (an odd word at the
+    /// end is unused). Zeroed words are a valid, unlocked seqlock at
     /// version 0 holding an all-zero value.
     ///
     /// # Panics
@@ -222,11 +253,19 @@ impl<'a> SeqLock<'a> {
             "a seqlock needs at least {HEADER_WORDS} words, got {}",
             raw.len()
         );
+        let n = (raw.len() - HEADER_WORDS) / 2;
+        let data = &raw[HEADER_WORDS..];
         Self {
             seq: &raw[0],
             writer: &raw[1],
-            data: &raw[HEADER_WORDS..],
+            copies: [&data[..n], &data[n..2 * n]],
         }
+    }
+
+    /// The copy holding version `v`'s value.
+    #[inline(always)]
+    fn copy(&self, version: u64) -> &'a [AtomicU64] {
+        self.copies[(version & 1) as usize]
     }
 
     /// The raw sequence (odd while a write is in progress). Relaxed: a
@@ -237,10 +276,10 @@ impl<'a> SeqLock<'a> {
 
     fn check_fits<T>(&self) {
         assert!(
-            size_of::<T>() <= self.data.len() * 8,
+            size_of::<T>() <= self.copies[0].len() * 8,
             "a {}-byte value does not fit in {} seqlock data words",
             size_of::<T>(),
-            self.data.len()
+            self.copies[0].len()
         );
     }
 
@@ -262,30 +301,31 @@ impl<'a> SeqLock<'a> {
     /// type, such as `mmring inspect`): the version, or [`Busy`]. Copies
     /// `min(out.len(), data bytes)` bytes.
     pub fn try_read_bytes(&self, out: &mut [u8]) -> Result<u64, Busy> {
-        // Acquire pairs with the Release store that ended the last write
-        // (`WriteGuard::drop`): everything that writer stored is visible to
-        // the data loads below.
+        // Acquire pairs with the Release store that published version v
+        // (`WriteGuard::drop`), directly or through the lock CAS of the next
+        // writer (an RMW, so in the same release sequence): everything that
+        // writer stored in copy v % 2 is visible to the loads below.
         let s1 = self.seq.load(Ordering::Acquire);
-        if s1 & 1 == 1 {
-            return Err(self.busy(s1));
-        }
-        copy_out(self.data, out);
+        let version = s1 / 2;
+        copy_out(self.copy(version), out);
         // Acquire fence pairs with the writer's Release fence after it made
         // the sequence odd (`try_lock`): if any data load above saw a store
-        // from a newer write, the load below sees that write's odd sequence
-        // (or a later one), and we retry.
+        // of a writer filling this copy (one that locked at version v + 1,
+        // making the sequence 2v + 3), the load below sees that sequence or
+        // a later one, and we retry. Writers locked at version v fill the
+        // other copy: 2v + 1 and 2v + 2 are fine.
         fence(Ordering::Acquire);
         // Relaxed: ordered after the data loads by the fence above.
         let s2 = self.seq.load(Ordering::Relaxed);
-        if s1 != s2 {
+        if s2.wrapping_sub(version * 2) > 2 {
             return Err(self.busy(s2));
         }
-        Ok(s1 / 2)
+        Ok(version)
     }
 
     /// Bytes of data this seqlock holds.
     pub fn data_len(&self) -> usize {
-        self.data.len() * 8
+        self.copies[0].len() * 8
     }
 
     /// Reads the value whole, retrying while writes overlap, for at most
@@ -331,7 +371,7 @@ impl<'a> SeqLock<'a> {
     /// at version 0.
     pub fn init<T: Pod>(&self, value: &T) {
         self.check_fits::<T>();
-        copy_in(self.data, bytemuck::bytes_of(value));
+        copy_in(self.copies[0], bytemuck::bytes_of(value));
     }
 
     /// One attempt to become the writer, never waiting.
@@ -357,8 +397,9 @@ impl<'a> SeqLock<'a> {
                 Err(now) => s = now,
             }
         }
-        // Relaxed: the pid is a diagnostic hint for waiters, never a
-        // synchronization point.
+        // Relaxed: the pid names the holder for waiters (who tell a dead
+        // holder by it) and for `take_over` (whose CAS on this word decides
+        // the new holder); no data is published through it.
         self.writer
             .store(u64::from(crate::pid::current()), Ordering::Relaxed);
         // Release fence pairs with the reader's Acquire fence in `try_read`:
@@ -368,22 +409,87 @@ impl<'a> SeqLock<'a> {
         Ok(WriteGuard {
             lock: *self,
             start: s,
+            written: std::cell::Cell::new(false),
         })
     }
 
-    /// Becomes the writer, retrying for at most `patience`.
+    /// Becomes the writer, retrying for at most `patience`. A lock held by
+    /// a writer that died inside is taken over ([`SeqLock::take_over`]).
     ///
     /// # Errors
     ///
-    /// [`SeqLockError`] if another writer held the lock throughout.
+    /// [`SeqLockError`] if another (live, or unidentified) writer held the
+    /// lock throughout.
     pub fn lock(&self, patience: Patience) -> Result<WriteGuard<'a>, SeqLockError> {
         let mut retry = Retry::new(patience);
         loop {
             match self.try_lock() {
                 Ok(guard) => return Ok(guard),
-                Err(busy) => retry.after(busy)?,
+                Err(busy) => match retry.after(busy) {
+                    Ok(()) => {}
+                    Err(SeqLockError::WriterDied { pid, seq }) => {
+                        if let Some(guard) = self.take_over(pid, seq) {
+                            return Ok(guard);
+                        }
+                        // Someone else took it over: a live writer now.
+                        retry.forget_suspect();
+                    }
+                    Err(e) => return Err(e),
+                },
             }
         }
+    }
+
+    /// Takes over the lock left by `dead`, a writer that died inside at
+    /// (odd) sequence `seq`, and returns it as this process's write: the
+    /// caller must have seen that pid gone. `None` if the lock is no longer
+    /// that writer's (another survivor took it over first).
+    ///
+    /// Race-free among survivors: the lock changes hands by a
+    /// compare-and-swap of `writer` from the dead pid to ours, which only
+    /// one of them wins; a dead process never stores its pid again, and a
+    /// live writer stores its own. The dead writer filled only the copy
+    /// nobody reads, so the value of the last published version is intact,
+    /// and the new write (into that same spare copy) publishes the next
+    /// version as usual.
+    pub fn take_over(&self, dead: u32, seq: u64) -> Option<WriteGuard<'a>> {
+        if seq & 1 == 0 || dead == 0 {
+            return None;
+        }
+        // Acquire on success pairs with nothing of the dead writer's (its
+        // pid store was Relaxed); the sequence load below is what orders
+        // the published copy before our reads. Relaxed on failure: not ours.
+        self.writer
+            .compare_exchange(
+                u64::from(dead),
+                u64::from(crate::pid::current()),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        // Acquire pairs with the Release store that published the current
+        // version (the dead writer's lock CAS continued its release
+        // sequence), as in `try_read`.
+        if self.seq.load(Ordering::Acquire) != seq {
+            // Not the episode we were told of (a peer wrote garbage): give
+            // the word back unless someone stored theirs meanwhile, and let
+            // the caller retry. Relaxed: as the pid store in `try_lock`.
+            let _ = self.writer.compare_exchange(
+                u64::from(crate::pid::current()),
+                u64::from(dead),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return None;
+        }
+        // Release fence: as in `try_lock`, orders the (already odd)
+        // sequence before our data stores.
+        fence(Ordering::Release);
+        Some(WriteGuard {
+            lock: *self,
+            start: seq.wrapping_sub(1),
+            written: std::cell::Cell::new(false),
+        })
     }
 
     /// Stores `value` whole.
@@ -419,10 +525,15 @@ impl<'a> SeqLock<'a> {
 
 /// Exclusive write access to a [`SeqLock`]; dropping it publishes the write
 /// (the sequence becomes even again).
-#[must_use = "dropping the guard at once publishes an unchanged value"]
+///
+/// A guard dropped without any write unlocks without publishing: the
+/// version stays as it was.
+#[must_use = "dropping the guard at once unlocks it, changing nothing"]
 pub struct WriteGuard<'a> {
     lock: SeqLock<'a>,
     start: u64,
+    /// Whether the spare copy was filled (then dropping publishes it).
+    written: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for WriteGuard<'_> {
@@ -434,49 +545,79 @@ impl std::fmt::Debug for WriteGuard<'_> {
 }
 
 impl WriteGuard<'_> {
+    /// The copy holding the current (last published) value.
+    fn current(&self) -> &[AtomicU64] {
+        self.lock.copy(self.start / 2)
+    }
+
+    /// The copy this write fills, published when the guard is dropped.
+    fn next(&self) -> &[AtomicU64] {
+        self.lock.copy(self.start / 2 + 1)
+    }
+
     /// The current value (as of the last published write).
     pub fn read<T: Pod>(&self) -> T {
         self.lock.check_fits::<T>();
         let mut out = T::zeroed();
-        // We hold the lock, so no well-behaved process is writing; the loads
-        // are still atomic, so a misbehaving one cannot cause a data race.
-        copy_out(self.lock.data, bytemuck::bytes_of_mut(&mut out));
+        // Nobody writes the current copy (writers fill the other one); the
+        // loads are still atomic, so a misbehaving peer cannot cause a data
+        // race.
+        copy_out(self.current(), bytemuck::bytes_of_mut(&mut out));
         out
     }
 
-    /// Overwrites the value; published when the guard is dropped.
+    /// Sets the value; published when the guard is dropped.
     pub fn write<T: Pod>(&self, value: &T) {
         self.lock.check_fits::<T>();
-        copy_in(self.lock.data, bytemuck::bytes_of(value));
+        self.write_bytes(bytemuck::bytes_of(value));
     }
 
     /// The current value's raw bytes (as many as fit in `out`).
     pub fn read_bytes(&self, out: &mut [u8]) {
-        copy_out(self.lock.data, out);
+        copy_out(self.current(), out);
     }
 
-    /// Overwrites the value's first `src.len()` bytes (the rest of the last
-    /// word touched is zeroed); published when the guard is dropped.
+    /// Sets the value's first `src.len()` bytes (the rest of the last word
+    /// touched is zeroed; whole words after it keep the current value);
+    /// published when the guard is dropped.
     pub fn write_bytes(&self, src: &[u8]) {
-        copy_in(self.lock.data, src);
+        self.written.set(true);
+        let (cur, next) = (self.current(), self.next());
+        copy_in(next, src);
+        for (to, from) in next.iter().zip(cur).skip(src.len().div_ceil(8)) {
+            // Relaxed: ordered by the seqlock's sequence and fences.
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
-    /// Publishes the write and returns the new version.
+    /// Publishes the write and returns the new version (unchanged if
+    /// nothing was written).
     pub fn finish(self) -> u64 {
-        (self.start.wrapping_add(2)) / 2
+        self.end() / 2
+    }
+
+    /// The sequence dropping the guard stores.
+    fn end(&self) -> u64 {
+        if self.written.get() {
+            self.start.wrapping_add(2)
+        } else {
+            self.start
+        }
     }
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        // Relaxed: diagnostics only (see `try_lock`).
+        // Relaxed: ordered before the sequence store by its Release. The
+        // pid goes first: while the sequence is odd, `writer` is 0 or the
+        // holder's pid, never a previous holder's (what makes `take_over`
+        // safe).
         self.lock.writer.store(0, Ordering::Relaxed);
         // Release pairs with the Acquire load in `try_read` and the Acquire
         // CAS in `try_lock`: all data stores above happen-before any access
-        // that sees this sequence.
-        self.lock
-            .seq
-            .store(self.start.wrapping_add(2), Ordering::Release);
+        // that sees this sequence. Nothing written: back to the version we
+        // locked at (its copy untouched), which readers accept as before.
+        self.lock.seq.store(self.end(), Ordering::Release);
     }
 }
 
@@ -547,47 +688,106 @@ mod tests {
     }
 
     #[test]
-    fn a_held_lock_makes_readers_and_writers_busy() {
+    fn a_held_lock_makes_writers_busy_not_readers() {
         let raw = words(words_for::<u64>());
         let lock = SeqLock::new(&raw);
+        lock.write(&7u64, Patience::DEFAULT).unwrap();
         let guard = lock.try_lock().unwrap();
-        let busy = lock.try_read::<u64>().unwrap_err();
-        assert_eq!(busy.seq, 1);
+        guard.write(&8u64);
+        // Readers get the published value while the write is in progress.
+        assert_eq!(lock.try_read::<u64>(), Ok((7, 1)));
+        let busy = lock.try_lock().unwrap_err();
+        assert_eq!(busy.seq, 3);
         assert_eq!(busy.writer, crate::pid::current());
-        assert!(lock.try_lock().is_err());
         assert!(matches!(
-            lock.read::<u64>(Patience::attempts(3)),
+            lock.lock(Patience::attempts(3)),
             Err(SeqLockError::Exhausted { attempts: 3, .. })
         ));
         assert!(matches!(
-            lock.read::<u64>(Patience::timeout(Duration::from_millis(20))),
+            lock.lock(Patience::timeout(Duration::from_millis(20))),
             Err(SeqLockError::Timeout { .. })
         ));
-        drop(guard);
-        assert_eq!(lock.try_read::<u64>(), Ok((0, 1)));
+        assert_eq!(guard.finish(), 2);
+        assert_eq!(lock.try_read::<u64>(), Ok((8, 2)));
     }
 
     #[test]
-    fn a_dead_writer_is_reported_not_waited_for() {
+    fn each_version_is_read_from_its_own_copy() {
         let raw = words(words_for::<u64>());
-        // What a writer that died mid-write leaves: an odd sequence and its
-        // pid. Use the pid of a child that has exited and been reaped.
+        let lock = SeqLock::new(&raw);
+        for v in 1..=5u64 {
+            lock.write(&(v * 10), Patience::DEFAULT).unwrap();
+            assert_eq!(lock.try_read::<u64>(), Ok((v * 10, v)));
+            // Copy v % 2 holds version v; the other keeps version v - 1.
+            assert_eq!(raw[2 + (v % 2) as usize].load(Ordering::Relaxed), v * 10);
+            assert_eq!(
+                raw[2 + ((v + 1) % 2) as usize].load(Ordering::Relaxed),
+                (v - 1) * 10
+            );
+        }
+        // The interleavings where a reader must retry are in the loom
+        // models (loom-tests/tests/seqlock.rs).
+    }
+
+    #[test]
+    fn a_partial_write_keeps_the_rest_of_the_current_value() {
+        let raw = words(words_for::<[u64; 3]>());
+        let lock = SeqLock::new(&raw);
+        lock.write(&[1u64, 2, 3], Patience::DEFAULT).unwrap();
+        lock.write(&[4u64, 5, 6], Patience::DEFAULT).unwrap();
+        let guard = lock.try_lock().unwrap();
+        guard.write_bytes(&9u64.to_ne_bytes());
+        drop(guard);
+        assert_eq!(lock.try_read::<[u64; 3]>(), Ok(([9, 5, 6], 3)));
+    }
+
+    fn dead_pid() -> u32 {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_dead_writer_is_taken_over_and_its_write_discarded() {
+        let raw = words(words_for::<[u64; 2]>());
+        let lock = SeqLock::new(&raw);
+        lock.write(&[1u64, 1], Patience::DEFAULT).unwrap();
+        lock.write(&[2u64, 2], Patience::DEFAULT).unwrap();
+        // A writer locks at version 2 and dies half way through filling the
+        // spare copy (copy 1): an odd sequence, its pid, a torn copy.
+        let pid = dead_pid();
+        let guard = lock.try_lock().unwrap();
+        raw[1].store(u64::from(pid), Ordering::Relaxed);
+        guard.lock.copies[1][0].store(3, Ordering::Relaxed);
+        std::mem::forget(guard);
+        // Readers never notice.
+        assert_eq!(lock.read::<[u64; 2]>(Patience::DEFAULT), Ok(([2, 2], 2)));
+        // A writer takes the lock over and publishes the next version.
+        let (old, new) = lock
+            .update(Patience::DEFAULT, |[a, b]: [u64; 2]| [a + 10, b + 10])
+            .unwrap();
+        assert_eq!((old, new), ([2, 2], [12, 12]));
+        assert_eq!(lock.try_read::<[u64; 2]>(), Ok(([12, 12], 3)));
+        assert_eq!(raw[1].load(Ordering::Relaxed), 0, "writer word cleared");
+    }
+
+    #[test]
+    fn only_one_survivor_takes_a_dead_writers_lock_over() {
+        let raw = words(words_for::<u64>());
+        let lock = SeqLock::new(&raw);
+        let pid = dead_pid();
         raw[0].store(5, Ordering::Relaxed);
         raw[1].store(u64::from(pid), Ordering::Relaxed);
-        let lock = SeqLock::new(&raw);
-        // WriterDied rather than Timeout: the dead pid ended the wait.
-        let err = lock.read::<u64>(Patience::DEFAULT).unwrap_err();
-        assert_eq!(err, SeqLockError::WriterDied { pid, seq: 5 });
-        let err = lock.try_lock().map(drop).unwrap_err();
-        assert_eq!(
-            err,
-            Busy {
-                seq: 5,
-                writer: pid
-            }
+        let first = lock.take_over(pid, 5).expect("the first survivor wins");
+        assert!(lock.take_over(pid, 5).is_none(), "the second one loses");
+        assert!(
+            lock.take_over(pid, 4).is_none(),
+            "an even sequence is no lock"
         );
+        first.write(&9u64);
+        assert_eq!(first.finish(), 3);
+        assert_eq!(lock.try_read::<u64>(), Ok((9, 3)));
+        assert!(lock.take_over(pid, 5).is_none(), "long gone");
     }
 }
