@@ -325,6 +325,14 @@ impl<'a> RawQueue<'a> {
         }
     }
 
+    /// The same view, storing `pid` in the claims it makes (the pid that
+    /// recovery checks). For models and tests that play a process which
+    /// dies mid-operation; real callers keep their own pid.
+    #[must_use]
+    pub fn as_pid(self, pid: u32) -> Self {
+        Self { me: pid, ..self }
+    }
+
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.mask as usize + 1
@@ -837,17 +845,19 @@ impl<'a> RawQueue<'a> {
         let mut done = 0;
         let mut pos = head;
         while done < BATCH_MAX {
+            let hole = claim(ROLE_HOLE, 0, pos);
             let Some(word) = self.dead_claimer(pos, ROLE_PRODUCER, 0, tail) else {
                 break;
             };
+            if word == hole {
+                // Recovered already (by us or another survivor, whose
+                // sequence store we have not seen yet): the CAS below would
+                // succeed without changing anything.
+                break;
+            }
             // AcqRel: exactly one survivor turns the slot into a hole.
             if self.slot(pos)[1]
-                .compare_exchange(
-                    word,
-                    claim(ROLE_HOLE, 0, pos),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(word, hole, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 break;
@@ -877,17 +887,20 @@ impl<'a> RawQueue<'a> {
         // The previous lap's position of the slot the tail waits for.
         let mut prev = tail.wrapping_sub(self.mask + 1);
         while done < BATCH_MAX {
+            let hole = claim(ROLE_HOLE, 0, prev);
             let Some(word) = self.dead_claimer(prev, ROLE_CONSUMER, 1, head) else {
                 break;
             };
+            if word == hole {
+                // Freed already, as above. (Also what a hole left by a dead
+                // producer looks like when the consumer that took it died
+                // before storing its claim: one of the windows nobody can
+                // tell from a slow process.)
+                break;
+            }
             // AcqRel: exactly one survivor frees the slot.
             if self.slot(prev)[1]
-                .compare_exchange(
-                    word,
-                    claim(ROLE_HOLE, 0, prev),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(word, hole, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 break;

@@ -262,3 +262,31 @@ fn two_contenders_one_role() {
         assert_eq!(claim_role(&role, me), Ok(()));
     });
 }
+
+/// Recovery of a role held by a dead process: the role word names a pid
+/// that no process has; two live contenders (this process and init, pid 1)
+/// race to take it over. Exactly one does, and the other is told the
+/// winner's pid (never the dead one's).
+#[test]
+fn two_contenders_take_over_a_dead_holders_role() {
+    const DEAD_PID: u32 = 0x3fff_fffe;
+    let me = std::process::id();
+    check(3, &["a took over", "b took over"], move |seen| {
+        let role = Arc::new(mmring::sync::AtomicU32::new(DEAD_PID));
+        let r2 = role.clone();
+        let other = thread::spawn(move || claim_role(&r2, 1));
+        let mine = claim_role(&role, me);
+        let theirs = other.join().unwrap();
+        match (mine, theirs) {
+            (Ok(()), Err(holder)) => {
+                assert_eq!(holder, me, "the loser names the winner");
+                seen.note("a took over");
+            }
+            (Err(holder), Ok(())) => {
+                assert_eq!(holder, 1, "the loser names the winner");
+                seen.note("b took over");
+            }
+            other => panic!("exactly one contender takes the role over: {other:?}"),
+        }
+    });
+}

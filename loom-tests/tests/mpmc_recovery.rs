@@ -1,0 +1,242 @@
+//! Loom models of the MPMC queue's recovery of slots abandoned by dead
+//! processes (`src/mpmc.rs`, "Processes that die mid-operation"): survivors
+//! race to recover, and exactly one of them recovers each slot.
+//!
+//! A process that dies mid-operation is played by a queue view acting as a
+//! pid that no process has (`RawQueue::as_pid`), whose payload closure
+//! panics right after the claim is stored: the panic is caught on the spot
+//! (`catch_unwind`), which leaves the slot exactly as a `SIGKILL` at that
+//! point would: claimed by a dead pid, never published (or never freed).
+//! Recovery itself is called directly: under loom the blocking calls ignore
+//! their deadlines, so the periodic recovery of a blocked caller never runs.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p mmring-loom-tests --release --target-dir target/loom --test mpmc_recovery`.
+
+#![cfg(loom)]
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use common::check;
+use loom::sync::Arc;
+use loom::thread;
+use mmring::error::{TryPopError, TryPushError};
+use mmring::mpmc::{Control, RawQueue};
+use mmring::sync::{AtomicU64, Ordering::Relaxed};
+
+/// A pid no process has here.
+const DEAD_PID: u32 = 0x3fff_fffe;
+
+struct Mem {
+    ctl: Control,
+    words: Vec<AtomicU64>,
+    cap: usize,
+}
+
+impl Mem {
+    fn q(&self) -> RawQueue<'_> {
+        RawQueue::new(&self.ctl, &self.words, self.cap)
+    }
+}
+
+fn mem(cap: usize) -> Arc<Mem> {
+    let words: Vec<AtomicU64> = (0..RawQueue::words_needed(cap, 1))
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    RawQueue::init_slots(&words, cap);
+    Arc::new(Mem {
+        ctl: Control::new(0),
+        words,
+        cap,
+    })
+}
+
+/// The payload of the panic that plays a `SIGKILL`.
+struct Killed;
+
+/// Runs `op` as the dead process, which "dies" when its closure panics
+/// with [`Killed`]; other panics are real failures. The default panic hook
+/// stays quiet for `Killed` only.
+fn die_inside(op: impl FnOnce()) {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Killed>().is_none() {
+                default(info);
+            }
+        }));
+    });
+    match catch_unwind(AssertUnwindSafe(op)) {
+        Err(payload) if payload.downcast_ref::<Killed>().is_some() => {}
+        Err(payload) => std::panic::resume_unwind(payload),
+        Ok(()) => panic!("the dying operation finished"),
+    }
+}
+
+fn killed() -> ! {
+    std::panic::panic_any(Killed)
+}
+
+/// A producer dies between claiming position 0 and publishing it; a live
+/// producer pushes 7 at position 1 while two survivors race to recover.
+/// Exactly one recovers the slot; the consumer then skips the hole and gets
+/// 7, and nothing else.
+#[test]
+fn a_dead_producers_slot_is_recovered_exactly_once() {
+    check(2, &["a recovered", "b recovered"], |seen| {
+        let m = mem(2);
+        die_inside(|| {
+            let _ = m.q().as_pid(DEAD_PID).try_push_with(|_| killed());
+        });
+        let survivor = |name: &'static str| {
+            let (m, seen) = (m.clone(), seen.clone());
+            thread::spawn(move || {
+                let n = m.q().recover_abandoned_push();
+                if n > 0 {
+                    seen.note(format!("{name} recovered"));
+                }
+                n
+            })
+        };
+        let a = survivor("a");
+        let b = survivor("b");
+        let q = m.q();
+        q.try_push_with(|w| w[0].store(7, Relaxed)).unwrap();
+        let total = a.join().unwrap() + b.join().unwrap();
+        assert_eq!(total, 1, "the dead producer's slot recovered {total} times");
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(7));
+        assert_eq!(
+            q.try_pop_with(|w| w[0].load(Relaxed)),
+            Err(TryPopError::Empty)
+        );
+        assert_eq!(m.ctl.snapshot().recovered, 1);
+    });
+}
+
+/// A consumer dies between claiming position 0 (item 1) and freeing its
+/// slot, with the queue full; two producers race to recover the slot while
+/// the main thread pops item 2. Exactly one frees it; then 3 fits and
+/// arrives, and item 1 is lost with the consumer (and only it).
+#[test]
+fn a_dead_consumers_slot_is_freed_exactly_once() {
+    check(2, &["a recovered", "b recovered"], |seen| {
+        let m = mem(2);
+        let q = m.q();
+        q.try_push_with(|w| w[0].store(1, Relaxed)).unwrap();
+        q.try_push_with(|w| w[0].store(2, Relaxed)).unwrap();
+        die_inside(|| {
+            let _ = q.as_pid(DEAD_PID).try_pop_with(|_| -> u64 { killed() });
+        });
+        assert_eq!(
+            q.try_push_with(|w| w[0].store(3, Relaxed)),
+            Err(TryPushError::Full(()))
+        );
+        let survivor = |name: &'static str| {
+            let (m, seen) = (m.clone(), seen.clone());
+            thread::spawn(move || {
+                let n = m.q().recover_abandoned_pop();
+                if n > 0 {
+                    seen.note(format!("{name} recovered"));
+                }
+                n
+            })
+        };
+        let a = survivor("a");
+        let b = survivor("b");
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(2));
+        let total = a.join().unwrap() + b.join().unwrap();
+        assert_eq!(total, 1, "the dead consumer's slot freed {total} times");
+        q.try_push_with(|w| w[0].store(3, Relaxed)).unwrap();
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(3));
+        assert_eq!(
+            q.try_pop_with(|w| w[0].load(Relaxed)),
+            Err(TryPopError::Empty)
+        );
+    });
+}
+
+/// A producer dies inside a batch of 2: both claims stored, no payload
+/// written. Two survivors race to recover while a consumer pops: both
+/// slots become holes exactly once, the consumer never gets a value from
+/// them, and a later push arrives.
+#[test]
+fn a_dead_producers_batch_is_recovered_exactly_once() {
+    check(2, &["a recovered", "b recovered"], |seen| {
+        let m = mem(4);
+        die_inside(|| {
+            let _ = m.q().as_pid(DEAD_PID).push_batch_with(2, |_, _| killed());
+        });
+        let survivor = |name: &'static str| {
+            let (m, seen) = (m.clone(), seen.clone());
+            thread::spawn(move || {
+                let n = m.q().recover_abandoned_push();
+                if n > 0 {
+                    seen.note(format!("{name} recovered"));
+                }
+                n
+            })
+        };
+        let a = survivor("a");
+        let b = survivor("b");
+        let q = m.q();
+        assert_eq!(
+            q.try_pop_with(|w| w[0].load(Relaxed)),
+            Err(TryPopError::Empty),
+            "a hole or an unpublished slot is never an item"
+        );
+        let total = a.join().unwrap() + b.join().unwrap();
+        assert_eq!(total, 2, "the batch's slots recovered {total} times");
+        q.try_push_with(|w| w[0].store(9, Relaxed)).unwrap();
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(9));
+        assert_eq!(m.ctl.snapshot().recovered, 2);
+    });
+}
+
+/// A consumer dies inside a batch pop of 2 (both claims stored, nothing
+/// read), with the queue full; two producers race to free the slots while
+/// the main thread pushes. Both slots are freed exactly once (the two items
+/// are lost with the consumer), and then two new items fit and arrive.
+///
+/// Regression: this family of models found that a survivor could "recover"
+/// a slot a second time (a compare-and-swap from the hole mark to the same
+/// hole mark succeeds) after reading the first recovery's claim but a stale
+/// sequence; for a consumer's slot that second sequence store could have
+/// un-published a new item. A survivor now stops at a claim that already is
+/// the hole mark.
+#[test]
+fn a_dead_consumers_batch_is_freed_exactly_once() {
+    check(2, &["a recovered", "b recovered"], |seen| {
+        let m = mem(2);
+        let q = m.q();
+        q.try_push_with(|w| w[0].store(1, Relaxed)).unwrap();
+        q.try_push_with(|w| w[0].store(2, Relaxed)).unwrap();
+        die_inside(|| {
+            let _ = q.as_pid(DEAD_PID).pop_batch_with(2, |_, _| killed());
+        });
+        let survivor = |name: &'static str| {
+            let (m, seen) = (m.clone(), seen.clone());
+            thread::spawn(move || {
+                let n = m.q().recover_abandoned_pop();
+                if n > 0 {
+                    seen.note(format!("{name} recovered"));
+                }
+                n
+            })
+        };
+        let a = survivor("a");
+        let b = survivor("b");
+        let pushed = q.try_push_with(|w| w[0].store(3, Relaxed)).is_ok();
+        let total = a.join().unwrap() + b.join().unwrap();
+        assert_eq!(total, 2, "the batch's slots freed {total} times");
+        if !pushed {
+            q.try_push_with(|w| w[0].store(3, Relaxed)).unwrap();
+        }
+        q.try_push_with(|w| w[0].store(4, Relaxed)).unwrap();
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(3));
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(4));
+        assert_eq!(m.ctl.snapshot().recovered, 2);
+    });
+}
