@@ -146,7 +146,20 @@ macro_rules! common_methods {
             self.m.raw.task_done()
         }
 
-        /// Waits until every pushed item has been marked done.
+        /// Recovers, now, the slots that processes which died mid-push or
+        /// mid-pop left claimed (see "Processes that die" on [`Queue`]);
+        /// returns how many. Blocked `push`/`pop` calls do this on their
+        /// own every [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK); a
+        /// process that only polls with `try_push`/`try_pop` can call it
+        /// when it keeps finding the queue full or empty.
+        pub fn recover(&self) -> usize {
+            self.m.raw.recover_abandoned_push() + self.m.raw.recover_abandoned_pop()
+        }
+
+        /// Waits until every pushed item has been marked done. A consumer
+        /// that dies between taking an item and its `task_done` leaves
+        /// that item unfinished for good: in a pool whose workers may die,
+        /// prefer [`join_timeout`](Self::join_timeout).
         ///
         /// # Errors
         ///
@@ -218,6 +231,19 @@ macro_rules! common_methods {
 /// assert!(worker.pop().is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Processes that die
+///
+/// A producer killed after winning a slot and before publishing it leaves
+/// the slot claimed under its pid; its push never returned `Ok`, so no
+/// pushed item is lost, and blocked consumers turn the slot into a hole
+/// that everyone skips. A consumer killed after winning an item and before
+/// freeing its slot takes the item with it (as with any queue), and
+/// blocked producers free the slot. Blocked calls look for such slots every
+/// [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK); [`recover`](Self::recover)
+/// does it on demand. A process killed in the instant between winning a
+/// position and storing its claim cannot be told from a slow one: callers
+/// then wait for it, within their timeouts.
 pub struct Queue<T: Pod> {
     m: Mapped,
     _type: std::marker::PhantomData<fn(T) -> T>,
@@ -648,4 +674,35 @@ impl ByteQueue {
     }
 
     common_methods!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn recover_frees_what_a_dead_producer_left_for_pollers() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::<u64>::create(dir.path().join("q"), 4).unwrap();
+        // A producer (playing a dead pid) wins position 0 and "dies" inside
+        // its payload write: the panic is caught here, the slot stays
+        // claimed and unpublished.
+        let dying = q.m.raw.as_pid(dead_pid());
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = dying.try_push_with(|_| panic!("killed"));
+        }));
+        assert!(died.is_err());
+        q.try_push(7).unwrap();
+        assert_eq!(q.try_pop(), Err(TryPopError::Empty), "stuck behind it");
+        assert_eq!(q.recover(), 1);
+        assert_eq!(q.recover(), 0);
+        assert_eq!(q.try_pop(), Ok(7));
+    }
 }
