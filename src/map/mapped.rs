@@ -109,6 +109,23 @@ impl MapOptions {
 /// and to the nested-dict pitfall (a proxy hands back a copy, so
 /// `d['test'][i] = i` is lost): update the struct in place instead.
 ///
+/// # Capacity
+///
+/// An entry, once a key takes it, stays bound to that key for the life of
+/// the file (that is what makes inserts race-free without a lock):
+/// removing a key frees its value, not its entry, and inserting it again
+/// reuses the same entry. So the capacity bounds the number of *distinct*
+/// keys ever inserted, not the number live at once; a full table is
+/// [`MapError::Full`](crate::map::MapError::Full), never an overwrite.
+/// Size it for the key set, with room to spare (probing is linear).
+///
+/// # Processes that die
+///
+/// Each entry is a seqlock with two copies of its value: a process killed
+/// in the middle of an insert or update damages only the copy nobody
+/// reads, so `get` keeps returning the last complete value, and the next
+/// writer of that entry takes the dead writer's lock over.
+///
 /// # Examples
 ///
 /// ```
