@@ -73,6 +73,17 @@ impl Budget {
             time: Some(window),
         }
     }
+
+    /// The counted operations after which a run stops (`u64::MAX` for a
+    /// timed budget).
+    pub fn max_ops(&self) -> u64 {
+        self.ops
+    }
+
+    /// The window of a timed budget.
+    pub fn window(&self) -> Option<Duration> {
+        self.time
+    }
 }
 
 /// What one run measured.

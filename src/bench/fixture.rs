@@ -11,11 +11,13 @@ use std::sync::RwLock;
 use super::control::{self, Budget, Control, Counted, Sample, WORDS};
 use super::dir::BenchDir;
 use super::pthread::PthreadCounter;
+use super::pthread_map::PthreadMap;
 use super::raw::RawCounter;
 use super::{procs, threads};
 use crate::cell::SeqCell;
 use crate::counter::Counter;
 use crate::layout::Kind;
+use crate::map::Map;
 use crate::pod::TypeInfo;
 use crate::region::{CreateOptions, Expect, Region, View};
 use crate::sync::AtomicU64;
@@ -36,16 +38,31 @@ pub enum Group {
     ReadWithWriter,
     /// Reads of a 32-byte value, nobody writing.
     ReadAlone,
+    /// `update(key, |v| v + 1)` on one key from two processes at once.
+    MapHotKey,
+    /// `update(key, |v| v + 1)` on [`MAP_KEYS`] keys from two processes.
+    MapSpread,
 }
 
+/// The keys of the [`Group::MapSpread`] rows (0 to `MAP_KEYS - 1`, all
+/// inserted before the runs; the hot key is 0).
+pub const MAP_KEYS: u64 = 1024;
+
+/// Entries of both maps: twice the keys, as a table sized for its load
+/// would be.
+const MAP_CAPACITY: usize = 2 * MAP_KEYS as usize;
+
 impl Group {
-    /// Every group, in table order.
+    /// Every counter and cell group, in table order.
     pub const ALL: [Group; 4] = [
         Group::CounterTwoProcs,
         Group::CounterOneProc,
         Group::ReadWithWriter,
         Group::ReadAlone,
     ];
+
+    /// The map groups, in table order.
+    pub const MAP: [Group; 2] = [Group::MapHotKey, Group::MapSpread];
 
     /// The heading of the group in the table.
     pub fn title(self) -> &'static str {
@@ -58,6 +75,12 @@ impl Group {
                 "read a 32-byte value while another party stores continuously (reads)"
             }
             Group::ReadAlone => "read a 32-byte value, no writer",
+            Group::MapHotKey => {
+                "map update(k, v + 1), 2 processes on one hot key (updates of both)"
+            }
+            Group::MapSpread => {
+                "map update(k, v + 1), 2 processes over 1024 keys (updates of both)"
+            }
         }
     }
 
@@ -68,6 +91,8 @@ impl Group {
             Group::CounterOneProc => "counter_fetch_add_1proc",
             Group::ReadWithWriter => "cell_read_with_writer",
             Group::ReadAlone => "cell_read_alone",
+            Group::MapHotKey => "map_update_hot_key",
+            Group::MapSpread => "map_update_spread",
         }
     }
 
@@ -82,6 +107,8 @@ impl Group {
             Group::CounterOneProc => &[Case::MutexOneProc, Case::RawOneProc, Case::CounterOneProc],
             Group::ReadWithWriter => &[Case::RwLockWithWriter, Case::SeqCellWithWriter],
             Group::ReadAlone => &[Case::RwLockAlone, Case::SeqCellAlone],
+            Group::MapHotKey => &[Case::MutexMapHot, Case::MapHot],
+            Group::MapSpread => &[Case::MutexMapSpread, Case::MapSpread],
         }
     }
 
@@ -114,6 +141,14 @@ pub enum Case {
     RwLockAlone,
     /// `SeqCell::load`, one process.
     SeqCellAlone,
+    /// `PthreadMap::update` on key 0, parent and child.
+    MutexMapHot,
+    /// `Map::update` on key 0, parent and child.
+    MapHot,
+    /// `PthreadMap::update` over [`MAP_KEYS`] keys, parent and child.
+    MutexMapSpread,
+    /// `Map::update` over [`MAP_KEYS`] keys, parent and child.
+    MapSpread,
 }
 
 impl Case {
@@ -126,6 +161,8 @@ impl Case {
             Case::MutexOneProc | Case::RawOneProc | Case::CounterOneProc => Group::CounterOneProc,
             Case::RwLockWithWriter | Case::SeqCellWithWriter => Group::ReadWithWriter,
             Case::RwLockAlone | Case::SeqCellAlone => Group::ReadAlone,
+            Case::MutexMapHot | Case::MapHot => Group::MapHotKey,
+            Case::MutexMapSpread | Case::MapSpread => Group::MapSpread,
         }
     }
 
@@ -141,6 +178,10 @@ impl Case {
             Case::SeqCellWithWriter => "mmring SeqCell::load, writer process",
             Case::RwLockAlone => "std RwLock::read (in-process)",
             Case::SeqCellAlone => "mmring SeqCell::load",
+            Case::MutexMapHot | Case::MutexMapSpread => {
+                "pthread_mutex_t (PROCESS_SHARED) + hash table, mapped"
+            }
+            Case::MapHot | Case::MapSpread => "mmring Map<u64, u64>::update",
         }
     }
 
@@ -152,6 +193,8 @@ impl Case {
             Case::CounterTwoProcs | Case::CounterOneProc => "mmring_counter",
             Case::RwLockWithWriter | Case::RwLockAlone => "std_rwlock",
             Case::SeqCellWithWriter | Case::SeqCellAlone => "mmring_seqcell",
+            Case::MutexMapHot | Case::MutexMapSpread => "pthread_mutex_table",
+            Case::MapHot | Case::MapSpread => "mmring_map",
         }
     }
 }
@@ -166,6 +209,8 @@ pub struct Fixture {
     mutex: PthreadCounter,
     cell: SeqCell<Payload>,
     rwlock: RwLock<Payload>,
+    map: Map<u64, u64>,
+    mutex_map: PthreadMap,
     /// Dropped last: removes the directory.
     dir: BenchDir,
 }
@@ -195,18 +240,7 @@ impl Fixture {
     ///
     /// Creating a file.
     pub fn new_in(dir: BenchDir) -> io::Result<Self> {
-        let control = unlinked(&dir.file("control"), |p| {
-            let expect = Expect {
-                kind: Kind::Scratch,
-                elem: TypeInfo::NONE,
-                elem_name: "bytes",
-                any_size: false,
-            };
-            let bytes = (WORDS * size_of::<AtomicU64>()) as u64;
-            Region::create(p, expect, bytes, &CreateOptions::default(), |_| {})
-                .map(|r| View::new(r, |r| r.body::<AtomicU64>(0, WORDS)))
-                .map_err(io::Error::other)
-        })?;
+        let control = shared_words(&dir.file("control"), WORDS)?;
         let counter = unlinked(&dir.file("counter"), |p| {
             Counter::create(p, 0).map_err(io::Error::other)
         })?;
@@ -215,6 +249,18 @@ impl Fixture {
         let cell = unlinked(&dir.file("cell"), |p| {
             SeqCell::create(p, [0; 4]).map_err(io::Error::other)
         })?;
+        let map = unlinked(&dir.file("map"), |p| {
+            Map::<u64, u64>::create(p, MAP_CAPACITY).map_err(io::Error::other)
+        })?;
+        let mutex_map = unlinked(&dir.file("mutex-map"), |p| {
+            PthreadMap::create(p, MAP_CAPACITY)
+        })?;
+        for k in 0..MAP_KEYS {
+            map.insert(&k, 0).map_err(io::Error::other)?;
+            if !mutex_map.insert(k, 0) {
+                return Err(io::Error::other("the mutex table is full"));
+            }
+        }
         Ok(Self {
             control,
             counter,
@@ -222,6 +268,8 @@ impl Fixture {
             mutex,
             cell,
             rwlock: RwLock::new([0; 4]),
+            map,
+            mutex_map,
             dir,
         })
     }
@@ -301,7 +349,63 @@ impl Fixture {
             }
             Case::RwLockAlone => control::alone(budget, || read_rwlock(&self.rwlock)),
             Case::SeqCellAlone => control::alone(budget, || read_cell(&self.cell)),
+            Case::MutexMapHot | Case::MapHot | Case::MutexMapSpread | Case::MapSpread => {
+                self.measure_map(case, control, budget)
+            }
         }
+    }
+
+    /// A map row: both processes `update(k, |v| v + 1)`, on key 0 or
+    /// walking the keys (the parent upwards from 0, the child downwards
+    /// from the middle, so that they meet now and then); afterwards the
+    /// values must have grown by exactly the updates counted.
+    fn measure_map(&self, case: Case, control: Control<'_>, budget: Budget) -> io::Result<Sample> {
+        let spread = matches!(case, Case::MutexMapSpread | Case::MapSpread);
+        let walk = move |start: u64, step: u64| {
+            let mut k = start;
+            move || {
+                if spread {
+                    k = (k + step) % MAP_KEYS;
+                }
+                k
+            }
+        };
+        let (mut lead_key, mut child_key) = (walk(0, 1), walk(MAP_KEYS / 2, MAP_KEYS - 1));
+        let (map, mutex_map) = (&self.map, &self.mutex_map);
+        let mmring = matches!(case, Case::MapHot | Case::MapSpread);
+        let add = move |k: u64| {
+            if mmring {
+                map.update(&k, |v| v + 1).is_ok_and(|v| v.is_some())
+            } else {
+                mutex_map.update(k, |v| v + 1).is_some()
+            }
+        };
+        let before = self.map_sum()?;
+        let sample = procs::run(
+            control,
+            budget,
+            Counted::Both,
+            || add(lead_key()),
+            || add(child_key()),
+        )?;
+        let grown = self.map_sum()?.wrapping_sub(before);
+        if grown != sample.ops {
+            return Err(io::Error::other(format!(
+                "{} updates counted, the values grew by {grown}",
+                sample.ops
+            )));
+        }
+        Ok(sample)
+    }
+
+    /// The sum of the values of both maps (each row moves only its own).
+    fn map_sum(&self) -> io::Result<u64> {
+        let mut sum = self.mutex_map.sum();
+        for k in 0..MAP_KEYS {
+            let v = self.map.get(&k).map_err(io::Error::other)?;
+            sum = sum.wrapping_add(v.ok_or_else(|| io::Error::other(format!("key {k} is gone")))?);
+        }
+        Ok(sum)
     }
 }
 
@@ -328,6 +432,34 @@ fn read_rwlock(rwlock: &RwLock<Payload>) -> bool {
 #[inline]
 fn read_cell(cell: &SeqCell<Payload>) -> bool {
     cell.load().is_ok_and(whole)
+}
+
+/// What the benchmark's own files are: `Scratch` files of plain bytes
+/// (the same kind of mapping the objects they are compared with live in).
+pub(super) fn scratch() -> Expect {
+    Expect {
+        kind: Kind::Scratch,
+        elem: TypeInfo::NONE,
+        elem_name: "bytes",
+        any_size: false,
+    }
+}
+
+/// `n` zeroed `AtomicU64` words in a fresh scratch file at `path`,
+/// unlinked once mapped: the control words of a run, which its forked
+/// children reach through the inherited mapping.
+///
+/// # Errors
+///
+/// Creating or removing the file.
+pub(super) fn shared_words(path: &Path, n: usize) -> io::Result<View<[AtomicU64]>> {
+    unlinked(path, |p| {
+        let expect = scratch();
+        let bytes = (n * size_of::<AtomicU64>()) as u64;
+        Region::create(p, expect, bytes, &CreateOptions::default(), |_| {})
+            .map(|r| View::new(r, |r| r.body::<AtomicU64>(0, n)))
+            .map_err(io::Error::other)
+    })
 }
 
 /// Creates an object at `path` with `create`, then removes the name: the

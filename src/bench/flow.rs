@@ -8,6 +8,10 @@
 //!   operation (what [`Control`](super::control::Control) counts), single
 //!   (`try_push`/`try_pop` per message) or batched ([`BATCH`] messages per
 //!   `push_slice`/`pop_slice`, handed out one per call);
+//! * [`tagged_sender`] / [`taker`]: the same loops for the MPMC rows
+//!   ([`crowd`](super::crowd)): messages tagged with their producer and
+//!   counted as sent, and a consumer that can be told to stop once the
+//!   queue is empty;
 //! * [`ping`] / [`echo`]: the two ends of a round trip through two
 //!   queues, for [`roundtrip`](super::roundtrip).
 //!
@@ -16,6 +20,7 @@
 
 use super::spin;
 use crate::pod::Pod;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Messages per call in the batched rows.
 pub const BATCH: usize = 32;
@@ -101,11 +106,36 @@ pub trait Rx<M> {
 ///
 /// Allocates nothing: fit for a forked child.
 pub fn sender<M: Message>(
-    mut tx: impl Tx<M>,
+    tx: impl Tx<M>,
     batched: bool,
     stop: impl Fn() -> bool,
 ) -> impl FnMut() -> bool {
+    tagged_sender(tx, batched, 0, stop, None)
+}
+
+/// [`sender`] for one of several producers: message `i` carries `tag | i`
+/// (the producer's number in the high bits, see
+/// [`crowd`](super::crowd)), and `sent`, if given, is kept equal to the
+/// number of messages actually in the queue (Relaxed stores: the runner
+/// reads it after the producer's Release of its DONE word) — a message
+/// given up at a stop, or a partial batch, is not counted, so the
+/// consumers can be held to the exact count.
+pub fn tagged_sender<M: Message>(
+    mut tx: impl Tx<M>,
+    batched: bool,
+    tag: u64,
+    stop: impl Fn() -> bool,
+    sent: Option<&AtomicU64>,
+) -> impl FnMut() -> bool {
     let mut next = 0u64;
+    let mut done = 0u64;
+    let mut count = move |n: usize| {
+        done += n as u64;
+        if let Some(sent) = sent {
+            // Relaxed: published by the producer's Release store of DONE.
+            sent.store(done, Ordering::Relaxed);
+        }
+    };
     let mut batch = [M::zeroed(); BATCH];
     let mut len = 0usize;
     // Once a stop is seen, the rest of the peer's chunk returns at once.
@@ -118,14 +148,17 @@ pub fn sender<M: Message>(
             stopped = stop();
             stopped
         };
-        let m = M::new(next);
+        let m = M::new(tag | next);
         next += 1;
         if !batched {
             return match spin::until(
                 || tx.try_one(m).map(|ok| ok.then_some(())).transpose(),
                 &mut stop_now,
             ) {
-                Some(Ok(())) => true,
+                Some(Ok(())) => {
+                    count(1);
+                    true
+                }
                 // A queue the lead closed (dropped) when it stopped.
                 Some(Err(Broken)) => stop_now(),
                 None => stopped,
@@ -147,7 +180,10 @@ pub fn sender<M: Message>(
                 &mut stop_now,
             );
             match step {
-                Some(Ok(n)) => sent += n,
+                Some(Ok(n)) => {
+                    sent += n;
+                    count(n);
+                }
                 Some(Err(Broken)) => return stop_now(),
                 None => return stopped,
             }
@@ -184,36 +220,53 @@ impl<M, T: Rx<M> + ?Sized> Rx<M> for &mut T {
 /// to be the next in sequence; taken at once (`batched == false`) or from a
 /// local batch refilled [`BATCH`] at a time with [`Rx::try_many`]. Waits
 /// while the queue is empty; fails after [`spin::PATIENCE`].
-pub fn receiver<M: Message>(mut rx: impl Rx<M>, batched: bool) -> impl FnMut() -> bool {
+pub fn receiver<M: Message>(rx: impl Rx<M>, batched: bool) -> impl FnMut() -> bool {
     let mut expect = 0u64;
-    let mut batch = [M::zeroed(); BATCH];
-    let (mut pos, mut len) = (0usize, 0usize);
+    let mut take = taker(rx, batched, || false);
     move || {
-        let m = if !batched {
-            match spin::until(|| rx.try_one().transpose(), || false) {
-                Some(Ok(m)) => m,
-                _ => return false,
-            }
-        } else {
-            if pos == len {
-                let got = spin::until(
-                    || match rx.try_many(&mut batch) {
-                        Ok(0) => None,
-                        r => Some(r),
-                    },
-                    || false,
-                );
-                match got {
-                    Some(Ok(n)) => (pos, len) = (0, n),
-                    _ => return false,
-                }
-            }
-            pos += 1;
-            batch[pos - 1]
+        let Some(m) = take() else {
+            return false;
         };
         let ok = m.seq() == Some(expect);
         expect += 1;
         ok
+    }
+}
+
+/// The receiving loop of [`receiver`] without the check: the next message
+/// per call, taken at once or from a local batch refilled [`BATCH`] at a
+/// time. Waits while the queue is empty; `None` if the queue broke, the
+/// wait ran out of [`spin::PATIENCE`], or `stop` (asked while the queue is
+/// empty) says so.
+pub fn taker<M: Message>(
+    mut rx: impl Rx<M>,
+    batched: bool,
+    mut stop: impl FnMut() -> bool,
+) -> impl FnMut() -> Option<M> {
+    let mut batch = [M::zeroed(); BATCH];
+    let (mut pos, mut len) = (0usize, 0usize);
+    move || {
+        if !batched {
+            return match spin::until(|| rx.try_one().transpose(), &mut stop) {
+                Some(Ok(m)) => Some(m),
+                _ => None,
+            };
+        }
+        if pos == len {
+            let got = spin::until(
+                || match rx.try_many(&mut batch) {
+                    Ok(0) => None,
+                    r => Some(r),
+                },
+                &mut stop,
+            );
+            match got {
+                Some(Ok(n)) => (pos, len) = (0, n),
+                _ => return None,
+            }
+        }
+        pos += 1;
+        Some(batch[pos - 1])
     }
 }
 

@@ -1,14 +1,24 @@
 //! The benchmark harness behind `mmring bench` and `benches/`: mmring's
 //! objects against real lock-based baselines in the same kind of mapping.
 //!
+//! `mmring bench [counter|cell|spsc|mpmc|map|all]` (no argument: all, about
+//! a minute on a 2-core machine) prints one table per comparison, or the
+//! same figures as JSON with `--json`; progress goes to stderr.
+//!
+//! The counter, cell and map comparisons (`mmring bench counter|cell|map`):
+//!
 //! * [`fixture`]: the objects and the rows ([`Case`]); both `mmring bench`
-//!   and the criterion benches measure through [`Fixture::measure`];
+//!   and the criterion benches (`benches/{counter,cell,map}.rs`) measure
+//!   through [`Fixture::measure`];
 //! * [`control`]: the start/stop protocol of a run (both sides busy for
 //!   the whole measured window), [`Budget`] and [`Sample`];
 //! * [`procs`]: the fork-based two-process runner; [`threads`]: the
 //!   in-process one (for `std::sync::RwLock`);
-//! * [`pthread`]: the process-shared `pthread_mutex_t` baseline;
-//!   [`raw`]: the bare `AtomicU64` on a mapping;
+//! * [`pthread`]: the process-shared `pthread_mutex_t` baseline (and the
+//!   mutex helpers the other lock-based baselines share); [`raw`]: the bare
+//!   `AtomicU64` on a mapping; [`pthread_map`]: the map rows' baseline, a
+//!   fixed-capacity hash table behind a process-shared mutex (std's
+//!   `HashMap` cannot live in a mapping);
 //! * [`dir`]: the private directory the files live in.
 //!
 //! The SPSC comparison (`mmring bench spsc`):
@@ -22,17 +32,35 @@
 //!   Unix pipe; [`peers`]: rtrb, `ArrayQueue`, `Mutex<VecDeque>` between
 //!   threads; [`floor`]: one cache line bounced, the floor of a round trip.
 //!
-//! This module: the `mmring bench` command (rounds, medians, the table).
+//! The MPMC comparison (`mmring bench mpmc`: 1P1C and 2P2C, u64 and 64-byte
+//! messages, one per call and batched):
+//!
+//! * [`mpmc_fixture`]: its objects and rows; [`mpmc_table`]: its table;
+//! * [`crowd`]: the several-party runner (every producer and consumer a
+//!   process or a thread, the caller coordinating and timing) over
+//!   [`flow`]'s loops, with messages tagged by producer and checked on
+//!   arrival (per-producer order, exact count);
+//! * [`mpmc`]: mmring's queue; [`pthread_ring`] again as the mutex version
+//!   (shared by all the processes); [`peers`]: `ArrayQueue` and
+//!   `Mutex<VecDeque>` between threads.
+//!
+//! This module: the `mmring bench` command (plans, rounds, medians, the
+//! counter/cell/map table, text or JSON).
 
 pub mod control;
+pub mod crowd;
 pub mod dir;
 pub mod fixture;
 pub mod floor;
 pub mod flow;
+pub mod mpmc;
+pub mod mpmc_fixture;
+pub mod mpmc_table;
 pub mod peers;
 pub mod pipe;
 pub mod procs;
 pub mod pthread;
+pub mod pthread_map;
 pub mod pthread_ring;
 pub mod raw;
 pub mod roundtrip;
@@ -60,13 +88,42 @@ pub enum Which {
     /// The SPSC ring against the mutex version, a pipe, rtrb, `ArrayQueue`
     /// and `Mutex<VecDeque>`; round trips against one cache line and a pipe.
     Spsc,
-    /// Every comparison, one table each.
+    /// The MPMC queue (1P1C, 2P2C) against the mutex version, `ArrayQueue`
+    /// and `Mutex<VecDeque>`.
+    Mpmc,
+    /// `Map::update` (one hot key, 1024 keys) against a hash table behind a
+    /// process-shared mutex.
+    Map,
+    /// Every comparison (about a minute), one table each.
     #[default]
     All,
 }
 
+impl Which {
+    /// The single comparisons `All` runs, in order.
+    const EACH: [Which; 5] = [
+        Which::Counter,
+        Which::Cell,
+        Which::Spsc,
+        Which::Mpmc,
+        Which::Map,
+    ];
+
+    /// The name on the command line and in the JSON.
+    fn name(self) -> &'static str {
+        match self {
+            Which::Counter => "counter",
+            Which::Cell => "cell",
+            Which::Spsc => "spsc",
+            Which::Mpmc => "mpmc",
+            Which::Map => "map",
+            Which::All => "all",
+        }
+    }
+}
+
 /// Arguments of `mmring bench`.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct BenchArgs {
     /// Which comparison to run.
     #[arg(value_enum, default_value_t = Which::All)]
@@ -78,8 +135,8 @@ pub struct BenchArgs {
     /// with --quick].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: Option<u32>,
-    /// Length of one measured window in milliseconds [default: 200, 50 with
-    /// --quick].
+    /// Length of one measured window in milliseconds [default: 200 (spsc,
+    /// mpmc: 150), 50 with --quick; 100 for all].
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub window_ms: Option<u64>,
     /// Run exactly N counted operations per window instead of a fixed time
@@ -90,6 +147,115 @@ pub struct BenchArgs {
     /// [default: /dev/shm].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Print the results as JSON on stdout (one object: the machine, then
+    /// one entry per table with the same figures) instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One table's results: the text `mmring bench` prints and the same
+/// figures as JSON.
+#[derive(Debug)]
+pub struct Report {
+    /// The comparison: "counter", "cell", "spsc", "mpmc", "map".
+    pub group: &'static str,
+    /// The table, as printed.
+    pub text: String,
+    /// The figures behind it.
+    pub json: serde_json::Value,
+}
+
+/// How one comparison measures: rounds, the budget of a measured window
+/// and of the warm-up one.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    rounds: usize,
+    window: Duration,
+    budget: Budget,
+    warm_up: Budget,
+}
+
+impl Plan {
+    /// The plan `args` asks for, with a window of `default_ms` unless told
+    /// (or `--quick`).
+    fn of(args: &BenchArgs, default_ms: u64) -> Self {
+        let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 }) as usize;
+        let window = Duration::from_millis(args.window_ms.unwrap_or(if args.quick {
+            50
+        } else {
+            default_ms
+        }));
+        let (budget, warm_up) = match args.ops {
+            Some(n) => (Budget::ops(n), Budget::ops((n / 4).max(1))),
+            None => (Budget::time(window), Budget::time(window / 4)),
+        };
+        Self {
+            rounds,
+            window,
+            budget,
+            warm_up,
+        }
+    }
+
+    /// The budget of round `round` (0: the warm-up).
+    fn budget(&self, round: usize) -> Budget {
+        if round == 0 {
+            self.warm_up
+        } else {
+            self.budget
+        }
+    }
+
+    /// "3 windows of 100 ms", "3 windows of 5000 ops".
+    fn text(&self, args: &BenchArgs, unit: &str) -> String {
+        match args.ops {
+            Some(n) => format!("{} windows of {n} {unit}", self.rounds),
+            None => format!("{} windows of {} ms", self.rounds, self.window.as_millis()),
+        }
+    }
+
+    /// The plan as JSON.
+    fn json(&self, args: &BenchArgs) -> serde_json::Value {
+        serde_json::json!({
+            "rounds": self.rounds,
+            "window_ms": args.ops.is_none().then_some(self.window.as_millis() as u64),
+            "window_ops": args.ops,
+        })
+    }
+}
+
+/// The private directory for one comparison's files, where `args` says.
+fn bench_dir(args: &BenchArgs) -> std::io::Result<BenchDir> {
+    match &args.dir {
+        Some(parent) => BenchDir::new_in(parent),
+        None => BenchDir::new(),
+    }
+}
+
+/// Warns on stderr if other processes kept the machine busy just before a
+/// run; how many CPUs they kept busy (if that can be told).
+fn warn_if_busy() -> Option<f64> {
+    let busy = cpu_busy(Duration::from_millis(100))?;
+    if busy > 0.2 {
+        eprintln!(
+            "warning: other processes kept {busy:.1} CPUs busy just before the run: rows \
+             with two parties may run time-sliced instead of in parallel"
+        );
+    }
+    Some(busy)
+}
+
+/// The number of CPUs this process may run on.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// Median, min and max of a row as JSON (`null` if unmeasured).
+fn stats_json(s: Option<Stats>) -> serde_json::Value {
+    s.map_or(
+        serde_json::Value::Null,
+        |s| serde_json::json!({ "median": s.median, "min": s.min, "max": s.max }),
+    )
 }
 
 /// The median, lowest and highest throughput of one row, and the median
@@ -129,26 +295,77 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Runs the comparison `args.which` names and prints its table (or
-/// tables): progress to stderr, the tables to stdout.
+/// tables; JSON with `--json`): progress to stderr, the results to stdout.
+///
+/// `all` runs every comparison with shorter windows (100 ms unless told
+/// otherwise): about a minute on a 2-core machine.
 ///
 /// # Errors
 ///
 /// Any failure to set up or run a benchmark. The files are removed in
 /// every case.
 pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    match args.which {
-        Which::Counter => run_groups(args, &[Group::CounterTwoProcs, Group::CounterOneProc]),
-        Which::Cell => run_groups(args, &[Group::ReadWithWriter, Group::ReadAlone]),
-        Which::Spsc => spsc_table::run(args),
+    let (which, args): (&[Which], BenchArgs) = match args.which {
         Which::All => {
-            run_groups(args, &Group::ALL)?;
-            println!();
-            spsc_table::run(args)
+            let mut all = args.clone();
+            if !all.quick && all.ops.is_none() {
+                all.window_ms.get_or_insert(100);
+            }
+            (&Which::EACH, all)
         }
+        ref one => (std::slice::from_ref(one), args.clone()),
+    };
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for (i, &w) in which.iter().enumerate() {
+        if which.len() > 1 {
+            eprintln!("== {} ({}/{})", w.name(), i + 1, which.len());
+        }
+        reports.push(run_one(&args, w)?);
+    }
+    if which.len() > 1 {
+        eprintln!(
+            "all comparisons took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = serde_json::json!({
+            "cpus": cpus(),
+            "quick": args.quick,
+            "tables": reports
+                .iter()
+                .map(|r| serde_json::json!({ "group": r.group, "results": r.json }))
+                .collect::<Vec<_>>(),
+        });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        let texts: Vec<&str> = reports.iter().map(|r| r.text.as_str()).collect();
+        write!(out, "{}", texts.join("\n"))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Runs one comparison (not `All`).
+fn run_one(args: &BenchArgs, which: Which) -> Result<Report, Box<dyn std::error::Error>> {
+    match which {
+        Which::Counter => run_groups(
+            args,
+            "counter",
+            &[Group::CounterTwoProcs, Group::CounterOneProc],
+        ),
+        Which::Cell => run_groups(args, "cell", &[Group::ReadWithWriter, Group::ReadAlone]),
+        Which::Spsc => spsc_table::run(args),
+        Which::Mpmc => mpmc_table::run(args),
+        Which::Map => run_groups(args, "map", &Group::MAP),
+        Which::All => Err("`all` is not one comparison".into()),
     }
 }
 
-/// Runs the counter and cell `groups` and prints their table.
+/// Runs the counter, cell or map `groups` and makes their table.
 ///
 /// Each round measures every row once, in table order (so slow drift of
 /// the machine hits every row alike); a short unmeasured warm-up round
@@ -158,30 +375,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 ///
 /// Any failure to set up or run a benchmark. The files are removed in
 /// every case.
-fn run_groups(args: &BenchArgs, groups: &[Group]) -> Result<(), Box<dyn std::error::Error>> {
-    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 }) as usize;
-    let window = Duration::from_millis(args.window_ms.unwrap_or(if args.quick { 50 } else { 200 }));
-    let budget = match args.ops {
-        Some(n) => Budget::ops(n),
-        None => Budget::time(window),
-    };
-    let warm_up = match args.ops {
-        Some(n) => Budget::ops((n / 4).max(1)),
-        None => Budget::time(window / 4),
-    };
-    let dir = match &args.dir {
-        Some(parent) => BenchDir::new_in(parent)?,
-        None => BenchDir::new()?,
-    };
-    let fixture = Fixture::new_in(dir)?;
-    if let Some(busy) = cpu_busy(Duration::from_millis(100)) {
-        if busy > 0.2 {
-            eprintln!(
-                "warning: other processes kept {busy:.1} CPUs busy just before the run: rows \
-                 with two parties may run time-sliced instead of in parallel"
-            );
-        }
-    }
+fn run_groups(
+    args: &BenchArgs,
+    name: &'static str,
+    groups: &[Group],
+) -> Result<Report, Box<dyn std::error::Error>> {
+    let plan = Plan::of(args, 200);
+    let rounds = plan.rounds;
+    let fixture = Fixture::new_in(bench_dir(args)?)?;
+    warn_if_busy();
     let cases: Vec<Case> = groups
         .iter()
         .flat_map(|g| g.cases().iter().copied())
@@ -199,7 +401,7 @@ fn run_groups(args: &BenchArgs, groups: &[Group]) -> Result<(), Box<dyn std::err
             };
             progress.step(&what);
             let sample = fixture
-                .measure(case, if round == 0 { warm_up } else { budget })
+                .measure(case, plan.budget(round))
                 .map_err(|e| format!("{}: {e}", case.label()))?;
             if round > 0 {
                 samples[i].push(sample);
@@ -210,19 +412,17 @@ fn run_groups(args: &BenchArgs, groups: &[Group]) -> Result<(), Box<dyn std::err
 
     let stats: Vec<Stats> = samples.iter().map(|s| Stats::of(s)).collect();
     let stat = |case: Case| stats[cases.iter().position(|&c| c == case).unwrap_or(0)];
-    let window_text = match args.ops {
-        Some(n) => format!("{n} ops"),
-        None => format!("{} ms", window.as_millis()),
-    };
     let mut out = String::new();
     out.push_str(&format!(
-        "mmring bench: median of {rounds} windows of {window_text} per row, {} CPUs\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "mmring bench {name}: median of {} per row, {} CPUs\n",
+        plan.text(args, "ops"),
+        cpus()
     ));
     out.push_str(&format!(
-        "{:<48}  {:>10}  {:>19}  {:>8}  {:<26}  {}\n",
+        "{:<54}  {:>10}  {:>19}  {:>8}  {:<26}  {}\n",
         "mechanism", "ops/s", "range (min-max)", "vs base", "peer", "target"
     ));
+    let mut rows = Vec::new();
     for &group in groups {
         out.push_str(&format!("-- {}\n", group.title()));
         let base = stat(group.baseline()).median;
@@ -234,7 +434,7 @@ fn run_groups(args: &BenchArgs, groups: &[Group]) -> Result<(), Box<dyn std::err
                 format!("{:.2}x", s.median / base)
             };
             let peer = match group {
-                Group::CounterTwoProcs => {
+                Group::CounterTwoProcs | Group::MapHotKey | Group::MapSpread => {
                     format!(
                         "child did {:.0}% of ops",
                         100.0 * s.peer / s.median.max(1e-9)
@@ -243,34 +443,50 @@ fn run_groups(args: &BenchArgs, groups: &[Group]) -> Result<(), Box<dyn std::err
                 Group::ReadWithWriter => format!("writer stores {}/s", rate(s.peer)),
                 Group::CounterOneProc | Group::ReadAlone => String::new(),
             };
+            let target = target(case, s.median, base, &stat);
             out.push_str(&format!(
-                "{:<48}  {:>10}  {:>19}  {:>8}  {:<26}  {}\n",
+                "{:<54}  {:>10}  {:>19}  {:>8}  {:<26}  {}\n",
                 case.label(),
                 rate(s.median),
                 format!("{}-{}", rate(s.min), rate(s.max)),
                 ratio,
                 peer,
-                target(case, s.median, base, &stat),
+                target,
             ));
+            rows.push(serde_json::json!({
+                "group": group.id(),
+                "title": group.title(),
+                "mechanism": case.label(),
+                "id": case.id(),
+                "ops_per_sec": stats_json(Some(s)),
+                "peer_per_sec": s.peer,
+                "vs_base": s.median / base,
+                "base": case == group.baseline(),
+                "target": (!target.is_empty()).then_some(target),
+            }));
         }
     }
-    let (two, one) = (
-        stat(Case::RawTwoProcs).median,
-        stat(Case::RawOneProc).median,
-    );
     let counters =
         groups.contains(&Group::CounterTwoProcs) && groups.contains(&Group::CounterOneProc);
-    if counters && two > 0.8 * one {
-        eprintln!(
-            "warning: two processes on one counter ran at {:.0}% of the speed of one alone: \
-             they were mostly not running at the same time (a busy machine?), so the \
-             contended rows read too high",
-            100.0 * two / one
+    if counters {
+        let (two, one) = (
+            stat(Case::RawTwoProcs).median,
+            stat(Case::RawOneProc).median,
         );
+        if two > 0.8 * one {
+            eprintln!(
+                "warning: two processes on one counter ran at {:.0}% of the speed of one alone: \
+                 they were mostly not running at the same time (a busy machine?), so the \
+                 contended rows read too high",
+                100.0 * two / one
+            );
+        }
     }
-    print!("{out}");
-    std::io::stdout().flush()?;
-    Ok(())
+    Ok(Report {
+        group: name,
+        text: out,
+        json: serde_json::json!({ "plan": plan.json(args), "cpus": cpus(), "rows": rows }),
+    })
 }
 
 /// The design's target for the rows that have one, and whether it is met.

@@ -7,6 +7,9 @@
 //! They cannot cross a process boundary; they are here to show what the
 //! same hardware does when nothing has to: mmring's targets are stated
 //! against rtrb.
+//!
+//! [`crowd_throughput`]: `ArrayQueue` and `Mutex<VecDeque>` with several
+//! producer and consumer threads, for the MPMC rows.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,6 +18,7 @@ use std::sync::Mutex;
 use crossbeam_queue::ArrayQueue;
 
 use super::control::{Budget, Control, Counted, Sample};
+use super::crowd::{self, Shape};
 use super::flow::{self, Broken, Message, Rx, Tx};
 use super::threads;
 
@@ -77,6 +81,37 @@ pub fn throughput<M: Message>(
                 flow::receiver(bounded, batched),
                 flow::sender(bounded, batched, stop),
             )
+        }
+    }
+}
+
+/// Runs the MPMC workload ([`crowd::threads`]) with `shape`, one thread
+/// per producer and consumer, through a fresh `peer` with `capacity`
+/// slots, for `budget`.
+///
+/// # Errors
+///
+/// For rtrb (one producer, one consumer only); as [`crowd::threads`].
+pub fn crowd_throughput<M: Message>(
+    peer: Peer,
+    shape: Shape,
+    budget: Budget,
+    batched: bool,
+    capacity: usize,
+) -> io::Result<Sample> {
+    match peer {
+        Peer::Rtrb => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "rtrb has one producer and one consumer",
+        )),
+        Peer::ArrayQueue => {
+            let q = ArrayQueue::<M>::new(capacity);
+            crowd::threads(shape, budget, batched, |_| &q, |_| &q)
+        }
+        Peer::MutexVecDeque => {
+            let q = Mutex::new(VecDeque::<M>::with_capacity(capacity));
+            let bounded = Bounded { q: &q, capacity };
+            crowd::threads(shape, budget, batched, |_| bounded, |_| bounded)
         }
     }
 }

@@ -12,9 +12,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::path::Path;
 
-use crate::layout::Kind;
-use crate::pod::TypeInfo;
-use crate::region::{CreateOptions, Expect, Region};
+use crate::region::{CreateOptions, Region};
 
 /// The bytes at the start of the body: the mutex and the value it guards,
 /// side by side as a C struct would have them.
@@ -46,12 +44,7 @@ impl PthreadCounter {
     ///
     /// Creating the file, or initializing the mutex.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let expect = Expect {
-            kind: Kind::Scratch,
-            elem: TypeInfo::NONE,
-            elem_name: "bytes",
-            any_size: false,
-        };
+        let expect = super::fixture::scratch();
         let mut rc = 0;
         let region = Region::create(
             path,
@@ -93,17 +86,13 @@ impl PthreadCounter {
     pub fn fetch_add(&self, v: i64) -> i64 {
         // SAFETY: `mutex` points to a mutex initialized by `create` in our
         // mapping, which `self._region` keeps mapped.
-        let rc = unsafe { libc::pthread_mutex_lock(self.mutex) };
-        assert_eq!(rc, 0, "pthread_mutex_lock failed");
+        let _held = unsafe { Held::lock(self.mutex) };
         // SAFETY: `value` is an aligned i64 in the same mapping; every
         // process touches it only while holding the mutex (taken above), and
         // the mutex orders those accesses, so there is no data race.
         let old = unsafe { self.value.read() };
         // SAFETY: as above.
         unsafe { self.value.write(old.wrapping_add(v)) };
-        // SAFETY: we hold the mutex (taken above).
-        let rc = unsafe { libc::pthread_mutex_unlock(self.mutex) };
-        assert_eq!(rc, 0, "pthread_mutex_unlock failed");
         old
     }
 
@@ -129,6 +118,23 @@ impl Drop for PthreadCounter {
 ///
 /// `p` is valid for writes of a `Guarded` and no one else uses it yet.
 unsafe fn init(p: *mut Guarded) -> libc::c_int {
+    // SAFETY: `value` lies inside `*p`, valid for writes (caller).
+    unsafe { (&raw mut (*p).value).write(0) };
+    // SAFETY: the mutex field lies inside `*p`, valid, aligned and unshared
+    // (caller).
+    unsafe { init_mutex(&raw mut (*p).mutex) }
+}
+
+/// Initializes the mutex at `m` as process-shared; returns the first
+/// nonzero pthread error code, or 0. The lock-based baselines
+/// ([`PthreadCounter`], [`PthreadMap`](super::pthread_map::PthreadMap))
+/// share it.
+///
+/// # Safety
+///
+/// `m` is valid for writes of a `pthread_mutex_t`, suitably aligned, and no
+/// one else uses it yet.
+pub(super) unsafe fn init_mutex(m: *mut libc::pthread_mutex_t) -> libc::c_int {
     let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
     // SAFETY: `attr` is writable storage for an attribute object.
     let rc = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
@@ -140,14 +146,44 @@ unsafe fn init(p: *mut Guarded) -> libc::c_int {
         libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED)
     };
     if rc == 0 {
-        // SAFETY: the caller guarantees `p` is valid and unshared; the
-        // mutex field is suitably aligned within it, and `attr` is an
-        // initialized attribute object.
-        rc = unsafe { libc::pthread_mutex_init(&raw mut (*p).mutex, attr.as_ptr()) };
+        // SAFETY: the caller guarantees `m` is valid, aligned and unshared;
+        // `attr` is an initialized attribute object.
+        rc = unsafe { libc::pthread_mutex_init(m, attr.as_ptr()) };
     }
-    // SAFETY: `value` lies inside `*p`, valid for writes (caller).
-    unsafe { (&raw mut (*p).value).write(0) };
     // SAFETY: `attr` is initialized and no longer needed.
     unsafe { libc::pthread_mutexattr_destroy(attr.as_mut_ptr()) };
     rc
+}
+
+/// Holds a process-shared mutex; unlocks it when dropped.
+pub(super) struct Held(*mut libc::pthread_mutex_t);
+
+impl Held {
+    /// Locks `m`.
+    ///
+    /// # Safety
+    ///
+    /// `m` points to a mutex initialized by [`init_mutex`] in a mapping
+    /// that stays mapped until the guard is dropped.
+    ///
+    /// # Panics
+    ///
+    /// If the mutex cannot be taken (a corrupted mutex: a bug).
+    #[inline]
+    pub(super) unsafe fn lock(m: *mut libc::pthread_mutex_t) -> Self {
+        // SAFETY: the caller's guarantee.
+        let rc = unsafe { libc::pthread_mutex_lock(m) };
+        assert_eq!(rc, 0, "pthread_mutex_lock failed");
+        Self(m)
+    }
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we hold the mutex (taken in `lock`), still mapped (the
+        // caller's guarantee there).
+        let rc = unsafe { libc::pthread_mutex_unlock(self.0) };
+        debug_assert_eq!(rc, 0, "pthread_mutex_unlock failed");
+    }
 }

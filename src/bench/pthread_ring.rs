@@ -11,6 +11,13 @@
 //! (after unlocking, so the woken side does not run into the held lock).
 //! A batch moves as many items as fit under one lock.
 //!
+//! Any number of processes (or threads) may push and pop at once: every
+//! access is under the mutex, one item signals one waiter and a batch
+//! wakes them all (a single wake-up could leave a second consumer asleep
+//! next to items it could take). So the same ring is the mutex version of
+//! the SPSC rows and of the MPMC rows ([`mpmc_fixture`](super::mpmc_fixture)),
+//! where [`wake_all`](PthreadRing::wake_all) ends a run.
+//!
 //! Waits are timed (`pthread_cond_timedwait` on `CLOCK_MONOTONIC`) so
 //! that a benchmark's producer can notice a stop request and a consumer
 //! can notice a dead peer; a wait that is woken costs what an untimed one
@@ -26,9 +33,8 @@ use super::control::{Budget, Control, Counted, Sample};
 use super::flow::{self, Broken, Message, Rx, Tx};
 use super::procs;
 use super::roundtrip::{self, RoundTrips};
-use crate::layout::Kind;
-use crate::pod::{Pod, TypeInfo};
-use crate::region::{CreateOptions, Expect, Region};
+use crate::pod::Pod;
+use crate::region::{CreateOptions, Region};
 
 /// How long one try of the benchmark rows waits in a condition variable
 /// before it comes back empty-handed (to look at a stop request).
@@ -55,7 +61,8 @@ static_assertions::const_assert!(size_of::<Shared>() <= SLOTS_OFFSET);
 
 /// A bounded ring of `T` behind a process-shared mutex and condition
 /// variables in a mapped file. Shared between a parent and its forked
-/// child through the mapping; every method takes `&self`.
+/// children through the mapping, by any number of producers and
+/// consumers; every method takes `&self`.
 pub struct PthreadRing<T> {
     shared: *mut Shared,
     slots: *mut T,
@@ -104,12 +111,7 @@ impl<T: Pod> PthreadRing<T> {
             "capacity must be a power of two"
         );
         assert!(align_of::<T>() <= 64, "slots are aligned to 64 bytes");
-        let expect = Expect {
-            kind: Kind::Scratch,
-            elem: TypeInfo::NONE,
-            elem_name: "bytes",
-            any_size: false,
-        };
+        let expect = super::fixture::scratch();
         let bytes = SLOTS_OFFSET + capacity * size_of::<T>();
         let mut rc = 0;
         let region = Region::create(path, expect, bytes as u64, &CreateOptions::default(), |r| {
@@ -205,12 +207,38 @@ impl<T: Pod> PthreadRing<T> {
         // SAFETY: as above (mutex held).
         unsafe { (*shared).tail = tail.wrapping_add(n as u64) };
         drop(held);
-        if n > 0 {
-            // SAFETY: an initialized process-shared condition variable in
-            // our mapping; signalling without the mutex is allowed.
-            unsafe { libc::pthread_cond_signal(&raw mut (*shared).not_empty) };
-        }
+        // SAFETY: a field pointer into the live mapping.
+        self.signal(unsafe { &raw mut (*shared).not_empty }, n);
         n
+    }
+
+    /// After `n` items moved: wakes one waiter on `cond` for one item, all
+    /// of them for several (each may take some), none for none.
+    fn signal(&self, cond: *mut libc::pthread_cond_t, n: usize) {
+        if n == 1 {
+            // SAFETY: `cond` is an initialized process-shared condition
+            // variable in our mapping; signalling without the mutex is
+            // allowed.
+            unsafe { libc::pthread_cond_signal(cond) };
+        } else if n > 1 {
+            // SAFETY: as above.
+            unsafe { libc::pthread_cond_broadcast(cond) };
+        }
+    }
+
+    /// Wakes every process asleep in a push or a pop (each then finds what
+    /// it finds, or waits again): how a run with several consumers tells
+    /// them to look at a stop request without waiting out their timeouts.
+    pub fn wake_all(&self) {
+        // SAFETY: field pointers into the live mapping.
+        let (a, b) = unsafe {
+            (
+                &raw mut (*self.shared).not_empty,
+                &raw mut (*self.shared).not_full,
+            )
+        };
+        self.signal(a, 2);
+        self.signal(b, 2);
     }
 
     /// Pops up to `out.len()` items under one lock, oldest first, waiting
@@ -245,10 +273,8 @@ impl<T: Pod> PthreadRing<T> {
         // SAFETY: under the mutex.
         unsafe { (*shared).head = head.wrapping_add(n as u64) };
         drop(held);
-        if n > 0 {
-            // SAFETY: as in `push_slice`.
-            unsafe { libc::pthread_cond_signal(&raw mut (*shared).not_full) };
-        }
+        // SAFETY: a field pointer into the live mapping.
+        self.signal(unsafe { &raw mut (*shared).not_full }, n);
         n
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::control::{Budget, Control, Sample, WORDS};
 use super::dir::BenchDir;
-use super::fixture::unlinked;
+use super::fixture::{shared_words, unlinked};
 use super::floor::CacheLine;
 use super::flow::{Message, Msg64};
 use super::peers::{self, Peer};
@@ -22,9 +22,7 @@ use super::pipe;
 use super::pthread_ring::{self, PthreadRing};
 use super::roundtrip::RoundTrips;
 use super::spsc::{self, Mode};
-use crate::layout::Kind;
-use crate::pod::TypeInfo;
-use crate::region::{CreateOptions, Expect, Region, View};
+use crate::region::View;
 use crate::sync::AtomicU64;
 
 /// Slots of every queue in the comparison.
@@ -293,18 +291,7 @@ impl SpscFixture {
     ///
     /// Creating a file.
     pub fn new_in(dir: BenchDir) -> io::Result<Self> {
-        let control = unlinked(&dir.file("control"), |p| {
-            let expect = Expect {
-                kind: Kind::Scratch,
-                elem: TypeInfo::NONE,
-                elem_name: "bytes",
-                any_size: false,
-            };
-            let bytes = (WORDS * size_of::<AtomicU64>()) as u64;
-            Region::create(p, expect, bytes, &CreateOptions::default(), |_| {})
-                .map(|r| View::new(r, |r| r.body::<AtomicU64>(0, WORDS)))
-                .map_err(io::Error::other)
-        })?;
+        let control = shared_words(&dir.file("control"), WORDS)?;
         let mutex_u64 = unlinked(&dir.file("mutex-u64"), |p| PthreadRing::create(p, CAPACITY))?;
         let mutex_64 = unlinked(&dir.file("mutex-64"), |p| PthreadRing::create(p, CAPACITY))?;
         let mutex_pong = unlinked(&dir.file("mutex-pong"), |p| {

@@ -3,12 +3,14 @@
 //! round trip p50/p99, each against the mutex version — and the design's
 //! targets with their ratios.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::roundtrip::RoundTrips;
 use super::spsc_fixture::{CAPACITY, GAP, Mech, Row, Section, Size, SpscFixture};
-use super::{BenchArgs, BenchDir, Budget, Progress, Sample, Stats, cpu_busy, rate};
+use super::{
+    BenchArgs, Plan, Progress, Report, Sample, Stats, bench_dir, cpus, rate, stats_json,
+    warn_if_busy,
+};
 use crate::bench::flow::BATCH;
 
 /// Timed round trips per row and round [default; a quarter with --quick].
@@ -21,8 +23,7 @@ struct Measured {
     trips: RoundTrips,
 }
 
-/// Runs the SPSC comparison and prints the table: progress to stderr, the
-/// table to stdout.
+/// Runs the SPSC comparison and makes its table (progress to stderr).
 ///
 /// As for the counter table, each round measures every row once, in table
 /// order, after an unmeasured warm-up round; throughput is the median of
@@ -32,36 +33,16 @@ struct Measured {
 ///
 /// Any failure to set up or run a benchmark. The files are removed in
 /// every case.
-pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 5 }) as usize;
-    let window = Duration::from_millis(args.window_ms.unwrap_or(if args.quick { 50 } else { 150 }));
+pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
+    let plan = Plan::of(args, 150);
+    let rounds = plan.rounds;
     let trips = if args.quick {
         ROUND_TRIPS / 4
     } else {
         ROUND_TRIPS
     };
-    let budget = match args.ops {
-        Some(n) => Budget::ops(n),
-        None => Budget::time(window),
-    };
-    let warm_up = match args.ops {
-        Some(n) => Budget::ops((n / 4).max(1)),
-        None => Budget::time(window / 4),
-    };
-    let dir = match &args.dir {
-        Some(parent) => BenchDir::new_in(parent)?,
-        None => BenchDir::new()?,
-    };
-    let fixture = SpscFixture::new_in(dir)?;
-    let busy = cpu_busy(Duration::from_millis(100));
-    if let Some(busy) = busy {
-        if busy > 0.2 {
-            eprintln!(
-                "warning: other processes kept {busy:.1} CPUs busy just before the run: rows \
-                 with two parties may run time-sliced instead of in parallel"
-            );
-        }
-    }
+    let fixture = SpscFixture::new_in(bench_dir(args)?)?;
+    let busy = warn_if_busy();
     let rows: Vec<Row> = Row::all().collect();
     let steps = steps();
     let progress = Progress::new(steps.len() * (rounds + 1));
@@ -84,7 +65,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                         size.name()
                     ));
                     let sample = fixture
-                        .throughput(row, size, if round == 0 { warm_up } else { budget })
+                        .throughput(row, size, plan.budget(round))
                         .map_err(|e| format!("{} ({}): {e}", row.label(), size.name()))?;
                     if round > 0 {
                         measured[i].throughput[k].push(sample);
@@ -113,18 +94,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let others = others.and_then(|o| o.cpus());
 
     let table = Table::new(&rows, &measured);
-    let window_text = match args.ops {
-        Some(n) => format!("{n} messages"),
-        None => format!("{} ms", window.as_millis()),
-    };
     let mut out = String::new();
     out.push_str(&format!(
         "mmring bench spsc: 2 processes unless stated; capacity {CAPACITY}, batches of {BATCH}; \
-         throughput: median of {rounds} windows of {window_text}; round trips: {rounds} x {trips} \
+         throughput: median of {}; round trips: {rounds} x {trips} \
          u64 ({rounds} x {} wake-ups), p50 / p99; {} CPUs; other processes kept {} of them busy \
          just before the run, {} on average during it\n",
+        plan.text(args, "messages"),
         trips / 10,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpus(),
         busy.map_or("?".to_string(), |b| format!("{b:.1}")),
         others.map_or("?".to_string(), |b| format!("{b:.1}")),
     ));
@@ -166,8 +144,6 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     out.push_str(&table.targets());
-    print!("{out}");
-    std::io::stdout().flush()?;
     if let Some(others) = others.filter(|&o| o > 0.2) {
         eprintln!(
             "warning: other processes kept {others:.1} CPUs busy on average during the run: \
@@ -183,7 +159,21 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    Ok(())
+    let json = serde_json::json!({
+        "plan": plan.json(args),
+        "round_trips_per_round": trips,
+        "cpus": cpus(),
+        "capacity": CAPACITY,
+        "batch": BATCH,
+        "busy_before": busy,
+        "busy_during": others,
+        "rows": table.json(),
+    });
+    Ok(Report {
+        group: "spsc",
+        text: out,
+        json,
+    })
 }
 
 /// One measurement of a round.
@@ -395,6 +385,47 @@ impl Table {
         .trim_end()
         .to_string()
             + "\n"
+    }
+
+    /// Every row's figures as JSON: throughput stats per message size and
+    /// the ratio to the mutex version, round-trip p50/p99 in nanoseconds.
+    fn json(&self) -> Vec<serde_json::Value> {
+        self.rows
+            .iter()
+            .map(|f| {
+                let base = f.row.base();
+                let sizes: serde_json::Map<String, serde_json::Value> = Size::ALL
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, size)| {
+                        let vs = self
+                            .throughput(f.row, k)
+                            .zip(self.throughput(base, k))
+                            .map(|(v, b)| v / b.max(1e-9));
+                        (
+                            size.id().to_string(),
+                            serde_json::json!({
+                                "msgs_per_sec": stats_json(f.throughput[k]),
+                                "vs_mutex": vs,
+                            }),
+                        )
+                    })
+                    .collect();
+                serde_json::json!({
+                    "mechanism": f.row.label(),
+                    "id": f.row.id(),
+                    "section": format!("{:?}", f.row.section),
+                    "base": f.row == base,
+                    "throughput": sizes,
+                    "round_trip": f.trip.map(|(p50, p99)| serde_json::json!({
+                        "wait": f.row.waits(),
+                        "p50_ns": p50.as_nanos() as u64,
+                        "p99_ns": p99.as_nanos() as u64,
+                        "sleeps_per_trip": f.sleeps,
+                    })),
+                })
+            })
+            .collect()
     }
 
     /// The design's SPSC targets, each as a ratio of this run's figures.

@@ -25,8 +25,8 @@ enum Command {
         /// The file (a bare name means /dev/shm/NAME).
         path: PathBuf,
     },
-    /// Run a cross-process benchmark comparison (counter, cell, spsc, or
-    /// all of them) and print its table.
+    /// Run a cross-process benchmark comparison (counter, cell, spsc, mpmc,
+    /// map, or all of them) and print its table (or JSON with --json).
     Bench(mmring::bench::BenchArgs),
 }
 

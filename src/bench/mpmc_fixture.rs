@@ -1,0 +1,287 @@
+//! [`MpmcFixture`]: every object the MPMC rows measure, in one private
+//! directory, and [`Row`]: the rows themselves. `mmring bench mpmc` and
+//! the criterion bench (`benches/mpmc.rs`) both measure through
+//! [`MpmcFixture::throughput`].
+//!
+//! Every producer and consumer is a process of its own (forked for each
+//! run) unless the row says threads: crossbeam's `ArrayQueue` and
+//! `Mutex<VecDeque>` cannot cross a process boundary. The workload is
+//! [`crowd`](super::crowd)'s: tagged messages, each checked on arrival.
+
+use std::cell::Cell;
+use std::io;
+use std::path::Path;
+
+use super::control::{Budget, Sample};
+use super::crowd::{self, Shape};
+use super::dir::BenchDir;
+use super::fixture::{shared_words, unlinked};
+use super::flow::{Message, Msg64};
+use super::mpmc;
+use super::peers::{self, Peer};
+use super::pthread_ring::PthreadRing;
+use super::spsc_fixture::Size;
+use crate::region::View;
+use crate::sync::AtomicU64;
+
+/// Slots of every queue in the comparison.
+pub const CAPACITY: usize = 1024;
+
+/// The mechanism of a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mech {
+    /// [`PthreadRing`] shared by all the processes: the mutex version (the
+    /// base of the ratios).
+    MutexRing,
+    /// `Mutex<VecDeque>`, one thread per party.
+    MutexVecDeque,
+    /// crossbeam `ArrayQueue`, one thread per party (no batch call).
+    ArrayQueue,
+    /// mmring's [`Queue`](crate::mpmc::Queue): `try_push`/`try_pop`, or
+    /// `push_slice`/`pop_slice`.
+    Mmring,
+}
+
+/// One row of the table: a mechanism, a shape, one message per call or
+/// batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// The mechanism.
+    pub mech: Mech,
+    /// Producers and consumers.
+    pub shape: Shape,
+    /// [`BATCH`](super::flow::BATCH) messages per call.
+    pub batched: bool,
+}
+
+impl Row {
+    /// The shapes, in table order.
+    pub const SHAPES: [Shape; 2] = [Shape::ONE, Shape::TWO];
+
+    /// The rows of a section (a shape, single or batched), base first.
+    pub fn of(shape: Shape, batched: bool) -> Vec<Row> {
+        let mechs: &[Mech] = if batched {
+            &[Mech::MutexRing, Mech::MutexVecDeque, Mech::Mmring]
+        } else {
+            &[
+                Mech::MutexRing,
+                Mech::MutexVecDeque,
+                Mech::ArrayQueue,
+                Mech::Mmring,
+            ]
+        };
+        mechs
+            .iter()
+            .map(|&mech| Row {
+                mech,
+                shape,
+                batched,
+            })
+            .collect()
+    }
+
+    /// Every row, in table order.
+    pub fn all() -> Vec<Row> {
+        Self::SHAPES
+            .into_iter()
+            .flat_map(|shape| {
+                [false, true]
+                    .into_iter()
+                    .flat_map(move |b| Row::of(shape, b))
+            })
+            .collect()
+    }
+
+    /// The mutex version with the same shape, used the same way.
+    pub fn base(self) -> Row {
+        Row {
+            mech: Mech::MutexRing,
+            ..self
+        }
+    }
+
+    /// `ArrayQueue` with the same shape, one message per call (it has no
+    /// batch call): the design's yardstick.
+    pub fn array_queue(self) -> Row {
+        Row {
+            mech: Mech::ArrayQueue,
+            shape: self.shape,
+            batched: false,
+        }
+    }
+
+    /// Whether the parties are processes (else threads of one process).
+    pub fn processes(self) -> bool {
+        matches!(self.mech, Mech::MutexRing | Mech::Mmring)
+    }
+
+    /// The mechanism, as the table names it.
+    pub fn label(self) -> &'static str {
+        match (self.mech, self.batched) {
+            (Mech::MutexRing, false) => "pthread mutex+condvar ring (PROCESS_SHARED)",
+            (Mech::MutexRing, true) => "pthread mutex+condvar ring, 1 lock per batch",
+            (Mech::MutexVecDeque, false) => "Mutex<VecDeque>, threads",
+            (Mech::MutexVecDeque, true) => "Mutex<VecDeque>, 1 lock per batch, threads",
+            (Mech::ArrayQueue, _) => "crossbeam ArrayQueue, threads",
+            (Mech::Mmring, false) => "mmring mpmc try_push/try_pop (spinning)",
+            (Mech::Mmring, true) => "mmring mpmc push_slice/pop_slice",
+        }
+    }
+
+    /// The row's name in criterion's reports.
+    pub fn id(self) -> String {
+        let mech = match self.mech {
+            Mech::MutexRing => "pthread_mutex_ring",
+            Mech::MutexVecDeque => "mutex_vecdeque_threads",
+            Mech::ArrayQueue => "arrayqueue_threads",
+            Mech::Mmring => "mmring",
+        };
+        let batched = if self.batched { "_batched" } else { "" };
+        format!("{mech}{batched}")
+    }
+}
+
+/// Every object the MPMC rows measure that lives for the whole fixture:
+/// the control words and the mutex versions' rings. The mmring queues are
+/// made fresh for each run (a run leaves messages behind). Each file is
+/// unlinked as soon as it is mapped.
+pub struct MpmcFixture {
+    control: View<[AtomicU64]>,
+    mutex_u64: PthreadRing<u64>,
+    mutex_64: PthreadRing<Msg64>,
+    /// Numbers the per-run queue files.
+    runs: Cell<u64>,
+    /// Dropped last: removes the directory.
+    dir: BenchDir,
+}
+
+impl std::fmt::Debug for MpmcFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpmcFixture")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MpmcFixture {
+    /// Creates the objects in a new directory under `/dev/shm`.
+    ///
+    /// # Errors
+    ///
+    /// Creating the directory or a file.
+    pub fn new() -> io::Result<Self> {
+        Self::new_in(BenchDir::new()?)
+    }
+
+    /// Creates the objects in `dir` (which the fixture then owns and
+    /// removes).
+    ///
+    /// # Errors
+    ///
+    /// Creating a file.
+    pub fn new_in(dir: BenchDir) -> io::Result<Self> {
+        let control = shared_words(&dir.file("control"), crowd::WORDS)?;
+        let mutex_u64 = unlinked(&dir.file("mutex-u64"), |p| PthreadRing::create(p, CAPACITY))?;
+        let mutex_64 = unlinked(&dir.file("mutex-64"), |p| PthreadRing::create(p, CAPACITY))?;
+        Ok(Self {
+            control,
+            mutex_u64,
+            mutex_64,
+            runs: Cell::new(0),
+            dir,
+        })
+    }
+
+    /// The directory the files were made in (they are already unlinked).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `row` once for `budget` with messages of `size`: messages taken
+    /// by all consumers together, per second.
+    ///
+    /// Forks: call it from a thread that may fork (criterion's main
+    /// thread, the command line's only thread).
+    ///
+    /// # Errors
+    ///
+    /// If the run fails (see [`crowd::procs`]).
+    pub fn throughput(&self, row: Row, size: Size, budget: Budget) -> io::Result<Sample> {
+        match size {
+            Size::U64 => self.throughput_of::<u64>(row, budget, &self.mutex_u64),
+            Size::Bytes64 => self.throughput_of::<Msg64>(row, budget, &self.mutex_64),
+        }
+    }
+
+    fn throughput_of<M: Message>(
+        &self,
+        row: Row,
+        budget: Budget,
+        mutex: &PthreadRing<M>,
+    ) -> io::Result<Sample> {
+        let (shape, b) = (row.shape, row.batched);
+        match row.mech {
+            Mech::MutexRing => {
+                mutex.clear();
+                crowd::procs(
+                    &self.control,
+                    shape,
+                    budget,
+                    b,
+                    |_| mutex,
+                    |_| mutex,
+                    &|| mutex.wake_all(),
+                )
+            }
+            Mech::MutexVecDeque => {
+                peers::crowd_throughput::<M>(Peer::MutexVecDeque, shape, budget, b, CAPACITY)
+            }
+            Mech::ArrayQueue => {
+                peers::crowd_throughput::<M>(Peer::ArrayQueue, shape, budget, b, CAPACITY)
+            }
+            Mech::Mmring => {
+                let n = self.runs.get();
+                self.runs.set(n + 1);
+                let path = self.dir.file(&format!("queue-{n}"));
+                mpmc::throughput::<M>(&self.control, shape, budget, b, &path, CAPACITY)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::flow::BATCH;
+
+    #[test]
+    fn every_row_runs_checks_its_messages_and_leaves_no_file() {
+        let fixture = MpmcFixture::new().expect("fixture");
+        for row in Row::all() {
+            for size in Size::ALL {
+                let sample = fixture
+                    .throughput(row, size, Budget::ops(3 * BATCH as u64 * 100))
+                    .unwrap_or_else(|e| panic!("{row:?} {size:?}: {e}"));
+                assert!(sample.ops >= 3000, "{row:?} {size:?}: {sample:?}");
+            }
+            assert_eq!(
+                std::fs::read_dir(fixture.dir()).expect("read dir").count(),
+                0,
+                "{row:?} left a file behind"
+            );
+        }
+        let dir = fixture.dir().to_path_buf();
+        drop(fixture);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn every_row_has_a_base_and_an_array_queue_in_its_shape() {
+        let all = Row::all();
+        for row in &all {
+            assert!(all.contains(&row.base()));
+            assert!(all.contains(&row.array_queue()));
+            assert_eq!(Row::of(row.shape, row.batched)[0], row.base());
+        }
+    }
+}
