@@ -47,6 +47,49 @@ pub const MAX_VALUE_SIZE: usize = 4096;
 /// Bytes of the largest entry's data (state, length, key, value).
 const MAX_ENTRY_DATA: usize = (2 + MAX_KEY_LEN / 8 + MAX_VALUE_SIZE / 8) * 8;
 
+/// Entries up to this many bytes of data are handled in a buffer on the
+/// stack; larger ones (long keys, big values) on the heap.
+const INLINE_ENTRY_DATA: usize = 256;
+
+/// A buffer for one entry's data, sized to it: zeroing 4 KiB on every
+/// operation would cost more than the operation.
+#[allow(clippy::large_enum_variant)] // on the stack on purpose: no allocation per operation
+enum EntryBuf {
+    Inline([u8; INLINE_ENTRY_DATA], usize),
+    Heap(Vec<u8>),
+}
+
+impl EntryBuf {
+    fn new(len: usize) -> Self {
+        debug_assert!(len <= MAX_ENTRY_DATA);
+        if len <= INLINE_ENTRY_DATA {
+            Self::Inline([0; INLINE_ENTRY_DATA], len)
+        } else {
+            Self::Heap(vec![0; len])
+        }
+    }
+}
+
+impl std::ops::Deref for EntryBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Inline(b, len) => &b[..*len],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for EntryBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Inline(b, len) => &mut b[..*len],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
 /// Control words at the start of a map's body.
 #[repr(C)]
 pub struct MapControl {
@@ -276,14 +319,14 @@ impl<'a> RawMap<'a> {
         }
     }
 
-    fn encode(&self, buf: &mut [u8], state: u64, key: &[u8], value: &[u8]) {
+    /// Writes the state, key length and key (zero-padded) in front of the
+    /// value already in `buf`.
+    fn encode_head(&self, buf: &mut [u8], state: u64, key: &[u8]) {
         buf[..8].copy_from_slice(&state.to_ne_bytes());
         buf[8..16].copy_from_slice(&(key.len() as u64).to_ne_bytes());
         let k = self.key_off();
         buf[k..k + key.len()].copy_from_slice(key);
         buf[k + key.len()..self.value_off()].fill(0);
-        let v = self.value_off();
-        buf[v..v + self.value_len].copy_from_slice(value);
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
@@ -312,8 +355,7 @@ impl<'a> RawMap<'a> {
         let start = self.start(key);
         for i in 0..self.capacity() {
             let idx = (start + i) & self.mask;
-            self.lock(idx)
-                .read_bytes(&mut buf[..self.data_len()], self.patience)?;
+            self.lock(idx).read_bytes(buf, self.patience)?;
             let e = self.parse(buf);
             if e.state == EMPTY {
                 *vacant = Some(idx);
@@ -335,7 +377,7 @@ impl<'a> RawMap<'a> {
     /// way stayed locked past the patience.
     pub fn get(&self, key: &[u8], out: &mut [u8]) -> Result<bool, MapError> {
         self.check_key(key)?;
-        let mut buf = [0u8; MAX_ENTRY_DATA];
+        let mut buf = EntryBuf::new(self.data_len());
         let mut vacant = None;
         let Some(idx) = self.find(key, &mut buf, &mut vacant)? else {
             return Ok(false);
@@ -359,7 +401,7 @@ impl<'a> RawMap<'a> {
         mut f: impl FnMut(u64, &mut [u8]) -> (u64, R),
     ) -> Result<R, MapError> {
         self.check_key(key)?;
-        let mut buf = [0u8; MAX_ENTRY_DATA];
+        let mut buf = EntryBuf::new(self.data_len());
         loop {
             let mut vacant = None;
             let found = self.find(key, &mut buf, &mut vacant)?;
@@ -369,7 +411,7 @@ impl<'a> RawMap<'a> {
                 });
             };
             let guard = self.lock(idx).lock(self.patience)?;
-            guard.read_bytes(&mut buf[..self.data_len()]);
+            guard.read_bytes(&mut buf);
             let e = self.parse(&buf);
             let (state, key_matches) = (e.state, e.key == key);
             if state != EMPTY && !key_matches {
@@ -378,16 +420,16 @@ impl<'a> RawMap<'a> {
                 drop(guard);
                 continue;
             }
-            let mut value = [0u8; MAX_VALUE_SIZE];
-            let value = &mut value[..self.value_len];
-            if state == LIVE {
-                value.copy_from_slice(e.value);
+            // `f` works on the value bytes in place; the entry is then
+            // encoded around them in the same buffer.
+            let v = self.value_off()..self.value_off() + self.value_len;
+            if state != LIVE {
+                buf[v.clone()].fill(0);
             }
-            let (new_state, out) = f(state, value);
+            let (new_state, out) = f(state, &mut buf[v]);
             if new_state != state || new_state == LIVE {
-                let mut next = [0u8; MAX_ENTRY_DATA];
-                self.encode(&mut next, new_state, key, value);
-                guard.write_bytes(&next[..self.data_len()]);
+                self.encode_head(&mut buf, new_state, key);
+                guard.write_bytes(&buf);
                 // Relaxed: a statistic; entries carry their own ordering.
                 match (state == LIVE, new_state == LIVE) {
                     (false, true) => {
@@ -493,10 +535,9 @@ impl<'a> RawMap<'a> {
     ///
     /// [`MapError::Busy`] if an entry stayed locked past the patience.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
-        let mut buf = [0u8; MAX_ENTRY_DATA];
+        let mut buf = EntryBuf::new(self.data_len());
         for idx in 0..self.capacity() {
-            self.lock(idx)
-                .read_bytes(&mut buf[..self.data_len()], self.patience)?;
+            self.lock(idx).read_bytes(&mut buf, self.patience)?;
             let e = self.parse(&buf);
             if e.state == LIVE {
                 f(e.key, e.value);

@@ -623,20 +623,41 @@ impl Drop for WriteGuard<'_> {
 
 /// Copies data words into `out`, 8 bytes per word, native endian (also
 /// used by the MPMC ring, whose slots are words too).
+#[inline]
 pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
-    for (chunk, word) in out.chunks_mut(8).zip(words) {
+    // Whole words first, with a fixed-size copy the compiler turns into one
+    // store each (a slice copy of unknown length would be a memmove call
+    // per word).
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut words = words.iter();
+    for (chunk, word) in (&mut chunks).zip(&mut words) {
         // Relaxed: ordering is provided by the seqlock's sequence and fences.
+        let bytes: &mut [u8; 8] = chunk.try_into().unwrap_or_else(|_| unreachable!());
+        *bytes = word.load(Ordering::Relaxed).to_ne_bytes();
+    }
+    let tail = chunks.into_remainder();
+    if let (false, Some(word)) = (tail.is_empty(), words.next()) {
+        // Relaxed: as above.
         let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
+        tail.copy_from_slice(&bytes[..tail.len()]);
     }
 }
 
 /// Copies `src` into data words; the tail of the last word is zero.
+#[inline]
 pub(crate) fn copy_in(words: &[AtomicU64], src: &[u8]) {
-    for (chunk, word) in src.chunks(8).zip(words) {
-        let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
+    let chunks = src.chunks_exact(8);
+    let tail = chunks.remainder();
+    let mut words = words.iter();
+    for (chunk, word) in chunks.zip(&mut words) {
+        let bytes: [u8; 8] = chunk.try_into().unwrap_or_else(|_| unreachable!());
         // Relaxed: ordering is provided by the seqlock's sequence and fences.
+        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    if let (false, Some(word)) = (tail.is_empty(), words.next()) {
+        let mut bytes = [0u8; 8];
+        bytes[..tail.len()].copy_from_slice(tail);
+        // Relaxed: as above.
         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
     }
 }

@@ -861,9 +861,12 @@ enum KillAt {
     /// Holding a position it claimed (claim stored) and has not published
     /// (a producer) or freed (a consumer): the slot survivors must recover.
     HoldingSlot,
-    /// In the middle of storing the claims of a `push_slice`/`pop_slice`
-    /// batch (last slot first): its claim on the batch's last slot, not yet
-    /// on an earlier one.
+    /// In the middle of a `push_slice`/`pop_slice` batch: its claim on the
+    /// batch's last slot (claims are stored last slot first), an earlier
+    /// slot of the batch not yet published (freed): either its claim is not
+    /// stored yet, or its payload is not written (read) yet. (The first
+    /// window is a few stores wide, too narrow to hit reliably from here;
+    /// the unit tests in `src/mpmc.rs` and the loom models cover it.)
     MidBatch,
 }
 
@@ -917,6 +920,8 @@ fn kill_at(
             let (seq, claim) = peek.slot(pos);
             seq == held_seq_of(pos) && claim_names(claim, role, pid, pos)
         };
+        // Won (by the victim or not), not published (freed) yet.
+        let unfinished = |pos: u64| peek.slot(pos).0 == held_seq_of(pos);
         // Won by the compare-and-swap, claim not stored yet.
         let unclaimed = |pos: u64| {
             let (seq, claim) = peek.slot(pos);
@@ -928,7 +933,7 @@ fn kill_at(
             KillAt::MidBatch => {
                 held(last) && {
                     let start = batch_start(peek.slot(last).1, last);
-                    (0..last.wrapping_sub(start)).any(|k| unclaimed(start.wrapping_add(k)))
+                    (0..last.wrapping_sub(start)).any(|k| unfinished(start.wrapping_add(k)))
                 }
             }
         };
