@@ -1,0 +1,921 @@
+//! Crash injection: producers and consumers, each a real process, on an SPSC
+//! ring and on an MPMC queue, killed with `SIGKILL` at random moments and
+//! replaced by fresh processes (for SPSC the replacement takes over the dead
+//! holder's role), `N` kills per ring kind. At the end the parent stops the
+//! survivors, drains what is left, and checks:
+//!
+//! - **nobody hung**: every blocking call was made with a timeout
+//!   ([`BLOCK_TIMEOUT`]) and none ran out of it (the longest one is
+//!   reported);
+//! - **nothing lost, nothing duplicated**: every message whose push returned
+//!   `Ok` was consumed exactly once (by a child or by the final drain),
+//!   except those a killed consumer had taken, which are accounted for
+//!   explicitly (below);
+//! - for MPMC, the queue's `recovered` statistic is consistent with the
+//!   kills (each killed process abandons at most the slots of its one
+//!   operation in progress).
+//!
+//! How messages are accounted for: each producer process (every
+//! incarnation has its own id) numbers its messages 0, 1, 2, ... and sets a
+//! bit in the shared `pushed` bitmap *after* a push returns `Ok`; a consumer
+//! sets a bit in the `consumed` bitmap *after* a pop returns (a bit already
+//! set is a duplicate). Around each operation a process stores in
+//! `inflight[id]` how many messages the operation may move (0 between
+//! operations). So after a kill:
+//!
+//! - a producer killed with `inflight = n` may have pushed up to `n`
+//!   messages it never recorded ("pushed but unrecorded"): allowed, and
+//!   checked to be its last ones and at most `n`;
+//! - a consumer killed with `inflight = n` may have taken up to `n` messages
+//!   and died before recording them ("possibly lost with a killed
+//!   consumer"): the recorded-but-never-consumed messages must number at
+//!   most the sum of those `n`; a consumer killed between operations
+//!   excuses nothing.
+//!
+//! How long: [`CI_KILLS`] kills per ring kind by default (a few seconds);
+//! set `MMRING_STRESS_KILLS` for a long run, e.g.
+//!
+//! ```sh
+//! MMRING_STRESS_KILLS=200 cargo test --release --test crash_stress -- --nocapture
+//! ```
+//!
+//! `MMRING_STRESS_SEED` fixes the random choices of the parent (which
+//! process, how long to wait) and of the children; the moments the kills
+//! land still depend on the scheduler. Each run prints its seed and a
+//! summary line.
+//!
+//! MPMC kills avoid one window: a process killed between winning a
+//! position (its compare-and-swap on the tail or head) and storing its
+//! claim in the slot cannot be told from a slow one, so the slot is never
+//! recovered and the queue stalls for good (documented in `src/mpmc.rs`).
+//! Before each MPMC kill the parent stops the victim with `SIGSTOP` and
+//! reads the queue; if some won position has no claim yet (the victim's or
+//! a running peer's, it cannot tell) it lets the victim run on and tries
+//! again a moment later. See [`unclaimed_positions`].
+
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Children, Rng, WATCHDOG};
+use mmring::mpmc::Queue;
+use mmring::spsc::{Consumer, Producer};
+use mmring::{AtomicArray, Closed, Counter, Pod, PopError, PushError, TryPopError, TryPushError};
+use mmring::{Zeroable, mpmc};
+
+/// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
+const CI_KILLS: usize = 20;
+/// The environment variable that asks for a longer run (kills per kind).
+const KILLS_VAR: &str = "MMRING_STRESS_KILLS";
+/// The environment variable that fixes the random seed.
+const SEED_VAR: &str = "MMRING_STRESS_SEED";
+
+/// Every blocking call is made with this timeout; running out of it is a
+/// hang (a survivor waited that long for a ring that should have moved).
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
+/// Sequence numbers per producer incarnation (a producer that runs out
+/// idles until it is killed or stopped). A multiple of 64: each producer
+/// owns whole words of the bitmaps.
+const PER: u64 = 1 << 18;
+/// Largest batch (`push_slice` / `pop_slice`).
+const MAX_BATCH: u64 = 8;
+/// Longest random pause between two kills.
+const MAX_PAUSE_US: u64 = 20_000;
+
+const SPSC_CAP: usize = 64;
+const MPMC_CAP: usize = 16;
+const MPMC_PRODUCERS: usize = 3;
+const MPMC_CONSUMERS: usize = 3;
+
+/// Indices into the `stats` array.
+const HANGS: usize = 0;
+const DUPS: usize = 1;
+const BAD: usize = 2;
+const ORDER: usize = 3;
+const CALLS: usize = 4;
+const STATS: usize = 5;
+
+/// One message: a unique id (`producer id * PER + sequence`) and a check
+/// word derived from it (a torn copy shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+struct Msg {
+    id: u64,
+    check: u64,
+}
+
+impl Msg {
+    fn new(producer: usize, seq: u64) -> Self {
+        let id = producer as u64 * PER + seq;
+        Self {
+            id,
+            check: Self::check_of(id),
+        }
+    }
+
+    fn check_of(id: u64) -> u64 {
+        (id ^ 0x6d6d_7269_6e67_0000).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn is_whole(&self) -> bool {
+        self.check == Self::check_of(self.id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Spsc,
+    Mpmc,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "spsc" => Kind::Spsc,
+            "mpmc" => Kind::Mpmc,
+            other => panic!("unknown ring kind {other:?}"),
+        }
+    }
+
+    /// (producers, consumers) alive at any time.
+    fn procs(self) -> (usize, usize) {
+        match self {
+            Kind::Spsc => (1, 1),
+            Kind::Mpmc => (MPMC_PRODUCERS, MPMC_CONSUMERS),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Producer,
+    Consumer,
+}
+
+impl Role {
+    fn test(self) -> &'static str {
+        match self {
+            Role::Producer => "child_stress_producer",
+            Role::Consumer => "child_stress_consumer",
+        }
+    }
+}
+
+/// The shared files of a run (all in the run's temporary directory).
+struct Files {
+    /// One bit per message id: set by its producer after the push returned.
+    pushed: AtomicArray<u64>,
+    /// One bit per message id: set by whoever popped it, after the pop.
+    consumed: AtomicArray<u64>,
+    /// Per process id: messages its operation in progress may move (0:
+    /// between operations).
+    inflight: AtomicArray<u64>,
+    /// Per process id: its longest blocking call, in nanoseconds.
+    longest: AtomicArray<u64>,
+    /// Per process id: 1 once it has opened the ring (holds its role).
+    ready: AtomicArray<u64>,
+    /// `HANGS`, `DUPS`, `BAD`, `ORDER`, `CALLS`.
+    stats: AtomicArray<u64>,
+    /// 0 running; 1 producers stop; 2 consumers stop too.
+    stop: Counter,
+}
+
+impl Files {
+    fn create(dir: &Path, ids: usize) -> Self {
+        let words = ids * (PER / 64) as usize;
+        Self {
+            pushed: AtomicArray::create(dir.join("pushed"), words).unwrap(),
+            consumed: AtomicArray::create(dir.join("consumed"), words).unwrap(),
+            inflight: AtomicArray::create(dir.join("inflight"), ids).unwrap(),
+            longest: AtomicArray::create(dir.join("longest"), ids).unwrap(),
+            ready: AtomicArray::create(dir.join("ready"), ids).unwrap(),
+            stats: AtomicArray::create(dir.join("stats"), STATS).unwrap(),
+            stop: Counter::create(dir.join("stop"), 0).unwrap(),
+        }
+    }
+
+    fn open(dir: &Path) -> Self {
+        Self {
+            pushed: AtomicArray::open(dir.join("pushed")).unwrap(),
+            consumed: AtomicArray::open(dir.join("consumed")).unwrap(),
+            inflight: AtomicArray::open(dir.join("inflight")).unwrap(),
+            longest: AtomicArray::open(dir.join("longest")).unwrap(),
+            ready: AtomicArray::open(dir.join("ready")).unwrap(),
+            stats: AtomicArray::open(dir.join("stats")).unwrap(),
+            stop: Counter::open(dir.join("stop")).unwrap(),
+        }
+    }
+
+    /// Runs one blocking call, keeping the longest duration of `me`'s.
+    fn timed<R>(&self, me: usize, call: impl FnOnce() -> R) -> R {
+        let start = Instant::now();
+        let r = call();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.longest[me].fetch_max(ns);
+        self.stats[CALLS].fetch_add(1);
+        r
+    }
+
+    fn hang(&self, what: &str) {
+        eprintln!("HANG: {what} ran out of its {BLOCK_TIMEOUT:?} timeout");
+        self.stats[HANGS].fetch_add(1);
+    }
+
+    /// Records a popped message (in a child or in the final drain).
+    fn record_consumed(&self, m: &Msg, ids: u64, order: Option<&mut HashMap<u64, u64>>) {
+        if !m.is_whole() || m.id >= ids * PER {
+            eprintln!("BAD: torn or foreign message {m:?}");
+            self.stats[BAD].fetch_add(1);
+            return;
+        }
+        if let Some(order) = order {
+            // One consumer's claims move forward through the ring, and a
+            // producer's messages sit in it in the order pushed.
+            let (producer, seq) = (m.id / PER, m.id % PER);
+            if let Some(&last) = order.get(&producer)
+                && seq <= last
+            {
+                eprintln!("ORDER: producer {producer}: {seq} after {last}");
+                self.stats[ORDER].fetch_add(1);
+            }
+            order.insert(producer, seq);
+        }
+        let mask = 1u64 << (m.id % 64);
+        if self.consumed[(m.id / 64) as usize]
+            .fetch_update(|w| (w & mask == 0).then_some(w | mask))
+            .is_err()
+        {
+            eprintln!("DUP: message {} received twice", m.id);
+            self.stats[DUPS].fetch_add(1);
+        }
+    }
+}
+
+fn kills() -> usize {
+    std::env::var(KILLS_VAR)
+        .ok()
+        .map(|v| v.parse().expect("MMRING_STRESS_KILLS is a number"))
+        .unwrap_or(CI_KILLS)
+}
+
+fn seed() -> u64 {
+    std::env::var(SEED_VAR).ok().map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        },
+        |v| v.parse().expect("MMRING_STRESS_SEED is a number"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The two ring kinds behind one interface.
+// ---------------------------------------------------------------------------
+
+enum Tx {
+    Spsc(Producer<Msg>),
+    Mpmc(Queue<Msg>),
+}
+
+impl Tx {
+    fn try_push(&mut self, m: Msg) -> Result<(), TryPushError<Msg>> {
+        match self {
+            Tx::Spsc(p) => p.try_push(m),
+            Tx::Mpmc(q) => q.try_push(m),
+        }
+    }
+
+    fn push_timeout(&mut self, m: Msg) -> Result<(), PushError<Msg>> {
+        match self {
+            Tx::Spsc(p) => p.push_timeout(m, BLOCK_TIMEOUT),
+            Tx::Mpmc(q) => q.push_timeout(m, BLOCK_TIMEOUT),
+        }
+    }
+
+    fn push_slice(&mut self, ms: &[Msg]) -> Result<usize, Closed> {
+        match self {
+            Tx::Spsc(p) => p.push_slice(ms),
+            Tx::Mpmc(q) => q.push_slice(ms),
+        }
+    }
+}
+
+enum Rx {
+    Spsc(Consumer<Msg>),
+    Mpmc(Queue<Msg>),
+}
+
+impl Rx {
+    fn try_pop(&mut self) -> Result<Msg, TryPopError> {
+        match self {
+            Rx::Spsc(c) => c.try_pop(),
+            Rx::Mpmc(q) => q.try_pop(),
+        }
+    }
+
+    fn pop_timeout(&mut self, timeout: Duration) -> Result<Msg, PopError> {
+        match self {
+            Rx::Spsc(c) => c.pop_timeout(timeout),
+            Rx::Mpmc(q) => q.pop_timeout(timeout),
+        }
+    }
+
+    fn pop_slice(&mut self, out: &mut [Msg]) -> Result<usize, Closed> {
+        match self {
+            Rx::Spsc(c) => c.pop_slice(out),
+            Rx::Mpmc(q) => q.pop_slice(out),
+        }
+    }
+}
+
+/// Opens the ring as `role` (SPSC: claims the role, taking over a dead
+/// holder's; retried while the previous holder still looks alive).
+fn open_ring<T>(kind: Kind, dir: &Path, open: impl Fn(Kind, &Path) -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        match open(kind, dir) {
+            Ok(t) => return t,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "watchdog: cannot open: {e}");
+                // The previous holder is being reaped: look again soon.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Children.
+// ---------------------------------------------------------------------------
+
+/// A producer process: pushes its numbered messages through every push
+/// flavour until the parent stops it (or it runs out of numbers, then
+/// idles), recording each message after its push returned `Ok`.
+#[test]
+fn child_stress_producer() {
+    let Some(ctx) = common::child("child_stress_producer") else {
+        return;
+    };
+    let kind = Kind::parse(&ctx.arg);
+    let me = ctx.index;
+    let f = Files::open(&ctx.path);
+    let mut tx = open_ring(kind, &ctx.path, |kind, dir| match kind {
+        Kind::Spsc => Producer::open_or_create(dir.join("ring"), SPSC_CAP)
+            .map(Tx::Spsc)
+            .map_err(|e| e.to_string()),
+        Kind::Mpmc => Queue::open(dir.join("ring"))
+            .map(Tx::Mpmc)
+            .map_err(|e| e.to_string()),
+    });
+    f.ready[me].store(1);
+    let mut rng = Rng::new(seed_of(&ctx));
+    let deadline = Instant::now() + WATCHDOG * 20;
+    let mut next = 0u64;
+    while f.stop.load() == 0 {
+        assert!(Instant::now() < deadline, "watchdog: never stopped");
+        if next + MAX_BATCH > PER {
+            // Out of numbers: idle until killed or stopped.
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let op = rng.below(4);
+        let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
+        let msgs: Vec<Msg> = (next..next + n).map(|s| Msg::new(me, s)).collect();
+        f.inflight[me].store(n);
+        let pushed = match op {
+            0 => match tx.try_push(msgs[0]) {
+                Ok(()) => 1,
+                Err(TryPushError::Full(m)) => push_blocking(&f, me, &mut tx, m),
+                Err(TryPushError::Closed(_)) => panic!("the ring was closed under a producer"),
+            },
+            1 => push_blocking(&f, me, &mut tx, msgs[0]),
+            _ => match tx.push_slice(&msgs) {
+                Ok(0) => push_blocking(&f, me, &mut tx, msgs[0]),
+                Ok(k) => k as u64,
+                Err(Closed) => panic!("the ring was closed under a producer"),
+            },
+        };
+        for m in &msgs[..pushed as usize] {
+            let mask = 1u64 << (m.id % 64);
+            f.pushed[(m.id / 64) as usize]
+                .fetch_update(|w| Some(w | mask))
+                .unwrap();
+        }
+        next += pushed;
+        f.inflight[me].store(0);
+    }
+    println!("producer {me} pushed {next}");
+}
+
+/// A consumer process: pops through every pop flavour until the parent
+/// stops it, recording each message after the pop returned.
+#[test]
+fn child_stress_consumer() {
+    let Some(ctx) = common::child("child_stress_consumer") else {
+        return;
+    };
+    let kind = Kind::parse(&ctx.arg);
+    let me = ctx.index;
+    let f = Files::open(&ctx.path);
+    let ids = (f.inflight.len()) as u64;
+    let mut rx = open_ring(kind, &ctx.path, |kind, dir| match kind {
+        Kind::Spsc => Consumer::open_or_create(dir.join("ring"), SPSC_CAP)
+            .map(Rx::Spsc)
+            .map_err(|e| e.to_string()),
+        Kind::Mpmc => Queue::open(dir.join("ring"))
+            .map(Rx::Mpmc)
+            .map_err(|e| e.to_string()),
+    });
+    f.ready[me].store(1);
+    let mut rng = Rng::new(seed_of(&ctx));
+    let deadline = Instant::now() + WATCHDOG * 20;
+    let mut order = HashMap::new();
+    let mut buf = [Msg::zeroed(); MAX_BATCH as usize];
+    let mut got = 0u64;
+    while f.stop.load() < 2 {
+        assert!(Instant::now() < deadline, "watchdog: never stopped");
+        let op = rng.below(3);
+        let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
+        f.inflight[me].store(n);
+        let res = match op {
+            0 => match rx.try_pop() {
+                Ok(m) => {
+                    buf[0] = m;
+                    Some(1)
+                }
+                Err(TryPopError::Empty) => pop_blocking(&f, me, &mut rx, &mut buf),
+                Err(TryPopError::Closed) => None,
+            },
+            1 => pop_blocking(&f, me, &mut rx, &mut buf),
+            _ => match rx.pop_slice(&mut buf[..n as usize]) {
+                Ok(0) => pop_blocking(&f, me, &mut rx, &mut buf),
+                Ok(k) => Some(k),
+                Err(Closed) => None,
+            },
+        };
+        let Some(k) = res else {
+            // Closed: only once the producers were stopped (SPSC: the
+            // producer's exit closes the ring).
+            assert!(f.stop.load() >= 1, "the ring was closed under a consumer");
+            f.inflight[me].store(0);
+            break;
+        };
+        for m in &buf[..k] {
+            f.record_consumed(m, ids, Some(&mut order));
+        }
+        got += k as u64;
+        f.inflight[me].store(0);
+    }
+    println!("consumer {me} received {got}");
+}
+
+/// A blocking push of one message: how many were pushed (0 or 1).
+fn push_blocking(f: &Files, me: usize, tx: &mut Tx, m: Msg) -> u64 {
+    match f.timed(me, || tx.push_timeout(m)) {
+        Ok(()) => 1,
+        // The consumer died (SPSC): not pushed; its replacement comes, try
+        // again.
+        Err(PushError::Disconnected(_)) => 0,
+        Err(PushError::Timeout(_)) => {
+            f.hang("push");
+            0
+        }
+        Err(PushError::Closed(_)) => panic!("the ring was closed under a producer"),
+    }
+}
+
+/// A blocking pop of one message into `buf[0]`: how many were popped (0 or
+/// 1), `None` once closed and drained.
+fn pop_blocking(f: &Files, me: usize, rx: &mut Rx, buf: &mut [Msg]) -> Option<usize> {
+    match f.timed(me, || rx.pop_timeout(BLOCK_TIMEOUT)) {
+        Ok(m) => {
+            buf[0] = m;
+            Some(1)
+        }
+        // The producer died (SPSC): its replacement comes.
+        Err(PopError::Disconnected) => Some(0),
+        Err(PopError::Timeout) => {
+            f.hang("pop");
+            Some(0)
+        }
+        Err(PopError::Closed) => None,
+    }
+}
+
+/// Each child's random stream: the run's seed and its id.
+fn seed_of(ctx: &common::ChildCtx) -> u64 {
+    let run: u64 = std::env::var(SEED_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    run ^ (ctx.index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id())
+}
+
+// ---------------------------------------------------------------------------
+// The MPMC queue's words, read from the file (docs/FORMAT.md).
+// ---------------------------------------------------------------------------
+
+/// Reads a queue file's words with `pread`, as `docs/FORMAT.md` lays them
+/// out: control words at the start of the body, then slots of `[sequence,
+/// claim, payload...]`.
+struct Peek {
+    file: std::fs::File,
+    body: u64,
+    capacity: u64,
+    slot_size: u64,
+}
+
+const ROLE_PRODUCER: u64 = 1;
+const ROLE_CONSUMER: u64 = 2;
+
+impl Peek {
+    fn new(q: &Queue<Msg>) -> Self {
+        let d = *q.region().descriptor();
+        Self {
+            file: std::fs::File::open(q.region().path()).unwrap(),
+            body: d.body_offset,
+            capacity: d.capacity,
+            slot_size: d.slot_size,
+        }
+    }
+
+    fn word(&self, offset: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.file.read_exact_at(&mut b, offset).unwrap();
+        u64::from_ne_bytes(b)
+    }
+
+    fn tail(&self) -> u64 {
+        self.word(self.body) & !(1 << 63)
+    }
+
+    fn head(&self) -> u64 {
+        self.word(self.body + 128)
+    }
+
+    fn recovered(&self) -> u64 {
+        self.word(self.body + 296)
+    }
+
+    /// Sequence and claim of the slot of position `pos`.
+    fn slot(&self, pos: u64) -> (u64, u64) {
+        let at = self.body + 384 + (pos & (self.capacity - 1)) * self.slot_size;
+        (self.word(at), self.word(at + 8))
+    }
+
+    /// Whether `pos`, won and unfinished (`seq` is `pos + offset`), is
+    /// covered by a claim of `role`: the first unfinished slot from `pos`
+    /// on (before `end`) with a claim of `role` names a batch start at most
+    /// `BATCH_MAX - 1` before `pos` (the rule of `dead_claimer` in
+    /// `src/mpmc.rs`).
+    fn covered(&self, pos: u64, role: u64, offset: u64, end: u64) -> bool {
+        for k in 0..mpmc::BATCH_MAX as u64 {
+            let q = pos + k;
+            if q >= end {
+                return false;
+            }
+            let (seq, claim) = self.slot(q);
+            if seq != q + offset {
+                return false;
+            }
+            if claim >> 62 == role {
+                let start = claim & 0xffff_ffff;
+                return (pos.wrapping_sub(start) & 0xffff_ffff) < mpmc::BATCH_MAX as u64;
+            }
+        }
+        false
+    }
+
+    /// One line per slot, for a stall report.
+    fn dump(&self) -> String {
+        let (tail, head) = (self.tail(), self.head());
+        let mut out = format!("tail {tail}, head {head}, recovered {}\n", self.recovered());
+        for pos in tail.saturating_sub(self.capacity)..tail.max(head) + 1 {
+            let (seq, claim) = self.slot(pos);
+            out += &format!(
+                "  pos {pos}: seq {seq} claim role {} pid {} start {}\n",
+                claim >> 62,
+                (claim >> 32) & 0x3fff_ffff,
+                claim & 0xffff_ffff
+            );
+        }
+        out
+    }
+}
+
+/// Positions won by a compare-and-swap whose claim is not stored yet: a
+/// producer's (`seq == pos`, `head <= pos < tail`) or a consumer's (`seq ==
+/// pos + 1`, `pos < head`, within the last lap of the tail) that no claim
+/// of its role covers. A process killed there is never recovered.
+fn unclaimed_positions(peek: &Peek) -> Vec<u64> {
+    let (tail, head) = (peek.tail(), peek.head());
+    let mut found = Vec::new();
+    for pos in tail.saturating_sub(peek.capacity)..tail {
+        let (seq, _) = peek.slot(pos);
+        let open = if pos >= head && seq == pos {
+            !peek.covered(pos, ROLE_PRODUCER, 0, tail)
+        } else if pos < head && seq == pos + 1 {
+            !peek.covered(pos, ROLE_CONSUMER, 1, head)
+        } else {
+            false
+        };
+        if open {
+            found.push(pos);
+        }
+    }
+    found
+}
+
+/// Sends `sig` to our unreaped child `pid`.
+fn signal(pid: u32, sig: libc::c_int) {
+    let raw = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions. `pid` is a child
+    // of this process that has not been reaped (`Children` reaps only in
+    // `kill` and its waits, after which we never signal it), so the number
+    // cannot name another process.
+    let rc = unsafe { libc::kill(raw, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether every thread of `pid` is stopped (state `T` or `t`).
+fn is_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.into_iter().all(|t| {
+        let Ok(t) = t else { return false };
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s == "T" || s == "t")
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The parent.
+// ---------------------------------------------------------------------------
+
+/// A process killed by the parent.
+struct Death {
+    id: usize,
+    role: Role,
+    /// Its `inflight` word when it died.
+    inflight: u64,
+}
+
+#[test]
+fn spsc_producers_and_consumers_killed_at_random() {
+    run(Kind::Spsc);
+}
+
+#[test]
+fn mpmc_producers_and_consumers_killed_at_random() {
+    run(Kind::Mpmc);
+}
+
+fn run(kind: Kind) {
+    if std::env::var(common::ROLE_VAR).is_ok() {
+        return; // a child of another test
+    }
+    let kills = kills();
+    let seed = seed();
+    println!("{} crash stress: {kills} kills, seed {seed}", kind.name());
+    let (np, nc) = kind.procs();
+    let ids = np + nc + kills;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = Files::create(d, ids);
+    let queue =
+        (kind == Kind::Mpmc).then(|| Queue::<Msg>::create(d.join("ring"), MPMC_CAP).unwrap());
+    let peek = queue.as_ref().map(Peek::new);
+    let mut kids = Children::new();
+    let mut live: Vec<(usize, Role)> = Vec::new();
+    let spawn = |kids: &mut Children, role: Role, id: usize| {
+        kids.spawn(role.test(), id, d, kind.name());
+    };
+    for id in 0..np + nc {
+        let role = if id < np {
+            Role::Producer
+        } else {
+            Role::Consumer
+        };
+        spawn(&mut kids, role, id);
+        live.push((id, role));
+    }
+    let mut next_id = np + nc;
+    let mut rng = Rng::new(seed);
+    let mut deaths: Vec<Death> = Vec::new();
+    let mut skipped_windows = 0u64;
+    let started = Instant::now();
+    let wait_ready = |kids: &mut Children, live: &[(usize, Role)]| {
+        kids.wait_for("every process to open the ring", || {
+            live.iter().all(|&(id, _)| f.ready[id].load() == 1)
+        });
+    };
+    while deaths.len() < kills {
+        wait_ready(&mut kids, &live);
+        std::thread::sleep(Duration::from_micros(rng.below(MAX_PAUSE_US)));
+        kids.check_none_failed();
+        let v = rng.below(live.len() as u64) as usize;
+        let (id, role) = live[v];
+        if let Some(peek) = &peek {
+            // Not in the window between a won compare-and-swap and its
+            // claim (see the file's documentation).
+            let pid = kids.pid(id);
+            signal(pid, libc::SIGSTOP);
+            kids.wait_for("the victim to stop", || is_stopped(pid));
+            let open = unclaimed_positions(peek);
+            if !open.is_empty() {
+                skipped_windows += 1;
+                signal(pid, libc::SIGCONT);
+                continue;
+            }
+        }
+        kids.kill(id);
+        deaths.push(Death {
+            id,
+            role,
+            inflight: f.inflight[id].load(),
+        });
+        spawn(&mut kids, role, next_id);
+        live[v] = (next_id, role);
+        next_id += 1;
+    }
+    wait_ready(&mut kids, &live);
+    let kill_time = started.elapsed();
+
+    // Stop: producers first (SPSC: the producer's exit closes the ring),
+    // then the consumers (MPMC: the close wakes any asleep in a pop).
+    f.stop.store(1);
+    for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Producer) {
+        kids.wait_ok(id);
+    }
+    f.stop.store(2);
+    if let Some(q) = &queue {
+        q.close();
+    }
+    for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Consumer) {
+        kids.wait_ok(id);
+    }
+
+    // The final drain.
+    let mut drained = 0u64;
+    match &queue {
+        Some(q) => loop {
+            match q.pop_timeout(BLOCK_TIMEOUT) {
+                Ok(m) => {
+                    f.record_consumed(&m, ids as u64, None);
+                    drained += 1;
+                }
+                Err(PopError::Closed) => break,
+                Err(e) => panic!(
+                    "final drain: {e}: the queue is stalled\n{}",
+                    peek.as_ref().expect("mpmc").dump()
+                ),
+            }
+        },
+        None => {
+            let mut rx = Consumer::<Msg>::open(d.join("ring")).unwrap();
+            loop {
+                match rx.pop_timeout(BLOCK_TIMEOUT) {
+                    Ok(m) => {
+                        f.record_consumed(&m, ids as u64, None);
+                        drained += 1;
+                    }
+                    Err(PopError::Closed) => break,
+                    Err(e) => panic!("final drain: {e}"),
+                }
+            }
+        }
+    }
+
+    // The accounts.
+    let mut pushed = 0u64;
+    let mut consumed = 0u64;
+    let mut lost = 0u64;
+    let mut lost_ids = Vec::new();
+    let mut unrecorded = 0u64;
+    let mut problems = Vec::new();
+    for id in 0..next_id {
+        let words = id * (PER / 64) as usize..(id + 1) * (PER / 64) as usize;
+        let mut last_recorded = None;
+        let mut extra = Vec::new();
+        for w in words {
+            let (p, c) = (f.pushed[w].load(), f.consumed[w].load());
+            pushed += u64::from(p.count_ones());
+            consumed += u64::from(c.count_ones());
+            lost += u64::from((p & !c).count_ones());
+            if p & !c != 0 && lost_ids.len() < 20 {
+                lost_ids.push(w as u64 * 64 + u64::from((p & !c).trailing_zeros()));
+            }
+            if p != 0 {
+                last_recorded = Some(w as u64 * 64 + 63 - u64::from(p.leading_zeros()));
+            }
+            let mut x = c & !p;
+            while x != 0 {
+                extra.push(w as u64 * 64 + u64::from(x.trailing_zeros()));
+                x &= x - 1;
+            }
+        }
+        if extra.is_empty() {
+            continue;
+        }
+        unrecorded += extra.len() as u64;
+        // Pushed but unrecorded: only by a producer killed mid-push, its
+        // last messages, at most as many as that push could move.
+        let death = deaths
+            .iter()
+            .find(|d| d.id == id && d.role == Role::Producer);
+        let ok = death.is_some_and(|d| extra.len() as u64 <= d.inflight)
+            && last_recorded.is_none_or(|l| extra.iter().all(|&e| e > l));
+        if !ok {
+            problems.push(format!(
+                "producer {id}: consumed but never recorded as pushed: {extra:?} \
+                 (last recorded {last_recorded:?}, killed with {:?} in flight)",
+                death.map(|d| d.inflight)
+            ));
+        }
+    }
+    let consumer_kills = deaths.iter().filter(|d| d.role == Role::Consumer).count();
+    let excused: u64 = deaths
+        .iter()
+        .filter(|d| d.role == Role::Consumer)
+        .map(|d| d.inflight)
+        .sum();
+    let mid_op_consumer_kills = deaths
+        .iter()
+        .filter(|d| d.role == Role::Consumer && d.inflight > 0)
+        .count();
+    let in_flight_all: u64 = deaths.iter().map(|d| d.inflight).sum();
+    let recovered = peek.as_ref().map(Peek::recovered);
+    let longest = Duration::from_nanos(
+        (0..next_id)
+            .map(|id| f.longest[id].load())
+            .max()
+            .unwrap_or(0),
+    );
+    let stat = |i: usize| f.stats[i].load();
+    println!(
+        "{} crash stress summary: kills {} ({} producers, {consumer_kills} consumers, \
+         {mid_op_consumer_kills} of them mid-operation), pushed {pushed} (+{unrecorded} \
+         pushed by killed producers, unrecorded), consumed {consumed} ({drained} in the \
+         final drain), lost {lost} (accounted to consumers killed mid-operation, at most \
+         {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
+         recovered slots {}, hangs {}, blocking calls {}, longest blocking call {longest:?}, \
+         kill phase {kill_time:.1?}{}",
+        kind.name(),
+        deaths.len(),
+        deaths.len() - consumer_kills,
+        lost.saturating_sub(excused),
+        stat(DUPS),
+        stat(BAD),
+        stat(ORDER),
+        recovered.map_or_else(|| "n/a".to_string(), |r| r.to_string()),
+        stat(HANGS),
+        stat(CALLS),
+        if kind == Kind::Mpmc {
+            format!(", kills put off (a claim window open) {skipped_windows}")
+        } else {
+            String::new()
+        }
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(stat(HANGS), 0, "blocking calls ran out of their timeout");
+    assert_eq!(stat(DUPS), 0, "messages received twice");
+    assert_eq!(stat(BAD), 0, "torn or foreign messages");
+    assert_eq!(stat(ORDER), 0, "messages out of order");
+    assert!(
+        lost <= excused,
+        "{lost} messages lost, only {excused} excused by consumers killed mid-operation; \
+         first lost ids {lost_ids:?}"
+    );
+    if let Some(r) = recovered {
+        // Each killed process abandons at most the slots of its one
+        // operation in progress, and each slot is recovered once.
+        assert!(
+            r <= in_flight_all,
+            "recovered {r} slots, more than the {in_flight_all} the kills left in flight"
+        );
+    }
+    assert!(
+        consumed + lost == pushed + unrecorded,
+        "accounts do not balance"
+    );
+    drop(kids);
+}
