@@ -70,6 +70,10 @@ use mmring::{Zeroable, mpmc};
 const CI_KILLS: usize = 20;
 /// The environment variable that asks for a longer run (kills per kind).
 const KILLS_VAR: &str = "MMRING_STRESS_KILLS";
+/// Set to 1: kill MPMC processes in the claim window too (see the file's
+/// documentation; the queue then stalls for good when it happens: for
+/// investigation only).
+const UNGUARDED_VAR: &str = "MMRING_STRESS_UNGUARDED";
 /// The environment variable that fixes the random seed.
 const SEED_VAR: &str = "MMRING_STRESS_SEED";
 
@@ -98,13 +102,15 @@ const ORDER: usize = 3;
 const CALLS: usize = 4;
 const STATS: usize = 5;
 
-/// One message: a unique id (`producer id * PER + sequence`) and a check
-/// word derived from it (a torn copy shows).
+/// One message: a unique id (`producer id * PER + sequence`) and words
+/// derived from it (a torn copy shows). 128 bytes, so that copying one in
+/// or out of a slot takes a while: kills land inside claimed slots more
+/// often.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
 struct Msg {
     id: u64,
-    check: u64,
+    check: [u64; 15],
 }
 
 impl Msg {
@@ -116,8 +122,14 @@ impl Msg {
         }
     }
 
-    fn check_of(id: u64) -> u64 {
-        (id ^ 0x6d6d_7269_6e67_0000).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    fn check_of(id: u64) -> [u64; 15] {
+        let mut words = [0; 15];
+        let mut x = id ^ 0x6d6d_7269_6e67_0000;
+        for w in &mut words {
+            x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+            *w = x;
+        }
+        words
     }
 
     fn is_whole(&self) -> bool {
@@ -288,6 +300,9 @@ enum Tx {
     Mpmc(Queue<Msg>),
 }
 
+// The library's push errors hand the (128-byte) message back: large on
+// purpose.
+#[allow(clippy::result_large_err)]
 impl Tx {
     fn try_push(&mut self, m: Msg) -> Result<(), TryPushError<Msg>> {
         match self {
@@ -481,6 +496,7 @@ fn child_stress_consumer() {
 }
 
 /// A blocking push of one message: how many were pushed (0 or 1).
+#[allow(clippy::result_large_err)]
 fn push_blocking(f: &Files, me: usize, tx: &mut Tx, m: Msg) -> u64 {
     match f.timed(me, || tx.push_timeout(m)) {
         Ok(()) => 1,
@@ -722,17 +738,27 @@ fn run(kind: Kind) {
     let mut rng = Rng::new(seed);
     let mut deaths: Vec<Death> = Vec::new();
     let mut skipped_windows = 0u64;
+    let mut caught_in_window = 0u64;
+    let mut killed_starting = 0u64;
+    let unguarded = std::env::var(UNGUARDED_VAR).is_ok_and(|v| v == "1");
     let started = Instant::now();
     let wait_ready = |kids: &mut Children, live: &[(usize, Role)]| {
         kids.wait_for("every process to open the ring", || {
             live.iter().all(|&(id, _)| f.ready[id].load() == 1)
         });
     };
+    // The slot in `live` of the last replacement started.
+    let mut newest = None;
     while deaths.len() < kills {
-        wait_ready(&mut kids, &live);
+        // Mostly a process at work; one kill in four goes to the newest
+        // replacement, perhaps still starting up or opening the ring.
+        let early = newest.filter(|_| rng.below(4) == 0);
+        if early.is_none() {
+            wait_ready(&mut kids, &live);
+        }
         std::thread::sleep(Duration::from_micros(rng.below(MAX_PAUSE_US)));
         kids.check_none_failed();
-        let v = rng.below(live.len() as u64) as usize;
+        let v = early.unwrap_or_else(|| rng.below(live.len() as u64) as usize);
         let (id, role) = live[v];
         if let Some(peek) = &peek {
             // Not in the window between a won compare-and-swap and its
@@ -742,12 +768,37 @@ fn run(kind: Kind) {
             kids.wait_for("the victim to stop", || is_stopped(pid));
             let open = unclaimed_positions(peek);
             if !open.is_empty() {
-                skipped_windows += 1;
-                signal(pid, libc::SIGCONT);
-                continue;
+                // Whose window? Give the running peers time to close
+                // theirs; one still open is (almost surely) the victim's.
+                std::thread::sleep(Duration::from_millis(5));
+                let still: Vec<u64> = unclaimed_positions(peek)
+                    .into_iter()
+                    .filter(|p| open.contains(p))
+                    .collect();
+                if !still.is_empty() {
+                    caught_in_window += 1;
+                    println!(
+                        "{role:?} {id} (pid {pid}) stopped between winning position(s) \
+                         {still:?} and storing its claim{}",
+                        if unguarded {
+                            ": killed there"
+                        } else {
+                            ": not killed"
+                        }
+                    );
+                }
+                if !unguarded || still.is_empty() {
+                    skipped_windows += 1;
+                    signal(pid, libc::SIGCONT);
+                    continue;
+                }
+                println!("the queue as it died:\n{}", peek.dump());
             }
         }
         kids.kill(id);
+        if f.ready[id].load() == 0 {
+            killed_starting += 1;
+        }
         deaths.push(Death {
             id,
             role,
@@ -755,6 +806,7 @@ fn run(kind: Kind) {
         });
         spawn(&mut kids, role, next_id);
         live[v] = (next_id, role);
+        newest = Some(v);
         next_id += 1;
     }
     wait_ready(&mut kids, &live);
@@ -873,7 +925,8 @@ fn run(kind: Kind) {
     let stat = |i: usize| f.stats[i].load();
     println!(
         "{} crash stress summary: kills {} ({} producers, {consumer_kills} consumers, \
-         {mid_op_consumer_kills} of them mid-operation), pushed {pushed} (+{unrecorded} \
+         {mid_op_consumer_kills} of them mid-operation, {killed_starting} of all before \
+         they had opened the ring), pushed {pushed} (+{unrecorded} \
          pushed by killed producers, unrecorded), consumed {consumed} ({drained} in the \
          final drain), lost {lost} (accounted to consumers killed mid-operation, at most \
          {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
@@ -890,7 +943,10 @@ fn run(kind: Kind) {
         stat(HANGS),
         stat(CALLS),
         if kind == Kind::Mpmc {
-            format!(", kills put off (a claim window open) {skipped_windows}")
+            format!(
+                ", kills put off (a claim window open) {skipped_windows}, \
+                 victims stopped in their claim window {caught_in_window}"
+            )
         } else {
             String::new()
         }
