@@ -85,7 +85,7 @@ const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
 /// owns whole words of the bitmaps.
 const PER: u64 = 1 << 18;
 /// Largest batch (`push_slice` / `pop_slice`).
-const MAX_BATCH: u64 = 8;
+const MAX_BATCH: u64 = 16;
 /// Longest random pause between two kills.
 const MAX_PAUSE_US: u64 = 20_000;
 
@@ -196,6 +196,14 @@ struct Files {
     longest: AtomicArray<u64>,
     /// Per process id: 1 once it has opened the ring (holds its role).
     ready: AtomicArray<u64>,
+    /// Per consumer (and the final drain, at index `ids`): 1 + the id of
+    /// the first message it recorded (0: none yet). Stored before the
+    /// message's `consumed` bit.
+    first: AtomicArray<u64>,
+    /// Per consumer (and the final drain): 1 + the id of the last message
+    /// it started to record, stored before its `consumed` bit (so a message
+    /// whose recording a kill cut short is still known to be its).
+    began: AtomicArray<u64>,
     /// `HANGS`, `DUPS`, `BAD`, `ORDER`, `CALLS`.
     stats: AtomicArray<u64>,
     /// 0 running; 1 producers stop; 2 consumers stop too.
@@ -211,6 +219,8 @@ impl Files {
             inflight: AtomicArray::create(dir.join("inflight"), ids).unwrap(),
             longest: AtomicArray::create(dir.join("longest"), ids).unwrap(),
             ready: AtomicArray::create(dir.join("ready"), ids).unwrap(),
+            first: AtomicArray::create(dir.join("first"), ids + 1).unwrap(),
+            began: AtomicArray::create(dir.join("began"), ids + 1).unwrap(),
             stats: AtomicArray::create(dir.join("stats"), STATS).unwrap(),
             stop: Counter::create(dir.join("stop"), 0).unwrap(),
         }
@@ -223,6 +233,8 @@ impl Files {
             inflight: AtomicArray::open(dir.join("inflight")).unwrap(),
             longest: AtomicArray::open(dir.join("longest")).unwrap(),
             ready: AtomicArray::open(dir.join("ready")).unwrap(),
+            first: AtomicArray::open(dir.join("first")).unwrap(),
+            began: AtomicArray::open(dir.join("began")).unwrap(),
             stats: AtomicArray::open(dir.join("stats")).unwrap(),
             stop: Counter::open(dir.join("stop")).unwrap(),
         }
@@ -243,8 +255,9 @@ impl Files {
         self.stats[HANGS].fetch_add(1);
     }
 
-    /// Records a popped message (in a child or in the final drain).
-    fn record_consumed(&self, m: &Msg, ids: u64, order: Option<&mut HashMap<u64, u64>>) {
+    /// Records a popped message, taken by consumer `by` (the final drain:
+    /// `ids`).
+    fn record_consumed(&self, by: usize, m: &Msg, ids: u64, order: Option<&mut HashMap<u64, u64>>) {
         if !m.is_whole() || m.id >= ids * PER {
             eprintln!("BAD: torn or foreign message {m:?}");
             self.stats[BAD].fetch_add(1);
@@ -262,6 +275,10 @@ impl Files {
             }
             order.insert(producer, seq);
         }
+        if self.first[by].load() == 0 {
+            self.first[by].store(m.id + 1);
+        }
+        self.began[by].store(m.id + 1);
         let mask = 1u64 << (m.id % 64);
         if self.consumed[(m.id / 64) as usize]
             .fetch_update(|w| (w & mask == 0).then_some(w | mask))
@@ -487,7 +504,7 @@ fn child_stress_consumer() {
             break;
         };
         for m in &buf[..k] {
-            f.record_consumed(m, ids, Some(&mut order));
+            f.record_consumed(me, m, ids, Some(&mut order));
         }
         got += k as u64;
         f.inflight[me].store(0);
@@ -705,6 +722,86 @@ fn mpmc_producers_and_consumers_killed_at_random() {
     run(Kind::Mpmc);
 }
 
+/// SPSC only: with one consumer at a time, the messages form one stream in
+/// ring order (producer incarnations one after another, each in sequence
+/// order: ascending ids), and each consumer took one stretch of it, the
+/// final drain the last. Checks that each consumer recorded its whole
+/// stretch (up to the message a kill cut short), and that each gap between
+/// two stretches (messages taken and never recorded) is no longer than the
+/// in-flight counts of the consumers killed mid-operation that could have
+/// taken it: the one before the gap and any that recorded nothing since.
+/// `consumers`: their ids in the order they ran, the final drain (`ids`)
+/// last. Returns the problems found.
+fn check_spsc_stretches(
+    f: &Files,
+    ids: usize,
+    consumers: &[usize],
+    deaths: &[Death],
+) -> Vec<String> {
+    let consumed = |id: u64| f.consumed[(id / 64) as usize].load() & (1 << (id % 64)) != 0;
+    let mut stream = Vec::new();
+    for w in 0..ids * (PER / 64) as usize {
+        let mut x = f.pushed[w].load() | f.consumed[w].load();
+        while x != 0 {
+            stream.push(w as u64 * 64 + u64::from(x.trailing_zeros()));
+            x &= x - 1;
+        }
+    }
+    let pos = |id: u64| stream.partition_point(|&x| x < id);
+    let inflight = |c: usize| deaths.iter().find(|d| d.id == c).map_or(0, |d| d.inflight);
+    let mut problems = Vec::new();
+    let mut cursor = 0;
+    let mut excuse = 0;
+    let gap_check = |from: usize, to: usize, excuse: u64, before: usize| {
+        let mut problems = Vec::new();
+        let taken: Vec<u64> = stream[from..to]
+            .iter()
+            .copied()
+            .filter(|&id| consumed(id))
+            .collect();
+        if !taken.is_empty() {
+            problems.push(format!(
+                "consumed outside any consumer's stretch (before consumer {before}): {taken:?}"
+            ));
+        }
+        if (to - from) as u64 > excuse {
+            problems.push(format!(
+                "{} messages lost before consumer {before}'s stretch ({:?}...), only {excuse} \
+                 in flight in consumers killed since the previous stretch",
+                to - from,
+                &stream[from..to.min(from + 10)]
+            ));
+        }
+        problems
+    };
+    for &c in consumers {
+        let (first, began) = (f.first[c].load(), f.began[c].load());
+        if first == 0 {
+            excuse += inflight(c);
+            continue;
+        }
+        let (a, b) = (pos(first - 1), pos(began - 1));
+        problems.extend(gap_check(cursor, a, excuse, c));
+        let holes: Vec<u64> = stream[a..b]
+            .iter()
+            .copied()
+            .filter(|&id| !consumed(id))
+            .take(10)
+            .collect();
+        if !holes.is_empty() {
+            problems.push(format!("lost inside consumer {c}'s stretch: {holes:?}"));
+        }
+        cursor = if stream.get(b) == Some(&(began - 1)) && consumed(began - 1) {
+            b + 1
+        } else {
+            b
+        };
+        excuse = inflight(c);
+    }
+    problems.extend(gap_check(cursor, stream.len(), excuse, usize::MAX));
+    problems
+}
+
 fn run(kind: Kind) {
     if std::env::var(common::ROLE_VAR).is_ok() {
         return; // a child of another test
@@ -832,7 +929,7 @@ fn run(kind: Kind) {
         Some(q) => loop {
             match q.pop_timeout(BLOCK_TIMEOUT) {
                 Ok(m) => {
-                    f.record_consumed(&m, ids as u64, None);
+                    f.record_consumed(ids, &m, ids as u64, None);
                     drained += 1;
                 }
                 Err(PopError::Closed) => break,
@@ -847,7 +944,7 @@ fn run(kind: Kind) {
             loop {
                 match rx.pop_timeout(BLOCK_TIMEOUT) {
                     Ok(m) => {
-                        f.record_consumed(&m, ids as u64, None);
+                        f.record_consumed(ids, &m, ids as u64, None);
                         drained += 1;
                     }
                     Err(PopError::Closed) => break,
@@ -903,6 +1000,18 @@ fn run(kind: Kind) {
                 death.map(|d| d.inflight)
             ));
         }
+    }
+    if kind == Kind::Spsc {
+        let mut consumers: Vec<usize> = (0..next_id)
+            .filter(|&id| {
+                live.contains(&(id, Role::Consumer))
+                    || deaths
+                        .iter()
+                        .any(|d| d.id == id && d.role == Role::Consumer)
+            })
+            .collect();
+        consumers.push(ids);
+        problems.extend(check_spsc_stretches(&f, ids, &consumers, &deaths));
     }
     let consumer_kills = deaths.iter().filter(|d| d.role == Role::Consumer).count();
     let excused: u64 = deaths
