@@ -77,7 +77,9 @@ use std::time::{Duration, Instant};
 use common::{Children, Rng, WATCHDOG};
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
-use mmring::{AtomicArray, Closed, Counter, Pod, PopError, PushError, TryPopError, TryPushError};
+use mmring::{
+    AtomicArray, Closed, Counter, Patience, Pod, PopError, PushError, TryPopError, TryPushError,
+};
 use mmring::{Zeroable, mpmc};
 
 /// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
@@ -942,14 +944,21 @@ fn run(kind: Kind) {
 
     // The final drain.
     let mut drained = 0u64;
-    match &queue {
+    // Whether the file's status block (the attached-pid list, under a
+    // seqlock) is readable, or a process killed in the middle of
+    // registering left it locked.
+    let status = |r: &mmring::Region| match r.status(Patience::timeout(Duration::from_secs(1))) {
+        Ok(_) => "readable".to_string(),
+        Err(e) => format!("unreadable ({e})"),
+    };
+    let status_block = match &queue {
         Some(q) => loop {
             match q.pop_timeout(BLOCK_TIMEOUT) {
                 Ok(m) => {
                     f.record_consumed(ids, &m, ids as u64, None);
                     drained += 1;
                 }
-                Err(PopError::Closed) => break,
+                Err(PopError::Closed) => break status(q.region()),
                 Err(e) => panic!(
                     "final drain: {e}: the queue is stalled\n{}",
                     peek.as_ref().expect("mpmc").dump()
@@ -964,12 +973,12 @@ fn run(kind: Kind) {
                         f.record_consumed(ids, &m, ids as u64, None);
                         drained += 1;
                     }
-                    Err(PopError::Closed) => break,
+                    Err(PopError::Closed) => break status(rx.region()),
                     Err(e) => panic!("final drain: {e}"),
                 }
             }
         }
-    }
+    };
 
     // The accounts.
     let mut pushed = 0u64;
@@ -1057,7 +1066,7 @@ fn run(kind: Kind) {
          final drain), lost {lost} (accounted to consumers killed mid-operation, at most \
          {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
          recovered slots {}, hangs {}, blocking calls {}, longest blocking call {longest:?}, \
-         kill phase {kill_time:.1?}{}",
+         kill phase {kill_time:.1?}, the file's status block {status_block}{}",
         kind.name(),
         deaths.len(),
         deaths.len() - consumer_kills,
