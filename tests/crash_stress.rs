@@ -387,20 +387,11 @@ impl Rx {
     }
 }
 
-/// Opens the ring as `role` (SPSC: claims the role, taking over a dead
-/// holder's; retried while the previous holder still looks alive).
+/// Opens the ring with `open`. It must succeed at once: for SPSC the
+/// previous holder of the role was killed and reaped before this process
+/// was started, so its role is free to take over.
 fn open_ring<T>(kind: Kind, dir: &Path, open: impl Fn(Kind, &Path) -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        match open(kind, dir) {
-            Ok(t) => return t,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "watchdog: cannot open: {e}");
-                // The previous holder is being reaped: look again soon.
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
+    open(kind, dir).unwrap_or_else(|e| panic!("opening the {} ring: {e}", kind.name()))
 }
 
 // ---------------------------------------------------------------------------
