@@ -60,9 +60,16 @@
 //! reads the queue; if some won position has no claim yet (the victim's or
 //! a running peer's, it cannot tell) it lets the victim run on and tries
 //! again a moment later. See [`unclaimed_positions`]. Measured (release
-//! build, loaded 2-core machine): 1 of 3,500 stops caught the victim there,
-//! so without this guard a 200-kill run would stall for good about once in
-//! twenty runs.
+//! build, loaded 2-core machine): 2 of about 6,600 stops caught the victim
+//! there, so without this guard a 200-kill run would stall for good about
+//! once in sixteen runs. A stall it caused, as the unguarded mode printed
+//! it (capacity 16): a consumer won position 74968373 (head CAS to ...74)
+//! and was killed before storing its claim; the slot kept sequence ...74
+//! (published, never freed) and its producer's claim, so recovery, which
+//! looks for a consumer's claim, never freed it, and once the others had
+//! drained the rest, tail = head = ...89 = 73 + 16: producers wait for
+//! that slot's sequence to become ...89, consumers find the queue empty,
+//! for ever.
 //! `MMRING_STRESS_UNGUARDED=1` kills it there anyway (for investigation:
 //! the run then reports hangs, or fails its final drain with a dump of the
 //! queue's slots).
@@ -885,8 +892,9 @@ fn run(kind: Kind) {
                 if !still.is_empty() {
                     caught_in_window += 1;
                     println!(
-                        "{role:?} {id} (pid {pid}) stopped between winning position(s) \
-                         {still:?} and storing its claim{}",
+                        "{role:?} {id} (pid {pid}) stopped while position(s) {still:?} \
+                         stay won without a claim (its own window, or one an earlier kill \
+                         left open){}",
                         if unguarded {
                             ": killed there"
                         } else {
