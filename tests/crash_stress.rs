@@ -229,7 +229,7 @@ struct Files {
     began: AtomicArray<u64>,
     /// `HANGS`, `DUPS`, `BAD`, `ORDER`, `CALLS`.
     stats: AtomicArray<u64>,
-    /// 0 running; 1 producers stop; 2 consumers stop too.
+    /// 0 running; 1 consumers stop; 2 producers stop too (the ring is closed).
     stop: Counter,
 }
 
@@ -428,7 +428,7 @@ fn child_stress_producer() {
     let mut rng = Rng::new(seed_of(&ctx));
     let deadline = Instant::now() + WATCHDOG * 20;
     let mut next = 0u64;
-    while f.stop.load() == 0 {
+    while f.stop.load() < 2 {
         assert!(Instant::now() < deadline, "watchdog: never stopped");
         if next + MAX_BATCH > PER {
             // Out of numbers: idle until killed or stopped.
@@ -439,18 +439,25 @@ fn child_stress_producer() {
         let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
         let msgs: Vec<Msg> = (next..next + n).map(|s| Msg::new(me, s)).collect();
         f.inflight[me].store(n);
-        let pushed = match op {
+        let res = match op {
             0 => match tx.try_push(msgs[0]) {
-                Ok(()) => 1,
+                Ok(()) => Some(1),
                 Err(TryPushError::Full(m)) => push_blocking(&f, me, &mut tx, m),
-                Err(TryPushError::Closed(_)) => panic!("the ring was closed under a producer"),
+                Err(TryPushError::Closed(_)) => None,
             },
             1 => push_blocking(&f, me, &mut tx, msgs[0]),
             _ => match tx.push_slice(&msgs) {
                 Ok(0) => push_blocking(&f, me, &mut tx, msgs[0]),
-                Ok(k) => k as u64,
-                Err(Closed) => panic!("the ring was closed under a producer"),
+                Ok(k) => Some(k as u64),
+                Err(Closed) => None,
             },
+        };
+        let Some(pushed) = res else {
+            // Closed: only once the consumers were stopped (SPSC: the
+            // consumer's exit closes the ring; MPMC: the parent closes it).
+            assert!(f.stop.load() >= 1, "the ring was closed under a producer");
+            f.inflight[me].store(0);
+            break;
         };
         for m in &msgs[..pushed as usize] {
             let mask = 1u64 << (m.id % 64);
@@ -489,7 +496,7 @@ fn child_stress_consumer() {
     let mut order = HashMap::new();
     let mut buf = [Msg::zeroed(); MAX_BATCH as usize];
     let mut got = 0u64;
-    while f.stop.load() < 2 {
+    while f.stop.load() == 0 {
         assert!(Instant::now() < deadline, "watchdog: never stopped");
         let op = rng.below(3);
         let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
@@ -511,11 +518,8 @@ fn child_stress_consumer() {
             },
         };
         let Some(k) = res else {
-            // Closed: only once the producers were stopped (SPSC: the
-            // producer's exit closes the ring).
-            assert!(f.stop.load() >= 1, "the ring was closed under a consumer");
-            f.inflight[me].store(0);
-            break;
+            // Nobody closes the ring while consumers run.
+            panic!("the ring was closed under a consumer");
         };
         for m in &buf[..k] {
             f.record_consumed(me, m, ids, Some(&mut order));
@@ -526,19 +530,20 @@ fn child_stress_consumer() {
     println!("consumer {me} received {got}");
 }
 
-/// A blocking push of one message: how many were pushed (0 or 1).
+/// A blocking push of one message: how many were pushed (0 or 1), `None`
+/// once the ring is closed.
 #[allow(clippy::result_large_err)]
-fn push_blocking(f: &Files, me: usize, tx: &mut Tx, m: Msg) -> u64 {
+fn push_blocking(f: &Files, me: usize, tx: &mut Tx, m: Msg) -> Option<u64> {
     match f.timed(me, || tx.push_timeout(m)) {
-        Ok(()) => 1,
+        Ok(()) => Some(1),
         // The consumer died (SPSC): not pushed; its replacement comes, try
         // again.
-        Err(PushError::Disconnected(_)) => 0,
+        Err(PushError::Disconnected(_)) => Some(0),
         Err(PushError::Timeout(_)) => {
             f.hang("push");
-            0
+            Some(0)
         }
-        Err(PushError::Closed(_)) => panic!("the ring was closed under a producer"),
+        Err(PushError::Closed(_)) => None,
     }
 }
 
@@ -927,17 +932,18 @@ fn run(kind: Kind) {
     wait_ready(&mut kids, &live);
     let kill_time = started.elapsed();
 
-    // Stop: producers first (SPSC: the producer's exit closes the ring),
-    // then the consumers (MPMC: the close wakes any asleep in a pop).
+    // Stop: consumers first, so that the ring fills up and the final
+    // drain has something to check; then the producers, woken by the close
+    // if they sleep on a full ring (SPSC: the consumer's exit closed it).
     f.stop.store(1);
-    for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Producer) {
+    for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Consumer) {
         kids.wait_ok(id);
     }
     f.stop.store(2);
     if let Some(q) = &queue {
         q.close();
     }
-    for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Consumer) {
+    for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Producer) {
         kids.wait_ok(id);
     }
 
