@@ -123,7 +123,11 @@ const DUPS: usize = 1;
 const BAD: usize = 2;
 const ORDER: usize = 3;
 const CALLS: usize = 4;
-const STATS: usize = 5;
+/// The longest blocking call that ended after the stop began (a producer
+/// waiting on a ring its stopped consumers no longer drain, until the
+/// close), in nanoseconds.
+const LONGEST_STOPPING: usize = 5;
+const STATS: usize = 6;
 
 /// One message: a unique id (`producer id * PER + sequence`) and words
 /// derived from it (a torn copy shows). 128 bytes, so that copying one in
@@ -215,8 +219,12 @@ struct Files {
     /// Per process id: messages its operation in progress may move (0:
     /// between operations).
     inflight: AtomicArray<u64>,
-    /// Per process id: its longest blocking call, in nanoseconds.
+    /// Per process id: its longest blocking call that ended while the run
+    /// was on (before the stop), in nanoseconds.
     longest: AtomicArray<u64>,
+    /// Per process id: when its longest blocking call ended (nanoseconds
+    /// since the Unix epoch).
+    longest_end: AtomicArray<u64>,
     /// Per process id: 1 once it has opened the ring (holds its role).
     ready: AtomicArray<u64>,
     /// Per consumer (and the final drain, at index `ids`): 1 + the id of
@@ -227,7 +235,7 @@ struct Files {
     /// it started to record, stored before its `consumed` bit (so a message
     /// whose recording a kill cut short is still known to be its).
     began: AtomicArray<u64>,
-    /// `HANGS`, `DUPS`, `BAD`, `ORDER`, `CALLS`.
+    /// `HANGS`, `DUPS`, `BAD`, `ORDER`, `CALLS`, `LONGEST_STOPPING`.
     stats: AtomicArray<u64>,
     /// 0 running; 1 consumers stop; 2 producers stop too (the ring is closed).
     stop: Counter,
@@ -241,6 +249,7 @@ impl Files {
             consumed: AtomicArray::create(dir.join("consumed"), words).unwrap(),
             inflight: AtomicArray::create(dir.join("inflight"), ids).unwrap(),
             longest: AtomicArray::create(dir.join("longest"), ids).unwrap(),
+            longest_end: AtomicArray::create(dir.join("longest_end"), ids).unwrap(),
             ready: AtomicArray::create(dir.join("ready"), ids).unwrap(),
             first: AtomicArray::create(dir.join("first"), ids + 1).unwrap(),
             began: AtomicArray::create(dir.join("began"), ids + 1).unwrap(),
@@ -255,6 +264,7 @@ impl Files {
             consumed: AtomicArray::open(dir.join("consumed")).unwrap(),
             inflight: AtomicArray::open(dir.join("inflight")).unwrap(),
             longest: AtomicArray::open(dir.join("longest")).unwrap(),
+            longest_end: AtomicArray::open(dir.join("longest_end")).unwrap(),
             ready: AtomicArray::open(dir.join("ready")).unwrap(),
             first: AtomicArray::open(dir.join("first")).unwrap(),
             began: AtomicArray::open(dir.join("began")).unwrap(),
@@ -268,7 +278,14 @@ impl Files {
         let start = Instant::now();
         let r = call();
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.longest[me].fetch_max(ns);
+        if self.stop.load() == 0 {
+            if self.longest[me].fetch_max(ns) < ns {
+                // When it ended, to set beside the parent's kills.
+                self.longest_end[me].store(unix_ns());
+            }
+        } else {
+            self.stats[LONGEST_STOPPING].fetch_max(ns);
+        }
         self.stats[CALLS].fetch_add(1);
         r
     }
@@ -311,6 +328,13 @@ impl Files {
             self.stats[DUPS].fetch_add(1);
         }
     }
+}
+
+/// Nanoseconds since the Unix epoch (a clock all processes share).
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn kills() -> usize {
@@ -730,6 +754,8 @@ fn is_stopped(pid: u32) -> bool {
 struct Death {
     id: usize,
     role: Role,
+    /// When (nanoseconds since the Unix epoch).
+    at: u64,
     /// Its `inflight` word when it died.
     inflight: u64,
 }
@@ -922,6 +948,7 @@ fn run(kind: Kind) {
         deaths.push(Death {
             id,
             role,
+            at: unix_ns(),
             inflight: f.inflight[id].load(),
         });
         spawn(&mut kids, role, next_id);
@@ -1056,12 +1083,41 @@ fn run(kind: Kind) {
         .count();
     let in_flight_all: u64 = deaths.iter().map(|d| d.inflight).sum();
     let recovered = peek.as_ref().map(Peek::recovered);
-    let longest = Duration::from_nanos(
-        (0..next_id)
-            .map(|id| f.longest[id].load())
-            .max()
-            .unwrap_or(0),
-    );
+    let longest_id = (0..next_id)
+        .max_by_key(|&id| f.longest[id].load())
+        .unwrap_or(0);
+    let longest = Duration::from_nanos(f.longest[longest_id].load());
+    {
+        // What happened around the longest blocking call.
+        let end = f.longest_end[longest_id].load();
+        let begin = end.saturating_sub(longest.as_nanos() as u64);
+        let role = if deaths
+            .iter()
+            .any(|d| d.id == longest_id && d.role == Role::Consumer)
+            || live.contains(&(longest_id, Role::Consumer))
+        {
+            "consumer"
+        } else {
+            "producer"
+        };
+        let during: Vec<String> = deaths
+            .iter()
+            .filter(|d| d.at + 100_000_000 >= begin && d.at <= end)
+            .map(|d| {
+                format!(
+                    "{:?} {} at {:+.3}s",
+                    d.role,
+                    d.id,
+                    (d.at as f64 - begin as f64) / 1e9
+                )
+            })
+            .collect();
+        println!(
+            "{} longest blocking call: {longest:?}, {role} {longest_id}; kills from 0.1 s \
+             before it began to its end (times from its beginning): {during:?}",
+            kind.name()
+        );
+    }
     let stat = |i: usize| f.stats[i].load();
     println!(
         "{} crash stress summary: kills {} ({} producers, {consumer_kills} consumers, \
@@ -1070,7 +1126,8 @@ fn run(kind: Kind) {
          pushed by killed producers, unrecorded), consumed {consumed} ({drained} in the \
          final drain), lost {lost} (accounted to consumers killed mid-operation, at most \
          {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
-         recovered slots {}, hangs {}, blocking calls {}, longest blocking call {longest:?}, \
+         recovered slots {}, hangs {}, blocking calls {}, longest blocking call {longest:?} \
+         ({:?} while stopping), \
          kill phase {kill_time:.1?}, the file's status block {status_block}{}",
         kind.name(),
         deaths.len(),
@@ -1082,6 +1139,7 @@ fn run(kind: Kind) {
         recovered.map_or_else(|| "n/a".to_string(), |r| r.to_string()),
         stat(HANGS),
         stat(CALLS),
+        Duration::from_nanos(stat(LONGEST_STOPPING)),
         if kind == Kind::Mpmc {
             format!(
                 ", kills put off (a claim window open) {skipped_windows}, \
