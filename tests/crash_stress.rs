@@ -103,9 +103,11 @@ const SEED_VAR: &str = "MMRING_STRESS_SEED";
 /// Every blocking call is made with this timeout; running out of it is a
 /// hang (a survivor waited that long for a ring that should have moved).
 const BLOCK_TIMEOUT: Duration = Duration::from_secs(20);
-/// Sequence numbers per producer incarnation (a producer that runs out
-/// idles until it is killed or stopped). A multiple of 64: each producer
-/// owns whole words of the bitmaps.
+/// Message ids come in blocks of this many: a producer takes a block from
+/// the shared pool when it starts and whenever it has used up its block
+/// (a producer that finds the pool empty idles until it is killed or
+/// stopped, counted in the summary). A multiple of 64: each block is whole
+/// words of the bitmaps.
 const PER: u64 = 1 << 18;
 /// Largest batch (`push_slice` / `pop_slice`).
 const MAX_BATCH: u64 = 16;
@@ -127,9 +129,11 @@ const CALLS: usize = 4;
 /// waiting on a ring its stopped consumers no longer drain, until the
 /// close), in nanoseconds.
 const LONGEST_STOPPING: usize = 5;
-const STATS: usize = 6;
+/// Times a producer found the pool of id blocks empty.
+const EXHAUSTED: usize = 6;
+const STATS: usize = 7;
 
-/// One message: a unique id (`producer id * PER + sequence`) and words
+/// One message: a unique id (`block * PER + sequence`) and words
 /// derived from it (a torn copy shows). 128 bytes, so that copying one in
 /// or out of a slot takes a while: kills land inside claimed slots more
 /// often.
@@ -141,8 +145,8 @@ struct Msg {
 }
 
 impl Msg {
-    fn new(producer: usize, seq: u64) -> Self {
-        let id = producer as u64 * PER + seq;
+    fn new(block: u64, seq: u64) -> Self {
+        let id = block * PER + seq;
         Self {
             id,
             check: Self::check_of(id),
@@ -214,6 +218,10 @@ impl Role {
 struct Files {
     /// One bit per message id: set by its producer after the push returned.
     pushed: AtomicArray<u64>,
+    /// The next free block of message ids.
+    next_block: Counter,
+    /// Per block: 1 + the id of the producer process that took it.
+    owner: AtomicArray<u64>,
     /// One bit per message id: set by whoever popped it, after the pop.
     consumed: AtomicArray<u64>,
     /// Per process id: messages its operation in progress may move (0:
@@ -225,7 +233,8 @@ struct Files {
     /// Per process id: when its longest blocking call ended (nanoseconds
     /// since the Unix epoch).
     longest_end: AtomicArray<u64>,
-    /// Per process id: 1 once it has opened the ring (holds its role).
+    /// Per process id: when it had opened the ring (holds its role), in
+    /// nanoseconds since the Unix epoch; 0 before.
     ready: AtomicArray<u64>,
     /// Per consumer (and the final drain, at index `ids`): 1 + the id of
     /// the first message it recorded (0: none yet). Stored before the
@@ -242,10 +251,12 @@ struct Files {
 }
 
 impl Files {
-    fn create(dir: &Path, ids: usize) -> Self {
-        let words = ids * (PER / 64) as usize;
+    fn create(dir: &Path, ids: usize, blocks: usize) -> Self {
+        let words = blocks * (PER / 64) as usize;
         Self {
             pushed: AtomicArray::create(dir.join("pushed"), words).unwrap(),
+            next_block: Counter::create(dir.join("next_block"), 0).unwrap(),
+            owner: AtomicArray::create(dir.join("owner"), blocks).unwrap(),
             consumed: AtomicArray::create(dir.join("consumed"), words).unwrap(),
             inflight: AtomicArray::create(dir.join("inflight"), ids).unwrap(),
             longest: AtomicArray::create(dir.join("longest"), ids).unwrap(),
@@ -261,6 +272,8 @@ impl Files {
     fn open(dir: &Path) -> Self {
         Self {
             pushed: AtomicArray::open(dir.join("pushed")).unwrap(),
+            next_block: Counter::open(dir.join("next_block")).unwrap(),
+            owner: AtomicArray::open(dir.join("owner")).unwrap(),
             consumed: AtomicArray::open(dir.join("consumed")).unwrap(),
             inflight: AtomicArray::open(dir.join("inflight")).unwrap(),
             longest: AtomicArray::open(dir.join("longest")).unwrap(),
@@ -297,8 +310,8 @@ impl Files {
 
     /// Records a popped message, taken by consumer `by` (the final drain:
     /// `ids`).
-    fn record_consumed(&self, by: usize, m: &Msg, ids: u64, order: Option<&mut HashMap<u64, u64>>) {
-        if !m.is_whole() || m.id >= ids * PER {
+    fn record_consumed(&self, by: usize, m: &Msg, order: Option<&mut HashMap<u64, u64>>) {
+        if !m.is_whole() || m.id >= self.owner.len() as u64 * PER {
             eprintln!("BAD: torn or foreign message {m:?}");
             self.stats[BAD].fetch_add(1);
             return;
@@ -306,14 +319,14 @@ impl Files {
         if let Some(order) = order {
             // One consumer's claims move forward through the ring, and a
             // producer's messages sit in it in the order pushed.
-            let (producer, seq) = (m.id / PER, m.id % PER);
-            if let Some(&last) = order.get(&producer)
+            let (block, seq) = (m.id / PER, m.id % PER);
+            if let Some(&last) = order.get(&block)
                 && seq <= last
             {
-                eprintln!("ORDER: producer {producer}: {seq} after {last}");
+                eprintln!("ORDER: block {block}: {seq} after {last}");
                 self.stats[ORDER].fetch_add(1);
             }
-            order.insert(producer, seq);
+            order.insert(block, seq);
         }
         if self.first[by].load() == 0 {
             self.first[by].store(m.id + 1);
@@ -328,6 +341,18 @@ impl Files {
             self.stats[DUPS].fetch_add(1);
         }
     }
+}
+
+/// Takes a block of message ids for producer `me` (`None`: the pool is
+/// empty).
+fn take_block(f: &Files, me: usize) -> Option<u64> {
+    let b = u64::try_from(f.next_block.fetch_add(1)).expect("non-negative");
+    if b >= f.owner.len() as u64 {
+        f.stats[EXHAUSTED].fetch_add(1);
+        return None;
+    }
+    f.owner[b as usize].store(me as u64 + 1);
+    Some(b)
 }
 
 /// Nanoseconds since the Unix epoch (a clock all processes share).
@@ -448,20 +473,26 @@ fn child_stress_producer() {
             .map(Tx::Mpmc)
             .map_err(|e| e.to_string()),
     });
-    f.ready[me].store(1);
+    f.ready[me].store(unix_ns());
     let mut rng = Rng::new(seed_of(&ctx));
     let deadline = Instant::now() + WATCHDOG * 20;
+    let mut block = take_block(&f, me);
     let mut next = 0u64;
+    let mut total = 0u64;
     while f.stop.load() < 2 {
         assert!(Instant::now() < deadline, "watchdog: never stopped");
-        if next + MAX_BATCH > PER {
+        if next + MAX_BATCH > PER && block.is_some() {
+            block = take_block(&f, me);
+            next = 0;
+        }
+        let Some(block) = block else {
             // Out of numbers: idle until killed or stopped.
             std::thread::sleep(Duration::from_millis(1));
             continue;
-        }
+        };
         let op = rng.below(4);
         let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
-        let msgs: Vec<Msg> = (next..next + n).map(|s| Msg::new(me, s)).collect();
+        let msgs: Vec<Msg> = (next..next + n).map(|s| Msg::new(block, s)).collect();
         f.inflight[me].store(n);
         let res = match op {
             0 => match tx.try_push(msgs[0]) {
@@ -490,9 +521,10 @@ fn child_stress_producer() {
                 .unwrap();
         }
         next += pushed;
+        total += pushed;
         f.inflight[me].store(0);
     }
-    println!("producer {me} pushed {next}");
+    println!("producer {me} pushed {total}");
 }
 
 /// A consumer process: pops through every pop flavour until the parent
@@ -505,7 +537,6 @@ fn child_stress_consumer() {
     let kind = Kind::parse(ctx.arg.split(' ').next().unwrap_or_default());
     let me = ctx.index;
     let f = Files::open(&ctx.path);
-    let ids = (f.inflight.len()) as u64;
     let mut rx = open_ring(kind, &ctx.path, |kind, dir| match kind {
         Kind::Spsc => Consumer::open_or_create(dir.join("ring"), SPSC_CAP)
             .map(Rx::Spsc)
@@ -514,7 +545,7 @@ fn child_stress_consumer() {
             .map(Rx::Mpmc)
             .map_err(|e| e.to_string()),
     });
-    f.ready[me].store(1);
+    f.ready[me].store(unix_ns());
     let mut rng = Rng::new(seed_of(&ctx));
     let deadline = Instant::now() + WATCHDOG * 20;
     let mut order = HashMap::new();
@@ -546,7 +577,7 @@ fn child_stress_consumer() {
             panic!("the ring was closed under a consumer");
         };
         for m in &buf[..k] {
-            f.record_consumed(me, m, ids, Some(&mut order));
+            f.record_consumed(me, m, Some(&mut order));
         }
         got += k as u64;
         f.inflight[me].store(0);
@@ -780,15 +811,10 @@ fn mpmc_producers_and_consumers_killed_at_random() {
 /// taken it: the one before the gap and any that recorded nothing since.
 /// `consumers`: their ids in the order they ran, the final drain (`ids`)
 /// last. Returns the problems found.
-fn check_spsc_stretches(
-    f: &Files,
-    ids: usize,
-    consumers: &[usize],
-    deaths: &[Death],
-) -> Vec<String> {
+fn check_spsc_stretches(f: &Files, consumers: &[usize], deaths: &[Death]) -> Vec<String> {
     let consumed = |id: u64| f.consumed[(id / 64) as usize].load() & (1 << (id % 64)) != 0;
     let mut stream = Vec::new();
-    for w in 0..ids * (PER / 64) as usize {
+    for w in 0..f.pushed.len() {
         let mut x = f.pushed[w].load() | f.consumed[w].load();
         while x != 0 {
             stream.push(w as u64 * 64 + u64::from(x.trailing_zeros()));
@@ -861,13 +887,18 @@ fn run(kind: Kind) {
     let ids = np + nc + kills;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let f = Files::create(d, ids);
+    // Blocks of message ids: one per producer process, and plenty more for
+    // the producers that live long.
+    let blocks = np + kills + 64;
+    let f = Files::create(d, ids, blocks);
     let queue =
         (kind == Kind::Mpmc).then(|| Queue::<Msg>::create(d.join("ring"), MPMC_CAP).unwrap());
     let peek = queue.as_ref().map(Peek::new);
     let mut kids = Children::new();
     let mut live: Vec<(usize, Role)> = Vec::new();
-    let spawn = |kids: &mut Children, role: Role, id: usize| {
+    let mut spawned_at = vec![0u64; ids];
+    let mut spawn = |kids: &mut Children, role: Role, id: usize| {
+        spawned_at[id] = unix_ns();
         kids.spawn(role.test(), id, d, &format!("{} {seed}", kind.name()));
     };
     for id in 0..np + nc {
@@ -889,7 +920,7 @@ fn run(kind: Kind) {
     let started = Instant::now();
     let wait_ready = |kids: &mut Children, live: &[(usize, Role)]| {
         kids.wait_for("every process to open the ring", || {
-            live.iter().all(|&(id, _)| f.ready[id].load() == 1)
+            live.iter().all(|&(id, _)| f.ready[id].load() != 0)
         });
     };
     // The slot in `live` of the last replacement started.
@@ -987,7 +1018,7 @@ fn run(kind: Kind) {
         Some(q) => loop {
             match q.pop_timeout(BLOCK_TIMEOUT) {
                 Ok(m) => {
-                    f.record_consumed(ids, &m, ids as u64, None);
+                    f.record_consumed(ids, &m, None);
                     drained += 1;
                 }
                 Err(PopError::Closed) => break status(q.region()),
@@ -1002,7 +1033,7 @@ fn run(kind: Kind) {
             loop {
                 match rx.pop_timeout(BLOCK_TIMEOUT) {
                     Ok(m) => {
-                        f.record_consumed(ids, &m, ids as u64, None);
+                        f.record_consumed(ids, &m, None);
                         drained += 1;
                     }
                     Err(PopError::Closed) => break status(rx.region()),
@@ -1019,8 +1050,17 @@ fn run(kind: Kind) {
     let mut lost_ids = Vec::new();
     let mut unrecorded = 0u64;
     let mut problems = Vec::new();
-    for id in 0..next_id {
-        let words = id * (PER / 64) as usize..(id + 1) * (PER / 64) as usize;
+    let used_blocks = usize::try_from(f.next_block.load())
+        .expect("non-negative")
+        .min(blocks);
+    // Each producer's last block (the only one a kill can leave messages
+    // pushed and unrecorded in).
+    let mut last_block = HashMap::new();
+    for b in 0..used_blocks {
+        last_block.insert(f.owner[b].load(), b);
+    }
+    for b in 0..used_blocks {
+        let words = b * (PER / 64) as usize..(b + 1) * (PER / 64) as usize;
         let mut last_recorded = None;
         let mut extra = Vec::new();
         for w in words {
@@ -1044,17 +1084,21 @@ fn run(kind: Kind) {
             continue;
         }
         unrecorded += extra.len() as u64;
-        // Pushed but unrecorded: only by a producer killed mid-push, its
-        // last messages, at most as many as that push could move.
+        // Pushed but unrecorded: only by a producer killed mid-push, in its
+        // last block, after its last recorded message, at most as many as
+        // that push could move.
+        let owner = f.owner[b].load();
         let death = deaths
             .iter()
-            .find(|d| d.id == id && d.role == Role::Producer);
+            .find(|d| d.id as u64 + 1 == owner && d.role == Role::Producer);
         let ok = death.is_some_and(|d| extra.len() as u64 <= d.inflight)
+            && last_block.get(&owner) == Some(&b)
             && last_recorded.is_none_or(|l| extra.iter().all(|&e| e > l));
         if !ok {
             problems.push(format!(
-                "producer {id}: consumed but never recorded as pushed: {extra:?} \
+                "block {b} (producer {}): consumed but never recorded as pushed: {extra:?} \
                  (last recorded {last_recorded:?}, killed with {:?} in flight)",
+                owner.wrapping_sub(1),
                 death.map(|d| d.inflight)
             ));
         }
@@ -1069,7 +1113,7 @@ fn run(kind: Kind) {
             })
             .collect();
         consumers.push(ids);
-        problems.extend(check_spsc_stretches(&f, ids, &consumers, &deaths));
+        problems.extend(check_spsc_stretches(&f, &consumers, &deaths));
     }
     let consumer_kills = deaths.iter().filter(|d| d.role == Role::Consumer).count();
     let excused: u64 = deaths
@@ -1112,9 +1156,25 @@ fn run(kind: Kind) {
                 )
             })
             .collect();
+        let starts: Vec<String> = (0..next_id)
+            .filter(|&id| spawned_at[id] + 100_000_000 >= begin && spawned_at[id] <= end)
+            .map(|id| {
+                let ready = f.ready[id].load();
+                format!(
+                    "{id} at {:+.3}s (opened {})",
+                    (spawned_at[id] as f64 - begin as f64) / 1e9,
+                    if ready == 0 {
+                        "never".to_string()
+                    } else {
+                        format!("{:+.3}s", (ready as f64 - begin as f64) / 1e9)
+                    }
+                )
+            })
+            .collect();
         println!(
-            "{} longest blocking call: {longest:?}, {role} {longest_id}; kills from 0.1 s \
-             before it began to its end (times from its beginning): {during:?}",
+            "{} longest blocking call: {longest:?}, {role} {longest_id}; from 0.1 s before it \
+             began to its end (times from its beginning), kills: {during:?}; processes \
+             started: {starts:?}",
             kind.name()
         );
     }
@@ -1122,7 +1182,8 @@ fn run(kind: Kind) {
     println!(
         "{} crash stress summary: kills {} ({} producers, {consumer_kills} consumers, \
          {mid_op_consumer_kills} of them mid-operation, {killed_starting} of all before \
-         they had opened the ring), pushed {pushed} (+{unrecorded} \
+         they had opened the ring), id blocks used {used_blocks} of {blocks} (pool found \
+         empty {} times), pushed {pushed} (+{unrecorded} \
          pushed by killed producers, unrecorded), consumed {consumed} ({drained} in the \
          final drain), lost {lost} (accounted to consumers killed mid-operation, at most \
          {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
@@ -1132,6 +1193,7 @@ fn run(kind: Kind) {
         kind.name(),
         deaths.len(),
         deaths.len() - consumer_kills,
+        stat(EXHAUSTED),
         lost.saturating_sub(excused),
         stat(DUPS),
         stat(BAD),
