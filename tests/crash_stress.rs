@@ -15,13 +15,14 @@
 //!   kills (each killed process abandons at most the slots of its one
 //!   operation in progress).
 //!
-//! How messages are accounted for: each producer process (every
-//! incarnation has its own id) numbers its messages 0, 1, 2, ... and sets a
-//! bit in the shared `pushed` bitmap *after* a push returns `Ok`; a consumer
-//! sets a bit in the `consumed` bitmap *after* a pop returns (a bit already
-//! set is a duplicate). Around each operation a process stores in
-//! `inflight[id]` how many messages the operation may move (0 between
-//! operations). So after a kill:
+//! How messages are accounted for: each producer process numbers its
+//! messages with ids from blocks it takes from a shared pool (taken in
+//! turn, so with SPSC's one producer at a time the ids follow the order of
+//! the pushes) and sets a bit in the shared `pushed` bitmap *after* a push
+//! returns `Ok`; a consumer sets a bit in the `consumed` bitmap *after* a
+//! pop returns (a bit already set is a duplicate). Around each operation a
+//! process stores in `inflight[id]` how many messages the operation may
+//! move (0 between operations). So after a kill:
 //!
 //! - a producer killed with `inflight = n` may have pushed up to `n`
 //!   messages it never recorded ("pushed but unrecorded"): allowed, and
