@@ -1057,13 +1057,6 @@ mod tests {
         q.try_pop_with(|w| w[0].load(Ordering::Relaxed))
     }
 
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    }
-
     #[test]
     fn fifo_full_and_wrap() {
         let m = mem(4, 1, 0);
@@ -1152,7 +1145,7 @@ mod tests {
         push(&q, 1).unwrap();
         // A producer claims position 1, counts its task, writes its claim,
         // and dies before publishing.
-        let dead = dead_pid();
+        let dead = crate::pid::dead_pid();
         m.ctl.tail.store(2, Ordering::Relaxed);
         m.ctl.unfinished.fetch_add(1, Ordering::Relaxed);
         q.slot(1)[1].store(claim(ROLE_PRODUCER, dead, 1), Ordering::Relaxed);
@@ -1185,7 +1178,7 @@ mod tests {
         push(&q, 1).unwrap();
         push(&q, 2).unwrap();
         // A consumer claims position 0 and dies before freeing its slot.
-        let dead = dead_pid();
+        let dead = crate::pid::dead_pid();
         m.ctl.head.store(1, Ordering::Relaxed);
         q.slot(0)[1].store(claim(ROLE_CONSUMER, dead, 0), Ordering::Relaxed);
         assert_eq!(push(&q, 3), Err(TryPushError::Full(())));
@@ -1216,7 +1209,7 @@ mod tests {
         push(&q, 1).unwrap();
         // A producer wins positions 1..5 with one CAS and dies after storing
         // its claim (naming the batch start, 1) on slots 4 and 3 only.
-        let dead = dead_pid();
+        let dead = crate::pid::dead_pid();
         m.ctl.tail.store(5, Ordering::Relaxed);
         for p in [4, 3] {
             q.slot(p)[1].store(claim(ROLE_PRODUCER, dead, 1), Ordering::Relaxed);
@@ -1233,7 +1226,7 @@ mod tests {
     fn slots_before_a_live_or_later_claim_are_left_alone() {
         let m = mem(8, 1, 0);
         let q = q(&m);
-        let dead = dead_pid();
+        let dead = crate::pid::dead_pid();
         // Positions 0 and 1 won by someone who stored no claim yet (alive
         // or not, nobody can tell), 2 and 3 by a dead batch starting at 2.
         m.ctl.tail.store(4, Ordering::Relaxed);
@@ -1257,7 +1250,7 @@ mod tests {
             push(&q, v).unwrap();
         }
         // A consumer wins positions 0..3 and dies after claiming slot 2.
-        let dead = dead_pid();
+        let dead = crate::pid::dead_pid();
         m.ctl.head.store(3, Ordering::Relaxed);
         q.slot(2)[1].store(claim(ROLE_CONSUMER, dead, 0), Ordering::Relaxed);
         assert_eq!(push(&q, 5), Err(TryPushError::Full(())));

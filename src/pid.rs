@@ -88,6 +88,18 @@ fn is_zombie(_pid: u32) -> bool {
     false
 }
 
+/// The pid of a process that has exited and been reaped: what a process
+/// killed mid-operation leaves behind (for tests).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true(1)");
+    let pid = child.id();
+    child.wait().expect("reap true(1)");
+    pid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,3 +160,4 @@ mod tests {
         assert!(!is_alive(pid));
     }
 }
+

@@ -762,13 +762,6 @@ mod tests {
         assert_eq!(lock.try_read::<[u64; 3]>(), Ok(([9, 5, 6], 3)));
     }
 
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    }
-
     #[test]
     fn a_dead_writer_is_taken_over_and_its_write_discarded() {
         let raw = words(words_for::<[u64; 2]>());
@@ -777,7 +770,7 @@ mod tests {
         lock.write(&[2u64, 2], Patience::DEFAULT).unwrap();
         // A writer locks at version 2 and dies half way through filling the
         // spare copy (copy 1): an odd sequence, its pid, a torn copy.
-        let pid = dead_pid();
+        let pid = crate::pid::dead_pid();
         let guard = lock.try_lock().unwrap();
         raw[1].store(u64::from(pid), Ordering::Relaxed);
         guard.lock.copies[1][0].store(3, Ordering::Relaxed);
@@ -797,7 +790,7 @@ mod tests {
     fn only_one_survivor_takes_a_dead_writers_lock_over() {
         let raw = words(words_for::<u64>());
         let lock = SeqLock::new(&raw);
-        let pid = dead_pid();
+        let pid = crate::pid::dead_pid();
         raw[0].store(5, Ordering::Relaxed);
         raw[1].store(u64::from(pid), Ordering::Relaxed);
         let first = lock.take_over(pid, 5).expect("the first survivor wins");

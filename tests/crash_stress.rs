@@ -78,10 +78,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
 use common::{Children, Rng, WATCHDOG};
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
@@ -637,54 +637,7 @@ fn seed_of(ctx: &common::ChildCtx) -> u64 {
 // The MPMC queue's words, read from the file (docs/FORMAT.md).
 // ---------------------------------------------------------------------------
 
-/// Reads a queue file's words with `pread`, as `docs/FORMAT.md` lays them
-/// out: control words at the start of the body, then slots of `[sequence,
-/// claim, payload...]`.
-struct Peek {
-    file: std::fs::File,
-    body: u64,
-    capacity: u64,
-    slot_size: u64,
-}
-
-const ROLE_PRODUCER: u64 = 1;
-const ROLE_CONSUMER: u64 = 2;
-
 impl Peek {
-    fn new(q: &Queue<Msg>) -> Self {
-        let d = *q.region().descriptor();
-        Self {
-            file: std::fs::File::open(q.region().path()).unwrap(),
-            body: d.body_offset,
-            capacity: d.capacity,
-            slot_size: d.slot_size,
-        }
-    }
-
-    fn word(&self, offset: u64) -> u64 {
-        let mut b = [0u8; 8];
-        self.file.read_exact_at(&mut b, offset).unwrap();
-        u64::from_ne_bytes(b)
-    }
-
-    fn tail(&self) -> u64 {
-        self.word(self.body) & !(1 << 63)
-    }
-
-    fn head(&self) -> u64 {
-        self.word(self.body + 128)
-    }
-
-    fn recovered(&self) -> u64 {
-        self.word(self.body + 296)
-    }
-
-    /// Sequence and claim of the slot of position `pos`.
-    fn slot(&self, pos: u64) -> (u64, u64) {
-        let at = self.body + 384 + (pos & (self.capacity - 1)) * self.slot_size;
-        (self.word(at), self.word(at + 8))
-    }
-
     /// Whether `pos`, won and unfinished (`seq` is `pos + offset`), is
     /// covered by a claim of `role`: the first unfinished slot from `pos`
     /// on (before `end`) with a claim of `role` names a batch start at most

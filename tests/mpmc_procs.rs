@@ -31,6 +31,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
 use common::{Children, Rng, WATCHDOG, barrier, wait_until};
 use mmring::inspect::{Body, inspect};
 use mmring::mpmc::{ByteQueue, FLAG_JOINABLE, JoinError, Queue, QueueOptions, TaskError};
@@ -739,63 +740,7 @@ const AFTER_KILL: u64 = 20_000;
 /// A victim has pushed (popped) at least this many before it is killed.
 const KILL_AFTER: u64 = 3_000;
 
-/// The words of a queue file, read with `pread` as `docs/FORMAT.md`
-/// documents them (the control words at the start of the body, then slots
-/// of `[sequence, claim, payload...]`). Used only while the process that
-/// could change the words looked at is stopped.
-struct Peek {
-    file: std::fs::File,
-    body: u64,
-    capacity: u64,
-    slot_size: u64,
-}
-
-/// The claim word's roles (bits 63-62).
-const ROLE_PRODUCER: u64 = 1;
-const ROLE_CONSUMER: u64 = 2;
-
 impl Peek {
-    fn new(q: &Queue<Msg>) -> Self {
-        let d = *q.region().descriptor();
-        Self {
-            file: std::fs::File::open(q.region().path()).unwrap(),
-            body: d.body_offset,
-            capacity: d.capacity,
-            slot_size: d.slot_size,
-        }
-    }
-
-    fn word(&self, offset: u64) -> u64 {
-        use std::os::unix::fs::FileExt;
-        let mut b = [0u8; 8];
-        self.file.read_exact_at(&mut b, offset).unwrap();
-        u64::from_ne_bytes(b)
-    }
-
-    /// The tail's position (bit 63 is the closed mark).
-    fn tail(&self) -> u64 {
-        self.word(self.body) & !(1 << 63)
-    }
-
-    fn head(&self) -> u64 {
-        self.word(self.body + 128)
-    }
-
-    fn recovered(&self) -> u64 {
-        self.word(self.body + 296)
-    }
-
-    /// Slot word `i` of position `pos` (0 sequence, 1 claim, 2.. payload).
-    fn slot_word(&self, pos: u64, i: u64) -> u64 {
-        let slot = pos & (self.capacity - 1);
-        self.word(self.body + 384 + slot * self.slot_size + i * 8)
-    }
-
-    /// The sequence and claim of the slot of position `pos`.
-    fn slot(&self, pos: u64) -> (u64, u64) {
-        (self.slot_word(pos, 0), self.slot_word(pos, 1))
-    }
-
     /// The message in the slot of position `pos`.
     fn msg(&self, pos: u64) -> Msg {
         Msg {

@@ -80,6 +80,36 @@ fn killed() -> ! {
     std::panic::panic_any(Killed)
 }
 
+/// Which recovery a survivor runs: of dead producers' slots or of dead
+/// consumers'.
+#[derive(Clone, Copy)]
+enum Side {
+    Push,
+    Pop,
+}
+
+/// A survivor thread that runs one recovery and returns how many slots it
+/// recovered, noting "NAME recovered" if any.
+fn survivor(
+    m: &Arc<Mem>,
+    seen: &common::Seen,
+    name: &'static str,
+    side: Side,
+) -> thread::JoinHandle<usize> {
+    let (m, seen) = (m.clone(), seen.clone());
+    thread::spawn(move || {
+        let q = m.q();
+        let n = match side {
+            Side::Push => q.recover_abandoned_push(),
+            Side::Pop => q.recover_abandoned_pop(),
+        };
+        if n > 0 {
+            seen.note(format!("{name} recovered"));
+        }
+        n
+    })
+}
+
 /// A producer dies between claiming position 0 and publishing it; a live
 /// producer pushes 7 at position 1 while two survivors race to recover.
 /// Exactly one recovers the slot; the consumer then skips the hole and gets
@@ -91,18 +121,8 @@ fn a_dead_producers_slot_is_recovered_exactly_once() {
         die_inside(|| {
             let _ = m.q().as_pid(DEAD_PID).try_push_with(|_| killed());
         });
-        let survivor = |name: &'static str| {
-            let (m, seen) = (m.clone(), seen.clone());
-            thread::spawn(move || {
-                let n = m.q().recover_abandoned_push();
-                if n > 0 {
-                    seen.note(format!("{name} recovered"));
-                }
-                n
-            })
-        };
-        let a = survivor("a");
-        let b = survivor("b");
+        let a = survivor(&m, &seen, "a", Side::Push);
+        let b = survivor(&m, &seen, "b", Side::Push);
         let q = m.q();
         q.try_push_with(|w| w[0].store(7, Relaxed)).unwrap();
         let total = a.join().unwrap() + b.join().unwrap();
@@ -134,18 +154,8 @@ fn a_dead_consumers_slot_is_freed_exactly_once() {
             q.try_push_with(|w| w[0].store(3, Relaxed)),
             Err(TryPushError::Full(()))
         );
-        let survivor = |name: &'static str| {
-            let (m, seen) = (m.clone(), seen.clone());
-            thread::spawn(move || {
-                let n = m.q().recover_abandoned_pop();
-                if n > 0 {
-                    seen.note(format!("{name} recovered"));
-                }
-                n
-            })
-        };
-        let a = survivor("a");
-        let b = survivor("b");
+        let a = survivor(&m, &seen, "a", Side::Pop);
+        let b = survivor(&m, &seen, "b", Side::Pop);
         assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(2));
         let total = a.join().unwrap() + b.join().unwrap();
         assert_eq!(total, 1, "the dead consumer's slot freed {total} times");
@@ -169,18 +179,8 @@ fn a_dead_producers_batch_is_recovered_exactly_once() {
         die_inside(|| {
             let _ = m.q().as_pid(DEAD_PID).push_batch_with(2, |_, _| killed());
         });
-        let survivor = |name: &'static str| {
-            let (m, seen) = (m.clone(), seen.clone());
-            thread::spawn(move || {
-                let n = m.q().recover_abandoned_push();
-                if n > 0 {
-                    seen.note(format!("{name} recovered"));
-                }
-                n
-            })
-        };
-        let a = survivor("a");
-        let b = survivor("b");
+        let a = survivor(&m, &seen, "a", Side::Push);
+        let b = survivor(&m, &seen, "b", Side::Push);
         let q = m.q();
         assert_eq!(
             q.try_pop_with(|w| w[0].load(Relaxed)),
@@ -216,18 +216,8 @@ fn a_dead_consumers_batch_is_freed_exactly_once() {
         die_inside(|| {
             let _ = q.as_pid(DEAD_PID).pop_batch_with(2, |_, _| killed());
         });
-        let survivor = |name: &'static str| {
-            let (m, seen) = (m.clone(), seen.clone());
-            thread::spawn(move || {
-                let n = m.q().recover_abandoned_pop();
-                if n > 0 {
-                    seen.note(format!("{name} recovered"));
-                }
-                n
-            })
-        };
-        let a = survivor("a");
-        let b = survivor("b");
+        let a = survivor(&m, &seen, "a", Side::Pop);
+        let b = survivor(&m, &seen, "b", Side::Pop);
         let pushed = q.try_push_with(|w| w[0].store(3, Relaxed)).is_ok();
         let total = a.join().unwrap() + b.join().unwrap();
         assert_eq!(total, 2, "the batch's slots freed {total} times");

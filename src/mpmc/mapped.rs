@@ -680,13 +680,6 @@ impl ByteQueue {
 mod tests {
     use super::*;
 
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    }
-
     #[test]
     fn recover_frees_what_a_dead_producer_left_for_pollers() {
         let dir = tempfile::tempdir().unwrap();
@@ -694,7 +687,7 @@ mod tests {
         // A producer (playing a dead pid) wins position 0 and "dies" inside
         // its payload write: the panic is caught here, the slot stays
         // claimed and unpublished.
-        let dying = q.m.raw.as_pid(dead_pid());
+        let dying = q.m.raw.as_pid(crate::pid::dead_pid());
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = dying.try_push_with(|_| panic!("killed"));
         }));

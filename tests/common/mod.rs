@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod peek;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
