@@ -87,6 +87,8 @@ pub mod counter;
 pub mod error;
 pub mod event;
 #[cfg(not(loom))]
+pub mod gc;
+#[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
 pub mod map;
@@ -109,8 +111,8 @@ pub use counter::{Atomic, Element};
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use error::{
-    BytePushError, ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError,
-    SeqLockError, TryPopError, TryPushError,
+    BytePushError, ChunkError, Closed, GcError, OpenError, OutOfBounds, PopError, PushError,
+    RemoveError, SeqLockError, TryPopError, TryPushError,
 };
 #[cfg(not(loom))]
 pub use event::Event;
