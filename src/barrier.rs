@@ -125,6 +125,51 @@ impl BarrierWords {
         }
     }
 
+    /// Takes over a barrier whose every registered party is dead (its file
+    /// is stale: all the processes that used it were killed): their entries
+    /// are freed, so that they do not break the rounds of the new parties,
+    /// and a round that dead parties had partly arrived in is abandoned for
+    /// a fresh generation. Called by a new party before it registers; a
+    /// barrier with a live registered party (or none registered) is left
+    /// alone. Whether it was taken over.
+    pub fn take_over_if_abandoned(&self) -> bool {
+        // Acquire: pairs with the AcqRel arrivals, so the members read
+        // below are at least as new as this state.
+        let seen = self.state.load(Ordering::Acquire);
+        let mut dead = Vec::new();
+        for m in &self.members {
+            // Acquire: pairs with the AcqRel CASes of `register`.
+            let cur = m.load(Ordering::Acquire);
+            if cur == 0 {
+                continue;
+            }
+            if crate::pid::is_alive((cur >> 32) as u32) {
+                return false;
+            }
+            dead.push((m, cur));
+        }
+        if dead.is_empty() {
+            return false;
+        }
+        for (m, cur) in dead {
+            // AcqRel: as in `register`; a failed CAS means the entry changed
+            // (freed or taken by a new party): leave it.
+            let _ = m.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        if seen as u32 != 0 {
+            // Dead parties' arrivals must not count for the new ones. Only
+            // from the state read before the check: if a new party has
+            // arrived since, it keeps its arrival (and the round its dead
+            // ones).
+            let next = u64::from(((seen >> 32) as u32).wrapping_add(1)) << 32;
+            // AcqRel: as in the arrival of `wait_until`.
+            let _ = self
+                .state
+                .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        true
+    }
+
     /// Removes `pid`'s registration.
     pub fn unregister(&self, pid: u32) {
         for m in &self.members {
@@ -299,6 +344,8 @@ mod mapped {
         fn wrap(region: Region) -> Self {
             let me = crate::pid::current();
             let view = View::new(region, |r| &r.body::<BarrierWords>(0, 1)[0]);
+            // A stale barrier (every party killed) is taken over.
+            view.take_over_if_abandoned();
             view.register(me);
             Self { view, me }
         }
