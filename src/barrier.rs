@@ -86,6 +86,22 @@ impl BarrierWords {
         }
     }
 
+    /// A barrier for `parties` parties whose state already reads
+    /// `(generation, arrived)`, with `dead` registered as a party that has
+    /// not arrived: the state a barrier is left in when its processes are
+    /// killed, for models and tests of [`BarrierWords::take_over_if_abandoned`].
+    #[doc(hidden)]
+    pub fn abandoned(parties: u32, generation: u32, arrived: u32, dead: u32) -> Self {
+        let b = Self::new(parties);
+        // Relaxed: not shared yet.
+        b.state.store(
+            u64::from(generation) << 32 | u64::from(arrived),
+            Ordering::Relaxed,
+        );
+        b.register(dead);
+        b
+    }
+
     pub(crate) fn init(&self, parties: u32) {
         // Relaxed: the file is still private to its creator.
         self.parties.store(parties, Ordering::Relaxed);
@@ -151,21 +167,28 @@ impl BarrierWords {
         if dead.is_empty() {
             return false;
         }
-        for (m, cur) in dead {
-            // AcqRel: as in `register`; a failed CAS means the entry changed
-            // (freed or taken by a new party): leave it.
-            let _ = m.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
-        }
         if seen as u32 != 0 {
-            // Dead parties' arrivals must not count for the new ones. Only
-            // from the state read before the check: if a new party has
-            // arrived since, it keeps its arrival (and the round its dead
-            // ones).
+            // Dead parties' arrivals must not count for the new ones: a
+            // fresh generation, from the state read before the check. This
+            // comes before the entries are freed: a new party that finds no
+            // entry left must also find the dead arrivals gone (else it
+            // could arrive in their round and pass with too few parties).
+            // If the state changed since (another new party took it over
+            // first), that party frees the entries.
             let next = u64::from(((seen >> 32) as u32).wrapping_add(1)) << 32;
             // AcqRel: as in the arrival of `wait_until`.
-            let _ = self
+            if self
                 .state
-                .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Relaxed);
+                .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        for (m, cur) in dead {
+            // AcqRel: as in `register`; a failed CAS means the entry changed
+            // (freed by another new party): leave it.
+            let _ = m.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
         true
     }

@@ -64,7 +64,9 @@
 //!   types the algorithms take);
 //! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
 //!   handed, so the same code runs in a mapping, on the heap and under loom;
-//! * [`region`]: the only module that touches files;
+//! * [`region`]: the only module that touches files (with [`gc`], which
+//!   finds and removes stale ones under the lock rule that `region`
+//!   documents);
 //! * [`wait`]: cross-process sleep and wake-up (a futex eventcount);
 //! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`], [`mpmc`], [`map`],
 //!   [`Event`], [`Semaphore`], [`Barrier`]: the public objects.

@@ -32,7 +32,9 @@
 //! the collector's unlink came first (and the opener's check sees it).
 //! `flock` locks belong to the open file description and go away when the
 //! last descriptor is closed, so a process killed with `SIGKILL` never keeps
-//! a file "in use". The status block's attached-pid list is only advisory
+//! a file "in use" (a forked child shares the lock until it `exec`s, which
+//! closes our close-on-exec descriptors). The status block's attached-pid
+//! list is only advisory
 //! (it can overflow, and an opener is not listed until it has attached); it
 //! is never the proof that a file is unused. Read-only observers
 //! ([`Region::open_any`], `mmring inspect`) take no lock.

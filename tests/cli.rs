@@ -29,6 +29,7 @@ fn inspect(path: &Path) -> (Output, String, String) {
 
 #[test]
 fn inspect_prints_a_counter() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("hits");
     let c = Counter::create_with(&p, 41, &CreateOptions::new().label("page hits")).unwrap();
@@ -61,6 +62,7 @@ fn inspect_prints_a_counter() {
 
 #[test]
 fn inspect_prints_an_array_and_a_cell() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("hist");
     let arr = AtomicArray::<u64>::create(&a, 3).unwrap();
@@ -90,6 +92,7 @@ fn inspect_prints_an_array_and_a_cell() {
 
 #[test]
 fn inspect_refuses_a_file_that_is_not_mmring() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("notes.txt");
     std::fs::write(&p, "just some text, long enough to hold a magic\n").unwrap();
@@ -121,6 +124,7 @@ fn inspect_refuses_a_file_that_is_not_mmring() {
 
 #[test]
 fn inspect_refuses_missing_empty_and_truncated_files() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
     let (out, _, stderr) = inspect(&missing);
@@ -151,6 +155,7 @@ fn inspect_refuses_missing_empty_and_truncated_files() {
 
 #[test]
 fn bad_usage_is_an_error() {
+    let _serial = common::serial();
     let out = mmring(&["inspect".as_ref()]);
     assert!(!out.status.success(), "inspect without a path succeeded");
     let out = mmring(&["no-such-command".as_ref()]);
@@ -209,6 +214,7 @@ fn foreign_entries(dir: &Path) -> impl Fn() {
 
 #[test]
 fn gc_lists_a_stale_file_and_removes_it_with_the_flag() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let untouched = foreign_entries(d);
@@ -255,6 +261,7 @@ fn gc_lists_a_stale_file_and_removes_it_with_the_flag() {
 
 #[test]
 fn gc_never_removes_a_file_held_by_a_live_child_whatever_its_attached_list() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let objects = dir.path().join("objects");
     std::fs::create_dir(&objects).unwrap();
@@ -318,6 +325,7 @@ fn child_hold_until_told() {
 
 #[test]
 fn gc_removes_the_file_of_a_killed_process_and_its_leftover_temporary_file() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let objects = dir.path().join("objects");
     std::fs::create_dir(&objects).unwrap();
@@ -380,6 +388,7 @@ fn child_hold_until_killed() {
 
 #[test]
 fn gc_of_a_missing_directory_or_a_file_is_a_clear_error() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
     let out = mmring(&["gc".as_ref(), missing.as_os_str()]);

@@ -125,6 +125,7 @@ fn take_over_everything(dir: &Path) {
 
 #[test]
 fn every_kind_is_taken_over_after_its_processes_are_killed() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let objects = d.join("objects");
@@ -210,6 +211,7 @@ fn child_join_barrier() {
 /// removes the leftover once its pid is dead.
 #[test]
 fn a_leftover_temporary_file_never_blocks_a_create() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let objects = d.join("objects");
