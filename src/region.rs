@@ -34,10 +34,10 @@
 //! last descriptor is closed, so a process killed with `SIGKILL` never keeps
 //! a file "in use" (a forked child shares the lock until it `exec`s, which
 //! closes our close-on-exec descriptors). The status block's attached-pid
-//! list is only advisory
-//! (it can overflow, and an opener is not listed until it has attached); it
-//! is never the proof that a file is unused. Read-only observers
-//! ([`Region::open_any`], `mmring inspect`) take no lock.
+//! list is only advisory (it can overflow, and an opener is not listed until
+//! it has attached); it is never the proof that a file is unused. Read-only
+//! observers ([`Region::open_any`], `mmring inspect`) take no lock. The rule
+//! is part of the file format (`docs/FORMAT.md`, "Files in use").
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -283,7 +283,9 @@ impl Region {
         Ok(region)
     }
 
-    /// Opens and validates an existing file of the expected kind and payload.
+    /// Opens and validates an existing file of the expected kind and payload,
+    /// holding its shared lock (see the module docs) until the region is
+    /// dropped.
     pub(crate) fn open(path: &Path, expect: Expect) -> Result<Region, OpenError> {
         let (file, desc) = open_locked(path)?;
         let found_kind = desc.kind();

@@ -267,3 +267,63 @@ fn child_create_when_told() {
     // And an open_or_create of a new name, for good measure.
     drop(Counter::open_or_create(ctx.path.join("objects").join("made"), 0).unwrap());
 }
+
+/// Creators really killed at random moments, most of them in the middle
+/// of a create (reserving and initializing a large file): whatever they
+/// left behind — temporary files, finished files — is stale once they are
+/// dead, `gc` removes it all, and the same names can be created afresh.
+#[test]
+fn creators_killed_mid_create_leave_nothing_that_blocks() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let objects = d.join("objects");
+    std::fs::create_dir(&objects).unwrap();
+    let started = Counter::create(d.join("started"), 0).unwrap();
+    let mut kids = Children::new();
+    let mut temps_seen = 0;
+    for round in 0..6 {
+        started.store(0);
+        kids.spawn("child_create_forever", round, d, "");
+        kids.wait_for("the creator to start creating", || started.load() > 0);
+        // A moment into its loop of creates, varying from round to round.
+        std::thread::sleep(Duration::from_micros(300 * round as u64));
+        kids.kill(round);
+        let r = gc(&objects, false).unwrap();
+        temps_seen += r
+            .entries
+            .iter()
+            .filter(|e| e.kind == "temporary file")
+            .count();
+        for e in &r.entries {
+            assert_eq!(e.verdict, Verdict::Stale, "{e}");
+        }
+        let r = gc(&objects, true).unwrap();
+        assert_eq!(r.count(Verdict::InUse), 0, "{r}");
+        assert_eq!(std::fs::read_dir(&objects).unwrap().count(), 0, "{r}");
+    }
+    // The names are free again.
+    let a = AtomicArray::<u64>::create(objects.join("big"), 1 << 16).unwrap();
+    a[0].store(1);
+    println!("temporary files left by killed creators: {temps_seen}");
+}
+
+#[test]
+fn child_create_forever() {
+    let Some(ctx) = common::child("child_create_forever") else {
+        return;
+    };
+    let started = Counter::open(ctx.path.join("started")).unwrap();
+    let objects = ctx.path.join("objects");
+    for i in 0u64.. {
+        started.store(1);
+        let p = objects.join("big");
+        // 8 MiB reserved and zeroed per create: most of the time goes there.
+        let a = AtomicArray::<u64>::open_or_create(&p, 1 << 20).unwrap();
+        a[0].store(i);
+        drop(a);
+        if i % 2 == 0 {
+            mmring::remove(&p).unwrap();
+        }
+    }
+}
