@@ -86,6 +86,22 @@ impl BarrierWords {
         }
     }
 
+    /// A barrier for `parties` parties whose state already reads
+    /// `(generation, arrived)`, with `dead` registered as a party that has
+    /// not arrived: the state a barrier is left in when its processes are
+    /// killed, for models and tests of [`BarrierWords::take_over_if_abandoned`].
+    #[doc(hidden)]
+    pub fn abandoned(parties: u32, generation: u32, arrived: u32, dead: u32) -> Self {
+        let b = Self::new(parties);
+        // Relaxed: not shared yet.
+        b.state.store(
+            u64::from(generation) << 32 | u64::from(arrived),
+            Ordering::Relaxed,
+        );
+        b.register(dead);
+        b
+    }
+
     pub(crate) fn init(&self, parties: u32) {
         // Relaxed: the file is still private to its creator.
         self.parties.store(parties, Ordering::Relaxed);
@@ -123,6 +139,58 @@ impl BarrierWords {
                 return;
             }
         }
+    }
+
+    /// Takes over a barrier whose every registered party is dead (its file
+    /// is stale: all the processes that used it were killed): their entries
+    /// are freed, so that they do not break the rounds of the new parties,
+    /// and a round that dead parties had partly arrived in is abandoned for
+    /// a fresh generation. Called by a new party before it registers; a
+    /// barrier with a live registered party (or none registered) is left
+    /// alone. Whether it was taken over.
+    pub fn take_over_if_abandoned(&self) -> bool {
+        // Acquire: pairs with the AcqRel arrivals, so the members read
+        // below are at least as new as this state.
+        let seen = self.state.load(Ordering::Acquire);
+        let mut dead = Vec::new();
+        for m in &self.members {
+            // Acquire: pairs with the AcqRel CASes of `register`.
+            let cur = m.load(Ordering::Acquire);
+            if cur == 0 {
+                continue;
+            }
+            if crate::pid::is_alive((cur >> 32) as u32) {
+                return false;
+            }
+            dead.push((m, cur));
+        }
+        if dead.is_empty() {
+            return false;
+        }
+        if seen as u32 != 0 {
+            // Dead parties' arrivals must not count for the new ones: a
+            // fresh generation, from the state read before the check. This
+            // comes before the entries are freed: a new party that finds no
+            // entry left must also find the dead arrivals gone (else it
+            // could arrive in their round and pass with too few parties).
+            // If the state changed since (another new party took it over
+            // first), that party frees the entries.
+            let next = u64::from(((seen >> 32) as u32).wrapping_add(1)) << 32;
+            // AcqRel: as in the arrival of `wait_until`.
+            if self
+                .state
+                .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        for (m, cur) in dead {
+            // AcqRel: as in `register`; a failed CAS means the entry changed
+            // (freed by another new party): leave it.
+            let _ = m.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        true
     }
 
     /// Removes `pid`'s registration.
@@ -299,6 +367,8 @@ mod mapped {
         fn wrap(region: Region) -> Self {
             let me = crate::pid::current();
             let view = View::new(region, |r| &r.body::<BarrierWords>(0, 1)[0]);
+            // A stale barrier (every party killed) is taken over.
+            view.take_over_if_abandoned();
             view.register(me);
             Self { view, me }
         }

@@ -369,3 +369,32 @@ pub enum BytePushError {
     #[error("timed out with the queue full")]
     Timeout,
 }
+
+/// Why [`gc`](crate::gc::gc) could not look at a directory (problems with
+/// single files are reported per file, never as an error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GcError {
+    /// Nothing exists at the path.
+    #[error("{}: no such directory", path.display())]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is not a directory.
+    #[error("{}: not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Any other system error, with the call that failed.
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The system call or step.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}

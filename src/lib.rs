@@ -64,7 +64,9 @@
 //!   types the algorithms take);
 //! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
 //!   handed, so the same code runs in a mapping, on the heap and under loom;
-//! * [`region`]: the only module that touches files;
+//! * [`region`]: the only module that touches files (with [`gc`], which
+//!   finds and removes stale ones under the lock rule that `region`
+//!   documents);
 //! * [`wait`]: cross-process sleep and wake-up (a futex eventcount);
 //! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`], [`mpmc`], [`map`],
 //!   [`Event`], [`Semaphore`], [`Barrier`]: the public objects.
@@ -86,6 +88,8 @@ pub mod cell;
 pub mod counter;
 pub mod error;
 pub mod event;
+#[cfg(not(loom))]
+pub mod gc;
 #[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
@@ -109,8 +113,8 @@ pub use counter::{Atomic, Element};
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use error::{
-    BytePushError, ChunkError, Closed, OpenError, OutOfBounds, PopError, PushError, RemoveError,
-    SeqLockError, TryPopError, TryPushError,
+    BytePushError, ChunkError, Closed, GcError, OpenError, OutOfBounds, PopError, PushError,
+    RemoveError, SeqLockError, TryPopError, TryPushError,
 };
 #[cfg(not(loom))]
 pub use event::Event;

@@ -11,6 +11,33 @@
 //!   unless asked otherwise, and their space is reserved with
 //!   `posix_fallocate(3)` so a full `/dev/shm` is an error at creation, never
 //!   a `SIGBUS` on a later store.
+//!
+//! # Files in use: the lock rule
+//!
+//! Every [`Region`] opened for use (`create`, `open`, `open_or_create`)
+//! keeps its file descriptor open for its whole life with a *shared*
+//! `flock(2)` lock on it. An opener takes the lock right after `open(2)` and
+//! then checks (with `fstat` and `lstat`) that the path still names the
+//! inode it locked; if not, the file was removed (or replaced) between its
+//! `open` and its lock, and it starts over. A creator locks its temporary
+//! file the same way before it links it into place, so a new file is locked
+//! from the moment it has a name.
+//!
+//! A remover that must not take a file from under its users (`mmring gc`,
+//! [`crate::gc`]) takes an *exclusive* `flock(LOCK_EX | LOCK_NB)` on the file
+//! and unlinks it only while it holds that lock, after checking that the
+//! path still names the inode it locked. The two rules together mean that no
+//! process ever keeps using a file that was unlinked by the collector: either
+//! its shared lock came first (and the collector's exclusive lock fails), or
+//! the collector's unlink came first (and the opener's check sees it).
+//! `flock` locks belong to the open file description and go away when the
+//! last descriptor is closed, so a process killed with `SIGKILL` never keeps
+//! a file "in use" (a forked child shares the lock until it `exec`s, which
+//! closes our close-on-exec descriptors). The status block's attached-pid
+//! list is only advisory (it can overflow, and an opener is not listed until
+//! it has attached); it is never the proof that a file is unused. Read-only
+//! observers ([`Region::open_any`], `mmring inspect`) take no lock. The rule
+//! is part of the file format (`docs/FORMAT.md`, "Files in use").
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -106,6 +133,11 @@ pub(crate) struct Expect {
 /// object's typed views borrow from it.
 pub struct Region {
     map: MmapRaw,
+    /// The open file: for a region in use it carries the shared `flock`
+    /// that tells `gc` the file is in use (see the module docs); closing it
+    /// (on drop) releases the lock. Held rather than read.
+    #[cfg_attr(not(test), allow(dead_code))]
+    file: File,
     path: PathBuf,
     desc: Descriptor,
     attached: bool,
@@ -206,28 +238,10 @@ impl Region {
             layout.slot_size,
             layout.body_size,
         );
-        // The temporary name does not embed the final one, so a final name
-        // near NAME_MAX (255 bytes) still has room for it.
-        let tmp = dir.join(format!(
-            ".mmring-tmp.{}-{}",
-            crate::pid::current(),
-            // Relaxed: only uniqueness matters, not order.
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(opts.mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOENT) => OpenError::NotFound {
-                    path: dir.to_path_buf(),
-                },
-                _ => io_err(path, "create temporary file", e),
-            })?;
-        // From here on the temporary name is ours to remove, whatever happens.
+        let (file, tmp) = create_temp(dir, path, opts.mode)?;
+        // From here on the temporary name is ours to remove, whatever happens
+        // (the link below failing included); the descriptor, locked, moves
+        // into the region and keeps the published file locked.
         let _cleanup = RemoveOnDrop(&tmp);
         file.set_permissions(std::fs::Permissions::from_mode(opts.mode))
             .map_err(|e| io_err(path, "fchmod", e))?;
@@ -240,7 +254,7 @@ impl Region {
         })?;
         file.write_all_at(bytemuck::bytes_of(&desc), 0)
             .map_err(|e| io_err(path, "write header", e))?;
-        let mut region = Region::map(&file, path, desc, true)?;
+        let mut region = Region::map(file, path, desc, true)?;
         let mut status = Status {
             state: STATE_OPEN,
             creator_pid: crate::pid::current(),
@@ -269,9 +283,11 @@ impl Region {
         Ok(region)
     }
 
-    /// Opens and validates an existing file of the expected kind and payload.
+    /// Opens and validates an existing file of the expected kind and payload,
+    /// holding its shared lock (see the module docs) until the region is
+    /// dropped.
     pub(crate) fn open(path: &Path, expect: Expect) -> Result<Region, OpenError> {
-        let (file, desc) = read_descriptor(path, true)?;
+        let (file, desc) = open_locked(path)?;
         let found_kind = desc.kind();
         if found_kind != Some(expect.kind) {
             return Err(OpenError::WrongKind {
@@ -297,18 +313,19 @@ impl Region {
                 found: desc.type_info(),
             });
         }
-        let mut region = Region::map(&file, path, desc, true)?;
+        let mut region = Region::map(file, path, desc, true)?;
         region.attach();
         Ok(region)
     }
 
     /// Opens any valid mmring file, whatever its kind and payload, mapped
     /// read-only (for inspection: it needs only read permission, writes
-    /// nothing, and does not register as attached).
+    /// nothing, does not register as attached and takes no lock, so it
+    /// never keeps `gc` from removing the file).
     pub fn open_any(path: impl AsRef<Path>) -> Result<Region, OpenError> {
         let path = resolve(path);
         let (file, desc) = read_descriptor(&path, false)?;
-        Region::map(&file, &path, desc, false)
+        Region::map(file, &path, desc, false)
     }
 
     /// Opens the object at `path`, or creates it if there is none. Two
@@ -339,12 +356,7 @@ impl Region {
         }))
     }
 
-    fn map(
-        file: &File,
-        path: &Path,
-        desc: Descriptor,
-        writable: bool,
-    ) -> Result<Region, OpenError> {
+    fn map(file: File, path: &Path, desc: Descriptor, writable: bool) -> Result<Region, OpenError> {
         let len = usize::try_from(desc.total_size).map_err(|_| OpenError::CorruptHeader {
             path: path.to_path_buf(),
             what: format!("total size {} does not fit in memory", desc.total_size),
@@ -354,13 +366,14 @@ impl Region {
         // A read-only mapping is only ever read through atomic loads of at
         // most 8 bytes, which never write (see `atomics`).
         let map = if writable {
-            opts.map_raw(file)
+            opts.map_raw(&file)
         } else {
-            opts.map_raw_read_only(file)
+            opts.map_raw_read_only(&file)
         }
         .map_err(|e| io_err(path, "mmap", e))?;
         Ok(Region {
             map,
+            file,
             path: path.to_path_buf(),
             desc,
             attached: false,
@@ -370,6 +383,15 @@ impl Region {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The device and inode of the mapped file (what the path named when
+    /// it was opened).
+    #[cfg(test)]
+    pub(crate) fn file_id(&self) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().expect("fstat of an open file");
+        (m.dev(), m.ino())
     }
 
     /// The validated descriptor (a private copy: it never changes).
@@ -595,6 +617,142 @@ impl Drop for RemoveOnDrop<'_> {
         let _ = std::fs::remove_file(self.0);
     }
 }
+
+/// How long an opener waits for a file locked exclusively by a collector
+/// (which holds the lock only for an `unlink`) before giving up.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Most times an open starts over because the path changed under it.
+const REOPEN_TRIES: u32 = 100;
+
+/// Takes `flock(op)` on `file`, retrying on `EINTR`.
+pub(crate) fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor that `file` keeps open for the call;
+        // it has no memory effects.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Takes the shared lock of a file in use (see the module docs), waiting a
+/// bounded time while a collector holds it exclusively. File systems
+/// without `flock` support are accepted unlocked: a collector cannot lock
+/// them either, and never removes what it cannot lock.
+fn lock_shared(file: &File, path: &Path) -> Result<(), OpenError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match flock(file, libc::LOCK_SH | libc::LOCK_NB) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                if std::time::Instant::now() > deadline {
+                    return Err(io_err(
+                        path,
+                        "flock (locked exclusively by another process)",
+                        e,
+                    ));
+                }
+                // A collector holds it for one unlink: a short nap is plenty.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOLCK | libc::EOPNOTSUPP)) => {
+                return Ok(());
+            }
+            Err(e) => return Err(io_err(path, "flock", e)),
+        }
+    }
+}
+
+/// Whether `path` (not followed if a link) names the inode open as `file`.
+pub(crate) fn names_same_file(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == open.dev() && now.ino() == open.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens and validates `path` for use (read-write) and takes its shared
+/// lock, starting over while the path changes between the open and the
+/// lock (a collector removed it, or someone replaced it).
+fn open_locked(path: &Path) -> Result<(File, Descriptor), OpenError> {
+    for _ in 0..REOPEN_TRIES {
+        let (file, desc) = read_descriptor(path, true)?;
+        lock_shared(&file, path)?;
+        if names_same_file(&file, path).map_err(|e| io_err(path, "stat", e))? {
+            return Ok((file, desc));
+        }
+    }
+    Err(OpenError::Io {
+        path: path.to_path_buf(),
+        op: "open",
+        source: io::Error::other("the file kept being replaced while it was opened"),
+    })
+}
+
+/// Creates (exclusively) and locks a temporary file in `dir` for the object
+/// at `path`, named `.mmring-tmp.PID-SEQ`. A name left behind by a dead
+/// process (this pid reused) is skipped, never an error; so is a temporary
+/// file unlinked by a collector between its creation and its lock.
+fn create_temp(dir: &Path, path: &Path, mode: u32) -> Result<(File, PathBuf), OpenError> {
+    let mut last = None;
+    for _ in 0..REOPEN_TRIES {
+        // The temporary name does not embed the final one, so a final name
+        // near NAME_MAX (255 bytes) still has room for it.
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            crate::pid::current(),
+            // Relaxed: only uniqueness matters, not order.
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Err(OpenError::NotFound {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_err(path, "create temporary file", e)),
+        };
+        let cleanup = RemoveOnDrop(&tmp);
+        lock_shared(&file, path)?;
+        let ours = names_same_file(&file, &tmp).map_err(|e| io_err(path, "stat", e))?;
+        // Either the caller removes the name from now on, or it was
+        // removed under us before the lock and is not ours any more.
+        std::mem::forget(cleanup);
+        if ours {
+            return Ok((file, tmp));
+        }
+    }
+    Err(io_err(
+        path,
+        "create temporary file",
+        last.unwrap_or_else(|| io::Error::other("temporary files kept vanishing")),
+    ))
+}
+
+/// The prefix of the temporary names used while creating a file:
+/// `.mmring-tmp.PID-SEQ`, PID being the creator's.
+pub const TMP_PREFIX: &str = ".mmring-tmp.";
 
 fn reserve(file: &File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;

@@ -437,3 +437,52 @@ fn barrier_of_two_over_two_generations() {
         barrier_rounds(seen, 2, 2)
     });
 }
+
+/// A pid no process has (above any `pid_max`): a party killed long ago.
+const DEAD_PID: u32 = 0x7fff_fff0;
+
+/// Take-over of an abandoned barrier: its only registered party is dead,
+/// and a dead party's arrival is still counted in generation 0. Two new
+/// parties (threads) each take it over if they find it abandoned, register
+/// and wait. Whatever the interleaving — both see it abandoned, or one
+/// sees the other registered first — the dead arrival is dropped (so the
+/// round waits for both new parties: exactly one leader, same generation),
+/// and the rounds run to completion. Preemption bound 3 (about 4,000
+/// executions). Freeing the dead entries *before* resetting the state was
+/// caught here: a party that found no entry left arrived in the dead
+/// party's round and passed alone, leaving the other asleep forever.
+#[test]
+fn barrier_take_over_by_two_new_parties() {
+    check_branches(
+        3,
+        BARRIER_BRANCHES * 4,
+        &["both took over", "one took over"],
+        |seen| {
+            let b = Arc::new(BarrierWords::abandoned(2, 0, 1, DEAD_PID));
+            let party = {
+                let b = b.clone();
+                move || {
+                    let took = b.take_over_if_abandoned();
+                    b.register(mmring::pid::current());
+                    let r = b.wait_until(None).expect("no deadline, nobody dies");
+                    (took, r)
+                }
+            };
+            let other = thread::spawn(party.clone());
+            let (took0, r0) = party();
+            let (took1, r1) = other.join().unwrap();
+            assert!(took0 || took1, "nobody took the barrier over");
+            seen.note(if took0 && took1 {
+                "both took over"
+            } else {
+                "one took over"
+            });
+            assert_eq!(r0.generation, r1.generation, "{r0:?} {r1:?}");
+            assert_eq!(r0.generation, 1, "the dead arrival was counted");
+            assert!(r0.is_leader != r1.is_leader, "{r0:?} {r1:?}");
+            assert_eq!(b.state(), (2, 0));
+            // Live parties are registered now: nothing to take over.
+            assert!(!b.take_over_if_abandoned());
+        },
+    );
+}

@@ -1,5 +1,6 @@
-//! The `mmring` command line: inspect shared-object files and run the
-//! benchmark comparison against lock-based baselines.
+//! The `mmring` command line: inspect shared-object files, list or remove
+//! stale ones, and run the benchmark comparison against lock-based
+//! baselines.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,19 @@ enum Command {
         /// The file (a bare name means /dev/shm/NAME).
         path: PathBuf,
     },
+    /// List the mmring files in a directory that no live process holds open
+    /// (and temporary files left by creators that died), or remove them.
+    ///
+    /// A file is in use while a process holds it open (each one holds a
+    /// shared flock on it); such a file is never removed. Other files in
+    /// the directory are never touched.
+    Gc {
+        /// The directory to look in (not recursive), e.g. /dev/shm.
+        dir: PathBuf,
+        /// Remove the stale files listed.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Run a cross-process benchmark comparison (counter, cell, spsc, mpmc,
     /// map, or all of them) and print its table (or JSON with --json).
     Bench(mmring::bench::BenchArgs),
@@ -40,6 +54,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("mmring inspect: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Gc { dir, remove } => match mmring::gc::gc(&dir, remove) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mmring gc: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -463,3 +463,15 @@ impl Rng {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// Serializes the tests of one test binary that take this guard.
+///
+/// A file's `flock` lock belongs to its open file description, which a
+/// process forked by another test thread shares until it calls `exec`: for
+/// that moment the file looks in use to `gc`. Tests that expect a file they
+/// just closed to be stale hold this guard, so no sibling test forks
+/// meanwhile.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
