@@ -29,7 +29,7 @@
 //! copied through *relaxed atomic
 //! loads and stores*, with the fences of Boehm, "Can Seqlocks Get Along with
 //! Programming Language Memory Models?" (MSPC 2012), §4 — never with
-//! `read_volatile` or a plain copy of memory another process is writing,
+//! volatile reads or a plain copy of memory another process is writing,
 //! which would be a data race (undefined behaviour) and invisible to loom.
 //!
 //! Writers serialize among themselves with a compare-and-swap that makes the

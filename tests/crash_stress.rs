@@ -82,7 +82,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
-use common::{Children, Rng, WATCHDOG};
+use common::{Children, Rng, WATCHDOG, is_stopped, signal};
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
 use mmring::{
@@ -699,36 +699,6 @@ fn unclaimed_positions(peek: &Peek) -> Vec<u64> {
         }
     }
     found
-}
-
-/// Sends `sig` to our unreaped child `pid`.
-fn signal(pid: u32, sig: libc::c_int) {
-    let raw = libc::pid_t::try_from(pid).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions. `pid` is a child
-    // of this process that has not been reaped (`Children` reaps only in
-    // `kill` and its waits, after which we never signal it), so the number
-    // cannot name another process.
-    let rc = unsafe { libc::kill(raw, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Whether every thread of `pid` is stopped (state `T` or `t`).
-fn is_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.into_iter().all(|t| {
-        let Ok(t) = t else { return false };
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s == "T" || s == "t")
-    })
 }
 
 // ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
-use common::{Children, Rng, WATCHDOG, barrier, wait_until};
+use common::{Children, Rng, WATCHDOG, barrier, is_stopped, signal, wait_until};
 use mmring::inspect::{Body, inspect};
 use mmring::mpmc::{ByteQueue, FLAG_JOINABLE, JoinError, Queue, QueueOptions, TaskError};
 use mmring::{
@@ -763,36 +763,6 @@ fn claim_names(claim: u64, role: u64, pid: u32, pos: u64) -> bool {
 /// The first position of the batch of `claim`, a claim on position `pos`.
 fn batch_start(claim: u64, pos: u64) -> u64 {
     pos.wrapping_sub(pos.wrapping_sub(claim) & 0xffff_ffff)
-}
-
-/// Sends `sig` to our child `pid`.
-fn signal(pid: u32, sig: libc::c_int) {
-    let raw = libc::pid_t::try_from(pid).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions. `pid` is a child
-    // of this process that has not been reaped (`Children` reaps only in
-    // `kill` and its waits, after which we never signal it), so the number
-    // cannot name another process.
-    let rc = unsafe { libc::kill(raw, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Whether every thread of `pid` is stopped (state `T` or `t`).
-fn is_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.into_iter().all(|t| {
-        let Ok(t) = t else { return false };
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s == "T" || s == "t")
-    })
 }
 
 /// Where a victim may be killed.
