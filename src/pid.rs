@@ -160,4 +160,3 @@ mod tests {
         assert!(!is_alive(pid));
     }
 }
-
