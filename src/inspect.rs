@@ -239,7 +239,7 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
 }
 
 fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
-    use crate::map::{MAP_CONTROL_SIZE, MapControl, RawMap, entry_words};
+    use crate::map::{MAP_CONTROL_SIZE, MapControl, RawMap, key_room};
     let ctl = &region.body::<MapControl>(0, 1)[0];
     let capacity = desc.capacity;
     let len = ctl.live();
@@ -247,9 +247,9 @@ fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
     let value_len = desc.elem_size as usize;
     let stride = desc.slot_size as usize / 8;
     // The descriptor was validated: the entries have room for this key length.
-    let key_room = (stride - entry_words(0, value_len)) * 8;
+    let max_key = key_room(stride, value_len);
     let words = region.body::<AtomicU64>(MAP_CONTROL_SIZE as usize, capacity as usize * stride);
-    let raw = RawMap::new(ctl, words, capacity as usize, key_room, value_len, patience);
+    let raw = RawMap::new(ctl, words, capacity as usize, max_key, value_len, patience);
     let mut entries = Vec::new();
     let listed = raw.for_each(|k, v| {
         if entries.len() < MAX_LISTED {

@@ -226,6 +226,12 @@ pub const fn entry_words(max_key: usize, value_len: usize) -> usize {
     )
 }
 
+/// The longest key entries of `stride` words (as a validated descriptor
+/// gives them) have room for, with values of `value_len` bytes.
+pub const fn key_room(stride: usize, value_len: usize) -> usize {
+    stride.saturating_sub(entry_words(0, value_len)) / 2 * 8
+}
+
 impl<'a> RawMap<'a> {
     /// A map over `words` (`capacity` entries of
     /// [`entry_words`]`(max_key, value_len)` words each; zeroed words are an

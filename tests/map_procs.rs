@@ -418,3 +418,50 @@ fn update_of_an_absent_key_in_a_full_table_is_none() {
     assert_eq!(d.get(&99).unwrap(), None);
     assert_eq!(d.update(&99, |v| v + 1), Ok(None));
 }
+
+/// `inspect` lists a map's entries, for `u64` and string keys, with keys of
+/// the default and of a longer maximum length (the entry layout, two copies
+/// of each value, must be read with the key room the file really has).
+#[test]
+fn inspect_lists_a_maps_entries() {
+    use mmring::inspect::{Body, inspect};
+    use mmring::map::MapOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let nums = Map::<u64, u32>::create(dir.path().join("nums"), 8).unwrap();
+    nums.insert(&7, 70).unwrap();
+    nums.insert(&9, 90).unwrap();
+    nums.remove(&9).unwrap();
+    let names = Map::<str, [u64; 3]>::create_with(
+        dir.path().join("names"),
+        4,
+        &MapOptions::new().max_key_len(40),
+    )
+    .unwrap();
+    names.insert("count", [1, 2, 3]).unwrap();
+
+    match inspect(dir.path().join("nums")).unwrap().body {
+        Body::Map {
+            capacity: 8,
+            len: 1,
+            entries: Ok(entries),
+        } => assert_eq!(entries, [("7".to_string(), 70u32.to_ne_bytes().to_vec())]),
+        other => panic!("{other:?}"),
+    }
+    match inspect(dir.path().join("names")).unwrap().body {
+        Body::Map {
+            capacity: 4,
+            len: 1,
+            entries: Ok(entries),
+        } => {
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0].0, "\"count\"");
+            assert_eq!(entries[0].1, bytemuck_bytes(&[1u64, 2, 3]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn bytemuck_bytes(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}

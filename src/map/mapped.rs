@@ -196,7 +196,7 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
         let stride = desc.slot_size as usize / 8;
         // The key length the entries really have room for (the control word
         // could be garbage; the validated descriptor is not).
-        let key_room = (stride - entry_words(0, size_of::<V>())) / 2 * 8;
+        let key_room = crate::map::key_room(stride, size_of::<V>());
         if max_key == 0 || entry_words(max_key as usize, size_of::<V>()) != stride {
             return Err(OpenError::CorruptHeader {
                 path: region.path().to_path_buf(),
