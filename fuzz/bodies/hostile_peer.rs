@@ -1,0 +1,357 @@
+//! `hostile_peer`: between the operations on a ring, queue or cell, a
+//! "peer" writes arbitrary bytes into the shared file (through `pwrite` on
+//! the file, which the kernel shows in every mapping of it): the header,
+//! the indices, the closed and role words, sequence numbers, claim words,
+//! lengths and slots. Operations may then return wrong data or errors, but
+//! must never panic inside the library, never touch memory outside the
+//! mapping, and never loop forever (only non-blocking calls and zero
+//! timeouts are used, so a hang is a library bug).
+//!
+//! Not scribbled on: the status block's sequence word (file offset 256). An
+//! odd one is a status writer inside, which every open and close waits out
+//! for a bounded 1 s by design (`ATTACH_PATIENCE`); that is not a hang,
+//! but it would stall the fuzzer.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use mmring::mpmc::{ByteQueue, Queue, QueueOptions};
+use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
+use mmring::{Patience, SeqCell};
+
+use super::{Reader, Scratch, Writer};
+
+pub const KINDS: u8 = 4;
+pub const OPS: u8 = 12;
+
+/// Where a scribble lands, as a file offset: chosen among the words that
+/// matter (indices, control words, slot headers) or anywhere.
+fn target(r: &mut Reader<'_>, len: u64) -> u64 {
+    const BODY: u64 = 4096;
+    let sel = r.u8();
+    let off = match sel % 4 {
+        // The control words of a ring: tail, head, pids, closed, wait words.
+        0 => BODY + [0u64, 128, 256, 260, 264, 268, 272, 276, 280, 284][usize::from(r.u8() % 10)],
+        // A word of the slots.
+        1 => BODY + 384 + u64::from(r.u16()) * 8,
+        // Any byte of the header (descriptor included).
+        2 => u64::from(r.u16()) % 4096,
+        _ => u64::from(r.u32()),
+    };
+    let off = off % len.max(1);
+    if off == 256 { 264 } else { off }
+}
+
+/// A value worth writing: small, boundary, or raw.
+fn value(r: &mut Reader<'_>) -> u64 {
+    match r.u8() % 8 {
+        0 => 0,
+        1 => u64::MAX,
+        2 => 1 << 63,
+        3 => u64::from(r.u8()),
+        4 => u64::MAX - u64::from(r.u8()),
+        5 => u64::from(std::process::id()),
+        _ => r.u64(),
+    }
+}
+
+struct Peer {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl Peer {
+    fn new(path: &std::path::Path) -> Self {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("peer open");
+        let len = file.metadata().expect("peer stat").len();
+        Self { file, len }
+    }
+
+    fn scribble(&self, r: &mut Reader<'_>) {
+        let off = target(r, self.len);
+        let v = value(r).to_ne_bytes();
+        let width = [1usize, 4, 8][usize::from(r.u8() % 3)];
+        let width = width.min((self.len - off) as usize);
+        // Never grows the file: the write ends inside it.
+        self.file
+            .write_all_at(&v[..width], off)
+            .expect("peer write");
+    }
+}
+
+pub fn run(data: &[u8]) {
+    let mut r = Reader::new(data);
+    let dir = Scratch::new();
+    let path = dir.path("shared");
+    let kind = r.u8() % KINDS;
+    let cap = 1usize << (r.u8() % 4 + 1);
+    match kind {
+        0 => spsc(&mut r, &path, cap),
+        1 => mpmc(&mut r, &path, cap),
+        2 => bytes(&mut r, &path, cap),
+        _ => cell(&mut r, &path),
+    }
+}
+
+fn spsc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
+    let (tx, rx) = mmring::spsc::channel::<u64>(path, cap).expect("channel");
+    let (mut tx, mut rx) = (Some(tx), Some(rx));
+    let peer = Peer::new(path);
+    while !r.is_empty() {
+        match r.u8() % OPS {
+            0 | 1 => peer.scribble(r),
+            2 => {
+                if let Some(p) = tx.as_mut() {
+                    let _ = p.try_push(r.u64());
+                }
+            }
+            3 => {
+                if let Some(p) = tx.as_mut() {
+                    let vals: Vec<u64> = (0..r.u8() % 20).map(u64::from).collect();
+                    let _ = p.push_slice(&vals);
+                }
+            }
+            4 => {
+                if let Some(p) = tx.as_mut() {
+                    if let Ok(mut c) = p.write_chunk(usize::from(r.u8() % 20)) {
+                        let (a, b) = c.as_mut_slices();
+                        a.iter_mut().chain(b.iter_mut()).for_each(|x| *x = 3);
+                        let n = c.len();
+                        c.commit(n / 2);
+                    }
+                }
+            }
+            5 => {
+                if let Some(p) = tx.as_mut() {
+                    let _ = p.push_timeout(1, Duration::ZERO);
+                    let _ = (p.len(), p.is_empty());
+                }
+            }
+            6 => {
+                if let Some(c) = rx.as_mut() {
+                    let _ = c.try_pop();
+                    let _ = c.pop_timeout(Duration::ZERO);
+                }
+            }
+            7 => {
+                if let Some(c) = rx.as_mut() {
+                    let mut out = vec![0; usize::from(r.u8() % 20)];
+                    if let Ok(n) = c.pop_slice(&mut out) {
+                        assert!(n <= out.len());
+                    }
+                }
+            }
+            8 => {
+                if let Some(c) = rx.as_mut() {
+                    let n = usize::from(r.u8() % 20);
+                    if let Ok(chunk) = c.read_chunk(n) {
+                        let (a, b) = chunk.as_slices();
+                        assert_eq!(a.len() + b.len(), n);
+                        chunk.commit_all();
+                    }
+                    let _ = (c.len(), c.is_empty());
+                }
+            }
+            9 => {
+                if tx.take().is_none() {
+                    tx = Producer::open(path).ok();
+                }
+            }
+            10 => {
+                if rx.take().is_none() {
+                    rx = Consumer::open(path).ok();
+                }
+            }
+            _ => {
+                if let Some(p) = &tx {
+                    p.close();
+                }
+            }
+        }
+    }
+}
+
+fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
+    let opts = QueueOptions::new().joinable(r.u8() % 2 == 0);
+    let mut qs = vec![Queue::<u64>::create_with(path, cap, &opts).expect("create")];
+    let peer = Peer::new(path);
+    while !r.is_empty() {
+        let q = &qs[usize::from(r.u8()) % qs.len()];
+        match r.u8() % OPS {
+            0 | 1 => peer.scribble(r),
+            2 => drop(q.try_push(r.u64())),
+            3 => {
+                let vals: Vec<u64> = (0..r.u8() % 80).map(u64::from).collect();
+                if let Ok(n) = q.push_slice(&vals) {
+                    assert!(n <= vals.len());
+                }
+            }
+            4 => drop(q.push_timeout(1, Duration::ZERO)),
+            5 => drop(q.try_pop()),
+            6 => drop(q.pop_timeout(Duration::ZERO)),
+            7 => {
+                let mut out = vec![0; usize::from(r.u8() % 80)];
+                if let Ok(n) = q.pop_slice(&mut out) {
+                    assert!(n <= out.len());
+                }
+            }
+            8 => {
+                let _ = (
+                    q.task_done(),
+                    q.join_timeout(Duration::ZERO),
+                    q.unfinished(),
+                );
+                let _ = (q.len(), q.is_empty(), q.is_closed());
+            }
+            9 => q.close(),
+            10 => {
+                if qs.len() < 3 {
+                    if let Ok(q) = Queue::open(path) {
+                        qs.push(q);
+                    }
+                } else {
+                    qs.pop();
+                }
+            }
+            _ => {
+                let _ = (q.try_push(5), q.try_pop(), q.try_pop());
+            }
+        }
+    }
+}
+
+fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
+    let max_len = usize::from(r.u8() % 40) + 1;
+    let q = ByteQueue::create(path, cap, max_len, &QueueOptions::new()).expect("create");
+    let spath = path.with_extension("spsc");
+    let mut tx = ByteProducer::create(&spath, cap, max_len).expect("create spsc");
+    let mut rx = ByteConsumer::open(&spath).expect("open spsc");
+    let peer = Peer::new(path);
+    let speer = Peer::new(&spath);
+    while !r.is_empty() {
+        let msg = vec![r.u8(); usize::from(r.u8()) % (max_len + 1)];
+        match r.u8() % OPS {
+            0 | 1 => peer.scribble(r),
+            2 | 3 => speer.scribble(r),
+            4 => drop(q.try_push(&msg)),
+            5 => drop(q.push_timeout(&msg, Duration::ZERO)),
+            6 => {
+                let mut out = vec![0; usize::from(r.u8()) % (max_len + 8)];
+                if let Ok(n) = q.try_pop_into(&mut out) {
+                    assert!(n <= out.len().min(max_len));
+                }
+            }
+            7 => {
+                if let Ok(m) = q.pop_timeout(Duration::ZERO) {
+                    assert!(m.len() <= max_len);
+                }
+            }
+            8 => drop(tx.try_push(&msg)),
+            9 => drop(tx.push_timeout(&msg, Duration::ZERO)),
+            10 => {
+                let mut out = vec![0; usize::from(r.u8()) % (max_len + 8)];
+                if let Ok(n) = rx.try_pop_into(&mut out) {
+                    assert!(n <= out.len().min(max_len));
+                }
+            }
+            _ => {
+                if let Ok(m) = rx.pop_timeout(Duration::ZERO) {
+                    assert!(m.len() <= max_len);
+                }
+                let _ = (rx.len(), tx.len(), q.len());
+            }
+        }
+    }
+}
+
+fn cell(r: &mut Reader<'_>, path: &std::path::Path) {
+    let mut cell = SeqCell::create(path, [0u64; 5]).expect("create");
+    let short = Patience::timeout(Duration::from_millis(1));
+    cell.set_patience(short);
+    let peer = Peer::new(path);
+    while !r.is_empty() {
+        match r.u8() % 6 {
+            0 | 1 => peer.scribble(r),
+            2 => drop(cell.load()),
+            3 => drop(cell.store([r.u64(); 5])),
+            4 => drop(cell.update(|mut v| {
+                v[1] = v[1].wrapping_add(1);
+                v
+            })),
+            _ => {
+                let _ = (cell.try_load(), cell.version());
+                let _ = cell.region().status(short);
+            }
+        }
+    }
+}
+
+/// Seeds: each kind with its indices, closed word, a slot's sequence and
+/// claim, a message length and a cell's sequence scribbled on between
+/// ordinary operations.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    // spsc: fill, then the tail jumps far ahead, the head behind it, pop.
+    let mut w = Writer::default();
+    w.u8(0).u8(1);
+    w.u8(3).u8(10).u8(0).u8(0).u8(0).u8(1).u32(0).u32(1000); // tail = 1000 (raw)
+    w.u8(6).u8(7).u8(15).u8(8).u8(4);
+    w.u8(0).u8(0).u8(1).u8(1).u8(2); // head = u64::MAX
+    w.u8(6)
+        .u8(8)
+        .u8(3)
+        .u8(9)
+        .u8(9)
+        .u8(10)
+        .u8(10)
+        .u8(2)
+        .u64(5)
+        .u8(6);
+    w.u8(1).u8(0).u8(4).u8(2).u8(2).u8(2); // closed = 1 << 63 (its low 4 bytes: 0)
+    w.u8(11).u8(6);
+    out.push(("spsc_indices_scribbled", w.0));
+    // mpmc: push, the first slot's sequence and claim made garbage, pop.
+    let mut w = Writer::default();
+    w.u8(1).u8(1).u8(0);
+    w.u8(0).u8(3).u8(10).u8(0).u8(2).u8(5);
+    w.u8(0).u8(0).u8(1).u16(0).u8(6).u64(77).u8(2); // slot 0 sequence = 77
+    w.u8(0).u8(1).u8(1).u16(1).u8(1).u8(2); // slot 0 claim = u64::MAX (a hole)
+    w.u8(0).u8(5).u8(0).u8(7).u8(30).u8(0).u8(10).u8(1).u8(5);
+    w.u8(0).u8(0).u8(0).u8(0).u8(2).u8(2); // tail = 1 << 63 (closed)
+    w.u8(0).u8(8).u8(0).u8(3).u8(70).u8(0).u8(9).u8(0).u8(11);
+    out.push(("mpmc_slots_scribbled", w.0));
+    // bytes: a message's stored length made huge, then popped.
+    let mut w = Writer::default();
+    w.u8(2).u8(0).u8(20);
+    w.u8(9).u8(5).u8(4).u8(9).u8(5).u8(8);
+    w.u8(1).u8(1).u8(0).u8(1).u16(2).u8(1).u8(2); // mpmc slot 0 length word
+    w.u8(1).u8(1).u8(2).u8(1).u16(1).u8(1).u8(2); // spsc first word (length)
+    w.u8(0)
+        .u8(0)
+        .u8(6)
+        .u8(30)
+        .u8(0)
+        .u8(0)
+        .u8(10)
+        .u8(30)
+        .u8(0)
+        .u8(0)
+        .u8(7)
+        .u8(0)
+        .u8(0)
+        .u8(11);
+    out.push(("byte_lengths_scribbled", w.0));
+    // cell: sequence made odd with no writer, then loads and a store.
+    let mut w = Writer::default();
+    w.u8(3).u8(0);
+    w.u8(3).u64(9).u8(0).u8(0).u8(0).u8(3).u8(1).u8(1); // seq = 1
+    w.u8(2).u8(5).u8(3).u64(1).u8(4);
+    w.u8(1).u8(0).u8(0).u8(1).u8(4).u8(2).u8(2).u8(5);
+    out.push(("cell_sequence_scribbled", w.0));
+    out
+}

@@ -1,0 +1,319 @@
+//! `mpmc_ops`: operation sequences on an MPMC `Queue<u32>` through several
+//! handles (optionally joinable), and on a `ByteQueue`, checked step by step
+//! against a `VecDeque`: same values, same order, same errors, the same
+//! count of unfinished tasks.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use mmring::mpmc::{BATCH_MAX, ByteQueue, JoinError, Queue, QueueOptions, TaskError};
+use mmring::{BytePushError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
+
+use super::{Reader, Scratch, Writer};
+
+pub const OPS: u8 = 16;
+
+pub fn run(data: &[u8]) {
+    let mut r = Reader::new(data);
+    let dir = Scratch::new();
+    let path = dir.path("queue");
+    let bpath = dir.path("bytes");
+    let flags = r.u8();
+    let cap = 2usize << (flags % 5);
+    let joinable = flags & 0x80 != 0;
+    let max_len = usize::from(r.u8() % 40) + 1;
+    let opts = QueueOptions::new().joinable(joinable);
+    let mut qs = vec![Queue::<u32>::create_with(&path, cap, &opts).expect("create queue")];
+    let bq = ByteQueue::create(&bpath, cap, max_len, &QueueOptions::new()).expect("create bytes");
+    let bq2 = ByteQueue::open(&bpath).expect("open bytes");
+    let mut items: VecDeque<u32> = VecDeque::new();
+    let mut msgs: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut closed = false;
+    let mut bclosed = false;
+    let mut unfinished = 0u64;
+    let mut next = 0u32;
+
+    while !r.is_empty() {
+        let op = r.u8() % OPS;
+        let q = &qs[usize::from(r.u8()) % qs.len()];
+        match op {
+            0 | 1 => {
+                next = next.wrapping_add(1);
+                let v = next;
+                let full = items.len() == cap;
+                if op == 0 {
+                    let got = q.try_push(v);
+                    if closed {
+                        assert!(matches!(got, Err(TryPushError::Closed(x)) if x == v));
+                    } else if full {
+                        assert!(matches!(got, Err(TryPushError::Full(x)) if x == v));
+                    } else {
+                        assert!(got.is_ok());
+                    }
+                } else {
+                    let got = q.push_timeout(v, Duration::ZERO);
+                    if closed {
+                        assert!(matches!(got, Err(PushError::Closed(x)) if x == v));
+                    } else if full {
+                        assert!(matches!(got, Err(PushError::Timeout(x)) if x == v));
+                    } else {
+                        assert!(got.is_ok());
+                    }
+                }
+                if !closed && !full {
+                    items.push_back(v);
+                    unfinished += u64::from(joinable);
+                }
+            }
+            2 => {
+                let n = usize::from(r.u8() % 80);
+                let vals: Vec<u32> = (0..n)
+                    .map(|_| {
+                        next = next.wrapping_add(1);
+                        next
+                    })
+                    .collect();
+                let got = q.push_slice(&vals);
+                if closed {
+                    assert_eq!(got, Err(Closed));
+                } else {
+                    let k = n.min(cap - items.len()).min(BATCH_MAX);
+                    assert_eq!(got, Ok(k));
+                    items.extend(&vals[..k]);
+                    unfinished += if joinable { k as u64 } else { 0 };
+                }
+            }
+            3 => {
+                let want = match items.pop_front() {
+                    Some(v) => Ok(v),
+                    None if closed => Err(TryPopError::Closed),
+                    None => Err(TryPopError::Empty),
+                };
+                assert_eq!(q.try_pop(), want);
+            }
+            4 => {
+                let want = match items.pop_front() {
+                    Some(v) => Ok(v),
+                    None if closed => Err(PopError::Closed),
+                    None => Err(PopError::Timeout),
+                };
+                assert_eq!(q.pop_timeout(Duration::ZERO), want);
+            }
+            5 => {
+                let n = usize::from(r.u8() % 80);
+                let mut out = vec![0u32; n];
+                let got = q.pop_slice(&mut out);
+                let k = n.min(items.len()).min(BATCH_MAX);
+                if k > 0 {
+                    assert_eq!(got, Ok(k));
+                    let want: Vec<u32> = items.drain(..k).collect();
+                    assert_eq!(out[..k], want[..]);
+                } else if closed && items.is_empty() {
+                    assert_eq!(got, Err(Closed));
+                } else {
+                    assert_eq!(got, Ok(0));
+                }
+            }
+            6 => {
+                q.close();
+                closed = true;
+            }
+            7 => {
+                assert_eq!(q.len(), items.len());
+                assert_eq!(q.is_empty(), items.is_empty());
+                assert_eq!(q.is_closed(), closed);
+                assert_eq!(q.capacity(), cap);
+                assert_eq!(q.unfinished(), unfinished);
+            }
+            8 => {
+                let got = q.task_done();
+                if !joinable {
+                    assert_eq!(got, Err(TaskError::NotJoinable));
+                } else if unfinished == 0 {
+                    assert_eq!(got, Err(TaskError::TooManyDone));
+                } else {
+                    assert_eq!(got, Ok(()));
+                    unfinished -= 1;
+                }
+            }
+            9 => {
+                let got = q.join_timeout(Duration::ZERO);
+                if !joinable {
+                    assert_eq!(got, Err(JoinError::NotJoinable));
+                } else if unfinished == 0 {
+                    assert_eq!(got, Ok(()));
+                } else {
+                    assert_eq!(got, Err(JoinError::Timeout(unfinished)));
+                }
+            }
+            10 => {
+                if qs.len() < 4 {
+                    qs.push(Queue::open(&path).expect("open queue"));
+                } else {
+                    qs.swap_remove(0);
+                }
+                assert!(matches!(
+                    Queue::<u64>::open(&path),
+                    Err(OpenError::WrongPayload { .. })
+                ));
+            }
+            11 => {
+                // Blocking calls with something to do return at once.
+                if !closed && items.len() < cap {
+                    next = next.wrapping_add(1);
+                    assert!(q.push(next).is_ok());
+                    items.push_back(next);
+                    unfinished += u64::from(joinable);
+                }
+                if let Some(v) = items.pop_front() {
+                    assert_eq!(q.pop(), Ok(v));
+                } else if closed {
+                    assert_eq!(q.pop(), Err(PopError::Closed));
+                }
+            }
+            12 => {
+                let len = usize::from(r.u8() % 48);
+                let fill = r.u8();
+                let msg: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
+                let b = if r.u8() % 2 == 0 { &bq } else { &bq2 };
+                let got = if r.u8() % 2 == 0 {
+                    b.try_push(&msg)
+                } else {
+                    b.push_timeout(&msg, Duration::ZERO)
+                };
+                if len > max_len {
+                    assert_eq!(got, Err(BytePushError::TooLong { len, max: max_len }));
+                } else if bclosed {
+                    assert_eq!(got, Err(BytePushError::Closed));
+                } else if msgs.len() == cap {
+                    assert!(matches!(
+                        got,
+                        Err(BytePushError::Full | BytePushError::Timeout)
+                    ));
+                } else {
+                    assert_eq!(got, Ok(()));
+                    msgs.push_back(msg);
+                }
+            }
+            13 => {
+                let b = if r.u8() % 2 == 0 { &bq } else { &bq2 };
+                let mut buf = vec![0u8; max_len];
+                let got = b.try_pop_into(&mut buf);
+                match msgs.pop_front() {
+                    Some(m) => {
+                        assert_eq!(got, Ok(m.len()));
+                        assert_eq!(buf[..m.len()], m[..]);
+                    }
+                    None if bclosed => assert_eq!(got, Err(TryPopError::Closed)),
+                    None => assert_eq!(got, Err(TryPopError::Empty)),
+                }
+            }
+            14 => {
+                let b = if r.u8() % 2 == 0 { &bq } else { &bq2 };
+                let got = b.pop_timeout(Duration::ZERO);
+                match msgs.pop_front() {
+                    Some(m) => assert_eq!(got, Ok(m)),
+                    None if bclosed => assert_eq!(got, Err(PopError::Closed)),
+                    None => assert_eq!(got, Err(PopError::Timeout)),
+                }
+                assert_eq!(bq.len(), msgs.len());
+                assert_eq!(bq2.max_len(), max_len);
+            }
+            _ => {
+                bq2.close();
+                bclosed = true;
+            }
+        }
+    }
+    // Whatever is left drains in order, then the queue reports closed.
+    qs[0].close();
+    for v in items {
+        assert_eq!(qs[0].try_pop(), Ok(v));
+    }
+    assert_eq!(qs[0].try_pop(), Err(TryPopError::Closed));
+}
+
+/// Seeds: every operation, joinable and not, at capacities 2 and 32; fill,
+/// wrap and drain with batches; a close that consumers drain through.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (name, flags) in [("every_op_cap2", 0u8), ("every_op_cap32_joinable", 0x84)] {
+        let mut w = Writer::default();
+        w.u8(flags).u8(7);
+        for op in 0..OPS {
+            w.u8(op).u8(op).u8(op * 5).u8(op).u8(op).u8(op);
+        }
+        out.push((name, w.0));
+    }
+    let mut wrap = Writer::default();
+    wrap.u8(0x82).u8(3);
+    for i in 0..8u8 {
+        wrap.u8(2)
+            .u8(i)
+            .u8(5)
+            .u8(5)
+            .u8(i + 1)
+            .u8(3)
+            .u8(3)
+            .u8(i)
+            .u8(8)
+            .u8(i)
+            .u8(9)
+            .u8(0);
+        wrap.u8(12)
+            .u8(i)
+            .u8(i % 6)
+            .u8(i)
+            .u8(i)
+            .u8(i)
+            .u8(13)
+            .u8(0)
+            .u8(i);
+    }
+    wrap.u8(10)
+        .u8(0)
+        .u8(10)
+        .u8(0)
+        .u8(6)
+        .u8(2)
+        .u8(5)
+        .u8(1)
+        .u8(79)
+        .u8(3)
+        .u8(2)
+        .u8(15)
+        .u8(0);
+    wrap.u8(14).u8(0).u8(1).u8(7).u8(3);
+    out.push(("batches_wrap_and_join", wrap.0));
+    let mut closing = Writer::default();
+    closing.u8(1).u8(40);
+    closing
+        .u8(0)
+        .u8(0)
+        .u8(0)
+        .u8(1)
+        .u8(6)
+        .u8(0)
+        .u8(0)
+        .u8(1)
+        .u8(4)
+        .u8(1)
+        .u8(3)
+        .u8(0)
+        .u8(3)
+        .u8(1);
+    closing
+        .u8(5)
+        .u8(0)
+        .u8(4)
+        .u8(11)
+        .u8(1)
+        .u8(12)
+        .u8(0)
+        .u8(40)
+        .u8(1)
+        .u8(0)
+        .u8(0);
+    out.push(("close_then_drain", closing.0));
+    out
+}

@@ -1,0 +1,329 @@
+//! `spsc_ops`: operation sequences on an SPSC ring (`Producer<u32>`,
+//! `Consumer<u32>`: try, timeout, batch, chunk, close, drop and reopen of
+//! either end) checked step by step against a `VecDeque`: same values, same
+//! order, same errors.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use mmring::spsc::{Consumer, Producer};
+use mmring::{ChunkError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
+
+use super::{Reader, Scratch, Writer};
+
+pub const OPS: u8 = 15;
+
+struct Model {
+    items: VecDeque<u32>,
+    cap: usize,
+    closed: bool,
+    next: u32,
+}
+
+impl Model {
+    fn free(&self) -> usize {
+        self.cap - self.items.len()
+    }
+}
+
+pub fn run(data: &[u8]) {
+    let mut r = Reader::new(data);
+    let dir = Scratch::new();
+    let path = dir.path("ring");
+    let cap = 1usize << (r.u8() % 5);
+    let mut tx = Some(Producer::<u32>::create(&path, cap).expect("create ring"));
+    let mut rx = Some(Consumer::<u32>::open(&path).expect("open consumer"));
+    let mut m = Model {
+        items: VecDeque::new(),
+        cap,
+        closed: false,
+        next: 0,
+    };
+    // Values are numbered so that a lost or repeated one shows.
+    let value = |m: &mut Model| {
+        m.next = m.next.wrapping_add(1);
+        m.next
+    };
+
+    while !r.is_empty() {
+        let op = r.u8() % OPS;
+        match op {
+            0 | 1 => {
+                let Some(p) = tx.as_mut() else { continue };
+                let v = value(&mut m);
+                if op == 0 {
+                    let got = p.try_push(v);
+                    if m.closed {
+                        assert!(matches!(got, Err(TryPushError::Closed(x)) if x == v));
+                    } else if m.free() == 0 {
+                        assert!(matches!(got, Err(TryPushError::Full(x)) if x == v));
+                    } else {
+                        assert!(got.is_ok());
+                        m.items.push_back(v);
+                    }
+                } else {
+                    let got = p.push_timeout(v, Duration::ZERO);
+                    if m.closed {
+                        assert!(matches!(got, Err(PushError::Closed(x)) if x == v));
+                    } else if m.free() == 0 {
+                        assert!(matches!(got, Err(PushError::Timeout(x)) if x == v));
+                    } else {
+                        assert!(got.is_ok());
+                        m.items.push_back(v);
+                    }
+                }
+            }
+            2 => {
+                let Some(p) = tx.as_mut() else { continue };
+                let n = usize::from(r.u8() % 20);
+                let vals: Vec<u32> = (0..n).map(|_| value(&mut m)).collect();
+                let got = p.push_slice(&vals);
+                if m.closed {
+                    assert_eq!(got, Err(Closed));
+                } else {
+                    let k = n.min(m.free());
+                    assert_eq!(got, Ok(k));
+                    m.items.extend(&vals[..k]);
+                }
+            }
+            3 => {
+                let Some(p) = tx.as_mut() else { continue };
+                let n = usize::from(r.u8() % 20);
+                let commit = usize::from(r.u8()) % (n + 1);
+                let vals: Vec<u32> = (0..n).map(|_| value(&mut m)).collect();
+                let free = m.free();
+                match p.write_chunk(n) {
+                    Ok(mut chunk) => {
+                        assert!(!m.closed && n <= free);
+                        assert_eq!(chunk.len(), n);
+                        if commit % 2 == 0 {
+                            for (i, v) in vals.iter().enumerate() {
+                                chunk.set(i, *v);
+                            }
+                        } else {
+                            let (a, b) = chunk.as_mut_slices();
+                            assert_eq!(a.len() + b.len(), n);
+                            for (s, v) in a.iter_mut().chain(b.iter_mut()).zip(&vals) {
+                                *s = *v;
+                            }
+                        }
+                        chunk.commit(commit);
+                        m.items.extend(&vals[..commit]);
+                    }
+                    Err(ChunkError::Closed) => assert!(m.closed),
+                    Err(ChunkError::TooFewSlots(k)) => {
+                        assert!(!m.closed && n > free);
+                        assert_eq!(k, free);
+                    }
+                }
+            }
+            4 | 5 => {
+                let Some(c) = rx.as_mut() else { continue };
+                if op == 4 {
+                    let want = match m.items.pop_front() {
+                        Some(v) => Ok(v),
+                        None if m.closed => Err(TryPopError::Closed),
+                        None => Err(TryPopError::Empty),
+                    };
+                    assert_eq!(c.try_pop(), want);
+                } else {
+                    let want = match m.items.pop_front() {
+                        Some(v) => Ok(v),
+                        None if m.closed => Err(PopError::Closed),
+                        None => Err(PopError::Timeout),
+                    };
+                    assert_eq!(c.pop_timeout(Duration::ZERO), want);
+                }
+            }
+            6 => {
+                let Some(c) = rx.as_mut() else { continue };
+                let n = usize::from(r.u8() % 20);
+                let mut out = vec![0u32; n];
+                let got = c.pop_slice(&mut out);
+                let k = n.min(m.items.len());
+                if k > 0 {
+                    assert_eq!(got, Ok(k));
+                    let want: Vec<u32> = m.items.drain(..k).collect();
+                    assert_eq!(out[..k], want[..]);
+                } else if n > 0 && m.closed {
+                    assert_eq!(got, Err(Closed));
+                } else {
+                    assert_eq!(got, Ok(0));
+                }
+            }
+            7 => {
+                let Some(c) = rx.as_mut() else { continue };
+                let n = usize::from(r.u8() % 20);
+                let commit = usize::from(r.u8()) % (n + 1);
+                let avail = m.items.len();
+                match c.read_chunk(n) {
+                    Ok(chunk) => {
+                        assert!(n <= avail);
+                        assert_eq!(chunk.len(), n);
+                        let (a, b) = chunk.as_slices();
+                        let seen: Vec<u32> = a.iter().chain(b).copied().collect();
+                        let want: Vec<u32> = m.items.iter().take(n).copied().collect();
+                        assert_eq!(seen, want);
+                        for (i, w) in want.iter().enumerate() {
+                            assert_eq!(chunk.get(i), *w);
+                        }
+                        chunk.commit(commit);
+                        m.items.drain(..commit);
+                    }
+                    Err(ChunkError::Closed) => assert!(m.closed && avail == 0 && n > 0),
+                    Err(ChunkError::TooFewSlots(k)) => {
+                        assert!(n > avail && !(m.closed && avail == 0));
+                        assert_eq!(k, avail);
+                    }
+                }
+            }
+            8 => {
+                if let Some(p) = &tx {
+                    assert_eq!((p.len(), p.is_empty()), (m.items.len(), m.items.is_empty()));
+                    assert_eq!(p.capacity(), cap);
+                }
+                if let Some(c) = &rx {
+                    assert_eq!((c.len(), c.is_empty()), (m.items.len(), m.items.is_empty()));
+                    assert_eq!(c.capacity(), cap);
+                }
+            }
+            9 => {
+                if let Some(p) = &tx {
+                    p.close();
+                    m.closed = true;
+                }
+            }
+            10 => {
+                if let Some(c) = &rx {
+                    c.close();
+                    m.closed = true;
+                }
+            }
+            11 => {
+                // Dropping the producer closes the ring; a new producer is
+                // then refused.
+                if tx.take().is_some() {
+                    m.closed = true;
+                }
+                assert!(matches!(
+                    Producer::<u32>::open(&path),
+                    Err(OpenError::Closed { .. })
+                ));
+            }
+            12 => {
+                if rx.take().is_some() {
+                    m.closed = true;
+                } else {
+                    rx = Some(Consumer::open(&path).expect("reopen consumer"));
+                }
+            }
+            13 => {
+                // Roles are exclusive, also within one process.
+                if rx.is_some() {
+                    assert!(matches!(
+                        Consumer::<u32>::open(&path),
+                        Err(OpenError::RoleTaken { .. })
+                    ));
+                }
+                if tx.is_some() && !m.closed {
+                    assert!(matches!(
+                        Producer::<u32>::open(&path),
+                        Err(OpenError::RoleTaken { .. })
+                    ));
+                }
+                assert!(matches!(
+                    Consumer::<u64>::open(&path),
+                    Err(OpenError::WrongPayload { .. })
+                ));
+            }
+            _ => {
+                // Blocking calls with something to do return at once.
+                if let (Some(p), false) = (tx.as_mut(), m.closed) {
+                    if m.free() > 0 {
+                        let v = value(&mut m);
+                        assert!(p.push(v).is_ok());
+                        m.items.push_back(v);
+                    }
+                }
+                if let Some(c) = rx.as_mut() {
+                    if let Some(v) = m.items.pop_front() {
+                        assert_eq!(c.pop(), Ok(v));
+                    } else if m.closed {
+                        assert_eq!(c.pop(), Err(PopError::Closed));
+                    }
+                }
+            }
+        }
+    }
+    // Whatever is left drains in order.
+    if let Some(c) = rx.as_mut() {
+        while let Some(v) = m.items.pop_front() {
+            assert_eq!(c.try_pop(), Ok(v));
+        }
+        assert!(c.try_pop().is_err());
+    }
+}
+
+/// Seeds: every operation at each capacity; fill, wrap and drain with
+/// batches and chunks; close from either side; drop and reopen.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    for cap_log in [0u8, 2, 4] {
+        let mut w = Writer::default();
+        w.u8(cap_log);
+        for op in 0..OPS {
+            w.u8(op).u8(op + 3).u8(op);
+        }
+        out.push((
+            ["every_op_cap1", "every_op_cap4", "every_op_cap16"][usize::from(cap_log / 2)],
+            w.0,
+        ));
+    }
+    let mut wrap = Writer::default();
+    wrap.u8(2);
+    for _ in 0..6 {
+        wrap.u8(2)
+            .u8(3)
+            .u8(6)
+            .u8(2)
+            .u8(3)
+            .u8(5)
+            .u8(2)
+            .u8(7)
+            .u8(3)
+            .u8(1)
+            .u8(8);
+    }
+    wrap.u8(9).u8(4).u8(6).u8(9).u8(7).u8(2).u8(0);
+    out.push(("batches_and_chunks_wrap", wrap.0));
+    let mut consumer_close = Writer::default();
+    consumer_close
+        .u8(1)
+        .u8(0)
+        .u8(0)
+        .u8(10)
+        .u8(0)
+        .u8(1)
+        .u8(2)
+        .u8(4)
+        .u8(4)
+        .u8(4)
+        .u8(12)
+        .u8(12)
+        .u8(4);
+    out.push(("consumer_closes_then_reopens", consumer_close.0));
+    let mut drop_tx = Writer::default();
+    drop_tx
+        .u8(3)
+        .u8(2)
+        .u8(5)
+        .u8(11)
+        .u8(13)
+        .u8(6)
+        .u8(3)
+        .u8(4)
+        .u8(14)
+        .u8(5);
+    out.push(("producer_dropped_drains", drop_tx.0));
+    out
+}

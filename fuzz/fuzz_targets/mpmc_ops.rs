@@ -1,0 +1,8 @@
+//! cargo-fuzz target `mpmc_ops`: the body lives in `bodies/mpmc_ops.rs`, which the
+//! corpus replay test (`tests/fuzz_corpus.rs`) runs too.
+#![no_main]
+
+#[path = "../bodies/mod.rs"]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::mpmc_ops::run(data));
