@@ -32,7 +32,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
-use common::{Children, Rng, WATCHDOG, barrier, is_stopped, signal, wait_until};
+use common::{Children, Rng, WATCHDOG, barrier, is_stopped, signal, wait_until, wrong_payload};
 use mmring::inspect::{Body, inspect};
 use mmring::mpmc::{ByteQueue, FLAG_JOINABLE, JoinError, Queue, QueueOptions, TaskError};
 use mmring::{
@@ -1515,23 +1515,6 @@ fn foreign_files_are_refused() {
     let q = Queue::<u64>::create(&path, 8).unwrap();
     q.push(42).unwrap();
 
-    #[track_caller]
-    fn wrong_payload<T>(res: Result<T, OpenError>, want: &str) {
-        match res {
-            Err(OpenError::WrongPayload {
-                expected_name,
-                expected,
-                found,
-                ..
-            }) => {
-                assert!(expected_name.contains(want), "{expected_name}");
-                assert_ne!(expected, found);
-                assert_eq!(found, mmring::TypeInfo::of::<u64>());
-            }
-            Err(e) => panic!("expected WrongPayload, got {e:?}"),
-            Ok(_) => panic!("opened a u64 queue as {want}"),
-        }
-    }
     wrong_payload(Queue::<u32>::open(&path), "u32");
     wrong_payload(Queue::<i64>::open(&path), "i64");
     wrong_payload(Queue::<[u64; 2]>::open(&path), "[u64; 2]");

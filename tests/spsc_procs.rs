@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Children, Rng, WATCHDOG, wait_until};
+use common::{Children, Rng, WATCHDOG, wait_until, wrong_payload};
 
 /// The watchdog for the two long runs (the 10 million values and the
 /// 100,000 round trips): each takes about half a second on an idle 2-core
@@ -1226,23 +1226,6 @@ fn foreign_files_are_refused() {
     let ring = dir.path().join("ring");
     let _rx = Consumer::<u64>::create(&ring, 8).unwrap();
 
-    #[track_caller]
-    fn wrong_payload<T>(res: Result<T, OpenError>, want: &str) {
-        match res {
-            Err(OpenError::WrongPayload {
-                expected_name,
-                expected,
-                found,
-                ..
-            }) => {
-                assert!(expected_name.contains(want), "{expected_name}");
-                assert_ne!(expected, found);
-                assert_eq!(found, mmring::TypeInfo::of::<u64>());
-            }
-            Err(e) => panic!("expected WrongPayload, got {e:?}"),
-            Ok(_) => panic!("opened a u64 ring as {want}"),
-        }
-    }
     wrong_payload(Producer::<u32>::open(&ring), "u32");
     wrong_payload(Producer::<i64>::open(&ring), "i64");
     wrong_payload(Producer::<f64>::open_or_create(&ring, 8), "f64");

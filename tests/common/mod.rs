@@ -505,3 +505,23 @@ pub fn is_stopped(pid: u32) -> bool {
             .is_some_and(|s| s == "T" || s == "t")
     })
 }
+
+/// Asserts that `res` is the `WrongPayload` error of opening a `u64` object
+/// as the type named `want`.
+#[track_caller]
+pub fn wrong_payload<T>(res: Result<T, mmring::OpenError>, want: &str) {
+    match res {
+        Err(mmring::OpenError::WrongPayload {
+            expected_name,
+            expected,
+            found,
+            ..
+        }) => {
+            assert!(expected_name.contains(want), "{expected_name}");
+            assert_ne!(expected, found);
+            assert_eq!(found, mmring::TypeInfo::of::<u64>());
+        }
+        Err(e) => panic!("expected WrongPayload, got {e:?}"),
+        Ok(_) => panic!("opened a u64 object as {want}"),
+    }
+}
