@@ -23,7 +23,7 @@ use crate::pod::{TypeInfo, fnv1a};
 pub const MAGIC: [u8; 8] = *b"MMRING\0\x1a";
 
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Size of the header page; the body starts here.
 pub const HEADER_SIZE: u64 = 4096;

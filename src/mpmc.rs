@@ -4,10 +4,9 @@
 //!
 //! The algorithm is Dmitry Vyukov's bounded MPMC queue
 //! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>):
-//! a sequence number per slot says whose turn the slot is, and producers
-//! (consumers) claim positions with a compare-and-swap on the tail (head).
-//! Slot `p & (capacity - 1)` holds position `p`; its sequence is `p` when
-//! free for the producer of `p`, `p + 1` when it holds `p`'s item, and
+//! a sequence number per slot says whose turn the slot is. Slot
+//! `p & (capacity - 1)` holds position `p`; its sequence is `p` when free
+//! for the producer of `p`, `p + 1` when it holds `p`'s item, and
 //! `p + capacity` once consumed (free for the next lap).
 //!
 //! Slots are words: `[sequence, claim, payload...]`. The payload is copied
@@ -17,22 +16,44 @@
 //! payload is a typed value ([`Queue`]) or a length and bytes
 //! ([`ByteQueue`]).
 //!
+//! # Who owns a position: the claim word
+//!
+//! Where Vyukov's producers (consumers) win a position with a
+//! compare-and-swap of the tail (head), ours win it with a compare-and-swap
+//! of the slot's *claim* word, from whatever the previous lap left there
+//! to their own claim: role, pid and position. The tail (head) then only
+//! records how far the claims go: the winner moves it past its position,
+//! and so does any producer (consumer) that finds the slot at the tail
+//! (head) already claimed, so a claimer that stops never holds the others
+//! up. A batch claims consecutive slots one compare-and-swap each and moves
+//! the tail (head) past all of them at once.
+//!
+//! A push counts once the tail has moved past its position: `close` sets a
+//! bit in the tail ([`TAIL_CLOSED`]) that makes every later move fail, so a
+//! producer whose claim the tail had not covered when the queue closed
+//! gives its position up and reports `Closed`. A pop counts from its claim.
+//!
 //! # Processes that die mid-operation
 //!
-//! Right after winning a position, a producer or consumer stores a *claim*
-//! in the slot: its role, its pid and the position (a batch stores one
-//! claim naming its first position on each of its slots, last slot first,
-//! so that slots it did not get to are still known to be its). A process
-//! killed
-//! between that claim and publishing the slot would stall everyone behind
-//! it; instead, a waiter that finds the slot stuck and the claimer's pid
-//! gone recovers it: an abandoned push becomes a hole that consumers skip
-//! (Aeron pads abandoned claims the same way), an abandoned pop frees the
-//! slot (its item was taken by the dead consumer and is lost with it).
-//! Recovery is a compare-and-swap on the claim word, so exactly one
-//! survivor does it. A process killed in the two instructions between
-//! winning the position and storing its claim cannot be told apart from a
-//! slow one: waiters then wait, within their timeout.
+//! Because the winning step *is* the claim, there is no instant at which a
+//! position is won and nothing in the queue says by whom. A process killed
+//! at any point after its claim leaves the slot claimed under a dead pid;
+//! a waiter that finds it there recovers it: an abandoned push becomes a
+//! hole that consumers skip (Aeron pads abandoned claims the same way), an
+//! abandoned pop frees the slot (its item was taken by the dead consumer
+//! and is lost with it). Recovery is a compare-and-swap on the claim word,
+//! so exactly one survivor does it, and its own last step (storing the
+//! sequence) is a compare-and-swap too, so that another survivor can finish
+//! it if the first one dies as well.
+//!
+//! Recovery reads a dead producer's sequence only *after* it has seen that
+//! the process is gone, and trusts that every store a process made before
+//! it died is visible once its death is (its exit and our `kill(pid, 0)`
+//! both go through the kernel, which orders them).
+//!
+//! Claims hold the low 40 bits of the position, so the claim compare-and-
+//! swap can only be fooled (ABA) by a process that stops between reading a
+//! claim and swapping it while 2^40 other operations run on the queue.
 
 use std::time::{Duration, Instant};
 
@@ -48,45 +69,66 @@ pub const FLAG_JOINABLE: u32 = 1;
 
 /// Bit 63 of the tail word: the queue is closed. Set by `close` with one
 /// atomic OR, it makes every later compare-and-swap of the tail fail (they
-/// all expect a value without it), so no push can claim a position after
-/// the close, and the tail's position part is final from then on.
+/// all expect a value without it), so no push can count after the close,
+/// and the tail's position part is final from then on.
 pub const TAIL_CLOSED: u64 = 1 << 63;
 
-/// Most positions one batch (`push_batch_with`, `pop_batch_with`) claims:
-/// a claim names its batch's first position, and recovery looks at most
-/// this far for it.
+/// Most positions one batch (`push_batch_with`, `pop_batch_with`) claims,
+/// and most slots one recovery call looks at.
 pub const BATCH_MAX: usize = 64;
 
 /// How often a blocked caller looks for slots abandoned by dead processes.
 pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
 
+const ROLE_NONE: u64 = 0;
 const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
 const ROLE_HOLE: u64 = 3;
 
-/// The claim word: role (2 bits), pid (30 bits), and the low 32 bits of the
-/// first position of the claimer's batch (its own position for a single
-/// push or pop). A batch stores its claims last slot first, so a process
-/// that dies while storing them leaves a claim *after* the slots it did not
-/// get to, and that claim proves who won them (see `dead_claimer`).
+/// Bits of the position a claim holds.
+const POS_BITS: u32 = 40;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// Bits of the pid a claim holds: Linux pids are below 2^22
+/// (`PID_MAX_LIMIT`). A larger pid is stored as 0, which recovery treats
+/// as alive (never recovered).
+const PID_BITS: u32 = 22;
+const PID_MASK: u64 = (1 << PID_BITS) - 1;
+
+/// The claim word: role (bits 63-62), pid (61-40), and the low 40 bits of
+/// the position claimed.
 #[inline(always)]
 fn claim(role: u64, pid: u32, pos: u64) -> u64 {
-    (role << 62) | ((u64::from(pid) & 0x3fff_ffff) << 32) | (pos & 0xffff_ffff)
+    (role << 62) | (u64::from(pid) << POS_BITS) | (pos & POS_MASK)
 }
 
-fn claim_parts(word: u64) -> (u64, u32, u64) {
-    (
-        word >> 62,
-        ((word >> 32) & 0x3fff_ffff) as u32,
-        word & 0xffff_ffff,
-    )
+/// The pid a claim can carry for `pid`: itself, or 0 (never recovered) if
+/// it does not fit.
+fn claim_pid(pid: u32) -> u32 {
+    if u64::from(pid) <= PID_MASK { pid } else { 0 }
 }
 
-/// Whether a claim whose batch starts at (the low 32 bits) `start` covers
-/// position `pos`: `pos` is at most [`BATCH_MAX`] - 1 past it.
+/// The role of `word` if it is a claim on position `pos`, else
+/// [`ROLE_NONE`] (a claim of an earlier lap, or none yet).
+#[inline(always)]
+fn role_at(word: u64, pos: u64) -> u64 {
+    if (word ^ pos) & POS_MASK == 0 {
+        word >> 62
+    } else {
+        ROLE_NONE
+    }
+}
+
+/// The pid in a claim word.
 #[inline]
-fn covers(start: u64, pos: u64) -> bool {
-    (pos.wrapping_sub(start) & 0xffff_ffff) < BATCH_MAX as u64
+fn claim_owner(word: u64) -> u32 {
+    ((word >> POS_BITS) & PID_MASK) as u32
+}
+
+/// Whether the process that made a claim is gone (pid 0: unknown, taken as
+/// alive).
+fn owner_is_dead(word: u64) -> bool {
+    let pid = claim_owner(word);
+    pid != 0 && !crate::pid::is_alive(pid)
 }
 
 /// The queue's shared words (everything but the slots).
@@ -98,7 +140,9 @@ pub struct Control {
     _pad1: [u64; 15],
     closed: AtomicU32,
     flags: AtomicU32,
-    unfinished: AtomicU64,
+    /// Tasks done (joinable queues): `task_done` calls plus holes. The
+    /// unfinished ones are the tail's position minus this.
+    done: AtomicU64,
     data_epoch: AtomicU32,
     data_waiters: AtomicU32,
     space_epoch: AtomicU32,
@@ -125,7 +169,7 @@ mod layout_checks {
     const_assert_eq!(offset_of!(Control, head), 128);
     const_assert_eq!(offset_of!(Control, closed), 256);
     const_assert_eq!(offset_of!(Control, flags), 260);
-    const_assert_eq!(offset_of!(Control, unfinished), 264);
+    const_assert_eq!(offset_of!(Control, done), 264);
     const_assert_eq!(offset_of!(Control, data_epoch), 272);
     const_assert_eq!(offset_of!(Control, data_waiters), 276);
     const_assert_eq!(offset_of!(Control, space_epoch), 280);
@@ -180,7 +224,7 @@ impl Control {
             _pad1: [0; 15],
             closed: AtomicU32::new(0),
             flags: AtomicU32::new(flags),
-            unfinished: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             data_epoch: AtomicU32::new(0),
             data_waiters: AtomicU32::new(0),
             space_epoch: AtomicU32::new(0),
@@ -190,6 +234,23 @@ impl Control {
             recovered: AtomicU64::new(0),
             _pad2: [0; 10],
         }
+    }
+
+    /// The tail's position (without [`TAIL_CLOSED`]): positions pushed.
+    /// Relaxed: every caller only needs some recent value (see each).
+    fn pushed(&self) -> u64 {
+        self.tail.load(Ordering::Relaxed) & !TAIL_CLOSED
+    }
+
+    /// Unfinished tasks: pushed minus done, never below zero (0 if the
+    /// queue does not count tasks).
+    fn unfinished(&self) -> u64 {
+        // Relaxed (both): a snapshot; the flags never change after creation.
+        if self.flags.load(Ordering::Relaxed) & FLAG_JOINABLE == 0 {
+            return 0;
+        }
+        self.pushed()
+            .saturating_sub(self.done.load(Ordering::Relaxed))
     }
 
     /// Sets the creation flags (only while nobody else can see the words).
@@ -206,7 +267,7 @@ impl Control {
             closed: self.closed.load(Ordering::Relaxed)
                 | u32::from(self.tail.load(Ordering::Relaxed) & TAIL_CLOSED != 0),
             flags: self.flags.load(Ordering::Relaxed),
-            unfinished: self.unfinished.load(Ordering::Relaxed),
+            unfinished: self.unfinished(),
             recovered: self.recovered.load(Ordering::Relaxed),
             data_waiters: self.data_waiters.load(Ordering::Relaxed),
             space_waiters: self.space_waiters.load(Ordering::Relaxed),
@@ -268,6 +329,7 @@ pub struct RawQueue<'a> {
     mask: u64,
     stride: usize,
     joinable: bool,
+    /// The pid this view's claims carry (see [`claim_pid`]).
     me: u32,
 }
 
@@ -286,13 +348,15 @@ impl<'a> RawQueue<'a> {
         capacity * (SLOT_HEADER_WORDS + payload_words)
     }
 
-    /// Sets every slot's sequence to its first position (what a fresh
-    /// queue needs; only while nobody else can see the words).
+    /// Sets every slot's sequence to its first position and its claim to
+    /// none (what a fresh queue needs; only while nobody else can see the
+    /// words).
     pub fn init_slots(words: &[AtomicU64], capacity: usize) {
         let stride = words.len() / capacity;
         for i in 0..capacity {
             // Relaxed: the memory is still private to its creator.
             words[i * stride].store(i as u64, Ordering::Relaxed);
+            words[i * stride + 1].store(claim(ROLE_NONE, 0, 0), Ordering::Relaxed);
         }
     }
 
@@ -321,7 +385,7 @@ impl<'a> RawQueue<'a> {
             stride,
             // Relaxed: set before the file was published, never changed.
             joinable: ctl.flags.load(Ordering::Relaxed) & FLAG_JOINABLE != 0,
-            me: crate::pid::current(),
+            me: claim_pid(crate::pid::current()),
         }
     }
 
@@ -330,7 +394,10 @@ impl<'a> RawQueue<'a> {
     /// dies mid-operation; real callers keep their own pid.
     #[must_use]
     pub fn as_pid(self, pid: u32) -> Self {
-        Self { me: pid, ..self }
+        Self {
+            me: claim_pid(pid),
+            ..self
+        }
     }
 
     /// Number of slots.
@@ -357,7 +424,7 @@ impl<'a> RawQueue<'a> {
 
     /// Closed and drained, for a consumer whose next position is `pos` and
     /// found it unpublished: the tail carries TAIL_CLOSED (so it is final)
-    /// and no push claimed a position at or past `pos`.
+    /// and no push counted at or past `pos`.
     #[inline]
     fn closed_at(&self, pos: u64) -> bool {
         // Relaxed: only the value matters; once TAIL_CLOSED is seen the tail
@@ -372,19 +439,129 @@ impl<'a> RawQueue<'a> {
         self.ctl.closed.load(Ordering::Acquire) != 0
     }
 
-    /// One push attempt: claims a position and runs `write` on its payload
-    /// words, or says why not.
+    /// Moves the tail past positions `pos .. pos + n`, all claimed by
+    /// producers (the caller's own, or one it found claimed), unless a
+    /// close stops it first. Returns how many of them count: `n` if the
+    /// tail got past them all (here or by a helper), fewer if the queue was
+    /// closed with the tail among them (the rest are given up), and 0 for a
+    /// tail behind `pos` (only a peer writing garbage does that).
     #[inline]
-    fn attempt_push(&self, write: &mut dyn FnMut(&[AtomicU64])) -> Attempt<()> {
-        if self.is_closed() {
-            return Attempt::Closed;
+    fn move_tail(&self, pos: u64, n: u64) -> u64 {
+        // First guess: the tail is still at `pos` (a failed compare-and-swap
+        // tells the real value). Relaxed (every CAS): the tail only records
+        // how far claims go; the payload is ordered by each slot's
+        // sequence, and whether a push counts is decided by this word's
+        // modification order alone (against `close`'s `fetch_or`).
+        let mut tail = pos;
+        loop {
+            let ahead = (tail & !TAIL_CLOSED).wrapping_sub(pos);
+            if ahead >= n {
+                // Past them all, or (wrapped: huge) behind `pos`.
+                return if (ahead as i64) < 0 { 0 } else { n };
+            }
+            if tail & TAIL_CLOSED != 0 {
+                return ahead;
+            }
+            match self.ctl.tail.compare_exchange_weak(
+                tail,
+                pos.wrapping_add(n),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return n,
+                Err(now) => tail = now,
+            }
         }
+    }
+
+    /// Moves the head past positions `pos .. pos + n`, all claimed by
+    /// consumers (nothing stops a pop: its claim is what counts).
+    #[inline]
+    fn move_head(&self, pos: u64, n: u64) {
+        // First guess and Relaxed: as in `move_tail`; the head only records
+        // how far consumers' claims go.
+        let mut head = pos;
+        loop {
+            if head.wrapping_sub(pos) >= n {
+                return; // past them (a helper moved it), or garbage behind
+            }
+            match self.ctl.head.compare_exchange_weak(
+                head,
+                pos.wrapping_add(n),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Claims position `pos` for a producer: its slot is free for `pos`
+    /// (`seq` = `pos`, read with Acquire) and holds no claim on `pos` yet.
+    /// `Err(claimed)`: someone else's claim on `pos` is there (or the
+    /// compare-and-swap lost to a change: `claimed` is false, look again).
+    #[inline(always)]
+    fn claim_push(&self, slot: &[AtomicU64], pos: u64) -> Result<(), bool> {
+        // Relaxed: the compare-and-swap below validates it.
+        let held = slot[1].load(Ordering::Relaxed);
+        if role_at(held, pos) != ROLE_NONE {
+            return Err(true);
+        }
+        // Relaxed: the sequence's Acquire (by the caller) ordered the
+        // previous lap's reads before our writes; the claim itself is
+        // published with the slot's sequence (Release) and read by
+        // recovery through its own compare-and-swap.
+        slot[1]
+            .compare_exchange(
+                held,
+                claim(ROLE_PRODUCER, self.me, pos),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .map(drop)
+            .map_err(|_| false)
+    }
+
+    /// Claims the published item at `pos` for a consumer (`seq` =
+    /// `pos + 1`, read with Acquire). `Ok(hole)`: ours, and whether it is a
+    /// hole. `Err(Some(role))`: not claimable, the claim on `pos` is
+    /// `role`'s (`ROLE_CONSUMER`: taken; `ROLE_NONE`: no claim on `pos`,
+    /// a stale view or garbage); `Err(None)`: the compare-and-swap lost to
+    /// a change, look again.
+    #[inline(always)]
+    fn claim_pop(&self, slot: &[AtomicU64], pos: u64) -> Result<bool, Option<u64>> {
+        // Relaxed: read after the caller's Acquire of the sequence, so it is
+        // at least the producer's claim (or the hole mark) of `pos`;
+        // validated by the compare-and-swap below.
+        let held = slot[1].load(Ordering::Relaxed);
+        let role = role_at(held, pos);
+        if role != ROLE_PRODUCER && role != ROLE_HOLE {
+            return Err(Some(role));
+        }
+        // Relaxed: the sequence's Acquire ordered the payload; the claim is
+        // read by recovery through its own compare-and-swap.
+        slot[1]
+            .compare_exchange(
+                held,
+                claim(ROLE_CONSUMER, self.me, pos),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .map(|_| role == ROLE_HOLE)
+            .map_err(|_| None)
+    }
+
+    /// Claims the next free position for a push (helping the tail past
+    /// positions other producers claimed): `Ok(pos)`, or why not.
+    #[inline(always)]
+    fn claim_next_push(&self) -> Result<u64, Attempt<()>> {
         // Relaxed: the slot's sequence (Acquire, below) is what orders the
-        // payload; the tail only hands out positions.
+        // payload; the tail only says where to look.
         let mut pos = self.ctl.tail.load(Ordering::Relaxed);
         loop {
             if pos & TAIL_CLOSED != 0 {
-                return Attempt::Closed;
+                return Err(Attempt::Closed);
             }
             let slot = self.slot(pos);
             // Acquire pairs with the Release store that freed the slot (a
@@ -392,35 +569,19 @@ impl<'a> RawQueue<'a> {
             let seq = slot[0].load(Ordering::Acquire);
             let diff = seq.wrapping_sub(pos) as i64;
             if diff == 0 {
-                // Relaxed: see the tail load above. Fails once `close` has
-                // set TAIL_CLOSED, so a push either claims its position
-                // before the close (and consumers drain it) or is refused.
-                match self.ctl.tail.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        if self.joinable {
-                            // Relaxed: ordered before the consumer's
-                            // decrement by the slot's Release/Acquire below.
-                            self.ctl.unfinished.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // Relaxed: the claim is published with the slot.
-                        slot[1].store(claim(ROLE_PRODUCER, self.me, pos), Ordering::Relaxed);
-                        write(&slot[SLOT_HEADER_WORDS..]);
-                        // Release pairs with the consumer's Acquire load of
-                        // the sequence: the payload is visible with it.
-                        slot[0].store(pos.wrapping_add(1), Ordering::Release);
-                        self.ctl.data().notify();
-                        return Attempt::Done(());
+                match self.claim_push(slot, pos) {
+                    Ok(()) => return Ok(pos),
+                    Err(true) => {
+                        // Another producer's: help the tail past it.
+                        self.move_tail(pos, 1);
+                        // Relaxed: see the tail load above.
+                        pos = self.ctl.tail.load(Ordering::Relaxed);
                     }
-                    Err(now) => pos = now,
+                    Err(false) => {} // the claim changed: look again
                 }
             } else if diff < 0 {
                 // The slot still holds the item of the previous lap: full.
-                return Attempt::Blocked;
+                return Err(Attempt::Blocked);
             } else {
                 // Another producer took `pos`: try the current tail.
                 // Relaxed: see above.
@@ -428,7 +589,82 @@ impl<'a> RawQueue<'a> {
                 if now == pos {
                     // The sequence is ahead of the tail: only a peer writing
                     // garbage does that. Report full rather than spin.
-                    return Attempt::Blocked;
+                    return Err(Attempt::Blocked);
+                }
+                pos = now;
+            }
+        }
+    }
+
+    /// One push attempt: claims a position and runs `write` on its payload
+    /// words, or says why not.
+    #[inline]
+    fn attempt_push(&self, write: &mut dyn FnMut(&[AtomicU64])) -> Attempt<()> {
+        if self.is_closed() {
+            return Attempt::Closed;
+        }
+        let pos = match self.claim_next_push() {
+            Ok(pos) => pos,
+            Err(why) => return why,
+        };
+        if self.move_tail(pos, 1) == 0 {
+            // Closed before the tail covered our claim: the position is
+            // given up (consumers stop before it), the push refused.
+            return Attempt::Closed;
+        }
+        let slot = self.slot(pos);
+        write(&slot[SLOT_HEADER_WORDS..]);
+        // Release pairs with the consumer's Acquire load of the sequence:
+        // the payload is visible with it.
+        slot[0].store(pos.wrapping_add(1), Ordering::Release);
+        self.ctl.data().notify();
+        Attempt::Done(())
+    }
+
+    /// Claims the next published position for a pop (helping the head past
+    /// positions other consumers claimed): `Ok((pos, hole))`, or why not.
+    #[inline(always)]
+    fn claim_next_pop<R>(&self) -> Result<(u64, bool), Attempt<R>> {
+        // Relaxed: the slot's sequence (Acquire, below) orders the payload.
+        let mut pos = self.ctl.head.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(pos);
+            // Acquire pairs with the producer's Release store of `pos + 1`:
+            // the payload (and claim) it wrote are visible.
+            let seq = slot[0].load(Ordering::Acquire);
+            let diff = seq.wrapping_sub(pos.wrapping_add(1)) as i64;
+            if diff == 0 {
+                match self.claim_pop(slot, pos) {
+                    Ok(hole) => return Ok((pos, hole)),
+                    Err(Some(ROLE_CONSUMER)) => {
+                        // Another consumer's: help the head past it.
+                        self.move_head(pos, 1);
+                        // Relaxed: positions only.
+                        pos = self.ctl.head.load(Ordering::Relaxed);
+                    }
+                    Err(Some(_)) => {
+                        // No claim on `pos`: our view is stale (the slot
+                        // moved on) or the words are garbage.
+                        // Relaxed: positions only.
+                        let now = self.ctl.head.load(Ordering::Relaxed);
+                        if now == pos {
+                            return Err(Attempt::Blocked);
+                        }
+                        pos = now;
+                    }
+                    Err(None) => {} // the claim changed: look again
+                }
+            } else if diff < 0 {
+                // Empty, or the slot at `pos` is claimed and unfinished.
+                if self.closed_at(pos) {
+                    return Err(Attempt::Closed);
+                }
+                return Err(Attempt::Blocked);
+            } else {
+                // Relaxed: see above.
+                let now = self.ctl.head.load(Ordering::Relaxed);
+                if now == pos {
+                    return Err(Attempt::Blocked);
                 }
                 pos = now;
             }
@@ -439,71 +675,48 @@ impl<'a> RawQueue<'a> {
     /// words, or says why not. Holes left by dead producers are skipped.
     #[inline]
     fn attempt_pop<R>(&self, read: &mut dyn FnMut(&[AtomicU64]) -> R) -> Attempt<R> {
-        // Relaxed: the slot's sequence (Acquire, below) orders the payload.
-        let mut pos = self.ctl.head.load(Ordering::Relaxed);
         loop {
+            let (pos, hole) = match self.claim_next_pop() {
+                Ok(won) => won,
+                Err(why) => return why,
+            };
+            self.move_head(pos, 1);
             let slot = self.slot(pos);
-            // Acquire pairs with the producer's Release store of `pos + 1`:
-            // the payload (and claim) it wrote are visible.
-            let seq = slot[0].load(Ordering::Acquire);
-            let diff = seq.wrapping_sub(pos.wrapping_add(1)) as i64;
-            if diff == 0 {
-                // Relaxed: see the head load above.
-                match self.ctl.head.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        // Relaxed: read after the Acquire above.
-                        let hole = claim_parts(slot[1].load(Ordering::Relaxed)).0 == ROLE_HOLE;
-                        // Relaxed: the claim is a diagnostic for recovery.
-                        slot[1].store(claim(ROLE_CONSUMER, self.me, pos), Ordering::Relaxed);
-                        let out = if hole {
-                            None
-                        } else {
-                            Some(read(&slot[SLOT_HEADER_WORDS..]))
-                        };
-                        // Release pairs with the next lap's producer Acquire:
-                        // our payload reads are done before it overwrites.
-                        slot[0].store(pos.wrapping_add(self.mask + 1), Ordering::Release);
-                        self.ctl.space().notify();
-                        match out {
-                            Some(r) => return Attempt::Done(r),
-                            None => {
-                                // A hole: its task will never be done by
-                                // anyone; count it done and go on.
-                                self.finish_tasks(1);
-                                // Relaxed: a statistic.
-                                pos = self.ctl.head.load(Ordering::Relaxed);
-                                continue;
-                            }
-                        }
-                    }
-                    Err(now) => pos = now,
-                }
-            } else if diff < 0 {
-                // Empty, or the slot at `pos` is claimed and unfinished.
-                if self.closed_at(pos) {
-                    return Attempt::Closed;
-                }
-                return Attempt::Blocked;
-            } else {
-                // Relaxed: see above.
-                let now = self.ctl.head.load(Ordering::Relaxed);
-                if now == pos {
-                    return Attempt::Blocked;
-                }
-                pos = now;
+            let out = (!hole).then(|| read(&slot[SLOT_HEADER_WORDS..]));
+            // Release pairs with the next lap's producer Acquire: our
+            // payload reads are done before it overwrites.
+            slot[0].store(pos.wrapping_add(self.mask + 1), Ordering::Release);
+            self.ctl.space().notify();
+            if let Some(r) = out {
+                return Attempt::Done(r);
             }
+            // A hole (its task was counted done when it was made): go on.
         }
     }
 
-    /// Claims up to `max` consecutive free positions with one
-    /// compare-and-swap of the tail, runs `write(i, payload)` for each, and
-    /// publishes them. Returns how many (0 if full). One call claims at
-    /// most [`BATCH_MAX`] positions.
+    /// Claims the next free position for a push and stops there, as a
+    /// producer killed right after its claim (before it moves the tail)
+    /// leaves the queue. For models and tests of recovery, with
+    /// [`as_pid`](Self::as_pid); returns whether it claimed one.
+    #[doc(hidden)]
+    pub fn claim_push_and_stop(&self) -> bool {
+        self.claim_next_push().is_ok()
+    }
+
+    /// Claims the next published position for a pop and stops there, as a
+    /// consumer killed right after its claim (before it moves the head)
+    /// leaves the queue. For models and tests, like
+    /// [`claim_push_and_stop`](Self::claim_push_and_stop).
+    #[doc(hidden)]
+    pub fn claim_pop_and_stop(&self) -> bool {
+        self.claim_next_pop::<()>().is_ok()
+    }
+
+    /// Claims up to `max` consecutive free positions (a compare-and-swap
+    /// each, stopping at the first it cannot have), moves the tail past
+    /// them, runs `write(i, payload)` for each, and publishes them. Returns
+    /// how many (0 if full). One call claims at most [`BATCH_MAX`]
+    /// positions.
     ///
     /// # Errors
     ///
@@ -516,75 +729,66 @@ impl<'a> RawQueue<'a> {
         if self.is_closed() {
             return Err(crate::error::Closed);
         }
-        let max = max.min(self.capacity()).min(BATCH_MAX);
+        let max = max.min(self.capacity()).min(BATCH_MAX) as u64;
+        if max == 0 {
+            return Ok(0);
+        }
         // Relaxed: positions only; each slot's sequence orders its payload.
         let mut pos = self.ctl.tail.load(Ordering::Relaxed);
         loop {
             if pos & TAIL_CLOSED != 0 {
                 return Err(crate::error::Closed);
             }
-            // Count the free slots from `pos` on. Acquire pairs with the
-            // Release that freed each one.
-            let n = (0..max as u64)
-                .take_while(|&k| {
-                    let p = pos.wrapping_add(k);
-                    self.slot(p)[0].load(Ordering::Acquire) == p
-                })
-                .count();
-            if n == 0 {
-                // Relaxed: positions only.
-                let now = self.ctl.tail.load(Ordering::Relaxed);
-                if now == pos {
-                    return Ok(0);
+            let mut n = 0;
+            while n < max {
+                let p = pos.wrapping_add(n);
+                let slot = self.slot(p);
+                // Acquire pairs with the Release that freed the slot.
+                if slot[0].load(Ordering::Acquire) != p || self.claim_push(slot, p).is_err() {
+                    break;
                 }
-                pos = now;
+                n += 1;
+            }
+            if n == 0 {
+                let slot = self.slot(pos);
+                // Acquire: as above.
+                let diff = slot[0].load(Ordering::Acquire).wrapping_sub(pos) as i64;
+                // Relaxed: validated as in `claim_push`.
+                if diff == 0 && role_at(slot[1].load(Ordering::Relaxed), pos) != ROLE_NONE {
+                    self.move_tail(pos, 1); // another producer's: help
+                } else if diff != 0 {
+                    // Relaxed: positions only.
+                    let now = self.ctl.tail.load(Ordering::Relaxed);
+                    if now == pos {
+                        return Ok(0); // full (or garbage ahead)
+                    }
+                }
+                // Relaxed: positions only.
+                pos = self.ctl.tail.load(Ordering::Relaxed);
                 continue;
             }
-            // Relaxed: as in `attempt_push`. Winning the CAS from `pos`
-            // means no other producer claimed any of the `n` positions, and
-            // consumers never touch a free slot, so all `n` are ours.
-            match self.ctl.tail.compare_exchange_weak(
-                pos,
-                pos.wrapping_add(n as u64),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    if self.joinable {
-                        // Relaxed: as in `attempt_push`.
-                        self.ctl.unfinished.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    // Every claim first, last slot first, then the payloads:
-                    // if this process dies mid-batch, each unpublished slot
-                    // names it or lies before one that does (see
-                    // `dead_claimer`), and survivors turn them into holes.
-                    let mine = claim(ROLE_PRODUCER, self.me, pos);
-                    for k in (0..n).rev() {
-                        // Relaxed: published with the slot; read by
-                        // recovery, validated by its CAS.
-                        self.slot(pos.wrapping_add(k as u64))[1].store(mine, Ordering::Relaxed);
-                    }
-                    for k in 0..n {
-                        let p = pos.wrapping_add(k as u64);
-                        let slot = self.slot(p);
-                        write(k, &slot[SLOT_HEADER_WORDS..]);
-                        // Release pairs with the consumer's Acquire of the
-                        // sequence.
-                        slot[0].store(p.wrapping_add(1), Ordering::Release);
-                    }
-                    self.ctl.data().notify();
-                    return Ok(n);
-                }
-                Err(now) => pos = now,
+            let counted = self.move_tail(pos, n);
+            if counted == 0 {
+                return Err(crate::error::Closed);
             }
+            for k in 0..counted {
+                let p = pos.wrapping_add(k);
+                let slot = self.slot(p);
+                write(k as usize, &slot[SLOT_HEADER_WORDS..]);
+                // Release pairs with the consumer's Acquire of the sequence.
+                slot[0].store(p.wrapping_add(1), Ordering::Release);
+            }
+            self.ctl.data().notify();
+            return Ok(counted as usize);
         }
     }
 
-    /// Claims up to `max` consecutive published positions with one
-    /// compare-and-swap of the head, runs `read(i, payload)` for each item
-    /// (holes left by dead producers are skipped without a call), and frees
-    /// the slots. Returns how many items were read (0 if empty). One call
-    /// claims at most [`BATCH_MAX`] positions.
+    /// Claims up to `max` consecutive published positions (a
+    /// compare-and-swap each), moves the head past them, runs
+    /// `read(i, payload)` for each item (holes left by dead producers are
+    /// skipped without a call), and frees the slots. Returns how many items
+    /// were read (0 if empty). One call claims at most [`BATCH_MAX`]
+    /// positions.
     ///
     /// # Errors
     ///
@@ -594,83 +798,76 @@ impl<'a> RawQueue<'a> {
         max: usize,
         mut read: impl FnMut(usize, &[AtomicU64]),
     ) -> Result<usize, crate::error::Closed> {
-        let max = max.min(self.capacity()).min(BATCH_MAX);
+        let max = max.min(self.capacity()).min(BATCH_MAX) as u64;
         // Relaxed: positions only.
         let mut pos = self.ctl.head.load(Ordering::Relaxed);
+        if max == 0 {
+            return if self.closed_at(pos) {
+                Err(crate::error::Closed)
+            } else {
+                Ok(0)
+            };
+        }
         loop {
-            // Acquire pairs with each producer's Release of `p + 1`.
-            let n = (0..max as u64)
-                .take_while(|&k| {
-                    let p = pos.wrapping_add(k);
-                    self.slot(p)[0].load(Ordering::Acquire) == p.wrapping_add(1)
-                })
-                .count();
+            let mut n = 0;
+            let mut holes = 0u64;
+            while n < max {
+                let p = pos.wrapping_add(n);
+                let slot = self.slot(p);
+                // Acquire pairs with the producer's Release of `p + 1`.
+                if slot[0].load(Ordering::Acquire) != p.wrapping_add(1) {
+                    break;
+                }
+                match self.claim_pop(slot, p) {
+                    Ok(hole) => holes |= u64::from(hole) << n,
+                    Err(_) => break,
+                }
+                n += 1;
+            }
             if n == 0 {
-                // Relaxed: positions only.
+                let slot = self.slot(pos);
+                // Acquire: as above.
+                let diff = slot[0]
+                    .load(Ordering::Acquire)
+                    .wrapping_sub(pos.wrapping_add(1)) as i64;
+                // Relaxed: positions only (here and below).
                 let now = self.ctl.head.load(Ordering::Relaxed);
-                if now != pos {
-                    pos = now;
-                    continue;
+                if diff == 0 {
+                    // Relaxed: validated as in `claim_pop`.
+                    match role_at(slot[1].load(Ordering::Relaxed), pos) {
+                        ROLE_CONSUMER => self.move_head(pos, 1), // taken: help
+                        ROLE_PRODUCER | ROLE_HOLE => {}          // changed: again
+                        _ if now == pos => return Ok(0),         // garbage
+                        _ => {}
+                    }
+                } else if now == pos {
+                    if diff < 0 && self.closed_at(pos) {
+                        return Err(crate::error::Closed);
+                    }
+                    return Ok(0);
                 }
-                if self.closed_at(pos) {
-                    return Err(crate::error::Closed);
-                }
-                return Ok(0);
+                pos = self.ctl.head.load(Ordering::Relaxed);
+                continue;
             }
-            // Relaxed: as in `attempt_pop`; winning from `pos` makes all `n`
-            // published items ours.
-            match self.ctl.head.compare_exchange_weak(
-                pos,
-                pos.wrapping_add(n as u64),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    let mut got = 0;
-                    let mut holes = 0;
-                    // Which slots are holes, then every claim (last slot
-                    // first), then the reads: if this process dies
-                    // mid-batch, each slot it has not freed names it or lies
-                    // before one that does, and producers free them.
-                    let mut hole_bits = 0u64;
-                    for k in 0..n {
-                        let p = pos.wrapping_add(k as u64);
-                        // Relaxed: read after the Acquire above.
-                        if claim_parts(self.slot(p)[1].load(Ordering::Relaxed)).0 == ROLE_HOLE {
-                            hole_bits |= 1 << k;
-                        }
-                    }
-                    let mine = claim(ROLE_CONSUMER, self.me, pos);
-                    for k in (0..n).rev() {
-                        // Relaxed: read by recovery, validated by its CAS.
-                        self.slot(pos.wrapping_add(k as u64))[1].store(mine, Ordering::Relaxed);
-                    }
-                    for k in 0..n {
-                        let p = pos.wrapping_add(k as u64);
-                        let slot = self.slot(p);
-                        if hole_bits & (1 << k) != 0 {
-                            holes += 1;
-                        } else {
-                            read(got, &slot[SLOT_HEADER_WORDS..]);
-                            got += 1;
-                        }
-                        // Release pairs with the next lap producer's Acquire.
-                        slot[0].store(p.wrapping_add(self.mask + 1), Ordering::Release);
-                    }
-                    self.ctl.space().notify();
-                    if holes > 0 {
-                        self.finish_tasks(holes);
-                    }
-                    if got == 0 {
-                        // Only holes: look again.
-                        // Relaxed: positions only.
-                        pos = self.ctl.head.load(Ordering::Relaxed);
-                        continue;
-                    }
-                    return Ok(got);
+            self.move_head(pos, n);
+            let mut got = 0;
+            for k in 0..n {
+                let p = pos.wrapping_add(k);
+                let slot = self.slot(p);
+                if holes & (1 << k) == 0 {
+                    read(got, &slot[SLOT_HEADER_WORDS..]);
+                    got += 1;
                 }
-                Err(now) => pos = now,
+                // Release pairs with the next lap producer's Acquire.
+                slot[0].store(p.wrapping_add(self.mask + 1), Ordering::Release);
             }
+            self.ctl.space().notify();
+            if got > 0 {
+                return Ok(got);
+            }
+            // Only holes: look again.
+            // Relaxed: positions only.
+            pos = self.ctl.head.load(Ordering::Relaxed);
         }
     }
 
@@ -795,80 +992,65 @@ impl<'a> RawQueue<'a> {
         }
     }
 
-    /// The claim word on `pos`'s slot if `pos` was won by a process (of
-    /// `role`) that is now dead and left it unfinished, `None` otherwise.
-    ///
-    /// A slot is unfinished while its sequence is `pos + offset` (0: won by
-    /// a producer, not published; 1: won by a consumer, not freed), for
-    /// positions before `end` (the tail or the head: won by someone). The
-    /// first unfinished slot from `pos` on that carries a claim of `role`
-    /// decides: it belongs to this lap (a slot's claim is rewritten by every
-    /// role that takes it, so an unfinished slot carries `role` only if this
-    /// lap's claimer stored it), and if its batch start covers `pos`, the
-    /// claimer won every position from that start to that slot with one
-    /// compare-and-swap, `pos` included. Slots before it without a claim
-    /// are the ones a batch did not get to (claims go last slot first).
-    ///
-    /// A process killed between its compare-and-swap and its first claim
-    /// store leaves nothing to find: waiters then wait for it, within their
-    /// timeout, as for a slow process.
-    fn dead_claimer(&self, pos: u64, role: u64, offset: u64, end: u64) -> Option<u64> {
-        // Relaxed: the recovery CAS validates it.
-        let own = self.slot(pos)[1].load(Ordering::Relaxed);
-        for k in 0..BATCH_MAX as u64 {
-            let q = pos.wrapping_add(k);
-            if end.wrapping_sub(q) as i64 <= 0 {
-                return None; // not won by anyone
-            }
-            let slot = self.slot(q);
-            // Acquire: pairs with the Release that last set the sequence
-            // (the claim read below is at least as new as that lap's).
-            if slot[0].load(Ordering::Acquire) != q.wrapping_add(offset) {
-                return None; // finished: a batch finishes in order
-            }
-            // Relaxed: validated by the recovery CAS on `pos`'s slot.
-            let (r, pid, start) = claim_parts(slot[1].load(Ordering::Relaxed));
-            if r == role {
-                return (covers(start, pos) && covers(start, q) && !crate::pid::is_alive(pid))
-                    .then_some(own);
-            }
-        }
-        None
-    }
-
-    /// Turns the slots from the head on that were claimed by producers whose
-    /// processes are gone into holes that consumers skip. Returns how many.
+    /// Turns the slots from the head on (at most [`BATCH_MAX`], before the
+    /// tail) that producers whose processes are gone claimed and never
+    /// published into holes that consumers skip, counting their tasks done.
+    /// Also publishes a hole whose recoverer died before publishing it.
+    /// Returns how many holes it published.
     pub fn recover_abandoned_push(&self) -> usize {
-        // Relaxed: positions are re-validated against the slots.
+        // Relaxed: positions only; every slot is re-validated by its claim.
         let head = self.ctl.head.load(Ordering::Relaxed);
-        let tail = self.ctl.tail.load(Ordering::Relaxed) & !TAIL_CLOSED;
+        // Only positions the tail covers: a claim past it never counted
+        // (its push never returned `Ok`; a producer helping the tail over it
+        // brings it in).
+        let span = self.ctl.pushed().wrapping_sub(head).min(BATCH_MAX as u64);
         let mut done = 0;
-        let mut pos = head;
-        while done < BATCH_MAX {
+        for k in 0..span {
+            let pos = head.wrapping_add(k);
+            let slot = self.slot(pos);
+            // Relaxed: validated by the compare-and-swap below.
+            let held = slot[1].load(Ordering::Relaxed);
             let hole = claim(ROLE_HOLE, 0, pos);
-            let Some(word) = self.dead_claimer(pos, ROLE_PRODUCER, 0, tail) else {
-                break;
-            };
-            if word == hole {
-                // Recovered already (by us or another survivor, whose
-                // sequence store we have not seen yet): the CAS below would
-                // succeed without changing anything.
-                break;
+            match role_at(held, pos) {
+                ROLE_PRODUCER if owner_is_dead(held) => {
+                    // Acquire pairs with the producer's Release of `pos + 1`.
+                    // Read only now, after its death was seen: a publish it
+                    // made before dying is visible (see the module docs).
+                    if slot[0].load(Ordering::Acquire) != pos {
+                        continue; // published (or already moved on)
+                    }
+                    // AcqRel: exactly one survivor turns the claim into the
+                    // hole mark; the Release half publishes it with the
+                    // sequence store below.
+                    if slot[1]
+                        .compare_exchange(held, hole, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    // Relaxed: a statistic.
+                    self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
+                    // Its task will never be done by anyone.
+                    self.finish_tasks(1);
+                }
+                ROLE_HOLE => {} // made, perhaps not published: finish it
+                _ => continue,
             }
-            // AcqRel: exactly one survivor turns the slot into a hole.
-            if self.slot(pos)[1]
-                .compare_exchange(word, hole, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                break;
-            }
+            // A compare-and-swap, not a store: a second survivor finishing
+            // the same hole must not overwrite a later lap's sequence.
             // Release pairs with the consumer's Acquire of the sequence: it
             // sees the hole mark with it.
-            self.slot(pos)[0].store(pos.wrapping_add(1), Ordering::Release);
-            // Relaxed: a statistic.
-            self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
-            done += 1;
-            pos = pos.wrapping_add(1);
+            if slot[0]
+                .compare_exchange(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                done += 1;
+            }
         }
         if done > 0 {
             self.ctl.data().notify();
@@ -876,41 +1058,61 @@ impl<'a> RawQueue<'a> {
         done
     }
 
-    /// Frees the slots from the tail on that are held by consumers whose
-    /// processes are gone (they claimed the items and died before freeing
-    /// the slots); the items are lost with them. Returns how many.
+    /// Frees the slots the tail waits for (at most [`BATCH_MAX`], up to
+    /// the head) that consumers whose processes are gone claimed and never
+    /// freed; their items are lost with them. Returns how many.
     pub fn recover_abandoned_pop(&self) -> usize {
-        // Relaxed: positions are re-validated against the slots.
-        let tail = self.ctl.tail.load(Ordering::Relaxed) & !TAIL_CLOSED;
-        let head = self.ctl.head.load(Ordering::Relaxed);
-        let mut done = 0;
         // The previous lap's position of the slot the tail waits for.
-        let mut prev = tail.wrapping_sub(self.mask + 1);
-        while done < BATCH_MAX {
-            let hole = claim(ROLE_HOLE, 0, prev);
-            let Some(word) = self.dead_claimer(prev, ROLE_CONSUMER, 1, head) else {
-                break;
-            };
-            if word == hole {
-                // Freed already, as above. (Also what a hole left by a dead
-                // producer looks like when the consumer that took it died
-                // before storing its claim: one of the windows nobody can
-                // tell from a slow process.)
-                break;
+        let first = self.ctl.pushed().wrapping_sub(self.mask + 1);
+        // Relaxed: positions only; every slot is re-validated by its claim.
+        let head = self.ctl.head.load(Ordering::Relaxed);
+        // Up to the head itself: a consumer may have died between its claim
+        // and moving the head.
+        let span = (head.wrapping_sub(first).wrapping_add(1)).min(BATCH_MAX as u64);
+        let mut done = 0;
+        for k in 0..span {
+            let prev = first.wrapping_add(k);
+            let slot = self.slot(prev);
+            // Relaxed: validated by the compare-and-swap below.
+            let held = slot[1].load(Ordering::Relaxed);
+            if role_at(held, prev) != ROLE_CONSUMER || !owner_is_dead(held) {
+                continue;
             }
-            // AcqRel: exactly one survivor frees the slot.
-            if self.slot(prev)[1]
-                .compare_exchange(word, hole, Ordering::AcqRel, Ordering::Relaxed)
+            // Acquire pairs with the Release that published the slot; read
+            // after the death was seen, as in `recover_abandoned_push`.
+            if slot[0].load(Ordering::Acquire) != prev.wrapping_add(1) {
+                continue; // freed before it died
+            }
+            // AcqRel: exactly one survivor takes the claim over; if it dies
+            // too, the next one finds its claim and does the same.
+            if slot[1]
+                .compare_exchange(
+                    held,
+                    claim(ROLE_CONSUMER, self.me, prev),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
-                break;
+                continue;
             }
-            // Release pairs with the producer's Acquire of the sequence.
-            self.slot(prev)[0].store(prev.wrapping_add(self.mask + 1), Ordering::Release);
             // Relaxed: a statistic.
             self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
-            done += 1;
-            prev = prev.wrapping_add(1);
+            self.move_head(prev, 1);
+            // Release pairs with the producer's Acquire of the sequence.
+            // A compare-and-swap for symmetry with the push side: only the
+            // claim's holder frees the slot.
+            if slot[0]
+                .compare_exchange(
+                    prev.wrapping_add(1),
+                    prev.wrapping_add(self.mask + 1),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                done += 1;
+            }
         }
         if done > 0 {
             self.ctl.space().notify();
@@ -922,7 +1124,7 @@ impl<'a> RawQueue<'a> {
     /// what is left and then get `Closed`. Wakes every sleeper.
     pub fn close(&self) {
         // Relaxed: the bit only has to be in the tail's modification order;
-        // every push that claimed a position is before it there, and every
+        // every push that counts moved the tail before it there, and every
         // later compare-and-swap of the tail fails (see TAIL_CLOSED).
         self.ctl.tail.fetch_or(TAIL_CLOSED, Ordering::Relaxed);
         // Release pairs with the Acquire load in `is_closed`, the fast path
@@ -941,8 +1143,8 @@ impl<'a> RawQueue<'a> {
     /// Items in the queue right now (claimed positions included; a
     /// snapshot, clamped to the capacity).
     pub fn len(&self) -> usize {
+        let tail = self.ctl.pushed();
         // Relaxed: a snapshot.
-        let tail = self.ctl.tail.load(Ordering::Relaxed) & !TAIL_CLOSED;
         let head = self.ctl.head.load(Ordering::Relaxed);
         let n = tail.wrapping_sub(head);
         if n > self.mask + 1 {
@@ -957,17 +1159,13 @@ impl<'a> RawQueue<'a> {
         self.len() == 0
     }
 
+    /// Counts `n` tasks done on behalf of no caller (holes).
     fn finish_tasks(&self, n: u64) {
         if !self.joinable {
             return;
         }
-        // AcqRel: pairs with `join`'s Acquire load; never below zero.
-        let _ = self
-            .ctl
-            .unfinished
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
-                u.checked_sub(n).or(Some(0))
-            });
+        // Release pairs with `join`'s Acquire load.
+        self.ctl.done.fetch_add(n, Ordering::Release);
         self.ctl.joined().notify();
     }
 
@@ -976,17 +1174,21 @@ impl<'a> RawQueue<'a> {
     /// # Errors
     ///
     /// [`TaskError::TooManyDone`] if every pushed item is already done (the
-    /// count stays at zero, it never wraps); [`TaskError::NotJoinable`].
+    /// count never passes the number pushed); [`TaskError::NotJoinable`].
     pub fn task_done(&self) -> Result<(), TaskError> {
         if !self.joinable {
             return Err(TaskError::NotJoinable);
         }
         // AcqRel: the Release half pairs with `join`'s Acquire load (the
         // work done before `task_done` is visible to the joiner); Relaxed on
-        // failure: nothing changed.
+        // failure: nothing changed. The tail read inside is at least the
+        // tail that covered every item this caller popped (ordered before
+        // the pop by the slot's Release/Acquire), and it only grows.
         self.ctl
-            .unfinished
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| u.checked_sub(1))
+            .done
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |d| {
+                (d < self.ctl.pushed()).then(|| d + 1)
+            })
             .map_err(|_| TaskError::TooManyDone)?;
         self.ctl.joined().notify();
         Ok(())
@@ -994,8 +1196,7 @@ impl<'a> RawQueue<'a> {
 
     /// Items pushed and not yet marked done (a snapshot).
     pub fn unfinished(&self) -> u64 {
-        // Relaxed: a snapshot.
-        self.ctl.unfinished.load(Ordering::Relaxed)
+        self.ctl.unfinished()
     }
 
     /// Waits until every pushed item has been marked done, until `deadline`.
@@ -1011,8 +1212,10 @@ impl<'a> RawQueue<'a> {
         self.ctl
             .joined()
             .wait_until(deadline, || {
-                // Acquire pairs with the AcqRel decrement in `task_done`.
-                (self.ctl.unfinished.load(Ordering::Acquire) == 0).then_some(())
+                // Acquire pairs with the Release increments in `task_done`
+                // and `finish_tasks`.
+                let done = self.ctl.done.load(Ordering::Acquire);
+                (done >= self.ctl.pushed()).then_some(())
             })
             .map_err(|_| JoinError::Timeout(self.unfinished()))
     }
@@ -1116,6 +1319,31 @@ mod tests {
         assert_eq!(all, [4, 6, 6, 6]);
     }
 
+    /// Regression (found by the `mpmc_ops` and `hostile_peer` fuzzers):
+    /// a batch of zero items looped for ever once batches claimed slot by
+    /// slot (it claimed nothing and took that for a lost race).
+    #[test]
+    fn empty_batches_return_at_once() {
+        let m = mem(4, 1, 0);
+        let q = q(&m);
+        assert_eq!(q.push_batch_with(0, |_, _| unreachable!()), Ok(0));
+        assert_eq!(q.pop_batch_with(0, |_, _| unreachable!()), Ok(0));
+        push(&q, 1).unwrap();
+        assert_eq!(q.push_batch_with(0, |_, _| unreachable!()), Ok(0));
+        assert_eq!(q.pop_batch_with(0, |_, _| unreachable!()), Ok(0));
+        q.close();
+        assert_eq!(q.pop_batch_with(0, |_, _| unreachable!()), Ok(0));
+        assert_eq!(pop(&q), Ok(1));
+        assert_eq!(
+            q.pop_batch_with(0, |_, _| unreachable!()),
+            Err(crate::error::Closed)
+        );
+        assert_eq!(
+            q.push_batch_with(0, |_, _| unreachable!()),
+            Err(crate::error::Closed)
+        );
+    }
+
     #[test]
     fn task_done_and_join() {
         let m = mem(4, 1, FLAG_JOINABLE);
@@ -1138,17 +1366,21 @@ mod tests {
         assert_eq!(p.join_until(None), Err(JoinError::NotJoinable));
     }
 
+    /// Plays a process that won `pos` for `role` with its claim and died.
+    fn dead_claim(q: &RawQueue<'_>, role: u64, pos: u64) {
+        let dead = crate::pid::dead_pid();
+        q.slot(pos)[1].store(claim(role, dead, pos), Ordering::Relaxed);
+    }
+
     #[test]
     fn a_push_abandoned_by_a_dead_producer_becomes_a_skipped_hole() {
         let m = mem(4, 1, FLAG_JOINABLE);
         let q = q(&m);
         push(&q, 1).unwrap();
-        // A producer claims position 1, counts its task, writes its claim,
-        // and dies before publishing.
-        let dead = crate::pid::dead_pid();
+        // A producer claims position 1, moves the tail past it, and dies
+        // before publishing.
+        dead_claim(&q, ROLE_PRODUCER, 1);
         m.ctl.tail.store(2, Ordering::Relaxed);
-        m.ctl.unfinished.fetch_add(1, Ordering::Relaxed);
-        q.slot(1)[1].store(claim(ROLE_PRODUCER, dead, 1), Ordering::Relaxed);
         push(&q, 3).unwrap();
         assert_eq!(pop(&q), Ok(1));
         assert_eq!(
@@ -1165,10 +1397,43 @@ mod tests {
         assert_eq!(q.recover_abandoned_push(), 0, "exactly once");
         assert_eq!(pop(&q), Ok(3), "the hole is skipped");
         assert_eq!(m.ctl.snapshot().recovered, 1);
-        // Tasks: 1 and 3 pushed, the hole counted done on the dead one's behalf.
+        // Tasks: 1 and 3 pushed, the hole counted done when it was made.
+        assert_eq!(q.unfinished(), 2);
         q.task_done().unwrap();
         q.task_done().unwrap();
         assert_eq!(q.unfinished(), 0);
+        assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
+    }
+
+    #[test]
+    fn a_claim_the_tail_does_not_cover_counts_once_a_producer_helps_it_in() {
+        let m = mem(4, 1, FLAG_JOINABLE);
+        let q = q(&m);
+        // A producer claims position 0 and dies before moving the tail: its
+        // push never counted, and nobody recovers what is not pushed.
+        dead_claim(&q, ROLE_PRODUCER, 0);
+        assert_eq!(q.recover_abandoned_push(), 0);
+        assert_eq!((q.len(), q.unfinished()), (0, 0));
+        // The next producer helps the tail past it and pushes at 1.
+        push(&q, 5).unwrap();
+        assert_eq!(m.ctl.pushed(), 2);
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+        assert_eq!(q.recover_abandoned_push(), 1);
+        assert_eq!(pop(&q), Ok(5));
+        q.task_done().unwrap();
+        assert_eq!(q.join_until(None), Ok(()));
+    }
+
+    #[test]
+    fn a_hole_whose_recoverer_died_before_publishing_it_is_finished() {
+        let m = mem(4, 1, 0);
+        let q = q(&m);
+        q.slot(0)[1].store(claim(ROLE_HOLE, 0, 0), Ordering::Relaxed);
+        m.ctl.tail.store(1, Ordering::Relaxed);
+        push(&q, 9).unwrap();
+        assert_eq!(q.recover_abandoned_push(), 1);
+        assert_eq!(q.recover_abandoned_push(), 0);
+        assert_eq!(pop(&q), Ok(9));
     }
 
     #[test]
@@ -1177,16 +1442,42 @@ mod tests {
         let q = q(&m);
         push(&q, 1).unwrap();
         push(&q, 2).unwrap();
-        // A consumer claims position 0 and dies before freeing its slot.
-        let dead = crate::pid::dead_pid();
+        // A consumer claims position 0, moves the head, and dies before
+        // freeing its slot.
+        dead_claim(&q, ROLE_CONSUMER, 0);
         m.ctl.head.store(1, Ordering::Relaxed);
-        q.slot(0)[1].store(claim(ROLE_CONSUMER, dead, 0), Ordering::Relaxed);
         assert_eq!(push(&q, 3), Err(TryPushError::Full(())));
         assert_eq!(q.recover_abandoned_push(), 0);
         assert_eq!(q.recover_abandoned_pop(), 1);
+        assert_eq!(q.recover_abandoned_pop(), 0, "exactly once");
         push(&q, 3).unwrap();
         assert_eq!(pop(&q), Ok(2));
         assert_eq!(pop(&q), Ok(3));
+    }
+
+    #[test]
+    fn a_consumer_dead_before_moving_the_head_is_passed_and_freed() {
+        let m = mem(2, 1, 0);
+        let q = q(&m);
+        push(&q, 1).unwrap();
+        push(&q, 2).unwrap();
+        // Claimed position 0, died before moving the head.
+        dead_claim(&q, ROLE_CONSUMER, 0);
+        assert_eq!(pop(&q), Ok(2), "the next consumer helps the head past it");
+        assert_eq!(push(&q, 3), Err(TryPushError::Full(())), "slot 0 held");
+        assert_eq!(q.recover_abandoned_pop(), 1);
+        push(&q, 3).unwrap();
+        push(&q, 4).unwrap();
+        assert_eq!(pop(&q), Ok(3));
+        assert_eq!(pop(&q), Ok(4));
+        // The same death with no other consumer around: recovery moves the
+        // head itself.
+        push(&q, 5).unwrap();
+        push(&q, 6).unwrap();
+        dead_claim(&q, ROLE_CONSUMER, 4);
+        assert_eq!(q.recover_abandoned_pop(), 1);
+        assert_eq!(m.ctl.head.load(Ordering::Relaxed), 5);
+        assert_eq!(pop(&q), Ok(6));
     }
 
     #[test]
@@ -1194,65 +1485,49 @@ mod tests {
         let m = mem(2, 1, 0);
         let q = q(&m);
         m.ctl.tail.store(1, Ordering::Relaxed);
-        q.slot(0)[1].store(
-            claim(ROLE_PRODUCER, crate::pid::current(), 0),
-            Ordering::Relaxed,
-        );
+        q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me, 0), Ordering::Relaxed);
         assert_eq!(q.recover_abandoned_push(), 0);
         assert_eq!(pop(&q), Err(TryPopError::Empty));
+        // Nor one whose pid did not fit in a claim (stored as 0).
+        q.slot(0)[1].store(claim(ROLE_PRODUCER, 0, 0), Ordering::Relaxed);
+        assert_eq!(q.recover_abandoned_push(), 0);
+        assert_eq!(claim_pid(1 << 22), 0);
     }
 
     #[test]
-    fn a_batch_abandoned_while_storing_its_claims_is_recovered() {
+    fn a_batch_abandoned_by_a_dead_producer_becomes_holes() {
         let m = mem(8, 1, 0);
         let q = q(&m);
         push(&q, 1).unwrap();
-        // A producer wins positions 1..5 with one CAS and dies after storing
-        // its claim (naming the batch start, 1) on slots 4 and 3 only.
-        let dead = crate::pid::dead_pid();
-        m.ctl.tail.store(5, Ordering::Relaxed);
-        for p in [4, 3] {
-            q.slot(p)[1].store(claim(ROLE_PRODUCER, dead, 1), Ordering::Relaxed);
+        // A batch claims positions 1..5, moves the tail, publishes 1 and
+        // dies.
+        for p in 1..5 {
+            dead_claim(&q, ROLE_PRODUCER, p);
         }
+        m.ctl.tail.store(5, Ordering::Relaxed);
+        q.slot(1)[2].store(2, Ordering::Relaxed);
+        q.slot(1)[0].store(2, Ordering::Release);
         push(&q, 6).unwrap();
         assert_eq!(pop(&q), Ok(1));
+        assert_eq!(pop(&q), Ok(2), "published before it died");
         assert_eq!(pop(&q), Err(TryPopError::Empty));
-        assert_eq!(q.recover_abandoned_push(), 4, "positions 1 to 4");
+        assert_eq!(q.recover_abandoned_push(), 3, "positions 2 to 4");
         assert_eq!(pop(&q), Ok(6), "the holes are skipped");
         assert_eq!(q.recover_abandoned_push(), 0);
     }
 
     #[test]
-    fn slots_before_a_live_or_later_claim_are_left_alone() {
-        let m = mem(8, 1, 0);
-        let q = q(&m);
-        let dead = crate::pid::dead_pid();
-        // Positions 0 and 1 won by someone who stored no claim yet (alive
-        // or not, nobody can tell), 2 and 3 by a dead batch starting at 2.
-        m.ctl.tail.store(4, Ordering::Relaxed);
-        for p in [2, 3] {
-            q.slot(p)[1].store(claim(ROLE_PRODUCER, dead, 2), Ordering::Relaxed);
-        }
-        assert_eq!(q.recover_abandoned_push(), 0);
-        // The same batch claimed by a live process: left alone too.
-        q.slot(0)[1].store(
-            claim(ROLE_PRODUCER, crate::pid::current(), 0),
-            Ordering::Relaxed,
-        );
-        assert_eq!(q.recover_abandoned_push(), 0);
-    }
-
-    #[test]
-    fn a_pop_batch_abandoned_while_storing_its_claims_is_freed() {
+    fn a_pop_batch_abandoned_by_a_dead_consumer_is_freed() {
         let m = mem(4, 1, 0);
         let q = q(&m);
         for v in 1..=4 {
             push(&q, v).unwrap();
         }
-        // A consumer wins positions 0..3 and dies after claiming slot 2.
-        let dead = crate::pid::dead_pid();
+        // A consumer claims positions 0..3, moves the head and dies.
+        for p in 0..3 {
+            dead_claim(&q, ROLE_CONSUMER, p);
+        }
         m.ctl.head.store(3, Ordering::Relaxed);
-        q.slot(2)[1].store(claim(ROLE_CONSUMER, dead, 0), Ordering::Relaxed);
         assert_eq!(push(&q, 5), Err(TryPushError::Full(())));
         assert_eq!(q.recover_abandoned_pop(), 3);
         for v in 5..=7 {
@@ -1260,6 +1535,28 @@ mod tests {
         }
         assert_eq!(pop(&q), Ok(4));
         assert_eq!(pop(&q), Ok(5));
+    }
+
+    #[test]
+    fn a_claim_the_close_left_outside_the_tail_is_given_up() {
+        let m = mem(4, 1, FLAG_JOINABLE);
+        let q = q(&m);
+        push(&q, 1).unwrap();
+        // A live producer claimed position 1 but had not moved the tail
+        // when the queue closed: that push is refused, and consumers stop
+        // before position 1.
+        q.slot(1)[1].store(claim(ROLE_PRODUCER, q.me, 1), Ordering::Relaxed);
+        q.close();
+        assert_eq!(q.move_tail(1, 1), 0, "its move fails: given up");
+        assert_eq!(pop(&q), Ok(1));
+        assert_eq!(pop(&q), Err(TryPopError::Closed));
+        q.task_done().unwrap();
+        assert_eq!(q.join_until(None), Ok(()));
+        // A batch that the close cut short counts the part the tail covers.
+        let m2 = mem(8, 1, 0);
+        let q2 = RawQueue::new(&m2.ctl, &m2.words, 8);
+        m2.ctl.tail.store(3 | TAIL_CLOSED, Ordering::Relaxed);
+        assert_eq!(q2.move_tail(1, 4), 2);
     }
 
     #[test]
@@ -1291,7 +1588,7 @@ mod tests {
                 0 => m.ctl.tail.store(g, Ordering::Relaxed),
                 1 => m.ctl.head.store(g.rotate_left(7), Ordering::Relaxed),
                 2 => m.words[(g as usize) % m.words.len()].store(g ^ 0x55, Ordering::Relaxed),
-                _ => m.ctl.unfinished.store(g, Ordering::Relaxed),
+                _ => m.ctl.done.store(g, Ordering::Relaxed),
             }
             let _ = push(&q, 1);
             let _ = pop(&q);

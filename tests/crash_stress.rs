@@ -53,27 +53,13 @@
 //! batch sizes); the moments the kills land still depend on the scheduler. Each run prints its seed and a
 //! summary line.
 //!
-//! MPMC kills avoid one window: a process killed between winning a
-//! position (its compare-and-swap on the tail or head) and storing its
-//! claim in the slot cannot be told from a slow one, so the slot is never
-//! recovered and the queue stalls for good (documented in `src/mpmc.rs`).
-//! Before each MPMC kill the parent stops the victim with `SIGSTOP` and
-//! reads the queue; if some won position has no claim yet (the victim's or
-//! a running peer's, it cannot tell) it lets the victim run on and tries
-//! again a moment later. See [`unclaimed_positions`]. Measured (release
-//! build, loaded 2-core machine): 2 of about 6,600 stops caught the victim
-//! there, so without this guard a 200-kill run would stall for good about
-//! once in sixteen runs. A stall it caused, as the unguarded mode printed
-//! it (capacity 16): a consumer won position 74968373 (head CAS to ...74)
-//! and was killed before storing its claim; the slot kept sequence ...74
-//! (published, never freed) and its producer's claim, so recovery, which
-//! looks for a consumer's claim, never freed it, and once the others had
-//! drained the rest, tail = head = ...89 = 73 + 16: producers wait for
-//! that slot's sequence to become ...89, consumers find the queue empty,
-//! for ever.
-//! `MMRING_STRESS_UNGUARDED=1` kills it there anyway (for investigation:
-//! the run then reports hangs, or fails its final drain with a dump of the
-//! queue's slots).
+//! MPMC kills land anywhere: a process wins a slot by storing its claim
+//! in it with one compare-and-swap, so no instant leaves a won slot that
+//! does not name its owner. (Before format version 3 a process won the
+//! position with a compare-and-swap of the tail or head and stored its
+//! claim after; one killed in between stalled the queue for good, and this
+//! test had to put off kills that would land there: 2 of about 6,600
+//! stops did.)
 
 mod common;
 
@@ -81,23 +67,19 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
-use common::{Children, Rng, WATCHDOG, is_stopped, signal};
+use common::peek::Peek;
+use common::{Children, Rng, WATCHDOG};
+use mmring::Zeroable;
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
 use mmring::{
     AtomicArray, Closed, Counter, Patience, Pod, PopError, PushError, TryPopError, TryPushError,
 };
-use mmring::{Zeroable, mpmc};
 
 /// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
 const CI_KILLS: usize = 20;
 /// The environment variable that asks for a longer run (kills per kind).
 const KILLS_VAR: &str = "MMRING_STRESS_KILLS";
-/// Set to 1: kill MPMC processes in the claim window too (see the file's
-/// documentation; the queue then stalls for good when it happens: for
-/// investigation only).
-const UNGUARDED_VAR: &str = "MMRING_STRESS_UNGUARDED";
 /// The environment variable that fixes the random seed.
 const SEED_VAR: &str = "MMRING_STRESS_SEED";
 
@@ -638,29 +620,6 @@ fn seed_of(ctx: &common::ChildCtx) -> u64 {
 // ---------------------------------------------------------------------------
 
 impl Peek {
-    /// Whether `pos`, won and unfinished (`seq` is `pos + offset`), is
-    /// covered by a claim of `role`: the first unfinished slot from `pos`
-    /// on (before `end`) with a claim of `role` names a batch start at most
-    /// `BATCH_MAX - 1` before `pos` (the rule of `dead_claimer` in
-    /// `src/mpmc.rs`).
-    fn covered(&self, pos: u64, role: u64, offset: u64, end: u64) -> bool {
-        for k in 0..mpmc::BATCH_MAX as u64 {
-            let q = pos + k;
-            if q >= end {
-                return false;
-            }
-            let (seq, claim) = self.slot(q);
-            if seq != q + offset {
-                return false;
-            }
-            if claim >> 62 == role {
-                let start = claim & 0xffff_ffff;
-                return (pos.wrapping_sub(start) & 0xffff_ffff) < mpmc::BATCH_MAX as u64;
-            }
-        }
-        false
-    }
-
     /// One line per slot, for a stall report.
     fn dump(&self) -> String {
         let (tail, head) = (self.tail(), self.head());
@@ -668,37 +627,14 @@ impl Peek {
         for pos in tail.saturating_sub(self.capacity)..tail.max(head) + 1 {
             let (seq, claim) = self.slot(pos);
             out += &format!(
-                "  pos {pos}: seq {seq} claim role {} pid {} start {}\n",
+                "  pos {pos}: seq {seq} claim role {} pid {} position (low 40 bits) {}\n",
                 claim >> 62,
-                (claim >> 32) & 0x3fff_ffff,
-                claim & 0xffff_ffff
+                (claim >> 40) & 0x3f_ffff,
+                claim & ((1 << 40) - 1)
             );
         }
         out
     }
-}
-
-/// Positions won by a compare-and-swap whose claim is not stored yet: a
-/// producer's (`seq == pos`, `head <= pos < tail`) or a consumer's (`seq ==
-/// pos + 1`, `pos < head`, within the last lap of the tail) that no claim
-/// of its role covers. A process killed there is never recovered.
-fn unclaimed_positions(peek: &Peek) -> Vec<u64> {
-    let (tail, head) = (peek.tail(), peek.head());
-    let mut found = Vec::new();
-    for pos in tail.saturating_sub(peek.capacity)..tail {
-        let (seq, _) = peek.slot(pos);
-        let open = if pos >= head && seq == pos {
-            !peek.covered(pos, ROLE_PRODUCER, 0, tail)
-        } else if pos < head && seq == pos + 1 {
-            !peek.covered(pos, ROLE_CONSUMER, 1, head)
-        } else {
-            false
-        };
-        if open {
-            found.push(pos);
-        }
-    }
-    found
 }
 
 // ---------------------------------------------------------------------------
@@ -837,10 +773,7 @@ fn run(kind: Kind) {
     let mut next_id = np + nc;
     let mut rng = Rng::new(seed);
     let mut deaths: Vec<Death> = Vec::new();
-    let mut skipped_windows = 0u64;
-    let mut caught_in_window = 0u64;
     let mut killed_starting = 0u64;
-    let unguarded = std::env::var(UNGUARDED_VAR).is_ok_and(|v| v == "1");
     let started = Instant::now();
     let wait_ready = |kids: &mut Children, live: &[(usize, Role)]| {
         kids.wait_for("every process to open the ring", || {
@@ -860,42 +793,6 @@ fn run(kind: Kind) {
         kids.check_none_failed();
         let v = early.unwrap_or_else(|| rng.below(live.len() as u64) as usize);
         let (id, role) = live[v];
-        if let Some(peek) = &peek {
-            // Not in the window between a won compare-and-swap and its
-            // claim (see the file's documentation).
-            let pid = kids.pid(id);
-            signal(pid, libc::SIGSTOP);
-            kids.wait_for("the victim to stop", || is_stopped(pid));
-            let open = unclaimed_positions(peek);
-            if !open.is_empty() {
-                // Whose window? Give the running peers time to close
-                // theirs; one still open is (almost surely) the victim's.
-                std::thread::sleep(Duration::from_millis(5));
-                let still: Vec<u64> = unclaimed_positions(peek)
-                    .into_iter()
-                    .filter(|p| open.contains(p))
-                    .collect();
-                if !still.is_empty() {
-                    caught_in_window += 1;
-                    println!(
-                        "{role:?} {id} (pid {pid}) stopped while position(s) {still:?} \
-                         stay won without a claim (its own window, or one an earlier kill \
-                         left open){}",
-                        if unguarded {
-                            ": killed there"
-                        } else {
-                            ": not killed"
-                        }
-                    );
-                }
-                if !unguarded || still.is_empty() {
-                    skipped_windows += 1;
-                    signal(pid, libc::SIGCONT);
-                    continue;
-                }
-                println!("the queue as it died:\n{}", peek.dump());
-            }
-        }
         kids.kill(id);
         if f.ready[id].load() == 0 {
             killed_starting += 1;
@@ -1113,7 +1010,7 @@ fn run(kind: Kind) {
          {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
          recovered slots {}, hangs {}, blocking calls {}, longest blocking call {longest:?} \
          ({:?} while stopping), \
-         kill phase {kill_time:.1?}, the file's status block {status_block}{}",
+         kill phase {kill_time:.1?}, the file's status block {status_block}",
         kind.name(),
         deaths.len(),
         deaths.len() - consumer_kills,
@@ -1126,14 +1023,6 @@ fn run(kind: Kind) {
         stat(HANGS),
         stat(CALLS),
         Duration::from_nanos(stat(LONGEST_STOPPING)),
-        if kind == Kind::Mpmc {
-            format!(
-                ", kills put off (a claim window open) {skipped_windows}, \
-                 victims stopped in their claim window {caught_in_window}"
-            )
-        } else {
-            String::new()
-        }
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(stat(HANGS), 0, "blocking calls ran out of their timeout");

@@ -752,36 +752,28 @@ impl Peek {
 }
 
 /// Whether `claim` is the claim word `pid` stores, as `role`, on position
-/// `pos`: role in bits 63-62, pid in 61-32, and the low 32 bits of the
-/// first position of its batch (at most 63 before `pos`).
+/// `pos`: role in bits 63-62, pid in 61-40, and the low 40 bits of `pos`.
 fn claim_names(claim: u64, role: u64, pid: u32, pos: u64) -> bool {
     claim >> 62 == role
-        && (claim >> 32) & 0x3fff_ffff == u64::from(pid)
-        && pos.wrapping_sub(claim) & 0xffff_ffff < 64
-}
-
-/// The first position of the batch of `claim`, a claim on position `pos`.
-fn batch_start(claim: u64, pos: u64) -> u64 {
-    pos.wrapping_sub(pos.wrapping_sub(claim) & 0xffff_ffff)
+        && (claim >> 40) & 0x3f_ffff == u64::from(pid)
+        && (claim ^ pos) & ((1 << 40) - 1) == 0
 }
 
 /// Where a victim may be killed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KillAt {
-    /// Anywhere, except in the window the library documents as
-    /// unrecoverable: between winning a position (the compare-and-swap)
-    /// and storing its claim, a dead process cannot be told from a slow
-    /// one and everyone waits for it for ever.
+    /// Anywhere: a process wins a slot by storing its claim with one
+    /// compare-and-swap, so there is no instant at which it holds a slot
+    /// that does not name it.
     Anywhere,
-    /// Holding a position it claimed (claim stored) and has not published
-    /// (a producer) or freed (a consumer): the slot survivors must recover.
+    /// Holding a position it claimed and has not published (a producer) or
+    /// freed (a consumer), whether or not it has moved the tail (head) past
+    /// it yet: the slot survivors must recover.
     HoldingSlot,
-    /// In the middle of a `push_slice`/`pop_slice` batch: its claim on the
-    /// batch's last slot (claims are stored last slot first), an earlier
-    /// slot of the batch not yet published (freed): either its claim is not
-    /// stored yet, or its payload is not written (read) yet. (The first
-    /// window is a few stores wide, too narrow to hit reliably from here;
-    /// the unit tests in `src/mpmc.rs` and the loom models cover it.)
+    /// In the middle of a `push_slice`/`pop_slice` batch, holding two
+    /// consecutive slots (which only a batch does): either the last two
+    /// positions it moved the tail (head) past, not published (freed) yet,
+    /// or the two at the tail (head), claimed before it moves it past them.
     MidBatch,
 }
 
@@ -789,9 +781,10 @@ enum KillAt {
 /// [`ROLE_PRODUCER`]) or popping ([`ROLE_CONSUMER`]) the queue right now,
 /// with `SIGKILL` at a point of `at`: stops it with `SIGSTOP` at a random
 /// moment, looks at the queue, and either kills it there or lets it run
-/// on (`SIGCONT`) and tries again. While it is stopped, `between` runs
-/// (the parent may drain or fill the queue for it); a stop that lands in
-/// the wrong place lets it run a random little while.
+/// on (`SIGCONT`) and tries again. While it is stopped (or asleep, when it
+/// is not stopped at all), `between` runs (the parent may drain or fill the
+/// queue for it); a stop that lands in the wrong place lets it run a random
+/// little while.
 ///
 /// Returns the position it was caught at (the last one it claimed), the
 /// message in that position's slot when it died (read before the kill:
@@ -807,7 +800,8 @@ fn kill_at(
 ) -> (u64, Msg, u32) {
     let pid = kids.pid(i);
     let mut rng = Rng::new(u64::from(pid));
-    let deadline = Instant::now() + WATCHDOG;
+    // Long: on a loaded machine the victim runs little between stops.
+    let deadline = Instant::now() + LONG_WATCHDOG;
     let mut tries = 0;
     loop {
         tries += 1;
@@ -818,6 +812,15 @@ fn kill_at(
             peek.head()
         );
         kids.check_none_failed();
+        let run_for = 100 + u64::from(tries) / 64;
+        if !common::is_running(pid) {
+            // Asleep (a full or empty queue): a stop now would find it in
+            // the kernel, never inside an operation. Give it work (`between`
+            // may fill or drain the queue for it) and let it run first.
+            between();
+            std::thread::sleep(Duration::from_micros(rng.below(run_for.min(5_000))));
+            continue;
+        }
         signal(pid, libc::SIGSTOP);
         kids.wait_for("the victim to stop", || is_stopped(pid));
         // The victim's last claimed position, and whether it is held: a
@@ -835,24 +838,26 @@ fn kill_at(
             let (seq, claim) = peek.slot(pos);
             seq == held_seq_of(pos) && claim_names(claim, role, pid, pos)
         };
-        // Won (by the victim or not), not published (freed) yet.
-        let unfinished = |pos: u64| peek.slot(pos).0 == held_seq_of(pos);
-        // Won by the compare-and-swap, claim not stored yet.
-        let unclaimed = |pos: u64| {
-            let (seq, claim) = peek.slot(pos);
-            seq == held_seq_of(pos) && !claim_names(claim, role, pid, pos)
-        };
+        // The slot it holds: the last position it moved the tail (head)
+        // past, or the one at the tail (head) it claimed and has not moved
+        // past yet.
+        let holding = [last, last.wrapping_add(1)].into_iter().find(|&p| held(p));
         let ok = match at {
-            KillAt::Anywhere => !unclaimed(last),
-            KillAt::HoldingSlot => held(last),
+            KillAt::Anywhere => true,
+            KillAt::HoldingSlot => holding.is_some(),
             KillAt::MidBatch => {
-                held(last) && {
-                    let start = batch_start(peek.slot(last).1, last);
-                    (0..last.wrapping_sub(start)).any(|k| unfinished(start.wrapping_add(k)))
-                }
+                // Moved the tail (head) past its slots, the last two not
+                // done yet; or claimed the next two, not moved it yet.
+                let (next, after) = (last.wrapping_add(1), last.wrapping_add(2));
+                held(last) && held(last.wrapping_sub(1)) || held(next) && held(after)
             }
         };
         if ok {
+            let last = if at == KillAt::HoldingSlot {
+                holding.unwrap_or(last)
+            } else {
+                last
+            };
             if at == KillAt::HoldingSlot {
                 // A live (stopped) claimer is never recovered: its slot
                 // stays as it is however long the others wait.
@@ -870,8 +875,11 @@ fn kill_at(
         }
         between();
         signal(pid, libc::SIGCONT);
-        // Let it run a little: sleeping hands it a processor.
-        std::thread::sleep(Duration::from_micros(rng.below(100)));
+        // Let it run a little: sleeping hands it a processor. On a loaded
+        // machine a short sleep may end before it ran at all, and the next
+        // stop finds it where this one did: the longer the search, the
+        // longer it may run (up to 5 ms), so the stops spread out.
+        std::thread::sleep(Duration::from_micros(rng.below(run_for.min(5_000))));
     }
 }
 
@@ -927,7 +935,9 @@ impl KillFiles {
 /// Sleeps (polling, with the watchdog) until the parent has killed `kills`
 /// victims.
 fn wait_for_kills(f: &KillFiles, kills: i64) {
-    let deadline = Instant::now() + WATCHDOG;
+    // Every kill of the test comes first: catching a victim at the right
+    // instruction takes many stops on a loaded machine.
+    let deadline = Instant::now() + LONG_WATCHDOG;
     while f.killed.load() < kills {
         assert!(
             Instant::now() < deadline,
@@ -1297,16 +1307,15 @@ fn consumers_killed_mid_stream_leave_producers_unblocked() {
 const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 /// A producer pushing `push_slice` batches of 32 (the only producer) is
-/// killed with `SIGKILL` in the middle of a batch: its claim stored on one
-/// slot, not yet on the later ones it won with the same compare-and-swap.
-/// A new message pushed after the kill must still reach the consumer: the
-/// slot it was writing becomes a hole, and so must the rest of the batch.
+/// killed with `SIGKILL` in the middle of a batch: the tail moved past
+/// all its slots, the last two not yet published. A new message pushed
+/// after the kill must still reach the consumer: the slot it was writing
+/// becomes a hole, and so must the rest of the batch.
 ///
 /// Regression: `push_batch_with` used to store each slot's claim only
 /// just before writing that slot, so the later slots of the batch kept the
-/// previous lap's claim word and the queue was stuck for good. Claims now
-/// name the batch's first position and are stored last slot first, so the
-/// slots a dead batch did not get to are still known to be its own.
+/// previous lap's claim word and the queue was stuck for good. Every slot
+/// of a batch is now claimed before the tail moves past it.
 #[test]
 fn a_producer_killed_mid_batch_does_not_block_the_queue() {
     let dir = tempfile::tempdir().unwrap();
@@ -1359,15 +1368,16 @@ fn a_producer_killed_mid_batch_does_not_block_the_queue() {
 }
 
 /// A consumer popping `pop_slice` batches of 32 (the only consumer) is
-/// killed with `SIGKILL` in the middle of a batch: its claim stored on one
-/// slot, not yet on the later ones it won with the same compare-and-swap.
+/// killed with `SIGKILL` in the middle of a batch: the head moved past all
+/// its slots, the last two not yet freed.
 /// The producer (this process, also draining the queue now) must still be
 /// able to push three more laps: every slot the dead consumer held must be
 /// freed.
 ///
 /// Regression: `pop_batch_with` used to store each slot's claim only just
 /// before reading it, so producers found no dead consumer's claim on the
-/// later slots of the batch and stayed blocked for good.
+/// later slots of the batch and stayed blocked for good. Every slot of a
+/// batch is now claimed before the head moves past it.
 #[test]
 fn a_consumer_killed_mid_batch_does_not_block_the_producers() {
     // Large: the victim's work after each fill outlasts a time slice, so a

@@ -3,10 +3,13 @@
 //! race to recover, and exactly one of them recovers each slot.
 //!
 //! A process that dies mid-operation is played by a queue view acting as a
-//! pid that no process has (`RawQueue::as_pid`), whose payload closure
-//! panics right after the claim is stored: the panic is caught on the spot
-//! (`catch_unwind`), which leaves the slot exactly as a `SIGKILL` at that
-//! point would: claimed by a dead pid, never published (or never freed).
+//! pid that no process has (`RawQueue::as_pid`), either whose payload
+//! closure panics once its claims are made and the tail (head) moved: the
+//! panic is caught on the spot (`catch_unwind`), which leaves the slots
+//! exactly as a `SIGKILL` at that point would (claimed by a dead pid, never
+//! published or never freed); or that stops right after its claim, before
+//! it moves the tail (head) (`claim_push_and_stop`, `claim_pop_and_stop`),
+//! racing live processes that must step past it.
 //! Recovery itself is called directly: under loom the blocking calls ignore
 //! their deadlines, so the periodic recovery of a blocked caller never runs.
 //!
@@ -26,8 +29,8 @@ use mmring::error::{TryPopError, TryPushError};
 use mmring::mpmc::{Control, RawQueue};
 use mmring::sync::{AtomicU64, Ordering::Relaxed};
 
-/// A pid no process has here.
-const DEAD_PID: u32 = 0x3fff_fffe;
+/// A pid no process has here (below 2^22: claims hold 22 bits of pid).
+const DEAD_PID: u32 = 0x3f_fffe;
 
 struct Mem {
     ctl: Control,
@@ -229,4 +232,95 @@ fn a_dead_consumers_batch_is_freed_exactly_once() {
         assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(4));
         assert_eq!(m.ctl.snapshot().recovered, 2);
     });
+}
+
+/// A producer claims the next position and dies before moving the tail,
+/// racing a live producer that pushes 7. Either the dead claim came first
+/// (position 0): the live producer helps the tail past it and pushes at 1,
+/// and exactly one of two racing survivors turns 0 into a hole; or the
+/// live producer won 0 and the dead claim on 1 lies outside the tail: it
+/// never counted, nobody recovers it, and the next push helps the tail past
+/// it (after which it is recovered like any other). No push is lost or
+/// delivered twice.
+#[test]
+fn a_producer_dead_before_moving_the_tail_is_stepped_past() {
+    check(
+        2,
+        &["dead at 0", "dead at 1", "a recovered", "b recovered"],
+        |seen| {
+            let m = mem(4);
+            let dying = {
+                let m = m.clone();
+                thread::spawn(move || m.q().as_pid(DEAD_PID).claim_push_and_stop())
+            };
+            let q = m.q();
+            q.try_push_with(|w| w[0].store(7, Relaxed)).unwrap();
+            assert!(dying.join().unwrap(), "an empty queue has room");
+            let dead_at = if m.ctl.snapshot().tail == 2 { 0 } else { 1 };
+            seen.note(format!("dead at {dead_at}"));
+            let a = survivor(&m, seen, "a", Side::Push);
+            let b = survivor(&m, seen, "b", Side::Push);
+            let total = a.join().unwrap() + b.join().unwrap();
+            assert_eq!(total, 1 - dead_at, "recovered {total} times");
+            assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(7));
+            q.try_push_with(|w| w[0].store(8, Relaxed)).unwrap();
+            if dead_at == 1 {
+                assert_eq!(
+                    q.try_pop_with(|w| w[0].load(Relaxed)),
+                    Err(TryPopError::Empty),
+                    "behind the dead claim the push stepped past"
+                );
+                assert_eq!(q.recover_abandoned_push(), 1);
+            }
+            assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(8));
+            assert_eq!(
+                q.try_pop_with(|w| w[0].load(Relaxed)),
+                Err(TryPopError::Empty)
+            );
+            assert_eq!(m.ctl.snapshot().recovered, 1);
+        },
+    );
+}
+
+/// A consumer claims the next item and dies before moving the head,
+/// racing a live consumer (queue of 2 holding 1 and 2). The live consumer
+/// gets the other item, helping the head past the dead claim if it came
+/// first. Then two producers race to free the dead consumer's slot while
+/// the main thread pushes: exactly one frees it (moving the head past it
+/// if nobody had), and the queue goes on: 3 and 4 arrive in order.
+#[test]
+fn a_consumer_dead_before_moving_the_head_is_stepped_past() {
+    check(
+        2,
+        &["dead at 0", "dead at 1", "a recovered", "b recovered"],
+        |seen| {
+            let m = mem(2);
+            let q = m.q();
+            q.try_push_with(|w| w[0].store(1, Relaxed)).unwrap();
+            q.try_push_with(|w| w[0].store(2, Relaxed)).unwrap();
+            let dying = {
+                let m = m.clone();
+                thread::spawn(move || m.q().as_pid(DEAD_PID).claim_pop_and_stop())
+            };
+            let got = q.try_pop_with(|w| w[0].load(Relaxed)).unwrap();
+            assert!(dying.join().unwrap(), "a full queue has an item");
+            // The dead consumer holds the other position: 1 if we got item 1
+            // (position 0), else 0.
+            let dead_at = if got == 1 { 1 } else { 0 };
+            seen.note(format!("dead at {dead_at}"));
+            let a = survivor(&m, seen, "a", Side::Pop);
+            let b = survivor(&m, seen, "b", Side::Pop);
+            let pushed = q.try_push_with(|w| w[0].store(3, Relaxed)).is_ok();
+            let total = a.join().unwrap() + b.join().unwrap();
+            assert_eq!(total, 1, "the dead consumer's slot freed {total} times");
+            assert_eq!(m.ctl.snapshot().head, 2, "the head is past both");
+            if !pushed {
+                q.try_push_with(|w| w[0].store(3, Relaxed)).unwrap();
+            }
+            q.try_push_with(|w| w[0].store(4, Relaxed)).unwrap();
+            assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(3));
+            assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(4));
+            assert_eq!(m.ctl.snapshot().recovered, 1);
+        },
+    );
 }

@@ -6,7 +6,7 @@
 //! * one message per call: `try_push`/`try_pop`, waiting with the common
 //!   [`Spin`](super::spin::Spin) when full or empty;
 //! * batched: `push_slice`/`pop_slice`, [`BATCH`](super::flow::BATCH) at
-//!   a time, each claiming its slots with one compare-and-swap.
+//!   a time, each moving the tail (head) past all its slots at once.
 
 use std::io;
 use std::path::Path;

@@ -234,16 +234,18 @@ macro_rules! common_methods {
 ///
 /// # Processes that die
 ///
-/// A producer killed after winning a slot and before publishing it leaves
-/// the slot claimed under its pid; its push never returned `Ok`, so no
-/// pushed item is lost, and blocked consumers turn the slot into a hole
-/// that everyone skips. A consumer killed after winning an item and before
-/// freeing its slot takes the item with it (as with any queue), and
-/// blocked producers free the slot. Blocked calls look for such slots every
-/// [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK); [`recover`](Self::recover)
-/// does it on demand. A process killed in the instant between winning a
-/// position and storing its claim cannot be told from a slow one: callers
-/// then wait for it, within their timeouts.
+/// A process wins a slot by writing its claim (role, pid, position) into
+/// it with one compare-and-swap, so at every instant each won slot names
+/// its owner. A producer killed after winning a slot and before publishing
+/// it leaves the slot claimed under its pid; its push never returned `Ok`,
+/// so no pushed item is lost, and blocked consumers turn the slot into a
+/// hole that everyone skips (a joinable queue counts the hole's task
+/// done). A consumer killed after winning an item and before freeing its
+/// slot takes the item with it (as with any queue), and blocked producers
+/// free the slot. Other producers and consumers step past a dead process's
+/// claim at once; blocked calls look for such slots every
+/// [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK), and
+/// [`recover`](Self::recover) does it on demand.
 pub struct Queue<T: Pod> {
     m: Mapped,
     _type: std::marker::PhantomData<fn(T) -> T>,
@@ -375,8 +377,10 @@ impl<T: Pod> Queue<T> {
         self.push_until(value, deadline(timeout))
     }
 
-    /// Pushes as many of `values` as there are free slots, claiming them all
-    /// with one compare-and-swap; returns how many (0 if full).
+    /// Pushes as many of `values` as there are free consecutive slots (up
+    /// to [`BATCH_MAX`](crate::mpmc::BATCH_MAX)), moving the tail past them
+    /// all at once and waking consumers once; returns how many (0 if
+    /// full).
     ///
     /// # Errors
     ///
@@ -423,8 +427,10 @@ impl<T: Pod> Queue<T> {
         self.m.raw.pop_with_until(Self::read, deadline(timeout))
     }
 
-    /// Pops up to `out.len()` items, claiming them with one compare-and-swap;
-    /// returns how many (0 if empty).
+    /// Pops up to `out.len()` consecutive items (up to
+    /// [`BATCH_MAX`](crate::mpmc::BATCH_MAX)), moving the head past them
+    /// all at once and waking producers once; returns how many (0 if
+    /// empty).
     ///
     /// # Errors
     ///

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use mmring::Pod;
 use mmring::mpmc::Queue;
 
-/// The claim word's roles (bits 63-62).
+/// The claim word's roles (bits 63-62; pid in 61-40, position in 39-0).
 pub const ROLE_PRODUCER: u64 = 1;
 pub const ROLE_CONSUMER: u64 = 2;
 
