@@ -320,7 +320,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     w.u8(1).u8(1).u8(0);
     w.u8(0).u8(3).u8(10).u8(0).u8(2).u8(5);
     w.u8(0).u8(0).u8(1).u16(0).u8(6).u64(77).u8(2); // slot 0 sequence = 77
-    w.u8(0).u8(1).u8(1).u16(1).u8(1).u8(2); // slot 0 claim = u64::MAX (a hole)
+    w.u8(0).u8(1).u8(1).u16(1).u8(1).u8(2); // slot 0 claim = u64::MAX (a hole mark, far ahead)
     w.u8(0).u8(5).u8(0).u8(7).u8(30).u8(0).u8(10).u8(1).u8(5);
     w.u8(0).u8(0).u8(0).u8(0).u8(2).u8(2); // tail = 1 << 63 (closed)
     w.u8(0).u8(8).u8(0).u8(3).u8(70).u8(0).u8(9).u8(0).u8(11);
