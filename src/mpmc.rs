@@ -500,23 +500,37 @@ impl<'a> RawQueue<'a> {
     /// Claims position `pos` for a producer: its slot is free for `pos`
     /// (`seq` = `pos`, read with Acquire) and holds no claim on `pos` yet.
     /// `Err(claimed)`: someone else's claim on `pos` is there (or the
-    /// compare-and-swap lost to a change: `claimed` is false, look again).
+    /// compare-and-swap lost to a change, or the slot moved on: `claimed`
+    /// is false, look again).
     #[inline(always)]
     fn claim_push(&self, slot: &[AtomicU64], pos: u64) -> Result<(), bool> {
-        // Relaxed: the compare-and-swap below validates it.
-        let held = slot[1].load(Ordering::Relaxed);
+        // Acquire pairs with the AcqRel compare-and-swap that stored it: if
+        // it is a later lap's claim, what its claimer saw of the sequence
+        // (a later lap's) is visible to the check below.
+        let held = slot[1].load(Ordering::Acquire);
         if role_at(held, pos) != ROLE_NONE {
             return Err(true);
         }
-        // Relaxed: the sequence's Acquire (by the caller) ordered the
-        // previous lap's reads before our writes; the claim itself is
-        // published with the slot's sequence (Release) and read by
-        // recovery through its own compare-and-swap.
+        // The sequence again, now that the claim is read: any value that is
+        // not a claim on `pos` is accepted as the previous lap's, so it must
+        // be read while the slot is still free for `pos`. Otherwise a
+        // producer that stalled between the caller's sequence check and the
+        // claim read could take a later lap's claim for the previous lap's
+        // and win the slot from under it (found by an in-process stress run:
+        // a published item was overwritten, the head and tail passed it).
+        // Acquire: as the caller's load.
+        if slot[0].load(Ordering::Acquire) != pos {
+            return Err(false);
+        }
+        // AcqRel: the Release half publishes what we saw of the sequence
+        // to whoever reads this claim (see the Acquire load above); the
+        // payload itself is published with the slot's sequence (Release)
+        // and recovery validates the claim with its own compare-and-swap.
         slot[1]
             .compare_exchange(
                 held,
                 claim(ROLE_PRODUCER, self.me, pos),
-                Ordering::Relaxed,
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             )
             .map(drop)
@@ -531,21 +545,23 @@ impl<'a> RawQueue<'a> {
     /// a change, look again.
     #[inline(always)]
     fn claim_pop(&self, slot: &[AtomicU64], pos: u64) -> Result<bool, Option<u64>> {
-        // Relaxed: read after the caller's Acquire of the sequence, so it is
-        // at least the producer's claim (or the hole mark) of `pos`;
-        // validated by the compare-and-swap below.
-        let held = slot[1].load(Ordering::Relaxed);
+        // Acquire: as in `claim_push`. Read after the caller's Acquire of
+        // the sequence, so it is at least the producer's claim (or the hole
+        // mark) of `pos`. Only a claim *on* `pos` is accepted, so unlike a
+        // producer a consumer needs no second look at the sequence: a claim
+        // on `pos` is never stored again once the slot moved on.
+        let held = slot[1].load(Ordering::Acquire);
         let role = role_at(held, pos);
         if role != ROLE_PRODUCER && role != ROLE_HOLE {
             return Err(Some(role));
         }
-        // Relaxed: the sequence's Acquire ordered the payload; the claim is
-        // read by recovery through its own compare-and-swap.
+        // AcqRel: as in `claim_push`; the sequence's Acquire ordered the
+        // payload.
         slot[1]
             .compare_exchange(
                 held,
                 claim(ROLE_CONSUMER, self.me, pos),
-                Ordering::Relaxed,
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             )
             .map(|_| role == ROLE_HOLE)
@@ -1576,6 +1592,148 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(pop(&q), Ok(1));
         assert_eq!(pop(&q), Err(TryPopError::Closed));
+    }
+
+    /// Three producer and three consumer threads mix single and batch
+    /// operations on a 16-slot queue, many rounds: every item arrives
+    /// exactly once, each producer's items in order for each consumer, and
+    /// the queue never stops moving (a watchdog dumps the slots if it
+    /// does).
+    ///
+    /// Regression: a producer that stalled between its sequence check and
+    /// its claim read could take a later lap's claim for the previous
+    /// lap's, win the slot from under it, and publish an old position
+    /// there; the head and tail then passed that slot for good. Loom's
+    /// small models never went a whole lap behind one thread's back; this
+    /// found it within a few dozen rounds.
+    #[test]
+    fn threads_mixing_singles_and_batches_deliver_exactly_once() {
+        use std::sync::Arc;
+
+        const CAP: usize = 16;
+        const PRODUCERS: u64 = 3;
+        const CONSUMERS: u64 = 3;
+        let (rounds, per) = if cfg!(debug_assertions) {
+            (40, 10_000u64)
+        } else {
+            (200, 20_000u64)
+        };
+        let rand = |r: &mut u64| {
+            *r = r
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            *r >> 33
+        };
+        for round in 0..rounds {
+            let m = Arc::new(mem(CAP, 1, 0));
+            let got = Arc::new(AtomicU64::new(0));
+            let mut producers = Vec::new();
+            for p in 0..PRODUCERS {
+                let m = m.clone();
+                producers.push(std::thread::spawn(move || {
+                    let q = q(&m);
+                    let (mut next, mut r) = (0, p * 7 + round);
+                    while next < per {
+                        let k = (rand(&mut r) % 9) as usize; // 0: single
+                        let n = if k == 0 {
+                            let v = (p << 32) | next;
+                            usize::from(
+                                q.try_push_with(|w| w[0].store(v, Ordering::Relaxed))
+                                    .is_ok(),
+                            )
+                        } else {
+                            let k = k.min((per - next) as usize);
+                            let first = next;
+                            q.push_batch_with(k, |i, w| {
+                                w[0].store((p << 32) | (first + i as u64), Ordering::Relaxed);
+                            })
+                            .unwrap()
+                        };
+                        if n == 0 {
+                            std::thread::yield_now();
+                        }
+                        next += n as u64;
+                    }
+                }));
+            }
+            let mut consumers = Vec::new();
+            for c in 0..CONSUMERS {
+                let (m, got) = (m.clone(), got.clone());
+                consumers.push(std::thread::spawn(move || {
+                    let q = q(&m);
+                    let mut r = c * 13 + round + 5;
+                    let mut mine = Vec::new();
+                    while got.load(Ordering::Relaxed) < PRODUCERS * per {
+                        let k = (rand(&mut r) % 9) as usize;
+                        let before = mine.len();
+                        if k == 0 {
+                            if let Ok(v) = q.try_pop_with(|w| w[0].load(Ordering::Relaxed)) {
+                                mine.push(v);
+                            }
+                        } else {
+                            q.pop_batch_with(k, |_, w| mine.push(w[0].load(Ordering::Relaxed)))
+                                .unwrap();
+                        }
+                        let n = (mine.len() - before) as u64;
+                        if n == 0 {
+                            std::thread::yield_now();
+                        }
+                        got.fetch_add(n, Ordering::Relaxed);
+                    }
+                    mine
+                }));
+            }
+            // Watchdog: the count must keep moving.
+            let (mut seen, mut since) = (0, Instant::now());
+            while got.load(Ordering::Relaxed) < PRODUCERS * per {
+                std::thread::sleep(Duration::from_millis(5));
+                let now = got.load(Ordering::Relaxed);
+                if now != seen {
+                    (seen, since) = (now, Instant::now());
+                }
+                if since.elapsed() > Duration::from_secs(20) {
+                    let q = q(&m);
+                    let (tail, head) = (m.ctl.pushed(), m.ctl.head.load(Ordering::Relaxed));
+                    let slots: Vec<String> = (head..head + CAP as u64)
+                        .map(|p| {
+                            let s = q.slot(p);
+                            let c = s[1].load(Ordering::Relaxed);
+                            format!(
+                                "{p}: seq {} claim role {} on {}",
+                                s[0].load(Ordering::Relaxed),
+                                c >> 62,
+                                c & POS_MASK
+                            )
+                        })
+                        .collect();
+                    panic!(
+                        "round {round}: stuck at {now} items, tail {tail}, head {head}: {slots:#?}"
+                    );
+                }
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            let mut all = Vec::new();
+            for c in consumers {
+                let mine = c.join().unwrap();
+                for p in 0..PRODUCERS {
+                    let from_p: Vec<u64> =
+                        mine.iter().filter(|&&v| v >> 32 == p).copied().collect();
+                    assert!(
+                        from_p.windows(2).all(|w| w[0] < w[1]),
+                        "round {round}: producer {p}'s items out of order"
+                    );
+                }
+                all.extend(mine);
+            }
+            all.sort_unstable();
+            let want: Vec<u64> = (0..PRODUCERS)
+                .flat_map(|p| (0..per).map(move |i| (p << 32) | i))
+                .collect();
+            assert!(all == want, "round {round}: items lost or repeated");
+            assert_eq!(q(&m).len(), 0);
+        }
     }
 
     #[test]

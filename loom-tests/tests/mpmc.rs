@@ -836,3 +836,54 @@ fn batches_race_a_single_try_pop() {
         },
     );
 }
+
+/// A producer that falls a whole lap behind between reading a slot's
+/// sequence and reading its claim never takes the slot. Producer 1 tries
+/// once to push 11 (capacity 2); meanwhile the main thread pushes 21 and
+/// 22, pops one, and pushes 23, which lands in slot 0 again (position 2).
+/// Whatever the interleaving, every item pushed arrives exactly once, and
+/// 11 only if its push said `Ok`.
+///
+/// Regression: the producer used to accept any claim that was not on its
+/// position as the previous lap's; one read a lap late (23's claim, on
+/// position 2) let it win position 0 from under 23 and overwrite it.
+#[test]
+fn a_producer_a_lap_behind_never_takes_a_later_laps_slot() {
+    check(2, &["11 pushed", "11 refused"], |seen| {
+        let m = mem(2, 1, 0);
+        let p1 = {
+            let m = m.clone();
+            thread::spawn(move || {
+                m.start();
+                m.q().try_push_with(|w| w[0].store(11, Relaxed)).is_ok()
+            })
+        };
+        m.start();
+        let q = m.q();
+        let mut pushed = Vec::new();
+        let mut got = Vec::new();
+        for v in [21, 22] {
+            if q.try_push_with(|w| w[0].store(v, Relaxed)).is_ok() {
+                pushed.push(v);
+            }
+        }
+        if let Ok(v) = q.try_pop_with(|w| w[0].load(Relaxed)) {
+            got.push(v);
+        }
+        if q.try_push_with(|w| w[0].store(23, Relaxed)).is_ok() {
+            pushed.push(23);
+        }
+        if p1.join().unwrap() {
+            seen.note("11 pushed");
+            pushed.push(11);
+        } else {
+            seen.note("11 refused");
+        }
+        while let Ok(v) = q.try_pop_with(|w| w[0].load(Relaxed)) {
+            got.push(v);
+        }
+        pushed.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, pushed, "every item pushed arrives exactly once");
+    });
+}
