@@ -733,7 +733,7 @@ fn child_byte_consumer() {
 
 const KILL_CAP: usize = 16;
 /// Bits per producer in the bitmap: no producer pushes more than this.
-const KILL_LIMIT: u64 = 1 << 20;
+const KILL_LIMIT: u64 = 1 << 22;
 /// Messages each surviving producer pushes after the kills: many laps of
 /// the queue, so they must get past any slot the dead left behind.
 const AFTER_KILL: u64 = 20_000;
@@ -781,10 +781,9 @@ enum KillAt {
 /// [`ROLE_PRODUCER`]) or popping ([`ROLE_CONSUMER`]) the queue right now,
 /// with `SIGKILL` at a point of `at`: stops it with `SIGSTOP` at a random
 /// moment, looks at the queue, and either kills it there or lets it run
-/// on (`SIGCONT`) and tries again. While it is stopped (or asleep, when it
-/// is not stopped at all), `between` runs (the parent may drain or fill the
-/// queue for it); a stop that lands in the wrong place lets it run a random
-/// little while.
+/// on (`SIGCONT`) and tries again. While it is stopped, `between` runs
+/// (the parent may drain or fill the queue for it); a stop that lands in
+/// the wrong place lets it run a random little while.
 ///
 /// Returns the position it was caught at (the last one it claimed), the
 /// message in that position's slot when it died (read before the kill:
@@ -813,14 +812,6 @@ fn kill_at(
         );
         kids.check_none_failed();
         let run_for = 100 + u64::from(tries) / 64;
-        if !common::is_running(pid) {
-            // Asleep (a full or empty queue): a stop now would find it in
-            // the kernel, never inside an operation. Give it work (`between`
-            // may fill or drain the queue for it) and let it run first.
-            between();
-            std::thread::sleep(Duration::from_micros(rng.below(run_for.min(5_000))));
-            continue;
-        }
         signal(pid, libc::SIGSTOP);
         kids.wait_for("the victim to stop", || is_stopped(pid));
         // The victim's last claimed position, and whether it is held: a
@@ -878,8 +869,8 @@ fn kill_at(
         // Let it run a little: sleeping hands it a processor. On a loaded
         // machine a short sleep may end before it ran at all, and the next
         // stop finds it where this one did: the longer the search, the
-        // longer it may run (up to 5 ms), so the stops spread out.
-        std::thread::sleep(Duration::from_micros(rng.below(run_for.min(5_000))));
+        // longer it may run (up to 1 ms), so the stops spread out.
+        std::thread::sleep(Duration::from_micros(rng.below(run_for.min(1_000))));
     }
 }
 
@@ -1322,7 +1313,7 @@ fn a_producer_killed_mid_batch_does_not_block_the_queue() {
     let d = dir.path();
     // Large: the victim's refill after each drain outlasts a time slice,
     // so a stop lands mid-refill even when the processors are busy.
-    let q = Queue::<Msg>::create(d.join("q"), 1 << 16).unwrap();
+    let q = Queue::<Msg>::create(d.join("q"), 1 << 18).unwrap();
     let peek = Peek::new(&q);
     let f = KillFiles::create(d, 2, 1);
     let mut kids = Children::new();

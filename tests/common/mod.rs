@@ -506,20 +506,6 @@ pub fn is_stopped(pid: u32) -> bool {
     })
 }
 
-/// Whether some thread of process `pid` is running or runnable (state `R`
-/// in `/proc`): not asleep in a system call such as a futex wait.
-pub fn is_running(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.into_iter().flatten().any(|t| {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s == "R")
-    })
-}
-
 /// Asserts that `res` is the `WrongPayload` error of opening a `u64` object
 /// as the type named `want`.
 #[track_caller]
