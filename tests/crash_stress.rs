@@ -53,7 +53,12 @@
 //! batch sizes); the moments the kills land still depend on the scheduler. Each run prints its seed and a
 //! summary line.
 //!
-//! MPMC kills land anywhere: a process wins a slot by storing its claim
+//! Half the MPMC kills are aimed: the parent stops the victim (`SIGSTOP`)
+//! again and again until it is caught holding a slot it claimed and has
+//! not published or freed (or [`AIM_TRIES`] stops passed), and kills it
+//! there, so that survivors must recover slots under load; the summary
+//! counts those hits. The other kills land anywhere: a process wins a slot
+//! by storing its claim
 //! in it with one compare-and-swap, so no instant leaves a won slot that
 //! does not name its owner. (Before format version 3 a process won the
 //! position with a compare-and-swap of the tail or head and stored its
@@ -67,8 +72,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::peek::Peek;
-use common::{Children, Rng, WATCHDOG};
+use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
+use common::{Children, Rng, WATCHDOG, is_stopped, signal};
 use mmring::Zeroable;
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
@@ -78,6 +83,8 @@ use mmring::{
 
 /// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
 const CI_KILLS: usize = 20;
+/// Stops per aimed MPMC kill before it kills the victim wherever it is.
+const AIM_TRIES: usize = 200;
 /// The environment variable that asks for a longer run (kills per kind).
 const KILLS_VAR: &str = "MMRING_STRESS_KILLS";
 /// The environment variable that fixes the random seed.
@@ -620,6 +627,24 @@ fn seed_of(ctx: &common::ChildCtx) -> u64 {
 // ---------------------------------------------------------------------------
 
 impl Peek {
+    /// Whether process `pid` holds a slot right now: a producer's claim on
+    /// a position not published yet, or a consumer's on one not freed
+    /// (claims: role in bits 63-62, pid in 61-40, position in 39-0).
+    fn holds_slot(&self, pid: u32) -> bool {
+        let tail = self.tail();
+        (tail.saturating_sub(self.capacity)..tail + 2).any(|pos| {
+            let (seq, claim) = self.slot(pos);
+            let on_pos = (claim ^ pos) & ((1 << 40) - 1) == 0;
+            let by_pid = (claim >> 40) & 0x3f_ffff == u64::from(pid);
+            let open = match claim >> 62 {
+                ROLE_PRODUCER => seq == pos,
+                ROLE_CONSUMER => seq == pos + 1,
+                _ => false,
+            };
+            on_pos && by_pid && open
+        })
+    }
+
     /// One line per slot, for a stall report.
     fn dump(&self) -> String {
         let (tail, head) = (self.tail(), self.head());
@@ -774,6 +799,7 @@ fn run(kind: Kind) {
     let mut rng = Rng::new(seed);
     let mut deaths: Vec<Death> = Vec::new();
     let mut killed_starting = 0u64;
+    let mut aimed_hits = 0u64;
     let started = Instant::now();
     let wait_ready = |kids: &mut Children, live: &[(usize, Role)]| {
         kids.wait_for("every process to open the ring", || {
@@ -793,6 +819,25 @@ fn run(kind: Kind) {
         kids.check_none_failed();
         let v = early.unwrap_or_else(|| rng.below(live.len() as u64) as usize);
         let (id, role) = live[v];
+        if let Some(peek) = peek
+            .as_ref()
+            .filter(|_| early.is_none() && rng.below(2) == 0)
+        {
+            // Half the MPMC kills aim at the windows recovery is for: the
+            // victim is stopped until it is caught holding a slot it
+            // claimed and has not published (freed), or a few tries passed.
+            let pid = kids.pid(id);
+            for _ in 0..AIM_TRIES {
+                signal(pid, libc::SIGSTOP);
+                kids.wait_for("the victim to stop", || is_stopped(pid));
+                if peek.holds_slot(pid) {
+                    aimed_hits += 1;
+                    break;
+                }
+                signal(pid, libc::SIGCONT);
+                std::thread::sleep(Duration::from_micros(rng.below(200)));
+            }
+        }
         kids.kill(id);
         if f.ready[id].load() == 0 {
             killed_starting += 1;
@@ -1010,7 +1055,7 @@ fn run(kind: Kind) {
          {excused}), lost beyond that {}, duplicated {}, torn {}, out of order {}, \
          recovered slots {}, hangs {}, blocking calls {}, longest blocking call {longest:?} \
          ({:?} while stopping), \
-         kill phase {kill_time:.1?}, the file's status block {status_block}",
+         kill phase {kill_time:.1?}, the file's status block {status_block}{}",
         kind.name(),
         deaths.len(),
         deaths.len() - consumer_kills,
@@ -1023,6 +1068,11 @@ fn run(kind: Kind) {
         stat(HANGS),
         stat(CALLS),
         Duration::from_nanos(stat(LONGEST_STOPPING)),
+        if kind == Kind::Mpmc {
+            format!(", kills caught holding a slot {aimed_hits}")
+        } else {
+            String::new()
+        },
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(stat(HANGS), 0, "blocking calls ran out of their timeout");
