@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | [`Counter`] (`i64`) | `Value('i')` + `get_lock()` | load, store, fetch_add/sub, compare_exchange, fetch_update, fetch_max/min |
 //! | [`AtomicArray<T>`] (`u32`, `i32`, `u64`, `i64`, `f64`) | `Array` | the same, per element |
-//! | [`SeqCell<T>`] (any [`Pod`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
+//! | [`SeqCell<T>`] (any [`Payload`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
 //! | [`spsc::Producer<T>`] / [`spsc::Consumer<T>`] | `Pipe`, a 1:1 `Queue` | try_push/try_pop, blocking push/pop (futex, no CPU while idle), timeouts, push_slice/pop_slice, zero-copy chunks, close |
 //! | [`mpmc::Queue<T>`] | `Queue`, `JoinableQueue` | the same from any number of processes, plus task_done/join; one `close()` stops every consumer |
 //! | [`spsc::ByteProducer`] / [`mpmc::ByteQueue`] | pickled objects in a `Queue` | byte messages up to a maximum length chosen at creation |
@@ -118,7 +118,7 @@ pub use error::{
 };
 #[cfg(not(loom))]
 pub use event::Event;
-pub use pod::{Pod, TypeInfo, Zeroable};
+pub use pod::{Payload, Pod, TypeInfo, Zeroable};
 #[cfg(not(loom))]
 pub use region::{CreateOptions, Region, remove};
 #[cfg(not(loom))]
