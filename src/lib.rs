@@ -26,6 +26,41 @@
 //! expected and what was found; no file content makes the library panic.
 //! The bytes are documented in `docs/FORMAT.md`.
 //!
+//! # Payload types
+//!
+//! A type stored in a file is a [`Payload`]: plain old data ([`Pod`]) with
+//! a stable name that the file records with its size and alignment. The
+//! primitives (`u64`, `f64` ...) and arrays of payloads (`[u8; 16]`) are
+//! payloads already; declare your own with [`payload!`]:
+//!
+//! ```
+//! use mmring::{Pod, SeqCell, Zeroable};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+//! #[repr(C)]
+//! struct Quote {
+//!     bid: f64,
+//!     ask: f64,
+//! }
+//! mmring::payload!(Quote); // named "Quote", wherever the type lives
+//! // or: mmring::payload!(Quote = "market.Quote");
+//!
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("quote");
+//! let quote = SeqCell::create(&path, Quote { bid: 99.5, ask: 100.5 })?;
+//! // Opened as another type: the error names both sides.
+//! let err = SeqCell::<[u8; 16]>::open(&path).unwrap_err();
+//! assert!(err.to_string().ends_with(
+//!     "wrong payload type (expected [u8; 16] (16 B, align 1), found Quote (16 B, align 8))"
+//! ));
+//! # drop(quote);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The name never comes from [`std::any::type_name`], so a compiler
+//! upgrade, a crate rename or a move to another module keeps files
+//! openable; see [`pod`] for the naming rules.
+//!
 //! # Example: two processes, one counter
 //!
 //! ```rust,standalone_crate
