@@ -148,7 +148,7 @@ impl<T: Payload, const N: usize> Payload for [T; N] {
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("point");
 /// let cell = SeqCell::create(&path, Point { x: 1.0, y: 2.0 })?;
-/// assert_eq!(cell.load(), Point { x: 1.0, y: 2.0 });
+/// assert_eq!(cell.load()?, Point { x: 1.0, y: 2.0 });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[macro_export]
