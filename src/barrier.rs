@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::error::BarrierError;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
@@ -47,21 +48,6 @@ static_assertions::const_assert_eq!(size_of::<BarrierWords>(), 64 + MAX_PARTIES 
 #[cfg(not(loom))]
 // SAFETY: repr(C), only the switch module's atomics and u64 padding.
 unsafe impl crate::region::MappedAtomic for BarrierWords {}
-
-/// Why a barrier wait did not complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BarrierError {
-    /// The timeout passed before every party arrived (this party's arrival
-    /// was withdrawn).
-    #[error("timed out waiting for the other parties")]
-    Timeout,
-    /// A registered party died without arriving: the round cannot complete.
-    #[error("broken barrier: party pid {pid} died without arriving")]
-    Broken {
-        /// The dead party.
-        pid: u32,
-    },
-}
 
 /// What a completed wait tells its party.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

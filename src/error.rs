@@ -280,7 +280,8 @@ pub enum TryPushError<T> {
 }
 
 /// Why a blocking [`push`](crate::spsc::Producer::push) did not push; the
-/// value comes back.
+/// value comes back. A blocking call has no deadline, so it cannot time out
+/// (see [`PushTimeoutError`] for the timed call).
 #[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PushError<T> {
     /// The ring was closed (by either side).
@@ -292,6 +293,32 @@ pub enum PushError<T> {
     /// The timeout passed with the ring still full.
     #[error("timed out with the ring full")]
     Timeout(T),
+}
+
+/// Why a timed [`push_timeout`](crate::spsc::Producer::push_timeout) did
+/// not push; the value comes back.
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushTimeoutError<T> {
+    /// The ring was closed (by either side).
+    #[error("ring closed")]
+    Closed(T),
+    /// The consumer is gone (its process died or it released its role)
+    /// while the ring was full.
+    #[error("consumer disconnected")]
+    Disconnected(T),
+    /// The timeout passed with the ring still full.
+    #[error("timed out with the ring full")]
+    Timeout(T),
+}
+
+impl<T> From<PushError<T>> for PushTimeoutError<T> {
+    fn from(e: PushError<T>) -> Self {
+        match e {
+            PushError::Closed(v) => Self::Closed(v),
+            PushError::Disconnected(v) => Self::Disconnected(v),
+            PushError::Timeout(v) => Self::Timeout(v),
+        }
+    }
 }
 
 /// Why [`try_pop`](crate::spsc::Consumer::try_pop) returned nothing.
@@ -318,6 +345,32 @@ pub enum PopError {
     /// The timeout passed with the ring still empty.
     #[error("timed out with the ring empty")]
     Timeout,
+}
+
+/// Why a timed [`pop_timeout`](crate::spsc::Consumer::pop_timeout)
+/// returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PopTimeoutError {
+    /// The ring is empty and closed: nothing more will come.
+    #[error("ring closed")]
+    Closed,
+    /// The ring is empty and no producer holds it (its process died or it
+    /// released its role): everything it committed has been received.
+    #[error("producer disconnected")]
+    Disconnected,
+    /// The timeout passed with the ring still empty.
+    #[error("timed out with the ring empty")]
+    Timeout,
+}
+
+impl From<PopError> for PopTimeoutError {
+    fn from(e: PopError) -> Self {
+        match e {
+            PopError::Closed => Self::Closed,
+            PopError::Disconnected => Self::Disconnected,
+            PopError::Timeout => Self::Timeout,
+        }
+    }
 }
 
 /// Why a zero-copy chunk could not be had.
@@ -356,6 +409,11 @@ into_inner_and_debug!(PushError {
     Disconnected,
     Timeout
 });
+into_inner_and_debug!(PushTimeoutError {
+    Closed,
+    Disconnected,
+    Timeout
+});
 
 /// The ring was closed (for reads: closed and drained).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -380,6 +438,48 @@ pub enum BytePushError {
     #[error("queue closed")]
     Closed,
     /// The timeout passed with the queue still full.
+    #[error("timed out with the queue full")]
+    Timeout,
+}
+
+/// Why a non-blocking byte-message push (`try_push`) did not push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ByteTryPushError {
+    /// The message is longer than the ring's maximum.
+    #[error("message of {len} bytes is longer than the {max}-byte maximum")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// No room for the message now.
+    #[error("queue full")]
+    Full,
+    /// The ring or queue was closed.
+    #[error("queue closed")]
+    Closed,
+}
+
+/// Why a timed byte-message push (`push_timeout`) did not push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BytePushTimeoutError {
+    /// The message is longer than the ring's maximum.
+    #[error("message of {len} bytes is longer than the {max}-byte maximum")]
+    TooLong {
+        /// The message's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The ring or queue was closed.
+    #[error("queue closed")]
+    Closed,
+    /// The reading side is gone (its process died or it released its
+    /// role) while there was no room.
+    #[error("consumer disconnected")]
+    Disconnected,
+    /// The timeout passed with no room for the message.
     #[error("timed out with the queue full")]
     Timeout,
 }
@@ -410,5 +510,72 @@ pub enum GcError {
         op: &'static str,
         /// The error.
         source: io::Error,
+    },
+}
+
+/// Why `task_done` refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// More `task_done` calls than items pushed.
+    #[error("task_done called more times than items were pushed")]
+    TooManyDone,
+    /// The queue was not created joinable.
+    #[error("the queue does not track tasks (create it joinable)")]
+    NotJoinable,
+}
+
+/// Why `join` returned without every task done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The timeout passed with this many tasks unfinished.
+    #[error("timed out with {0} tasks unfinished")]
+    Timeout(u64),
+    /// The queue was not created joinable.
+    #[error("the queue does not track tasks (create it joinable)")]
+    NotJoinable,
+}
+
+/// Why a map operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    /// No entry is free for a new key (the table is full).
+    #[error("map full: all {capacity} entries are bound to keys")]
+    Full {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// The key is longer than the map's maximum.
+    #[error("key of {len} bytes is longer than the {max}-byte maximum")]
+    KeyTooLong {
+        /// The key's length.
+        len: usize,
+        /// The map's maximum.
+        max: usize,
+    },
+    /// An entry stayed locked by a writer that died or stalled.
+    #[error("entry busy: {0}")]
+    Busy(#[from] SeqLockError),
+}
+
+/// `release` on a bounded semaphore already at its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("released too many times: the bounded semaphore is already at its limit of {max}")]
+pub struct ReleaseError {
+    /// The bound.
+    pub max: u64,
+}
+
+/// Why a barrier wait did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BarrierError {
+    /// The timeout passed before every party arrived (this party's arrival
+    /// was withdrawn).
+    #[error("timed out waiting for the other parties")]
+    Timeout,
+    /// A registered party died without arriving: the round cannot complete.
+    #[error("broken barrier: party pid {pid} died without arriving")]
+    Broken {
+        /// The dead party.
+        pid: u32,
     },
 }

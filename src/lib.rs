@@ -148,8 +148,10 @@ pub use counter::{Atomic, Element};
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use error::{
-    BytePushError, ChunkError, Closed, GcError, OpenError, OutOfBounds, PopError, PushError,
-    RemoveError, SeqLockError, TryPopError, TryPushError,
+    BarrierError, BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, Closed,
+    GcError, JoinError, MapError, OpenError, OutOfBounds, PopError, PopTimeoutError, PushError,
+    PushTimeoutError, ReleaseError, RemoveError, SeqLockError, TaskError, TryPopError,
+    TryPushError,
 };
 #[cfg(not(loom))]
 pub use event::Event;

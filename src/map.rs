@@ -21,7 +21,7 @@
 //! clamped to the maximum, probing visits at most `capacity` entries, and a
 //! garbage state reads as "some other key".
 
-use crate::error::SeqLockError;
+pub use crate::error::MapError;
 use crate::pod::fnv1a;
 
 pub use crate::layout::MAP_CONTROL_SIZE;
@@ -152,28 +152,6 @@ impl MapControl {
         // Relaxed: a snapshot.
         self.len.load(Ordering::Relaxed)
     }
-}
-
-/// Why a map operation failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MapError {
-    /// No entry is free for a new key (the table is full).
-    #[error("map full: all {capacity} entries are bound to keys")]
-    Full {
-        /// The table's capacity.
-        capacity: usize,
-    },
-    /// The key is longer than the map's maximum.
-    #[error("key of {len} bytes is longer than the {max}-byte maximum")]
-    KeyTooLong {
-        /// The key's length.
-        len: usize,
-        /// The map's maximum.
-        max: usize,
-    },
-    /// An entry stayed locked by a writer that died or stalled.
-    #[error("entry busy: {0}")]
-    Busy(#[from] SeqLockError),
 }
 
 /// What [`RawMap::insert`] did.

@@ -57,6 +57,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::error::{JoinError, TaskError};
 use crate::error::{PopError, PushError, TryPopError, TryPushError};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
@@ -286,28 +287,6 @@ impl Control {
     fn joined(&self) -> WaitPoint<'_> {
         WaitPoint::new(&self.join_epoch, &self.join_waiters)
     }
-}
-
-/// Why `task_done` refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TaskError {
-    /// More `task_done` calls than items pushed.
-    #[error("task_done called more times than items were pushed")]
-    TooManyDone,
-    /// The queue was not created joinable.
-    #[error("the queue does not track tasks (create it joinable)")]
-    NotJoinable,
-}
-
-/// Why `join` returned without every task done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
-    /// The timeout passed with this many tasks unfinished.
-    #[error("timed out with {0} tasks unfinished")]
-    Timeout(u64),
-    /// The queue was not created joinable.
-    #[error("the queue does not track tasks (create it joinable)")]
-    NotJoinable,
 }
 
 /// What happened to one attempt on a slot.

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::error::ReleaseError;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
@@ -39,14 +40,6 @@ static_assertions::const_assert_eq!(size_of::<SemaphoreWords>(), 64 + HOLDERS * 
 #[cfg(not(loom))]
 // SAFETY: repr(C), only the switch module's atomics and u64 padding.
 unsafe impl crate::region::MappedAtomic for SemaphoreWords {}
-
-/// `release` on a bounded semaphore already at its bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("released too many times: the bounded semaphore is already at its limit of {max}")]
-pub struct ReleaseError {
-    /// The bound.
-    pub max: u64,
-}
 
 /// A holder entry read from the table: (pid, permits held).
 pub type Holder = (u32, u64);
