@@ -44,6 +44,7 @@ struct Item {
     number: u64,
     price_cents: u64,
 }
+mmring::payload!(Item);
 
 impl Item {
     fn new(shop: u64, number: u64) -> Self {

@@ -52,6 +52,7 @@ struct Test {
     /// How many updates process `i` made (every update adds 1).
     updates: [u64; NESTED],
 }
+mmring::payload!(Test);
 
 mod common;
 

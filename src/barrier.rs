@@ -344,7 +344,6 @@ mod mapped {
         Expect {
             kind: Kind::Barrier,
             elem: TypeInfo::NONE,
-            elem_name: "barrier",
             any_size: false,
         }
     }

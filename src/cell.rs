@@ -9,12 +9,13 @@ use std::path::Path;
 
 use crate::error::{OpenError, SeqLockError};
 use crate::layout::Kind;
-use crate::pod::{Pod, TypeInfo};
+use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region, View};
 use crate::seqlock::{Patience, SeqLock, words_for};
 use crate::sync::AtomicU64;
 
-/// A shared value of any [`Pod`] type `T` (no pointers, no padding).
+/// A shared value of any [`Payload`] type `T` (plain old data with a stable
+/// name: no pointers, no padding).
 ///
 /// * [`load`](SeqCell::load) never returns a torn value (some fields from one
 ///   store and some from another) and never blocks a writer. The cell keeps
@@ -40,6 +41,7 @@ use crate::sync::AtomicU64;
 /// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 /// #[repr(C)]
 /// struct Position { x: f64, y: f64, tick: u64 }
+/// mmring::payload!(Position);
 ///
 /// let cell = SeqCell::create(&path, Position { x: 0.0, y: 0.0, tick: 0 })?;
 /// // ... another process:
@@ -49,13 +51,13 @@ use crate::sync::AtomicU64;
 /// assert_eq!(reader.version(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct SeqCell<T: Pod> {
+pub struct SeqCell<T: Payload> {
     view: View<[AtomicU64]>,
     patience: Patience,
     _type: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Pod> std::fmt::Debug for SeqCell<T> {
+impl<T: Payload> std::fmt::Debug for SeqCell<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeqCell")
             .field("path", &self.view.region().path())
@@ -64,12 +66,11 @@ impl<T: Pod> std::fmt::Debug for SeqCell<T> {
     }
 }
 
-impl<T: Pod> SeqCell<T> {
+impl<T: Payload> SeqCell<T> {
     fn expect() -> Expect {
         Expect {
             kind: Kind::SeqCell,
             elem: TypeInfo::of::<T>(),
-            elem_name: std::any::type_name::<T>(),
             any_size: false,
         }
     }

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use crate::pod::Pod;
+use crate::pod::Payload;
 use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 mod private {
@@ -32,7 +32,7 @@ mod private {
 /// `compare_exchange` on `f64` compares bit patterns (`-0.0 != 0.0`, and a
 /// NaN equals itself only bit for bit).
 pub trait Element:
-    Pod + PartialOrd + fmt::Debug + fmt::Display + Send + Sync + private::Sealed
+    Payload + PartialOrd + fmt::Debug + fmt::Display + Send + Sync + private::Sealed
 {
     /// The atomic that holds this element.
     #[doc(hidden)]
@@ -322,7 +322,6 @@ mod mapped {
         Expect {
             kind,
             elem: TypeInfo::of::<T>(),
-            elem_name: std::any::type_name::<T>(),
             any_size: false,
         }
     }

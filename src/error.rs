@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::pod::TypeInfo;
+use crate::pod::{NameError, TypeInfo};
 pub use crate::seqlock::SeqLockError;
 
 /// Why `create`, `open` or `open_or_create` of a shared object failed.
@@ -74,17 +74,30 @@ pub enum OpenError {
         /// The kind in the file (its name, or its number if unknown).
         found: String,
     },
-    /// The file holds another payload type.
-    #[error("{}: wrong payload type (expected {expected_name}: {expected}; found {found})", path.display())]
+    /// The file holds another payload type: another name, size or
+    /// alignment (e.g. `wrong payload type (expected [u8; 16] (16 B, align
+    /// 1), found u64 (8 B, align 8))`).
+    #[error("{}: wrong payload type (expected {expected}, found {found})", path.display())]
     WrongPayload {
         /// The path.
         path: PathBuf,
-        /// The Rust name of the type asked for.
-        expected_name: &'static str,
-        /// The type asked for.
-        expected: TypeInfo,
+        /// The type asked for (boxed: a [`TypeInfo`] holds its name inline).
+        expected: Box<TypeInfo>,
         /// The type recorded in the file.
-        found: TypeInfo,
+        found: Box<TypeInfo>,
+    },
+    /// The payload type's name cannot be stored in a file: empty, longer
+    /// than [`MAX_NAME_LEN`](crate::pod::MAX_NAME_LEN) bytes, or with a NUL
+    /// (see [`Payload`](crate::Payload)). Refused by `create`, and by
+    /// `open`, since no file can hold such a type.
+    #[error("{}: invalid payload type name {name:?}: the name {error}", path.display())]
+    InvalidPayloadName {
+        /// The path.
+        path: PathBuf,
+        /// The name (its first bytes if it is too long).
+        name: String,
+        /// What is wrong with it.
+        error: NameError,
     },
     /// The file is shorter than its header says, or than any header.
     #[error("{}: truncated file (expected {expected} bytes, found {found})", path.display())]
@@ -214,6 +227,7 @@ impl OpenError {
             | Self::CorruptHeader { path, .. }
             | Self::WrongKind { path, .. }
             | Self::WrongPayload { path, .. }
+            | Self::InvalidPayloadName { path, .. }
             | Self::Truncated { path, .. }
             | Self::Oversized { path, .. }
             | Self::InvalidCapacity { path, .. }

@@ -124,7 +124,6 @@ mod mapped {
         Expect {
             kind: Kind::Event,
             elem: TypeInfo::NONE,
-            elem_name: "event",
             any_size: false,
         }
     }

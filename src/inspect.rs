@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use crate::counter::Atomic;
 use crate::error::{OpenError, SeqLockError};
 use crate::layout::{Descriptor, Kind, STATE_CLOSED, STATE_OPEN, Status};
-use crate::pod::TypeInfo;
 use crate::region::Region;
 use crate::seqlock::{Patience, SeqLock};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -209,18 +208,22 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
             .map(|a| a.load().to_string())
             .collect()
     }
+    // The descriptor was validated: its name is the payload's stable name.
     let ti = desc.type_info();
-    let (elem, values) = if ti == TypeInfo::of::<u32>() {
-        ("u32", list::<u32>(region, shown))
-    } else if ti == TypeInfo::of::<i32>() {
-        ("i32", list::<i32>(region, shown))
-    } else if ti == TypeInfo::of::<u64>() {
-        ("u64", list::<u64>(region, shown))
-    } else if ti == TypeInfo::of::<i64>() {
-        ("i64", list::<i64>(region, shown))
-    } else if ti == TypeInfo::of::<f64>() {
-        ("f64", list::<f64>(region, shown))
-    } else if ti.size == 4 {
+    let (elem, values) = match (ti.name(), ti.size) {
+        ("u32", 4) => ("u32", list::<u32>(region, shown)),
+        ("i32", 4) => ("i32", list::<i32>(region, shown)),
+        ("u64", 8) => ("u64", list::<u64>(region, shown)),
+        ("i64", 8) => ("i64", list::<i64>(region, shown)),
+        ("f64", 8) => ("f64", list::<f64>(region, shown)),
+        _ => unknown_words(region, ti.size, shown),
+    };
+    Body::Array { elem, len, values }
+}
+
+/// An array of a type `inspect` does not know: its words in hex.
+fn unknown_words(region: &Region, size: u32, shown: usize) -> (&'static str, Vec<String>) {
+    if size == 4 {
         let words = region.body::<AtomicU32>(0, shown);
         // Relaxed: a display snapshot, synchronizing with nothing.
         let v = words
@@ -234,8 +237,7 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
             .iter()
             .map(|w| format!("{:#018x}", w.load(Ordering::Relaxed)));
         ("unknown", v.collect())
-    };
-    Body::Array { elem, len, values }
+    }
 }
 
 fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {

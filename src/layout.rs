@@ -3,9 +3,9 @@
 //! readers in other languages; the assertions below pin every offset it names.
 //!
 //! ```text
-//! 0      Descriptor (128 B)   written once before the file is published; read
-//!                             with pread(2) and validated at every open
-//! 128    reserved (zero)
+//! 0      Descriptor (256 B)   written once before the file is published; read
+//!                             with pread(2) and validated at every open; the
+//!                             payload name at 128..192
 //! 256    status seqlock       seq, writer pid, then two copies of the Status words
 //! 496    reserved (zero)
 //! 4096   body                 the object: counter, array, cell, ring ...
@@ -17,13 +17,13 @@ use std::mem::offset_of;
 use bytemuck::{Pod, Zeroable};
 use static_assertions::{const_assert, const_assert_eq};
 
-use crate::pod::{TypeInfo, fnv1a};
+use crate::pod::{MAX_NAME_LEN, NameError, TypeInfo, fnv1a, validate_name};
 
 /// The first eight bytes of every mmring file.
 pub const MAGIC: [u8; 8] = *b"MMRING\0\x1a";
 
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Size of the header page; the body starts here.
 pub const HEADER_SIZE: u64 = 4096;
@@ -142,8 +142,11 @@ pub struct Descriptor {
     pub elem_size: u32,
     /// Payload element alignment (0 for untyped kinds).
     pub elem_align: u32,
-    /// Payload type fingerprint (see [`TypeInfo`]).
-    pub type_id: u64,
+    /// Bytes of the payload name in [`name`](Self::name) (1 to
+    /// [`MAX_NAME_LEN`]).
+    pub name_len: u32,
+    /// Zero.
+    pub reserved0: u32,
     /// Number of elements (array length, ring slots; 1 for single values).
     pub capacity: u64,
     /// Bytes per slot (the element size, or the slot of a byte ring).
@@ -151,12 +154,17 @@ pub struct Descriptor {
     /// Creation flags; none defined yet, must be 0.
     pub flags: u64,
     /// Zero.
-    pub reserved: [u64; 5],
-    /// FNV-1a of bytes 0..120.
+    pub reserved: [u64; 6],
+    /// The payload's stable name (see [`TypeInfo`]): `name_len` bytes of
+    /// UTF-8 without NUL, then zeros.
+    pub name: [u8; MAX_NAME_LEN],
+    /// Zero.
+    pub reserved_tail: [u64; 7],
+    /// FNV-1a of bytes 0..248 (the name included).
     pub checksum: u64,
 }
 
-const_assert_eq!(size_of::<Descriptor>(), 128);
+const_assert_eq!(size_of::<Descriptor>(), 256);
 const_assert_eq!(offset_of!(Descriptor, magic), 0);
 const_assert_eq!(offset_of!(Descriptor, version), 8);
 const_assert_eq!(offset_of!(Descriptor, kind), 12);
@@ -165,15 +173,20 @@ const_assert_eq!(offset_of!(Descriptor, body_offset), 24);
 const_assert_eq!(offset_of!(Descriptor, body_size), 32);
 const_assert_eq!(offset_of!(Descriptor, elem_size), 40);
 const_assert_eq!(offset_of!(Descriptor, elem_align), 44);
-const_assert_eq!(offset_of!(Descriptor, type_id), 48);
+const_assert_eq!(offset_of!(Descriptor, name_len), 48);
+const_assert_eq!(offset_of!(Descriptor, reserved0), 52);
 const_assert_eq!(offset_of!(Descriptor, capacity), 56);
 const_assert_eq!(offset_of!(Descriptor, slot_size), 64);
 const_assert_eq!(offset_of!(Descriptor, flags), 72);
 const_assert_eq!(offset_of!(Descriptor, reserved), 80);
-const_assert_eq!(offset_of!(Descriptor, checksum), 120);
+const_assert_eq!(offset_of!(Descriptor, name), 128);
+const_assert_eq!(MAX_NAME_LEN, 64);
+const_assert_eq!(offset_of!(Descriptor, reserved_tail), 192);
+const_assert_eq!(offset_of!(Descriptor, checksum), 248);
 
 impl Descriptor {
-    /// A sealed descriptor (checksum filled in) for a new file.
+    /// A sealed descriptor (checksum filled in) for a new file. `elem`'s
+    /// name must fit ([`TypeInfo::check_name`]); a longer one is cut.
     pub fn new(kind: Kind, elem: TypeInfo, capacity: u64, slot_size: u64, body_size: u64) -> Self {
         let mut d = Self {
             magic: MAGIC,
@@ -184,11 +197,14 @@ impl Descriptor {
             body_size,
             elem_size: elem.size,
             elem_align: elem.align,
-            type_id: elem.id,
+            name_len: elem.name().len() as u32,
+            reserved0: 0,
             capacity,
             slot_size,
             flags: 0,
-            reserved: [0; 5],
+            reserved: [0; 6],
+            name: elem.name_bytes(),
+            reserved_tail: [0; 7],
             checksum: 0,
         };
         d.checksum = d.compute_checksum();
@@ -200,13 +216,31 @@ impl Descriptor {
         fnv1a(&bytemuck::bytes_of(self)[..offset_of!(Descriptor, checksum)])
     }
 
-    /// The payload type recorded here.
-    pub fn type_info(&self) -> TypeInfo {
-        TypeInfo {
-            size: self.elem_size,
-            align: self.elem_align,
-            id: self.type_id,
+    /// The payload name, checked: `name_len` within 1..=[`MAX_NAME_LEN`],
+    /// UTF-8 without NUL, zeros after it.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the stored bytes (they are untrusted).
+    pub fn payload_name(&self) -> Result<&str, NameError> {
+        let len = self.name_len as usize;
+        if len > MAX_NAME_LEN {
+            return Err(NameError::TooLong {
+                len,
+                max: MAX_NAME_LEN,
+            });
         }
+        let name = validate_name(&self.name[..len])?;
+        if self.name[len..].iter().any(|&b| b != 0) {
+            return Err(NameError::Padding { len });
+        }
+        Ok(name)
+    }
+
+    /// The payload type recorded here (its name as stored: see
+    /// [`Descriptor::payload_name`] for the checked one).
+    pub fn type_info(&self) -> TypeInfo {
+        TypeInfo::from_raw(self.elem_size, self.elem_align, self.name_len, self.name)
     }
 
     /// The kind recorded here, if this build knows it.
@@ -303,14 +337,11 @@ pub fn spsc_message_words(max_len: u64) -> u64 {
     1 + max_len.div_ceil(8)
 }
 
-/// The payload fingerprint of byte-message queues: `size` is the maximum
-/// message length chosen at creation.
+/// The payload identity of byte-message queues and rings
+/// ([`TypeInfo::bytes`]): named `"bytes"`, `size` the maximum message length
+/// chosen at creation, alignment 1.
 pub fn bytes_type(max_len: u32) -> TypeInfo {
-    TypeInfo {
-        size: max_len,
-        align: 1,
-        id: fnv1a(b"mmring::bytes"),
-    }
+    TypeInfo::bytes(max_len)
 }
 
 /// The body layout of a `kind` holding `capacity` elements of `elem`, or a
@@ -408,10 +439,7 @@ pub fn body_layout(
         }
         Kind::Event | Kind::Semaphore | Kind::Barrier => {
             if elem != TypeInfo::NONE {
-                return Err(LayoutError::Payload(format!(
-                    "no payload, found size {}, align {}",
-                    elem.size, elem.align
-                )));
+                return Err(LayoutError::Payload(format!("no payload, found {elem}")));
             }
             if capacity != 1 {
                 return Err(LayoutError::Capacity(format!("exactly 1 for a {kind}")));
@@ -469,8 +497,7 @@ pub fn body_layout(
             // bytes, `spsc_message_words(max)` words in all.
             if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
                 return Err(LayoutError::Payload(format!(
-                    "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found size {}, align {}, id {:#x}",
-                    elem.size, elem.align, elem.id
+                    "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
                 )));
             }
             let k = spsc_message_words(elem_size);
@@ -500,8 +527,7 @@ pub fn body_layout(
             } else {
                 if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
                     return Err(LayoutError::Payload(format!(
-                        "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found size {}, align {}, id {:#x}",
-                        elem.size, elem.align, elem.id
+                        "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
                     )));
                 }
                 // A length word, then the bytes.

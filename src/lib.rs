@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | [`Counter`] (`i64`) | `Value('i')` + `get_lock()` | load, store, fetch_add/sub, compare_exchange, fetch_update, fetch_max/min |
 //! | [`AtomicArray<T>`] (`u32`, `i32`, `u64`, `i64`, `f64`) | `Array` | the same, per element |
-//! | [`SeqCell<T>`] (any [`Pod`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
+//! | [`SeqCell<T>`] (any [`Payload`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
 //! | [`spsc::Producer<T>`] / [`spsc::Consumer<T>`] | `Pipe`, a 1:1 `Queue` | try_push/try_pop, blocking push/pop (futex, no CPU while idle), timeouts, push_slice/pop_slice, zero-copy chunks, close |
 //! | [`mpmc::Queue<T>`] | `Queue`, `JoinableQueue` | the same from any number of processes, plus task_done/join; one `close()` stops every consumer |
 //! | [`spsc::ByteProducer`] / [`mpmc::ByteQueue`] | pickled objects in a `Queue` | byte messages up to a maximum length chosen at creation |
@@ -25,6 +25,41 @@
 //! and answers a bad file with a typed [`OpenError`] that names what was
 //! expected and what was found; no file content makes the library panic.
 //! The bytes are documented in `docs/FORMAT.md`.
+//!
+//! # Payload types
+//!
+//! A type stored in a file is a [`Payload`]: plain old data ([`Pod`]) with
+//! a stable name that the file records with its size and alignment. The
+//! primitives (`u64`, `f64` ...) and arrays of payloads (`[u8; 16]`) are
+//! payloads already; declare your own with [`payload!`]:
+//!
+//! ```
+//! use mmring::{Pod, SeqCell, Zeroable};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+//! #[repr(C)]
+//! struct Quote {
+//!     bid: f64,
+//!     ask: f64,
+//! }
+//! mmring::payload!(Quote); // named "Quote", wherever the type lives
+//! // or: mmring::payload!(Quote = "market.Quote");
+//!
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("quote");
+//! let quote = SeqCell::create(&path, Quote { bid: 99.5, ask: 100.5 })?;
+//! // Opened as another type: the error names both sides.
+//! let err = SeqCell::<[u8; 16]>::open(&path).unwrap_err();
+//! assert!(err.to_string().ends_with(
+//!     "wrong payload type (expected [u8; 16] (16 B, align 1), found Quote (16 B, align 8))"
+//! ));
+//! # drop(quote);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The name never comes from [`std::any::type_name`], so a compiler
+//! upgrade, a crate rename or a move to another module keeps files
+//! openable; see [`pod`] for the naming rules.
 //!
 //! # Example: two processes, one counter
 //!
@@ -120,7 +155,7 @@ pub use error::{
 };
 #[cfg(not(loom))]
 pub use event::Event;
-pub use pod::{Pod, TypeInfo, Zeroable};
+pub use pod::{Payload, Pod, TypeInfo, Zeroable};
 #[cfg(not(loom))]
 pub use region::{CreateOptions, Region, remove};
 #[cfg(not(loom))]

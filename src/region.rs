@@ -53,7 +53,7 @@ use crate::layout::{
     self, BodyLayout, Descriptor, HEADER_SIZE, Kind, LABEL_LEN, LayoutError, MAGIC, MAX_ATTACHED,
     STATE_OPEN, STATUS_OFFSET, STATUS_WORDS, Status, VERSION,
 };
-use crate::pod::TypeInfo;
+use crate::pod::{MAX_NAME_LEN, TypeInfo};
 use crate::seqlock::{Patience, SeqLock};
 use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -121,10 +121,22 @@ impl CreateOptions {
 pub(crate) struct Expect {
     pub kind: Kind,
     pub elem: TypeInfo,
-    pub elem_name: &'static str,
     /// Accept any `elem.size` (byte queues: the size is the maximum message
-    /// length chosen at creation); id and alignment must still match.
+    /// length chosen at creation); name and alignment must still match.
     pub any_size: bool,
+}
+
+impl Expect {
+    /// Refuses a payload whose name no file can hold.
+    fn check_name(&self, path: &Path) -> Result<(), OpenError> {
+        self.elem
+            .check_name()
+            .map_err(|error| OpenError::InvalidPayloadName {
+                path: path.to_path_buf(),
+                name: self.elem.name().to_string(),
+                error,
+            })
+    }
 }
 
 /// A mapped, validated object file.
@@ -210,6 +222,7 @@ impl Region {
         opts: &CreateOptions,
         init: impl FnOnce(&Region),
     ) -> Result<Region, OpenError> {
+        expect.check_name(path)?;
         let layout = check_layout(
             path,
             expect.kind,
@@ -293,6 +306,7 @@ impl Region {
     /// holding its shared lock (see the module docs) until the region is
     /// dropped.
     pub(crate) fn open(path: &Path, expect: Expect) -> Result<Region, OpenError> {
+        expect.check_name(path)?;
         let (file, desc) = open_locked(path)?;
         let found_kind = desc.kind();
         if found_kind != Some(expect.kind) {
@@ -307,16 +321,15 @@ impl Region {
         }
         let found = desc.type_info();
         let matches = if expect.any_size {
-            found.id == expect.elem.id && found.align == expect.elem.align
+            found.name() == expect.elem.name() && found.align == expect.elem.align
         } else {
             found == expect.elem
         };
         if !matches {
             return Err(OpenError::WrongPayload {
                 path: path.to_path_buf(),
-                expected_name: expect.elem_name,
-                expected: expect.elem,
-                found: desc.type_info(),
+                expected: Box::new(expect.elem),
+                found: Box::new(found),
             });
         }
         let mut region = Region::map(file, path, desc, true)?;
@@ -889,8 +902,19 @@ fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), Op
             desc.body_offset
         )));
     }
-    if desc.flags != 0 || desc.reserved != [0; 5] {
+    if desc.flags != 0
+        || desc.reserved0 != 0
+        || desc.reserved != [0; 6]
+        || desc.reserved_tail != [0; 7]
+    {
         return Err(corrupt("reserved fields expected zero".into()));
+    }
+    if let Err(e) = desc.payload_name() {
+        return Err(corrupt(format!(
+            "payload name expected 1 to {MAX_NAME_LEN} bytes of UTF-8 without NUL \
+             (length field {}), but the name {e}",
+            desc.name_len
+        )));
     }
     let layout = check_layout(
         path,

@@ -282,7 +282,6 @@ mod mapped {
         Expect {
             kind: Kind::Semaphore,
             elem: TypeInfo::NONE,
-            elem_name: "semaphore",
             any_size: false,
         }
     }

@@ -43,6 +43,7 @@ fn inspect_prints_a_counter() {
     for needle in [
         &format!("path:        {}", p.display()) as &str,
         "kind:        counter",
+        "payload:     i64 (8 B, align 8)",
         "label:       \"page hits\"",
         "value:       42",
         "state:       open",
@@ -71,6 +72,10 @@ fn inspect_prints_an_array_and_a_cell() {
     assert!(out.status.success());
     assert!(stdout.contains("kind:        atomic array"), "{stdout}");
     assert!(stdout.contains("elements:    3 x u64"), "{stdout}");
+    assert!(
+        stdout.contains("payload:     u64 (8 B, align 8)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("values:      [0, 7, 0]"), "{stdout}");
 
     let s = dir.path().join("cell");
@@ -80,6 +85,10 @@ fn inspect_prints_an_array_and_a_cell() {
     assert!(out.status.success());
     assert!(stdout.contains("kind:        seqlock cell"), "{stdout}");
     assert!(stdout.contains("cell version: 1"), "{stdout}");
+    assert!(
+        stdout.contains("payload:     u32 (4 B, align 4)"),
+        "{stdout}"
+    );
     let bytes = 0x0403_0201u32
         .to_ne_bytes()
         .map(|b| format!("{b:02x}"))

@@ -133,6 +133,7 @@ struct Msg {
     id: u64,
     check: [u64; 15],
 }
+mmring::payload!(Msg);
 
 impl Msg {
     fn new(block: u64, seq: u64) -> Self {

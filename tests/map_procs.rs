@@ -160,6 +160,7 @@ struct Nested {
     /// Every update adds 1.
     total: u64,
 }
+mmring::payload!(Nested);
 
 impl Nested {
     /// Whether the value is one any sequence of whole updates can produce.

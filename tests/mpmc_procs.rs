@@ -54,6 +54,7 @@ struct Msg {
     seq: u64,
     check: u64,
 }
+mmring::payload!(Msg);
 
 impl Msg {
     fn new(producer: u64, seq: u64) -> Self {

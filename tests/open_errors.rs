@@ -246,7 +246,9 @@ fn a_corrupt_descriptor_is_a_corrupt_header() {
     let good = read_desc(&p);
 
     // One byte flipped, checksum stale: the checksum catches it, wherever it is.
-    for offset in [12u64, 16, 24, 40, 48, 56, 64, 72, 100, 120, 127] {
+    for offset in [
+        12u64, 16, 24, 40, 48, 56, 64, 72, 100, 120, 127, 128, 140, 191, 200, 248,
+    ] {
         write_desc(&p, good, false);
         let original = std::fs::read(&p).unwrap()[offset as usize];
         patch(&p, offset, &[original ^ 0x10]);
@@ -261,12 +263,16 @@ fn a_corrupt_descriptor_is_a_corrupt_header() {
 
     // Impossible fields with a valid checksum: still refused, each saying what.
     type Change = fn(&mut Descriptor);
-    let cases: [(&str, Change, &str); 5] = [
+    let cases: [(&str, Change, &str); 9] = [
         ("body offset", |d| d.body_offset = 8192, "body offset"),
         ("flags", |d| d.flags = 1, "reserved"),
         ("reserved", |d| d.reserved[4] = 7, "reserved"),
+        ("reserved0", |d| d.reserved0 = 1, "reserved"),
+        ("reserved_tail", |d| d.reserved_tail[6] = 1, "reserved"),
+        ("name length", |d| d.name_len = 65, "payload name"),
         ("slot size", |d| d.slot_size = 16, "slot/body size"),
         ("total size", |d| d.total_size += 64, "total size"),
+        ("name length 0", |d| d.name_len = 0, "is empty"),
     ];
     for (name, change, needle) in cases {
         let mut d = good;
@@ -315,32 +321,23 @@ fn another_payload_type_is_the_wrong_payload() {
             check_message(
                 &e,
                 &p,
-                &[
-                    "wrong payload type",
-                    "expected u64",
-                    "size 8",
-                    "found size 4",
-                ],
+                &["wrong payload type (expected u64 (8 B, align 8), found u32 (4 B, align 4))"],
             );
             let OpenError::WrongPayload {
-                expected_name,
-                expected,
-                found,
-                ..
+                expected, found, ..
             } = e
             else {
                 unreachable!()
             };
-            assert_eq!(expected_name, "u64");
-            assert_eq!(expected, TypeInfo::of::<u64>());
-            assert_eq!(found, TypeInfo::of::<u32>());
+            assert_eq!(*expected, TypeInfo::of::<u64>());
+            assert_eq!(*found, TypeInfo::of::<u32>());
         }
         other => panic!("expected WrongPayload, got {other:?}"),
     }
-    // Same size and alignment, another type: the fingerprint tells them apart.
+    // Same size and alignment, another type: the name tells them apart.
     match AtomicArray::<i32>::open(&p) {
         Err(e @ OpenError::WrongPayload { .. }) => {
-            check_message(&e, &p, &["expected i32"]);
+            check_message(&e, &p, &["expected i32 (4 B, align 4), found u32"]);
         }
         other => panic!("expected WrongPayload for i32, got {other:?}"),
     }
@@ -355,7 +352,13 @@ fn another_payload_type_is_the_wrong_payload() {
     assert_eq!(size_of::<[u64; 16]>(), size_of::<Sample>());
     match SeqCell::<[u64; 16]>::open(&q) {
         Err(e @ OpenError::WrongPayload { .. }) => {
-            check_message(&e, &q, &["wrong payload type", "expected [u64; 16]"]);
+            check_message(
+                &e,
+                &q,
+                &[
+                    "wrong payload type (expected [u64; 16] (128 B, align 8), found Sample (128 B, align 8))",
+                ],
+            );
         }
         other => panic!("expected WrongPayload for the cell, got {other:?}"),
     }
@@ -367,6 +370,262 @@ fn another_payload_type_is_the_wrong_payload() {
         SeqCell::<u64>::open_or_create(&q, 0),
         Err(OpenError::WrongPayload { .. })
     ));
+}
+
+/// A version-3 file (payload identified by a hash of the Rust type name) is
+/// refused as such: its bytes 128..256 held no name.
+#[test]
+fn a_version_3_file_is_unsupported() {
+    assert_eq!(VERSION, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    patch(&p, 8, &3u32.to_ne_bytes());
+    match Counter::open(&p) {
+        Err(
+            e @ OpenError::UnsupportedVersion {
+                expected: 4,
+                found: 3,
+                ..
+            },
+        ) => {
+            check_message(
+                &e,
+                &p,
+                &["unsupported format version (expected 4, found 3)"],
+            );
+        }
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    assert!(matches!(
+        inspect(&p),
+        Err(OpenError::UnsupportedVersion { found: 3, .. })
+    ));
+}
+
+/// The point of stable names: the message names both sides by the names
+/// another program (or language) would compute.
+#[test]
+fn a_wrong_payload_error_names_both_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cell");
+    drop(SeqCell::create(&p, [7u8; 16]).unwrap());
+    match SeqCell::<u64>::open(&p) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            let text = check_message(&e, &p, &["wrong payload type"]);
+            assert!(
+                text.ends_with(
+                    "wrong payload type (expected u64 (8 B, align 8), found [u8; 16] (16 B, align 1))"
+                ),
+                "{text}"
+            );
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+    // The other way round, through an SPSC ring.
+    let q = dir.path().join("ring");
+    drop(mmring::spsc::Producer::<u64>::create(&q, 4).unwrap());
+    match mmring::spsc::Consumer::<[u8; 16]>::open(&q) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(
+                &e,
+                &q,
+                &["(expected [u8; 16] (16 B, align 1), found u64 (8 B, align 8))"],
+            );
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+    // Same size and alignment, another name: refused too.
+    match SeqCell::<[i8; 16]>::open(&p) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(
+                &e,
+                &p,
+                &["expected [i8; 16] (16 B, align 1), found [u8; 16]"],
+            );
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+    // A map's identity covers its key type and its value type.
+    let m = dir.path().join("map");
+    drop(mmring::map::Map::<u64, [u32; 2]>::create(&m, 8).unwrap());
+    match mmring::map::Map::<str, [u32; 2]>::open(&m) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(
+                &e,
+                &m,
+                &[
+                    "(expected map<bytes,[u32; 2]> (8 B, align 4), found map<u64,[u32; 2]> (8 B, align 4))",
+                ],
+            );
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+    assert!(mmring::map::Map::<u64, [u32; 2]>::open(&m).is_ok());
+}
+
+mod first_home {
+    /// A user type, as one program declares it.
+    #[derive(Clone, Copy, Debug, PartialEq, mmring::Pod, mmring::Zeroable)]
+    #[repr(C)]
+    pub struct Quote {
+        pub bid: f64,
+        pub ask: f64,
+    }
+    mmring::payload!(Quote);
+}
+
+mod moved_elsewhere {
+    /// The same type after a move to another module (or another crate, or
+    /// another compiler): the same name, size and alignment.
+    #[derive(Clone, Copy, Debug, PartialEq, mmring::Pod, mmring::Zeroable)]
+    #[repr(C)]
+    pub struct Quote {
+        pub bid: f64,
+        pub ask: f64,
+    }
+    mmring::payload!(Quote);
+
+    /// A type of the same shape under another declared name.
+    #[derive(Clone, Copy, Debug, PartialEq, mmring::Pod, mmring::Zeroable)]
+    #[repr(C)]
+    pub struct Spread {
+        pub bid: f64,
+        pub ask: f64,
+    }
+    mmring::payload!(Spread = "market.Spread");
+}
+
+#[test]
+fn a_user_type_moved_to_another_module_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("quote");
+    let q = first_home::Quote { bid: 1.5, ask: 2.5 };
+    drop(SeqCell::create(&p, q).unwrap());
+    let cell = SeqCell::<moved_elsewhere::Quote>::open(&p).unwrap();
+    assert_eq!(
+        cell.load().unwrap(),
+        moved_elsewhere::Quote { bid: 1.5, ask: 2.5 }
+    );
+    let report = inspect(&p).unwrap();
+    assert_eq!(report.descriptor.type_info().name(), "Quote");
+    assert!(
+        report
+            .to_string()
+            .contains("payload:     Quote (16 B, align 8)"),
+        "{report}"
+    );
+    match SeqCell::<moved_elsewhere::Spread>::open(&p) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(
+                &e,
+                &p,
+                &["(expected market.Spread (16 B, align 8), found Quote (16 B, align 8))"],
+            );
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+}
+
+/// A payload whose name no file can hold is refused at create (and at
+/// open), with nothing left behind.
+#[test]
+fn a_payload_name_too_long_is_refused() {
+    #[derive(Clone, Copy, mmring::Pod, mmring::Zeroable)]
+    #[repr(C)]
+    struct Long(u64);
+    mmring::payload!(Long = "a.rather.long.namespace.for.one.small.type.LongOne");
+    // 50 bytes alone: fine. In an array of arrays, `[[{name}; 2]; 3]`: 60
+    // bytes, fine; three deep: 65 bytes, one too many.
+    assert_eq!(TypeInfo::of::<Long>().name_len(), 50);
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok");
+    assert!(SeqCell::create(&ok, [[Long(1); 2]; 3]).is_ok());
+    let p = dir.path().join("long");
+    match SeqCell::create(&p, [[[Long(1); 2]; 3]; 1]) {
+        Err(
+            e @ OpenError::InvalidPayloadName {
+                error: mmring::pod::NameError::TooLong { len: 65, max: 64 },
+                ..
+            },
+        ) => {
+            check_message(
+                &e,
+                &p,
+                &["invalid payload type name", "65 bytes long (at most 64)"],
+            );
+        }
+        other => panic!("expected InvalidPayloadName, got {other:?}"),
+    }
+    assert_eq!(names(dir.path()), ["ok"], "nothing left behind");
+    assert!(matches!(
+        SeqCell::<[[[Long; 2]; 3]; 1]>::open(&ok),
+        Err(OpenError::InvalidPayloadName { .. })
+    ));
+}
+
+/// The name bytes are untrusted: not UTF-8, no zero after them, a length
+/// past the field, a NUL inside. Each is a typed `CorruptHeader` naming the
+/// problem (with a valid checksum, so the checksum does not catch it first),
+/// never a panic.
+#[test]
+fn a_corrupt_payload_name_is_a_corrupt_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("count");
+    counter_file(&p, 5);
+    let good = read_desc(&p);
+    assert_eq!(good.name_len, 3);
+    assert_eq!(&good.name[..4], b"i64\0");
+    type Change = fn(&mut Descriptor);
+    let cases: [(&str, Change, &str); 6] = [
+        ("not UTF-8", |d| d.name[1] = 0xff, "is not UTF-8"),
+        (
+            "no terminator",
+            |d| d.name = [b'x'; 64],
+            "non-zero bytes after its 3 bytes",
+        ),
+        (
+            "length past the field",
+            |d| d.name_len = 65,
+            "65 bytes long (at most 64)",
+        ),
+        (
+            "huge length",
+            |d| d.name_len = u32::MAX,
+            "bytes long (at most 64)",
+        ),
+        ("NUL inside", |d| d.name_len = 4, "contains a NUL byte"),
+        ("empty", |d| d.name_len = 0, "is empty"),
+    ];
+    for (what, change, needle) in cases {
+        let mut d = good;
+        change(&mut d);
+        write_desc(&p, d, true);
+        for res in [Counter::open(&p).map(drop), inspect(&p).map(drop)] {
+            match res {
+                Err(e @ OpenError::CorruptHeader { .. }) => {
+                    check_message(&e, &p, &["corrupt header", "payload name", needle]);
+                }
+                other => panic!("{what}: expected CorruptHeader, got {other:?}"),
+            }
+        }
+    }
+    // A valid name of another type, checksum fixed: the wrong payload.
+    let mut d = good;
+    d.name[..3].copy_from_slice(b"u64");
+    write_desc(&p, d, true);
+    match Counter::open(&p) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(
+                &e,
+                &p,
+                &["(expected i64 (8 B, align 8), found u64 (8 B, align 8))"],
+            );
+        }
+        other => panic!("expected WrongPayload, got {other:?}"),
+    }
+    write_desc(&p, good, false);
+    assert_eq!(Counter::open(&p).unwrap().load(), 5);
 }
 
 #[test]
@@ -913,7 +1172,7 @@ fn originals(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Fields of the descriptor: (offset, width in bytes).
-const FIELDS: [(usize, usize); 16] = [
+const FIELDS: [(usize, usize); 22] = [
     (8, 4),
     (12, 4),
     (16, 8),
@@ -921,7 +1180,8 @@ const FIELDS: [(usize, usize); 16] = [
     (32, 8),
     (40, 4),
     (44, 4),
-    (48, 8),
+    (48, 4),
+    (52, 4),
     (56, 8),
     (64, 8),
     (72, 8),
@@ -930,6 +1190,11 @@ const FIELDS: [(usize, usize); 16] = [
     (96, 8),
     (104, 8),
     (112, 8),
+    (120, 8),
+    (128, 8),
+    (184, 8),
+    (192, 8),
+    (240, 8),
 ];
 
 const INTERESTING: [u64; 22] = [
@@ -957,21 +1222,31 @@ const INTERESTING: [u64; 22] = [
     u64::MAX,
 ];
 
+/// Bytes of the descriptor.
+const DESC: usize = size_of::<Descriptor>();
+
 fn fix_checksum(bytes: &mut [u8]) {
-    let d: Descriptor = bytemuck::pod_read_unaligned(&bytes[..128]);
-    bytes[120..128].copy_from_slice(&d.compute_checksum().to_ne_bytes());
+    let d: Descriptor = bytemuck::pod_read_unaligned(&bytes[..DESC]);
+    bytes[DESC - 8..DESC].copy_from_slice(&d.compute_checksum().to_ne_bytes());
+}
+
+/// The payload name fields set to `name` (any bytes) and `len`.
+fn set_name(d: &mut Descriptor, name: &[u8], len: u32) {
+    d.name = [0; 64];
+    d.name[..name.len().min(64)].copy_from_slice(&name[..name.len().min(64)]);
+    d.name_len = len;
 }
 
 /// One mutation of `base`, described.
 fn mutate(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, String) {
     let mut b = base.to_vec();
-    let what = match rng.below(7) {
+    let what = match rng.below(8) {
         0 => {
             // A few bytes flipped anywhere in the descriptor, magic included.
             let n = 1 + rng.below(4);
             let mut at = Vec::new();
             for _ in 0..n {
-                let i = rng.below(128) as usize;
+                let i = rng.below(DESC as u64) as usize;
                 b[i] ^= 1 << rng.below(8);
                 at.push(i);
             }
@@ -998,7 +1273,7 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, String) {
         }
         4 => {
             let len = match rng.below(3) {
-                0 => [0, 1, 8, 127, 128, 4095, 4096][rng.below(7) as usize],
+                0 => [0, 1, 8, 127, 128, 255, 256, 4095, 4096][rng.below(9) as usize],
                 _ => rng.below(b.len() as u64 + 8192) as usize,
             };
             b.resize(len, 0xa5);
@@ -1006,10 +1281,17 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, String) {
         }
         5 => {
             // A consistent header for another kind / capacity: often valid.
-            let mut d: Descriptor = bytemuck::pod_read_unaligned(&b[..128]);
+            let mut d: Descriptor = bytemuck::pod_read_unaligned(&b[..DESC]);
             let kind = [1u32, 2, 3, 100][rng.below(4) as usize];
             let cap = [1u64, 2, 7, 64, 100][rng.below(5) as usize];
-            let elem = [4u32, 8, 16, 128][rng.below(4) as usize];
+            let (elem, name) = [
+                (4u32, "u32"),
+                (8, "u64"),
+                (8, "i64"),
+                (16, "[u64; 2]"),
+                (128, "Sample"),
+            ][rng.below(5) as usize];
+            set_name(&mut d, name.as_bytes(), name.len() as u32);
             let round = |n: u64| n.div_ceil(64) * 64;
             let body = match kind {
                 1 => 64,
@@ -1025,9 +1307,31 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, String) {
             d.body_size = body;
             d.total_size = HEADER_SIZE + body;
             d.checksum = d.compute_checksum();
-            b[..128].copy_from_slice(bytemuck::bytes_of(&d));
+            b[..DESC].copy_from_slice(bytemuck::bytes_of(&d));
             b.resize((HEADER_SIZE + body) as usize, 0);
-            format!("kind {kind}, capacity {cap}, element {elem}, checksum fixed")
+            format!("kind {kind}, capacity {cap}, element {name}, checksum fixed")
+        }
+        6 => {
+            // A payload name of untrusted bytes and length, checksum fixed.
+            let mut d: Descriptor = bytemuck::pod_read_unaligned(&b[..DESC]);
+            let bytes: Vec<u8> = match rng.below(4) {
+                0 => b"u32\xff".to_vec(),
+                1 => vec![b'x'; 64],
+                2 => b"u6\x004".to_vec(),
+                _ => {
+                    let n = rng.below(65) as usize;
+                    rng.bytes(n)
+                }
+            };
+            let len = match rng.below(3) {
+                0 => bytes.len() as u32,
+                1 => [0, 1, 63, 64, 65, 255, u32::MAX][rng.below(7) as usize],
+                _ => rng.next_u64() as u32,
+            };
+            set_name(&mut d, &bytes, len);
+            d.checksum = d.compute_checksum();
+            b[..DESC].copy_from_slice(bytemuck::bytes_of(&d));
+            format!("name {bytes:?} with length {len}, checksum fixed")
         }
         _ => {
             // Garbage after a valid magic, of a random length.
@@ -1256,7 +1560,7 @@ fn an_unusable_payload_type_at_create_is_unsupported_payload() {
         "{err}"
     );
     let unit = dir.path().join("unit");
-    let err = SeqCell::create(&unit, ()).unwrap_err();
+    let err = SeqCell::create(&unit, [0u64; 0]).unwrap_err();
     assert!(
         matches!(err, OpenError::UnsupportedPayload { .. }),
         "{err:?}"

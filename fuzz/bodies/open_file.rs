@@ -4,7 +4,8 @@
 //! out-of-bounds access.
 //!
 //! Input: one flags byte, then the file's bytes. Flag bit 0 rewrites the
-//! descriptor's checksum (bytes 120..128) to match bytes 0..120, so that
+//! descriptor's checksum (bytes 248..256) to match bytes 0..248 (the
+//! payload name at 128..192 included), so that
 //! mutations reach the checks behind it; bit 1 pads (or cuts) the file to
 //! the `total_size` its descriptor claims (at most 4 MiB), so a seed need
 //! not carry a body of zeros; bit 2 clears the low bit of the status
@@ -27,6 +28,24 @@ pub const EVEN_STATUS: u8 = 4;
 
 const MAX_PADDED: u64 = 4 << 20;
 
+/// Bytes of the descriptor, and where its checksum is (docs/FORMAT.md).
+const DESCRIPTOR: usize = 256;
+const CHECKSUM_AT: usize = 248;
+
+/// A user type with a declared name, as another program would declare it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct Quote {
+    pub bid: f64,
+    pub ask: f64,
+}
+// By hand: the fuzz crate has no bytemuck of its own for the derives.
+// SAFETY: two f64 fields, `repr(C)`, no padding; all zeros is a valid value.
+unsafe impl mmring::Zeroable for Quote {}
+// SAFETY: as above, and every bit pattern of two f64 is a valid Quote.
+unsafe impl mmring::Pod for Quote {}
+mmring::payload!(Quote = "market.Quote");
+
 /// FNV-1a 64, as docs/FORMAT.md defines the checksum.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -46,9 +65,9 @@ pub fn file_bytes(data: &[u8]) -> Vec<u8> {
             file.resize(total as usize, 0);
         }
     }
-    if flags & FIX_CHECKSUM != 0 && file.len() >= 128 {
-        let sum = fnv1a(&file[..120]);
-        file[120..128].copy_from_slice(&sum.to_ne_bytes());
+    if flags & FIX_CHECKSUM != 0 && file.len() >= DESCRIPTOR {
+        let sum = fnv1a(&file[..CHECKSUM_AT]);
+        file[CHECKSUM_AT..DESCRIPTOR].copy_from_slice(&sum.to_ne_bytes());
     }
     if flags & EVEN_STATUS != 0 && file.len() > 256 {
         file[256] &= !1;
@@ -69,7 +88,13 @@ pub fn run(data: &[u8]) {
     }
     if let Ok(region) = Region::open_any(&path) {
         let _ = region.status(short);
-        let _ = region.descriptor();
+        let d = region.descriptor();
+        // Validated at open: the stored name is a valid one.
+        let name = d
+            .payload_name()
+            .expect("an opened file's payload name is valid");
+        assert_eq!(name, d.type_info().name());
+        let _ = d.type_info().to_string();
     }
     if let Ok(c) = Counter::open(&path) {
         c.fetch_add(c.load());
@@ -104,6 +129,18 @@ pub fn run(data: &[u8]) {
         cell.set_patience(short);
         let _ = cell.load();
         let _ = cell.store([1, 2, 3]);
+    }
+    if let Ok(mut cell) = SeqCell::<Quote>::open(&path) {
+        cell.set_patience(short);
+        let _ = cell.load();
+        let _ = cell.store(Quote { bid: 1.0, ask: 2.0 });
+    }
+    if let Ok(mut cell) = SeqCell::<[u8; 16]>::open(&path) {
+        cell.set_patience(short);
+        let _ = cell.update(|mut v| {
+            v[15] ^= 1;
+            v
+        });
     }
     if let Ok(mut c) = Consumer::<u64>::open(&path) {
         let _ = (c.try_pop(), c.len(), c.pop_slice(&mut [0; 3]));
@@ -167,7 +204,7 @@ pub fn run(data: &[u8]) {
 }
 
 /// Seeds: a real file of every kind (trailing zeros cut: the pad flag puts
-/// them back), each also with its descriptor cut short, and its body cut.
+/// them back), each also cut short after its descriptor.
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let dir = Scratch::new();
     let mut files: Vec<(&str, std::path::PathBuf)> = Vec::new();
@@ -181,6 +218,10 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     add("array_f64", &|p| drop(AtomicArray::<f64>::create(p, 2)));
     add("cell_u64", &|p| drop(SeqCell::create(p, 7u64)));
     add("cell_3xu64", &|p| drop(SeqCell::create(p, [1u64, 2, 3])));
+    add("cell_16xu8", &|p| drop(SeqCell::create(p, [9u8; 16])));
+    add("cell_named", &|p| {
+        drop(SeqCell::create(p, Quote { bid: 1.5, ask: 2.5 }))
+    });
     add("spsc_u64", &|p| {
         let (mut tx, rx) = mmring::spsc::channel::<u64>(p, 4).expect("spsc");
         tx.try_push(5).expect("push");
@@ -221,8 +262,9 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         let mut padded = vec![PAD_TO_SIZE | EVEN_STATUS];
         padded.extend_from_slice(&bytes);
         out.push((name.to_string(), padded));
+        // The whole descriptor and part of the status block: truncated.
         let mut cut = vec![FIX_CHECKSUM];
-        cut.extend_from_slice(&bytes[..bytes.len().min(200)]);
+        cut.extend_from_slice(&bytes[..bytes.len().min(300)]);
         out.push((format!("{name}_truncated"), cut));
     }
     out.push(("empty".into(), vec![0]));

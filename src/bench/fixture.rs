@@ -440,7 +440,6 @@ pub(super) fn scratch() -> Expect {
     Expect {
         kind: Kind::Scratch,
         elem: TypeInfo::NONE,
-        elem_name: "bytes",
         any_size: false,
     }
 }

@@ -41,7 +41,6 @@ impl CacheLine {
         let expect = Expect {
             kind: Kind::Scratch,
             elem: TypeInfo::NONE,
-            elem_name: "bytes",
             any_size: false,
         };
         let region = Region::create(path, expect, 64, &CreateOptions::default(), |_| {})

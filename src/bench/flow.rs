@@ -19,7 +19,7 @@
 //! policy for all (the blocking queues sleep inside their tries first).
 
 use super::spin;
-use crate::pod::Pod;
+use crate::pod::Payload;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Messages per call in the batched rows.
@@ -30,7 +30,7 @@ pub const STOP: u64 = u64::MAX;
 
 /// A message of the SPSC rows: a sequence number, repeated over the whole
 /// message, so that a torn or misplaced message fails the run.
-pub trait Message: Pod + Send {
+pub trait Message: Payload + Send {
     /// The message size in the table's words.
     const NAME: &'static str;
 

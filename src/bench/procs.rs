@@ -190,7 +190,6 @@ mod tests {
         let expect = Expect {
             kind: Kind::Scratch,
             elem: TypeInfo::NONE,
-            elem_name: "bytes",
             any_size: false,
         };
         let bytes = ((WORDS + 1) * size_of::<AtomicU64>()) as u64;

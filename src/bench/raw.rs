@@ -34,7 +34,6 @@ impl RawCounter {
         let expect = Expect {
             kind: Kind::Scratch,
             elem: TypeInfo::NONE,
-            elem_name: "bytes",
             any_size: false,
         };
         let region = Region::create(path, expect, 64, &CreateOptions::default(), |_| {})

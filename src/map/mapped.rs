@@ -5,7 +5,7 @@ use std::path::Path;
 use super::{Inserted, MapControl, MapError, RawMap, entry_words};
 use crate::error::OpenError;
 use crate::layout::{Kind, MAP_CONTROL_SIZE};
-use crate::pod::{Pod, TypeInfo};
+use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::Patience;
 use crate::sync::AtomicU64;
@@ -20,6 +20,9 @@ mod private {
 pub trait Key: private::Sealed {
     /// Stored in the file, checked at open: 1 for `u64`, 2 for byte strings.
     const KIND: u32;
+    /// The key's part of the map's payload name (`map<{key},{value}>`):
+    /// `"u64"`, or `"bytes"` for byte strings.
+    const NAME: &'static str;
     /// The maximum key length used when none is given.
     const DEFAULT_MAX_LEN: usize;
     /// What [`Map::snapshot`] returns keys as.
@@ -33,6 +36,7 @@ pub trait Key: private::Sealed {
 impl private::Sealed for u64 {}
 impl Key for u64 {
     const KIND: u32 = 1;
+    const NAME: &'static str = "u64";
     const DEFAULT_MAX_LEN: usize = 8;
     type Owned = u64;
     fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
@@ -49,6 +53,7 @@ impl Key for u64 {
 impl private::Sealed for str {}
 impl Key for str {
     const KIND: u32 = 2;
+    const NAME: &'static str = "bytes";
     const DEFAULT_MAX_LEN: usize = 32;
     type Owned = String;
     fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
@@ -62,6 +67,7 @@ impl Key for str {
 impl private::Sealed for [u8] {}
 impl Key for [u8] {
     const KIND: u32 = 2;
+    const NAME: &'static str = "bytes";
     const DEFAULT_MAX_LEN: usize = 32;
     type Owned = Vec<u8>;
     fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
@@ -102,7 +108,7 @@ impl MapOptions {
 /// A fixed-capacity hash map in a file, shared by any number of processes:
 /// `Manager().dict()` with no server process and no lock.
 ///
-/// Values are any [`Pod`] type, read and written whole: [`get`](Map::get)
+/// Values are any [`Payload`] type, read and written whole: [`get`](Map::get)
 /// never returns a torn value and never blocks a writer, and
 /// [`update`](Map::update) is an atomic read-modify-write of the whole value
 /// — the answer both to `d['count'] -= 1` (wrong without a lock in Python)
@@ -142,7 +148,7 @@ impl MapOptions {
 /// assert_eq!(d.get("count")?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Map<K: Key + ?Sized, V: Pod> {
+pub struct Map<K: Key + ?Sized, V: Payload> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
     raw: RawMap<'static>,
     region: Region,
@@ -153,7 +159,7 @@ pub struct Map<K: Key + ?Sized, V: Pod> {
 /// move in and out (so the map is `Send`/`Sync` whatever `K` and `V` are).
 type Types<K, V> = (fn(&K), fn(V) -> V);
 
-impl<K: Key + ?Sized, V: Pod> std::fmt::Debug for Map<K, V> {
+impl<K: Key + ?Sized, V: Payload> std::fmt::Debug for Map<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Map")
             .field("path", &self.region.path())
@@ -171,14 +177,27 @@ fn key_kind_name(kind: u32) -> String {
     }
 }
 
-impl<K: Key + ?Sized, V: Pod> Map<K, V> {
+impl<K: Key + ?Sized, V: Payload> Map<K, V> {
     fn expect() -> Expect {
         Expect {
             kind: Kind::Map,
-            elem: TypeInfo::of::<V>(),
-            elem_name: std::any::type_name::<V>(),
+            elem: Self::payload(),
             any_size: false,
         }
+    }
+
+    /// The map's payload identity: the value's size and alignment, and
+    /// the name `map<{K},{V}>` (`map<u64,i64>`, `map<bytes,[u8; 16]>`), so
+    /// that both types are checked at open.
+    pub fn payload() -> TypeInfo {
+        let mut name = format!("map<{},", K::NAME);
+        V::payload_name(&mut name);
+        name.push('>');
+        TypeInfo::named(
+            &name,
+            u32::try_from(size_of::<V>()).unwrap_or(u32::MAX),
+            u32::try_from(align_of::<V>()).unwrap_or(u32::MAX),
+        )
     }
 
     fn attach(region: Region) -> Result<Self, OpenError> {
@@ -285,8 +304,8 @@ impl<K: Key + ?Sized, V: Pod> Map<K, V> {
     ///
     /// # Errors
     ///
-    /// The validation errors of any open; [`OpenError::WrongKind`] for a map
-    /// with another key type.
+    /// The validation errors of any open; [`OpenError::WrongPayload`] for a
+    /// map with another key or value type.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
         let path = region::resolve(path);
         Self::attach(Region::open(&path, Self::expect())?)
@@ -558,8 +577,20 @@ mod tests {
         assert_eq!(bytes.get(b"hello").unwrap(), Some([1, 2, 3]));
         assert!(matches!(
             Map::<u64, [u32; 3]>::open(&p),
-            Err(OpenError::WrongKind { .. })
+            Err(OpenError::WrongPayload { .. })
         ));
+        assert_eq!(
+            Map::<str, [u32; 3]>::payload().name(),
+            "map<bytes,[u32; 3]>"
+        );
+        assert_eq!(
+            Map::<[u8], [u32; 3]>::payload().name(),
+            "map<bytes,[u32; 3]>"
+        );
+        assert_eq!(
+            Map::<u64, i64>::payload().to_string(),
+            "map<u64,i64> (8 B, align 8)"
+        );
         assert!(matches!(
             Map::<str, u64>::open(&p),
             Err(OpenError::WrongPayload { .. })

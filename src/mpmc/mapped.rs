@@ -8,7 +8,7 @@ use crate::error::{
     BytePushError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError,
 };
 use crate::layout::{Kind, RING_CONTROL_SIZE, bytes_type};
-use crate::pod::{Pod, TypeInfo};
+use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU64, Ordering};
@@ -246,12 +246,12 @@ macro_rules! common_methods {
 /// claim at once; blocked calls look for such slots every
 /// [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK), and
 /// [`recover`](Self::recover) does it on demand.
-pub struct Queue<T: Pod> {
+pub struct Queue<T: Payload> {
     m: Mapped,
     _type: std::marker::PhantomData<fn(T) -> T>,
 }
 
-impl<T: Pod> std::fmt::Debug for Queue<T> {
+impl<T: Payload> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("path", &self.m.region.path())
@@ -261,12 +261,11 @@ impl<T: Pod> std::fmt::Debug for Queue<T> {
     }
 }
 
-impl<T: Pod> Queue<T> {
+impl<T: Payload> Queue<T> {
     fn expect() -> Expect {
         Expect {
             kind: Kind::Mpmc,
             elem: TypeInfo::of::<T>(),
-            elem_name: std::any::type_name::<T>(),
             any_size: false,
         }
     }
@@ -489,7 +488,6 @@ impl ByteQueue {
         Expect {
             kind: Kind::MpmcBytes,
             elem: bytes_type(u32::try_from(max_len).unwrap_or(u32::MAX)),
-            elem_name: "byte messages",
             any_size: true,
         }
     }

@@ -19,7 +19,6 @@ fn expect(max_len: usize) -> Expect {
     Expect {
         kind: Kind::SpscBytes,
         elem: bytes_type(u32::try_from(max_len).unwrap_or(u32::MAX)),
-        elem_name: "byte messages",
         any_size: true,
     }
 }

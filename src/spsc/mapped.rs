@@ -9,20 +9,19 @@ use super::{
 };
 use crate::error::{ChunkError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
 use crate::layout::Kind;
-use crate::pod::{Pod, TypeInfo};
+use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::sync::{Ordering, UnsafeCell};
 
-pub(super) fn expect<T: Pod>() -> Expect {
+pub(super) fn expect<T: Payload>() -> Expect {
     Expect {
         kind: Kind::Spsc,
         elem: TypeInfo::of::<T>(),
-        elem_name: std::any::type_name::<T>(),
         any_size: false,
     }
 }
 
-fn parts<T: Pod>(region: &Region) -> (&Control, &[UnsafeCell<T>]) {
+fn parts<T: Payload>(region: &Region) -> (&Control, &[UnsafeCell<T>]) {
     let cap = region.descriptor().capacity as usize;
     (
         &region.body::<Control>(0, 1)[0],
@@ -40,7 +39,7 @@ pub(super) fn create_region_for(
     Region::create(path, expect, capacity as u64, opts, |_| {})
 }
 
-fn create_region<T: Pod>(
+fn create_region<T: Payload>(
     path: &Path,
     capacity: usize,
     opts: &CreateOptions,
@@ -48,7 +47,7 @@ fn create_region<T: Pod>(
     create_region_for(path, expect::<T>(), capacity, opts)
 }
 
-fn open_or_create_region<T: Pod>(path: &Path, capacity: usize) -> Result<Region, OpenError> {
+fn open_or_create_region<T: Payload>(path: &Path, capacity: usize) -> Result<Region, OpenError> {
     let region = Region::open_or_create(
         path,
         expect::<T>(),
@@ -114,7 +113,7 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 /// assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Producer<T: Pod> {
+pub struct Producer<T: Payload> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
     pub(super) raw: RawProducer<'static, T>,
     region: Region,
@@ -123,9 +122,9 @@ pub struct Producer<T: Pod> {
 
 // SAFETY: the raw end is Send (see spsc.rs) and the Region is a mapping
 // plus plain data; the handle owns both.
-unsafe impl<T: Pod + Send> Send for Producer<T> {}
+unsafe impl<T: Payload + Send> Send for Producer<T> {}
 
-impl<T: Pod> std::fmt::Debug for Producer<T> {
+impl<T: Payload> std::fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("path", &self.region.path())
@@ -135,7 +134,7 @@ impl<T: Pod> std::fmt::Debug for Producer<T> {
     }
 }
 
-impl<T: Pod> Producer<T> {
+impl<T: Payload> Producer<T> {
     pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
         let me = crate::pid::current();
         let (ctl, slots) = parts::<T>(&region);
@@ -291,7 +290,7 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-impl<T: Pod> Drop for Producer<T> {
+impl<T: Payload> Drop for Producer<T> {
     fn drop(&mut self) {
         self.raw.close();
         release_role(&self.raw.ring.ctl.producer, self.me);
@@ -305,7 +304,7 @@ impl<T: Pod> Drop for Producer<T> {
 /// `Send` but not `Sync`: operations take `&mut self`. Dropping it closes
 /// the ring from the consuming side (pushes get `Closed`) and gives the
 /// role back; a later consumer can still open the ring and drain it.
-pub struct Consumer<T: Pod> {
+pub struct Consumer<T: Payload> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
     pub(super) raw: RawConsumer<'static, T>,
     region: Region,
@@ -313,9 +312,9 @@ pub struct Consumer<T: Pod> {
 }
 
 // SAFETY: as for Producer.
-unsafe impl<T: Pod + Send> Send for Consumer<T> {}
+unsafe impl<T: Payload + Send> Send for Consumer<T> {}
 
-impl<T: Pod> std::fmt::Debug for Consumer<T> {
+impl<T: Payload> std::fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
             .field("path", &self.region.path())
@@ -325,7 +324,7 @@ impl<T: Pod> std::fmt::Debug for Consumer<T> {
     }
 }
 
-impl<T: Pod> Consumer<T> {
+impl<T: Payload> Consumer<T> {
     pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
         let me = crate::pid::current();
         let (ctl, slots) = parts::<T>(&region);
@@ -463,7 +462,7 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-impl<T: Pod> Drop for Consumer<T> {
+impl<T: Payload> Drop for Consumer<T> {
     fn drop(&mut self) {
         self.raw.close();
         release_role(&self.raw.ring.ctl.consumer, self.me);
@@ -476,7 +475,7 @@ impl<T: Pod> Drop for Consumer<T> {
 /// # Errors
 ///
 /// As [`Producer::create`].
-pub fn channel<T: Pod>(
+pub fn channel<T: Payload>(
     path: impl AsRef<Path>,
     capacity: usize,
 ) -> Result<(Producer<T>, Consumer<T>), OpenError> {

@@ -416,6 +416,7 @@ pub struct Sample {
     /// The number, thirteen more times.
     pub rest: [u64; 13],
 }
+mmring::payload!(Sample);
 
 impl Sample {
     /// Every field holding `n`.
@@ -507,19 +508,24 @@ pub fn is_stopped(pid: u32) -> bool {
 }
 
 /// Asserts that `res` is the `WrongPayload` error of opening a `u64` object
-/// as the type named `want`.
+/// as the payload named `want` (its stable name, e.g. `"[u8; 8]"`).
 #[track_caller]
 pub fn wrong_payload<T>(res: Result<T, mmring::OpenError>, want: &str) {
     match res {
-        Err(mmring::OpenError::WrongPayload {
-            expected_name,
-            expected,
-            found,
-            ..
-        }) => {
-            assert!(expected_name.contains(want), "{expected_name}");
+        Err(e @ mmring::OpenError::WrongPayload { .. }) => {
+            let text = e.to_string();
+            let mmring::OpenError::WrongPayload {
+                expected, found, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(expected.name(), want);
             assert_ne!(expected, found);
-            assert_eq!(found, mmring::TypeInfo::of::<u64>());
+            assert_eq!(*found, mmring::TypeInfo::of::<u64>());
+            // The message names both sides.
+            assert!(text.contains(&format!("expected {want} (")), "{text}");
+            assert!(text.contains("found u64 (8 B, align 8)"), "{text}");
         }
         Err(e) => panic!("expected WrongPayload, got {e:?}"),
         Ok(_) => panic!("opened a u64 object as {want}"),

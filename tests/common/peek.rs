@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::FileExt;
 
-use mmring::Pod;
+use mmring::Payload;
 use mmring::mpmc::Queue;
 
 /// The claim word's roles (bits 63-62; pid in 61-40, position in 39-0).
@@ -21,7 +21,7 @@ pub struct Peek {
 }
 
 impl Peek {
-    pub fn new<T: Pod>(q: &Queue<T>) -> Self {
+    pub fn new<T: Payload>(q: &Queue<T>) -> Self {
         let d = *q.region().descriptor();
         Self {
             file: std::fs::File::open(q.region().path()).unwrap(),
