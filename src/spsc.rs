@@ -1261,8 +1261,8 @@ mod tests {
     fn push_pop_in_order_across_the_wrap() {
         let ctl = Control::new();
         let s = slots::<u64>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         for i in 0..4 {
             p.try_push(i).unwrap();
         }
@@ -1278,8 +1278,8 @@ mod tests {
     fn batches_and_chunks_wrap_and_commit_partially() {
         let ctl = Control::new();
         let s = slots::<u32>(8);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u32>::new(&ctl, &s);
+        let mut c = RawConsumer::<u32>::new(&ctl, &s);
         assert_eq!(p.push_slice(&[1, 2, 3, 4, 5, 6]), Ok(6));
         let mut out = [0; 4];
         assert_eq!(c.pop_slice(&mut out), Ok(4));
@@ -1310,8 +1310,8 @@ mod tests {
     fn close_by_producer_drains_then_closed() {
         let ctl = Control::new();
         let s = slots::<u64>(2);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         p.try_push(1).unwrap();
         p.close();
         assert!(matches!(p.try_push(2), Err(TryPushError::Closed(2))));
@@ -1325,7 +1325,7 @@ mod tests {
     fn close_by_consumer_refuses_pushes_with_the_value() {
         let ctl = Control::new();
         let s = slots::<u64>(2);
-        let mut p = RawProducer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
         let c = RawConsumer::<u64>::new(&ctl, &s);
         c.close();
         assert!(matches!(p.push_until(5, None), Err(PushError::Closed(5))));
@@ -1336,7 +1336,7 @@ mod tests {
     fn timeouts_return_the_value() {
         let ctl = Control::new();
         let s = slots::<u64>(1);
-        let mut p = RawProducer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
         let mut c = RawConsumer::<u64>::new(&ctl, &s);
         let soon = Some(Instant::now() + Duration::from_millis(20));
         assert_eq!(c.pop_until(soon), Err(PopError::Timeout));
@@ -1349,8 +1349,8 @@ mod tests {
     fn blocked_pop_is_woken_by_push_and_by_close() {
         let ctl = Control::new();
         let s = slots::<u64>(2);
-        let mut c = RawConsumer::new(&ctl, &s);
-        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
         std::thread::scope(|scope| {
             let h = scope.spawn(move || {
                 let first = c.pop_until(None);
@@ -1370,8 +1370,8 @@ mod tests {
     fn garbage_indices_give_wrong_data_never_a_panic() {
         let ctl = Control::new();
         let s = slots::<u64>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         for (tail, head) in [(u64::MAX, 0), (3, 1_000_000), (1 << 63, 5), (7, 7)] {
             ctl.tail.store(tail, Ordering::Relaxed);
             ctl.head.store(head, Ordering::Relaxed);
@@ -1468,7 +1468,7 @@ mod tests {
         let ctl = Control::new();
         let s = slots::<[u8; 3]>(2);
         s[0].store(u64::MAX, Ordering::Relaxed);
-        let mut p = RawProducer::new(&ctl, &s);
+        let mut p = RawProducer::<[u8; 3]>::new(&ctl, &s);
         p.try_push([1u8, 2, 3]).unwrap();
         assert_eq!(
             s[0].load(Ordering::Relaxed),
@@ -1553,8 +1553,8 @@ mod tests {
     fn into_iter_commits_exactly_what_it_yielded() {
         let ctl = Control::new();
         let s = slots::<u32>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u32>::new(&ctl, &s);
+        let mut c = RawConsumer::<u32>::new(&ctl, &s);
         assert_eq!(p.push_slice(&[1, 2, 3]), Ok(3));
         assert_eq!(c.try_pop(), Ok(1));
         assert_eq!(p.push_slice(&[4, 5]), Ok(2));
@@ -1593,8 +1593,8 @@ mod tests {
     fn iter_get_and_copy_to_slice_commit_nothing() {
         let ctl = Control::new();
         let s = slots::<u16>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u16>::new(&ctl, &s);
+        let mut c = RawConsumer::<u16>::new(&ctl, &s);
         assert_eq!(p.push_slice(&[0, 0, 0]), Ok(3));
         assert_eq!(c.pop_slice(&mut [0; 3]), Ok(3));
         assert_eq!(p.push_slice(&[10, 11, 12, 13]), Ok(4)); // wraps after 10
@@ -1612,7 +1612,6 @@ mod tests {
         assert_eq!(out, [10, 11, 12]);
         chunk.copy_to_slice(&mut []);
         assert_eq!(chunk.get(3), 13);
-        drop(chunk);
         assert_eq!(c.len(), 4);
         assert!(matches!(p.try_push(1), Err(TryPushError::Full(1))));
     }
@@ -1622,8 +1621,8 @@ mod tests {
     fn copy_to_slice_refuses_more_than_the_chunk() {
         let ctl = Control::new();
         let s = slots::<u64>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         p.push_slice(&[1, 2]).unwrap();
         c.read_chunk(2).unwrap().copy_to_slice(&mut [0; 3]);
     }
@@ -1632,8 +1631,8 @@ mod tests {
     fn fill_from_iter_commits_what_the_iterator_gave_up_to_the_chunk() {
         let ctl = Control::new();
         let s = slots::<u64>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         // Fewer values than slots: those are committed, the rest is not.
         assert_eq!(p.write_chunk(3).unwrap().fill_from_iter([1, 2]), 2);
         assert_eq!(c.len(), 2);
