@@ -288,6 +288,16 @@ fn block<R>(
 /// Words one slot of a `T` takes: its size rounded up to whole 8-byte
 /// words (the slot stride, in words). Alignment plays no part: the value is
 /// copied through the words, never referenced in place.
+///
+/// # Examples
+///
+/// ```
+/// use mmring::spsc::slot_words;
+///
+/// assert_eq!(slot_words::<u64>(), 1);
+/// assert_eq!(slot_words::<[u8; 3]>(), 1); // 3 bytes, then 5 zero bytes
+/// assert_eq!(slot_words::<[u16; 5]>(), 2);
+/// ```
 #[inline(always)]
 pub const fn slot_words<T>() -> usize {
     size_of::<T>().div_ceil(8)
@@ -299,6 +309,15 @@ pub const fn slot_words<T>() -> usize {
 /// # Panics
 ///
 /// If the product overflows `usize`.
+///
+/// # Examples
+///
+/// ```
+/// use mmring::spsc::words_for;
+///
+/// assert_eq!(words_for::<u64>(1024), 1024);
+/// assert_eq!(words_for::<[u32; 3]>(8), 16); // 12-byte values in 16-byte slots
+/// ```
 pub const fn words_for<T>(capacity: usize) -> usize {
     match capacity.checked_mul(slot_words::<T>()) {
         Some(n) => n,
@@ -740,6 +759,22 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
     /// (it is not advanced past the last value written).
     ///
     /// As rtrb's `WriteChunkUninit::fill_from_iter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmring::spsc::{Control, RawProducer, words_for};
+    /// use mmring::sync::AtomicU64;
+    ///
+    /// let ctl = Control::new();
+    /// let words: Vec<AtomicU64> = (0..words_for::<u64>(4)).map(|_| AtomicU64::new(0)).collect();
+    /// let mut p = RawProducer::<u64>::new(&ctl, &words);
+    /// let mut values = 1..;
+    /// assert_eq!(p.write_chunk(3)?.fill_from_iter(&mut values), 3);
+    /// assert_eq!(values.next(), Some(4)); // not taken: the chunk was full
+    /// assert_eq!(p.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fill_from_iter<I: IntoIterator<Item = T>>(self, iter: I) -> usize {
         let ring = self.producer.ring;
         let (a, b) = ring.runs(self.producer.tail, self.len);
