@@ -331,6 +331,12 @@ pub const MAX_MAP_CAPACITY: u64 = 1 << 24;
 /// low 32 bits of a position, which must differ between laps).
 pub const MAX_MPMC_CAPACITY: u64 = 1 << 31;
 
+/// Bytes one slot of an SPSC ring takes for an element of `elem_size`
+/// bytes: the size rounded up to whole 8-byte words (the slot stride).
+pub fn spsc_slot_size(elem_size: u64) -> u64 {
+    elem_size.div_ceil(8).saturating_mul(8)
+}
+
 /// Words one message of at most `max_len` bytes takes in an SPSC byte ring:
 /// a length word, then the bytes.
 pub fn spsc_message_words(max_len: u64) -> u64 {
@@ -414,27 +420,28 @@ pub fn body_layout(
             })
         }
         Kind::Spsc => {
-            if elem_size == 0
-                || elem_size > MAX_SLOT_SIZE
-                || !elem.align.is_power_of_two()
-                || elem.align > 128
-            {
+            // Slots are whole 8-byte words (values are copied through
+            // atomic words), so the alignment only has to be a real one.
+            if elem_size == 0 || elem_size > MAX_SLOT_SIZE || !elem.align.is_power_of_two() {
                 return Err(LayoutError::Payload(format!(
-                    "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 128, found size {}, align {}",
+                    "a value of 1 to {MAX_SLOT_SIZE} bytes with a power-of-two alignment, found size {}, align {}",
                     elem.size, elem.align
                 )));
             }
+            let stride = spsc_slot_size(elem_size);
+            // Short-circuits: the product is formed only for a capacity of
+            // at most 2^32, so it stays below 2^49.
             if !capacity.is_power_of_two()
                 || capacity > MAX_RING_CAPACITY
-                || capacity * elem_size > MAX_BODY - RING_CONTROL_SIZE
+                || capacity * stride > MAX_BODY - RING_CONTROL_SIZE
             {
                 return Err(LayoutError::Capacity(format!(
                     "a power of two from 1 to {MAX_RING_CAPACITY} slots, at most {MAX_BODY} bytes in all"
                 )));
             }
             Ok(BodyLayout {
-                slot_size: elem_size,
-                body_size: round(RING_CONTROL_SIZE + capacity * elem_size),
+                slot_size: stride,
+                body_size: round(RING_CONTROL_SIZE + capacity * stride),
             })
         }
         Kind::Event | Kind::Semaphore | Kind::Barrier => {

@@ -498,49 +498,6 @@ impl Region {
         (self.map.as_mut_ptr().wrapping_add(start), len)
     }
 
-    /// `count` slots of a plain-old-data `T` at byte `offset` of the body,
-    /// as cells that the ring algorithms read and write through raw
-    /// pointers under their own protocol.
-    ///
-    /// # Panics
-    ///
-    /// As [`Region::atomics`]: a bug in the kind's layout, never bad input.
-    pub(crate) fn body_cells<T: crate::pod::Pod>(
-        &self,
-        offset: usize,
-        count: usize,
-    ) -> &[crate::sync::UnsafeCell<T>] {
-        let offset = HEADER_SIZE as usize + offset;
-        let bytes = count
-            .checked_mul(size_of::<T>())
-            .and_then(|b| b.checked_add(offset))
-            .expect("slot range overflows");
-        assert!(
-            bytes <= self.map.len(),
-            "slot range {offset}+{count} outside a {}-byte mapping",
-            self.map.len()
-        );
-        assert!(
-            offset % align_of::<T>() == 0,
-            "misaligned slots at {offset}"
-        );
-        // SAFETY: in bounds and aligned (checked above), inside a mapping
-        // that lives as long as `self`. `UnsafeCell<T>` is repr(transparent)
-        // over T and T is Pod, so any bytes are valid cells. Shared
-        // references to UnsafeCells allow the writes the ring protocol
-        // makes; the protocol keeps this process's reads and writes of a
-        // slot from overlapping another party's (see spsc.rs).
-        unsafe {
-            std::slice::from_raw_parts(
-                self.map
-                    .as_ptr()
-                    .add(offset)
-                    .cast::<crate::sync::UnsafeCell<T>>(),
-                count,
-            )
-        }
-    }
-
     /// Records this process in the status block's attached list (reusing the
     /// entry of a dead process if the list is full). Best effort: the list
     /// is advisory, so a status lock held by a stalled writer only means

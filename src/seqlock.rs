@@ -622,7 +622,8 @@ impl Drop for WriteGuard<'_> {
 }
 
 /// Copies data words into `out`, 8 bytes per word, native endian (also
-/// used by the MPMC ring, whose slots are words too).
+/// used by the MPMC and SPSC rings, whose slots are words too: there the
+/// ring's Release/Acquire of a position orders these relaxed loads).
 #[inline]
 pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
     // Whole words first, with a fixed-size copy the compiler turns into one
@@ -643,7 +644,9 @@ pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
     }
 }
 
-/// Copies `src` into data words; the tail of the last word is zero.
+/// Copies `src` into data words; the tail of the last word is zero (also
+/// used by the MPMC and SPSC rings, whose position stores publish these
+/// relaxed stores).
 #[inline]
 pub(crate) fn copy_in(words: &[AtomicU64], src: &[u8]) {
     let chunks = src.chunks_exact(8);

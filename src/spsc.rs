@@ -10,23 +10,42 @@
 //! 128   head      next position the consumer reads (only it stores)
 //! 256   producer pid, consumer pid (0 = role free), closed bits,
 //!       data wait point (consumer sleeps), space wait point (producer sleeps)
-//! 384   slots: capacity × size_of::<T>(), position p at slot p & (capacity - 1)
+//! 384   slots: capacity × slot_words::<T>() words, position p at slot
+//!       p & (capacity - 1)
 //! ```
 //!
+//! A slot is whole `AtomicU64` words: `size_of::<T>()` rounded up to 8
+//! bytes ([`slot_words`]), the value's bytes in native order, the tail of
+//! the last word zero. Values go in and out through relaxed atomic word
+//! stores and loads (the Release store and Acquire load of the positions
+//! order them), never through plain reads or references into the mapping:
+//! another process can write any byte of the file at any time, and a plain
+//! access racing that write would be a data race, undefined behaviour in
+//! *our* process. So the chunks hand out copies ([`ReadChunk::get`],
+//! [`ReadChunk::iter`], [`ReadChunk::copy_to_slice`]) and take values
+//! ([`WriteChunk::set`], [`WriteChunk::copy_from_slice`],
+//! [`WriteChunk::fill_from_iter`]), never `&[T]` / `&mut [T]` into the
+//! slots. A batch copies the words of at most two contiguous runs of slots
+//! (the second when it wraps around the end of the ring).
+//!
 //! Positions are 64-bit and never wrap in practice. Everything read from the
-//! mapping is untrusted: positions are masked before use and a count of
-//! items is clamped to the capacity, so a peer that writes garbage gets
-//! garbage back, never an out-of-bounds access.
+//! mapping is untrusted: positions are masked before use, a count of items
+//! is clamped to the capacity, and position arithmetic wraps by design, so
+//! a peer that writes garbage gets garbage back, never an out-of-bounds
+//! access, an overflow panic or undefined behaviour.
 //!
 //! Two layers: [`RawProducer`] / [`RawConsumer`] run the algorithm over a
-//! [`Control`] and slots that the caller hands in (the heap, loom, or a
+//! [`Control`] and slot words that the caller hands in (the heap, loom, or a
 //! mapping); [`Producer`] / [`Consumer`] own a mapped ring file.
 
+use std::iter::FusedIterator;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use crate::error::{ChunkError, Closed, PopError, PushError, TryPopError, TryPushError};
 use crate::pod::Pod;
-use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::seqlock::{copy_in, copy_out};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
 /// `closed` bit: the producer closed the ring (no more pushes; consumers
@@ -266,11 +285,74 @@ fn block<R>(
     }
 }
 
-/// The ring memory: control words and slots, borrowed.
+/// Words one slot of a `T` takes: its size rounded up to whole 8-byte
+/// words (the slot stride, in words). Alignment plays no part: the value is
+/// copied through the words, never referenced in place.
+///
+/// # Examples
+///
+/// ```
+/// use mmring::spsc::slot_words;
+///
+/// assert_eq!(slot_words::<u64>(), 1);
+/// assert_eq!(slot_words::<[u8; 3]>(), 1); // 3 bytes, then 5 zero bytes
+/// assert_eq!(slot_words::<[u16; 5]>(), 2);
+/// ```
+#[inline(always)]
+pub const fn slot_words<T>() -> usize {
+    size_of::<T>().div_ceil(8)
+}
+
+/// Words a ring of `capacity` slots of `T` needs (what to hand to
+/// [`RawProducer::new`] and [`RawConsumer::new`]).
+///
+/// # Panics
+///
+/// If the product overflows `usize`.
+///
+/// # Examples
+///
+/// ```
+/// use mmring::spsc::words_for;
+///
+/// assert_eq!(words_for::<u64>(1024), 1024);
+/// assert_eq!(words_for::<[u32; 3]>(8), 16); // 12-byte values in 16-byte slots
+/// ```
+pub const fn words_for<T>(capacity: usize) -> usize {
+    match capacity.checked_mul(slot_words::<T>()) {
+        Some(n) => n,
+        None => panic!("ring size overflows usize"),
+    }
+}
+
+/// Copies a value out of its slot (relaxed word loads: the caller's Acquire
+/// load of the producer's position orders them after the producer's
+/// stores). `slot` is exactly [`slot_words::<T>()`](slot_words) long, so
+/// that after inlining every length here is a constant and a `u64` is one
+/// load.
+#[inline(always)]
+fn load<T: Pod>(slot: &[AtomicU64]) -> T {
+    let mut v = T::zeroed();
+    copy_out(slot, bytemuck::bytes_of_mut(&mut v));
+    v
+}
+
+/// Copies a value into its slot (relaxed word stores, published by the
+/// caller's Release store of its position); the tail of the last word is
+/// zero.
+#[inline(always)]
+fn store<T: Pod>(slot: &[AtomicU64], v: &T) {
+    copy_in(slot, bytemuck::bytes_of(v));
+}
+
+/// The ring memory: control words and slot words, borrowed.
 struct Ring<'a, T> {
     ctl: &'a Control,
-    slots: &'a [UnsafeCell<T>],
+    /// `capacity` slots of [`slot_words::<T>()`](slot_words) words each.
+    words: &'a [AtomicU64],
+    /// `capacity - 1` (the capacity is a power of two).
     mask: u64,
+    _values: PhantomData<T>,
 }
 
 impl<T> Clone for Ring<'_, T> {
@@ -281,23 +363,78 @@ impl<T> Clone for Ring<'_, T> {
 impl<T> Copy for Ring<'_, T> {}
 
 impl<'a, T: Pod> Ring<'a, T> {
-    fn new(ctl: &'a Control, slots: &'a [UnsafeCell<T>]) -> Self {
+    fn new(ctl: &'a Control, words: &'a [AtomicU64]) -> Self {
+        let stride = slot_words::<T>();
+        assert!(stride > 0, "a ring cannot hold zero-sized values");
+        let cap = words.len() / stride;
         assert!(
-            slots.len().is_power_of_two(),
-            "ring capacity must be a power of two, got {}",
-            slots.len()
+            cap.is_power_of_two() && cap * stride == words.len(),
+            "ring capacity must be a power of two, got {} words of {stride}-word slots",
+            words.len()
         );
         Self {
             ctl,
-            slots,
-            mask: slots.len() as u64 - 1,
+            words,
+            mask: cap as u64 - 1,
+            _values: PhantomData,
         }
     }
 
     #[inline(always)]
-    fn slot(&self, pos: u64) -> &'a UnsafeCell<T> {
-        // Masked: in bounds whatever `pos` a peer wrote.
-        &self.slots[(pos & self.mask) as usize]
+    fn capacity(&self) -> usize {
+        // The mask came from a usize capacity: no truncation.
+        self.mask as usize + 1
+    }
+
+    /// The words of the slot of position `pos`.
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> &'a [AtomicU64] {
+        let stride = slot_words::<T>();
+        // Masked: in bounds whatever `pos` a peer wrote (index < capacity,
+        // so start + stride <= capacity * stride = words.len()).
+        let start = (pos & self.mask) as usize * stride;
+        &self.words[start..start + stride]
+    }
+
+    /// The words of the `n` slots from position `pos`, as the run up to
+    /// the end of the ring and the run that wraps around to its start
+    /// (empty unless the slots wrap). `n` is at most the capacity (callers
+    /// pass counts clamped to it).
+    #[inline(always)]
+    fn runs(&self, pos: u64, n: usize) -> (&'a [AtomicU64], &'a [AtomicU64]) {
+        let stride = slot_words::<T>();
+        let start = (pos & self.mask) as usize;
+        let first = n.min(self.capacity() - start);
+        (
+            &self.words[start * stride..(start + first) * stride],
+            &self.words[..(n - first) * stride],
+        )
+    }
+
+    /// Copies `values` into the `values.len()` slots from `pos`.
+    #[inline(always)]
+    fn store_run(&self, pos: u64, values: &[T]) {
+        let (a, b) = self.runs(pos, values.len());
+        let (va, vb) = values.split_at(a.len() / slot_words::<T>());
+        for (slot, v) in a.chunks_exact(slot_words::<T>()).zip(va) {
+            store(slot, v);
+        }
+        for (slot, v) in b.chunks_exact(slot_words::<T>()).zip(vb) {
+            store(slot, v);
+        }
+    }
+
+    /// Copies the `out.len()` values from `pos` into `out`.
+    #[inline(always)]
+    fn load_run(&self, pos: u64, out: &mut [T]) {
+        let (a, b) = self.runs(pos, out.len());
+        let (oa, ob) = out.split_at_mut(a.len() / slot_words::<T>());
+        for (slot, v) in a.chunks_exact(slot_words::<T>()).zip(oa) {
+            *v = load(slot);
+        }
+        for (slot, v) in b.chunks_exact(slot_words::<T>()).zip(ob) {
+            *v = load(slot);
+        }
     }
 }
 
@@ -311,20 +448,33 @@ pub struct RawProducer<'a, T> {
     head_cache: u64,
 }
 
-// SAFETY: a RawProducer is the only writer of the slots it owns under the
-// ring protocol (free slots between its tail and head + capacity) and only
-// reads atomics otherwise; moving it to another thread moves that
-// exclusive right with it. T: Send because values move through it.
-unsafe impl<T: Send> Send for RawProducer<'_, T> {}
-
 impl<'a, T: Pod> RawProducer<'a, T> {
     /// Attaches to a ring as its producer, continuing from the published
-    /// tail. Does not claim the role (see [`claim_role`]).
+    /// tail. Does not claim the role (see [`claim_role`]). `slots` holds
+    /// the slot words: a power of two of slots of [`slot_words::<T>()`]
+    /// words each ([`words_for::<T>(capacity)`](words_for) in all).
     ///
     /// # Panics
     ///
-    /// If `slots.len()` is not a power of two.
-    pub fn new(ctl: &'a Control, slots: &'a [UnsafeCell<T>]) -> Self {
+    /// If `slots.len()` is not a power-of-two number of slots, or `T` is
+    /// zero-sized.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmring::spsc::{Control, RawConsumer, RawProducer, words_for};
+    /// use mmring::sync::AtomicU64;
+    ///
+    /// let ctl = Control::new();
+    /// // 4 slots of a 12-byte value: 2 words each.
+    /// let words: Vec<AtomicU64> = (0..words_for::<[u32; 3]>(4)).map(|_| AtomicU64::new(0)).collect();
+    /// let mut p = RawProducer::<[u32; 3]>::new(&ctl, &words);
+    /// let mut c = RawConsumer::<[u32; 3]>::new(&ctl, &words);
+    /// p.try_push([1, 2, 3])?;
+    /// assert_eq!(c.try_pop(), Ok([1, 2, 3]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(ctl: &'a Control, slots: &'a [AtomicU64]) -> Self {
         let ring = Ring::new(ctl, slots);
         Self {
             ring,
@@ -338,7 +488,7 @@ impl<'a, T: Pod> RawProducer<'a, T> {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.ring.slots.len()
+        self.ring.capacity()
     }
 
     /// Free slots, reloading the consumer's position only if the cached
@@ -373,14 +523,13 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         self.ring.ctl.data().notify();
     }
 
+    /// Copies `value` into the slot `offset` places past our tail. Callers
+    /// checked with `free` that it lies before the consumer's head +
+    /// capacity, so the consumer is not reading it (if a peer lied about
+    /// the head, the words are still only ever accessed atomically).
     #[inline(always)]
-    fn write(&self, offset: usize, value: T) {
-        let pos = self.tail.wrapping_add(offset as u64);
-        // SAFETY: the slot at `pos` lies between our tail and the
-        // consumer's head + capacity (checked by `free` by every caller), so
-        // the consumer is not reading it; only this producer writes slots.
-        // The pointer comes from a live UnsafeCell; T is Pod.
-        self.ring.slot(pos).with_mut(|p| unsafe { p.write(value) });
+    fn write(&self, offset: usize, value: &T) {
+        store(self.ring.slot(self.tail.wrapping_add(offset as u64)), value);
     }
 
     /// Pushes `value` if there is room, never waiting.
@@ -396,7 +545,7 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         if self.free(1) == 0 {
             return Err(TryPushError::Full(value));
         }
-        self.write(0, value);
+        self.write(0, &value);
         self.publish(1);
         Ok(())
     }
@@ -475,17 +624,16 @@ impl<'a, T: Pod> RawProducer<'a, T> {
             return Err(Closed);
         }
         let n = values.len().min(self.free(values.len()));
-        for (i, v) in values[..n].iter().enumerate() {
-            self.write(i, *v);
-        }
         if n > 0 {
+            self.ring.store_run(self.tail, &values[..n]);
             self.publish(n);
         }
         Ok(n)
     }
 
-    /// Reserves `n` slots for writing in place; nothing is visible to the
-    /// consumer until [`WriteChunk::commit`].
+    /// Reserves `n` slots to fill ([`WriteChunk::set`],
+    /// [`WriteChunk::copy_from_slice`], [`WriteChunk::fill_from_iter`]);
+    /// nothing is visible to the consumer until it is committed.
     ///
     /// # Errors
     ///
@@ -533,7 +681,35 @@ fn unreachable_value<T>() -> T {
 }
 
 /// Slots reserved by [`RawProducer::write_chunk`]: fill them, then
-/// [`commit`](Self::commit). Dropped uncommitted, nothing is published.
+/// [`commit`](Self::commit) (or let [`fill_from_iter`](Self::fill_from_iter)
+/// commit). Dropped uncommitted, nothing is published.
+///
+/// There is no `&mut [T]` into the slots: they live in memory another
+/// process may write at any moment, so values are copied in through atomic
+/// words instead (see the [module docs](self)).
+///
+/// # Examples
+///
+/// ```
+/// use mmring::spsc::{Control, RawConsumer, RawProducer, words_for};
+/// use mmring::sync::AtomicU64;
+///
+/// let ctl = Control::new();
+/// let words: Vec<AtomicU64> = (0..words_for::<u32>(8)).map(|_| AtomicU64::new(0)).collect();
+/// let (mut p, mut c) = (RawProducer::<u32>::new(&ctl, &words), RawConsumer::<u32>::new(&ctl, &words));
+///
+/// let mut chunk = p.write_chunk(3)?;
+/// chunk.copy_from_slice(&[10, 11]);
+/// chunk.set(2, 12);
+/// chunk.commit_all();
+/// // Fills (and commits) as many as the iterator gives, at most the chunk's length.
+/// assert_eq!(p.write_chunk(4)?.fill_from_iter([20, 21]), 2);
+///
+/// let mut out = [0; 5];
+/// assert_eq!(c.pop_slice(&mut out), Ok(5));
+/// assert_eq!(out, [10, 11, 12, 20, 21]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct WriteChunk<'p, 'a, T> {
     producer: &'p mut RawProducer<'a, T>,
     len: usize,
@@ -557,32 +733,65 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
     /// If `i >= len()`.
     pub fn set(&mut self, i: usize, value: T) {
         assert!(i < self.len, "slot {i} outside a chunk of {}", self.len);
-        self.producer.write(i, value);
+        self.producer.write(i, &value);
     }
 
-    /// The reserved slots as two slices (the second is non-empty when the
-    /// reservation wraps around the end of the ring). Their contents are
-    /// whatever was there before.
-    #[cfg(not(loom))]
-    pub fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+    /// Writes `values` into the first `values.len()` reserved slots (as
+    /// many word copies as values, in at most two runs).
+    ///
+    /// # Panics
+    ///
+    /// If `values.len() > len()`.
+    pub fn copy_from_slice(&mut self, values: &[T]) {
+        assert!(
+            values.len() <= self.len,
+            "{} values do not fit a chunk of {}",
+            values.len(),
+            self.len
+        );
+        self.producer.ring.store_run(self.producer.tail, values);
+    }
+
+    /// Writes the values `iter` yields into the reserved slots, in order,
+    /// until the iterator ends or the chunk is full, then commits exactly
+    /// the slots written (one publish) and returns how many. Values the
+    /// iterator still holds when the chunk is full are not taken from it
+    /// (it is not advanced past the last value written).
+    ///
+    /// As rtrb's `WriteChunkUninit::fill_from_iter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmring::spsc::{Control, RawProducer, words_for};
+    /// use mmring::sync::AtomicU64;
+    ///
+    /// let ctl = Control::new();
+    /// let words: Vec<AtomicU64> = (0..words_for::<u64>(4)).map(|_| AtomicU64::new(0)).collect();
+    /// let mut p = RawProducer::<u64>::new(&ctl, &words);
+    /// let mut values = 1..;
+    /// assert_eq!(p.write_chunk(3)?.fill_from_iter(&mut values), 3);
+    /// assert_eq!(values.next(), Some(4)); // not taken: the chunk was full
+    /// assert_eq!(p.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fill_from_iter<I: IntoIterator<Item = T>>(self, iter: I) -> usize {
         let ring = self.producer.ring;
-        let cap = ring.slots.len();
-        let start = (self.producer.tail & ring.mask) as usize;
-        let first = self.len.min(cap - start);
-        let base = UnsafeCell::slice_ptr(ring.slots);
-        // SAFETY: the reserved slots [tail, tail + len) are free (checked
-        // by `write_chunk`), so the consumer does not touch them until we
-        // publish, and this chunk borrows the producer mutably, so nothing
-        // else in this process writes them. The two ranges [start, start +
-        // first) and [0, len - first) are in bounds (start < cap, first <=
-        // cap - start, len <= cap) and disjoint (len - first > 0 only if
-        // start + first == cap). T is Pod: any bytes there are valid.
-        unsafe {
-            (
-                std::slice::from_raw_parts_mut(base.add(start), first),
-                std::slice::from_raw_parts_mut(base, self.len - first),
-            )
+        let (a, b) = ring.runs(self.producer.tail, self.len);
+        let mut iter = iter.into_iter();
+        let mut n = 0;
+        // A value is pulled only for a free slot: a full chunk leaves the
+        // iterator's next value in it.
+        for slot in a
+            .chunks_exact(slot_words::<T>())
+            .chain(b.chunks_exact(slot_words::<T>()))
+        {
+            let Some(v) = iter.next() else { break };
+            store(slot, &v);
+            n += 1;
         }
+        self.commit(n);
+        n
     }
 
     /// Publishes the first `n` reserved slots.
@@ -602,6 +811,13 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
         let n = self.len;
         self.commit(n);
     }
+
+    /// The reserved slots' words, as at most two runs (for the byte ring,
+    /// which writes a message's words directly).
+    #[cfg(not(loom))]
+    pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
+        self.producer.ring.runs(self.producer.tail, self.len)
+    }
 }
 
 /// The consuming end of a ring in memory the caller hands in. [`Consumer`]
@@ -614,19 +830,15 @@ pub struct RawConsumer<'a, T> {
     tail_cache: u64,
 }
 
-// SAFETY: a RawConsumer is the only reader of the published slots between
-// its head and the tail; moving it to another thread moves that right with
-// it. T: Send because values move through it.
-unsafe impl<T: Send> Send for RawConsumer<'_, T> {}
-
 impl<'a, T: Pod> RawConsumer<'a, T> {
     /// Attaches to a ring as its consumer, continuing from the published
-    /// head. Does not claim the role (see [`claim_role`]).
+    /// head. Does not claim the role (see [`claim_role`]). `slots` as for
+    /// [`RawProducer::new`].
     ///
     /// # Panics
     ///
-    /// If `slots.len()` is not a power of two.
-    pub fn new(ctl: &'a Control, slots: &'a [UnsafeCell<T>]) -> Self {
+    /// As [`RawProducer::new`].
+    pub fn new(ctl: &'a Control, slots: &'a [AtomicU64]) -> Self {
         let ring = Ring::new(ctl, slots);
         Self {
             ring,
@@ -639,7 +851,7 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.ring.slots.len()
+        self.ring.capacity()
     }
 
     /// Items available, reloading the producer's position only if the
@@ -669,15 +881,15 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
         self.available(1) == 0
     }
 
+    /// Copies out the value `offset` places past our head. Callers checked
+    /// with `available` that it lies before the tail we acquired: the
+    /// producer wrote it before publishing and does not write it again
+    /// until we publish a head past it (a peer that breaks the protocol
+    /// makes us read a wrong value, never race a plain access: the words
+    /// are only ever accessed atomically, and any bytes are a valid `T`).
     #[inline(always)]
     fn read(&self, offset: usize) -> T {
-        let pos = self.head.wrapping_add(offset as u64);
-        // SAFETY: the slot at `pos` lies between our head and the tail we
-        // acquired (checked by `available` by every caller): the producer
-        // wrote it before publishing and does not write it again until we
-        // publish a head past it. The pointer comes from a live
-        // UnsafeCell; T is Pod, so any bytes are a valid T.
-        self.ring.slot(pos).with(|p| unsafe { p.read() })
+        load(self.ring.slot(self.head.wrapping_add(offset as u64)))
     }
 
     #[inline]
@@ -778,15 +990,15 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
                 Ok(0)
             };
         }
-        for (i, slot) in out[..n].iter_mut().enumerate() {
-            *slot = self.read(i);
-        }
+        self.ring.load_run(self.head, &mut out[..n]);
         self.release(n);
         Ok(n)
     }
 
-    /// Borrows `n` items in place; they are released to the producer only
-    /// on [`ReadChunk::commit`].
+    /// Takes hold of the `n` oldest items, to read ([`ReadChunk::get`],
+    /// [`ReadChunk::iter`], [`ReadChunk::copy_to_slice`], or by value
+    /// through [`IntoIterator`]); they are released to the producer only
+    /// when committed.
     ///
     /// # Errors
     ///
@@ -823,25 +1035,62 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     }
 }
 
-/// Items borrowed by [`RawConsumer::read_chunk`]: read them, then
-/// [`commit`](Self::commit). Dropped uncommitted, nothing is consumed.
+/// Items held by [`RawConsumer::read_chunk`]: read them (copies), then
+/// [`commit`](Self::commit) what was consumed. Dropped uncommitted, nothing
+/// is consumed.
+///
+/// There is no `&[T]` into the slots: they live in memory another process
+/// may write at any moment, so values are copied out through atomic words
+/// instead (see the [module docs](self)). Consuming the chunk with
+/// [`into_iter`](IntoIterator::into_iter) yields the values and commits
+/// exactly those yielded when the iterator is dropped, as rtrb's
+/// `ReadChunkIntoIter` does.
+///
+/// # Examples
+///
+/// ```
+/// use mmring::spsc::{Control, RawConsumer, RawProducer, words_for};
+/// use mmring::sync::AtomicU64;
+///
+/// let ctl = Control::new();
+/// let words: Vec<AtomicU64> = (0..words_for::<u64>(4)).map(|_| AtomicU64::new(0)).collect();
+/// let (mut p, mut c) = (RawProducer::<u64>::new(&ctl, &words), RawConsumer::<u64>::new(&ctl, &words));
+/// p.push_slice(&[1, 2, 3, 4])?;
+///
+/// let chunk = c.read_chunk(3)?;
+/// assert_eq!(chunk.get(0), 1);
+/// assert_eq!(chunk.iter().sum::<u64>(), 6); // copies, commits nothing
+/// let mut two = [0; 2];
+/// chunk.copy_to_slice(&mut two);
+/// assert_eq!(two, [1, 2]);
+/// chunk.commit(1); // 1 consumed; 2, 3, 4 stay
+///
+/// // By value: what the loop yields is consumed when the iterator drops.
+/// for v in c.read_chunk(3)? {
+///     if v == 3 {
+///         break; // 2 and 3 were yielded: consumed; 4 stays
+///     }
+/// }
+/// assert_eq!(c.try_pop(), Ok(4));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ReadChunk<'c, 'a, T> {
     consumer: &'c mut RawConsumer<'a, T>,
     len: usize,
 }
 
-impl<T: Pod> ReadChunk<'_, '_, T> {
-    /// Number of borrowed items.
+impl<'c, 'a, T: Pod> ReadChunk<'c, 'a, T> {
+    /// Number of items held.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether no item was borrowed.
+    /// Whether no item is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// The `i`-th borrowed item.
+    /// A copy of the `i`-th item (0 is the oldest).
     ///
     /// # Panics
     ///
@@ -851,26 +1100,30 @@ impl<T: Pod> ReadChunk<'_, '_, T> {
         self.consumer.read(i)
     }
 
-    /// The borrowed items as two slices (the second is non-empty when they
-    /// wrap around the end of the ring).
-    #[cfg(not(loom))]
-    pub fn as_slices(&self) -> (&[T], &[T]) {
-        let ring = self.consumer.ring;
-        let cap = ring.slots.len();
-        let start = (self.consumer.head & ring.mask) as usize;
-        let first = self.len.min(cap - start);
-        let base = UnsafeCell::slice_ptr(ring.slots);
-        // SAFETY: the items [head, head + len) are published (checked by
-        // `read_chunk`) and the producer does not write them until we
-        // release them, which needs this chunk (it borrows the consumer
-        // mutably). Ranges in bounds and disjoint as in
-        // `WriteChunk::as_mut_slices`. T is Pod.
-        unsafe {
-            (
-                std::slice::from_raw_parts(base.add(start), first),
-                std::slice::from_raw_parts(base, self.len - first),
-            )
+    /// The items, oldest first, by value (each a copy); commits nothing.
+    pub fn iter(&self) -> ReadChunkIter<'_, T> {
+        ReadChunkIter {
+            ring: self.consumer.ring,
+            head: self.consumer.head,
+            next: 0,
+            end: self.len,
         }
+    }
+
+    /// Copies the first `out.len()` items into `out` (in at most two runs
+    /// of word copies); commits nothing.
+    ///
+    /// # Panics
+    ///
+    /// If `out.len() > len()`.
+    pub fn copy_to_slice(&self, out: &mut [T]) {
+        assert!(
+            out.len() <= self.len,
+            "cannot copy {} items out of a chunk of {}",
+            out.len(),
+            self.len
+        );
+        self.consumer.ring.load_run(self.consumer.head, out);
     }
 
     /// Releases the first `n` items to the producer.
@@ -885,10 +1138,137 @@ impl<T: Pod> ReadChunk<'_, '_, T> {
         }
     }
 
-    /// Releases every borrowed item.
+    /// Releases every item held.
     pub fn commit_all(self) {
         let n = self.len;
         self.commit(n);
+    }
+
+    /// The held items' words, as at most two runs (for the byte ring, which
+    /// reads a message's words directly).
+    #[cfg(not(loom))]
+    pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
+        self.consumer.ring.runs(self.consumer.head, self.len)
+    }
+}
+
+impl<'c, 'a, T: Pod> IntoIterator for ReadChunk<'c, 'a, T> {
+    type Item = T;
+    type IntoIter = ReadChunkIntoIter<'c, 'a, T>;
+
+    /// Turns the chunk into an iterator that yields its items by value,
+    /// oldest first, and commits exactly the items it yielded when it is
+    /// dropped (one store of the head; none if it yielded none). Items not
+    /// yielded stay in the ring, first in line for the next read. An
+    /// iterator leaked with [`std::mem::forget`] commits nothing.
+    fn into_iter(self) -> Self::IntoIter {
+        ReadChunkIntoIter {
+            chunk: self,
+            iterated: 0,
+        }
+    }
+}
+
+impl<'r, T: Pod> IntoIterator for &'r ReadChunk<'_, '_, T> {
+    type Item = T;
+    type IntoIter = ReadChunkIter<'r, T>;
+
+    /// As [`ReadChunk::iter`]: copies, commits nothing.
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The items of a [`ReadChunk`], by value, oldest first, without
+/// committing them ([`ReadChunk::iter`]).
+#[derive(Clone)]
+pub struct ReadChunkIter<'r, T> {
+    ring: Ring<'r, T>,
+    head: u64,
+    /// Next offset from `head` to yield; `next..end` are left.
+    next: usize,
+    end: usize,
+}
+
+impl<T: Pod> Iterator for ReadChunkIter<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.next == self.end {
+            return None;
+        }
+        let v = load(self.ring.slot(self.head.wrapping_add(self.next as u64)));
+        self.next += 1;
+        Some(v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.next;
+        (n, Some(n))
+    }
+}
+
+impl<T: Pod> DoubleEndedIterator for ReadChunkIter<'_, T> {
+    fn next_back(&mut self) -> Option<T> {
+        if self.next == self.end {
+            return None;
+        }
+        self.end -= 1;
+        Some(load(
+            self.ring.slot(self.head.wrapping_add(self.end as u64)),
+        ))
+    }
+}
+
+impl<T: Pod> ExactSizeIterator for ReadChunkIter<'_, T> {}
+impl<T: Pod> FusedIterator for ReadChunkIter<'_, T> {}
+
+/// A [`ReadChunk`] consumed by value ([`IntoIterator::into_iter`]): yields
+/// its items oldest first, and on drop commits exactly the items it
+/// yielded (one store of the head; none if it yielded none). Items not
+/// yielded stay in the ring, first in line for the next read; an iterator
+/// leaked with [`std::mem::forget`] commits nothing.
+pub struct ReadChunkIntoIter<'c, 'a, T: Pod> {
+    chunk: ReadChunk<'c, 'a, T>,
+    /// Items yielded so far: what drop commits.
+    iterated: usize,
+}
+
+impl<T: Pod> ReadChunkIntoIter<'_, '_, T> {
+    /// Items yielded so far (committed when the iterator is dropped).
+    pub fn iterated(&self) -> usize {
+        self.iterated
+    }
+}
+
+impl<T: Pod> Iterator for ReadChunkIntoIter<'_, '_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.iterated == self.chunk.len {
+            return None;
+        }
+        let v = self.chunk.consumer.read(self.iterated);
+        self.iterated += 1;
+        Some(v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.chunk.len - self.iterated;
+        (n, Some(n))
+    }
+}
+
+impl<T: Pod> ExactSizeIterator for ReadChunkIntoIter<'_, '_, T> {}
+impl<T: Pod> FusedIterator for ReadChunkIntoIter<'_, '_, T> {}
+
+impl<T: Pod> Drop for ReadChunkIntoIter<'_, '_, T> {
+    fn drop(&mut self) {
+        if self.iterated > 0 {
+            self.chunk.consumer.release(self.iterated);
+        }
     }
 }
 
@@ -908,16 +1288,16 @@ mod tests {
 
     use super::*;
 
-    fn slots<T: Pod>(n: usize) -> Vec<UnsafeCell<T>> {
-        (0..n).map(|_| UnsafeCell::new(T::zeroed())).collect()
+    fn slots<T: Pod>(n: usize) -> Vec<AtomicU64> {
+        (0..words_for::<T>(n)).map(|_| AtomicU64::new(0)).collect()
     }
 
     #[test]
     fn push_pop_in_order_across_the_wrap() {
         let ctl = Control::new();
         let s = slots::<u64>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         for i in 0..4 {
             p.try_push(i).unwrap();
         }
@@ -933,8 +1313,8 @@ mod tests {
     fn batches_and_chunks_wrap_and_commit_partially() {
         let ctl = Control::new();
         let s = slots::<u32>(8);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u32>::new(&ctl, &s);
+        let mut c = RawConsumer::<u32>::new(&ctl, &s);
         assert_eq!(p.push_slice(&[1, 2, 3, 4, 5, 6]), Ok(6));
         let mut out = [0; 4];
         assert_eq!(c.pop_slice(&mut out), Ok(4));
@@ -943,13 +1323,12 @@ mod tests {
         assert_eq!(p.push_slice(&[7, 8, 9, 10, 11, 12, 13]), Ok(6));
         assert!(matches!(p.write_chunk(1), Err(ChunkError::TooFewSlots(0))));
         let chunk = c.read_chunk(8).unwrap();
-        let (a, b) = chunk.as_slices();
-        assert_eq!((a, b), (&[5, 6, 7, 8][..], &[9, 10, 11, 12][..]));
+        let mut all = [0; 8];
+        chunk.copy_to_slice(&mut all);
+        assert_eq!(all, [5, 6, 7, 8, 9, 10, 11, 12]);
         chunk.commit(3);
         let mut w = p.write_chunk(3).unwrap();
-        let (a, b) = w.as_mut_slices();
-        assert_eq!(a.len() + b.len(), 3);
-        a.iter_mut().chain(b.iter_mut()).for_each(|x| *x = 99);
+        w.copy_from_slice(&[99, 99, 99]);
         w.commit(2);
         assert!(matches!(c.read_chunk(9), Err(ChunkError::TooFewSlots(7))));
         let mut out = [0; 8];
@@ -966,8 +1345,8 @@ mod tests {
     fn close_by_producer_drains_then_closed() {
         let ctl = Control::new();
         let s = slots::<u64>(2);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         p.try_push(1).unwrap();
         p.close();
         assert!(matches!(p.try_push(2), Err(TryPushError::Closed(2))));
@@ -981,8 +1360,8 @@ mod tests {
     fn close_by_consumer_refuses_pushes_with_the_value() {
         let ctl = Control::new();
         let s = slots::<u64>(2);
-        let mut p = RawProducer::new(&ctl, &s);
-        let c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let c = RawConsumer::<u64>::new(&ctl, &s);
         c.close();
         assert!(matches!(p.push_until(5, None), Err(PushError::Closed(5))));
         assert_eq!(p.push_slice(&[1]), Err(Closed));
@@ -992,8 +1371,8 @@ mod tests {
     fn timeouts_return_the_value() {
         let ctl = Control::new();
         let s = slots::<u64>(1);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         let soon = Some(Instant::now() + Duration::from_millis(20));
         assert_eq!(c.pop_until(soon), Err(PopError::Timeout));
         p.try_push(1).unwrap();
@@ -1005,8 +1384,8 @@ mod tests {
     fn blocked_pop_is_woken_by_push_and_by_close() {
         let ctl = Control::new();
         let s = slots::<u64>(2);
-        let mut c = RawConsumer::new(&ctl, &s);
-        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
         std::thread::scope(|scope| {
             let h = scope.spawn(move || {
                 let first = c.pop_until(None);
@@ -1026,8 +1405,8 @@ mod tests {
     fn garbage_indices_give_wrong_data_never_a_panic() {
         let ctl = Control::new();
         let s = slots::<u64>(4);
-        let mut p = RawProducer::new(&ctl, &s);
-        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
         for (tail, head) in [(u64::MAX, 0), (3, 1_000_000), (1 << 63, 5), (7, 7)] {
             ctl.tail.store(tail, Ordering::Relaxed);
             ctl.head.store(head, Ordering::Relaxed);
@@ -1039,6 +1418,308 @@ mod tests {
                 assert!(c.len() <= 4);
             }
         }
+    }
+
+    /// Every operation, on rings whose shared positions a peer set to
+    /// garbage (before and while the ends are attached): wrong data or
+    /// errors, never a panic (unit tests run with overflow checks on).
+    fn garbage_positions<T: Pod + PartialEq + std::fmt::Debug>(v: T) {
+        let garbage = [
+            u64::MAX,
+            u64::MAX - 1,
+            0,
+            1,
+            3,
+            1 << 63,
+            (1 << 63) - 1,
+            1_000_000,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+        ];
+        let ctl = Control::new();
+        let s = slots::<T>(4);
+        let past = Some(Instant::now());
+        for &tail in &garbage {
+            for &head in &garbage {
+                ctl.tail.store(tail, Ordering::Relaxed);
+                ctl.head.store(head, Ordering::Relaxed);
+                let mut p = RawProducer::<T>::new(&ctl, &s);
+                let mut c = RawConsumer::<T>::new(&ctl, &s);
+                for round in 0..3u64 {
+                    let _ = c.try_pop();
+                    let _ = p.try_push(v);
+                    let _ = c.pop_slice(&mut [v; 8]);
+                    let _ = p.push_slice(&[v; 8]);
+                    let _ = p.wait_free(2, past);
+                    let _ = c.wait_available(2, past);
+                    let free = p.free(1).min(3);
+                    if let Ok(mut w) = p.write_chunk(free) {
+                        let n = w.len();
+                        w.copy_from_slice(&vec![v; n]);
+                        if n > 0 {
+                            w.set(n - 1, v);
+                        }
+                        assert!(w.fill_from_iter(std::iter::repeat(v)) <= n);
+                    }
+                    let avail = c.available(1).min(3);
+                    if let Ok(r) = c.read_chunk(avail) {
+                        let n = r.len();
+                        assert_eq!(r.iter().count(), n);
+                        let mut out = vec![v; n];
+                        r.copy_to_slice(&mut out);
+                        if n > 0 {
+                            let _ = r.get(n - 1);
+                        }
+                        assert!(r.into_iter().take(2).count() <= 2);
+                    }
+                    assert!(c.len() <= 4 && p.len() <= 4);
+                    // The peer moves the positions again, mid-use.
+                    ctl.tail
+                        .store(tail.wrapping_add(round * 7), Ordering::Relaxed);
+                    ctl.head.store(head.wrapping_mul(round), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_positions_never_panic_whatever_the_slot_size() {
+        garbage_positions(7u64);
+        garbage_positions([1u8, 2, 3]);
+        garbage_positions([9u16; 5]);
+        garbage_positions(u128::MAX);
+    }
+
+    #[test]
+    fn a_slot_is_the_value_rounded_up_to_whole_words() {
+        assert_eq!(slot_words::<u8>(), 1);
+        assert_eq!(slot_words::<[u8; 3]>(), 1);
+        assert_eq!(slot_words::<u64>(), 1);
+        assert_eq!(slot_words::<[u16; 5]>(), 2);
+        assert_eq!(slot_words::<u128>(), 2);
+        assert_eq!(slot_words::<[u64; 3]>(), 3);
+        assert_eq!(words_for::<[u16; 5]>(8), 16);
+        // The value's bytes in native order, the rest of the word zero.
+        let ctl = Control::new();
+        let s = slots::<[u8; 3]>(2);
+        s[0].store(u64::MAX, Ordering::Relaxed);
+        let mut p = RawProducer::<[u8; 3]>::new(&ctl, &s);
+        p.try_push([1u8, 2, 3]).unwrap();
+        assert_eq!(
+            s[0].load(Ordering::Relaxed),
+            u64::from_ne_bytes([1, 2, 3, 0, 0, 0, 0, 0])
+        );
+    }
+
+    /// 16-byte values aligned to 16 (which the slots are not).
+    #[derive(Clone, Copy, Debug, PartialEq, Pod, bytemuck::Zeroable)]
+    #[repr(C, align(16))]
+    struct Wide([u64; 2]);
+    crate::payload!(Wide);
+
+    fn round_trip<T: Pod + PartialEq + std::fmt::Debug>(make: impl Fn(u64) -> T) {
+        let ctl = Control::new();
+        let s = slots::<T>(4);
+        let mut p = RawProducer::<T>::new(&ctl, &s);
+        let mut c = RawConsumer::<T>::new(&ctl, &s);
+        let mut next_in = 0;
+        let mut next_out = 0;
+        // Every flavour, across the wrap many times.
+        for round in 0..12u64 {
+            match round % 4 {
+                0 => {
+                    p.try_push(make(next_in)).unwrap();
+                    next_in += 1;
+                }
+                1 => {
+                    let vals: Vec<T> = (next_in..next_in + 3).map(&make).collect();
+                    assert_eq!(p.push_slice(&vals), Ok(3));
+                    next_in += 3;
+                }
+                2 => {
+                    let chunk = p.write_chunk(2).unwrap();
+                    assert_eq!(chunk.fill_from_iter((next_in..).map(&make)), 2);
+                    next_in += 2;
+                }
+                _ => {
+                    let mut chunk = p.write_chunk(1).unwrap();
+                    chunk.set(0, make(next_in));
+                    chunk.commit_all();
+                    next_in += 1;
+                }
+            }
+            while next_out < next_in {
+                match (round + next_out) % 3 {
+                    0 => {
+                        assert_eq!(c.try_pop(), Ok(make(next_out)));
+                        next_out += 1;
+                    }
+                    1 => {
+                        let mut out = [T::zeroed(); 4];
+                        let n = c.pop_slice(&mut out).unwrap();
+                        for v in &out[..n] {
+                            assert_eq!(*v, make(next_out));
+                            next_out += 1;
+                        }
+                    }
+                    _ => {
+                        let n = c.available(4).min(4);
+                        for v in c.read_chunk(n).unwrap() {
+                            assert_eq!(v, make(next_out));
+                            next_out += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn odd_sizes_and_wide_alignments_round_trip() {
+        round_trip(|i| [i as u8, (i >> 8) as u8, 0xa5]);
+        round_trip(|i| [i as u16, 1, 2, 3, u16::MAX - i as u16]);
+        round_trip(|i| u128::from(i) << 64 | 0xdead_beef);
+        round_trip(|i| Wide([i, !i]));
+        round_trip(|i| [i, i + 1, i + 2]);
+        round_trip(|i| i as u8);
+    }
+
+    #[test]
+    fn into_iter_commits_exactly_what_it_yielded() {
+        let ctl = Control::new();
+        let s = slots::<u32>(4);
+        let mut p = RawProducer::<u32>::new(&ctl, &s);
+        let mut c = RawConsumer::<u32>::new(&ctl, &s);
+        assert_eq!(p.push_slice(&[1, 2, 3]), Ok(3));
+        assert_eq!(c.try_pop(), Ok(1));
+        assert_eq!(p.push_slice(&[4, 5]), Ok(2));
+        // 2, 3, 4, 5 held; 4 and 5 sit past the end of the ring (wrapped).
+        let mut it = c.read_chunk(4).unwrap().into_iter();
+        assert_eq!(it.len(), 4);
+        assert_eq!(
+            (it.next(), it.next(), it.next()),
+            (Some(2), Some(3), Some(4))
+        );
+        assert_eq!((it.iterated(), it.len()), (3, 1));
+        // Nothing is released before the iterator drops.
+        assert_eq!(p.free(1), 0);
+        drop(it);
+        assert_eq!(p.free(3), 3);
+        assert_eq!(c.len(), 1);
+        // Yielding nothing commits nothing; a leaked iterator neither.
+        drop(c.read_chunk(1).unwrap().into_iter());
+        let mut leaked = c.read_chunk(1).unwrap().into_iter();
+        assert_eq!(leaked.next(), Some(5));
+        std::mem::forget(leaked);
+        assert_eq!(c.len(), 1);
+        // A for loop that runs to the end commits everything.
+        assert_eq!(p.push_slice(&[6, 7, 8]), Ok(3));
+        let mut got = Vec::new();
+        for v in c.read_chunk(4).unwrap() {
+            got.push(v);
+        }
+        assert_eq!(got, [5, 6, 7, 8]);
+        assert!(c.is_empty());
+        let mut it = c.read_chunk(0).unwrap().into_iter();
+        assert_eq!((it.next(), it.next()), (None, None));
+    }
+
+    #[test]
+    fn iter_get_and_copy_to_slice_commit_nothing() {
+        let ctl = Control::new();
+        let s = slots::<u16>(4);
+        let mut p = RawProducer::<u16>::new(&ctl, &s);
+        let mut c = RawConsumer::<u16>::new(&ctl, &s);
+        assert_eq!(p.push_slice(&[0, 0, 0]), Ok(3));
+        assert_eq!(c.pop_slice(&mut [0; 3]), Ok(3));
+        assert_eq!(p.push_slice(&[10, 11, 12, 13]), Ok(4)); // wraps after 10
+        let chunk = c.read_chunk(4).unwrap();
+        assert_eq!(chunk.iter().collect::<Vec<_>>(), [10, 11, 12, 13]);
+        assert_eq!(chunk.iter().rev().collect::<Vec<_>>(), [13, 12, 11, 10]);
+        assert_eq!((&chunk).into_iter().len(), 4);
+        let mut it = chunk.iter();
+        assert_eq!(
+            (it.next(), it.next_back(), it.len()),
+            (Some(10), Some(13), 2)
+        );
+        let mut out = [0; 3];
+        chunk.copy_to_slice(&mut out);
+        assert_eq!(out, [10, 11, 12]);
+        chunk.copy_to_slice(&mut []);
+        assert_eq!(chunk.get(3), 13);
+        assert_eq!(c.len(), 4);
+        assert!(matches!(p.try_push(1), Err(TryPushError::Full(1))));
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot copy 3 items out of a chunk of 2")]
+    fn copy_to_slice_refuses_more_than_the_chunk() {
+        let ctl = Control::new();
+        let s = slots::<u64>(4);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
+        p.push_slice(&[1, 2]).unwrap();
+        c.read_chunk(2).unwrap().copy_to_slice(&mut [0; 3]);
+    }
+
+    #[test]
+    fn fill_from_iter_commits_what_the_iterator_gave_up_to_the_chunk() {
+        let ctl = Control::new();
+        let s = slots::<u64>(4);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
+        // Fewer values than slots: those are committed, the rest is not.
+        assert_eq!(p.write_chunk(3).unwrap().fill_from_iter([1, 2]), 2);
+        assert_eq!(c.len(), 2);
+        // More values than slots: the chunk fills (across the wrap) and
+        // the iterator keeps the values that did not fit.
+        let mut values = 3..;
+        assert_eq!(p.write_chunk(2).unwrap().fill_from_iter(&mut values), 2);
+        assert_eq!(values.next(), Some(5), "not advanced past the chunk");
+        let mut out = [0; 4];
+        assert_eq!(c.pop_slice(&mut out), Ok(4));
+        assert_eq!(out, [1, 2, 3, 4]);
+        assert_eq!(p.write_chunk(4).unwrap().fill_from_iter(10..), 4);
+        assert_eq!(
+            c.read_chunk(4).unwrap().iter().collect::<Vec<_>>(),
+            [10, 11, 12, 13]
+        );
+        assert_eq!(c.pop_slice(&mut out), Ok(4));
+        // An empty chunk or an empty iterator commit nothing.
+        assert_eq!(p.write_chunk(0).unwrap().fill_from_iter(1..), 0);
+        assert_eq!(p.write_chunk(4).unwrap().fill_from_iter([]), 0);
+        assert!(c.is_empty());
+        // copy_from_slice fills a prefix, wrapping.
+        assert_eq!(p.push_slice(&[0]), Ok(1));
+        assert_eq!(c.try_pop(), Ok(0));
+        let mut w = p.write_chunk(4).unwrap();
+        w.copy_from_slice(&[20, 21, 22]);
+        w.set(3, 23);
+        w.commit(4);
+        assert_eq!(c.pop_slice(&mut out), Ok(4));
+        assert_eq!(out, [20, 21, 22, 23]);
+    }
+
+    #[test]
+    fn a_mapped_ring_of_odd_sized_values_has_word_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd");
+        let (mut tx, mut rx) = channel::<[u16; 5]>(&path, 8).unwrap();
+        let d = *tx.region().descriptor();
+        assert_eq!((d.elem_size, d.slot_size), (10, 16));
+        assert_eq!(
+            d.body_size,
+            (SLOTS_OFFSET as u64 + 8 * 16).div_ceil(64) * 64
+        );
+        for i in 0..20u16 {
+            tx.try_push([i; 5]).unwrap();
+            assert_eq!(rx.try_pop(), Ok([i; 5]));
+        }
+        drop((tx, rx));
+        let (mut tx, mut rx) = channel::<Wide>(dir.path().join("wide"), 2).unwrap();
+        tx.try_push(Wide([1, 2])).unwrap();
+        assert_eq!(rx.try_pop(), Ok(Wide([1, 2])));
     }
 
     #[test]

@@ -83,9 +83,11 @@ const STREAM_LEN: u64 = 10_000_000;
 /// One process pushes 0, 1, 2, ... (ten million values) and another pops
 /// them, each switching at random between its flavours in runs of up to 600:
 /// `try_push` (falling back to a blocking `push` when full), `push`,
-/// `push_slice` batches and zero-copy `write_chunk`s on one side; `pop`,
-/// `try_pop`, `pop_slice` batches and `read_chunk`s (read through both
-/// `as_slices` and `get`, sometimes committed only in part) on the other.
+/// `push_slice` batches and `write_chunk`s (filled by `fill_from_iter`,
+/// `copy_from_slice` or `set`) on one side; `pop`,
+/// `try_pop`, `pop_slice` batches and `read_chunk`s (read through `iter`,
+/// `copy_to_slice`, `get` and by value, sometimes committed only in part)
+/// on the other.
 /// The consumer checks every value against the next expected number, then
 /// finds the ring closed (the producer dropped its end) and drained through
 /// every pop flavour. Afterwards both roles are given back and both indices
@@ -190,18 +192,23 @@ fn child_stream_producer() {
                     }
                     let mut chunk = tx.write_chunk(k).unwrap();
                     assert_eq!(chunk.len(), k);
-                    if v % 2 == 0 {
-                        let (a, b) = chunk.as_mut_slices();
-                        assert_eq!(a.len() + b.len(), k);
-                        for (i, slot) in a.iter_mut().chain(b.iter_mut()).enumerate() {
-                            *slot = v + i as u64;
+                    match v % 3 {
+                        0 => {
+                            // As many as the iterator gives (all of them).
+                            assert_eq!(chunk.fill_from_iter(v..v + k as u64), k);
                         }
-                    } else {
-                        for i in 0..k {
-                            chunk.set(i, v + i as u64);
+                        1 => {
+                            let vals: Vec<u64> = (v..v + k as u64).collect();
+                            chunk.copy_from_slice(&vals);
+                            chunk.commit_all();
+                        }
+                        _ => {
+                            for i in 0..k {
+                                chunk.set(i, v + i as u64);
+                            }
+                            chunk.commit_all();
                         }
                     }
-                    chunk.commit_all();
                     v += k as u64;
                 }
             }
@@ -281,14 +288,26 @@ fn child_stream_consumer() {
                 // Sometimes release only the first half: the rest must come
                 // again, first, in the next read.
                 let keep = if got % 3 == 0 { k.div_ceil(2) } else { k };
-                if got % 2 == 0 {
-                    let (a, b) = chunk.as_slices();
-                    assert_eq!(a.len() + b.len(), k);
-                    a.iter().chain(b).take(keep).for_each(|&v| check(v));
-                } else {
-                    (0..keep).for_each(|i| check(chunk.get(i)));
+                match got % 4 {
+                    0 => {
+                        chunk.iter().take(keep).for_each(&mut check);
+                        chunk.commit(keep);
+                    }
+                    1 => {
+                        chunk.copy_to_slice(&mut buf[..keep]);
+                        buf[..keep].iter().for_each(|&v| check(v));
+                        chunk.commit(keep);
+                    }
+                    2 => {
+                        // By value: the items yielded are committed when
+                        // the iterator drops, the rest stay.
+                        chunk.into_iter().take(keep).for_each(&mut check);
+                    }
+                    _ => {
+                        (0..keep).for_each(|i| check(chunk.get(i)));
+                        chunk.commit(keep);
+                    }
                 }
-                chunk.commit(keep);
                 got += keep as u64;
             }
         }

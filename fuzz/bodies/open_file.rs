@@ -145,7 +145,8 @@ pub fn run(data: &[u8]) {
     if let Ok(mut c) = Consumer::<u64>::open(&path) {
         let _ = (c.try_pop(), c.len(), c.pop_slice(&mut [0; 3]));
         if let Ok(chunk) = c.read_chunk(1) {
-            let _ = chunk.as_slices();
+            let _ = (chunk.get(0), chunk.iter().count());
+            let _ = chunk.into_iter().next();
         }
     }
     if let Ok(mut p) = Producer::<u64>::open(&path) {

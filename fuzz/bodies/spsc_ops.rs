@@ -96,18 +96,28 @@ pub fn run(data: &[u8]) {
                     Ok(mut chunk) => {
                         assert!(!m.closed && n <= free);
                         assert_eq!(chunk.len(), n);
-                        if commit % 2 == 0 {
-                            for (i, v) in vals.iter().enumerate() {
-                                chunk.set(i, *v);
+                        match commit % 3 {
+                            0 => {
+                                for (i, v) in vals.iter().enumerate() {
+                                    chunk.set(i, *v);
+                                }
+                                chunk.commit(commit);
                             }
-                        } else {
-                            let (a, b) = chunk.as_mut_slices();
-                            assert_eq!(a.len() + b.len(), n);
-                            for (s, v) in a.iter_mut().chain(b.iter_mut()).zip(&vals) {
-                                *s = *v;
+                            1 => {
+                                chunk.copy_from_slice(&vals);
+                                chunk.commit(commit);
+                            }
+                            _ if commit == n => {
+                                // More values than slots: the chunk takes
+                                // what fits and commits it.
+                                let more = vals.iter().copied().chain(std::iter::repeat(0));
+                                assert_eq!(chunk.fill_from_iter(more), n);
+                            }
+                            _ => {
+                                let fewer = vals[..commit].iter().copied();
+                                assert_eq!(chunk.fill_from_iter(fewer), commit);
                             }
                         }
-                        chunk.commit(commit);
                         m.items.extend(&vals[..commit]);
                     }
                     Err(ChunkError::Closed) => assert!(m.closed),
@@ -160,14 +170,26 @@ pub fn run(data: &[u8]) {
                     Ok(chunk) => {
                         assert!(n <= avail);
                         assert_eq!(chunk.len(), n);
-                        let (a, b) = chunk.as_slices();
-                        let seen: Vec<u32> = a.iter().chain(b).copied().collect();
                         let want: Vec<u32> = m.items.iter().take(n).copied().collect();
+                        assert_eq!(chunk.iter().collect::<Vec<_>>(), want);
+                        assert_eq!(chunk.iter().rev().collect::<Vec<_>>().len(), n);
+                        let mut seen = vec![0; n];
+                        chunk.copy_to_slice(&mut seen);
                         assert_eq!(seen, want);
                         for (i, w) in want.iter().enumerate() {
                             assert_eq!(chunk.get(i), *w);
                         }
-                        chunk.commit(commit);
+                        if commit % 2 == 0 {
+                            chunk.commit(commit);
+                        } else {
+                            // By value: what was yielded is committed when
+                            // the iterator drops.
+                            let mut it = chunk.into_iter();
+                            for w in &want[..commit] {
+                                assert_eq!(it.next(), Some(*w));
+                            }
+                            assert_eq!(it.len(), n - commit);
+                        }
                         m.items.drain(..commit);
                     }
                     Err(ChunkError::Closed) => assert!(m.closed && avail == 0 && n > 0),

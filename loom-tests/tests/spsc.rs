@@ -13,18 +13,22 @@ use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
 use mmring::error::{PopError, PushError, TryPopError, TryPushError};
-use mmring::spsc::{Control, RawConsumer, RawProducer, claim_role, release_role};
-use mmring::sync::UnsafeCell;
+use mmring::spsc::{Control, RawConsumer, RawProducer, claim_role, release_role, words_for};
+use mmring::sync::AtomicU64;
 
+/// A ring of `u64` values: the control words and one atomic word per slot
+/// (the same code that runs over a mapping).
 struct Ring {
     ctl: Control,
-    slots: Vec<UnsafeCell<u64>>,
+    slots: Vec<AtomicU64>,
 }
 
 fn ring(capacity: usize) -> Arc<Ring> {
     Arc::new(Ring {
         ctl: Control::new(),
-        slots: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
+        slots: (0..words_for::<u64>(capacity))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
     })
 }
 
@@ -35,7 +39,7 @@ fn spin_transfer(capacity: usize, n: u64, seen: &Seen) {
     let r = ring(capacity);
     let r2 = r.clone();
     let producer = thread::spawn(move || {
-        let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+        let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
         for v in 1..=n {
             let mut v = v;
             loop {
@@ -50,7 +54,7 @@ fn spin_transfer(capacity: usize, n: u64, seen: &Seen) {
             }
         }
     });
-    let mut c = RawConsumer::new(&r.ctl, &r.slots);
+    let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
     for want in 1..=n {
         loop {
             match c.try_pop() {
@@ -90,7 +94,7 @@ fn blocked_pop(seen: &Seen, close: bool) {
         // Whether the consumer already registered as a waiter decides which
         // path the wake-up takes (its re-check, or the futex wake).
         let slept = r2.ctl.snapshot().data_waiters > 0;
-        let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+        let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
         if close {
             p.close();
         } else {
@@ -98,7 +102,7 @@ fn blocked_pop(seen: &Seen, close: bool) {
         }
         slept
     });
-    let mut c = RawConsumer::new(&r.ctl, &r.slots);
+    let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
     let got = c.pop_until(None);
     if other.join().unwrap() {
         seen.note("slept");
@@ -132,10 +136,10 @@ fn a_push_before_close_is_never_lost() {
         let r = ring(2);
         let r2 = r.clone();
         let consumer = thread::spawn(move || {
-            let mut c = RawConsumer::new(&r2.ctl, &r2.slots);
+            let mut c = RawConsumer::<u64>::new(&r2.ctl, &r2.slots);
             (c.pop_until(None), c.pop_until(None))
         });
-        let mut p = RawProducer::new(&r.ctl, &r.slots);
+        let mut p = RawProducer::<u64>::new(&r.ctl, &r.slots);
         p.try_push(7).unwrap();
         p.close();
         let (first, second) = consumer.join().unwrap();
@@ -151,7 +155,7 @@ fn blocking_push_on_a_full_ring_is_woken_by_a_pop_and_by_close() {
         let r = ring(1);
         let r2 = r.clone();
         let producer = thread::spawn(move || {
-            let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+            let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             p.try_push(1).unwrap();
             // Full: sleeps until the consumer pops 1 (or closes).
             let second = p.push_until(2, None);
@@ -159,7 +163,7 @@ fn blocking_push_on_a_full_ring_is_woken_by_a_pop_and_by_close() {
             let third = p.push_until(3, None);
             (second, third)
         });
-        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
         assert_eq!(c.pop_until(None), Ok(1));
         c.close();
         let (second, third) = producer.join().unwrap();
@@ -181,14 +185,14 @@ fn batch_and_chunk_commits_publish_exactly_what_was_committed() {
         let r = ring(4);
         let r2 = r.clone();
         let producer = thread::spawn(move || {
-            let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+            let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             assert_eq!(p.push_slice(&[1, 2]), Ok(2));
             let mut chunk = p.write_chunk(2).unwrap();
             chunk.set(0, 3);
             chunk.set(1, 99); // reserved, never committed
             chunk.commit(1);
         });
-        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
         let mut got = Vec::new();
         while got.len() < 3 {
             let mut buf = [0u64; 4];
@@ -217,7 +221,7 @@ fn read_chunk_commit_frees_exactly_the_committed_slots() {
         let r = ring(2);
         let r2 = r.clone();
         let producer = thread::spawn(move || {
-            let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+            let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             assert_eq!(p.push_slice(&[1, 2]), Ok(2));
             // Room for exactly one more once the consumer commits one.
             loop {
@@ -228,7 +232,7 @@ fn read_chunk_commit_frees_exactly_the_committed_slots() {
                 }
             }
         });
-        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
         let chunk = loop {
             match c.read_chunk(2) {
                 Ok(chunk) => break chunk,
@@ -241,6 +245,66 @@ fn read_chunk_commit_frees_exactly_the_committed_slots() {
         seen.note("full seen");
         assert_eq!(c.try_pop(), Ok(2));
         assert_eq!(c.try_pop(), Ok(3));
+    });
+}
+
+/// The consumer takes a chunk of two by value and lets the iterator yield
+/// only the first item while the producer, on a full ring, keeps trying to
+/// push a third: nothing may be released before the iterator drops (the
+/// tail cannot move past the capacity), exactly the yielded item is
+/// released when it drops, and the item not yielded comes first in the next
+/// read, never overwritten.
+#[test]
+fn chunk_iterator_commits_exactly_what_it_yielded() {
+    check(2, &["producer waited", "room at once"], |seen| {
+        let r = ring(2);
+        // Full before the race starts.
+        assert_eq!(
+            RawProducer::<u64>::new(&r.ctl, &r.slots).push_slice(&[1, 2]),
+            Ok(2)
+        );
+        let r2 = r.clone();
+        let producer = thread::spawn(move || {
+            let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
+            let mut waited = false;
+            loop {
+                match p.try_push(3) {
+                    Ok(()) => break waited,
+                    Err(TryPushError::Full(_)) => {
+                        waited = true;
+                        thread::yield_now();
+                    }
+                    Err(TryPushError::Closed(_)) => panic!("nobody closes"),
+                }
+            }
+        });
+        let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
+        let mut it = c.read_chunk(2).unwrap().into_iter();
+        assert_eq!(it.next(), Some(1));
+        // Yielded but not yet released: the producer cannot have pushed 3.
+        assert_eq!(r.ctl.snapshot().head, 0, "released before the drop");
+        assert_eq!(r.ctl.snapshot().tail, 2, "pushed into a held slot");
+        drop(it);
+        assert_eq!(
+            r.ctl.snapshot().head,
+            1,
+            "released more or less than yielded"
+        );
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match c.read_chunk(1) {
+                Ok(chunk) => got.extend(chunk),
+                Err(_) => thread::yield_now(),
+            }
+        }
+        assert_eq!(got, [2, 3], "the unyielded item first, then the new one");
+        let waited = producer.join().unwrap();
+        seen.note(if waited {
+            "producer waited"
+        } else {
+            "room at once"
+        });
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
     });
 }
 

@@ -6,6 +6,12 @@
 //! the consumer only ever sees whole messages. The ring's capacity in words
 //! is the smallest power of two that holds the number of messages asked
 //! for; it may hold a few more.
+//!
+//! The bytes are copied straight between the caller's buffer and the
+//! chunk's words with relaxed atomic word accesses (the ring's positions
+//! order them), in at most two runs. The stored length is untrusted: it is
+//! clamped to `max_len` and to the caller's buffer before any byte is
+//! copied.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +20,8 @@ use super::mapped::{Consumer, Producer, create_region_for};
 use crate::error::{BytePushError, OpenError, PopError, PushError, TryPopError};
 use crate::layout::{Kind, bytes_type, spsc_message_words};
 use crate::region::{self, CreateOptions, Expect, Region};
+use crate::seqlock::{copy_in, copy_out};
+use crate::sync::{AtomicU64, Ordering};
 
 fn expect(max_len: usize) -> Expect {
     Expect {
@@ -57,31 +65,48 @@ fn create(
     create_region_for(path, expect(max_len), ring_words(messages, max_len), opts)
 }
 
-/// Writes a message into a chunk's two slices of words.
-fn encode(msg: &[u8], a: &mut [u64], b: &mut [u64]) {
-    let mut words = a.iter_mut().chain(b.iter_mut());
-    if let Some(len) = words.next() {
-        *len = msg.len() as u64;
-    }
-    for (word, chunk) in words.zip(msg.chunks(8)) {
-        let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
-        *word = u64::from_ne_bytes(bytes);
+/// Splits a message's two runs of words into its length word and the two
+/// runs of data words after it (`None` if there are no words at all).
+fn split_len<'w>(
+    a: &'w [AtomicU64],
+    b: &'w [AtomicU64],
+) -> Option<(&'w AtomicU64, &'w [AtomicU64], &'w [AtomicU64])> {
+    match a.split_first() {
+        Some((len, rest)) => Some((len, rest, b)),
+        None => b.split_first().map(|(len, rest)| (len, a, rest)),
     }
 }
 
-/// Reads a message from a chunk's two slices into `out`: the stored length
-/// is clamped to `max_len` and to `out`, never trusted. Returns the length.
-fn decode(a: &[u64], b: &[u64], max_len: usize, out: &mut [u8]) -> usize {
-    let mut words = a.iter().chain(b.iter());
-    let stored = words.next().copied().unwrap_or(0);
+/// Writes a message into a chunk's two runs of words: its length, then its
+/// bytes (words past the message are left as they were).
+fn encode(msg: &[u8], a: &[AtomicU64], b: &[AtomicU64]) {
+    let Some((len, a, b)) = split_len(a, b) else {
+        return;
+    };
+    // Relaxed: published by the ring's Release store of its tail.
+    len.store(msg.len() as u64, Ordering::Relaxed);
+    let (ma, mb) = msg.split_at(msg.len().min(a.len().saturating_mul(8)));
+    copy_in(a, ma);
+    copy_in(b, mb);
+}
+
+/// Reads a message from a chunk's two runs of words into `out`: the stored
+/// length is clamped to `max_len` and to `out`, never trusted. Returns the
+/// length.
+fn decode(a: &[AtomicU64], b: &[AtomicU64], max_len: usize, out: &mut [u8]) -> usize {
+    let Some((len, a, b)) = split_len(a, b) else {
+        return 0;
+    };
+    // Relaxed: ordered by the ring's Acquire load of the tail.
+    let stored = len.load(Ordering::Relaxed);
     let len = usize::try_from(stored)
         .unwrap_or(usize::MAX)
         .min(max_len)
         .min(out.len());
-    for (chunk, word) in out[..len].chunks_mut(8).zip(words) {
-        chunk.copy_from_slice(&word.to_ne_bytes()[..chunk.len()]);
-    }
+    let out = &mut out[..len];
+    let (oa, ob) = out.split_at_mut(len.min(a.len().saturating_mul(8)));
+    copy_out(a, oa);
+    copy_out(b, ob);
     len
 }
 
@@ -156,7 +181,7 @@ impl ByteProducer {
     }
 
     fn write(&mut self, msg: &[u8]) -> Result<(), BytePushError> {
-        let mut chunk = self
+        let chunk = self
             .inner
             .raw
             .write_chunk(self.words)
@@ -164,7 +189,7 @@ impl ByteProducer {
                 crate::error::ChunkError::TooFewSlots(_) => BytePushError::Full,
                 crate::error::ChunkError::Closed => BytePushError::Closed,
             })?;
-        let (a, b) = chunk.as_mut_slices();
+        let (a, b) = chunk.words();
         encode(msg, a, b);
         chunk.commit_all();
         Ok(())
@@ -301,7 +326,7 @@ impl ByteConsumer {
             crate::error::ChunkError::TooFewSlots(_) => TryPopError::Empty,
             crate::error::ChunkError::Closed => TryPopError::Closed,
         })?;
-        let (a, b) = chunk.as_slices();
+        let (a, b) = chunk.words();
         let len = decode(a, b, self.max_len, out);
         chunk.commit_all();
         Ok(len)
@@ -429,13 +454,95 @@ mod tests {
         assert_eq!(rx.pop(), Err(PopError::Closed));
     }
 
+    fn words(values: &[u64]) -> Vec<AtomicU64> {
+        values.iter().map(|&v| AtomicU64::new(v)).collect()
+    }
+
     #[test]
     fn a_garbage_length_is_clamped() {
         let mut out = [0u8; 16];
-        let a = [u64::MAX, u64::from_ne_bytes(*b"abcdefgh")];
-        let b = [u64::from_ne_bytes(*b"ijklmnop")];
+        let a = words(&[u64::MAX, u64::from_ne_bytes(*b"abcdefgh")]);
+        let b = words(&[u64::from_ne_bytes(*b"ijklmnop")]);
         assert_eq!(decode(&a, &b, 12, &mut out), 12);
         assert_eq!(&out[..12], b"abcdefghijkl");
+        // The length word itself may be the one that wrapped.
+        let b = words(&[5, u64::from_ne_bytes(*b"qrstuvwx")]);
+        assert_eq!(decode(&[], &b, 12, &mut out), 5);
+        assert_eq!(&out[..5], b"qrstu");
+        assert_eq!(decode(&[], &[], 12, &mut out), 0);
+        for garbage in [u64::MAX, 1 << 63, u64::from(u32::MAX) + 1, 17, 9] {
+            let a = words(&[garbage, 1]);
+            let b = words(&[2]);
+            // Clamped to max_len (16: two data words), then to `out`.
+            assert!(decode(&a, &b, 16, &mut out) <= 16);
+            assert!(decode(&a, &b, 16, &mut [0u8; 3]) <= 3);
+        }
+    }
+
+    #[test]
+    fn encode_splits_a_message_across_the_wrap() {
+        let a = words(&[0, 0]);
+        let b = words(&[0, 0, 7]);
+        encode(b"abcdefghijk", &a, &b);
+        let mut out = [0u8; 32];
+        assert_eq!(decode(&a, &b, 24, &mut out), 11);
+        assert_eq!(&out[..11], b"abcdefghijk");
+        assert_eq!(
+            b[2].load(Ordering::Relaxed),
+            7,
+            "words past the message kept"
+        );
+        // Length word alone in the first run.
+        let a = words(&[0]);
+        encode(b"xyz", &a, &b);
+        assert_eq!(decode(&a, &b, 24, &mut out), 3);
+        assert_eq!(&out[..3], b"xyz");
+    }
+
+    #[test]
+    fn garbage_lengths_and_positions_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        let mut tx = ByteProducer::create(&path, 4, 20).unwrap();
+        let mut rx = ByteConsumer::open(&path).unwrap();
+        let ring = rx.inner.raw.ring;
+        let garbage = [
+            u64::MAX,
+            u64::MAX - 7,
+            1 << 63,
+            21,
+            20,
+            3,
+            0,
+            u64::from(u32::MAX) + 1,
+        ];
+        let mut buf = [0u8; 20];
+        let mut small = [0u8; 5];
+        for (i, &g) in garbage.iter().enumerate() {
+            let _ = tx.try_push(b"hello, world");
+            let _ = tx.try_push(&[7; 20]);
+            // A peer scribbles every word (length words included), then
+            // the positions.
+            for w in ring.words {
+                w.store(g.rotate_left(i as u32), Ordering::Relaxed);
+            }
+            for _ in 0..3 {
+                if let Ok(n) = rx.try_pop_into(&mut buf) {
+                    assert!(n <= 20);
+                }
+                if let Ok(n) = rx.try_pop_into(&mut small) {
+                    assert!(n <= 5);
+                }
+                let _ = rx.pop_timeout(Duration::ZERO);
+                let _ = tx.push_timeout(b"x", Duration::ZERO);
+                assert!(rx.len() <= 8 && tx.len() <= 8);
+            }
+            ring.ctl.tail.store(g, Ordering::Relaxed);
+            ring.ctl.head.store(g.wrapping_mul(3), Ordering::Relaxed);
+            let _ = rx.try_pop_into(&mut buf);
+            let _ = tx.try_push(b"again");
+            let _ = rx.pop_timeout(Duration::ZERO);
+        }
     }
 
     #[test]

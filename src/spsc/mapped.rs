@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use super::{
     Control, RawConsumer, RawProducer, ReadChunk, SLOTS_OFFSET, WriteChunk, claim_role,
-    release_role,
+    release_role, words_for,
 };
 use crate::error::{ChunkError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
 use crate::layout::Kind;
 use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::sync::{Ordering, UnsafeCell};
+use crate::sync::{AtomicU64, Ordering};
 
 pub(super) fn expect<T: Payload>() -> Expect {
     Expect {
@@ -21,11 +21,13 @@ pub(super) fn expect<T: Payload>() -> Expect {
     }
 }
 
-fn parts<T: Payload>(region: &Region) -> (&Control, &[UnsafeCell<T>]) {
+fn parts<T: Payload>(region: &Region) -> (&Control, &[AtomicU64]) {
+    // The descriptor was validated at open (capacity a power of two, at
+    // most 2^32 slots, body size matching): no overflow.
     let cap = region.descriptor().capacity as usize;
     (
         &region.body::<Control>(0, 1)[0],
-        region.body_cells::<T>(SLOTS_OFFSET, cap),
+        region.body::<AtomicU64>(SLOTS_OFFSET, words_for::<T>(cap)),
     )
 }
 
@@ -252,8 +254,9 @@ impl<T: Payload> Producer<T> {
         self.raw.push_slice(values)
     }
 
-    /// Reserves `n` slots to fill in place (zero copy), published on
-    /// [`WriteChunk::commit`].
+    /// Reserves `n` slots to fill, each value copied straight into its
+    /// slot ([`WriteChunk::set`], [`WriteChunk::copy_from_slice`],
+    /// [`WriteChunk::fill_from_iter`]); published when committed.
     ///
     /// # Errors
     ///
@@ -424,8 +427,10 @@ impl<T: Payload> Consumer<T> {
         self.raw.pop_slice(out)
     }
 
-    /// Borrows `n` items in place (zero copy), released on
-    /// [`ReadChunk::commit`].
+    /// Takes hold of the `n` oldest items, each read by copying straight
+    /// out of its slot ([`ReadChunk::get`], [`ReadChunk::iter`],
+    /// [`ReadChunk::copy_to_slice`], or by value through [`IntoIterator`],
+    /// which commits what it yielded); released when committed.
     ///
     /// # Errors
     ///
