@@ -27,7 +27,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use mmring::spsc::{Consumer, Producer};
-use mmring::{PopError, TryPopError, TryPushError};
+use mmring::{PopTimeoutError, TryPopError, TryPushError};
 
 /// Round trips measured per variant (unless given on the command line).
 const ROUNDS: usize = 100_000;
@@ -166,7 +166,7 @@ fn measure(dir: &Path, variant: &str, rounds: usize) -> Result<Option<Vec<Durati
     // `Closed`, checks its count and closes `pong`.
     tx.close();
     match rx.pop_timeout(WATCHDOG) {
-        Err(PopError::Closed) => {}
+        Err(PopTimeoutError::Closed) => {}
         other => return Err(format!("{variant}: after the last round trip: {other:?}").into()),
     }
     let status = child.wait(WATCHDOG)?;
@@ -188,7 +188,7 @@ fn echo(dir: &Path, variant: &str) -> Result<(), Error> {
         let v = if variant == "blocking" {
             match rx.pop_timeout(WATCHDOG) {
                 Ok(v) => v,
-                Err(PopError::Closed) => break,
+                Err(PopTimeoutError::Closed) => break,
                 Err(e) => return Err(format!("ping after {expect}: {e}").into()),
             }
         } else {
