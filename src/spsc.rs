@@ -18,6 +18,32 @@
 //! items is clamped to the capacity, so a peer that writes garbage gets
 //! garbage back, never an out-of-bounds access.
 //!
+//! # Roles
+//!
+//! Each end is a role, held by one live process at a time: its pid in the
+//! role word, claimed by compare-and-swap from 0 (or from a dead holder's
+//! pid) and given back by compare-and-swap to 0 ([`Control::claim`],
+//! [`Control::release`]). A ring file can be made with no role held
+//! ([`create`], [`create_bytes`]); both ends then `open` it.
+//!
+//! - Dropping a handle gives its role back and leaves the ring open with
+//!   every queued item: a new holder (a restarted process) claims the role
+//!   and continues from the published index, and the other end's handle
+//!   keeps working, nothing to reopen. A holder killed with `SIGKILL` is the
+//!   same: its role is taken over (its pid no longer exists) and what it
+//!   published stays.
+//! - A side about to wait (consumer: ring empty; producer: ring full) looks
+//!   at the other role: free (given back, or never claimed yet) or held by a
+//!   dead process, it returns `Disconnected` instead of sleeping — after one
+//!   more look at the ring, so nothing published before the release is
+//!   missed. The releaser notifies the wait point the other side sleeps on,
+//!   so a sleeper wakes at once; a dead holder is noticed within
+//!   [`PEER_CHECK`]. The `try_*` calls never look at roles.
+//! - `close()` is the end of the stream, final for everyone: pushes are
+//!   refused, the consumer drains then gets `Closed` (which wins over
+//!   `Disconnected`), and no producer can claim the role again until the
+//!   file is removed.
+//!
 //! Two layers: [`RawProducer`] / [`RawConsumer`] run the algorithm over a
 //! [`Control`] and slots that the caller hands in (the heap, loom, or a
 //! mapping); [`Producer`] / [`Consumer`] own a mapped ring file.
