@@ -201,6 +201,11 @@ pub fn create_with<T: Pod>(
 ///     // SAFETY: leave at once, with the sum as the exit code's check.
 ///     unsafe { libc::_exit(if sum == (1..=10_000).sum::<u64>() { 0 } else { 1 }) };
 /// }
+/// // Until a consumer is there, a push on the full ring returns
+/// // `Disconnected` rather than wait for one that may never come.
+/// while tx.is_abandoned() {
+///     std::thread::yield_now();
+/// }
 /// for i in 1..=10_000 {
 ///     tx.push(i)?; // sleeps (no CPU) while the ring is full
 /// }
