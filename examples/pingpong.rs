@@ -27,7 +27,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use mmring::spsc::{Consumer, Producer};
-use mmring::{PopError, TryPopError, TryPushError};
+use mmring::{PopTimeoutError, TryPopError, TryPushError};
 
 /// Round trips measured per variant (unless given on the command line).
 const ROUNDS: usize = 100_000;
@@ -136,6 +136,15 @@ fn measure(dir: &Path, variant: &str, rounds: usize) -> Result<Option<Vec<Durati
         .arg(variant)
         .spawn()?;
     let mut child = KillOnDrop(Some(child));
+    // Wait for the echo process to attach both ends: until then a blocking
+    // pop on `pong` returns `Disconnected` (no producer to wait for).
+    let deadline = Instant::now() + WATCHDOG;
+    while tx.is_abandoned() || rx.is_abandoned() {
+        if Instant::now() > deadline {
+            return Err(format!("{variant}: the echo process never attached").into());
+        }
+        std::thread::yield_now();
+    }
 
     let total = WARMUP + rounds as u64;
     let mut times = Vec::with_capacity(rounds);
@@ -166,7 +175,7 @@ fn measure(dir: &Path, variant: &str, rounds: usize) -> Result<Option<Vec<Durati
     // `Closed`, checks its count and closes `pong`.
     tx.close();
     match rx.pop_timeout(WATCHDOG) {
-        Err(PopError::Closed) => {}
+        Err(PopTimeoutError::Closed) => {}
         other => return Err(format!("{variant}: after the last round trip: {other:?}").into()),
     }
     let status = child.wait(WATCHDOG)?;
@@ -188,7 +197,7 @@ fn echo(dir: &Path, variant: &str) -> Result<(), Error> {
         let v = if variant == "blocking" {
             match rx.pop_timeout(WATCHDOG) {
                 Ok(v) => v,
-                Err(PopError::Closed) => break,
+                Err(PopTimeoutError::Closed) => break,
                 Err(e) => return Err(format!("ping after {expect}: {e}").into()),
             }
         } else {

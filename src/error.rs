@@ -440,6 +440,10 @@ pub enum BytePushError {
     /// The timeout passed with the queue still full.
     #[error("timed out with the queue full")]
     Timeout,
+    /// The reading side is gone (an SPSC byte ring's consumer role is free
+    /// or its process died) while there was no room.
+    #[error("consumer disconnected")]
+    Disconnected,
 }
 
 /// Why a non-blocking byte-message push (`try_push`) did not push.

@@ -34,6 +34,32 @@
 //! a peer that writes garbage gets garbage back, never an out-of-bounds
 //! access, an overflow panic or undefined behaviour.
 //!
+//! # Roles
+//!
+//! Each end is a role, held by one live process at a time: its pid in the
+//! role word, claimed by compare-and-swap from 0 (or from a dead holder's
+//! pid) and given back by compare-and-swap to 0 ([`Control::claim`],
+//! [`Control::release`]). A ring file can be made with no role held
+//! ([`create`], [`create_bytes`]); both ends then `open` it.
+//!
+//! - Dropping a handle gives its role back and leaves the ring open with
+//!   every queued item: a new holder (a restarted process) claims the role
+//!   and continues from the published index, and the other end's handle
+//!   keeps working, nothing to reopen. A holder killed with `SIGKILL` is the
+//!   same: its role is taken over (its pid no longer exists) and what it
+//!   published stays.
+//! - A side about to wait (consumer: ring empty; producer: ring full) looks
+//!   at the other role: free (given back, or never claimed yet) or held by a
+//!   dead process, it returns `Disconnected` instead of sleeping — after one
+//!   more look at the ring, so nothing published before the release is
+//!   missed. The releaser notifies the wait point the other side sleeps on,
+//!   so a sleeper wakes at once; a dead holder is noticed within
+//!   [`PEER_CHECK`]. The `try_*` calls never look at roles.
+//! - `close()` is the end of the stream, final for everyone: pushes are
+//!   refused, the consumer drains then gets `Closed` (which wins over
+//!   `Disconnected`), and no producer can claim the role again until the
+//!   file is removed.
+//!
 //! Two layers: [`RawProducer`] / [`RawConsumer`] run the algorithm over a
 //! [`Control`] and slot words that the caller hands in (the heap, loom, or a
 //! mapping); [`Producer`] / [`Consumer`] own a mapped ring file.
@@ -42,7 +68,10 @@ use std::iter::FusedIterator;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use crate::error::{ChunkError, Closed, PopError, PushError, TryPopError, TryPushError};
+use crate::error::{
+    ChunkError, Closed, PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError,
+    TryPushError,
+};
 use crate::pod::Pod;
 use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -205,6 +234,71 @@ impl Control {
         let head = self.head.load(Ordering::Relaxed);
         clamp(tail.wrapping_sub(head), capacity)
     }
+
+    fn role(&self, role: Role) -> &AtomicU32 {
+        match role {
+            Role::Producer => &self.producer,
+            Role::Consumer => &self.consumer,
+        }
+    }
+
+    /// Claims `role` for the process `me`: free (0) or held by a dead
+    /// process (see [`claim_role`]). The new holder continues from the
+    /// published index, so nothing the previous one committed is lost.
+    ///
+    /// # Errors
+    ///
+    /// The pid of a live holder (this process included: one handle per
+    /// role).
+    pub fn claim(&self, role: Role, me: u32) -> Result<(), u32> {
+        claim_role(self.role(role), me)
+    }
+
+    /// Gives `role` back if `me` still holds it, and wakes the other side
+    /// if it sleeps: a consumer waiting for data (or a producer waiting for
+    /// room) learns that nobody holds the role it waits on and returns
+    /// `Disconnected` once it has drained (or found no room). The ring
+    /// stays open; a new holder can claim the role.
+    pub fn release(&self, role: Role, me: u32) {
+        release_role(self.role(role), me);
+        // After the role word changed (the state the sleepers check):
+        // the wait point's protocol, see `WaitPoint::notify`.
+        match role {
+            Role::Producer => self.data().notify(),
+            Role::Consumer => self.space().notify(),
+        }
+    }
+
+    /// The pid holding `role` (0: free). A snapshot.
+    pub fn holder(&self, role: Role) -> u32 {
+        // Relaxed: a snapshot for display and liveness probes; it orders
+        // nothing.
+        self.role(role).load(Ordering::Relaxed)
+    }
+
+    /// Whether `role` is free or held by a process that no longer exists.
+    /// A snapshot: a new holder may claim it as soon as this returns.
+    pub fn is_abandoned(&self, role: Role) -> bool {
+        let pid = self.holder(role);
+        pid == 0 || !crate::pid::is_alive(pid)
+    }
+
+    /// Whether either side closed the ring. A snapshot.
+    pub fn is_closed(&self) -> bool {
+        // Relaxed: a snapshot; callers that act on a close re-read it with
+        // the orderings their protocol needs.
+        self.closed.load(Ordering::Relaxed) != 0
+    }
+}
+
+/// One of the ring's two ends, each held by at most one live process at a
+/// time (its pid in the role word; 0 = free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The end that pushes (the `producer` word).
+    Producer,
+    /// The end that pops (the `consumer` word).
+    Consumer,
 }
 
 /// A count of items read from the mapping, clamped to the capacity (a
@@ -255,9 +349,15 @@ enum Blocked {
     Timeout,
 }
 
-/// Waits at `point` until `attempt` succeeds, the deadline passes, or the
-/// process in `peer` is gone (then one last attempt is made, so nothing
-/// the peer committed is missed).
+/// Waits at `point` until `attempt` succeeds, the deadline passes, or no
+/// live process holds the `peer` role: free (its holder dropped its handle,
+/// or none ever attached) or held by a process that is gone. Before giving
+/// up on the peer, one last attempt is made after seeing it gone, so
+/// nothing the peer committed is missed.
+///
+/// A free role is seen at once (the releaser notifies `point`); a dead
+/// holder within about [`PEER_CHECK`] (the pid is probed with the kernel
+/// between sleeps).
 fn block<R>(
     point: WaitPoint<'_>,
     peer: &AtomicU32,
@@ -268,21 +368,42 @@ fn block<R>(
     if let Some(r) = attempt() {
         return Ok(r);
     }
+    let mut step = |peer_gone: bool| -> Option<Result<R, Blocked>> {
+        if let Some(r) = attempt() {
+            return Some(Ok(r));
+        }
+        // Acquire: pairs with the Release in `release_role`: the leaving
+        // holder's last index store (and what it published) is visible to
+        // the attempt below, so an item pushed (or a slot freed) just
+        // before the release is never missed.
+        if peer_gone || peer.load(Ordering::Acquire) == 0 {
+            return Some(attempt().ok_or(Blocked::Disconnected));
+        }
+        None
+    };
     loop {
         let slice_end = Instant::now() + PEER_CHECK;
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        if let Ok(r) = point.wait_until(Some(until), &mut attempt) {
-            return Ok(r);
+        if let Ok(r) = point.wait_until(Some(until), || step(false)) {
+            return r;
         }
-        // Relaxed: a liveness probe; the pid is confirmed with the kernel.
+        // Relaxed: a liveness probe; the pid is confirmed with the kernel,
+        // and `step` re-reads what matters with Acquire.
         let pid = peer.load(Ordering::Relaxed);
         if pid != 0 && !crate::pid::is_alive(pid) {
-            return attempt().ok_or(Blocked::Disconnected);
+            return step(true).unwrap_or(Err(Blocked::Disconnected));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return attempt().ok_or(Blocked::Timeout);
+            return step(false).unwrap_or(Err(Blocked::Timeout));
         }
     }
+}
+
+/// A blocking call's error from the timed one it is built on: with no
+/// deadline, [`block`] never times out.
+#[cold]
+fn no_deadline_no_timeout<T>() -> T {
+    unreachable!("a wait without a deadline cannot time out")
 }
 
 /// Words one slot of a `T` takes: its size rounded up to whole 8-byte
@@ -345,7 +466,6 @@ fn store<T: Pod>(slot: &[AtomicU64], v: &T) {
     copy_in(slot, bytemuck::bytes_of(v));
 }
 
-/// The ring memory: control words and slot words, borrowed.
 struct Ring<'a, T> {
     ctl: &'a Control,
     /// `capacity` slots of [`slot_words::<T>()`](slot_words) words each.
@@ -555,9 +675,14 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     ///
     /// # Errors
     ///
-    /// [`PushError`] with the value: closed, the consumer's process is gone,
-    /// or the deadline passed.
-    pub fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
+    /// [`PushTimeoutError`] with the value: closed; no live consumer holds
+    /// the role while the ring is full (free, never claimed yet, or its
+    /// process is gone); or the deadline passed.
+    pub fn push_until(
+        &mut self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushTimeoutError<T>> {
         let mut value = Some(value);
         let ring = self.ring;
         let res = block(ring.ctl.space(), &ring.ctl.consumer, deadline, || {
@@ -573,14 +698,29 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         });
         match res {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(v)) => Err(PushError::Closed(v)),
-            Err(Blocked::Disconnected) => Err(PushError::Disconnected(
+            Ok(Err(v)) => Err(PushTimeoutError::Closed(v)),
+            Err(Blocked::Disconnected) => Err(PushTimeoutError::Disconnected(
                 value.take().unwrap_or_else(unreachable_value),
             )),
-            Err(Blocked::Timeout) => Err(PushError::Timeout(
+            Err(Blocked::Timeout) => Err(PushTimeoutError::Timeout(
                 value.take().unwrap_or_else(unreachable_value),
             )),
         }
+    }
+
+    /// Pushes `value`, sleeping while the ring is full, for as long as a
+    /// live consumer holds its role.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError`] with the value: closed, or no live consumer while the
+    /// ring is full.
+    pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.push_until(value, None).map_err(|e| match e {
+            PushTimeoutError::Closed(v) => PushError::Closed(v),
+            PushTimeoutError::Disconnected(v) => PushError::Disconnected(v),
+            PushTimeoutError::Timeout(_) => no_deadline_no_timeout(),
+        })
     }
 
     /// Sleeps until at least `n` slots are free (then a
@@ -589,12 +729,16 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     ///
     /// # Errors
     ///
-    /// [`PushError`] (with `()`): closed, the consumer is gone, timed out;
-    /// also `Closed` at once if `n` exceeds the capacity (it could never
-    /// fit).
-    pub fn wait_free(&mut self, n: usize, deadline: Option<Instant>) -> Result<(), PushError<()>> {
+    /// [`PushTimeoutError`] (with `()`): closed, no live consumer while
+    /// there is no room, timed out; also `Closed` at once if `n` exceeds
+    /// the capacity (it could never fit).
+    pub fn wait_free(
+        &mut self,
+        n: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushTimeoutError<()>> {
         if n > self.capacity() {
-            return Err(PushError::Closed(()));
+            return Err(PushTimeoutError::Closed(()));
         }
         let ring = self.ring;
         let res = block(ring.ctl.space(), &ring.ctl.consumer, deadline, || {
@@ -606,9 +750,9 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         });
         match res {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(())) => Err(PushError::Closed(())),
-            Err(Blocked::Disconnected) => Err(PushError::Disconnected(())),
-            Err(Blocked::Timeout) => Err(PushError::Timeout(())),
+            Ok(Err(())) => Err(PushTimeoutError::Closed(())),
+            Err(Blocked::Disconnected) => Err(PushTimeoutError::Disconnected(())),
+            Err(Blocked::Timeout) => Err(PushTimeoutError::Timeout(())),
         }
     }
 
@@ -662,6 +806,12 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     /// Whether either side closed the ring.
     pub fn is_closed_now(&self) -> bool {
         self.is_closed()
+    }
+
+    /// Whether the ring is full right now (a snapshot: the consumer may
+    /// free a slot as soon as this returns).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
     }
 
     /// Items in the ring right now (a snapshot).
@@ -926,9 +1076,10 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     ///
     /// # Errors
     ///
-    /// [`PopError`]: closed and drained, the producer's process is gone
-    /// (after everything it committed was received), or the deadline passed.
-    pub fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, PopError> {
+    /// [`PopTimeoutError`]: closed and drained; no live producer holds the
+    /// role (free, never claimed yet, or its process is gone) and
+    /// everything it committed was received; or the deadline passed.
+    pub fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, PopTimeoutError> {
         let ring = self.ring;
         let res = block(
             ring.ctl.data(),
@@ -936,15 +1087,29 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
             deadline,
             || match self.try_pop() {
                 Ok(v) => Some(Ok(v)),
-                Err(TryPopError::Closed) => Some(Err(PopError::Closed)),
+                Err(TryPopError::Closed) => Some(Err(PopTimeoutError::Closed)),
                 Err(TryPopError::Empty) => None,
             },
         );
         match res {
             Ok(r) => r,
-            Err(Blocked::Disconnected) => Err(PopError::Disconnected),
-            Err(Blocked::Timeout) => Err(PopError::Timeout),
+            Err(Blocked::Disconnected) => Err(PopTimeoutError::Disconnected),
+            Err(Blocked::Timeout) => Err(PopTimeoutError::Timeout),
         }
+    }
+
+    /// Pops the oldest item, sleeping while the ring is empty, for as long
+    /// as a live producer holds its role.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError`]: closed and drained, or drained with no live producer.
+    pub fn pop(&mut self) -> Result<T, PopError> {
+        self.pop_until(None).map_err(|e| match e {
+            PopTimeoutError::Closed => PopError::Closed,
+            PopTimeoutError::Disconnected => PopError::Disconnected,
+            PopTimeoutError::Timeout => no_deadline_no_timeout(),
+        })
     }
 
     /// Sleeps until at least `n` items are available (then a
@@ -952,9 +1117,13 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     ///
     /// # Errors
     ///
-    /// [`PopError`]: closed with fewer than `n` left, the producer is gone
-    /// (after all it committed), or timed out.
-    pub fn wait_available(&mut self, n: usize, deadline: Option<Instant>) -> Result<(), PopError> {
+    /// [`PopTimeoutError`]: closed with fewer than `n` left, fewer than `n`
+    /// left and no live producer, or timed out.
+    pub fn wait_available(
+        &mut self,
+        n: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(), PopTimeoutError> {
         let ring = self.ring;
         let res = block(ring.ctl.data(), &ring.ctl.producer, deadline, || {
             if self.available(n) >= n {
@@ -963,14 +1132,14 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
             // Acquire pairs with `Control::close`'s Release: after it, the
             // producer's last tail is visible to the re-check.
             if ring.ctl.closed.load(Ordering::Acquire) != 0 && self.available(n) < n {
-                return Some(Err(PopError::Closed));
+                return Some(Err(PopTimeoutError::Closed));
             }
             None
         });
         match res {
             Ok(r) => r,
-            Err(Blocked::Disconnected) => Err(PopError::Disconnected),
-            Err(Blocked::Timeout) => Err(PopError::Timeout),
+            Err(Blocked::Disconnected) => Err(PopTimeoutError::Disconnected),
+            Err(Blocked::Timeout) => Err(PopTimeoutError::Timeout),
         }
     }
 
@@ -1032,6 +1201,17 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     /// Whether the ring is empty right now (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether the ring is full right now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Whether either side closed the ring (items may still be left to
+    /// drain). A snapshot.
+    pub fn is_closed(&self) -> bool {
+        self.ring.ctl.is_closed()
     }
 }
 
@@ -1273,9 +1453,9 @@ impl<T: Pod> Drop for ReadChunkIntoIter<'_, '_, T> {
 }
 
 #[cfg(not(loom))]
-pub use bytes::{ByteConsumer, ByteProducer};
+pub use bytes::{ByteConsumer, ByteProducer, create_bytes, create_bytes_with};
 #[cfg(not(loom))]
-pub use mapped::{Consumer, Producer, channel};
+pub use mapped::{Consumer, Producer, channel, create, create_with};
 
 #[cfg(not(loom))]
 mod bytes;
@@ -1341,6 +1521,12 @@ mod tests {
         assert_eq!(c.try_pop(), Err(TryPopError::Empty));
     }
 
+    /// Pids the unit tests claim roles with: this process, and init (pid
+    /// 1, always alive) for the other end.
+    fn pids() -> (u32, u32) {
+        (crate::pid::current(), 1)
+    }
+
     #[test]
     fn close_by_producer_drains_then_closed() {
         let ctl = Control::new();
@@ -1352,7 +1538,8 @@ mod tests {
         assert!(matches!(p.try_push(2), Err(TryPushError::Closed(2))));
         assert_eq!(c.try_pop(), Ok(1));
         assert_eq!(c.try_pop(), Err(TryPopError::Closed));
-        assert_eq!(c.pop_until(None), Err(PopError::Closed));
+        assert_eq!(c.pop(), Err(PopError::Closed));
+        assert_eq!(c.pop_until(None), Err(PopTimeoutError::Closed));
         assert_eq!(c.pop_slice(&mut [0; 2]), Err(Closed));
     }
 
@@ -1363,33 +1550,105 @@ mod tests {
         let mut p = RawProducer::<u64>::new(&ctl, &s);
         let c = RawConsumer::<u64>::new(&ctl, &s);
         c.close();
-        assert!(matches!(p.push_until(5, None), Err(PushError::Closed(5))));
+        assert!(matches!(p.push(5), Err(PushError::Closed(5))));
         assert_eq!(p.push_slice(&[1]), Err(Closed));
     }
 
     #[test]
     fn timeouts_return_the_value() {
         let ctl = Control::new();
+        let (me, other) = pids();
+        ctl.claim(Role::Producer, other).unwrap();
+        ctl.claim(Role::Consumer, me).unwrap();
         let s = slots::<u64>(1);
         let mut p = RawProducer::<u64>::new(&ctl, &s);
         let mut c = RawConsumer::<u64>::new(&ctl, &s);
         let soon = Some(Instant::now() + Duration::from_millis(20));
-        assert_eq!(c.pop_until(soon), Err(PopError::Timeout));
+        assert_eq!(c.pop_until(soon), Err(PopTimeoutError::Timeout));
         p.try_push(1).unwrap();
         let soon = Some(Instant::now() + Duration::from_millis(20));
-        assert!(matches!(p.push_until(2, soon), Err(PushError::Timeout(2))));
+        assert!(matches!(
+            p.push_until(2, soon),
+            Err(PushTimeoutError::Timeout(2))
+        ));
+    }
+
+    #[test]
+    fn a_free_role_is_disconnected_at_once_and_a_new_holder_carries_on() {
+        let ctl = Control::new();
+        let (me, other) = pids();
+        let s = slots::<u64>(2);
+        let mut p = RawProducer::new(&ctl, &s);
+        let mut c = RawConsumer::new(&ctl, &s);
+        // Nobody ever attached: no wait, whatever the deadline.
+        assert_eq!(c.pop(), Err(PopError::Disconnected));
+        assert_eq!(c.pop_until(None), Err(PopTimeoutError::Disconnected));
+        assert!(ctl.is_abandoned(Role::Producer));
+        ctl.claim(Role::Producer, me).unwrap();
+        assert!(!ctl.is_abandoned(Role::Producer));
+        p.push(1).unwrap();
+        p.push(2).unwrap();
+        // Full, no consumer: the value comes back.
+        assert!(matches!(p.push(3), Err(PushError::Disconnected(3))));
+        assert_eq!(
+            p.wait_free(1, None),
+            Err(PushTimeoutError::Disconnected(()))
+        );
+        ctl.claim(Role::Consumer, other).unwrap();
+        assert_eq!(c.pop(), Ok(1));
+        p.push(3).unwrap();
+        // The producer leaves: what it queued is still popped, then
+        // Disconnected; the ring is not closed.
+        ctl.release(Role::Producer, me);
+        assert_eq!(c.pop(), Ok(2));
+        assert_eq!(c.pop(), Ok(3));
+        assert_eq!(c.pop(), Err(PopError::Disconnected));
+        assert_eq!(
+            c.wait_available(1, None),
+            Err(PopTimeoutError::Disconnected)
+        );
+        assert!(!c.is_closed());
+        // A new producer continues from the published tail; the same
+        // consumer keeps working.
+        ctl.claim(Role::Producer, me).unwrap();
+        let mut p2 = RawProducer::new(&ctl, &s);
+        p2.push(4).unwrap();
+        assert_eq!(c.pop(), Ok(4));
+        assert_eq!(ctl.holder(Role::Producer), me);
+        // Releasing a role one does not hold changes nothing.
+        ctl.release(Role::Producer, other);
+        assert_eq!(ctl.holder(Role::Producer), me);
+    }
+
+    #[test]
+    fn a_blocked_pop_wakes_when_the_producer_leaves() {
+        let ctl = Control::new();
+        let (me, _) = pids();
+        ctl.claim(Role::Producer, me).unwrap();
+        let s = slots::<u64>(2);
+        let mut c = RawConsumer::new(&ctl, &s);
+        let mut p = RawProducer::new(&ctl, &s);
+        std::thread::scope(|scope| {
+            let h = scope.spawn(move || (c.pop(), c.pop()));
+            // Let the consumer reach its sleep (not needed for correctness).
+            std::thread::sleep(Duration::from_millis(30));
+            p.try_push(7).unwrap();
+            ctl.release(Role::Producer, me);
+            assert_eq!(h.join().unwrap(), (Ok(7), Err(PopError::Disconnected)));
+        });
     }
 
     #[test]
     fn blocked_pop_is_woken_by_push_and_by_close() {
         let ctl = Control::new();
+        ctl.claim(Role::Producer, pids().1).unwrap();
         let s = slots::<u64>(2);
         let mut c = RawConsumer::<u64>::new(&ctl, &s);
         let mut p = RawProducer::<u64>::new(&ctl, &s);
         std::thread::scope(|scope| {
             let h = scope.spawn(move || {
-                let first = c.pop_until(None);
-                let second = c.pop_until(None);
+                let first = c.pop();
+                let second = c.pop();
                 (first, second)
             });
             // Let the consumer reach its sleep (not needed for correctness).

@@ -78,7 +78,8 @@ use mmring::Zeroable;
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
 use mmring::{
-    AtomicArray, Closed, Counter, Patience, Pod, PopError, PushError, TryPopError, TryPushError,
+    AtomicArray, Closed, Counter, Patience, Pod, PopError, PopTimeoutError, PushTimeoutError,
+    TryPopError, TryPushError,
 };
 
 /// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
@@ -391,10 +392,12 @@ impl Tx {
         }
     }
 
-    fn push_timeout(&mut self, m: Msg) -> Result<(), PushError<Msg>> {
+    fn push_timeout(&mut self, m: Msg) -> Result<(), PushTimeoutError<Msg>> {
         match self {
             Tx::Spsc(p) => p.push_timeout(m, BLOCK_TIMEOUT),
-            Tx::Mpmc(q) => q.push_timeout(m, BLOCK_TIMEOUT),
+            Tx::Mpmc(q) => q
+                .push_timeout(m, BLOCK_TIMEOUT)
+                .map_err(PushTimeoutError::from),
         }
     }
 
@@ -419,10 +422,10 @@ impl Rx {
         }
     }
 
-    fn pop_timeout(&mut self, timeout: Duration) -> Result<Msg, PopError> {
+    fn pop_timeout(&mut self, timeout: Duration) -> Result<Msg, PopTimeoutError> {
         match self {
             Rx::Spsc(c) => c.pop_timeout(timeout),
-            Rx::Mpmc(q) => q.pop_timeout(timeout),
+            Rx::Mpmc(q) => q.pop_timeout(timeout).map_err(PopTimeoutError::from),
         }
     }
 
@@ -499,8 +502,8 @@ fn child_stress_producer() {
             },
         };
         let Some(pushed) = res else {
-            // Closed: only once the consumers were stopped (SPSC: the
-            // consumer's exit closes the ring; MPMC: the parent closes it).
+            // Closed: only once the consumers were stopped (the parent
+            // closes the ring).
             assert!(f.stop.load() >= 1, "the ring was closed under a producer");
             f.inflight[me].store(0);
             break;
@@ -582,14 +585,17 @@ fn child_stress_consumer() {
 fn push_blocking(f: &Files, me: usize, tx: &mut Tx, m: Msg) -> Option<u64> {
     match f.timed(me, || tx.push_timeout(m)) {
         Ok(()) => Some(1),
-        // The consumer died (SPSC): not pushed; its replacement comes, try
-        // again.
-        Err(PushError::Disconnected(_)) => Some(0),
-        Err(PushError::Timeout(_)) => {
+        // No live consumer (SPSC: it died, or it left at the stop): not
+        // pushed; its replacement comes, try again (letting it run).
+        Err(PushTimeoutError::Disconnected(_)) => {
+            std::thread::yield_now();
+            Some(0)
+        }
+        Err(PushTimeoutError::Timeout(_)) => {
             f.hang("push");
             Some(0)
         }
-        Err(PushError::Closed(_)) => None,
+        Err(PushTimeoutError::Closed(_)) => None,
     }
 }
 
@@ -601,13 +607,17 @@ fn pop_blocking(f: &Files, me: usize, rx: &mut Rx, buf: &mut [Msg]) -> Option<us
             buf[0] = m;
             Some(1)
         }
-        // The producer died (SPSC): its replacement comes.
-        Err(PopError::Disconnected) => Some(0),
-        Err(PopError::Timeout) => {
+        // No live producer (SPSC: it died): its replacement comes (let it
+        // run).
+        Err(PopTimeoutError::Disconnected) => {
+            std::thread::yield_now();
+            Some(0)
+        }
+        Err(PopTimeoutError::Timeout) => {
             f.hang("pop");
             Some(0)
         }
-        Err(PopError::Closed) => None,
+        Err(PopTimeoutError::Closed) => None,
     }
 }
 
@@ -859,15 +869,25 @@ fn run(kind: Kind) {
 
     // Stop: consumers first, so that the ring fills up and the final
     // drain has something to check; then the producers, woken by the close
-    // if they sleep on a full ring (SPSC: the consumer's exit closed it).
+    // if they sleep on a full ring (SPSC: the consumer's exit left the ring
+    // open, and a producer asleep on it full got `Disconnected`; the
+    // parent closes it with a consumer handle of its own).
     f.stop.store(1);
     for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Consumer) {
         kids.wait_ok(id);
     }
     f.stop.store(2);
-    if let Some(q) = &queue {
-        q.close();
-    }
+    let spsc_rx = match &queue {
+        Some(q) => {
+            q.close();
+            None
+        }
+        None => {
+            let rx = Consumer::<Msg>::open(d.join("ring")).unwrap();
+            rx.close();
+            Some(rx)
+        }
+    };
     for &(id, _) in live.iter().filter(|(_, r)| *r == Role::Producer) {
         kids.wait_ok(id);
     }
@@ -896,14 +916,14 @@ fn run(kind: Kind) {
             }
         },
         None => {
-            let mut rx = Consumer::<Msg>::open(d.join("ring")).unwrap();
+            let mut rx = spsc_rx.expect("spsc");
             loop {
                 match rx.pop_timeout(BLOCK_TIMEOUT) {
                     Ok(m) => {
                         f.record_consumed(ids, &m, None);
                         drained += 1;
                     }
-                    Err(PopError::Closed) => break status(rx.region()),
+                    Err(PopTimeoutError::Closed) => break status(rx.region()),
                     Err(e) => panic!("final drain: {e}"),
                 }
             }

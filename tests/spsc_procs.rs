@@ -3,7 +3,8 @@
 //! pop flavour), a blocking ping-pong, a producer (or consumer) killed with
 //! `SIGKILL`, a ring that outlives its producer on disk, one producer at a
 //! time (a dead one is taken over), close waking sleepers on either side,
-//! and the errors for bad capacities and foreign files.
+//! and the errors for bad capacities and foreign files. (Ends that leave
+//! and come back, restarted a hundred times, are in `spsc_roles.rs`.)
 //!
 //! Every process but the test harness's own is this test binary started
 //! again in a child role (see `common`); the parent waits for them with a
@@ -21,9 +22,10 @@ use common::{Children, Rng, WATCHDOG, wait_until, wrong_payload};
 /// machine, but 20-30 s when other processes keep both cores busy.
 const LONG_WATCHDOG: Duration = Duration::from_secs(300);
 use mmring::inspect::{Body, inspect};
-use mmring::spsc::{CLOSED_BY_CONSUMER, CLOSED_BY_PRODUCER, Consumer, Producer, Snapshot};
+use mmring::spsc::{CLOSED_BY_PRODUCER, Consumer, Producer, Snapshot};
 use mmring::{
-    ChunkError, Closed, Counter, OpenError, PopError, PushError, TryPopError, TryPushError,
+    ChunkError, Closed, Counter, OpenError, Payload, PopError, PopTimeoutError, PushError,
+    PushTimeoutError, TryPopError, TryPushError,
 };
 
 /// The ring's control words as `inspect` reports them, checking that the
@@ -61,6 +63,24 @@ fn control(path: &Path) -> Snapshot {
     }
 }
 
+/// Waits until a producer holds the ring's producer role (or the ring is
+/// closed): before that, a blocking pop on the empty ring returns
+/// `Disconnected` at once, since nobody holds the role it would wait on.
+fn wait_for_producer<T: Payload>(rx: &Consumer<T>) {
+    wait_until("a producer to attach", || {
+        !rx.is_abandoned() || rx.is_closed()
+    });
+}
+
+/// Waits until a consumer holds the ring's consumer role (or the ring is
+/// closed): before that, a blocking push on a full ring returns
+/// `Disconnected` at once.
+fn wait_for_consumer<T: Payload>(tx: &Producer<T>) {
+    wait_until("a consumer to attach", || {
+        !tx.is_abandoned() || tx.is_closed()
+    });
+}
+
 /// Opens a counter that the parent created.
 fn counter(dir: &Path, name: &str) -> Counter {
     Counter::open(dir.join(name)).unwrap()
@@ -89,9 +109,9 @@ const STREAM_LEN: u64 = 10_000_000;
 /// `copy_to_slice`, `get` and by value, sometimes committed only in part)
 /// on the other.
 /// The consumer checks every value against the next expected number, then
-/// finds the ring closed (the producer dropped its end) and drained through
-/// every pop flavour. Afterwards both roles are given back and both indices
-/// stand at ten million.
+/// finds the ring closed (the producer closed it before dropping its end)
+/// and drained through every pop flavour. Afterwards both roles are given
+/// back and both indices stand at ten million.
 #[test]
 fn ten_million_values_arrive_in_order_across_processes() {
     let n = STREAM_LEN;
@@ -121,7 +141,7 @@ fn ten_million_values_arrive_in_order_across_processes() {
     let s = ring_state(&ring, STREAM_CAP as u64);
     assert_eq!((s.tail, s.head), (n, n), "indices after the stream");
     assert_eq!((s.producer, s.consumer), (0, 0), "roles not given back");
-    assert_eq!(s.closed, CLOSED_BY_PRODUCER | CLOSED_BY_CONSUMER);
+    assert_eq!(s.closed, CLOSED_BY_PRODUCER, "a dropped end does not close");
 }
 
 #[test]
@@ -131,6 +151,7 @@ fn child_stream_producer() {
     };
     let n: u64 = ctx.arg_num();
     let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), STREAM_CAP).unwrap();
+    wait_for_consumer(&tx);
     let mut rng = Rng::new(0x5eed_0001);
     let mut batch: Vec<u64> = Vec::with_capacity(MAX_RUN as usize);
     let mut runs = [0u64; 4];
@@ -216,7 +237,9 @@ fn child_stream_producer() {
         next = end;
     }
     println!("producer: runs of try_push/push/push_slice/write_chunk: {runs:?}");
-    // Dropping `tx` closes the ring: the consumer drains, then gets Closed.
+    // The end of the stream: the consumer drains, then gets Closed.
+    // (Dropping `tx` alone would leave the ring open for a new producer.)
+    tx.close();
 }
 
 #[test]
@@ -227,6 +250,7 @@ fn child_stream_consumer() {
     let n: u64 = ctx.arg_num();
     let received = counter(&ctx.path, "received");
     let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), STREAM_CAP).unwrap();
+    wait_for_producer(&rx);
     let mut rng = Rng::new(0x5eed_0002);
     let mut buf = vec![0u64; MAX_RUN as usize];
     let mut runs = [0u64; 4];
@@ -313,12 +337,12 @@ fn child_stream_consumer() {
         }
     }
     assert_eq!(expect, n);
-    // Everything arrived; the producer closes when it drops its end.
+    // Everything arrived; the producer closed the ring when done.
     assert_eq!(rx.pop(), Err(PopError::Closed));
     assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
     assert_eq!(
         rx.pop_timeout(Duration::from_millis(1)),
-        Err(PopError::Closed)
+        Err(PopTimeoutError::Closed)
     );
     assert_eq!(rx.pop_slice(&mut buf), Err(Closed));
     assert!(matches!(rx.read_chunk(1), Err(ChunkError::Closed)));
@@ -372,6 +396,7 @@ fn child_pinger() {
     };
     let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ping"), 8).unwrap();
     let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("pong"), 8).unwrap();
+    wait_for_producer(&rx);
     for i in 0..ROUND_TRIPS {
         tx.push(i).unwrap();
         let r = rx.pop().unwrap();
@@ -388,6 +413,7 @@ fn child_ponger() {
     };
     let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ping"), 8).unwrap();
     let mut tx = Producer::<u64>::open_or_create(ctx.path.join("pong"), 8).unwrap();
+    wait_for_producer(&rx);
     let mut expect = 0u64;
     loop {
         match rx.pop() {
@@ -421,7 +447,8 @@ const KILL_BATCH: u64 = 64;
 /// wherever it is. The consumer must then receive exactly 0 .. n in order,
 /// with n at least the count recorded (and at most one batch more: a push
 /// commits before its count is stored), and then get `Disconnected`, not
-/// hang and not `Closed` (nobody closed the ring).
+/// hang and not `Closed` (nobody closed the ring: not the killed producer,
+/// and not the consumer's exit either).
 #[test]
 fn a_producer_killed_mid_stream_leaves_every_committed_value() {
     let dir = tempfile::tempdir().unwrap();
@@ -449,7 +476,7 @@ fn a_producer_killed_mid_stream_leaves_every_committed_value() {
     );
     let s = ring_state(&d.join("ring"), KILL_CAP as u64);
     assert_eq!((s.tail, s.head), (n as u64, n as u64));
-    assert_eq!(s.closed, CLOSED_BY_CONSUMER, "only the consumer closed");
+    assert_eq!(s.closed, 0, "nobody closed");
     assert_eq!(
         s.producer, producer,
         "a killed producer keeps its role word"
@@ -463,6 +490,7 @@ fn child_endless_producer() {
     };
     let committed = counter(&ctx.path, "committed");
     let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), KILL_CAP).unwrap();
+    wait_for_consumer(&tx);
     let mut rng = Rng::new(0x5eed_0003);
     let mut next = 0u64;
     let deadline = Instant::now() + WATCHDOG;
@@ -500,6 +528,7 @@ fn child_until_disconnected() {
     let received = counter(&ctx.path, "received");
     let committed = counter(&ctx.path, "committed");
     let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), KILL_CAP).unwrap();
+    wait_for_producer(&rx);
     let mut buf = [0u64; 32];
     let mut expect = 0u64;
     loop {
@@ -534,7 +563,8 @@ fn child_until_disconnected() {
     // Still disconnected, still not closed; nothing more is there.
     assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     assert_eq!(rx.pop(), Err(PopError::Disconnected));
-    assert_eq!(rx.pop_timeout(WATCHDOG), Err(PopError::Disconnected));
+    assert_eq!(rx.pop_timeout(WATCHDOG), Err(PopTimeoutError::Disconnected));
+    assert!(rx.is_abandoned() && !rx.is_closed());
     counter(&ctx.path, "last").store(expect as i64);
 }
 
@@ -569,6 +599,7 @@ fn child_push_then_hang() {
         return;
     };
     let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
+    wait_for_consumer(&tx);
     for v in 0..ASLEEP_VALUES {
         tx.push(v).unwrap();
     }
@@ -587,6 +618,7 @@ fn child_sleep_until_disconnected() {
         return;
     };
     let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
+    wait_for_producer(&rx);
     for v in 0..ASLEEP_VALUES {
         assert_eq!(rx.pop(), Ok(v));
     }
@@ -604,7 +636,8 @@ fn child_sleep_until_disconnected() {
 /// `PushError::Disconnected` with its value. A new consumer process takes
 /// the dead one's role over and continues from the published head: it
 /// receives 3 .. 16 in order (the values left in the ring, then what the
-/// producer pushes once it is there), then `Closed`.
+/// producer pushes once it is there), then `Disconnected` once the producer
+/// has exited (without closing: the ring stays open).
 #[test]
 fn a_producer_asleep_in_push_learns_that_its_consumer_was_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -695,7 +728,8 @@ fn child_second_consumer() {
     for v in 3..16 {
         assert_eq!(rx.pop(), Ok(v));
     }
-    assert_eq!(rx.pop(), Err(PopError::Closed));
+    assert_eq!(rx.pop(), Err(PopError::Disconnected));
+    assert!(!rx.is_closed());
 }
 
 // ---------------------------------------------------------------------------
@@ -709,11 +743,12 @@ fn persisted(i: u64) -> u64 {
 }
 
 /// On a real file system (under the target directory, not `/dev/shm`): a
-/// process creates a ring, fills it and exits normally (its drop closes the
-/// ring and gives the role back). With no process attached, the file keeps
-/// the values: a producer can no longer open it (`Closed`), and a new
-/// process opens it as consumer, pops all 4,096 in order, then gets
-/// `Closed`.
+/// process creates a ring, fills it and exits normally (its drop gives the
+/// role back and leaves the ring open). With no process attached, the file
+/// keeps the values: a producer can open it again (and finds it full), and
+/// a new process opens it as consumer, pops all 4,096 in order, then gets
+/// `Disconnected` (nobody produces, nobody closed). Once closed, no
+/// producer can open it any more (`Closed`).
 #[test]
 fn a_ring_on_disk_outlives_its_producer() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -726,17 +761,21 @@ fn a_ring_on_disk_outlives_its_producer() {
     let s = ring_state(&ring, PERSIST_CAP as u64);
     assert_eq!((s.tail, s.head), (PERSIST_CAP as u64, 0));
     assert_eq!((s.producer, s.consumer), (0, 0), "roles not given back");
-    assert_eq!(s.closed, CLOSED_BY_PRODUCER);
-    match Producer::<u64>::open(&ring) {
-        Err(OpenError::Closed { path }) => assert_eq!(path, ring),
-        other => panic!("a producer opened a closed ring: {other:?}"),
-    }
+    assert_eq!(s.closed, 0, "a dropped end does not close");
+    let tx = Producer::<u64>::open(&ring).unwrap();
+    assert!(tx.is_full() && tx.is_abandoned());
+    drop(tx);
 
     kids.spawn("child_persist_reader", 1, d, "");
     kids.wait_ok(1);
     let s = ring_state(&ring, PERSIST_CAP as u64);
     assert_eq!((s.tail, s.head), (PERSIST_CAP as u64, PERSIST_CAP as u64));
-    assert_eq!(s.closed, CLOSED_BY_PRODUCER | CLOSED_BY_CONSUMER);
+    assert_eq!(s.closed, 0);
+    Consumer::<u64>::open(&ring).unwrap().close();
+    match Producer::<u64>::open(&ring) {
+        Err(OpenError::Closed { path }) => assert_eq!(path, ring),
+        other => panic!("a producer opened a closed ring: {other:?}"),
+    }
     kids.wait_all_ok();
 }
 
@@ -752,7 +791,7 @@ fn child_persist_writer() {
     assert!(matches!(tx.try_push(7), Err(TryPushError::Full(7))));
     assert_eq!(tx.len(), PERSIST_CAP);
     tx.region().flush().unwrap();
-    // Exits normally: the drop closes the ring.
+    // Exits normally: the drop gives the role back, the ring stays open.
 }
 
 #[test]
@@ -765,8 +804,8 @@ fn child_persist_reader() {
     for i in 0..PERSIST_CAP as u64 {
         assert_eq!(rx.pop(), Ok(persisted(i)), "value number {i}");
     }
-    assert_eq!(rx.pop(), Err(PopError::Closed));
-    assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
+    assert_eq!(rx.pop(), Err(PopError::Disconnected));
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
 }
 
 // ---------------------------------------------------------------------------
@@ -784,7 +823,8 @@ const SECOND: u64 = 300;
 /// parent names the parent). Once the first producer is killed, a new
 /// producer process is admitted, continues from the published tail (it
 /// sees the 200 values the parent has not popped yet) and pushes 300 .. 600
-/// before closing: the parent receives 100 .. 600 in order, then `Closed`.
+/// before exiting: the parent receives 100 .. 600 in order, then
+/// `Disconnected` (the producer left without closing).
 #[test]
 fn a_second_producer_is_refused_until_the_first_dies() {
     let dir = tempfile::tempdir().unwrap();
@@ -838,10 +878,10 @@ fn a_second_producer_is_refused_until_the_first_dies() {
     for v in POPPED_EARLY..FIRST + SECOND {
         assert_eq!(rx.pop_timeout(WATCHDOG), Ok(v), "value number {v}");
     }
-    assert_eq!(rx.pop_timeout(WATCHDOG), Err(PopError::Closed));
+    assert_eq!(rx.pop_timeout(WATCHDOG), Err(PopTimeoutError::Disconnected));
     let s = ring_state(&ring, 1024);
     assert_eq!((s.producer, s.consumer), (0, me));
-    assert_eq!(s.closed, CLOSED_BY_PRODUCER);
+    assert_eq!(s.closed, 0);
     kids.wait_all_ok();
 }
 
@@ -930,7 +970,7 @@ fn child_pop_until_closed() {
     wait_until("the producer to attach", || attached.load() == 1);
     assert_eq!(
         rx.pop_timeout(Duration::from_millis(30)),
-        Err(PopError::Timeout)
+        Err(PopTimeoutError::Timeout)
     );
     assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     let phase = counter(&ctx.path, "phase");
@@ -1000,7 +1040,7 @@ fn child_push_until_closed() {
     }
     assert!(matches!(tx.try_push(4), Err(TryPushError::Full(4))));
     match tx.push_timeout(4, Duration::from_millis(30)) {
-        Err(PushError::Timeout(v)) => assert_eq!(v, 4),
+        Err(PushTimeoutError::Timeout(v)) => assert_eq!(v, 4),
         other => panic!("push_timeout on a full ring: {other:?}"),
     }
     counter(&ctx.path, "full").store(1);
@@ -1012,7 +1052,8 @@ fn child_push_until_closed() {
     assert_eq!(tx.push_slice(&[6, 7]), Err(Closed));
     assert!(matches!(tx.write_chunk(1), Err(ChunkError::Closed)));
     assert_eq!(
-        tx.push_timeout(8, WATCHDOG).map_err(PushError::into_inner),
+        tx.push_timeout(8, WATCHDOG)
+            .map_err(PushTimeoutError::into_inner),
         Err(8)
     );
     counter(&ctx.path, "done").store(1);
@@ -1073,6 +1114,7 @@ fn child_wide_producer() {
         return;
     };
     let mut tx = Producer::<Wide>::open_or_create(ctx.path.join("ring"), 32).unwrap();
+    wait_for_consumer(&tx);
     let mut i = 0;
     while i < WIDE_COUNT {
         if i % 100 < 50 {
@@ -1089,6 +1131,7 @@ fn child_wide_producer() {
             }
         }
     }
+    tx.close();
 }
 
 #[test]
@@ -1097,6 +1140,7 @@ fn child_wide_consumer() {
         return;
     };
     let mut rx = Consumer::<Wide>::open_or_create(ctx.path.join("ring"), 32).unwrap();
+    wait_for_producer(&rx);
     let mut buf = [[0u64; 8]; 7];
     let mut i = 0;
     while i < WIDE_COUNT {
@@ -1119,7 +1163,8 @@ fn child_wide_consumer() {
 
 /// `inspect` on a ring held by two live processes shows its capacity, how
 /// many items are in it and both holders' pids; once the producer has
-/// closed and left, the producer's word is free and the closed bit set.
+/// left (without closing), the producer's word is free and the ring still
+/// open: the consumer drains it, then gets `Disconnected`.
 #[test]
 fn inspect_shows_a_rings_capacity_len_and_roles() {
     let dir = tempfile::tempdir().unwrap();
@@ -1146,7 +1191,7 @@ fn inspect_shows_a_rings_capacity_len_and_roles() {
     kids.wait_ok(0);
     let s = ring_state(&ring, 64);
     assert_eq!((s.producer, s.consumer), (0, kids.pid(1)));
-    assert_eq!(s.closed, CLOSED_BY_PRODUCER);
+    assert_eq!(s.closed, 0);
     go.store(2);
     kids.wait_all_ok();
     let s = ring_state(&ring, 64);
@@ -1178,7 +1223,7 @@ fn child_inspected_consumer() {
     for v in 10..15 {
         assert_eq!(rx.pop(), Ok(v));
     }
-    assert_eq!(rx.pop(), Err(PopError::Closed));
+    assert_eq!(rx.pop(), Err(PopError::Disconnected));
 }
 
 // ---------------------------------------------------------------------------

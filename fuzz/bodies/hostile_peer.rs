@@ -135,7 +135,9 @@ fn spsc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
             5 => {
                 if let Some(p) = tx.as_mut() {
                     let _ = p.push_timeout(1, Duration::ZERO);
-                    let _ = (p.len(), p.is_empty());
+                    let _ = (p.len(), p.is_empty(), p.is_full(), p.is_closed());
+                    // A role word scribbled to any pid: a probe, no panic.
+                    let _ = p.is_abandoned();
                 }
             }
             6 => {
@@ -165,7 +167,8 @@ fn spsc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
                             assert_eq!(chunk.into_iter().take(n / 2).count(), n / 2);
                         }
                     }
-                    let _ = (c.len(), c.is_empty());
+                    let _ = (c.len(), c.is_empty(), c.is_full(), c.is_closed());
+                    let _ = c.is_abandoned();
                 }
             }
             9 => {
@@ -275,6 +278,8 @@ fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
                     assert!(m.len() <= max_len);
                 }
                 let _ = (rx.len(), tx.len(), q.len());
+                let _ = (rx.is_full(), tx.is_full(), rx.is_closed(), tx.is_closed());
+                let _ = (rx.is_abandoned(), tx.is_abandoned());
             }
         }
     }

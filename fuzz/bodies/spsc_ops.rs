@@ -1,13 +1,18 @@
 //! `spsc_ops`: operation sequences on an SPSC ring (`Producer<u32>`,
 //! `Consumer<u32>`: try, timeout, batch, chunk, close, drop and reopen of
 //! either end) checked step by step against a `VecDeque`: same values, same
-//! order, same errors.
+//! order, same errors. A dropped end leaves the ring open with its items;
+//! while an end is away, the other's blocking calls that would wait return
+//! `Disconnected`; only `close` ends the stream.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use mmring::spsc::{Consumer, Producer};
-use mmring::{ChunkError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
+use mmring::{
+    ChunkError, Closed, OpenError, PopError, PopTimeoutError, PushError, PushTimeoutError,
+    TryPopError, TryPushError,
+};
 
 use super::{Reader, Scratch, Writer};
 
@@ -64,9 +69,11 @@ pub fn run(data: &[u8]) {
                 } else {
                     let got = p.push_timeout(v, Duration::ZERO);
                     if m.closed {
-                        assert!(matches!(got, Err(PushError::Closed(x)) if x == v));
+                        assert!(matches!(got, Err(PushTimeoutError::Closed(x)) if x == v));
+                    } else if m.free() == 0 && rx.is_none() {
+                        assert!(matches!(got, Err(PushTimeoutError::Disconnected(x)) if x == v));
                     } else if m.free() == 0 {
-                        assert!(matches!(got, Err(PushError::Timeout(x)) if x == v));
+                        assert!(matches!(got, Err(PushTimeoutError::Timeout(x)) if x == v));
                     } else {
                         assert!(got.is_ok());
                         m.items.push_back(v);
@@ -139,8 +146,9 @@ pub fn run(data: &[u8]) {
                 } else {
                     let want = match m.items.pop_front() {
                         Some(v) => Ok(v),
-                        None if m.closed => Err(PopError::Closed),
-                        None => Err(PopError::Timeout),
+                        None if m.closed => Err(PopTimeoutError::Closed),
+                        None if tx.is_none() => Err(PopTimeoutError::Disconnected),
+                        None => Err(PopTimeoutError::Timeout),
                     };
                     assert_eq!(c.pop_timeout(Duration::ZERO), want);
                 }
@@ -200,13 +208,18 @@ pub fn run(data: &[u8]) {
                 }
             }
             8 => {
+                let full = m.free() == 0;
                 if let Some(p) = &tx {
                     assert_eq!((p.len(), p.is_empty()), (m.items.len(), m.items.is_empty()));
                     assert_eq!(p.capacity(), cap);
+                    assert_eq!((p.is_full(), p.is_closed()), (full, m.closed));
+                    assert_eq!(p.is_abandoned(), rx.is_none());
                 }
                 if let Some(c) = &rx {
                     assert_eq!((c.len(), c.is_empty()), (m.items.len(), m.items.is_empty()));
                     assert_eq!(c.capacity(), cap);
+                    assert_eq!((c.is_full(), c.is_closed()), (full, m.closed));
+                    assert_eq!(c.is_abandoned(), tx.is_none());
                 }
             }
             9 => {
@@ -222,20 +235,22 @@ pub fn run(data: &[u8]) {
                 }
             }
             11 => {
-                // Dropping the producer closes the ring; a new producer is
-                // then refused.
-                if tx.take().is_some() {
-                    m.closed = true;
+                // Dropping the producer leaves the ring open with its
+                // items; a new producer continues, unless it was closed.
+                if tx.take().is_none() {
+                    match Producer::<u32>::open(&path) {
+                        Ok(p) => {
+                            assert!(!m.closed, "a producer opened a closed ring");
+                            tx = Some(p);
+                        }
+                        Err(e) => assert!(m.closed && matches!(e, OpenError::Closed { .. })),
+                    }
                 }
-                assert!(matches!(
-                    Producer::<u32>::open(&path),
-                    Err(OpenError::Closed { .. })
-                ));
             }
             12 => {
-                if rx.take().is_some() {
-                    m.closed = true;
-                } else {
+                // The same for the consumer, which can also open a closed
+                // ring (to drain it).
+                if rx.take().is_none() {
                     rx = Some(Consumer::open(&path).expect("reopen consumer"));
                 }
             }
@@ -259,12 +274,16 @@ pub fn run(data: &[u8]) {
                 ));
             }
             _ => {
-                // Blocking calls with something to do return at once.
+                // Blocking calls with something to do, or no peer to wait
+                // for, return at once.
                 if let (Some(p), false) = (tx.as_mut(), m.closed) {
                     if m.free() > 0 {
                         let v = value(&mut m);
                         assert!(p.push(v).is_ok());
                         m.items.push_back(v);
+                    } else if rx.is_none() {
+                        let v = value(&mut m);
+                        assert!(matches!(p.push(v), Err(PushError::Disconnected(x)) if x == v));
                     }
                 }
                 if let Some(c) = rx.as_mut() {
@@ -272,6 +291,8 @@ pub fn run(data: &[u8]) {
                         assert_eq!(c.pop(), Ok(v));
                     } else if m.closed {
                         assert_eq!(c.pop(), Err(PopError::Closed));
+                    } else if tx.is_none() {
+                        assert_eq!(c.pop(), Err(PopError::Disconnected));
                     }
                 }
             }

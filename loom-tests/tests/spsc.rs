@@ -1,7 +1,10 @@
 //! Loom models of the SPSC ring (src/spsc.rs) and of the wait protocol it
 //! sleeps with (src/wait.rs): order across the wrap, blocking pops and
 //! pushes woken by the other side or by close (a lost wake-up would be a
-//! deadlock, which loom reports), batch and chunk commits, and role claims.
+//! deadlock, which loom reports), batch and chunk commits, role claims, and
+//! ends that detach and reattach: a blocked pop or push woken by the other
+//! end letting its role go (`Disconnected` once drained, never a lost item,
+//! never a hang), and a new holder that continues where the old one left.
 //! The futex is mocked under loom by a condition variable; what is checked
 //! is the epoch / waiter-count protocol around it.
 
@@ -13,7 +16,7 @@ use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
 use mmring::error::{PopError, PushError, TryPopError, TryPushError};
-use mmring::spsc::{Control, RawConsumer, RawProducer, claim_role, release_role, words_for};
+use mmring::spsc::{Control, RawConsumer, RawProducer, Role, claim_role, release_role, words_for};
 use mmring::sync::AtomicU64;
 
 /// A ring of `u64` values: the control words and one atomic word per slot
@@ -23,13 +26,23 @@ struct Ring {
     slots: Vec<AtomicU64>,
 }
 
+/// The pids the models hold roles with. Never probed for liveness under
+/// loom (a blocked side probes its peer only between timed sleeps, and
+/// loom's sleeps have no deadline); they only need to differ from 0.
+const PRODUCER: u32 = 1;
+const CONSUMER: u32 = 2;
+
+/// A ring with both roles held, as after two `open`s.
 fn ring(capacity: usize) -> Arc<Ring> {
-    Arc::new(Ring {
+    let r = Arc::new(Ring {
         ctl: Control::new(),
         slots: (0..words_for::<u64>(capacity))
             .map(|_| AtomicU64::new(0))
             .collect(),
-    })
+    });
+    r.ctl.claim(Role::Producer, PRODUCER).unwrap();
+    r.ctl.claim(Role::Consumer, CONSUMER).unwrap();
+    r
 }
 
 /// Pushes 1..=n with non-blocking pushes (yielding while full) while the
@@ -84,7 +97,7 @@ fn capacity_2_wraps_in_order() {
     check(2, &["empty"], |seen| spin_transfer(2, 3, seen));
 }
 
-/// The consumer blocks in `pop_until(None)` on the main thread; the other
+/// The consumer blocks in `pop()` on the main thread; the other
 /// thread pushes (or closes). A lost wake-up leaves the consumer asleep on
 /// the mocked futex forever: loom reports the deadlock.
 fn blocked_pop(seen: &Seen, close: bool) {
@@ -103,7 +116,7 @@ fn blocked_pop(seen: &Seen, close: bool) {
         slept
     });
     let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
-    let got = c.pop_until(None);
+    let got = c.pop();
     if other.join().unwrap() {
         seen.note("slept");
     } else {
@@ -137,7 +150,7 @@ fn a_push_before_close_is_never_lost() {
         let r2 = r.clone();
         let consumer = thread::spawn(move || {
             let mut c = RawConsumer::<u64>::new(&r2.ctl, &r2.slots);
-            (c.pop_until(None), c.pop_until(None))
+            (c.pop(), c.pop())
         });
         let mut p = RawProducer::<u64>::new(&r.ctl, &r.slots);
         p.try_push(7).unwrap();
@@ -158,13 +171,13 @@ fn blocking_push_on_a_full_ring_is_woken_by_a_pop_and_by_close() {
             let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             p.try_push(1).unwrap();
             // Full: sleeps until the consumer pops 1 (or closes).
-            let second = p.push_until(2, None);
+            let second = p.push(2);
             // If 2 landed the ring is full again: sleeps until the close.
-            let third = p.push_until(3, None);
+            let third = p.push(3);
             (second, third)
         });
         let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
-        assert_eq!(c.pop_until(None), Ok(1));
+        assert_eq!(c.pop(), Ok(1));
         c.close();
         let (second, third) = producer.join().unwrap();
         match second {
@@ -352,5 +365,121 @@ fn two_contenders_take_over_a_dead_holders_role() {
             }
             other => panic!("exactly one contender takes the role over: {other:?}"),
         }
+    });
+}
+
+/// The producer pushes one value and lets its role go (as its handle's drop
+/// does) while the consumer pops on the main thread, asleep or not yet: the
+/// consumer receives the value, then `Disconnected` (the release wakes it;
+/// a lost wake-up would be a deadlock), never a hang and never `Closed`.
+#[test]
+fn a_blocked_pop_gets_the_last_value_then_disconnected_when_the_producer_leaves() {
+    check(3, &["slept", "not yet asleep"], |seen| {
+        let r = ring(2);
+        let r2 = r.clone();
+        let producer = thread::spawn(move || {
+            let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+            p.try_push(7).unwrap();
+            let slept = r2.ctl.snapshot().data_waiters > 0;
+            r2.ctl.release(Role::Producer, PRODUCER);
+            slept
+        });
+        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let first = c.pop();
+        let second = c.pop();
+        seen.note(if producer.join().unwrap() {
+            "slept"
+        } else {
+            "not yet asleep"
+        });
+        assert_eq!(first, Ok(7), "the value pushed before leaving must arrive");
+        assert_eq!(second, Err(PopError::Disconnected));
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty), "not closed");
+    });
+}
+
+/// A producer pushes 1 and leaves; a new one attaches (claims the role,
+/// continues from the published tail) and pushes 2, then leaves too. The
+/// consumer pops throughout, retrying when told `Disconnected` (in the gap
+/// between the two, or at the end before the last value shows): it
+/// receives 1 then 2, each once, and its handle needs no reopening.
+#[test]
+fn a_new_producer_continues_where_the_old_one_left() {
+    check(2, &["gap seen", "no gap seen"], |seen| {
+        let r = ring(2);
+        let r2 = r.clone();
+        let producers = thread::spawn(move || {
+            let mut first = RawProducer::new(&r2.ctl, &r2.slots);
+            first.try_push(1).unwrap();
+            r2.ctl.release(Role::Producer, PRODUCER);
+            r2.ctl.claim(Role::Producer, PRODUCER).unwrap();
+            let mut second = RawProducer::new(&r2.ctl, &r2.slots);
+            second.try_push(2).unwrap();
+            r2.ctl.release(Role::Producer, PRODUCER);
+        });
+        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let mut got = Vec::new();
+        let mut gap = false;
+        while got.len() < 2 {
+            match c.pop() {
+                Ok(v) => got.push(v),
+                Err(PopError::Disconnected) => {
+                    gap |= got.len() == 1;
+                    thread::yield_now();
+                }
+                Err(e) => panic!("nobody closes: {e:?}"),
+            }
+        }
+        producers.join().unwrap();
+        assert_eq!(got, [1, 2], "every value once, in order");
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        seen.note(if gap { "gap seen" } else { "no gap seen" });
+    });
+}
+
+/// The producer side: on a ring of one slot the producer pushes 1, then
+/// blocks pushing 2 until the first consumer pops 1. That consumer then
+/// lets its role go: the producer's push of 3 on the full ring returns
+/// `Disconnected` with the value (it retries) until a new consumer attaches,
+/// continues from the published head and pops 2 and 3. Every value once,
+/// in order; no wake-up lost (the release and the pops notify).
+#[test]
+fn a_blocked_push_is_refused_while_no_consumer_and_lands_for_the_next() {
+    check(2, &["refused", "never refused"], |seen| {
+        let r = ring(1);
+        let r2 = r.clone();
+        let consumers = thread::spawn(move || {
+            let mut first = RawConsumer::new(&r2.ctl, &r2.slots);
+            assert_eq!(first.pop(), Ok(1));
+            r2.ctl.release(Role::Consumer, CONSUMER);
+            r2.ctl.claim(Role::Consumer, CONSUMER).unwrap();
+            let mut second = RawConsumer::new(&r2.ctl, &r2.slots);
+            (second.pop(), second.pop())
+        });
+        let mut p = RawProducer::new(&r.ctl, &r.slots);
+        p.try_push(1).unwrap();
+        // The consumer holds its role until it has popped 1: never refused.
+        assert!(matches!(p.push(2), Ok(())));
+        let mut refused = false;
+        let mut v = 3;
+        loop {
+            match p.push(v) {
+                Ok(()) => break,
+                Err(PushError::Disconnected(back)) => {
+                    assert_eq!(back, 3, "the value comes back");
+                    refused = true;
+                    v = back;
+                    thread::yield_now();
+                }
+                Err(e) => panic!("nobody closes: {e:?}"),
+            }
+        }
+        let (second, third) = consumers.join().unwrap();
+        assert_eq!(
+            (second, third),
+            (Ok(2), Ok(3)),
+            "every value once, in order"
+        );
+        seen.note(if refused { "refused" } else { "never refused" });
     });
 }

@@ -26,7 +26,7 @@ use super::flow::{self, Broken, Message, Rx, Tx};
 use super::procs;
 use super::roundtrip::{self, RoundTrips};
 use super::spin::PATIENCE;
-use crate::error::{PushError, TryPopError, TryPushError};
+use crate::error::{TryPopError, TryPushError};
 use crate::spsc::{Consumer, Producer, channel};
 
 /// How the two sides of a throughput row use the ring.
@@ -98,16 +98,12 @@ impl<M: Message, E: BorrowMut<Producer<M>>> Tx<M> for Blocking<E> {
     #[inline]
     fn try_one(&mut self, m: M) -> Result<bool, Broken> {
         let end = self.end.borrow_mut();
+        // Closed, disconnected or out of patience: all the same here.
         let pushed = match self.patience {
-            None => end.push(m),
-            Some(patience) => end.push_timeout(m, patience),
+            None => end.push(m).is_ok(),
+            Some(patience) => end.push_timeout(m, patience).is_ok(),
         };
-        match pushed {
-            Ok(()) => Ok(true),
-            Err(PushError::Timeout(_) | PushError::Closed(_) | PushError::Disconnected(_)) => {
-                Err(Broken)
-            }
-        }
+        if pushed { Ok(true) } else { Err(Broken) }
     }
 
     /// There is no blocking batch call: a plain `push_slice`.
@@ -121,10 +117,10 @@ impl<M: Message, E: BorrowMut<Consumer<M>>> Rx<M> for Blocking<E> {
     fn try_one(&mut self) -> Result<Option<M>, Broken> {
         let end = self.end.borrow_mut();
         let popped = match self.patience {
-            None => end.pop(),
-            Some(patience) => end.pop_timeout(patience),
+            None => end.pop().ok(),
+            Some(patience) => end.pop_timeout(patience).ok(),
         };
-        popped.map(Some).map_err(|_| Broken)
+        popped.map(Some).ok_or(Broken)
     }
 
     /// There is no blocking batch call: a plain `pop_slice`.
@@ -177,8 +173,9 @@ pub fn throughput<M: Message>(
             control,
             budget,
             counted,
-            // Owned: dropped (closing the ring, which wakes a producer
-            // asleep on a full ring) as soon as the lead stops.
+            // Owned: dropped as soon as the lead stops, which gives the
+            // consumer role back and wakes a producer asleep on a full
+            // ring (its push returns `Disconnected`).
             flow::receiver(Blocking::new(rx, Some(PATIENCE)), false),
             flow::sender(Blocking::new(&mut tx, None), false, stop),
         ),

@@ -17,7 +17,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::mapped::{Consumer, Producer, create_region_for};
-use crate::error::{BytePushError, OpenError, PopError, PushError, TryPopError};
+use crate::error::{
+    BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, OpenError, PopError,
+    PopTimeoutError, PushTimeoutError, TryPopError,
+};
 use crate::layout::{Kind, bytes_type, spsc_message_words};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::{copy_in, copy_out};
@@ -28,6 +31,14 @@ fn expect(max_len: usize) -> Expect {
         kind: Kind::SpscBytes,
         elem: bytes_type(u32::try_from(max_len).unwrap_or(u32::MAX)),
         any_size: true,
+    }
+}
+
+/// What `open_or_create` expects: this exact `max_len`.
+fn expect_exactly(max_len: usize) -> Expect {
+    Expect {
+        any_size: false,
+        ..expect(max_len)
     }
 }
 
@@ -63,6 +74,90 @@ fn create(
         });
     }
     create_region_for(path, expect(max_len), ring_words(messages, max_len), opts)
+}
+
+fn open_or_create(path: &Path, messages: usize, max_len: usize) -> Result<Region, OpenError> {
+    let opts = CreateOptions::default();
+    let region = match Region::open(path, expect_exactly(max_len)) {
+        Err(OpenError::NotFound { .. }) => match create(path, messages, max_len, &opts) {
+            Err(OpenError::AlreadyExists { .. }) => Region::open(path, expect_exactly(max_len))?,
+            other => other?,
+        },
+        other => other?,
+    };
+    let words = ring_words(messages, max_len) as u64;
+    let found = region.descriptor().capacity;
+    if found != words {
+        return Err(OpenError::InvalidCapacity {
+            path: path.to_path_buf(),
+            expected: format!("{words} words ({messages} messages of {max_len} bytes) as asked"),
+            found,
+        });
+    }
+    Ok(region)
+}
+
+/// Creates a byte-message ring file for at least `messages` messages of up
+/// to `max_len` bytes (1 to 65536) with neither end held: the two ends then
+/// [`ByteProducer::open`] and [`ByteConsumer::open`] it, in any order and
+/// from any process. The role rules of [`create`](super::create) apply
+/// (until a producer attaches, a blocking pop on the empty ring returns
+/// [`PopError::Disconnected`]).
+///
+/// # Errors
+///
+/// As [`ByteProducer::create`].
+///
+/// # Examples
+///
+/// ```rust
+/// use mmring::spsc::{self, ByteConsumer, ByteProducer};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("msgs");
+/// spsc::create_bytes(&path, 16, 100)?;
+/// let mut rx = ByteConsumer::open(&path)?;
+/// let mut tx = ByteProducer::open(&path)?;
+/// tx.push(b"hello")?;
+/// drop(tx); // the ring stays open, the message stays queued
+/// assert_eq!(rx.pop()?, b"hello");
+/// assert_eq!(rx.pop(), Err(mmring::PopError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn create_bytes(
+    path: impl AsRef<Path>,
+    messages: usize,
+    max_len: usize,
+) -> Result<(), OpenError> {
+    create_bytes_with(path, messages, max_len, &CreateOptions::default())
+}
+
+/// [`create_bytes`] with a mode and label.
+///
+/// # Errors
+///
+/// As [`ByteProducer::create`].
+///
+/// # Examples
+///
+/// ```rust
+/// use mmring::CreateOptions;
+/// use mmring::spsc::{self, ByteProducer};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("msgs");
+/// spsc::create_bytes_with(&path, 16, 100, &CreateOptions::new().label("msgs"))?;
+/// assert_eq!(ByteProducer::open(&path)?.max_len(), 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn create_bytes_with(
+    path: impl AsRef<Path>,
+    messages: usize,
+    max_len: usize,
+    opts: &CreateOptions,
+) -> Result<(), OpenError> {
+    let path = region::resolve(path);
+    create(&path, messages, max_len, opts).map(drop)
 }
 
 /// Splits a message's two runs of words into its length word and the two
@@ -111,7 +206,8 @@ fn decode(a: &[AtomicU64], b: &[AtomicU64], max_len: usize, out: &mut [u8]) -> u
 }
 
 /// The producing end of an SPSC byte-message ring (one per ring; the role
-/// rules of [`Producer`] apply).
+/// rules of [`Producer`] apply: dropping it gives the role back and leaves
+/// the ring open, with every queued message kept).
 pub struct ByteProducer {
     inner: Producer<u64>,
     words: usize,
@@ -165,14 +261,45 @@ impl ByteProducer {
         Self::attach(Region::open(&path, expect(0))?)
     }
 
+    /// Opens the byte ring at `path` as its producer, creating it (for at
+    /// least `messages` messages of up to `max_len` bytes) if there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::open`] and [`ByteProducer::create`];
+    /// [`OpenError::WrongPayload`] if an existing ring has another
+    /// `max_len`, [`OpenError::InvalidCapacity`] if it has another size.
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let mut rx = ByteConsumer::open_or_create(&path, 8, 32)?; // creates
+    /// let mut tx = ByteProducer::open_or_create(&path, 8, 32)?; // opens
+    /// tx.push(b"hi")?;
+    /// assert_eq!(rx.pop()?, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+    ) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        Self::attach(open_or_create(&path, messages, max_len)?)
+    }
+
     /// The longest message a slot holds.
     pub fn max_len(&self) -> usize {
         self.max_len
     }
 
-    fn check(&self, msg: &[u8]) -> Result<(), BytePushError> {
+    fn check(&self, msg: &[u8]) -> Result<(), ByteTryPushError> {
         if msg.len() > self.max_len {
-            return Err(BytePushError::TooLong {
+            return Err(ByteTryPushError::TooLong {
                 len: msg.len(),
                 max: self.max_len,
             });
@@ -180,14 +307,14 @@ impl ByteProducer {
         Ok(())
     }
 
-    fn write(&mut self, msg: &[u8]) -> Result<(), BytePushError> {
+    fn write(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
         let chunk = self
             .inner
             .raw
             .write_chunk(self.words)
             .map_err(|e| match e {
-                crate::error::ChunkError::TooFewSlots(_) => BytePushError::Full,
-                crate::error::ChunkError::Closed => BytePushError::Closed,
+                ChunkError::TooFewSlots(_) => ByteTryPushError::Full,
+                ChunkError::Closed => ByteTryPushError::Closed,
             })?;
         let (a, b) = chunk.words();
         encode(msg, a, b);
@@ -199,47 +326,96 @@ impl ByteProducer {
     ///
     /// # Errors
     ///
-    /// [`BytePushError::TooLong`], [`BytePushError::Full`] or
-    /// [`BytePushError::Closed`].
-    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), BytePushError> {
+    /// [`ByteTryPushError::TooLong`], [`ByteTryPushError::Full`] or
+    /// [`ByteTryPushError::Closed`].
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
         self.check(msg)?;
         self.write(msg)
     }
 
-    fn push_until(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytePushError> {
-        self.check(msg)?;
-        self.inner
-            .raw
-            .wait_free(self.words, deadline)
-            .map_err(|e| match e {
-                PushError::Timeout(()) => BytePushError::Timeout,
-                PushError::Closed(()) | PushError::Disconnected(()) => BytePushError::Closed,
-            })?;
-        self.write(msg)
+    fn push_until(
+        &mut self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), BytePushTimeoutError> {
+        let too_long = |len, max| BytePushTimeoutError::TooLong { len, max };
+        self.check(msg).map_err(|e| match e {
+            ByteTryPushError::TooLong { len, max } => too_long(len, max),
+            ByteTryPushError::Full | ByteTryPushError::Closed => BytePushTimeoutError::Closed,
+        })?;
+        loop {
+            self.inner
+                .raw
+                .wait_free(self.words, deadline)
+                .map_err(|e| match e {
+                    PushTimeoutError::Closed(()) => BytePushTimeoutError::Closed,
+                    PushTimeoutError::Disconnected(()) => BytePushTimeoutError::Disconnected,
+                    PushTimeoutError::Timeout(()) => BytePushTimeoutError::Timeout,
+                })?;
+            match self.write(msg) {
+                Ok(()) => return Ok(()),
+                Err(ByteTryPushError::Closed) => return Err(BytePushTimeoutError::Closed),
+                Err(ByteTryPushError::TooLong { len, max }) => return Err(too_long(len, max)),
+                // `wait_free` saw room for a whole message and only this
+                // producer takes room: not reached (wait again if it is).
+                Err(ByteTryPushError::Full) => {}
+            }
+        }
     }
 
-    /// Pushes `msg`, sleeping while the ring is full.
+    /// Pushes `msg`, sleeping while the ring is full, for as long as a
+    /// live consumer holds its role.
     ///
     /// # Errors
     ///
-    /// [`BytePushError::TooLong`], or [`BytePushError::Closed`] (closed, or
-    /// the consumer's process died while the ring was full).
+    /// [`BytePushError::TooLong`], [`BytePushError::Closed`], or
+    /// [`BytePushError::Disconnected`] if there is no room and no live
+    /// process holds the consumer role (dropped, killed, or never
+    /// attached).
     pub fn push(&mut self, msg: &[u8]) -> Result<(), BytePushError> {
-        self.push_until(msg, None)
+        self.push_until(msg, None).map_err(|e| match e {
+            BytePushTimeoutError::TooLong { len, max } => BytePushError::TooLong { len, max },
+            BytePushTimeoutError::Closed => BytePushError::Closed,
+            BytePushTimeoutError::Disconnected => BytePushError::Disconnected,
+            BytePushTimeoutError::Timeout => {
+                unreachable!("a push without a deadline cannot time out")
+            }
+        })
     }
 
     /// [`ByteProducer::push`], giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`ByteProducer::push`], and [`BytePushError::Timeout`].
-    pub fn push_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), BytePushError> {
+    /// As [`ByteProducer::push`], and [`BytePushTimeoutError::Timeout`].
+    pub fn push_timeout(
+        &mut self,
+        msg: &[u8],
+        timeout: Duration,
+    ) -> Result<(), BytePushTimeoutError> {
         self.push_until(msg, deadline(timeout))
     }
 
-    /// Closes the ring (the consumer drains, then gets `Closed`).
+    /// Closes the ring (the consumer drains, then gets `Closed`). Final:
+    /// no producer can open it again until the file is removed.
     pub fn close(&self) {
         self.inner.close();
+    }
+
+    /// Whether either side closed the ring (a snapshot).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Whether no live process holds the consumer role (see
+    /// [`Producer::is_abandoned`]).
+    pub fn is_abandoned(&self) -> bool {
+        self.inner.is_abandoned()
+    }
+
+    /// Whether there is no room for one more message (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.inner.capacity() - self.inner.len() < self.words
     }
 
     /// Messages in the ring (a snapshot).
@@ -264,7 +440,8 @@ impl ByteProducer {
 }
 
 /// The consuming end of an SPSC byte-message ring (one per ring; the role
-/// rules of [`Consumer`] apply).
+/// rules of [`Consumer`] apply: dropping it gives the role back and leaves
+/// the ring open, with every queued message kept).
 pub struct ByteConsumer {
     inner: Consumer<u64>,
     words: usize,
@@ -316,6 +493,25 @@ impl ByteConsumer {
         Self::attach(Region::open(&path, expect(0))?)
     }
 
+    /// Opens the byte ring at `path` as its consumer, creating it (for at
+    /// least `messages` messages of up to `max_len` bytes) if there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::open_or_create`].
+    ///
+    /// # Examples
+    ///
+    /// See [`ByteProducer::open_or_create`].
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+    ) -> Result<Self, OpenError> {
+        let path = region::resolve(path);
+        Self::attach(open_or_create(&path, messages, max_len)?)
+    }
+
     /// The longest message a slot holds.
     pub fn max_len(&self) -> usize {
         self.max_len
@@ -323,8 +519,8 @@ impl ByteConsumer {
 
     fn read(&mut self, out: &mut [u8]) -> Result<usize, TryPopError> {
         let chunk = self.inner.raw.read_chunk(self.words).map_err(|e| match e {
-            crate::error::ChunkError::TooFewSlots(_) => TryPopError::Empty,
-            crate::error::ChunkError::Closed => TryPopError::Closed,
+            ChunkError::TooFewSlots(_) => TryPopError::Empty,
+            ChunkError::Closed => TryPopError::Closed,
         })?;
         let (a, b) = chunk.words();
         let len = decode(a, b, self.max_len, out);
@@ -348,13 +544,24 @@ impl ByteConsumer {
         &mut self,
         out: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<usize, PopError> {
-        self.inner.raw.wait_available(self.words, deadline)?;
-        self.read(out).map_err(|e| match e {
-            TryPopError::Closed => PopError::Closed,
-            // A whole message was available; only a peer scribbling on the
-            // indices can take it away.
-            TryPopError::Empty => PopError::Timeout,
+    ) -> Result<usize, PopTimeoutError> {
+        loop {
+            self.inner.raw.wait_available(self.words, deadline)?;
+            match self.read(out) {
+                Ok(len) => return Ok(len),
+                Err(TryPopError::Closed) => return Err(PopTimeoutError::Closed),
+                // A whole message was available and only this consumer
+                // takes messages: not reached (wait again if it is).
+                Err(TryPopError::Empty) => {}
+            }
+        }
+    }
+
+    fn pop_into_blocking(&mut self, out: &mut [u8]) -> Result<usize, PopError> {
+        self.pop_into_until(out, None).map_err(|e| match e {
+            PopTimeoutError::Closed => PopError::Closed,
+            PopTimeoutError::Disconnected => PopError::Disconnected,
+            PopTimeoutError::Timeout => unreachable!("a pop without a deadline cannot time out"),
         })
     }
 
@@ -364,9 +571,10 @@ impl ByteConsumer {
     /// # Errors
     ///
     /// [`PopError::Closed`] once closed and drained,
-    /// [`PopError::Disconnected`] if the producer died without closing.
+    /// [`PopError::Disconnected`] once drained with no live process holding
+    /// the producer role (dropped, killed, or never attached).
     pub fn pop_into(&mut self, out: &mut [u8]) -> Result<usize, PopError> {
-        self.pop_into_until(out, None)
+        self.pop_into_blocking(out)
     }
 
     /// Pops the oldest message, sleeping while the ring is empty.
@@ -376,7 +584,7 @@ impl ByteConsumer {
     /// As [`ByteConsumer::pop_into`].
     pub fn pop(&mut self) -> Result<Vec<u8>, PopError> {
         let mut buf = vec![0u8; self.max_len];
-        let len = self.pop_into_until(&mut buf, None)?;
+        let len = self.pop_into_blocking(&mut buf)?;
         buf.truncate(len);
         Ok(buf)
     }
@@ -385,8 +593,9 @@ impl ByteConsumer {
     ///
     /// # Errors
     ///
-    /// As [`ByteConsumer::pop`], and [`PopError::Timeout`].
-    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PopError> {
+    /// As [`ByteConsumer::pop`] (as [`PopTimeoutError::Closed`] and
+    /// [`PopTimeoutError::Disconnected`]), and [`PopTimeoutError::Timeout`].
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PopTimeoutError> {
         let mut buf = vec![0u8; self.max_len];
         let len = self.pop_into_until(&mut buf, deadline(timeout))?;
         buf.truncate(len);
@@ -394,8 +603,26 @@ impl ByteConsumer {
     }
 
     /// Closes the ring from the consuming side (pushes get `Closed`).
+    /// Final: no producer can open it again until the file is removed.
     pub fn close(&self) {
         self.inner.close();
+    }
+
+    /// Whether either side closed the ring (a snapshot; messages may be
+    /// left to drain).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Whether no live process holds the producer role (see
+    /// [`Consumer::is_abandoned`]).
+    pub fn is_abandoned(&self) -> bool {
+        self.inner.is_abandoned()
+    }
+
+    /// Whether there is no room for one more message (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.inner.capacity() - self.inner.len() < self.words
     }
 
     /// Messages in the ring (a snapshot).
@@ -406,6 +633,11 @@ impl ByteConsumer {
     /// Whether the ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
+    }
+
+    /// Messages the ring holds when full.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity() / self.words
     }
 
     /// The mapped file.
@@ -435,8 +667,12 @@ mod tests {
         }
         assert!(matches!(
             tx.try_push(&[0; 21]),
-            Err(BytePushError::TooLong { len: 21, max: 20 })
+            Err(ByteTryPushError::TooLong { len: 21, max: 20 })
         ));
+        assert_eq!(
+            tx.push(&[0; 21]),
+            Err(BytePushError::TooLong { len: 21, max: 20 })
+        );
         let mut n = 0;
         while tx.try_push(b"x").is_ok() {
             n += 1;
@@ -456,6 +692,58 @@ mod tests {
 
     fn words(values: &[u64]) -> Vec<AtomicU64> {
         values.iter().map(|&v| AtomicU64::new(v)).collect()
+    }
+
+    #[test]
+    fn ends_detach_and_reattach_keeping_what_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        create_bytes(&path, 2, 8).unwrap();
+        let mut rx = ByteConsumer::open_or_create(&path, 2, 8).unwrap();
+        assert!(rx.is_abandoned(), "no producer yet");
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        let mut tx = ByteProducer::open_or_create(&path, 2, 8).unwrap();
+        assert!(!rx.is_abandoned() && !tx.is_abandoned());
+        tx.push(b"one").unwrap();
+        tx.push(b"two").unwrap();
+        assert!(tx.is_full() && rx.is_full());
+        assert_eq!(tx.try_push(b"x"), Err(ByteTryPushError::Full));
+        drop(rx);
+        assert!(tx.is_abandoned());
+        assert_eq!(tx.push(b"three"), Err(BytePushError::Disconnected));
+        assert_eq!(
+            tx.push_timeout(b"three", Duration::from_secs(5)),
+            Err(BytePushTimeoutError::Disconnected)
+        );
+        let mut rx = ByteConsumer::open(&path).unwrap();
+        assert_eq!(rx.pop().unwrap(), b"one");
+        tx.push(b"three").unwrap();
+        drop(tx);
+        assert!(!rx.is_closed());
+        assert_eq!(rx.pop().unwrap(), b"two");
+        assert_eq!(rx.pop_timeout(Duration::from_secs(5)).unwrap(), b"three");
+        assert_eq!(
+            rx.pop_timeout(Duration::from_secs(5)),
+            Err(PopTimeoutError::Disconnected)
+        );
+        let tx = ByteProducer::open(&path).unwrap();
+        tx.close();
+        assert!(rx.is_closed());
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        drop(tx);
+        assert!(matches!(
+            ByteProducer::open(&path),
+            Err(OpenError::Closed { .. })
+        ));
+        // Another size or max_len is refused by open_or_create.
+        assert!(matches!(
+            ByteConsumer::open_or_create(&path, 2, 9),
+            Err(OpenError::WrongPayload { .. })
+        ));
+        assert!(matches!(
+            ByteConsumer::open_or_create(&path, 64, 8),
+            Err(OpenError::InvalidCapacity { .. })
+        ));
     }
 
     #[test]

@@ -4,10 +4,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{
-    Control, RawConsumer, RawProducer, ReadChunk, SLOTS_OFFSET, WriteChunk, claim_role,
-    release_role, words_for,
+    Control, RawConsumer, RawProducer, ReadChunk, Role, SLOTS_OFFSET, WriteChunk, words_for,
 };
-use crate::error::{ChunkError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
+use crate::error::{
+    ChunkError, Closed, OpenError, PopError, PopTimeoutError, PushError, PushTimeoutError,
+    TryPopError, TryPushError,
+};
 use crate::layout::Kind;
 use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
@@ -73,13 +75,110 @@ fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+/// Claims `role` of the ring at `path` for this process.
+fn claim(ctl: &Control, path: &Path, role: Role, me: u32) -> Result<(), OpenError> {
+    ctl.claim(role, me).map_err(|pid| OpenError::RoleTaken {
+        path: path.to_path_buf(),
+        role: match role {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        },
+        pid,
+    })
+}
+
+/// Gives `role` back on drop, unless this process is not the one that
+/// claimed it (a forked child dropping a handle it inherited leaves its
+/// parent's role alone).
+fn release(ctl: &Control, role: Role, me: u32) {
+    if crate::pid::current() == me {
+        ctl.release(role, me);
+    }
+}
+
+/// Creates a ring file of `capacity` slots (a power of two) with neither
+/// end held: the producer and the consumer then [`Producer::open`] and
+/// [`Consumer::open`] it, in any order and from any process (a supervisor
+/// makes the ring for two workers it starts later).
+///
+/// Until a producer attaches, a blocking [`Consumer::pop`] on the empty
+/// ring returns [`PopError::Disconnected`] at once (nobody holds the role it
+/// waits on), and likewise a blocking push on a full ring with no consumer:
+/// wait for [`Consumer::is_abandoned`] to turn false first if that matters.
+///
+/// # Errors
+///
+/// [`OpenError::InvalidCapacity`] for a capacity that is zero, not a
+/// power of two, or absurd; [`OpenError::AlreadyExists`] if the path is
+/// taken; the other [`OpenError`]s as for any create.
+///
+/// # Examples
+///
+/// ```rust
+/// use mmring::spsc::{self, Consumer, Producer};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("ticks");
+/// spsc::create::<u64>(&path, 64)?; // no end held yet
+///
+/// // Later, each worker attaches by name (here both in one process).
+/// let mut tx = Producer::<u64>::open(&path)?;
+/// let mut rx = Consumer::<u64>::open(&path)?;
+/// tx.push(7)?;
+/// assert_eq!(rx.pop()?, 7);
+///
+/// // A producer that goes away leaves the ring open; a new one continues.
+/// tx.push(8)?;
+/// drop(tx);
+/// assert_eq!(rx.pop()?, 8); // what it queued is kept
+/// assert_eq!(rx.pop(), Err(mmring::PopError::Disconnected));
+/// let mut tx = Producer::<u64>::open(&path)?;
+/// tx.push(9)?;
+/// assert_eq!(rx.pop()?, 9); // the same consumer carries on
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn create<T: Payload>(path: impl AsRef<Path>, capacity: usize) -> Result<(), OpenError> {
+    create_with::<T>(path, capacity, &CreateOptions::default())
+}
+
+/// [`create`] with a mode and label.
+///
+/// # Errors
+///
+/// As [`create`].
+///
+/// # Examples
+///
+/// ```rust
+/// use mmring::CreateOptions;
+/// use mmring::spsc;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("ticks");
+/// spsc::create_with::<u64>(&path, 64, &CreateOptions::new().mode(0o640).label("ticks"))?;
+/// assert!(!spsc::Consumer::<u64>::open(&path)?.is_closed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn create_with<T: Payload>(
+    path: impl AsRef<Path>,
+    capacity: usize,
+    opts: &CreateOptions,
+) -> Result<(), OpenError> {
+    let path = region::resolve(path);
+    create_region::<T>(&path, capacity, opts).map(drop)
+}
+
 /// The producing end of an SPSC ring file: one per ring at a time, across
 /// all processes (claimed at open with the holder's pid; a holder that died
 /// is taken over).
 ///
-/// `Send` but not `Sync`: operations take `&mut self`. Dropping it closes
-/// the ring from the producing side (the consumer drains, then gets
-/// `Closed`) and gives the role back.
+/// `Send` but not `Sync`: operations take `&mut self`. Dropping it gives
+/// the role back and leaves the ring open, with everything queued kept: a
+/// new producer (this process or another, a restarted one) can open it and
+/// continue, and the consumer's handle keeps working. Until then the
+/// consumer drains what is there, then its blocking pops return
+/// [`PopError::Disconnected`]. [`close`](Self::close) is the end of the
+/// stream, final for everyone.
 ///
 /// # Examples
 ///
@@ -104,6 +203,11 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 ///     }
 ///     // SAFETY: leave at once, with the sum as the exit code's check.
 ///     unsafe { libc::_exit(if sum == (1..=10_000).sum::<u64>() { 0 } else { 1 }) };
+/// }
+/// // Until a consumer is there, a push on the full ring returns
+/// // `Disconnected` rather than wait for one that may never come.
+/// while tx.is_abandoned() {
+///     std::thread::yield_now();
 /// }
 /// for i in 1..=10_000 {
 ///     tx.push(i)?; // sleeps (no CPU) while the ring is full
@@ -147,11 +251,9 @@ impl<T: Payload> Producer<T> {
                 path: region.path().to_path_buf(),
             });
         }
-        claim_role(&ctl.producer, me).map_err(|pid| OpenError::RoleTaken {
-            path: region.path().to_path_buf(),
-            role: "producer",
-            pid,
-        })?;
+        claim(ctl, region.path(), Role::Producer, me)?;
+        // After the claim (whose Acquire makes the previous holder's last
+        // tail visible): continue from the published tail.
         let raw = RawProducer::new(ctl, slots);
         // SAFETY: `raw` borrows the mapping owned by `region`, which moves
         // into the same struct, stays mapped at the same address until it
@@ -229,18 +331,22 @@ impl<T: Payload> Producer<T> {
     /// # Errors
     ///
     /// [`PushError::Closed`] if the ring is closed, or
-    /// [`PushError::Disconnected`] if the consumer's process died while the
-    /// ring was full; the value comes back.
+    /// [`PushError::Disconnected`] if the ring is full and no live process
+    /// holds the consumer role (it dropped its handle, was killed, or none
+    /// has attached yet): never waits for a consumer that may never come.
+    /// The value comes back; once a consumer attaches, pushing works again.
     pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
-        self.raw.push_until(value, None)
+        self.raw.push(value)
     }
 
     /// [`Producer::push`], giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`Producer::push`], and [`PushError::Timeout`].
-    pub fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+    /// As [`Producer::push`] (as [`PushTimeoutError::Closed`] and
+    /// [`PushTimeoutError::Disconnected`]), and
+    /// [`PushTimeoutError::Timeout`].
+    pub fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushTimeoutError<T>> {
         self.raw.push_until(value, deadline(timeout))
     }
 
@@ -267,9 +373,47 @@ impl<T: Payload> Producer<T> {
     }
 
     /// Closes the ring: the consumer drains what is left, then gets
-    /// `Closed`; every sleeper wakes. Idempotent.
+    /// `Closed`; every sleeper wakes. Idempotent, and final: no producer
+    /// can open the ring again ([`OpenError::Closed`]) until the file is
+    /// removed.
     pub fn close(&self) {
         self.raw.close();
+    }
+
+    /// Whether either side closed the ring (a snapshot).
+    pub fn is_closed(&self) -> bool {
+        self.raw.is_closed_now()
+    }
+
+    /// Whether the ring is full (out of date as soon as it returns).
+    pub fn is_full(&self) -> bool {
+        self.raw.is_full()
+    }
+
+    /// Whether no live process holds the consumer role: it is free (the
+    /// consumer dropped its handle, or none has attached yet) or its
+    /// holder's process is gone. A snapshot: a consumer may attach as soon
+    /// as this returns. While it is true, a blocking push on a full ring
+    /// returns [`PushError::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::spsc::{self, Consumer, Producer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("r");
+    /// spsc::create::<u32>(&path, 2)?;
+    /// let tx = Producer::<u32>::open(&path)?;
+    /// assert!(tx.is_abandoned());
+    /// let rx = Consumer::<u32>::open(&path)?;
+    /// assert!(!tx.is_abandoned());
+    /// drop(rx);
+    /// assert!(tx.is_abandoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        self.raw.ring.ctl.is_abandoned(Role::Consumer)
     }
 
     /// Number of slots.
@@ -294,9 +438,10 @@ impl<T: Payload> Producer<T> {
 }
 
 impl<T: Payload> Drop for Producer<T> {
+    /// Gives the producer role back (the ring stays open; see the type's
+    /// docs) and wakes a consumer asleep in `pop`.
     fn drop(&mut self) {
-        self.raw.close();
-        release_role(&self.raw.ring.ctl.producer, self.me);
+        release(self.raw.ring.ctl, Role::Producer, self.me);
     }
 }
 
@@ -304,9 +449,12 @@ impl<T: Payload> Drop for Producer<T> {
 /// all processes (claimed at open with the holder's pid; a holder that died
 /// is taken over).
 ///
-/// `Send` but not `Sync`: operations take `&mut self`. Dropping it closes
-/// the ring from the consuming side (pushes get `Closed`) and gives the
-/// role back; a later consumer can still open the ring and drain it.
+/// `Send` but not `Sync`: operations take `&mut self`. Dropping it gives
+/// the role back and leaves the ring open, with everything queued kept: a
+/// new consumer (a restarted process) opens it and continues from the first
+/// item not yet popped. Until then the producer fills the ring, then its
+/// blocking pushes return [`PushError::Disconnected`].
+/// [`close`](Self::close) is the end of the stream, final for everyone.
 pub struct Consumer<T: Payload> {
     /// Borrows from `region`'s mapping (declared first: dropped first).
     pub(super) raw: RawConsumer<'static, T>,
@@ -331,11 +479,8 @@ impl<T: Payload> Consumer<T> {
     pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
         let me = crate::pid::current();
         let (ctl, slots) = parts::<T>(&region);
-        claim_role(&ctl.consumer, me).map_err(|pid| OpenError::RoleTaken {
-            path: region.path().to_path_buf(),
-            role: "consumer",
-            pid,
-        })?;
+        claim(ctl, region.path(), Role::Consumer, me)?;
+        // After the claim: continue from the published head.
         let raw = RawConsumer::new(ctl, slots);
         // SAFETY: as in `Producer::attach`: `raw` borrows the mapping owned
         // by `region`, which lives in the same struct and is dropped after
@@ -402,18 +547,22 @@ impl<T: Payload> Consumer<T> {
     /// # Errors
     ///
     /// [`PopError::Closed`] once the ring is closed and drained;
-    /// [`PopError::Disconnected`] if the producer's process died without
-    /// closing (after everything it committed has been popped).
+    /// [`PopError::Disconnected`] once it is drained and no live process
+    /// holds the producer role (it dropped its handle, was killed, or none
+    /// has attached yet): never waits for a producer that may never come.
+    /// Everything a producer committed is popped first; once a new
+    /// producer attaches, popping works again.
     pub fn pop(&mut self) -> Result<T, PopError> {
-        self.raw.pop_until(None)
+        self.raw.pop()
     }
 
     /// [`Consumer::pop`], giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`Consumer::pop`], and [`PopError::Timeout`].
-    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopError> {
+    /// As [`Consumer::pop`] (as [`PopTimeoutError::Closed`] and
+    /// [`PopTimeoutError::Disconnected`]), and [`PopTimeoutError::Timeout`].
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopTimeoutError> {
         self.raw.pop_until(deadline(timeout))
     }
 
@@ -441,9 +590,47 @@ impl<T: Payload> Consumer<T> {
     }
 
     /// Closes the ring from the consuming side: pushes get `Closed`; every
-    /// sleeper wakes. Idempotent.
+    /// sleeper wakes. Idempotent, and final: no producer can open the ring
+    /// again until the file is removed (a consumer still can, to drain it).
     pub fn close(&self) {
         self.raw.close();
+    }
+
+    /// Whether either side closed the ring (a snapshot; items may be left
+    /// to drain).
+    pub fn is_closed(&self) -> bool {
+        self.raw.is_closed()
+    }
+
+    /// Whether the ring is full (out of date as soon as it returns).
+    pub fn is_full(&self) -> bool {
+        self.raw.is_full()
+    }
+
+    /// Whether no live process holds the producer role: it is free (the
+    /// producer dropped its handle, or none has attached yet) or its
+    /// holder's process is gone. A snapshot: a producer may attach as soon
+    /// as this returns. While it is true, a blocking pop on an empty ring
+    /// returns [`PopError::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::spsc::{self, Consumer, Producer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("r");
+    /// spsc::create::<u32>(&path, 2)?;
+    /// let rx = Consumer::<u32>::open(&path)?;
+    /// assert!(rx.is_abandoned()); // no producer yet
+    /// let tx = Producer::<u32>::open(&path)?;
+    /// assert!(!rx.is_abandoned());
+    /// drop(tx);
+    /// assert!(rx.is_abandoned());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        self.raw.ring.ctl.is_abandoned(Role::Producer)
     }
 
     /// Number of slots.
@@ -468,9 +655,10 @@ impl<T: Payload> Consumer<T> {
 }
 
 impl<T: Payload> Drop for Consumer<T> {
+    /// Gives the consumer role back (the ring stays open; see the type's
+    /// docs) and wakes a producer asleep in `push`.
     fn drop(&mut self) {
-        self.raw.close();
-        release_role(&self.raw.ring.ctl.consumer, self.me);
+        release(self.raw.ring.ctl, Role::Consumer, self.me);
     }
 }
 
@@ -488,4 +676,61 @@ pub fn channel<T: Payload>(
     let producer = Producer::create(&path, capacity)?;
     let consumer = Consumer::open(&path)?;
     Ok((producer, consumer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_ends_leave_the_ring_open_with_its_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        create::<u32>(&path, 4).unwrap();
+        assert!(matches!(
+            create::<u32>(&path, 4),
+            Err(OpenError::AlreadyExists { .. })
+        ));
+        let mut tx = Producer::<u32>::open(&path).unwrap();
+        assert!(tx.is_abandoned());
+        for v in 0..4 {
+            tx.try_push(v).unwrap();
+        }
+        assert!(tx.is_full());
+        assert!(matches!(tx.push(9), Err(PushError::Disconnected(9))));
+        assert!(matches!(
+            tx.push_timeout(9, Duration::from_secs(5)),
+            Err(PushTimeoutError::Disconnected(9))
+        ));
+        drop(tx);
+        let mut rx = Consumer::<u32>::open(&path).unwrap();
+        assert!(rx.is_full() && rx.is_abandoned() && !rx.is_closed());
+        assert_eq!(rx.pop(), Ok(0));
+        drop(rx);
+        let mut rx = Consumer::<u32>::open(&path).unwrap();
+        assert_eq!(rx.pop(), Ok(1));
+        let mut tx = Producer::<u32>::open(&path).unwrap();
+        tx.push(4).unwrap();
+        drop(tx);
+        for v in 2..5 {
+            assert_eq!(rx.pop(), Ok(v));
+        }
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        assert_eq!(
+            rx.pop_timeout(Duration::from_secs(5)),
+            Err(PopTimeoutError::Disconnected)
+        );
+        // close() is final: no producer attaches again.
+        let tx = Producer::<u32>::open(&path).unwrap();
+        tx.close();
+        assert!(tx.is_closed() && rx.is_closed());
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        drop(tx);
+        assert!(matches!(
+            Producer::<u32>::open(&path),
+            Err(OpenError::Closed { .. })
+        ));
+        drop(rx);
+        assert!(Consumer::<u32>::open(&path).is_ok(), "a consumer can drain");
+    }
 }
