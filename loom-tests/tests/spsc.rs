@@ -378,13 +378,13 @@ fn a_blocked_pop_gets_the_last_value_then_disconnected_when_the_producer_leaves(
         let r = ring(2);
         let r2 = r.clone();
         let producer = thread::spawn(move || {
-            let mut p = RawProducer::new(&r2.ctl, &r2.slots);
+            let mut p = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             p.try_push(7).unwrap();
             let slept = r2.ctl.snapshot().data_waiters > 0;
             r2.ctl.release(Role::Producer, PRODUCER);
             slept
         });
-        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
         let first = c.pop();
         let second = c.pop();
         seen.note(if producer.join().unwrap() {
@@ -409,15 +409,15 @@ fn a_new_producer_continues_where_the_old_one_left() {
         let r = ring(2);
         let r2 = r.clone();
         let producers = thread::spawn(move || {
-            let mut first = RawProducer::new(&r2.ctl, &r2.slots);
+            let mut first = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             first.try_push(1).unwrap();
             r2.ctl.release(Role::Producer, PRODUCER);
             r2.ctl.claim(Role::Producer, PRODUCER).unwrap();
-            let mut second = RawProducer::new(&r2.ctl, &r2.slots);
+            let mut second = RawProducer::<u64>::new(&r2.ctl, &r2.slots);
             second.try_push(2).unwrap();
             r2.ctl.release(Role::Producer, PRODUCER);
         });
-        let mut c = RawConsumer::new(&r.ctl, &r.slots);
+        let mut c = RawConsumer::<u64>::new(&r.ctl, &r.slots);
         let mut got = Vec::new();
         let mut gap = false;
         while got.len() < 2 {
@@ -449,14 +449,14 @@ fn a_blocked_push_is_refused_while_no_consumer_and_lands_for_the_next() {
         let r = ring(1);
         let r2 = r.clone();
         let consumers = thread::spawn(move || {
-            let mut first = RawConsumer::new(&r2.ctl, &r2.slots);
+            let mut first = RawConsumer::<u64>::new(&r2.ctl, &r2.slots);
             assert_eq!(first.pop(), Ok(1));
             r2.ctl.release(Role::Consumer, CONSUMER);
             r2.ctl.claim(Role::Consumer, CONSUMER).unwrap();
-            let mut second = RawConsumer::new(&r2.ctl, &r2.slots);
+            let mut second = RawConsumer::<u64>::new(&r2.ctl, &r2.slots);
             (second.pop(), second.pop())
         });
-        let mut p = RawProducer::new(&r.ctl, &r.slots);
+        let mut p = RawProducer::<u64>::new(&r.ctl, &r.slots);
         p.try_push(1).unwrap();
         // The consumer holds its role until it has popped 1: never refused.
         assert!(matches!(p.push(2), Ok(())));
