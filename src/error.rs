@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::pod::{NameError, TypeInfo};
+use crate::pod::TypeInfo;
 pub use crate::seqlock::SeqLockError;
 
 /// Why `create`, `open` or `open_or_create` of a shared object failed.
@@ -581,5 +581,37 @@ pub enum BarrierError {
     Broken {
         /// The dead party.
         pid: u32,
+    },
+}
+
+/// Why a payload name cannot be stored or was not read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name has no bytes.
+    #[error("is empty")]
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`](crate::pod::MAX_NAME_LEN) bytes.
+    #[error("is {len} bytes long (at most {max})")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_NAME_LEN`](crate::pod::MAX_NAME_LEN).
+        max: usize,
+    },
+    /// The name contains a NUL byte.
+    #[error("contains a NUL byte")]
+    Nul,
+    /// A file's name field has non-zero bytes after the name's length.
+    #[error("has non-zero bytes after its {len} bytes")]
+    Padding {
+        /// The stored length.
+        len: usize,
+    },
+    /// The bytes are not UTF-8 (only ever read from a file).
+    #[error("is not UTF-8 (valid up to byte {valid_up_to})")]
+    NotUtf8 {
+        /// How many leading bytes are valid UTF-8.
+        valid_up_to: usize,
     },
 }

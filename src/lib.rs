@@ -149,8 +149,8 @@ pub use counter::{Atomic, Element};
 pub use counter::{AtomicArray, Counter};
 pub use error::{
     BarrierError, BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, Closed,
-    GcError, JoinError, MapError, OpenError, OutOfBounds, PopError, PopTimeoutError, PushError,
-    PushTimeoutError, ReleaseError, RemoveError, SeqLockError, TaskError, TryPopError,
+    GcError, JoinError, MapError, NameError, OpenError, OutOfBounds, PopError, PopTimeoutError,
+    PushError, PushTimeoutError, ReleaseError, RemoveError, SeqLockError, TaskError, TryPopError,
     TryPushError,
 };
 #[cfg(not(loom))]
