@@ -109,10 +109,16 @@ impl SemaphoreWords {
             // holding its count (loom model `semaphore_holders_table_balances`).
             let cur = h.load(Ordering::Acquire);
             if cur & !0xffff_ffff == tag && cur != 0 {
+                // The count is read from the mapping: it never carries
+                // into (or borrows from) the pid half. A full count stays
+                // full (the permit goes unattributed, as with a full
+                // table); a zero count (never written by us) frees the
+                // entry on a release.
                 let count = cur & 0xffff_ffff;
                 let new = match (acquire, count) {
+                    (true, 0xffff_ffff) => return,
                     (true, _) => cur + 1,
-                    (false, 1) => 0,
+                    (false, 0 | 1) => 0,
                     (false, _) => cur - 1,
                 };
                 // AcqRel: pairs with the Acquire scan loads above and with
@@ -195,9 +201,11 @@ impl SemaphoreWords {
         Ok(())
     }
 
-    /// Gives back the permits of holders whose process is gone; how many.
+    /// Gives back the permits of holders whose process is gone; how many
+    /// (saturating: the counts come from the mapping, which any process can
+    /// scribble on).
     pub fn recover_dead_holders(&self) -> u64 {
-        let mut total = 0;
+        let mut total: u64 = 0;
         for h in &self.holders {
             // Relaxed: the CAS below validates it.
             let cur = h.load(Ordering::Relaxed);
@@ -212,17 +220,18 @@ impl SemaphoreWords {
             }
             let count = cur & 0xffff_ffff;
             let max = self.max();
-            // AcqRel: like `release`; never past the bound.
+            // AcqRel: like `release`; never past the bound. Saturating:
+            // `permits`, `max` and `count` are all read from the mapping
+            // (regression: a file with permits near u64::MAX and a dead
+            // holder made this add overflow, fuzz/corpus/open_file/
+            // semaphore-add-overflow).
             let _ = self
                 .permits
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                    Some(if max != 0 {
-                        (p + count).min(max)
-                    } else {
-                        p + count
-                    })
+                    let p = p.saturating_add(count);
+                    Some(if max != 0 { p.min(max) } else { p })
                 });
-            total += count;
+            total = total.saturating_add(count);
         }
         if total > 0 {
             // Relaxed: a statistic.
@@ -427,6 +436,62 @@ mod tests {
         assert_eq!(s.available(), 3);
         assert_eq!(s.words().recovered(), 2);
         assert_eq!(s.recover_dead_holders(), 0);
+    }
+
+    /// Regression (fuzz/corpus/open_file/semaphore-add-overflow): permits
+    /// and bound near `u64::MAX` in the file, and dead holders with full
+    /// counts, made recovery overflow (a panic with overflow checks on).
+    /// Whatever the words say, an open and every operation return.
+    #[test]
+    fn hostile_counts_in_the_file_never_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        let dead = crate::pid::dead_pid();
+        for (permits, max) in [
+            (u64::MAX, u64::MAX),
+            (u64::MAX, 0),
+            (u64::MAX - 1, 0),
+            (5, 3),
+        ] {
+            drop(Semaphore::create(&p, 0).unwrap());
+            {
+                // Written through another handle, as a hostile peer would.
+                let w = Semaphore::open(&p).unwrap();
+                let w = w.words();
+                w.permits.store(permits, Ordering::Relaxed);
+                w.max.store(max, Ordering::Relaxed);
+                w.recovered.store(u64::MAX, Ordering::Relaxed);
+                for h in &w.holders[..3] {
+                    h.store(u64::from(dead) << 32 | 0xffff_ffff, Ordering::Relaxed);
+                }
+                // This process's own entry, full, and one with a zero count.
+                let me = u64::from(crate::pid::current()) << 32;
+                w.holders[3].store(me | 0xffff_ffff, Ordering::Relaxed);
+            }
+            let s = Semaphore::open(&p).unwrap();
+            assert_eq!(s.recover_dead_holders(), 3 * 0xffff_ffff);
+            let full = if max == 0 { u64::MAX } else { max };
+            assert_eq!(s.available(), full, "permits {permits}, bound {max}");
+            if s.try_acquire() {
+                let _ = s.release();
+            }
+            let _ = s.release();
+            // A full count never carries into the pid half (the acquire
+            // goes unattributed; the releases take from it).
+            let holders = s.words().holders();
+            assert_eq!(holders.len(), 1, "{holders:?}");
+            assert_eq!(holders[0].0, crate::pid::current(), "{holders:?}");
+            assert!(holders[0].1 >= 0xffff_fffd, "{holders:?}");
+            drop(s);
+            std::fs::remove_file(&p).unwrap();
+        }
+        // A zero count of ours (never written by this library) is freed by
+        // a release instead of borrowing from the pid.
+        let s = Semaphore::create(&p, 0).unwrap();
+        let me = u64::from(crate::pid::current()) << 32;
+        s.words().holders[0].store(me, Ordering::Relaxed);
+        s.release().unwrap();
+        assert!(s.words().holders().is_empty(), "{:?}", s.words().holders());
     }
 
     #[test]
