@@ -348,6 +348,113 @@ mod mapped {
             Region::open(&path, expect()).map(Self::wrap)
         }
 
+        /// Opens the semaphore at `path`, or creates it with `permits`
+        /// permits and no bound if there is none. Racing processes all end
+        /// up with the same semaphore (one creator wins the name, the others
+        /// open its file).
+        ///
+        /// Opening an existing semaphore never resets it: `permits` applies
+        /// only when the file is created, and the permits it has now (taken
+        /// or given back by anyone) are kept.
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::open`] and [`Semaphore::create`], and
+        /// [`OpenError::InvalidCapacity`] (naming both bounds) if the
+        /// existing semaphore is bounded.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// # let path = dir.path().join("workers");
+        /// use mmring::Semaphore;
+        ///
+        /// let first = Semaphore::open_or_create(&path, 2)?; // creates it
+        /// assert!(first.try_acquire());
+        /// // Any process, later: the same semaphore, not a fresh one.
+        /// let again = Semaphore::open_or_create(&path, 2)?;
+        /// assert_eq!(again.available(), 1);
+        /// # Ok::<(), mmring::OpenError>(())
+        /// ```
+        pub fn open_or_create(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
+            Self::open_or_make(&region::resolve(path), permits, 0)
+        }
+
+        /// Opens the bounded semaphore at `path`, or creates it with
+        /// `permits` permits (also its bound) if there is none
+        /// ([`Semaphore::create_bounded`]). Racing processes all end up with
+        /// the same semaphore.
+        ///
+        /// Opening an existing semaphore never resets it: its permits now
+        /// are kept.
+        ///
+        /// # Errors
+        ///
+        /// [`OpenError::InvalidCapacity`] for 0 permits, or (naming both
+        /// bounds) if the existing semaphore has another bound or none; the
+        /// errors of [`Semaphore::open`] and [`Semaphore::create_bounded`].
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// # let path = dir.path().join("slots");
+        /// use mmring::{OpenError, Semaphore};
+        ///
+        /// let slots = Semaphore::open_or_create_bounded(&path, 3)?;
+        /// assert!(slots.try_acquire());
+        /// assert_eq!(Semaphore::open_or_create_bounded(&path, 3)?.available(), 2);
+        /// // Another bound is another semaphore: refused, not reset.
+        /// assert!(matches!(
+        ///     Semaphore::open_or_create_bounded(&path, 4),
+        ///     Err(OpenError::InvalidCapacity { found: 3, .. })
+        /// ));
+        /// # Ok::<(), OpenError>(())
+        /// ```
+        pub fn open_or_create_bounded(
+            path: impl AsRef<Path>,
+            permits: u64,
+        ) -> Result<Self, OpenError> {
+            let path = region::resolve(path);
+            if permits == 0 {
+                return Err(OpenError::InvalidCapacity {
+                    path,
+                    expected: "at least 1 permit for a bounded semaphore".into(),
+                    found: 0,
+                });
+            }
+            Self::open_or_make(&path, permits, permits)
+        }
+
+        fn open_or_make(path: &Path, permits: u64, max: u64) -> Result<Self, OpenError> {
+            let region =
+                Region::open_or_create(path, expect(), 1, &CreateOptions::default(), |r| {
+                    r.body::<SemaphoreWords>(0, 1)[0].init(permits, max)
+                })?;
+            let found = region.body::<SemaphoreWords>(0, 1)[0].max();
+            if found != max {
+                let permits = |n: u64| match n {
+                    1 => "1 permit".to_string(),
+                    n => format!("{n} permits"),
+                };
+                let asked = match max {
+                    0 => "an unbounded semaphore".to_string(),
+                    n => format!("a semaphore bounded to {}", permits(n)),
+                };
+                let has = match found {
+                    0 => "an unbounded one".to_string(),
+                    n => format!("one bounded to {}", permits(n)),
+                };
+                return Err(OpenError::InvalidCapacity {
+                    path: path.to_path_buf(),
+                    expected: format!("{asked} as asked, found {has}"),
+                    found,
+                });
+            }
+            Ok(Self::wrap(region))
+        }
+
         /// Takes a permit if one is left, never waiting.
         pub fn try_acquire(&self) -> bool {
             self.view.try_acquire()

@@ -145,7 +145,11 @@ pub fn run(data: &[u8]) {
     }
     if let Ok(mut m) = Map::<str, u64>::open(&path) {
         m.set_patience(short);
-        let _ = (m.get("a"), m.insert("key", 1), m.update("key", |v| v + 1));
+        let _ = (
+            m.get("a"),
+            m.insert("key", 1),
+            m.update("key", |v| v.wrapping_add(1)),
+        );
         let _ = m.snapshot();
     }
     if let Ok(e) = Event::open(&path) {
