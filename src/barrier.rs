@@ -93,6 +93,13 @@ impl BarrierWords {
         self.parties.store(parties, Ordering::Relaxed);
     }
 
+    /// The party count as stored (unclamped: for telling a caller which
+    /// barrier the file holds).
+    fn stored_parties(&self) -> u32 {
+        // Relaxed: written before the file was published, never changed.
+        self.parties.load(Ordering::Relaxed)
+    }
+
     fn point(&self) -> WaitPoint<'_> {
         WaitPoint::new(&self.epoch, &self.waiters)
     }
@@ -358,6 +365,17 @@ mod mapped {
             Self { view, me }
         }
 
+        fn check_parties(path: &Path, parties: u32) -> Result<(), OpenError> {
+            if parties == 0 || parties as usize > MAX_PARTIES {
+                return Err(OpenError::InvalidCapacity {
+                    path: path.to_path_buf(),
+                    expected: format!("1 to {MAX_PARTIES} parties"),
+                    found: u64::from(parties),
+                });
+            }
+            Ok(())
+        }
+
         /// Creates a barrier file for `parties` parties (1 to 64) and joins it.
         ///
         /// # Errors
@@ -366,17 +384,65 @@ mod mapped {
         /// [`OpenError`]s of any create.
         pub fn create(path: impl AsRef<Path>, parties: u32) -> Result<Self, OpenError> {
             let path = region::resolve(path);
-            if parties == 0 || parties as usize > MAX_PARTIES {
-                return Err(OpenError::InvalidCapacity {
-                    path,
-                    expected: format!("1 to {MAX_PARTIES} parties"),
-                    found: u64::from(parties),
-                });
-            }
+            Self::check_parties(&path, parties)?;
             Region::create(&path, expect(), 1, &CreateOptions::default(), move |r| {
                 r.body::<BarrierWords>(0, 1)[0].init(parties)
             })
             .map(Self::wrap)
+        }
+
+        /// Opens the barrier at `path` and joins it, or creates it for
+        /// `parties` parties (1 to 64) if there is none. Racing processes
+        /// all end up with the same barrier (one creator wins the name, the
+        /// others open its file), so N processes that each call this and
+        /// then [`Barrier::wait`] pass together.
+        ///
+        /// Opening an existing barrier never resets it: its generation and
+        /// the arrivals of the round in progress are kept.
+        ///
+        /// # Errors
+        ///
+        /// [`OpenError::InvalidCapacity`] for 0 or more than 64 parties, or
+        /// (naming both counts) if the existing barrier is for another
+        /// number of parties (nothing is joined then); the errors of
+        /// [`Barrier::open`] and [`Barrier::create`].
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// # let path = dir.path().join("round");
+        /// use mmring::{Barrier, OpenError};
+        ///
+        /// let b = Barrier::open_or_create(&path, 1)?; // creates it
+        /// b.wait()?;
+        /// let same = Barrier::open_or_create(&path, 1)?; // opens it
+        /// assert_eq!(same.words().state().0, 1, "generation kept");
+        /// assert!(matches!(
+        ///     Barrier::open_or_create(&path, 2),
+        ///     Err(OpenError::InvalidCapacity { found: 1, .. })
+        /// ));
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn open_or_create(path: impl AsRef<Path>, parties: u32) -> Result<Self, OpenError> {
+            let path = region::resolve(path);
+            Self::check_parties(&path, parties)?;
+            let region =
+                Region::open_or_create(&path, expect(), 1, &CreateOptions::default(), |r| {
+                    r.body::<BarrierWords>(0, 1)[0].init(parties)
+                })?;
+            // Checked before `wrap` registers this process as a party.
+            let found = region.body::<BarrierWords>(0, 1)[0].stored_parties();
+            if found != parties {
+                return Err(OpenError::InvalidCapacity {
+                    path,
+                    expected: format!(
+                        "a barrier for {parties} parties as asked, found one for {found}"
+                    ),
+                    found: u64::from(found),
+                });
+            }
+            Ok(Self::wrap(region))
         }
 
         /// Opens an existing barrier file and joins it as a party.

@@ -127,7 +127,12 @@ impl<T: Payload> SeqCell<T> {
         Region::open(&path, Self::expect()).map(Self::from_region)
     }
 
-    /// Opens the cell at `path`, creating it with `initial` if there is none.
+    /// Opens the cell at `path`, creating it with `initial` if there is
+    /// none; racing processes all end up with the same cell (one creator
+    /// wins the name, the others open its file).
+    ///
+    /// Opening an existing cell never resets it: `initial` applies only
+    /// when the file is created, and the value and version are kept.
     ///
     /// # Errors
     ///

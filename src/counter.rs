@@ -410,7 +410,11 @@ mod mapped {
         }
 
         /// Opens the counter at `path`, creating it with `initial` if there
-        /// is none; racing processes all end up with the same counter.
+        /// is none; racing processes all end up with the same counter (one
+        /// creator wins the name, the others open its file).
+        ///
+        /// Opening an existing counter never resets it: `initial` applies
+        /// only when the file is created.
         ///
         /// # Errors
         ///
@@ -531,7 +535,10 @@ mod mapped {
             Region::open(&path, expect::<T>(Kind::AtomicArray)).map(Self::from_region)
         }
 
-        /// Opens the array at `path`, or creates it with `len` zeroes.
+        /// Opens the array at `path`, or creates it with `len` zeroes;
+        /// racing processes all end up with the same array.
+        ///
+        /// Opening an existing array never resets it: its values are kept.
         ///
         /// # Errors
         ///

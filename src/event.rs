@@ -155,7 +155,10 @@ mod mapped {
             Region::open(&path, expect()).map(Self::wrap)
         }
 
-        /// Opens the event at `path`, creating it (clear) if there is none.
+        /// Opens the event at `path`, creating it (clear) if there is none;
+        /// racing processes all end up with the same event.
+        ///
+        /// Opening an existing event never resets it: a set flag stays set.
         ///
         /// # Errors
         ///

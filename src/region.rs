@@ -357,6 +357,20 @@ impl Region {
         opts: &CreateOptions,
         init: impl Fn(&Region),
     ) -> Result<Region, OpenError> {
+        Self::open_or_create_sized(path, expect, capacity, 0, opts, init)
+    }
+
+    /// [`Region::open_or_create`] for kinds whose slot size is chosen at
+    /// creation (see [`layout::body_layout`]). The caller checks that an
+    /// existing file has the shape it asked for.
+    pub(crate) fn open_or_create_sized(
+        path: &Path,
+        expect: Expect,
+        capacity: u64,
+        slot_size: u64,
+        opts: &CreateOptions,
+        init: impl Fn(&Region),
+    ) -> Result<Region, OpenError> {
         let mut last = None;
         // Each turn of the loop is one lost race against a creator or a
         // remover; a hundred in a row means something is churning the name.
@@ -365,7 +379,7 @@ impl Region {
                 Err(OpenError::NotFound { .. }) => {}
                 other => return other,
             }
-            match Region::create(path, expect, capacity, opts, &init) {
+            match Region::create_sized(path, expect, capacity, slot_size, opts, &init) {
                 Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
                 other => return other,
             }

@@ -109,10 +109,16 @@ impl SemaphoreWords {
             // holding its count (loom model `semaphore_holders_table_balances`).
             let cur = h.load(Ordering::Acquire);
             if cur & !0xffff_ffff == tag && cur != 0 {
+                // The count is read from the mapping: it never carries
+                // into (or borrows from) the pid half. A full count stays
+                // full (the permit goes unattributed, as with a full
+                // table); a zero count (never written by us) frees the
+                // entry on a release.
                 let count = cur & 0xffff_ffff;
                 let new = match (acquire, count) {
+                    (true, 0xffff_ffff) => return,
                     (true, _) => cur + 1,
-                    (false, 1) => 0,
+                    (false, 0 | 1) => 0,
                     (false, _) => cur - 1,
                 };
                 // AcqRel: pairs with the Acquire scan loads above and with
@@ -195,9 +201,11 @@ impl SemaphoreWords {
         Ok(())
     }
 
-    /// Gives back the permits of holders whose process is gone; how many.
+    /// Gives back the permits of holders whose process is gone; how many
+    /// (saturating: the counts come from the mapping, which any process can
+    /// scribble on).
     pub fn recover_dead_holders(&self) -> u64 {
-        let mut total = 0;
+        let mut total: u64 = 0;
         for h in &self.holders {
             // Relaxed: the CAS below validates it.
             let cur = h.load(Ordering::Relaxed);
@@ -212,17 +220,18 @@ impl SemaphoreWords {
             }
             let count = cur & 0xffff_ffff;
             let max = self.max();
-            // AcqRel: like `release`; never past the bound.
+            // AcqRel: like `release`; never past the bound. Saturating:
+            // `permits`, `max` and `count` are all read from the mapping
+            // (regression: a file with permits near u64::MAX and a dead
+            // holder made this add overflow, fuzz/corpus/open_file/
+            // semaphore-add-overflow).
             let _ = self
                 .permits
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                    Some(if max != 0 {
-                        (p + count).min(max)
-                    } else {
-                        p + count
-                    })
+                    let p = p.saturating_add(count);
+                    Some(if max != 0 { p.min(max) } else { p })
                 });
-            total += count;
+            total = total.saturating_add(count);
         }
         if total > 0 {
             // Relaxed: a statistic.
@@ -338,6 +347,113 @@ mod mapped {
             Region::open(&path, expect()).map(Self::wrap)
         }
 
+        /// Opens the semaphore at `path`, or creates it with `permits`
+        /// permits and no bound if there is none. Racing processes all end
+        /// up with the same semaphore (one creator wins the name, the others
+        /// open its file).
+        ///
+        /// Opening an existing semaphore never resets it: `permits` applies
+        /// only when the file is created, and the permits it has now (taken
+        /// or given back by anyone) are kept.
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::open`] and [`Semaphore::create`], and
+        /// [`OpenError::InvalidCapacity`] (naming both bounds) if the
+        /// existing semaphore is bounded.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// # let path = dir.path().join("workers");
+        /// use mmring::Semaphore;
+        ///
+        /// let first = Semaphore::open_or_create(&path, 2)?; // creates it
+        /// assert!(first.try_acquire());
+        /// // Any process, later: the same semaphore, not a fresh one.
+        /// let again = Semaphore::open_or_create(&path, 2)?;
+        /// assert_eq!(again.available(), 1);
+        /// # Ok::<(), mmring::OpenError>(())
+        /// ```
+        pub fn open_or_create(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
+            Self::open_or_make(&region::resolve(path), permits, 0)
+        }
+
+        /// Opens the bounded semaphore at `path`, or creates it with
+        /// `permits` permits (also its bound) if there is none
+        /// ([`Semaphore::create_bounded`]). Racing processes all end up with
+        /// the same semaphore.
+        ///
+        /// Opening an existing semaphore never resets it: its permits now
+        /// are kept.
+        ///
+        /// # Errors
+        ///
+        /// [`OpenError::InvalidCapacity`] for 0 permits, or (naming both
+        /// bounds) if the existing semaphore has another bound or none; the
+        /// errors of [`Semaphore::open`] and [`Semaphore::create_bounded`].
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// # let path = dir.path().join("slots");
+        /// use mmring::{OpenError, Semaphore};
+        ///
+        /// let slots = Semaphore::open_or_create_bounded(&path, 3)?;
+        /// assert!(slots.try_acquire());
+        /// assert_eq!(Semaphore::open_or_create_bounded(&path, 3)?.available(), 2);
+        /// // Another bound is another semaphore: refused, not reset.
+        /// assert!(matches!(
+        ///     Semaphore::open_or_create_bounded(&path, 4),
+        ///     Err(OpenError::InvalidCapacity { found: 3, .. })
+        /// ));
+        /// # Ok::<(), OpenError>(())
+        /// ```
+        pub fn open_or_create_bounded(
+            path: impl AsRef<Path>,
+            permits: u64,
+        ) -> Result<Self, OpenError> {
+            let path = region::resolve(path);
+            if permits == 0 {
+                return Err(OpenError::InvalidCapacity {
+                    path,
+                    expected: "at least 1 permit for a bounded semaphore".into(),
+                    found: 0,
+                });
+            }
+            Self::open_or_make(&path, permits, permits)
+        }
+
+        fn open_or_make(path: &Path, permits: u64, max: u64) -> Result<Self, OpenError> {
+            let region =
+                Region::open_or_create(path, expect(), 1, &CreateOptions::default(), |r| {
+                    r.body::<SemaphoreWords>(0, 1)[0].init(permits, max)
+                })?;
+            let found = region.body::<SemaphoreWords>(0, 1)[0].max();
+            if found != max {
+                let permits = |n: u64| match n {
+                    1 => "1 permit".to_string(),
+                    n => format!("{n} permits"),
+                };
+                let asked = match max {
+                    0 => "an unbounded semaphore".to_string(),
+                    n => format!("a semaphore bounded to {}", permits(n)),
+                };
+                let has = match found {
+                    0 => "an unbounded one".to_string(),
+                    n => format!("one bounded to {}", permits(n)),
+                };
+                return Err(OpenError::InvalidCapacity {
+                    path: path.to_path_buf(),
+                    expected: format!("{asked} as asked, found {has}"),
+                    found,
+                });
+            }
+            Ok(Self::wrap(region))
+        }
+
         /// Takes a permit if one is left, never waiting.
         pub fn try_acquire(&self) -> bool {
             self.view.try_acquire()
@@ -426,6 +542,62 @@ mod tests {
         assert_eq!(s.available(), 3);
         assert_eq!(s.words().recovered(), 2);
         assert_eq!(s.recover_dead_holders(), 0);
+    }
+
+    /// Regression (fuzz/corpus/open_file/semaphore-add-overflow): permits
+    /// and bound near `u64::MAX` in the file, and dead holders with full
+    /// counts, made recovery overflow (a panic with overflow checks on).
+    /// Whatever the words say, an open and every operation return.
+    #[test]
+    fn hostile_counts_in_the_file_never_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        let dead = crate::pid::dead_pid();
+        for (permits, max) in [
+            (u64::MAX, u64::MAX),
+            (u64::MAX, 0),
+            (u64::MAX - 1, 0),
+            (5, 3),
+        ] {
+            drop(Semaphore::create(&p, 0).unwrap());
+            {
+                // Written through another handle, as a hostile peer would.
+                let w = Semaphore::open(&p).unwrap();
+                let w = w.words();
+                w.permits.store(permits, Ordering::Relaxed);
+                w.max.store(max, Ordering::Relaxed);
+                w.recovered.store(u64::MAX, Ordering::Relaxed);
+                for h in &w.holders[..3] {
+                    h.store(u64::from(dead) << 32 | 0xffff_ffff, Ordering::Relaxed);
+                }
+                // This process's own entry, full, and one with a zero count.
+                let me = u64::from(crate::pid::current()) << 32;
+                w.holders[3].store(me | 0xffff_ffff, Ordering::Relaxed);
+            }
+            let s = Semaphore::open(&p).unwrap();
+            assert_eq!(s.recover_dead_holders(), 3 * 0xffff_ffff);
+            let full = if max == 0 { u64::MAX } else { max };
+            assert_eq!(s.available(), full, "permits {permits}, bound {max}");
+            if s.try_acquire() {
+                let _ = s.release();
+            }
+            let _ = s.release();
+            // A full count never carries into the pid half (the acquire
+            // goes unattributed; the releases take from it).
+            let holders = s.words().holders();
+            assert_eq!(holders.len(), 1, "{holders:?}");
+            assert_eq!(holders[0].0, crate::pid::current(), "{holders:?}");
+            assert!(holders[0].1 >= 0xffff_fffd, "{holders:?}");
+            drop(s);
+            std::fs::remove_file(&p).unwrap();
+        }
+        // A zero count of ours (never written by this library) is freed by
+        // a release instead of borrowing from the pid.
+        let s = Semaphore::create(&p, 0).unwrap();
+        let me = u64::from(crate::pid::current()) << 32;
+        s.words().holders[0].store(me, Ordering::Relaxed);
+        s.release().unwrap();
+        assert!(s.words().holders().is_empty(), "{:?}", s.words().holders());
     }
 
     #[test]

@@ -9,12 +9,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{Children, Rng, Sample};
 use mmring::OpenError;
 use mmring::inspect::{Body, inspect};
 use mmring::layout::{Descriptor, HEADER_SIZE, Kind, MAGIC, STATUS_WORDS, VERSION};
-use mmring::{AtomicArray, Counter, CreateOptions, SeqCell, TypeInfo};
+use mmring::map::{Map, MapOptions};
+use mmring::{AtomicArray, Barrier, Counter, CreateOptions, Event, Semaphore, SeqCell, TypeInfo};
 
 /// Size of a counter file: the header page and one 64-byte body.
 const COUNTER_FILE: u64 = HEADER_SIZE + 64;
@@ -861,6 +863,197 @@ fn zero_or_absurd_capacity_is_invalid() {
     assert_eq!(names(dir.path()), ["array"]);
 }
 
+/// `open_or_create` of an existing object opens it as it is, for every
+/// kind: the initial value, permits or parties apply only when the file is
+/// created.
+#[test]
+fn open_or_create_never_resets_an_existing_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    Counter::open_or_create(d.join("c"), 5)
+        .unwrap()
+        .fetch_add(10);
+    assert_eq!(Counter::open_or_create(d.join("c"), 5).unwrap().load(), 15);
+
+    AtomicArray::<u64>::open_or_create(d.join("a"), 3).unwrap()[2].store(7);
+    let a = AtomicArray::<u64>::open_or_create(d.join("a"), 3).unwrap();
+    assert_eq!(a.snapshot(), [0, 0, 7]);
+
+    let cell = SeqCell::open_or_create(d.join("s"), 1u64).unwrap();
+    cell.store(2).unwrap();
+    let cell = SeqCell::open_or_create(d.join("s"), 1u64).unwrap();
+    assert_eq!(cell.load_versioned().unwrap(), (2, 1));
+
+    Event::open_or_create(d.join("e")).unwrap().set();
+    assert!(Event::open_or_create(d.join("e")).unwrap().is_set());
+
+    let sem = Semaphore::open_or_create(d.join("sem"), 3).unwrap();
+    assert!(sem.try_acquire());
+    let again = Semaphore::open_or_create(d.join("sem"), 3).unwrap();
+    assert_eq!(again.available(), 2);
+    sem.release().unwrap();
+    sem.release().unwrap();
+    assert_eq!(again.available(), 4, "still unbounded");
+
+    let bounded = Semaphore::open_or_create_bounded(d.join("bsem"), 2).unwrap();
+    assert!(bounded.try_acquire() && bounded.try_acquire());
+    let again = Semaphore::open_or_create_bounded(d.join("bsem"), 2).unwrap();
+    assert_eq!(again.available(), 0);
+    again.release().unwrap();
+    again.release().unwrap();
+    assert!(again.release().is_err(), "still bounded to 2");
+
+    let m = Map::<str, u64>::open_or_create(d.join("m"), 8, &MapOptions::new()).unwrap();
+    m.insert("k", 9).unwrap();
+    let m = Map::<str, u64>::open_or_create(d.join("m"), 8, &MapOptions::new()).unwrap();
+    assert_eq!((m.get("k").unwrap(), m.len()), (Some(9), 1));
+
+    // A barrier with a round in progress: the party already waiting is
+    // kept, so the second party (joining through open_or_create) completes
+    // that round instead of starting another.
+    let bp = d.join("b");
+    let first = Barrier::open_or_create(&bp, 2).unwrap();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| first.wait_timeout(Duration::from_secs(60)));
+        common::wait_until("the first party to arrive", || {
+            first.words().state() == (0, 1)
+        });
+        let second = Barrier::open_or_create(&bp, 2).unwrap();
+        assert_eq!(second.words().state(), (0, 1), "the arrival was kept");
+        let mine = second.wait_timeout(Duration::from_secs(60));
+        assert_eq!(mine.unwrap().generation, 0);
+        assert_eq!(waiting.join().unwrap().unwrap().generation, 0);
+    });
+    assert_eq!(
+        Barrier::open_or_create(&bp, 2).unwrap().words().state(),
+        (1, 0)
+    );
+    assert_eq!(names(d), ["a", "b", "bsem", "c", "e", "m", "s", "sem"]);
+}
+
+/// `open_or_create` of an existing object of another shape (a barrier for
+/// another number of parties, a semaphore with another bound, a map of
+/// another capacity or key length) is a typed error naming both, and leaves
+/// the object as it was.
+#[test]
+fn open_or_create_refuses_another_shape_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let bp = d.join("b");
+    let b = Barrier::open_or_create(&bp, 3).unwrap();
+    match Barrier::open_or_create(&bp, 2) {
+        Err(e @ OpenError::InvalidCapacity { found: 3, .. }) => {
+            check_message(
+                &e,
+                &bp,
+                &["invalid capacity 3", "2 parties as asked", "one for 3"],
+            );
+        }
+        other => panic!("expected InvalidCapacity for another party count, got {other:?}"),
+    }
+    // Invalid asks are refused as by `create`, file or no file.
+    for parties in [0, 65] {
+        assert!(matches!(
+            Barrier::open_or_create(&bp, parties),
+            Err(OpenError::InvalidCapacity { found, .. }) if found == u64::from(parties)
+        ));
+    }
+    assert_eq!(b.parties(), 3);
+    // The refused opener did not join: two more parties complete a round.
+    std::thread::scope(|s| {
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let b = Barrier::open(&bp).unwrap();
+                    b.wait_timeout(Duration::from_secs(60)).unwrap()
+                })
+            })
+            .collect();
+        b.wait_timeout(Duration::from_secs(60)).unwrap();
+        for o in others {
+            o.join().unwrap();
+        }
+    });
+    assert_eq!(b.words().state(), (1, 0));
+
+    let sp = d.join("sem");
+    let s = Semaphore::open_or_create_bounded(&sp, 3).unwrap();
+    assert!(s.try_acquire());
+    for (res, found, needles) in [
+        (
+            Semaphore::open_or_create_bounded(&sp, 4),
+            3,
+            ["bounded to 4 permits as asked", "one bounded to 3 permits"],
+        ),
+        (
+            Semaphore::open_or_create(&sp, 3),
+            3,
+            [
+                "an unbounded semaphore as asked",
+                "one bounded to 3 permits",
+            ],
+        ),
+    ] {
+        match res {
+            Err(e @ OpenError::InvalidCapacity { .. }) => {
+                assert!(matches!(e, OpenError::InvalidCapacity { found: f, .. } if f == found));
+                check_message(&e, &sp, &needles);
+            }
+            other => panic!("expected InvalidCapacity for another bound, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Semaphore::open_or_create_bounded(&sp, 0),
+        Err(OpenError::InvalidCapacity { found: 0, .. })
+    ));
+    assert_eq!(s.available(), 2, "untouched");
+    let up = d.join("unbounded");
+    drop(Semaphore::open_or_create(&up, 1).unwrap());
+    match Semaphore::open_or_create_bounded(&up, 1) {
+        Err(e @ OpenError::InvalidCapacity { found: 0, .. }) => {
+            check_message(
+                &e,
+                &up,
+                &["bounded to 1 permit as asked", "an unbounded one"],
+            );
+        }
+        other => panic!("expected InvalidCapacity for a bounded ask, got {other:?}"),
+    }
+
+    let mp = d.join("map");
+    let opts = MapOptions::new().max_key_len(16);
+    Map::<str, u64>::open_or_create(&mp, 8, &opts)
+        .unwrap()
+        .insert("k", 1)
+        .unwrap();
+    match Map::<str, u64>::open_or_create(&mp, 16, &opts) {
+        Err(e @ OpenError::InvalidCapacity { found: 8, .. }) => {
+            check_message(&e, &mp, &["invalid capacity 8", "capacity 16 as asked"]);
+        }
+        other => panic!("expected InvalidCapacity for another capacity, got {other:?}"),
+    }
+    match Map::<str, u64>::open_or_create(&mp, 8, &MapOptions::new().max_key_len(32)) {
+        Err(e @ OpenError::InvalidOption { .. }) => {
+            check_message(&e, &mp, &["key length 32 bytes as asked", "a map with 16"]);
+        }
+        other => panic!("expected InvalidOption for another key length, got {other:?}"),
+    }
+    // An out-of-range key length is refused as by `create`, map or no map.
+    assert!(matches!(
+        Map::<str, u64>::open_or_create(&mp, 8, &MapOptions::new().max_key_len(0)),
+        Err(OpenError::UnsupportedPayload { .. })
+    ));
+    let m = Map::<str, u64>::open_or_create(&mp, 8, &MapOptions::new().max_key_len(13)).unwrap();
+    assert_eq!(
+        m.get("k").unwrap(),
+        Some(1),
+        "rounded up to 16: the same map"
+    );
+    assert_eq!(names(d), ["b", "map", "sem", "unbounded"]);
+}
+
 #[test]
 fn a_long_label_is_an_invalid_option() {
     let dir = tempfile::tempdir().unwrap();
@@ -1160,11 +1353,20 @@ fn originals(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
         .unwrap();
     let f = dir.join("orig-floats");
     AtomicArray::<f64>::create_with(&f, 16, 0.5, &CreateOptions::new().label("fuzz")).unwrap();
+    let sem = dir.join("orig-semaphore");
+    assert!(Semaphore::create_bounded(&sem, 3).unwrap().try_acquire());
+    let b = dir.join("orig-barrier");
+    drop(Barrier::create(&b, 2).unwrap());
+    let e = dir.join("orig-event");
+    Event::create(&e).unwrap().set();
     [
         ("counter", c),
         ("u32 array", a),
         ("cell", s),
         ("f64 array", f),
+        ("semaphore", sem),
+        ("barrier", b),
+        ("event", e),
     ]
     .into_iter()
     .map(|(k, p)| (k, std::fs::read(p).unwrap()))
@@ -1381,6 +1583,17 @@ fn open_every_way(p: &Path) -> Vec<String> {
         })),
         tag(SeqCell::<Sample>::open(p).map(|s| (s.try_load(), s.version()))),
         tag(SeqCell::<u64>::open(p).map(|s| s.try_load())),
+        tag(Semaphore::open(p).map(|s| {
+            if s.try_acquire() {
+                let _ = s.release();
+            }
+            (s.recover_dead_holders(), s.available(), s.words().holders())
+        })),
+        tag(Barrier::open(p).map(|b| (b.parties(), b.wait_timeout(Duration::ZERO)))),
+        tag(Event::open(p).map(|e| {
+            e.set();
+            e.wait_timeout(Duration::ZERO)
+        })),
         tag(inspect(p).map(|r| r.to_string())),
     ]
 }
@@ -1413,7 +1626,7 @@ fn no_file_content_makes_open_panic() {
             Err(_) => panic!("case {case}: a {kind} file with {what} made an open panic"),
         }
     }
-    println!("outcomes of {CASES} mutated files opened 7 ways: {tally:?}");
+    println!("outcomes of {CASES} mutated files opened 10 ways: {tally:?}");
     for expected in [
         "ok",
         "NotMmring",
@@ -1434,8 +1647,9 @@ fn no_file_content_makes_open_panic() {
 }
 
 /// Garbage in the parts of a file that are not validated at open (the
-/// status block, the body) never makes an open, a load or `inspect` panic:
-/// they are atomics read as they are. The sequence words are kept even (no
+/// status block, the body: random bytes, or words at the edges of their
+/// range) never makes an open, an operation or `inspect` panic, overflow
+/// checks on: they are atomics read as they are. The sequence words are kept even (no
 /// writer inside) so no access waits; a writer left inside is the next test.
 #[test]
 fn garbage_in_the_status_block_or_body_never_panics() {
@@ -1455,8 +1669,18 @@ fn garbage_in_the_status_block_or_body_never_panics() {
             b[status] &= !1;
         }
         if part != 0 {
-            let r = rng.bytes(b.len() - body);
-            b[body..].copy_from_slice(&r);
+            if rng.below(2) == 0 {
+                let r = rng.bytes(b.len() - body);
+                b[body..].copy_from_slice(&r);
+            } else {
+                // Words at the edges of their range, where arithmetic on
+                // them overflows (regression: a semaphore's permits near
+                // u64::MAX plus a dead holder's count).
+                for w in b[body..].chunks_exact_mut(8) {
+                    let v = INTERESTING[rng.below(INTERESTING.len() as u64) as usize];
+                    w.copy_from_slice(&v.to_ne_bytes());
+                }
+            }
             b[body] &= !1;
         }
         let victim = dir.path().join(format!("victim{case}"));

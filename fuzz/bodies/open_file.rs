@@ -183,7 +183,11 @@ pub fn run(data: &[u8]) {
     }
     if let Ok(mut m) = Map::<str, u64>::open(&path) {
         m.set_patience(short);
-        let _ = (m.get("a"), m.insert("key", 1), m.update("key", |v| v + 1));
+        let _ = (
+            m.get("a"),
+            m.insert("key", 1),
+            m.update("key", |v| v.wrapping_add(1)),
+        );
         let _ = m.snapshot();
     }
     if let Ok(e) = Event::open(&path) {
@@ -197,11 +201,23 @@ pub fn run(data: &[u8]) {
             let _ = s.release();
         }
         let _ = (s.available(), s.recover_dead_holders());
+        if s.acquire_timeout(zero) {
+            let _ = s.release();
+        }
+        let _ = s.words().holders();
     }
     if let Ok(b) = Barrier::open(&path) {
         let _ = b.parties();
         let _ = b.words().state();
+        let _ = b.wait_timeout(zero);
     }
+    // The file exists: open_or_create only opens it, and checks its shape
+    // against the one asked for.
+    let _ = Semaphore::open_or_create(&path, 1);
+    let _ = Semaphore::open_or_create_bounded(&path, 2);
+    let _ = Barrier::open_or_create(&path, 2);
+    let _ = Event::open_or_create(&path);
+    let _ = Map::<str, u64>::open_or_create(&path, 2, &Default::default());
 }
 
 /// Seeds: a real file of every kind (trailing zeros cut: the pad flag puts

@@ -311,29 +311,76 @@ impl<K: Key + ?Sized, V: Payload> Map<K, V> {
         Self::attach(Region::open(&path, Self::expect())?)
     }
 
-    /// Opens the map at `path`, creating it if there is none.
+    /// Opens the map at `path`, creating it (empty, with `capacity`
+    /// entries and `opts`) if there is none. Racing processes all end up
+    /// with the same map (one creator wins the name, the others open its
+    /// file).
+    ///
+    /// Opening an existing map never resets it: its keys and values are
+    /// kept; `opts` (mode, label, maximum key length) apply only when the
+    /// file is created.
     ///
     /// # Errors
     ///
-    /// As [`Map::open`] and [`Map::create`].
+    /// As [`Map::open`] and [`Map::create`]; if the existing map has
+    /// another shape (nothing else is changed), naming both:
+    /// [`OpenError::InvalidCapacity`] for another capacity,
+    /// [`OpenError::InvalidOption`] for another maximum key length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("dict");
+    /// use mmring::map::{Map, MapOptions};
+    ///
+    /// let d = Map::<str, u64>::open_or_create(&path, 16, &MapOptions::new())?;
+    /// d.insert("seen", 1)?;
+    /// // Any process, later: the same map, its keys kept.
+    /// let again = Map::<str, u64>::open_or_create(&path, 16, &MapOptions::new())?;
+    /// assert_eq!(again.get("seen")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_or_create(
         path: impl AsRef<Path>,
         capacity: usize,
         opts: &MapOptions,
     ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
-        let mut last = None;
-        for _ in 0..100 {
-            match Self::open(&path) {
-                Err(OpenError::NotFound { .. }) => {}
-                other => return other,
-            }
-            match Self::create_with(&path, capacity, opts) {
-                Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
-                other => return other,
-            }
+        let slot_size = Self::slot_size(opts);
+        if slot_size == 0 {
+            // A key length out of range: the create reports it (before it
+            // touches the file system), whether or not a map exists.
+            return Self::create_with(&path, capacity, opts);
         }
-        Err(last.unwrap_or(OpenError::NotFound { path }))
+        let region = Region::open_or_create_sized(
+            &path,
+            Self::expect(),
+            capacity as u64,
+            slot_size,
+            &opts.file,
+            Self::init(opts),
+        )?;
+        let found = region.descriptor().capacity;
+        if found != capacity as u64 {
+            return Err(OpenError::InvalidCapacity {
+                path,
+                expected: format!("capacity {capacity} as asked"),
+                found,
+            });
+        }
+        let map = Self::attach(region)?;
+        let asked = Self::key_len(opts).div_ceil(8) * 8;
+        if map.max_key_len() != asked {
+            return Err(OpenError::InvalidOption {
+                path,
+                what: format!(
+                    "maximum key length {asked} bytes as asked, found a map with {}",
+                    map.max_key_len()
+                ),
+            });
+        }
+        Ok(map)
     }
 
     /// Sets how long an operation waits for an entry another process is
