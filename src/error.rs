@@ -373,7 +373,7 @@ impl From<PopError> for PopTimeoutError {
     }
 }
 
-/// Why a zero-copy chunk could not be had.
+/// Why a read or write chunk could not be had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
     /// Fewer slots (to write) or items (to read) than asked are available;
