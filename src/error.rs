@@ -5,7 +5,6 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::pod::TypeInfo;
-pub use crate::seqlock::SeqLockError;
 
 /// Why `create`, `open` or `open_or_create` of a shared object failed.
 ///
@@ -614,4 +613,50 @@ pub enum NameError {
         /// How many leading bytes are valid UTF-8.
         valid_up_to: usize,
     },
+}
+
+/// Why a seqlock read or write gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeqLockError {
+    /// The writer that holds the lock (sequence odd) is a process that no
+    /// longer exists: it died half way through a write. [`SeqLock::lock`](crate::seqlock::SeqLock::lock)
+    /// takes such a lock over instead of returning this; it is what a
+    /// caller of the lower-level retry loop sees.
+    #[error("seqlock writer (pid {pid}) died mid-write; sequence stuck at {seq}")]
+    WriterDied {
+        /// The dead writer's pid.
+        pid: u32,
+        /// The odd sequence it left behind.
+        seq: u64,
+    },
+    /// The lock stayed busy for the whole patience, with a writer that is
+    /// (as far as we can tell) alive, or unknown.
+    #[error("seqlock busy for {waited:?} (sequence {seq}, writer pid {pid})")]
+    Timeout {
+        /// The last sequence seen.
+        seq: u64,
+        /// The pid recorded by the writer inside, 0 if none was recorded.
+        pid: u32,
+        /// How long we waited.
+        waited: std::time::Duration,
+    },
+    /// Under loom (or with [`Patience::attempts`](crate::seqlock::Patience::attempts)): the retry budget ran out.
+    #[error("seqlock busy after {attempts} attempts (sequence {seq})")]
+    Exhausted {
+        /// The last sequence seen.
+        seq: u64,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+}
+
+/// Why [`body_layout`](crate::layout::body_layout) refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// The capacity is out of range; the text says what is in range.
+    #[error("invalid capacity: {0}")]
+    Capacity(String),
+    /// The payload type cannot be held by this kind.
+    #[error("unsupported payload: {0}")]
+    Payload(String),
 }

@@ -17,6 +17,7 @@ use std::mem::offset_of;
 use bytemuck::{Pod, Zeroable};
 use static_assertions::{const_assert, const_assert_eq};
 
+pub use crate::error::LayoutError;
 use crate::pod::{MAX_NAME_LEN, NameError, TypeInfo, fnv1a, validate_name};
 
 /// The first eight bytes of every mmring file.
@@ -566,13 +567,4 @@ pub fn body_layout(
             })
         }
     }
-}
-
-/// Why [`body_layout`] refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LayoutError {
-    /// The capacity is out of range; the text says what is in range.
-    Capacity(String),
-    /// The payload type cannot be held by this kind.
-    Payload(String),
 }

@@ -149,9 +149,9 @@ pub use counter::{Atomic, Element};
 pub use counter::{AtomicArray, Counter};
 pub use error::{
     BarrierError, BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, Closed,
-    GcError, JoinError, MapError, NameError, OpenError, OutOfBounds, PopError, PopTimeoutError,
-    PushError, PushTimeoutError, ReleaseError, RemoveError, SeqLockError, TaskError, TryPopError,
-    TryPushError,
+    GcError, JoinError, LayoutError, MapError, NameError, OpenError, OutOfBounds, PopError,
+    PopTimeoutError, PushError, PushTimeoutError, ReleaseError, RemoveError, SeqLockError,
+    TaskError, TryPopError, TryPushError,
 };
 #[cfg(not(loom))]
 pub use event::Event;

@@ -41,6 +41,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::error::SeqLockError;
 use crate::pod::Pod;
 use crate::sync::{AtomicU64, Backoff, Ordering, fence};
 
@@ -56,41 +57,6 @@ pub const fn words_for<T>() -> usize {
 /// header and two copies of the data words.
 pub const fn words_for_bytes(bytes: usize) -> usize {
     HEADER_WORDS + 2 * bytes.div_ceil(8)
-}
-
-/// Why a seqlock read or write gave up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SeqLockError {
-    /// The writer that holds the lock (sequence odd) is a process that no
-    /// longer exists: it died half way through a write. [`SeqLock::lock`]
-    /// takes such a lock over instead of returning this; it is what a
-    /// caller of the lower-level retry loop sees.
-    #[error("seqlock writer (pid {pid}) died mid-write; sequence stuck at {seq}")]
-    WriterDied {
-        /// The dead writer's pid.
-        pid: u32,
-        /// The odd sequence it left behind.
-        seq: u64,
-    },
-    /// The lock stayed busy for the whole patience, with a writer that is
-    /// (as far as we can tell) alive, or unknown.
-    #[error("seqlock busy for {waited:?} (sequence {seq}, writer pid {pid})")]
-    Timeout {
-        /// The last sequence seen.
-        seq: u64,
-        /// The pid recorded by the writer inside, 0 if none was recorded.
-        pid: u32,
-        /// How long we waited.
-        waited: Duration,
-    },
-    /// Under loom (or with [`Patience::attempts`]): the retry budget ran out.
-    #[error("seqlock busy after {attempts} attempts (sequence {seq})")]
-    Exhausted {
-        /// The last sequence seen.
-        seq: u64,
-        /// How many attempts were made.
-        attempts: u32,
-    },
 }
 
 /// One failed attempt: the sequence was odd, or moved while we copied.
