@@ -78,7 +78,8 @@ use mmring::Zeroable;
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
 use mmring::{
-    AtomicArray, Closed, Counter, Patience, Pod, PopError, PushError, TryPopError, TryPushError,
+    AtomicArray, Closed, Counter, Patience, Pod, PopTimeoutError, PushTimeoutError, TryPopError,
+    TryPushError,
 };
 
 /// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
@@ -390,9 +391,11 @@ impl Tx {
         }
     }
 
-    fn push_timeout(&mut self, m: Msg) -> Result<(), PushError<Msg>> {
+    fn push_timeout(&mut self, m: Msg) -> Result<(), PushTimeoutError<Msg>> {
         match self {
-            Tx::Spsc(p) => p.push_timeout(m, BLOCK_TIMEOUT),
+            Tx::Spsc(p) => p
+                .push_timeout(m, BLOCK_TIMEOUT)
+                .map_err(PushTimeoutError::from),
             Tx::Mpmc(q) => q.push_timeout(m, BLOCK_TIMEOUT),
         }
     }
@@ -418,9 +421,9 @@ impl Rx {
         }
     }
 
-    fn pop_timeout(&mut self, timeout: Duration) -> Result<Msg, PopError> {
+    fn pop_timeout(&mut self, timeout: Duration) -> Result<Msg, PopTimeoutError> {
         match self {
-            Rx::Spsc(c) => c.pop_timeout(timeout),
+            Rx::Spsc(c) => c.pop_timeout(timeout).map_err(PopTimeoutError::from),
             Rx::Mpmc(q) => q.pop_timeout(timeout),
         }
     }
@@ -583,12 +586,12 @@ fn push_blocking(f: &Files, me: usize, tx: &mut Tx, m: Msg) -> Option<u64> {
         Ok(()) => Some(1),
         // The consumer died (SPSC): not pushed; its replacement comes, try
         // again.
-        Err(PushError::Disconnected(_)) => Some(0),
-        Err(PushError::Timeout(_)) => {
+        Err(PushTimeoutError::Disconnected(_)) => Some(0),
+        Err(PushTimeoutError::Timeout(_)) => {
             f.hang("push");
             Some(0)
         }
-        Err(PushError::Closed(_)) => None,
+        Err(PushTimeoutError::Closed(_)) => None,
     }
 }
 
@@ -601,12 +604,12 @@ fn pop_blocking(f: &Files, me: usize, rx: &mut Rx, buf: &mut [Msg]) -> Option<us
             Some(1)
         }
         // The producer died (SPSC): its replacement comes.
-        Err(PopError::Disconnected) => Some(0),
-        Err(PopError::Timeout) => {
+        Err(PopTimeoutError::Disconnected) => Some(0),
+        Err(PopTimeoutError::Timeout) => {
             f.hang("pop");
             Some(0)
         }
-        Err(PopError::Closed) => None,
+        Err(PopTimeoutError::Closed) => None,
     }
 }
 
@@ -887,7 +890,7 @@ fn run(kind: Kind) {
                     f.record_consumed(ids, &m, None);
                     drained += 1;
                 }
-                Err(PopError::Closed) => break status(q.region()),
+                Err(PopTimeoutError::Closed) => break status(q.region()),
                 Err(e) => panic!(
                     "final drain: {e}: the queue is stalled\n{}",
                     peek.as_ref().expect("mpmc").dump()
@@ -897,12 +900,12 @@ fn run(kind: Kind) {
         None => {
             let mut rx = Consumer::<Msg>::open(d.join("ring")).unwrap();
             loop {
-                match rx.pop_timeout(BLOCK_TIMEOUT) {
+                match rx.pop_timeout(BLOCK_TIMEOUT).map_err(PopTimeoutError::from) {
                     Ok(m) => {
                         f.record_consumed(ids, &m, None);
                         drained += 1;
                     }
-                    Err(PopError::Closed) => break status(rx.region()),
+                    Err(PopTimeoutError::Closed) => break status(rx.region()),
                     Err(e) => panic!("final drain: {e}"),
                 }
             }

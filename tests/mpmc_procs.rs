@@ -36,8 +36,8 @@ use common::{Children, Rng, WATCHDOG, barrier, is_stopped, signal, wait_until, w
 use mmring::inspect::{Body, inspect};
 use mmring::mpmc::{ByteQueue, FLAG_JOINABLE, JoinError, Queue, QueueOptions, TaskError};
 use mmring::{
-    AtomicArray, BytePushError, Closed, Counter, OpenError, Pod, PopError, TryPopError,
-    TryPushError, Zeroable,
+    AtomicArray, BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, Counter, OpenError,
+    Pod, PopError, PopTimeoutError, TryPopError, TryPushError, Zeroable,
 };
 
 /// The watchdog for the long runs: a few seconds on an idle 2-core machine,
@@ -324,7 +324,7 @@ fn pop_mixed(q: &Queue<Msg>, rng: &mut Rng, mut got: impl FnMut(&Msg)) {
         // Nothing there: wait for a message (or the close).
         match q.pop_timeout(WATCHDOG) {
             Ok(m) => got(&m),
-            Err(PopError::Closed) => return,
+            Err(PopTimeoutError::Closed) => return,
             Err(e) => panic!("pop_timeout: {e:?}"),
         }
     }
@@ -437,7 +437,7 @@ fn child_mesh_consumer() {
     });
     // Closed and drained: it stays that way.
     assert_eq!(q.try_pop(), Err(TryPopError::Closed));
-    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopError::Closed));
+    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
 }
 
 // ---------------------------------------------------------------------------
@@ -565,7 +565,7 @@ fn child_job_consumer() {
         q.task_done().unwrap();
     });
     // Closed: the parent closes only after join(), so every task is done.
-    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopError::Closed));
+    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
     assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
 }
 
@@ -641,10 +641,16 @@ fn assert_too_long(q: &ByteQueue) {
     let len_before = q.len();
     for len in [BYTE_MAX + 1, BYTE_MAX + 8, 4096] {
         let msg = vec![7u8; len];
-        let want = Err(BytePushError::TooLong { len, max: BYTE_MAX });
-        assert_eq!(q.push(&msg), want);
-        assert_eq!(q.try_push(&msg), want);
-        assert_eq!(q.push_timeout(&msg, WATCHDOG), want);
+        let max = BYTE_MAX;
+        assert_eq!(q.push(&msg), Err(BytePushError::TooLong { len, max }));
+        assert_eq!(
+            q.try_push(&msg),
+            Err(ByteTryPushError::TooLong { len, max })
+        );
+        assert_eq!(
+            q.push_timeout(&msg, WATCHDOG),
+            Err(BytePushTimeoutError::TooLong { len, max })
+        );
     }
     assert!(q.len() <= len_before.max(BYTE_CAP));
 }
@@ -674,7 +680,7 @@ fn child_byte_producer() {
                 0 => q.push(&msg).unwrap(),
                 1 => match q.try_push(&msg) {
                     Ok(()) => {}
-                    Err(BytePushError::Full) => q.push_timeout(&msg, WATCHDOG).unwrap(),
+                    Err(ByteTryPushError::Full) => q.push_timeout(&msg, WATCHDOG).unwrap(),
                     Err(e) => panic!("try_push of {len} bytes: {e:?}"),
                 },
                 _ => q.push_timeout(&msg, WATCHDOG).unwrap(),
@@ -713,7 +719,7 @@ fn child_byte_consumer() {
             },
             _ => match q.pop_timeout(WATCHDOG) {
                 Ok(m) => m,
-                Err(PopError::Closed) => break,
+                Err(PopTimeoutError::Closed) => break,
                 Err(e) => panic!("pop_timeout: {e:?}"),
             },
         };
