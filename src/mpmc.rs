@@ -83,7 +83,7 @@ pub use crate::error::{JoinError, TaskError};
 use crate::error::{
     PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
 };
-use crate::sync::{AtomicU32, AtomicU64, Backoff, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
 /// Words before a slot's payload: sequence and claim.
@@ -115,8 +115,8 @@ pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
 pub const IN_FLIGHT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// While waiting out a claimer in flight, its liveness (a `kill(2)` and a
-/// `/proc` read) is checked once every this many yields.
-const OWNER_CHECK_EVERY: u32 = 16;
+/// `/proc` read) is checked this often.
+const OWNER_CHECK: Duration = Duration::from_millis(10);
 
 const ROLE_NONE: u64 = 0;
 const ROLE_PRODUCER: u64 = 1;
@@ -191,41 +191,43 @@ fn owner_known(word: u64) -> bool {
     claim_owner(word) != 0
 }
 
-/// Waiting out a peer in flight between its claim and its publish (free):
-/// spins, then yields (on 2 cores a waiter that only spins can starve the
-/// very process it waits for), checks now and then whether the peer died,
-/// and gives up after [`IN_FLIGHT_PATIENCE`].
+/// Waiting out a peer in flight between its claim and its publish (free),
+/// on the wait point that the publish (free) notifies: a short spin, then
+/// yields (on 2 cores a waiter that only spins can starve the very process
+/// it waits for), then a futex sleep, in slices of [`OWNER_CHECK`] between
+/// which the caller checks whether the peer died; gives up after
+/// [`IN_FLIGHT_PATIENCE`]. (Sleeping rather than yielding for ever also
+/// keeps the loom models finite: two yielding waiters could otherwise hand
+/// the processor to each other while the peer they wait for never runs.)
 #[derive(Debug, Default)]
 struct InFlight {
-    backoff: Backoff,
-    yields: u32,
-    /// When the yielding started (no clock under loom: the wait there is
-    /// bounded by the model, whose claimers always finish or are dead).
-    #[cfg(not(loom))]
-    since: Option<Instant>,
+    /// The end of the patience, set by the first wait.
+    until: Option<Instant>,
 }
 
 impl InFlight {
-    /// Whether to check the claimer's liveness now: once the spinning is
-    /// over, every [`OWNER_CHECK_EVERY`] yields (under loom, every time:
-    /// no clock, and a model's dead claimer must be found).
+    /// Whether the caller should check the claimer's liveness before
+    /// waiting: after the first slice (a live peer needs far less), and
+    /// under loom every time (a model's dead claimer must be found before
+    /// the sleep, which ignores deadlines there).
     fn check_owner(&self) -> bool {
-        cfg!(loom) || (self.backoff.is_yielding() && self.yields % OWNER_CHECK_EVERY == 0)
+        cfg!(loom) || self.until.is_some()
     }
 
-    /// Waits a little; `false` once the patience has run out.
-    fn snooze(&mut self) -> bool {
-        if self.backoff.is_yielding() {
-            #[cfg(not(loom))]
-            {
-                let since = *self.since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= IN_FLIGHT_PATIENCE {
-                    return false;
-                }
-            }
-            self.yields = self.yields.wrapping_add(1);
+    /// Waits (one slice at most) on `point` until `changed` says the slot
+    /// moved on; `false` once the patience has run out. `changed` must read
+    /// the slot with Acquire loads (see [`WaitPoint::wait_until`]).
+    fn wait(&mut self, point: WaitPoint<'_>, mut changed: impl FnMut() -> bool) -> bool {
+        let now = Instant::now();
+        let until = *self
+            .until
+            .get_or_insert_with(|| now.checked_add(IN_FLIGHT_PATIENCE).unwrap_or(now));
+        if now >= until {
+            return false;
         }
-        self.backoff.snooze();
+        let slice = now.checked_add(OWNER_CHECK).map_or(until, |s| s.min(until));
+        // A timeout only ends the slice: the caller looks again.
+        let _ = point.wait_until(Some(slice), || changed().then_some(()));
         true
     }
 }
@@ -526,6 +528,33 @@ impl<'a> RawQueue<'a> {
         self.ctl.closed.load(Ordering::Acquire) != 0
     }
 
+    /// The tail, where a producer looks for its position (the slot's
+    /// sequence, read with Acquire, orders the payload).
+    ///
+    /// Acquire pairs with the Release compare-and-swap that moved the tail
+    /// there (`move_tail`; through its release sequence, every earlier
+    /// move): what those producers did before (the pops they made) happens
+    /// before what this caller does next, so its look at the head
+    /// (`push_stalled`) is at least as new, and it does not take a pop that
+    /// is done for one that never happened.
+    #[inline(always)]
+    fn tail_now(&self) -> u64 {
+        self.ctl.tail.load(Ordering::Acquire)
+    }
+
+    /// The head, where a consumer looks for its item. Acquire pairs with
+    /// the Release moves of the head (`move_head`), as in `tail_now`: a
+    /// consumer that sees the head past an item another thread popped also
+    /// sees the pushes that thread made before, so its look at the tail
+    /// (`pop_stalled`) cannot be older and answer "empty" with such a push
+    /// queued (found by loom, `a_pop_after_a_completed_push_never_finds_
+    /// the_queue_empty`: a relaxed head showed one thread's pop and a
+    /// stale tail hid its push).
+    #[inline(always)]
+    fn head_now(&self) -> u64 {
+        self.ctl.head.load(Ordering::Acquire)
+    }
+
     /// Moves the tail past positions `pos .. pos + n`, all claimed by
     /// producers (the caller's own, or one it found claimed), unless a
     /// close stops it first. Returns how many of them count: `n` if the
@@ -688,7 +717,13 @@ impl<'a> RawQueue<'a> {
                 self.ctl.space().notify();
                 return Stalled::Retry;
             }
-            return if wait.snooze() {
+            // Until the consumer frees the slot (its free notifies `space`)
+            // or someone takes its claim over. Acquire (both): as the loads
+            // above, for the look again that follows.
+            let changed = || {
+                slot[0].load(Ordering::Acquire) != seq || slot[1].load(Ordering::Acquire) != held
+            };
+            return if wait.wait(self.ctl.space(), changed) {
                 Stalled::Retry
             } else {
                 Stalled::Blocked
@@ -740,7 +775,12 @@ impl<'a> RawQueue<'a> {
                 self.ctl.data().notify();
                 return Stalled::Retry;
             }
-            return if wait.snooze() {
+            // Until the producer publishes (which notifies `data`) or its
+            // claim is recovered. Acquire (both): as the loads above.
+            let changed = || {
+                slot[0].load(Ordering::Acquire) != seq || slot[1].load(Ordering::Acquire) != held
+            };
+            return if wait.wait(self.ctl.data(), changed) {
                 Stalled::Retry
             } else {
                 Stalled::Blocked
@@ -760,9 +800,7 @@ impl<'a> RawQueue<'a> {
     /// flight with `wait`): `Ok(pos)`, or why not.
     #[inline(always)]
     fn claim_next_push(&self, mut wait: Option<&mut InFlight>) -> Result<u64, Attempt<()>> {
-        // Relaxed: the slot's sequence (Acquire, below) is what orders the
-        // payload; the tail only says where to look.
-        let mut pos = self.ctl.tail.load(Ordering::Relaxed);
+        let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
                 return Err(Attempt::Closed);
@@ -778,8 +816,7 @@ impl<'a> RawQueue<'a> {
                     Err(true) => {
                         // Another producer's: help the tail past it.
                         self.move_tail(pos, 1);
-                        // Relaxed: see the tail load above.
-                        pos = self.ctl.tail.load(Ordering::Relaxed);
+                        pos = self.tail_now();
                     }
                     Err(false) => {} // the claim changed: look again
                 }
@@ -787,13 +824,12 @@ impl<'a> RawQueue<'a> {
                 // The slot still holds an earlier lap: full, or a pop in
                 // flight.
                 match self.push_stalled(pos, seq, wait.as_deref_mut()) {
-                    Stalled::Retry => pos = self.ctl.tail.load(Ordering::Relaxed),
+                    Stalled::Retry => pos = self.tail_now(),
                     Stalled::Blocked | Stalled::Closed => return Err(Attempt::Blocked),
                 }
             } else {
                 // Another producer took `pos`: try the current tail.
-                // Relaxed: see above.
-                let now = self.ctl.tail.load(Ordering::Relaxed);
+                let now = self.tail_now();
                 if now == pos {
                     // The sequence is ahead of the tail: only a peer writing
                     // garbage does that. Report full rather than spin.
@@ -839,8 +875,7 @@ impl<'a> RawQueue<'a> {
         &self,
         mut wait: Option<&mut InFlight>,
     ) -> Result<(u64, bool), Attempt<R>> {
-        // Relaxed: the slot's sequence (Acquire, below) orders the payload.
-        let mut pos = self.ctl.head.load(Ordering::Relaxed);
+        let mut pos = self.head_now();
         loop {
             let slot = self.slot(pos);
             // Acquire pairs with the producer's Release store of its
@@ -853,14 +888,12 @@ impl<'a> RawQueue<'a> {
                     Err(Some(ROLE_CONSUMER)) => {
                         // Another consumer's: help the head past it.
                         self.move_head(pos, 1);
-                        // Relaxed: positions only.
-                        pos = self.ctl.head.load(Ordering::Relaxed);
+                        pos = self.head_now();
                     }
                     Err(Some(_)) => {
                         // No claim on `pos`: our view is stale (the slot
                         // moved on) or the words are garbage.
-                        // Relaxed: positions only.
-                        let now = self.ctl.head.load(Ordering::Relaxed);
+                        let now = self.head_now();
                         if now == pos {
                             return Err(Attempt::Blocked);
                         }
@@ -871,14 +904,12 @@ impl<'a> RawQueue<'a> {
             } else if diff < 0 {
                 // Not published: empty, or a push in flight.
                 match self.pop_stalled(pos, seq, wait.as_deref_mut()) {
-                    // Relaxed: positions only.
-                    Stalled::Retry => pos = self.ctl.head.load(Ordering::Relaxed),
+                    Stalled::Retry => pos = self.head_now(),
                     Stalled::Blocked => return Err(Attempt::Blocked),
                     Stalled::Closed => return Err(Attempt::Closed),
                 }
             } else {
-                // Relaxed: see above.
-                let now = self.ctl.head.load(Ordering::Relaxed);
+                let now = self.head_now();
                 if now == pos {
                     return Err(Attempt::Blocked);
                 }
@@ -958,8 +989,7 @@ impl<'a> RawQueue<'a> {
             return Ok(0);
         }
         let mut wait = InFlight::default();
-        // Relaxed: positions only; each slot's sequence orders its payload.
-        let mut pos = self.ctl.tail.load(Ordering::Relaxed);
+        let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
                 return Err(crate::error::Closed);
@@ -993,14 +1023,12 @@ impl<'a> RawQueue<'a> {
                         Stalled::Blocked | Stalled::Closed => return Ok(0),
                     }
                 } else {
-                    // Relaxed: positions only.
-                    let now = self.ctl.tail.load(Ordering::Relaxed);
+                    let now = self.tail_now();
                     if now == pos {
                         return Ok(0); // garbage ahead
                     }
                 }
-                // Relaxed: positions only.
-                pos = self.ctl.tail.load(Ordering::Relaxed);
+                pos = self.tail_now();
                 continue;
             }
             let counted = self.move_tail(pos, n);
@@ -1037,8 +1065,7 @@ impl<'a> RawQueue<'a> {
         mut read: impl FnMut(usize, &[AtomicU64]),
     ) -> Result<usize, crate::error::Closed> {
         let max = max.min(self.capacity()).min(BATCH_MAX) as u64;
-        // Relaxed: positions only.
-        let mut pos = self.ctl.head.load(Ordering::Relaxed);
+        let mut pos = self.head_now();
         if max == 0 {
             return if self.closed_at(pos) {
                 Err(crate::error::Closed)
@@ -1069,8 +1096,7 @@ impl<'a> RawQueue<'a> {
                 let seq = slot[0].load(Ordering::Acquire);
                 let diff = seq.wrapping_sub(full_seq(pos)) as i64;
                 if diff == 0 {
-                    // Relaxed: positions only.
-                    let now = self.ctl.head.load(Ordering::Relaxed);
+                    let now = self.head_now();
                     // Acquire: as in `claim_pop` (and what a helper must
                     // have seen before moving the head, see `move_head`).
                     match role_at(slot[1].load(Ordering::Acquire), pos) {
@@ -1086,14 +1112,12 @@ impl<'a> RawQueue<'a> {
                         Stalled::Closed => return Err(crate::error::Closed),
                     }
                 } else {
-                    // Relaxed: positions only.
-                    let now = self.ctl.head.load(Ordering::Relaxed);
+                    let now = self.head_now();
                     if now == pos {
                         return Ok(0); // garbage ahead
                     }
                 }
-                // Relaxed: positions only.
-                pos = self.ctl.head.load(Ordering::Relaxed);
+                pos = self.head_now();
                 continue;
             }
             self.move_head(pos, n);
@@ -1113,8 +1137,7 @@ impl<'a> RawQueue<'a> {
                 return Ok(got);
             }
             // Only holes: look again.
-            // Relaxed: positions only.
-            pos = self.ctl.head.load(Ordering::Relaxed);
+            pos = self.head_now();
         }
     }
 
@@ -1473,9 +1496,10 @@ impl<'a> RawQueue<'a> {
     /// The positions from the head to the tail: `(head, n)`, `n` clamped
     /// to the capacity (0 for a tail behind the head: garbage).
     fn span(&self) -> (u64, u64) {
-        // Relaxed (both): positions only; each slot is looked at through
-        // its own sequence (Acquire) by the callers.
-        let head = self.ctl.head.load(Ordering::Relaxed);
+        // Acquire (`head_now`), then the tail: as a pop looks. The tail
+        // needs no more than some recent value (each slot is looked at
+        // through its own sequence, with Acquire, by the callers).
+        let head = self.head_now();
         let n = self.ctl.pushed().wrapping_sub(head);
         (
             head,
