@@ -639,9 +639,11 @@ impl Peek {
             let (seq, claim) = self.slot(pos);
             let on_pos = (claim ^ pos) & ((1 << 40) - 1) == 0;
             let by_pid = (claim >> 40) & 0x3f_ffff == u64::from(pid);
+            // Sequences count half-steps: 2p free for p (a producer's claim
+            // not published yet), 2p + 1 holding p (a consumer's not freed).
             let open = match claim >> 62 {
-                ROLE_PRODUCER => seq == pos,
-                ROLE_CONSUMER => seq == pos + 1,
+                ROLE_PRODUCER => seq == pos << 1,
+                ROLE_CONSUMER => seq == (pos << 1) | 1,
                 _ => false,
             };
             on_pos && by_pid && open

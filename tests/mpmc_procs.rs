@@ -396,6 +396,52 @@ fn four_producers_four_consumers_deliver_every_message_exactly_once() {
     assert!(q.is_closed());
 }
 
+/// Messages per producer through the one-slot queue.
+const ONE_SLOT_PER_PRODUCER: u64 = 20_000;
+
+/// The same four producer and four consumer processes (every push and pop
+/// flavour, batches included) through a queue of capacity 1: a one-slot
+/// hand-off, where "holds position p" and "free for position p + 1" must
+/// never be confused. Every message arrives exactly once, whole, and per
+/// producer in order at each consumer.
+#[test]
+fn a_one_slot_queue_delivers_every_message_exactly_once() {
+    let n = ONE_SLOT_PER_PRODUCER;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let q = Queue::<Msg>::create(d.join("q"), 1).unwrap();
+    assert_eq!(q.capacity(), 1);
+    let seen = Seen::create(&d.join("seen"), MESH_PRODUCERS as u64, n);
+    let tally = Tally::create(&d.join("tally"), MESH_CONSUMERS, MESH_PRODUCERS);
+    let _arrived = Counter::create(d.join("arrived"), 0).unwrap();
+    let done = Counter::create(d.join("done"), 0).unwrap();
+    let mut kids = Children::new();
+    for i in 0..MESH_PRODUCERS {
+        kids.spawn("child_mesh_producer", i, d, &n.to_string());
+    }
+    for i in 0..MESH_CONSUMERS {
+        kids.spawn("child_mesh_consumer", i, d, &n.to_string());
+    }
+    wait_long(&mut kids, "the producers to finish", LONG_WATCHDOG, || {
+        done.load() == MESH_PRODUCERS as i64
+    });
+    q.close();
+    kids.wait_all_ok_within(LONG_WATCHDOG);
+    for p in 0..MESH_PRODUCERS {
+        let missing = seen.missing(p as u64, n);
+        assert!(
+            missing.is_empty(),
+            "producer {p}: never received {missing:?}"
+        );
+        assert_eq!(
+            tally.of_producer(p, MESH_CONSUMERS),
+            (n, n * (n - 1) / 2),
+            "producer {p}"
+        );
+    }
+    assert_eq!((q.len(), q.is_full()), (0, false));
+}
+
 #[test]
 fn child_mesh_producer() {
     let Some(ctx) = common::child("child_mesh_producer") else {
@@ -821,16 +867,15 @@ fn kill_at(
         signal(pid, libc::SIGSTOP);
         kids.wait_for("the victim to stop", || is_stopped(pid));
         // The victim's last claimed position, and whether it is held: a
-        // producer's claimed slot still has the sequence `pos` (unpublished),
-        // a consumer's `pos + 1` (not freed).
-        let (last, held_seq) = if role == ROLE_PRODUCER {
-            let pos = peek.tail().wrapping_sub(1);
-            (pos, pos)
+        // producer's claimed slot still has the sequence `2 pos`
+        // (unpublished), a consumer's `2 pos + 1` (not freed): sequences
+        // count half-steps (docs/FORMAT.md).
+        let last = if role == ROLE_PRODUCER {
+            peek.tail().wrapping_sub(1)
         } else {
-            let pos = peek.head().wrapping_sub(1);
-            (pos, pos.wrapping_add(1))
+            peek.head().wrapping_sub(1)
         };
-        let held_seq_of = |pos: u64| held_seq.wrapping_add(pos.wrapping_sub(last));
+        let held_seq_of = |pos: u64| (pos << 1) | u64::from(role == ROLE_CONSUMER);
         let held = |pos: u64| {
             let (seq, claim) = peek.slot(pos);
             seq == held_seq_of(pos) && claim_names(claim, role, pid, pos)
@@ -1458,7 +1503,7 @@ fn task_counting_errors() {
     assert_eq!(bytes.task_done(), Err(TaskError::NotJoinable));
 }
 
-/// Capacities 0, 1, 3 and 2^40 are refused by every way of making a queue,
+/// Capacities 0, 3, 6 and 2^40 are refused by every way of making a queue,
 /// with `InvalidCapacity` naming the capacity, and leave no file behind; an
 /// existing queue opened with another capacity is refused too.
 #[test]
@@ -1466,7 +1511,7 @@ fn bad_capacities_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q");
     let joinable = QueueOptions::new().joinable(true);
-    for cap in [0usize, 1, 3, 1 << 40] {
+    for cap in [0usize, 3, 6, 1 << 40] {
         let attempts: [(&str, Result<(), OpenError>); 5] = [
             ("Queue::create", Queue::<u64>::create(&path, cap).map(drop)),
             (
