@@ -44,8 +44,9 @@
 //! the head unpublished therefore looks at the tail: not past the head, the
 //! queue is empty; past it, a push there counted and is in flight, and the
 //! consumer waits for it (spinning, then yielding, as crossbeam's
-//! `ArrayQueue::pop` does) instead of answering "empty" with completed
-//! pushes queued behind it. Likewise a producer that finds the slot at the
+//! `ArrayQueue::pop` does, then sleeping on the queue's futex until the
+//! publish wakes it) instead of answering "empty" with completed pushes
+//! queued behind it. Likewise a producer that finds the slot at the
 //! tail still holding the previous lap's item looks at the head: not past
 //! that item, the queue is full; past it, a pop there is in flight, and the
 //! producer waits for it to free the slot. A claimer found dead meanwhile
@@ -1141,14 +1142,16 @@ impl<'a> RawQueue<'a> {
         }
     }
 
-    /// Pushes by running `write` on a slot's payload words, never sleeping.
+    /// Pushes by running `write` on a slot's payload words, never waiting
+    /// for room (only, briefly, for a pop in flight).
     ///
     /// Never answers `Full` while a pop that has returned left room: if the
     /// slot at the tail still holds an item that a consumer has claimed and
     /// not yet freed (the pop is in flight), it waits for that consumer
-    /// (spinning, then yielding; nanoseconds, or a time slice if it was
-    /// preempted; at most [`IN_FLIGHT_PATIENCE`], for a stopped process),
-    /// and frees the slot itself if the consumer's process died.
+    /// (spinning, yielding, then sleeping until its free wakes the call;
+    /// nanoseconds, or a time slice if it was preempted; at most
+    /// [`IN_FLIGHT_PATIENCE`], for a stopped process), and frees the slot
+    /// itself if the consumer's process died.
     ///
     /// # Errors
     ///
@@ -1165,13 +1168,15 @@ impl<'a> RawQueue<'a> {
         }
     }
 
-    /// Pops by running `read` on a slot's payload words, never sleeping.
+    /// Pops by running `read` on a slot's payload words, never waiting for
+    /// an item (only, briefly, for a push in flight).
     ///
     /// Linearizable: never answers `Empty` while an item whose push has
     /// returned is still queued. If the slot at the head is claimed by a
     /// producer that the tail has passed and that has not published yet
-    /// (the push is in flight), it waits for that producer (spinning, then
-    /// yielding; nanoseconds, or a time slice if it was preempted; at most
+    /// (the push is in flight), it waits for that producer (spinning,
+    /// yielding, then sleeping until its publish wakes the call;
+    /// nanoseconds, or a time slice if it was preempted; at most
     /// [`IN_FLIGHT_PATIENCE`], for a stopped process), and turns the slot
     /// into a skipped hole itself if the producer's process died.
     ///

@@ -347,12 +347,13 @@ impl<T: Pod> Queue<T> {
         Mapped::open_or_create(&path, Self::expect(), capacity, opts).map(Self::wrap)
     }
 
-    /// Pushes `value` if there is room, never sleeping.
+    /// Pushes `value` if there is room, never waiting for room.
     ///
     /// Never reports `Full` while a pop that has returned left room: a pop
     /// still in flight in the slot at the tail (its consumer claimed the
-    /// item and has not freed the slot yet) is waited out, spinning then
-    /// yielding — nanoseconds, or a time slice if that consumer was
+    /// item and has not freed the slot yet) is waited out, spinning,
+    /// yielding, then sleeping until the free wakes the call —
+    /// nanoseconds, or a time slice if that consumer was
     /// preempted, at most [`IN_FLIGHT_PATIENCE`](crate::mpmc::IN_FLIGHT_PATIENCE)
     /// for a stopped process — and a dead one's slot is freed on the spot.
     ///
@@ -458,14 +459,16 @@ impl<T: Pod> Queue<T> {
         v
     }
 
-    /// Pops the oldest item if there is one, never sleeping.
+    /// Pops the oldest item if there is one, never waiting for one to be
+    /// pushed.
     ///
     /// Linearizable: never reports `Empty` while an item whose push has
     /// returned is still queued (so "push, then pop" and drain loops that
     /// stop at the first `Empty` lose nothing). When the slot at the head
     /// is claimed by a producer whose push is in flight (the tail is past
-    /// it, the item not written yet), the call waits for it, spinning then
-    /// yielding: nanoseconds, or a time slice if that producer was
+    /// it, the item not written yet), the call waits for it, spinning,
+    /// yielding, then sleeping until the publish wakes it: nanoseconds, or
+    /// a time slice if that producer was
     /// preempted, at most
     /// [`IN_FLIGHT_PATIENCE`](crate::mpmc::IN_FLIGHT_PATIENCE) for a
     /// stopped process. A producer found dead is recovered on the spot (its
@@ -679,7 +682,7 @@ impl ByteQueue {
         (msg.len() > self.max_len).then_some((msg.len(), self.max_len))
     }
 
-    /// Pushes `msg` if there is room, never sleeping (a pop in flight in
+    /// Pushes `msg` if there is room, never waiting for room (a pop in flight in
     /// the slot at the tail is waited out, as by [`Queue::try_push`]).
     ///
     /// # Errors
@@ -789,7 +792,7 @@ impl ByteQueue {
         len
     }
 
-    /// Pops the oldest message into `out`, never sleeping; its length. A
+    /// Pops the oldest message into `out`, never waiting for one; its length. A
     /// message longer than `out` is cut to `out.len()` (size `out` to
     /// [`max_len`](Self::max_len) to never cut). Linearizable, and waits
     /// out a push in flight at the head, as [`Queue::try_pop`].
