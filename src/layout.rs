@@ -543,11 +543,11 @@ pub fn body_layout(
             };
             let stride = (crate::mpmc::SLOT_HEADER_WORDS as u64 + payload_bytes.div_ceil(8)) * 8;
             if !capacity.is_power_of_two()
-                || !(2..=MAX_MPMC_CAPACITY).contains(&capacity)
+                || !(1..=MAX_MPMC_CAPACITY).contains(&capacity)
                 || capacity * stride > MAX_BODY - RING_CONTROL_SIZE
             {
                 return Err(LayoutError::Capacity(format!(
-                    "a power of two from 2 to {MAX_MPMC_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+                    "a power of two from 1 to {MAX_MPMC_CAPACITY} slots, at most {MAX_BODY} bytes in all"
                 )));
             }
             Ok(BodyLayout {

@@ -5,9 +5,12 @@
 //! The algorithm is Dmitry Vyukov's bounded MPMC queue
 //! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>):
 //! a sequence number per slot says whose turn the slot is. Slot
-//! `p & (capacity - 1)` holds position `p`; its sequence is `p` when free
-//! for the producer of `p`, `p + 1` when it holds `p`'s item, and
-//! `p + capacity` once consumed (free for the next lap).
+//! `p & (capacity - 1)` holds position `p`. Sequences count half-steps:
+//! a slot's sequence is `2p` when free for the producer of `p`, `2p + 1`
+//! when it holds `p`'s item, and `2(p + capacity)` once consumed (free for
+//! the next lap). (Vyukov's whole steps, `p` and `p + 1`, cannot tell "holds
+//! `p`" from "free for `p + 1`" in a queue of one slot; crossbeam's
+//! `ArrayQueue` doubles its laps for the same reason.)
 //!
 //! Slots are words: `[sequence, claim, payload...]`. The payload is copied
 //! through relaxed atomic word accesses, ordered by the sequence's
@@ -32,6 +35,26 @@
 //! bit in the tail ([`TAIL_CLOSED`]) that makes every later move fail, so a
 //! producer whose claim the tail had not covered when the queue closed
 //! gives its position up and reports `Closed`. A pop counts from its claim.
+//!
+//! # Never a false "empty" or "full": waiting out a claimer in flight
+//!
+//! A push is done once the tail is past its position *and* it published;
+//! between the two, the slot at the head may be claimed and not published
+//! while pushes after it are complete. A consumer that finds the slot at
+//! the head unpublished therefore looks at the tail: not past the head, the
+//! queue is empty; past it, a push there counted and is in flight, and the
+//! consumer waits for it (spinning, then yielding, as crossbeam's
+//! `ArrayQueue::pop` does, then sleeping on the queue's futex until the
+//! publish wakes it) instead of answering "empty" with completed pushes
+//! queued behind it. Likewise a producer that finds the slot at the
+//! tail still holding the previous lap's item looks at the head: not past
+//! that item, the queue is full; past it, a pop there is in flight, and the
+//! producer waits for it to free the slot. A claimer found dead meanwhile
+//! is recovered on the spot (below). The wait is bounded by
+//! [`IN_FLIGHT_PATIENCE`], which only a process stopped in the middle of an
+//! operation (`SIGSTOP`, a debugger) or a peer writing garbage exhausts;
+//! blocking calls do not wait this way, they sleep until the claimer's
+//! publish (free) wakes them.
 //!
 //! # Processes that die mid-operation
 //!
@@ -58,7 +81,9 @@
 use std::time::{Duration, Instant};
 
 pub use crate::error::{JoinError, TaskError};
-use crate::error::{PopError, PushError, TryPopError, TryPushError};
+use crate::error::{
+    PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
+};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
@@ -80,6 +105,19 @@ pub const BATCH_MAX: usize = 64;
 
 /// How often a blocked caller looks for slots abandoned by dead processes.
 pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
+
+/// The longest a non-blocking call (`try_push`, `try_pop`, the batches, the
+/// last look of a timed call) waits for a live peer caught between its
+/// claim and its publish (free) before it answers "empty" ("full") after
+/// all (see "Never a false empty" in the module docs). A live peer needs
+/// nanoseconds, or a time slice when it was preempted; only a process
+/// stopped mid-operation or a peer writing garbage makes a call wait this
+/// long. Dead claimers are recovered, never waited for.
+pub const IN_FLIGHT_PATIENCE: Duration = Duration::from_secs(1);
+
+/// While waiting out a claimer in flight, its liveness (a `kill(2)` and a
+/// `/proc` read) is checked this often.
+const OWNER_CHECK: Duration = Duration::from_millis(10);
 
 const ROLE_NONE: u64 = 0;
 const ROLE_PRODUCER: u64 = 1;
@@ -130,6 +168,79 @@ fn claim_owner(word: u64) -> u32 {
 fn owner_is_dead(word: u64) -> bool {
     let pid = claim_owner(word);
     pid != 0 && !crate::pid::is_alive(pid)
+}
+
+/// The sequence of a slot free for the producer of position `pos`:
+/// sequences count half-steps (see the module docs). The bit shifted out
+/// is dropped on purpose: sequences wrap, and are only ever compared by
+/// their wrapping difference.
+#[inline(always)]
+fn free_seq(pos: u64) -> u64 {
+    pos << 1
+}
+
+/// The sequence of a slot holding the item of position `pos`.
+#[inline(always)]
+fn full_seq(pos: u64) -> u64 {
+    (pos << 1) | 1
+}
+
+/// Whether a claim word names a process (pid 0 is "unknown": a pid that did
+/// not fit, or garbage). Only such claimers are waited for.
+#[inline]
+fn owner_known(word: u64) -> bool {
+    claim_owner(word) != 0
+}
+
+/// Waiting out a peer in flight between its claim and its publish (free),
+/// on the wait point that the publish (free) notifies: a short spin, then
+/// yields (on 2 cores a waiter that only spins can starve the very process
+/// it waits for), then a futex sleep, in slices of [`OWNER_CHECK`] between
+/// which the caller checks whether the peer died; gives up after
+/// [`IN_FLIGHT_PATIENCE`]. (Sleeping rather than yielding for ever also
+/// keeps the loom models finite: two yielding waiters could otherwise hand
+/// the processor to each other while the peer they wait for never runs.)
+#[derive(Debug, Default)]
+struct InFlight {
+    /// The end of the patience, set by the first wait.
+    until: Option<Instant>,
+}
+
+impl InFlight {
+    /// Whether the caller should check the claimer's liveness before
+    /// waiting: after the first slice (a live peer needs far less), and
+    /// under loom every time (a model's dead claimer must be found before
+    /// the sleep, which ignores deadlines there).
+    fn check_owner(&self) -> bool {
+        cfg!(loom) || self.until.is_some()
+    }
+
+    /// Waits (one slice at most) on `point` until `changed` says the slot
+    /// moved on; `false` once the patience has run out. `changed` must read
+    /// the slot with Acquire loads (see [`WaitPoint::wait_until`]).
+    fn wait(&mut self, point: WaitPoint<'_>, mut changed: impl FnMut() -> bool) -> bool {
+        let now = Instant::now();
+        let until = *self
+            .until
+            .get_or_insert_with(|| now.checked_add(IN_FLIGHT_PATIENCE).unwrap_or(now));
+        if now >= until {
+            return false;
+        }
+        let slice = now.checked_add(OWNER_CHECK).map_or(until, |s| s.min(until));
+        // A timeout only ends the slice: the caller looks again.
+        let _ = point.wait_until(Some(slice), || changed().then_some(()));
+        true
+    }
+}
+
+/// What a caller does about a slot that is not ready for it.
+enum Stalled {
+    /// Empty (pop) or full (push): nothing in flight to wait for.
+    Blocked,
+    /// Closed and drained (pop).
+    Closed,
+    /// Something changed, or a wait is over: look again.
+    Retry,
 }
 
 /// The queue's shared words (everything but the slots).
@@ -327,14 +438,14 @@ impl<'a> RawQueue<'a> {
         capacity * (SLOT_HEADER_WORDS + payload_words)
     }
 
-    /// Sets every slot's sequence to its first position and its claim to
-    /// none (what a fresh queue needs; only while nobody else can see the
-    /// words).
+    /// Sets every slot's sequence to "free for its first position" and its
+    /// claim to none (what a fresh queue needs; only while nobody else can
+    /// see the words).
     pub fn init_slots(words: &[AtomicU64], capacity: usize) {
         let stride = words.len() / capacity;
         for i in 0..capacity {
             // Relaxed: the memory is still private to its creator.
-            words[i * stride].store(i as u64, Ordering::Relaxed);
+            words[i * stride].store(free_seq(i as u64), Ordering::Relaxed);
             words[i * stride + 1].store(claim(ROLE_NONE, 0, 0), Ordering::Relaxed);
         }
     }
@@ -344,12 +455,12 @@ impl<'a> RawQueue<'a> {
     ///
     /// # Panics
     ///
-    /// If `capacity` is not a power of two of at least 2, or `words` is not
+    /// If `capacity` is not a power of two (1 included), or `words` is not
     /// `capacity` slots of more than [`SLOT_HEADER_WORDS`] words.
     pub fn new(ctl: &'a Control, words: &'a [AtomicU64], capacity: usize) -> Self {
         assert!(
-            capacity >= 2 && capacity.is_power_of_two(),
-            "mpmc capacity must be a power of two >= 2, got {capacity}"
+            capacity.is_power_of_two(),
+            "mpmc capacity must be a power of two, got {capacity}"
         );
         let stride = words.len() / capacity;
         assert!(
@@ -401,9 +512,9 @@ impl<'a> RawQueue<'a> {
         &self.words[start..start + self.stride]
     }
 
-    /// Closed and drained, for a consumer whose next position is `pos` and
-    /// found it unpublished: the tail carries TAIL_CLOSED (so it is final)
-    /// and no push counted at or past `pos`.
+    /// Closed and drained, for a consumer whose next position is `pos`
+    /// (used by empty batches): the tail carries TAIL_CLOSED (so it is
+    /// final) and no push counted at or past `pos`.
     #[inline]
     fn closed_at(&self, pos: u64) -> bool {
         // Relaxed: only the value matters; once TAIL_CLOSED is seen the tail
@@ -418,6 +529,33 @@ impl<'a> RawQueue<'a> {
         self.ctl.closed.load(Ordering::Acquire) != 0
     }
 
+    /// The tail, where a producer looks for its position (the slot's
+    /// sequence, read with Acquire, orders the payload).
+    ///
+    /// Acquire pairs with the Release compare-and-swap that moved the tail
+    /// there (`move_tail`; through its release sequence, every earlier
+    /// move): what those producers did before (the pops they made) happens
+    /// before what this caller does next, so its look at the head
+    /// (`push_stalled`) is at least as new, and it does not take a pop that
+    /// is done for one that never happened.
+    #[inline(always)]
+    fn tail_now(&self) -> u64 {
+        self.ctl.tail.load(Ordering::Acquire)
+    }
+
+    /// The head, where a consumer looks for its item. Acquire pairs with
+    /// the Release moves of the head (`move_head`), as in `tail_now`: a
+    /// consumer that sees the head past an item another thread popped also
+    /// sees the pushes that thread made before, so its look at the tail
+    /// (`pop_stalled`) cannot be older and answer "empty" with such a push
+    /// queued (found by loom, `a_pop_after_a_completed_push_never_finds_
+    /// the_queue_empty`: a relaxed head showed one thread's pop and a
+    /// stale tail hid its push).
+    #[inline(always)]
+    fn head_now(&self) -> u64 {
+        self.ctl.head.load(Ordering::Acquire)
+    }
+
     /// Moves the tail past positions `pos .. pos + n`, all claimed by
     /// producers (the caller's own, or one it found claimed), unless a
     /// close stops it first. Returns how many of them count: `n` if the
@@ -427,10 +565,7 @@ impl<'a> RawQueue<'a> {
     #[inline]
     fn move_tail(&self, pos: u64, n: u64) -> u64 {
         // First guess: the tail is still at `pos` (a failed compare-and-swap
-        // tells the real value). Relaxed (every CAS): the tail only records
-        // how far claims go; the payload is ordered by each slot's
-        // sequence, and whether a push counts is decided by this word's
-        // modification order alone (against `close`'s `fetch_or`).
+        // tells the real value).
         let mut tail = pos;
         loop {
             let ahead = (tail & !TAIL_CLOSED).wrapping_sub(pos);
@@ -441,10 +576,17 @@ impl<'a> RawQueue<'a> {
             if tail & TAIL_CLOSED != 0 {
                 return ahead;
             }
+            // Release pairs with the Acquire tail load in `pop_stalled`: a
+            // consumer that sees the tail past `pos` sees the claims on the
+            // positions it covers (ours, or the one a helper read with
+            // Acquire before helping). Whether a push counts is decided by
+            // this word's modification order alone (against `close`'s
+            // `fetch_or`); the payload is ordered by each slot's sequence.
+            // Relaxed on failure: only the value read matters.
             match self.ctl.tail.compare_exchange_weak(
                 tail,
                 pos.wrapping_add(n),
-                Ordering::Relaxed,
+                Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return n,
@@ -457,17 +599,19 @@ impl<'a> RawQueue<'a> {
     /// consumers (nothing stops a pop: its claim is what counts).
     #[inline]
     fn move_head(&self, pos: u64, n: u64) {
-        // First guess and Relaxed: as in `move_tail`; the head only records
-        // how far consumers' claims go.
+        // First guess: as in `move_tail`.
         let mut head = pos;
         loop {
             if head.wrapping_sub(pos) >= n {
                 return; // past them (a helper moved it), or garbage behind
             }
+            // Release pairs with the Acquire head load in `push_stalled`: a
+            // producer that sees the head past a position sees the consumer
+            // claim on it. Relaxed on failure: only the value read matters.
             match self.ctl.head.compare_exchange_weak(
                 head,
                 pos.wrapping_add(n),
-                Ordering::Relaxed,
+                Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
@@ -477,10 +621,10 @@ impl<'a> RawQueue<'a> {
     }
 
     /// Claims position `pos` for a producer: its slot is free for `pos`
-    /// (`seq` = `pos`, read with Acquire) and holds no claim on `pos` yet.
-    /// `Err(claimed)`: someone else's claim on `pos` is there (or the
-    /// compare-and-swap lost to a change, or the slot moved on: `claimed`
-    /// is false, look again).
+    /// (sequence `free_seq(pos)`, read with Acquire) and holds no claim on
+    /// `pos` yet. `Err(claimed)`: someone else's claim on `pos` is there
+    /// (or the compare-and-swap lost to a change, or the slot moved on:
+    /// `claimed` is false, look again).
     #[inline(always)]
     fn claim_push(&self, slot: &[AtomicU64], pos: u64) -> Result<(), bool> {
         // Acquire pairs with the AcqRel compare-and-swap that stored it: if
@@ -498,7 +642,7 @@ impl<'a> RawQueue<'a> {
         // and win the slot from under it (found by an in-process stress run:
         // a published item was overwritten, the head and tail passed it).
         // Acquire: as the caller's load.
-        if slot[0].load(Ordering::Acquire) != pos {
+        if slot[0].load(Ordering::Acquire) != free_seq(pos) {
             return Err(false);
         }
         // AcqRel: the Release half publishes what we saw of the sequence
@@ -516,9 +660,9 @@ impl<'a> RawQueue<'a> {
             .map_err(|_| false)
     }
 
-    /// Claims the published item at `pos` for a consumer (`seq` =
-    /// `pos + 1`, read with Acquire). `Ok(hole)`: ours, and whether it is a
-    /// hole. `Err(Some(role))`: not claimable, the claim on `pos` is
+    /// Claims the published item at `pos` for a consumer (sequence
+    /// `full_seq(pos)`, read with Acquire). `Ok(hole)`: ours, and whether it
+    /// is a hole. `Err(Some(role))`: not claimable, the claim on `pos` is
     /// `role`'s (`ROLE_CONSUMER`: taken; `ROLE_NONE`: no claim on `pos`,
     /// a stale view or garbage); `Err(None)`: the compare-and-swap lost to
     /// a change, look again.
@@ -547,13 +691,117 @@ impl<'a> RawQueue<'a> {
             .map_err(|_| None)
     }
 
+    /// A producer found the slot of tail position `pos` still holding an
+    /// earlier lap (sequence `seq`, below `free_seq(pos)`). Full if no pop
+    /// counted at the position before `pos` in that slot (the head is not
+    /// past it); otherwise a consumer is in flight there: waits for it to
+    /// free the slot (with `wait`; without, answers full), recovering it if
+    /// its process died.
+    fn push_stalled(&self, pos: u64, seq: u64, wait: Option<&mut InFlight>) -> Stalled {
+        let prev = pos.wrapping_sub(self.mask + 1);
+        // Acquire pairs with the Release compare-and-swap that moved the
+        // head past `prev` (`move_head`): the consumer claim on `prev` it
+        // covered is visible to the claim read below.
+        let head = self.ctl.head.load(Ordering::Acquire);
+        let ahead = head.wrapping_sub(prev);
+        if ahead == 0 || (ahead as i64) < 0 {
+            return Stalled::Blocked; // full (behind: garbage)
+        }
+        let Some(wait) = wait else {
+            return Stalled::Blocked;
+        };
+        let slot = self.slot(pos);
+        // Acquire: pairs with the consumer's AcqRel claim (see above).
+        let held = slot[1].load(Ordering::Acquire);
+        if role_at(held, prev) == ROLE_CONSUMER && owner_known(held) {
+            if wait.check_owner() && owner_is_dead(held) && self.recover_pop_at(prev) {
+                self.ctl.space().notify();
+                return Stalled::Retry;
+            }
+            // Until the consumer frees the slot (its free notifies `space`)
+            // or someone takes its claim over. Acquire (both): as the loads
+            // above, for the look again that follows.
+            let changed = || {
+                slot[0].load(Ordering::Acquire) != seq || slot[1].load(Ordering::Acquire) != held
+            };
+            return if wait.wait(self.ctl.space(), changed) {
+                Stalled::Retry
+            } else {
+                Stalled::Blocked
+            };
+        }
+        // No consumer's claim on `prev`: our view is stale (the slot moved
+        // on since `seq` was read) or the words are garbage.
+        // Acquire: as the caller's load.
+        if slot[0].load(Ordering::Acquire) != seq {
+            Stalled::Retry
+        } else {
+            Stalled::Blocked
+        }
+    }
+
+    /// A consumer found the slot of head position `pos` unpublished
+    /// (sequence `seq`, below `full_seq(pos)`). Empty (or closed and
+    /// drained) if no push counted at `pos` (the tail is not past it);
+    /// otherwise a producer is in flight there: waits for it to publish
+    /// (with `wait`; without, answers empty), turning its slot into a hole
+    /// if its process died.
+    fn pop_stalled(&self, pos: u64, seq: u64, wait: Option<&mut InFlight>) -> Stalled {
+        // Acquire pairs with the Release compare-and-swap that moved the
+        // tail past `pos` (`move_tail`): the producer claim on `pos` it
+        // covered is visible to the claim read below.
+        let tail = self.ctl.tail.load(Ordering::Acquire);
+        let ahead = (tail & !TAIL_CLOSED).wrapping_sub(pos);
+        if ahead == 0 || (ahead as i64) < 0 {
+            // No push counted at `pos` (behind: garbage).
+            return if ahead == 0 && tail & TAIL_CLOSED != 0 {
+                Stalled::Closed
+            } else {
+                Stalled::Blocked
+            };
+        }
+        let Some(wait) = wait else {
+            return Stalled::Blocked;
+        };
+        let slot = self.slot(pos);
+        // Acquire: pairs with the producer's AcqRel claim (see above).
+        let held = slot[1].load(Ordering::Acquire);
+        let role = role_at(held, pos);
+        if role == ROLE_HOLE || (role == ROLE_PRODUCER && owner_known(held)) {
+            // A hole whose recoverer has not published it yet (it may have
+            // died too) is finished at once; a dead producer's claim becomes
+            // a hole.
+            let dead = role == ROLE_HOLE || (wait.check_owner() && owner_is_dead(held));
+            if dead && self.recover_push_at(pos) {
+                self.ctl.data().notify();
+                return Stalled::Retry;
+            }
+            // Until the producer publishes (which notifies `data`) or its
+            // claim is recovered. Acquire (both): as the loads above.
+            let changed = || {
+                slot[0].load(Ordering::Acquire) != seq || slot[1].load(Ordering::Acquire) != held
+            };
+            return if wait.wait(self.ctl.data(), changed) {
+                Stalled::Retry
+            } else {
+                Stalled::Blocked
+            };
+        }
+        // Not a producer's claim on `pos`: as in `push_stalled`.
+        // Acquire: as the caller's load.
+        if slot[0].load(Ordering::Acquire) != seq {
+            Stalled::Retry
+        } else {
+            Stalled::Blocked
+        }
+    }
+
     /// Claims the next free position for a push (helping the tail past
-    /// positions other producers claimed): `Ok(pos)`, or why not.
+    /// positions other producers claimed, and waiting out a consumer in
+    /// flight with `wait`): `Ok(pos)`, or why not.
     #[inline(always)]
-    fn claim_next_push(&self) -> Result<u64, Attempt<()>> {
-        // Relaxed: the slot's sequence (Acquire, below) is what orders the
-        // payload; the tail only says where to look.
-        let mut pos = self.ctl.tail.load(Ordering::Relaxed);
+    fn claim_next_push(&self, mut wait: Option<&mut InFlight>) -> Result<u64, Attempt<()>> {
+        let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
                 return Err(Attempt::Closed);
@@ -562,25 +810,27 @@ impl<'a> RawQueue<'a> {
             // Acquire pairs with the Release store that freed the slot (a
             // consumer's, or `init_slots`): its payload reads are done.
             let seq = slot[0].load(Ordering::Acquire);
-            let diff = seq.wrapping_sub(pos) as i64;
+            let diff = seq.wrapping_sub(free_seq(pos)) as i64;
             if diff == 0 {
                 match self.claim_push(slot, pos) {
                     Ok(()) => return Ok(pos),
                     Err(true) => {
                         // Another producer's: help the tail past it.
                         self.move_tail(pos, 1);
-                        // Relaxed: see the tail load above.
-                        pos = self.ctl.tail.load(Ordering::Relaxed);
+                        pos = self.tail_now();
                     }
                     Err(false) => {} // the claim changed: look again
                 }
             } else if diff < 0 {
-                // The slot still holds the item of the previous lap: full.
-                return Err(Attempt::Blocked);
+                // The slot still holds an earlier lap: full, or a pop in
+                // flight.
+                match self.push_stalled(pos, seq, wait.as_deref_mut()) {
+                    Stalled::Retry => pos = self.tail_now(),
+                    Stalled::Blocked | Stalled::Closed => return Err(Attempt::Blocked),
+                }
             } else {
                 // Another producer took `pos`: try the current tail.
-                // Relaxed: see above.
-                let now = self.ctl.tail.load(Ordering::Relaxed);
+                let now = self.tail_now();
                 if now == pos {
                     // The sequence is ahead of the tail: only a peer writing
                     // garbage does that. Report full rather than spin.
@@ -592,13 +842,15 @@ impl<'a> RawQueue<'a> {
     }
 
     /// One push attempt: claims a position and runs `write` on its payload
-    /// words, or says why not.
+    /// words, or says why not. `in_flight`: wait out a pop in flight in the
+    /// slot at the tail rather than answer full.
     #[inline]
-    fn attempt_push(&self, write: &mut dyn FnMut(&[AtomicU64])) -> Attempt<()> {
+    fn attempt_push(&self, write: &mut dyn FnMut(&[AtomicU64]), in_flight: bool) -> Attempt<()> {
         if self.is_closed() {
             return Attempt::Closed;
         }
-        let pos = match self.claim_next_push() {
+        let mut wait = InFlight::default();
+        let pos = match self.claim_next_push(in_flight.then_some(&mut wait)) {
             Ok(pos) => pos,
             Err(why) => return why,
         };
@@ -611,37 +863,38 @@ impl<'a> RawQueue<'a> {
         write(&slot[SLOT_HEADER_WORDS..]);
         // Release pairs with the consumer's Acquire load of the sequence:
         // the payload is visible with it.
-        slot[0].store(pos.wrapping_add(1), Ordering::Release);
+        slot[0].store(full_seq(pos), Ordering::Release);
         self.ctl.data().notify();
         Attempt::Done(())
     }
 
     /// Claims the next published position for a pop (helping the head past
-    /// positions other consumers claimed): `Ok((pos, hole))`, or why not.
+    /// positions other consumers claimed, and waiting out a producer in
+    /// flight with `wait`): `Ok((pos, hole))`, or why not.
     #[inline(always)]
-    fn claim_next_pop<R>(&self) -> Result<(u64, bool), Attempt<R>> {
-        // Relaxed: the slot's sequence (Acquire, below) orders the payload.
-        let mut pos = self.ctl.head.load(Ordering::Relaxed);
+    fn claim_next_pop<R>(
+        &self,
+        mut wait: Option<&mut InFlight>,
+    ) -> Result<(u64, bool), Attempt<R>> {
+        let mut pos = self.head_now();
         loop {
             let slot = self.slot(pos);
-            // Acquire pairs with the producer's Release store of `pos + 1`:
-            // the payload (and claim) it wrote are visible.
+            // Acquire pairs with the producer's Release store of its
+            // `full_seq`: the payload (and claim) it wrote are visible.
             let seq = slot[0].load(Ordering::Acquire);
-            let diff = seq.wrapping_sub(pos.wrapping_add(1)) as i64;
+            let diff = seq.wrapping_sub(full_seq(pos)) as i64;
             if diff == 0 {
                 match self.claim_pop(slot, pos) {
                     Ok(hole) => return Ok((pos, hole)),
                     Err(Some(ROLE_CONSUMER)) => {
                         // Another consumer's: help the head past it.
                         self.move_head(pos, 1);
-                        // Relaxed: positions only.
-                        pos = self.ctl.head.load(Ordering::Relaxed);
+                        pos = self.head_now();
                     }
                     Err(Some(_)) => {
                         // No claim on `pos`: our view is stale (the slot
                         // moved on) or the words are garbage.
-                        // Relaxed: positions only.
-                        let now = self.ctl.head.load(Ordering::Relaxed);
+                        let now = self.head_now();
                         if now == pos {
                             return Err(Attempt::Blocked);
                         }
@@ -650,14 +903,14 @@ impl<'a> RawQueue<'a> {
                     Err(None) => {} // the claim changed: look again
                 }
             } else if diff < 0 {
-                // Empty, or the slot at `pos` is claimed and unfinished.
-                if self.closed_at(pos) {
-                    return Err(Attempt::Closed);
+                // Not published: empty, or a push in flight.
+                match self.pop_stalled(pos, seq, wait.as_deref_mut()) {
+                    Stalled::Retry => pos = self.head_now(),
+                    Stalled::Blocked => return Err(Attempt::Blocked),
+                    Stalled::Closed => return Err(Attempt::Closed),
                 }
-                return Err(Attempt::Blocked);
             } else {
-                // Relaxed: see above.
-                let now = self.ctl.head.load(Ordering::Relaxed);
+                let now = self.head_now();
                 if now == pos {
                     return Err(Attempt::Blocked);
                 }
@@ -668,10 +921,17 @@ impl<'a> RawQueue<'a> {
 
     /// One pop attempt: claims a position and runs `read` on its payload
     /// words, or says why not. Holes left by dead producers are skipped.
+    /// `in_flight`: wait out a push in flight at the head rather than
+    /// answer empty.
     #[inline]
-    fn attempt_pop<R>(&self, read: &mut dyn FnMut(&[AtomicU64]) -> R) -> Attempt<R> {
+    fn attempt_pop<R>(
+        &self,
+        read: &mut dyn FnMut(&[AtomicU64]) -> R,
+        in_flight: bool,
+    ) -> Attempt<R> {
+        let mut wait = InFlight::default();
         loop {
-            let (pos, hole) = match self.claim_next_pop() {
+            let (pos, hole) = match self.claim_next_pop(in_flight.then_some(&mut wait)) {
                 Ok(won) => won,
                 Err(why) => return why,
             };
@@ -680,7 +940,7 @@ impl<'a> RawQueue<'a> {
             let out = (!hole).then(|| read(&slot[SLOT_HEADER_WORDS..]));
             // Release pairs with the next lap's producer Acquire: our
             // payload reads are done before it overwrites.
-            slot[0].store(pos.wrapping_add(self.mask + 1), Ordering::Release);
+            slot[0].store(free_seq(pos.wrapping_add(self.mask + 1)), Ordering::Release);
             self.ctl.space().notify();
             if let Some(r) = out {
                 return Attempt::Done(r);
@@ -695,7 +955,7 @@ impl<'a> RawQueue<'a> {
     /// [`as_pid`](Self::as_pid); returns whether it claimed one.
     #[doc(hidden)]
     pub fn claim_push_and_stop(&self) -> bool {
-        self.claim_next_push().is_ok()
+        self.claim_next_push(None).is_ok()
     }
 
     /// Claims the next published position for a pop and stops there, as a
@@ -704,14 +964,15 @@ impl<'a> RawQueue<'a> {
     /// [`claim_push_and_stop`](Self::claim_push_and_stop).
     #[doc(hidden)]
     pub fn claim_pop_and_stop(&self) -> bool {
-        self.claim_next_pop::<()>().is_ok()
+        self.claim_next_pop::<()>(None).is_ok()
     }
 
     /// Claims up to `max` consecutive free positions (a compare-and-swap
     /// each, stopping at the first it cannot have), moves the tail past
     /// them, runs `write(i, payload)` for each, and publishes them. Returns
     /// how many (0 if full). One call claims at most [`BATCH_MAX`]
-    /// positions.
+    /// positions. Like [`try_push_with`](Self::try_push_with), it waits out
+    /// a pop in flight in the slot at the tail rather than answer 0.
     ///
     /// # Errors
     ///
@@ -728,8 +989,8 @@ impl<'a> RawQueue<'a> {
         if max == 0 {
             return Ok(0);
         }
-        // Relaxed: positions only; each slot's sequence orders its payload.
-        let mut pos = self.ctl.tail.load(Ordering::Relaxed);
+        let mut wait = InFlight::default();
+        let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
                 return Err(crate::error::Closed);
@@ -739,7 +1000,9 @@ impl<'a> RawQueue<'a> {
                 let p = pos.wrapping_add(n);
                 let slot = self.slot(p);
                 // Acquire pairs with the Release that freed the slot.
-                if slot[0].load(Ordering::Acquire) != p || self.claim_push(slot, p).is_err() {
+                if slot[0].load(Ordering::Acquire) != free_seq(p)
+                    || self.claim_push(slot, p).is_err()
+                {
                     break;
                 }
                 n += 1;
@@ -747,19 +1010,26 @@ impl<'a> RawQueue<'a> {
             if n == 0 {
                 let slot = self.slot(pos);
                 // Acquire: as above.
-                let diff = slot[0].load(Ordering::Acquire).wrapping_sub(pos) as i64;
-                // Relaxed: validated as in `claim_push`.
-                if diff == 0 && role_at(slot[1].load(Ordering::Relaxed), pos) != ROLE_NONE {
-                    self.move_tail(pos, 1); // another producer's: help
-                } else if diff != 0 {
-                    // Relaxed: positions only.
-                    let now = self.ctl.tail.load(Ordering::Relaxed);
+                let seq = slot[0].load(Ordering::Acquire);
+                let diff = seq.wrapping_sub(free_seq(pos)) as i64;
+                if diff == 0 {
+                    // Acquire: as in `claim_push` (and what a helper must
+                    // have seen before moving the tail, see `move_tail`).
+                    if role_at(slot[1].load(Ordering::Acquire), pos) != ROLE_NONE {
+                        self.move_tail(pos, 1); // another producer's: help
+                    }
+                } else if diff < 0 {
+                    match self.push_stalled(pos, seq, Some(&mut wait)) {
+                        Stalled::Retry => {}
+                        Stalled::Blocked | Stalled::Closed => return Ok(0),
+                    }
+                } else {
+                    let now = self.tail_now();
                     if now == pos {
-                        return Ok(0); // full (or garbage ahead)
+                        return Ok(0); // garbage ahead
                     }
                 }
-                // Relaxed: positions only.
-                pos = self.ctl.tail.load(Ordering::Relaxed);
+                pos = self.tail_now();
                 continue;
             }
             let counted = self.move_tail(pos, n);
@@ -771,7 +1041,7 @@ impl<'a> RawQueue<'a> {
                 let slot = self.slot(p);
                 write(k as usize, &slot[SLOT_HEADER_WORDS..]);
                 // Release pairs with the consumer's Acquire of the sequence.
-                slot[0].store(p.wrapping_add(1), Ordering::Release);
+                slot[0].store(full_seq(p), Ordering::Release);
             }
             self.ctl.data().notify();
             return Ok(counted as usize);
@@ -783,7 +1053,9 @@ impl<'a> RawQueue<'a> {
     /// `read(i, payload)` for each item (holes left by dead producers are
     /// skipped without a call), and frees the slots. Returns how many items
     /// were read (0 if empty). One call claims at most [`BATCH_MAX`]
-    /// positions.
+    /// positions. Like [`try_pop_with`](Self::try_pop_with), it waits out a
+    /// push in flight at the head rather than answer 0 with completed
+    /// pushes behind it.
     ///
     /// # Errors
     ///
@@ -794,8 +1066,7 @@ impl<'a> RawQueue<'a> {
         mut read: impl FnMut(usize, &[AtomicU64]),
     ) -> Result<usize, crate::error::Closed> {
         let max = max.min(self.capacity()).min(BATCH_MAX) as u64;
-        // Relaxed: positions only.
-        let mut pos = self.ctl.head.load(Ordering::Relaxed);
+        let mut pos = self.head_now();
         if max == 0 {
             return if self.closed_at(pos) {
                 Err(crate::error::Closed)
@@ -803,14 +1074,15 @@ impl<'a> RawQueue<'a> {
                 Ok(0)
             };
         }
+        let mut wait = InFlight::default();
         loop {
             let mut n = 0;
             let mut holes = 0u64;
             while n < max {
                 let p = pos.wrapping_add(n);
                 let slot = self.slot(p);
-                // Acquire pairs with the producer's Release of `p + 1`.
-                if slot[0].load(Ordering::Acquire) != p.wrapping_add(1) {
+                // Acquire pairs with the producer's Release of its sequence.
+                if slot[0].load(Ordering::Acquire) != full_seq(p) {
                     break;
                 }
                 match self.claim_pop(slot, p) {
@@ -822,26 +1094,31 @@ impl<'a> RawQueue<'a> {
             if n == 0 {
                 let slot = self.slot(pos);
                 // Acquire: as above.
-                let diff = slot[0]
-                    .load(Ordering::Acquire)
-                    .wrapping_sub(pos.wrapping_add(1)) as i64;
-                // Relaxed: positions only (here and below).
-                let now = self.ctl.head.load(Ordering::Relaxed);
+                let seq = slot[0].load(Ordering::Acquire);
+                let diff = seq.wrapping_sub(full_seq(pos)) as i64;
                 if diff == 0 {
-                    // Relaxed: validated as in `claim_pop`.
-                    match role_at(slot[1].load(Ordering::Relaxed), pos) {
+                    let now = self.head_now();
+                    // Acquire: as in `claim_pop` (and what a helper must
+                    // have seen before moving the head, see `move_head`).
+                    match role_at(slot[1].load(Ordering::Acquire), pos) {
                         ROLE_CONSUMER => self.move_head(pos, 1), // taken: help
                         ROLE_PRODUCER | ROLE_HOLE => {}          // changed: again
                         _ if now == pos => return Ok(0),         // garbage
                         _ => {}
                     }
-                } else if now == pos {
-                    if diff < 0 && self.closed_at(pos) {
-                        return Err(crate::error::Closed);
+                } else if diff < 0 {
+                    match self.pop_stalled(pos, seq, Some(&mut wait)) {
+                        Stalled::Retry => {}
+                        Stalled::Blocked => return Ok(0),
+                        Stalled::Closed => return Err(crate::error::Closed),
                     }
-                    return Ok(0);
+                } else {
+                    let now = self.head_now();
+                    if now == pos {
+                        return Ok(0); // garbage ahead
+                    }
                 }
-                pos = self.ctl.head.load(Ordering::Relaxed);
+                pos = self.head_now();
                 continue;
             }
             self.move_head(pos, n);
@@ -854,19 +1131,27 @@ impl<'a> RawQueue<'a> {
                     got += 1;
                 }
                 // Release pairs with the next lap producer's Acquire.
-                slot[0].store(p.wrapping_add(self.mask + 1), Ordering::Release);
+                slot[0].store(free_seq(p.wrapping_add(self.mask + 1)), Ordering::Release);
             }
             self.ctl.space().notify();
             if got > 0 {
                 return Ok(got);
             }
             // Only holes: look again.
-            // Relaxed: positions only.
-            pos = self.ctl.head.load(Ordering::Relaxed);
+            pos = self.head_now();
         }
     }
 
-    /// Pushes by running `write` on a slot's payload words, never waiting.
+    /// Pushes by running `write` on a slot's payload words, never waiting
+    /// for room (only, briefly, for a pop in flight).
+    ///
+    /// Never answers `Full` while a pop that has returned left room: if the
+    /// slot at the tail still holds an item that a consumer has claimed and
+    /// not yet freed (the pop is in flight), it waits for that consumer
+    /// (spinning, yielding, then sleeping until its free wakes the call;
+    /// nanoseconds, or a time slice if it was preempted; at most
+    /// [`IN_FLIGHT_PATIENCE`], for a stopped process), and frees the slot
+    /// itself if the consumer's process died.
     ///
     /// # Errors
     ///
@@ -876,14 +1161,24 @@ impl<'a> RawQueue<'a> {
         &self,
         mut write: impl FnMut(&[AtomicU64]),
     ) -> Result<(), TryPushError<()>> {
-        match self.attempt_push(&mut write) {
+        match self.attempt_push(&mut write, true) {
             Attempt::Done(()) => Ok(()),
             Attempt::Blocked => Err(TryPushError::Full(())),
             Attempt::Closed => Err(TryPushError::Closed(())),
         }
     }
 
-    /// Pops by running `read` on a slot's payload words, never waiting.
+    /// Pops by running `read` on a slot's payload words, never waiting for
+    /// an item (only, briefly, for a push in flight).
+    ///
+    /// Linearizable: never answers `Empty` while an item whose push has
+    /// returned is still queued. If the slot at the head is claimed by a
+    /// producer that the tail has passed and that has not published yet
+    /// (the push is in flight), it waits for that producer (spinning,
+    /// yielding, then sleeping until its publish wakes the call;
+    /// nanoseconds, or a time slice if it was preempted; at most
+    /// [`IN_FLIGHT_PATIENCE`], for a stopped process), and turns the slot
+    /// into a skipped hole itself if the producer's process died.
     ///
     /// # Errors
     ///
@@ -893,73 +1188,101 @@ impl<'a> RawQueue<'a> {
         &self,
         mut read: impl FnMut(&[AtomicU64]) -> R,
     ) -> Result<R, TryPopError> {
-        match self.attempt_pop(&mut read) {
+        match self.attempt_pop(&mut read, true) {
             Attempt::Done(r) => Ok(r),
             Attempt::Blocked => Err(TryPopError::Empty),
             Attempt::Closed => Err(TryPopError::Closed),
         }
     }
 
-    /// Pushes, sleeping while full, until `deadline` (`None`: no limit).
-    /// While blocked, looks every [`RECOVERY_CHECK`] for a slot abandoned by
-    /// a dead consumer and frees it.
-    ///
-    /// # Errors
-    ///
-    /// [`PushError::Closed`] or [`PushError::Timeout`] (with `()` standing
-    /// for the payload the caller still holds).
-    pub fn push_with_until(
+    /// The push loop of the blocking and timed calls: `Ok`, or `Err(true)`
+    /// for closed, `Err(false)` for the deadline passed.
+    fn push_wait(
         &self,
-        mut write: impl FnMut(&[AtomicU64]),
+        write: &mut dyn FnMut(&[AtomicU64]),
         deadline: Option<Instant>,
-    ) -> Result<(), PushError<()>> {
+    ) -> Result<(), bool> {
         // The common case first: no clock read unless the call must wait.
-        match self.attempt_push(&mut write) {
+        // Attempts made while waiting do not wait out a pop in flight: its
+        // free wakes the sleepers.
+        match self.attempt_push(write, false) {
             Attempt::Done(()) => return Ok(()),
-            Attempt::Closed => return Err(PushError::Closed(())),
+            Attempt::Closed => return Err(true),
             Attempt::Blocked => {}
         }
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let res =
-                self.ctl
-                    .space()
-                    .wait_until(Some(until), || match self.attempt_push(&mut write) {
-                        Attempt::Done(()) => Some(Ok(())),
-                        Attempt::Closed => Some(Err(PushError::Closed(()))),
-                        Attempt::Blocked => None,
-                    });
+            let res = self.ctl.space().wait_until(Some(until), || {
+                match self.attempt_push(write, false) {
+                    Attempt::Done(()) => Some(Ok(())),
+                    Attempt::Closed => Some(Err(true)),
+                    Attempt::Blocked => None,
+                }
+            });
             if let Ok(r) = res {
                 return r;
             }
             self.recover_abandoned_pop();
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return match self.attempt_push(&mut write) {
+                // The last look waits out a pop in flight, as `try_push`.
+                return match self.attempt_push(write, true) {
                     Attempt::Done(()) => Ok(()),
-                    Attempt::Closed => Err(PushError::Closed(())),
-                    Attempt::Blocked => Err(PushError::Timeout(())),
+                    Attempt::Closed => Err(true),
+                    Attempt::Blocked => Err(false),
                 };
             }
         }
     }
 
-    /// Pops, sleeping while empty, until `deadline` (`None`: no limit).
-    /// While blocked, looks every [`RECOVERY_CHECK`] for a slot abandoned by
-    /// a dead producer and turns it into a hole.
+    /// Pushes, sleeping while full. While blocked, looks every
+    /// [`RECOVERY_CHECK`] for a slot abandoned by a dead consumer and frees
+    /// it.
     ///
     /// # Errors
     ///
-    /// [`PopError::Closed`] once closed and drained, or [`PopError::Timeout`].
-    pub fn pop_with_until<R>(
+    /// [`PushError::Closed`] (with `()` standing for the payload the caller
+    /// still holds); never `Disconnected` (an MPMC queue has no single
+    /// consumer whose death ends it).
+    pub fn push_with(&self, mut write: impl FnMut(&[AtomicU64])) -> Result<(), PushError<()>> {
+        self.push_wait(&mut write, None)
+            .map_err(|_| PushError::Closed(()))
+    }
+
+    /// Pushes, sleeping while full, until `deadline` (`None`: no limit, and
+    /// no timeout), as [`push_with`](Self::push_with).
+    ///
+    /// # Errors
+    ///
+    /// [`PushTimeoutError::Closed`] or [`PushTimeoutError::Timeout`] (never
+    /// `Disconnected`).
+    pub fn push_with_until(
         &self,
-        mut read: impl FnMut(&[AtomicU64]) -> R,
+        mut write: impl FnMut(&[AtomicU64]),
         deadline: Option<Instant>,
-    ) -> Result<R, PopError> {
+    ) -> Result<(), PushTimeoutError<()>> {
+        self.push_wait(&mut write, deadline).map_err(|closed| {
+            if closed {
+                PushTimeoutError::Closed(())
+            } else {
+                PushTimeoutError::Timeout(())
+            }
+        })
+    }
+
+    /// The pop loop of the blocking and timed calls: `Ok`, or `Err(true)`
+    /// for closed and drained, `Err(false)` for the deadline passed.
+    fn pop_wait<R>(
+        &self,
+        read: &mut dyn FnMut(&[AtomicU64]) -> R,
+        deadline: Option<Instant>,
+    ) -> Result<R, bool> {
         // The common case first: no clock read unless the call must wait.
-        match self.attempt_pop(&mut read) {
+        // Attempts made while waiting do not wait out a push in flight: its
+        // publish wakes the sleepers.
+        match self.attempt_pop(read, false) {
             Attempt::Done(r) => return Ok(r),
-            Attempt::Closed => return Err(PopError::Closed),
+            Attempt::Closed => return Err(true),
             Attempt::Blocked => {}
         }
         loop {
@@ -968,9 +1291,9 @@ impl<'a> RawQueue<'a> {
             let res =
                 self.ctl
                     .data()
-                    .wait_until(Some(until), || match self.attempt_pop(&mut read) {
+                    .wait_until(Some(until), || match self.attempt_pop(read, false) {
                         Attempt::Done(r) => Some(Ok(r)),
-                        Attempt::Closed => Some(Err(PopError::Closed)),
+                        Attempt::Closed => Some(Err(true)),
                         Attempt::Blocked => None,
                     });
             if let Ok(r) = res {
@@ -978,13 +1301,96 @@ impl<'a> RawQueue<'a> {
             }
             self.recover_abandoned_push();
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return match self.attempt_pop(&mut read) {
+                // The last look waits out a push in flight, as `try_pop`.
+                return match self.attempt_pop(read, true) {
                     Attempt::Done(r) => Ok(r),
-                    Attempt::Closed => Err(PopError::Closed),
-                    Attempt::Blocked => Err(PopError::Timeout),
+                    Attempt::Closed => Err(true),
+                    Attempt::Blocked => Err(false),
                 };
             }
         }
+    }
+
+    /// Pops, sleeping while empty. While blocked, looks every
+    /// [`RECOVERY_CHECK`] for a slot abandoned by a dead producer and turns
+    /// it into a hole.
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Closed`] once closed and drained; never `Disconnected`
+    /// (an MPMC queue has no single producer whose death ends it).
+    pub fn pop_with<R>(&self, mut read: impl FnMut(&[AtomicU64]) -> R) -> Result<R, PopError> {
+        self.pop_wait(&mut read, None).map_err(|_| PopError::Closed)
+    }
+
+    /// Pops, sleeping while empty, until `deadline` (`None`: no limit, and
+    /// no timeout), as [`pop_with`](Self::pop_with).
+    ///
+    /// # Errors
+    ///
+    /// [`PopTimeoutError::Closed`] once closed and drained, or
+    /// [`PopTimeoutError::Timeout`] (never `Disconnected`).
+    pub fn pop_with_until<R>(
+        &self,
+        mut read: impl FnMut(&[AtomicU64]) -> R,
+        deadline: Option<Instant>,
+    ) -> Result<R, PopTimeoutError> {
+        self.pop_wait(&mut read, deadline).map_err(|closed| {
+            if closed {
+                PopTimeoutError::Closed
+            } else {
+                PopTimeoutError::Timeout
+            }
+        })
+    }
+
+    /// Recovers position `pos` if a producer whose process is gone claimed
+    /// it and never published it: turns the claim into the hole mark
+    /// (counting its task done) and publishes the hole. Also publishes a
+    /// hole whose recoverer died before publishing it. Returns whether it
+    /// published a hole.
+    fn recover_push_at(&self, pos: u64) -> bool {
+        let slot = self.slot(pos);
+        // Relaxed: validated by the compare-and-swap below.
+        let held = slot[1].load(Ordering::Relaxed);
+        let hole = claim(ROLE_HOLE, 0, pos);
+        match role_at(held, pos) {
+            ROLE_PRODUCER if owner_is_dead(held) => {
+                // Acquire pairs with the producer's Release of its sequence.
+                // Read only now, after its death was seen: a publish it
+                // made before dying is visible (see the module docs).
+                if slot[0].load(Ordering::Acquire) != free_seq(pos) {
+                    return false; // published (or already moved on)
+                }
+                // AcqRel: exactly one survivor turns the claim into the
+                // hole mark; the Release half publishes it with the
+                // sequence store below.
+                if slot[1]
+                    .compare_exchange(held, hole, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    return false;
+                }
+                // Relaxed: a statistic.
+                self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
+                // Its task will never be done by anyone.
+                self.finish_tasks(1);
+            }
+            ROLE_HOLE => {} // made, perhaps not published: finish it
+            _ => return false,
+        }
+        // A compare-and-swap, not a store: a second survivor finishing the
+        // same hole must not overwrite a later lap's sequence. Release
+        // pairs with the consumer's Acquire of the sequence: it sees the
+        // hole mark with it. Relaxed on failure: nothing to see.
+        slot[0]
+            .compare_exchange(
+                free_seq(pos),
+                full_seq(pos),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Turns the slots from the head on (at most [`BATCH_MAX`], before the
@@ -999,58 +1405,57 @@ impl<'a> RawQueue<'a> {
         // (its push never returned `Ok`; a producer helping the tail over it
         // brings it in).
         let span = self.ctl.pushed().wrapping_sub(head).min(BATCH_MAX as u64);
-        let mut done = 0;
-        for k in 0..span {
-            let pos = head.wrapping_add(k);
-            let slot = self.slot(pos);
-            // Relaxed: validated by the compare-and-swap below.
-            let held = slot[1].load(Ordering::Relaxed);
-            let hole = claim(ROLE_HOLE, 0, pos);
-            match role_at(held, pos) {
-                ROLE_PRODUCER if owner_is_dead(held) => {
-                    // Acquire pairs with the producer's Release of `pos + 1`.
-                    // Read only now, after its death was seen: a publish it
-                    // made before dying is visible (see the module docs).
-                    if slot[0].load(Ordering::Acquire) != pos {
-                        continue; // published (or already moved on)
-                    }
-                    // AcqRel: exactly one survivor turns the claim into the
-                    // hole mark; the Release half publishes it with the
-                    // sequence store below.
-                    if slot[1]
-                        .compare_exchange(held, hole, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    // Relaxed: a statistic.
-                    self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
-                    // Its task will never be done by anyone.
-                    self.finish_tasks(1);
-                }
-                ROLE_HOLE => {} // made, perhaps not published: finish it
-                _ => continue,
-            }
-            // A compare-and-swap, not a store: a second survivor finishing
-            // the same hole must not overwrite a later lap's sequence.
-            // Release pairs with the consumer's Acquire of the sequence: it
-            // sees the hole mark with it.
-            if slot[0]
-                .compare_exchange(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                done += 1;
-            }
-        }
+        let done = (0..span)
+            .filter(|&k| self.recover_push_at(head.wrapping_add(k)))
+            .count();
         if done > 0 {
             self.ctl.data().notify();
         }
         done
+    }
+
+    /// Frees the slot of position `prev` if a consumer whose process is
+    /// gone claimed it and never freed it (its item is lost with it),
+    /// moving the head past it if nobody had. Returns whether it freed it.
+    fn recover_pop_at(&self, prev: u64) -> bool {
+        let slot = self.slot(prev);
+        // Relaxed: validated by the compare-and-swap below.
+        let held = slot[1].load(Ordering::Relaxed);
+        if role_at(held, prev) != ROLE_CONSUMER || !owner_is_dead(held) {
+            return false;
+        }
+        // Acquire pairs with the Release that published the slot; read
+        // after the death was seen, as in `recover_push_at`.
+        if slot[0].load(Ordering::Acquire) != full_seq(prev) {
+            return false; // freed before it died
+        }
+        // AcqRel: exactly one survivor takes the claim over; if it dies
+        // too, the next one finds its claim and does the same.
+        if slot[1]
+            .compare_exchange(
+                held,
+                claim(ROLE_CONSUMER, self.me, prev),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        // Relaxed: a statistic.
+        self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
+        self.move_head(prev, 1);
+        // Release pairs with the producer's Acquire of the sequence. A
+        // compare-and-swap for symmetry with the push side: only the
+        // claim's holder frees the slot. Relaxed on failure: nothing to see.
+        slot[0]
+            .compare_exchange(
+                full_seq(prev),
+                free_seq(prev.wrapping_add(self.mask + 1)),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Frees the slots the tail waits for (at most [`BATCH_MAX`], up to
@@ -1064,51 +1469,9 @@ impl<'a> RawQueue<'a> {
         // Up to the head itself: a consumer may have died between its claim
         // and moving the head.
         let span = (head.wrapping_sub(first).wrapping_add(1)).min(BATCH_MAX as u64);
-        let mut done = 0;
-        for k in 0..span {
-            let prev = first.wrapping_add(k);
-            let slot = self.slot(prev);
-            // Relaxed: validated by the compare-and-swap below.
-            let held = slot[1].load(Ordering::Relaxed);
-            if role_at(held, prev) != ROLE_CONSUMER || !owner_is_dead(held) {
-                continue;
-            }
-            // Acquire pairs with the Release that published the slot; read
-            // after the death was seen, as in `recover_abandoned_push`.
-            if slot[0].load(Ordering::Acquire) != prev.wrapping_add(1) {
-                continue; // freed before it died
-            }
-            // AcqRel: exactly one survivor takes the claim over; if it dies
-            // too, the next one finds its claim and does the same.
-            if slot[1]
-                .compare_exchange(
-                    held,
-                    claim(ROLE_CONSUMER, self.me, prev),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
-                continue;
-            }
-            // Relaxed: a statistic.
-            self.ctl.recovered.fetch_add(1, Ordering::Relaxed);
-            self.move_head(prev, 1);
-            // Release pairs with the producer's Acquire of the sequence.
-            // A compare-and-swap for symmetry with the push side: only the
-            // claim's holder frees the slot.
-            if slot[0]
-                .compare_exchange(
-                    prev.wrapping_add(1),
-                    prev.wrapping_add(self.mask + 1),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                done += 1;
-            }
-        }
+        let done = (0..span)
+            .filter(|&k| self.recover_pop_at(first.wrapping_add(k)))
+            .count();
         if done > 0 {
             self.ctl.space().notify();
         }
@@ -1135,23 +1498,65 @@ impl<'a> RawQueue<'a> {
         self.is_closed()
     }
 
-    /// Items in the queue right now (claimed positions included; a
-    /// snapshot, clamped to the capacity).
-    pub fn len(&self) -> usize {
-        let tail = self.ctl.pushed();
-        // Relaxed: a snapshot.
-        let head = self.ctl.head.load(Ordering::Relaxed);
-        let n = tail.wrapping_sub(head);
-        if n > self.mask + 1 {
-            if (n as i64) < 0 { 0 } else { self.capacity() }
-        } else {
-            n as usize
-        }
+    /// The positions from the head to the tail: `(head, n)`, `n` clamped
+    /// to the capacity (0 for a tail behind the head: garbage).
+    fn span(&self) -> (u64, u64) {
+        // Acquire (`head_now`), then the tail: as a pop looks. The tail
+        // needs no more than some recent value (each slot is looked at
+        // through its own sequence, with Acquire, by the callers).
+        let head = self.head_now();
+        let n = self.ctl.pushed().wrapping_sub(head);
+        (
+            head,
+            if (n as i64) < 0 {
+                0
+            } else {
+                n.min(self.mask + 1)
+            },
+        )
     }
 
-    /// Whether the queue is empty right now (a snapshot).
+    /// Whether position `pos` holds a published item that no consumer has
+    /// claimed yet (what a pop can return; holes and claims are not).
+    fn published_at(&self, pos: u64) -> bool {
+        let slot = self.slot(pos);
+        // Acquire pairs with the producer's Release of its sequence: the
+        // claim it made before is visible, so a producer's claim on `pos`
+        // read below is the item's (a consumer's replaces it).
+        slot[0].load(Ordering::Acquire) == full_seq(pos)
+            && role_at(slot[1].load(Ordering::Acquire), pos) == ROLE_PRODUCER
+    }
+
+    /// Published items in the queue right now: what pops can return
+    /// without waiting (pushes in flight, claimed and not yet published,
+    /// are not counted, nor items a consumer has claimed). Looks at each
+    /// slot from the head to the tail: O(items). A snapshot, out of date
+    /// as soon as it returns; an item pushed before the call and still
+    /// queued after it is always counted.
+    pub fn len(&self) -> usize {
+        let (head, n) = self.span();
+        (0..n)
+            .filter(|&k| self.published_at(head.wrapping_add(k)))
+            .count()
+    }
+
+    /// Whether the queue holds no published item right now (a snapshot,
+    /// stopping at the first item found; `false` whenever an item pushed
+    /// before the call is still queued after it).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let (head, n) = self.span();
+        !(0..n).any(|k| self.published_at(head.wrapping_add(k)))
+    }
+
+    /// Whether the queue is full right now: every slot is claimed by a
+    /// push that counted and not yet by a pop, so a push finds no room (a
+    /// snapshot; pops in flight have made room already, as `try_push_with`
+    /// sees it).
+    pub fn is_full(&self) -> bool {
+        // Relaxed: a snapshot of positions.
+        let head = self.ctl.head.load(Ordering::Relaxed);
+        let n = self.ctl.pushed().wrapping_sub(head);
+        (n as i64) >= 0 && n > self.mask
     }
 
     /// Counts `n` tasks done on behalf of no caller (holes).
@@ -1282,8 +1687,12 @@ mod tests {
         assert_eq!(pop(&q), Ok(1));
         assert_eq!(pop(&q), Err(TryPopError::Closed));
         assert_eq!(
-            q.pop_with_until(|w| w[0].load(Ordering::Relaxed), None),
+            q.pop_with(|w| w[0].load(Ordering::Relaxed)),
             Err(PopError::Closed)
+        );
+        assert_eq!(
+            q.pop_with_until(|w| w[0].load(Ordering::Relaxed), None),
+            Err(PopTimeoutError::Closed)
         );
     }
 
@@ -1378,11 +1787,7 @@ mod tests {
         m.ctl.tail.store(2, Ordering::Relaxed);
         push(&q, 3).unwrap();
         assert_eq!(pop(&q), Ok(1));
-        assert_eq!(
-            pop(&q),
-            Err(TryPopError::Empty),
-            "stuck behind the dead claim"
-        );
+        assert_eq!(q.len(), 1, "3 is published, the dead claim is not");
         assert_eq!(
             q.recover_abandoned_pop(),
             0,
@@ -1400,6 +1805,32 @@ mod tests {
         assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
     }
 
+    /// A consumer that meets a dead producer's claim at the head with a
+    /// completed push behind it does not answer `Empty`: it recovers the
+    /// claim on the spot and takes the item behind (so do batches).
+    #[test]
+    fn a_pop_meeting_a_dead_producers_claim_recovers_it_on_the_spot() {
+        let m = mem(4, 1, FLAG_JOINABLE);
+        let q = q(&m);
+        dead_claim(&q, ROLE_PRODUCER, 0);
+        m.ctl.tail.store(1, Ordering::Relaxed);
+        push(&q, 3).unwrap();
+        assert_eq!(pop(&q), Ok(3), "not stuck behind the dead claim");
+        assert_eq!(m.ctl.snapshot().recovered, 1);
+        assert_eq!(q.unfinished(), 1, "the hole's task counted done");
+        dead_claim(&q, ROLE_PRODUCER, 2);
+        m.ctl.tail.store(3, Ordering::Relaxed);
+        push(&q, 4).unwrap();
+        let mut got = Vec::new();
+        assert_eq!(
+            q.pop_batch_with(4, |_, w| got.push(w[0].load(Ordering::Relaxed))),
+            Ok(1)
+        );
+        assert_eq!(got, [4]);
+        assert_eq!(m.ctl.snapshot().recovered, 2);
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+    }
+
     #[test]
     fn a_claim_the_tail_does_not_cover_counts_once_a_producer_helps_it_in() {
         let m = mem(4, 1, FLAG_JOINABLE);
@@ -1409,10 +1840,10 @@ mod tests {
         dead_claim(&q, ROLE_PRODUCER, 0);
         assert_eq!(q.recover_abandoned_push(), 0);
         assert_eq!((q.len(), q.unfinished()), (0, 0));
+        assert_eq!(pop(&q), Err(TryPopError::Empty), "no push counted");
         // The next producer helps the tail past it and pushes at 1.
         push(&q, 5).unwrap();
         assert_eq!(m.ctl.pushed(), 2);
-        assert_eq!(pop(&q), Err(TryPopError::Empty));
         assert_eq!(q.recover_abandoned_push(), 1);
         assert_eq!(pop(&q), Ok(5));
         q.task_done().unwrap();
@@ -1429,6 +1860,11 @@ mod tests {
         assert_eq!(q.recover_abandoned_push(), 1);
         assert_eq!(q.recover_abandoned_push(), 0);
         assert_eq!(pop(&q), Ok(9));
+        // The same hole met by a consumer: finished on the spot.
+        q.slot(2)[1].store(claim(ROLE_HOLE, 0, 2), Ordering::Relaxed);
+        m.ctl.tail.store(3, Ordering::Relaxed);
+        push(&q, 10).unwrap();
+        assert_eq!(pop(&q), Ok(10));
     }
 
     #[test]
@@ -1441,13 +1877,20 @@ mod tests {
         // freeing its slot.
         dead_claim(&q, ROLE_CONSUMER, 0);
         m.ctl.head.store(1, Ordering::Relaxed);
-        assert_eq!(push(&q, 3), Err(TryPushError::Full(())));
+        assert!(!q.is_full(), "the pop counted");
         assert_eq!(q.recover_abandoned_push(), 0);
         assert_eq!(q.recover_abandoned_pop(), 1);
         assert_eq!(q.recover_abandoned_pop(), 0, "exactly once");
         push(&q, 3).unwrap();
         assert_eq!(pop(&q), Ok(2));
         assert_eq!(pop(&q), Ok(3));
+        // The same death met by a producer: it frees the slot on the spot
+        // (the pop counted, so "full" would be false).
+        push(&q, 4).unwrap();
+        dead_claim(&q, ROLE_CONSUMER, 3);
+        m.ctl.head.store(4, Ordering::Relaxed);
+        push(&q, 5).unwrap();
+        assert_eq!(pop(&q), Ok(5), "4 was lost with the dead consumer");
     }
 
     #[test]
@@ -1459,10 +1902,11 @@ mod tests {
         // Claimed position 0, died before moving the head.
         dead_claim(&q, ROLE_CONSUMER, 0);
         assert_eq!(pop(&q), Ok(2), "the next consumer helps the head past it");
-        assert_eq!(push(&q, 3), Err(TryPushError::Full(())), "slot 0 held");
-        assert_eq!(q.recover_abandoned_pop(), 1);
+        // A producer meets slot 0 still held: the pop there counted (the
+        // head is past it), so it frees the slot on the spot.
         push(&q, 3).unwrap();
         push(&q, 4).unwrap();
+        assert_eq!(m.ctl.snapshot().recovered, 1);
         assert_eq!(pop(&q), Ok(3));
         assert_eq!(pop(&q), Ok(4));
         // The same death with no other consumer around: recovery moves the
@@ -1470,11 +1914,20 @@ mod tests {
         push(&q, 5).unwrap();
         push(&q, 6).unwrap();
         dead_claim(&q, ROLE_CONSUMER, 4);
+        assert_eq!(
+            push(&q, 7),
+            Err(TryPushError::Full(())),
+            "the head is not past the dead claim: the pop never counted"
+        );
         assert_eq!(q.recover_abandoned_pop(), 1);
         assert_eq!(m.ctl.head.load(Ordering::Relaxed), 5);
         assert_eq!(pop(&q), Ok(6));
     }
 
+    /// A live producer between its claim and its publish is waited for,
+    /// never recovered; a `try_pop` gives up only after
+    /// [`IN_FLIGHT_PATIENCE`] (a process stopped mid-push), and a claim
+    /// that names no process is not waited for at all.
     #[test]
     fn a_live_claimer_is_never_recovered() {
         let m = mem(2, 1, 0);
@@ -1482,10 +1935,22 @@ mod tests {
         m.ctl.tail.store(1, Ordering::Relaxed);
         q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me, 0), Ordering::Relaxed);
         assert_eq!(q.recover_abandoned_push(), 0);
+        let start = Instant::now();
         assert_eq!(pop(&q), Err(TryPopError::Empty));
+        assert!(
+            start.elapsed() >= IN_FLIGHT_PATIENCE,
+            "{:?}",
+            start.elapsed()
+        );
         // Nor one whose pid did not fit in a claim (stored as 0).
         q.slot(0)[1].store(claim(ROLE_PRODUCER, 0, 0), Ordering::Relaxed);
         assert_eq!(q.recover_abandoned_push(), 0);
+        let start = Instant::now();
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+        assert!(
+            start.elapsed() < IN_FLIGHT_PATIENCE,
+            "pid 0 is not waited for"
+        );
         assert_eq!(claim_pid(1 << 22), 0);
     }
 
@@ -1501,11 +1966,11 @@ mod tests {
         }
         m.ctl.tail.store(5, Ordering::Relaxed);
         q.slot(1)[2].store(2, Ordering::Relaxed);
-        q.slot(1)[0].store(2, Ordering::Release);
+        q.slot(1)[0].store(full_seq(1), Ordering::Release);
         push(&q, 6).unwrap();
         assert_eq!(pop(&q), Ok(1));
         assert_eq!(pop(&q), Ok(2), "published before it died");
-        assert_eq!(pop(&q), Err(TryPopError::Empty));
+        assert_eq!(q.len(), 1, "only 6 is published");
         assert_eq!(q.recover_abandoned_push(), 3, "positions 2 to 4");
         assert_eq!(pop(&q), Ok(6), "the holes are skipped");
         assert_eq!(q.recover_abandoned_push(), 0);
@@ -1523,11 +1988,12 @@ mod tests {
             dead_claim(&q, ROLE_CONSUMER, p);
         }
         m.ctl.head.store(3, Ordering::Relaxed);
-        assert_eq!(push(&q, 5), Err(TryPushError::Full(())));
+        assert_eq!((q.len(), q.is_full()), (1, false));
         assert_eq!(q.recover_abandoned_pop(), 3);
         for v in 5..=7 {
             push(&q, v).unwrap();
         }
+        assert!(q.is_full());
         assert_eq!(pop(&q), Ok(4));
         assert_eq!(pop(&q), Ok(5));
     }

@@ -78,8 +78,8 @@ use mmring::Zeroable;
 use mmring::mpmc::Queue;
 use mmring::spsc::{Consumer, Producer};
 use mmring::{
-    AtomicArray, Closed, Counter, Patience, Pod, PopError, PopTimeoutError, PushTimeoutError,
-    TryPopError, TryPushError,
+    AtomicArray, Closed, Counter, Patience, Pod, PopTimeoutError, PushTimeoutError, TryPopError,
+    TryPushError,
 };
 
 /// Kills per ring kind when `MMRING_STRESS_KILLS` is not set.
@@ -395,9 +395,7 @@ impl Tx {
     fn push_timeout(&mut self, m: Msg) -> Result<(), PushTimeoutError<Msg>> {
         match self {
             Tx::Spsc(p) => p.push_timeout(m, BLOCK_TIMEOUT),
-            Tx::Mpmc(q) => q
-                .push_timeout(m, BLOCK_TIMEOUT)
-                .map_err(PushTimeoutError::from),
+            Tx::Mpmc(q) => q.push_timeout(m, BLOCK_TIMEOUT),
         }
     }
 
@@ -425,7 +423,7 @@ impl Rx {
     fn pop_timeout(&mut self, timeout: Duration) -> Result<Msg, PopTimeoutError> {
         match self {
             Rx::Spsc(c) => c.pop_timeout(timeout),
-            Rx::Mpmc(q) => q.pop_timeout(timeout).map_err(PopTimeoutError::from),
+            Rx::Mpmc(q) => q.pop_timeout(timeout),
         }
     }
 
@@ -647,9 +645,11 @@ impl Peek {
             let (seq, claim) = self.slot(pos);
             let on_pos = (claim ^ pos) & ((1 << 40) - 1) == 0;
             let by_pid = (claim >> 40) & 0x3f_ffff == u64::from(pid);
+            // Sequences count half-steps: 2p free for p (a producer's claim
+            // not published yet), 2p + 1 holding p (a consumer's not freed).
             let open = match claim >> 62 {
-                ROLE_PRODUCER => seq == pos,
-                ROLE_CONSUMER => seq == pos + 1,
+                ROLE_PRODUCER => seq == pos << 1,
+                ROLE_CONSUMER => seq == (pos << 1) | 1,
                 _ => false,
             };
             on_pos && by_pid && open
@@ -908,7 +908,7 @@ fn run(kind: Kind) {
                     f.record_consumed(ids, &m, None);
                     drained += 1;
                 }
-                Err(PopError::Closed) => break status(q.region()),
+                Err(PopTimeoutError::Closed) => break status(q.region()),
                 Err(e) => panic!(
                     "final drain: {e}: the queue is stalled\n{}",
                     peek.as_ref().expect("mpmc").dump()

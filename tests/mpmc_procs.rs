@@ -36,8 +36,8 @@ use common::{Children, Rng, WATCHDOG, barrier, is_stopped, signal, wait_until, w
 use mmring::inspect::{Body, inspect};
 use mmring::mpmc::{ByteQueue, FLAG_JOINABLE, JoinError, Queue, QueueOptions, TaskError};
 use mmring::{
-    AtomicArray, BytePushError, Closed, Counter, OpenError, Pod, PopError, TryPopError,
-    TryPushError, Zeroable,
+    AtomicArray, BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, Counter, OpenError,
+    Pod, PopError, PopTimeoutError, TryPopError, TryPushError, Zeroable,
 };
 
 /// The watchdog for the long runs: a few seconds on an idle 2-core machine,
@@ -325,7 +325,7 @@ fn pop_mixed(q: &Queue<Msg>, rng: &mut Rng, mut got: impl FnMut(&Msg)) {
         // Nothing there: wait for a message (or the close).
         match q.pop_timeout(WATCHDOG) {
             Ok(m) => got(&m),
-            Err(PopError::Closed) => return,
+            Err(PopTimeoutError::Closed) => return,
             Err(e) => panic!("pop_timeout: {e:?}"),
         }
     }
@@ -397,6 +397,52 @@ fn four_producers_four_consumers_deliver_every_message_exactly_once() {
     assert!(q.is_closed());
 }
 
+/// Messages per producer through the one-slot queue.
+const ONE_SLOT_PER_PRODUCER: u64 = 20_000;
+
+/// The same four producer and four consumer processes (every push and pop
+/// flavour, batches included) through a queue of capacity 1: a one-slot
+/// hand-off, where "holds position p" and "free for position p + 1" must
+/// never be confused. Every message arrives exactly once, whole, and per
+/// producer in order at each consumer.
+#[test]
+fn a_one_slot_queue_delivers_every_message_exactly_once() {
+    let n = ONE_SLOT_PER_PRODUCER;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let q = Queue::<Msg>::create(d.join("q"), 1).unwrap();
+    assert_eq!(q.capacity(), 1);
+    let seen = Seen::create(&d.join("seen"), MESH_PRODUCERS as u64, n);
+    let tally = Tally::create(&d.join("tally"), MESH_CONSUMERS, MESH_PRODUCERS);
+    let _arrived = Counter::create(d.join("arrived"), 0).unwrap();
+    let done = Counter::create(d.join("done"), 0).unwrap();
+    let mut kids = Children::new();
+    for i in 0..MESH_PRODUCERS {
+        kids.spawn("child_mesh_producer", i, d, &n.to_string());
+    }
+    for i in 0..MESH_CONSUMERS {
+        kids.spawn("child_mesh_consumer", i, d, &n.to_string());
+    }
+    wait_long(&mut kids, "the producers to finish", LONG_WATCHDOG, || {
+        done.load() == MESH_PRODUCERS as i64
+    });
+    q.close();
+    kids.wait_all_ok_within(LONG_WATCHDOG);
+    for p in 0..MESH_PRODUCERS {
+        let missing = seen.missing(p as u64, n);
+        assert!(
+            missing.is_empty(),
+            "producer {p}: never received {missing:?}"
+        );
+        assert_eq!(
+            tally.of_producer(p, MESH_CONSUMERS),
+            (n, n * (n - 1) / 2),
+            "producer {p}"
+        );
+    }
+    assert_eq!((q.len(), q.is_full()), (0, false));
+}
+
 #[test]
 fn child_mesh_producer() {
     let Some(ctx) = common::child("child_mesh_producer") else {
@@ -438,7 +484,7 @@ fn child_mesh_consumer() {
     });
     // Closed and drained: it stays that way.
     assert_eq!(q.try_pop(), Err(TryPopError::Closed));
-    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopError::Closed));
+    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
 }
 
 // ---------------------------------------------------------------------------
@@ -566,7 +612,7 @@ fn child_job_consumer() {
         q.task_done().unwrap();
     });
     // Closed: the parent closes only after join(), so every task is done.
-    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopError::Closed));
+    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
     assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
 }
 
@@ -642,10 +688,16 @@ fn assert_too_long(q: &ByteQueue) {
     let len_before = q.len();
     for len in [BYTE_MAX + 1, BYTE_MAX + 8, 4096] {
         let msg = vec![7u8; len];
-        let want = Err(BytePushError::TooLong { len, max: BYTE_MAX });
-        assert_eq!(q.push(&msg), want);
-        assert_eq!(q.try_push(&msg), want);
-        assert_eq!(q.push_timeout(&msg, WATCHDOG), want);
+        let max = BYTE_MAX;
+        assert_eq!(q.push(&msg), Err(BytePushError::TooLong { len, max }));
+        assert_eq!(
+            q.try_push(&msg),
+            Err(ByteTryPushError::TooLong { len, max })
+        );
+        assert_eq!(
+            q.push_timeout(&msg, WATCHDOG),
+            Err(BytePushTimeoutError::TooLong { len, max })
+        );
     }
     assert!(q.len() <= len_before.max(BYTE_CAP));
 }
@@ -675,7 +727,7 @@ fn child_byte_producer() {
                 0 => q.push(&msg).unwrap(),
                 1 => match q.try_push(&msg) {
                     Ok(()) => {}
-                    Err(BytePushError::Full) => q.push_timeout(&msg, WATCHDOG).unwrap(),
+                    Err(ByteTryPushError::Full) => q.push_timeout(&msg, WATCHDOG).unwrap(),
                     Err(e) => panic!("try_push of {len} bytes: {e:?}"),
                 },
                 _ => q.push_timeout(&msg, WATCHDOG).unwrap(),
@@ -714,7 +766,7 @@ fn child_byte_consumer() {
             },
             _ => match q.pop_timeout(WATCHDOG) {
                 Ok(m) => m,
-                Err(PopError::Closed) => break,
+                Err(PopTimeoutError::Closed) => break,
                 Err(e) => panic!("pop_timeout: {e:?}"),
             },
         };
@@ -816,16 +868,15 @@ fn kill_at(
         signal(pid, libc::SIGSTOP);
         kids.wait_for("the victim to stop", || is_stopped(pid));
         // The victim's last claimed position, and whether it is held: a
-        // producer's claimed slot still has the sequence `pos` (unpublished),
-        // a consumer's `pos + 1` (not freed).
-        let (last, held_seq) = if role == ROLE_PRODUCER {
-            let pos = peek.tail().wrapping_sub(1);
-            (pos, pos)
+        // producer's claimed slot still has the sequence `2 pos`
+        // (unpublished), a consumer's `2 pos + 1` (not freed): sequences
+        // count half-steps (docs/FORMAT.md).
+        let last = if role == ROLE_PRODUCER {
+            peek.tail().wrapping_sub(1)
         } else {
-            let pos = peek.head().wrapping_sub(1);
-            (pos, pos.wrapping_add(1))
+            peek.head().wrapping_sub(1)
         };
-        let held_seq_of = |pos: u64| held_seq.wrapping_add(pos.wrapping_sub(last));
+        let held_seq_of = |pos: u64| (pos << 1) | u64::from(role == ROLE_CONSUMER);
         let held = |pos: u64| {
             let (seq, claim) = peek.slot(pos);
             seq == held_seq_of(pos) && claim_names(claim, role, pid, pos)
@@ -1453,7 +1504,7 @@ fn task_counting_errors() {
     assert_eq!(bytes.task_done(), Err(TaskError::NotJoinable));
 }
 
-/// Capacities 0, 1, 3 and 2^40 are refused by every way of making a queue,
+/// Capacities 0, 3, 6 and 2^40 are refused by every way of making a queue,
 /// with `InvalidCapacity` naming the capacity, and leave no file behind; an
 /// existing queue opened with another capacity is refused too.
 #[test]
@@ -1461,7 +1512,7 @@ fn bad_capacities_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q");
     let joinable = QueueOptions::new().joinable(true);
-    for cap in [0usize, 1, 3, 1 << 40] {
+    for cap in [0usize, 3, 6, 1 << 40] {
         let attempts: [(&str, Result<(), OpenError>); 5] = [
             ("Queue::create", Queue::<u64>::create(&path, cap).map(drop)),
             (
@@ -1621,4 +1672,93 @@ fn child_inspected() {
     assert_eq!(q.pop(), Ok(1));
     assert_eq!(q.try_pop(), Ok(2));
     q.task_done().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 6. Linearizable: a pop after a completed push never finds the queue empty.
+// ---------------------------------------------------------------------------
+
+const ROUNDS_PROCS: usize = 4;
+const ROUNDS_CAP: usize = 4;
+const ROUNDS_EACH: u64 = 100_000;
+
+/// Four processes each do 100,000 rounds of `try_push` then `try_pop` on a
+/// queue of 4 slots. A process's own push has completed when its `try_pop`
+/// starts, and at most 4 items are ever queued, so every `try_pop` must
+/// return an item (its own or another's) and no `try_push` may find the
+/// queue full: the children count `Empty` after a successful own push and
+/// `Full`, and both counts must be 0. Every message pushed arrives exactly
+/// once (the bitmap; the parent drains what is left at the end).
+///
+/// Before `try_pop` waited out a producer caught between its claim and its
+/// publish, this counted hundreds of false `Empty`s per 100,000 rounds.
+#[test]
+fn a_pop_after_a_completed_push_never_finds_the_queue_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let q = Queue::<Msg>::create(d.join("q"), ROUNDS_CAP).unwrap();
+    let seen = Seen::create(&d.join("seen"), ROUNDS_PROCS as u64, ROUNDS_EACH);
+    let _arrived = Counter::create(d.join("arrived"), 0).unwrap();
+    let empties = Counter::create(d.join("empties"), 0).unwrap();
+    let fulls = Counter::create(d.join("fulls"), 0).unwrap();
+    let mut kids = Children::new();
+    for i in 0..ROUNDS_PROCS {
+        kids.spawn("child_push_then_pop", i, d, &ROUNDS_EACH.to_string());
+    }
+    kids.wait_all_ok_within(LONG_WATCHDOG);
+    while let Ok(m) = q.try_pop() {
+        m.validate(ROUNDS_PROCS as u64);
+        seen.mark(&m);
+    }
+    for p in 0..ROUNDS_PROCS as u64 {
+        let missing = seen.missing(p, ROUNDS_EACH);
+        assert!(
+            missing.is_empty(),
+            "producer {p}: never received {missing:?}"
+        );
+    }
+    println!(
+        "false Empty: {}, false Full: {} in {} rounds",
+        empties.load(),
+        fulls.load(),
+        ROUNDS_EACH * ROUNDS_PROCS as u64
+    );
+    assert_eq!(
+        (empties.load(), fulls.load()),
+        (0, 0),
+        "(Empty after an own push, Full with at most 3 items queued)"
+    );
+}
+
+#[test]
+fn child_push_then_pop() {
+    let Some(ctx) = common::child("child_push_then_pop") else {
+        return;
+    };
+    let n: u64 = ctx.arg_num();
+    let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+    let seen = Seen::open(&ctx.path.join("seen"), n);
+    let me = ctx.index as u64;
+    let (mut empties, mut fulls) = (0i64, 0i64);
+    barrier(&counter(&ctx.path, "arrived"), ROUNDS_PROCS);
+    for s in 0..n {
+        match q.try_push(Msg::new(me, s)) {
+            Ok(()) => {}
+            Err(TryPushError::Full(m)) => {
+                fulls += 1;
+                q.push_timeout(m, WATCHDOG).unwrap();
+            }
+            Err(e) => panic!("try_push: {e:?}"),
+        }
+        match q.try_pop() {
+            Ok(m) => {
+                m.validate(ROUNDS_PROCS as u64);
+                seen.mark(&m);
+            }
+            Err(TryPopError::Empty) => empties += 1,
+            Err(e) => panic!("try_pop: {e:?}"),
+        }
+    }
+    counter(&ctx.path, "empties").fetch_add(empties);
+    counter(&ctx.path, "fulls").fetch_add(fulls);
 }

@@ -89,10 +89,12 @@ pub fn run(data: &[u8]) {
     let dir = Scratch::new();
     let path = dir.path("shared");
     let kind = r.u8() % KINDS;
-    let cap = 1usize << (r.u8() % 4 + 1);
+    let cap_byte = r.u8();
+    let cap = 1usize << (cap_byte % 4 + 1);
     match kind {
         0 => spsc(&mut r, &path, cap),
-        1 => mpmc(&mut r, &path, cap),
+        // Bit 7: a one-slot queue.
+        1 => mpmc(&mut r, &path, if cap_byte & 0x80 != 0 { 1 } else { cap }),
         2 => bytes(&mut r, &path, cap),
         _ => cell(&mut r, &path),
     }
@@ -220,7 +222,8 @@ fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
                     q.join_timeout(Duration::ZERO),
                     q.unfinished(),
                 );
-                let _ = (q.len(), q.is_empty(), q.is_closed());
+                let _ = (q.len(), q.is_empty(), q.is_full(), q.is_closed());
+                assert!(q.len() <= q.capacity());
             }
             9 => q.close(),
             10 => {
@@ -277,7 +280,7 @@ fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
                 if let Ok(m) = rx.pop_timeout(Duration::ZERO) {
                     assert!(m.len() <= max_len);
                 }
-                let _ = (rx.len(), tx.len(), q.len());
+                let _ = (rx.len(), tx.len(), q.len(), q.is_full());
                 let _ = (rx.is_full(), tx.is_full(), rx.is_closed(), tx.is_closed());
                 let _ = (rx.is_abandoned(), tx.is_abandoned());
             }

@@ -1,13 +1,17 @@
 //! `mpmc_ops`: operation sequences on an MPMC `Queue<u32>` through several
 //! handles (optionally joinable), and on a `ByteQueue`, checked step by step
 //! against a `VecDeque`: same values, same order, same errors, the same
-//! count of unfinished tasks.
+//! count of unfinished tasks. The queue is linearizable, so a model that
+//! knows every completed push predicts every `Empty` and `Full` exactly.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use mmring::mpmc::{BATCH_MAX, ByteQueue, JoinError, Queue, QueueOptions, TaskError};
-use mmring::{BytePushError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError};
+use mmring::{
+    BytePushTimeoutError, ByteTryPushError, Closed, OpenError, PopError, PopTimeoutError,
+    PushTimeoutError, TryPopError, TryPushError,
+};
 
 use super::{Reader, Scratch, Writer};
 
@@ -19,7 +23,12 @@ pub fn run(data: &[u8]) {
     let path = dir.path("queue");
     let bpath = dir.path("bytes");
     let flags = r.u8();
-    let cap = 2usize << (flags % 5);
+    // Bit 6: one slot (a hand-off); else 2 to 32 slots.
+    let cap = if flags & 0x40 != 0 {
+        1
+    } else {
+        2usize << (flags % 5)
+    };
     let joinable = flags & 0x80 != 0;
     let max_len = usize::from(r.u8() % 40) + 1;
     let opts = QueueOptions::new().joinable(joinable);
@@ -53,9 +62,9 @@ pub fn run(data: &[u8]) {
                 } else {
                     let got = q.push_timeout(v, Duration::ZERO);
                     if closed {
-                        assert!(matches!(got, Err(PushError::Closed(x)) if x == v));
+                        assert!(matches!(got, Err(PushTimeoutError::Closed(x)) if x == v));
                     } else if full {
-                        assert!(matches!(got, Err(PushError::Timeout(x)) if x == v));
+                        assert!(matches!(got, Err(PushTimeoutError::Timeout(x)) if x == v));
                     } else {
                         assert!(got.is_ok());
                     }
@@ -94,8 +103,8 @@ pub fn run(data: &[u8]) {
             4 => {
                 let want = match items.pop_front() {
                     Some(v) => Ok(v),
-                    None if closed => Err(PopError::Closed),
-                    None => Err(PopError::Timeout),
+                    None if closed => Err(PopTimeoutError::Closed),
+                    None => Err(PopTimeoutError::Timeout),
                 };
                 assert_eq!(q.pop_timeout(Duration::ZERO), want);
             }
@@ -121,6 +130,7 @@ pub fn run(data: &[u8]) {
             7 => {
                 assert_eq!(q.len(), items.len());
                 assert_eq!(q.is_empty(), items.is_empty());
+                assert_eq!(q.is_full(), items.len() == cap);
                 assert_eq!(q.is_closed(), closed);
                 assert_eq!(q.capacity(), cap);
                 assert_eq!(q.unfinished(), unfinished);
@@ -176,24 +186,33 @@ pub fn run(data: &[u8]) {
                 let fill = r.u8();
                 let msg: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
                 let b = if r.u8() % 2 == 0 { &bq } else { &bq2 };
-                let got = if r.u8() % 2 == 0 {
-                    b.try_push(&msg)
+                let max = max_len;
+                let ok = if r.u8() % 2 == 0 {
+                    let got = b.try_push(&msg);
+                    if len > max {
+                        assert_eq!(got, Err(ByteTryPushError::TooLong { len, max }));
+                    } else if bclosed {
+                        assert_eq!(got, Err(ByteTryPushError::Closed));
+                    } else if msgs.len() == cap {
+                        assert_eq!(got, Err(ByteTryPushError::Full));
+                    }
+                    got.is_ok()
                 } else {
-                    b.push_timeout(&msg, Duration::ZERO)
+                    let got = b.push_timeout(&msg, Duration::ZERO);
+                    if len > max {
+                        assert_eq!(got, Err(BytePushTimeoutError::TooLong { len, max }));
+                    } else if bclosed {
+                        assert_eq!(got, Err(BytePushTimeoutError::Closed));
+                    } else if msgs.len() == cap {
+                        assert_eq!(got, Err(BytePushTimeoutError::Timeout));
+                    }
+                    got.is_ok()
                 };
-                if len > max_len {
-                    assert_eq!(got, Err(BytePushError::TooLong { len, max: max_len }));
-                } else if bclosed {
-                    assert_eq!(got, Err(BytePushError::Closed));
-                } else if msgs.len() == cap {
-                    assert!(matches!(
-                        got,
-                        Err(BytePushError::Full | BytePushError::Timeout)
-                    ));
-                } else {
-                    assert_eq!(got, Ok(()));
+                assert_eq!(ok, len <= max && !bclosed && msgs.len() < cap);
+                if ok {
                     msgs.push_back(msg);
                 }
+                assert_eq!(b.is_full(), msgs.len() == cap);
             }
             13 => {
                 let b = if r.u8() % 2 == 0 { &bq } else { &bq2 };
@@ -213,8 +232,8 @@ pub fn run(data: &[u8]) {
                 let got = b.pop_timeout(Duration::ZERO);
                 match msgs.pop_front() {
                     Some(m) => assert_eq!(got, Ok(m)),
-                    None if bclosed => assert_eq!(got, Err(PopError::Closed)),
-                    None => assert_eq!(got, Err(PopError::Timeout)),
+                    None if bclosed => assert_eq!(got, Err(PopTimeoutError::Closed)),
+                    None => assert_eq!(got, Err(PopTimeoutError::Timeout)),
                 }
                 assert_eq!(bq.len(), msgs.len());
                 assert_eq!(bq2.max_len(), max_len);
@@ -233,11 +252,15 @@ pub fn run(data: &[u8]) {
     assert_eq!(qs[0].try_pop(), Err(TryPopError::Closed));
 }
 
-/// Seeds: every operation, joinable and not, at capacities 2 and 32; fill,
-/// wrap and drain with batches; a close that consumers drain through.
+/// Seeds: every operation, joinable and not, at capacities 1, 2 and 32;
+/// fill, wrap and drain with batches; a close that consumers drain through.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    for (name, flags) in [("every_op_cap2", 0u8), ("every_op_cap32_joinable", 0x84)] {
+    for (name, flags) in [
+        ("every_op_cap2", 0u8),
+        ("every_op_cap32_joinable", 0x84),
+        ("every_op_cap1_joinable", 0xc0),
+    ] {
         let mut w = Writer::default();
         w.u8(flags).u8(7);
         for op in 0..OPS {

@@ -97,7 +97,7 @@ fn push_or_block(q: &RawQueue<'_>, v: u64, seen: &Seen) {
         Ok(()) => {}
         Err(TryPushError::Full(())) => {
             seen.note("producer saw full");
-            q.push_with_until(|w| w[0].store(v, Relaxed), None).unwrap();
+            q.push_with(|w| w[0].store(v, Relaxed)).unwrap();
         }
         Err(TryPushError::Closed(())) => panic!("nobody closes"),
     }
@@ -109,7 +109,7 @@ fn pop_or_block(q: &RawQueue<'_>, seen: &Seen) -> u64 {
         Ok(v) => v,
         Err(TryPopError::Empty) => {
             seen.note("consumer saw empty");
-            q.pop_with_until(|w| w[0].load(Relaxed), None).unwrap()
+            q.pop_with(|w| w[0].load(Relaxed)).unwrap()
         }
         Err(TryPopError::Closed) => panic!("nobody closes"),
     }
@@ -245,7 +245,7 @@ fn one_producer_two_consumers_across_the_wrap() {
     );
 }
 
-/// Two consumers block in `pop_with_until(None)` on an empty queue; the
+/// Two consumers block in `pop_with` on an empty queue; the
 /// main thread pushes one item, then closes. One consumer gets the item,
 /// the other `Closed`; neither may stay asleep (a lost wake-up is a loom
 /// deadlock). Whether a consumer was registered as a sleeper when the
@@ -267,7 +267,7 @@ fn close_wakes_every_blocked_pop() {
                     let m = m.clone();
                     thread::spawn(move || {
                         m.start();
-                        m.q().pop_with_until(|w| w[0].load(Relaxed), None)
+                        m.q().pop_with(|w| w[0].load(Relaxed))
                     })
                 })
                 .collect();
@@ -294,7 +294,7 @@ fn close_wakes_every_blocked_pop() {
     );
 }
 
-/// Two producers block in `push_with_until(None)` on a full queue
+/// Two producers block in `push_with` on a full queue
 /// (capacity 2, prefilled with 1 and 2). The main thread pops one item,
 /// making room for one push, then closes. At most one push lands; the
 /// other producer (or both) is refused with `Closed`, and nobody stays
@@ -321,7 +321,7 @@ fn close_wakes_every_blocked_push() {
                     let m = m.clone();
                     thread::spawn(move || {
                         m.start();
-                        m.q().push_with_until(|w| w[0].store(v, Relaxed), None)
+                        m.q().push_with(|w| w[0].store(v, Relaxed))
                     })
                 })
                 .collect();
@@ -370,7 +370,7 @@ fn close_wakes_every_blocked_push() {
 }
 
 /// A producer thread pushes 7; the main thread waits for it to finish
-/// (`join`), then closes; a consumer blocks in `pop_with_until(None)`
+/// (`join`), then closes; a consumer blocks in `pop_with`
 /// twice. The push happens before the close, so the consumer must get 7
 /// and only then `Closed`: a consumer that sees the close must also see
 /// every push ordered before it (the close's Release, the pop's Acquire).
@@ -387,9 +387,9 @@ fn a_push_that_happens_before_close_is_never_lost() {
                 thread::spawn(move || {
                     m.start();
                     let q = m.q();
-                    let first = q.pop_with_until(|w| w[0].load(Relaxed), None);
+                    let first = q.pop_with(|w| w[0].load(Relaxed));
                     let late = closed.get();
-                    (first, q.pop_with_until(|w| w[0].load(Relaxed), None), late)
+                    (first, q.pop_with(|w| w[0].load(Relaxed)), late)
                 })
             };
             let producer = {
@@ -454,7 +454,7 @@ fn a_push_racing_close_is_refused_or_delivered() {
     });
 }
 
-/// A consumer blocks in `pop_with_until(None)` twice; the main thread
+/// A consumer blocks in `pop_with` twice; the main thread
 /// pushes 1 and 2 with one `push_batch_with`. The batch's single wake-up
 /// must reach the sleeper (a lost one is a loom deadlock).
 #[test]
@@ -469,8 +469,8 @@ fn a_batch_push_wakes_a_blocked_pop() {
                 thread::spawn(move || {
                     m.start();
                     let q = m.q();
-                    let a = q.pop_with_until(|w| w[0].load(Relaxed), None).unwrap();
-                    let b = q.pop_with_until(|w| w[0].load(Relaxed), None).unwrap();
+                    let a = q.pop_with(|w| w[0].load(Relaxed)).unwrap();
+                    let b = q.pop_with(|w| w[0].load(Relaxed)).unwrap();
                     [a, b]
                 })
             };
@@ -492,7 +492,7 @@ fn a_batch_push_wakes_a_blocked_pop() {
     );
 }
 
-/// A producer blocks in `push_with_until(None)` on a full queue (capacity
+/// A producer blocks in `push_with` on a full queue (capacity
 /// 2, holding 1 and 2); the main thread takes both with one
 /// `pop_batch_with`, then pops the producer's 3 (blocking). The batch's
 /// wake-up must reach the sleeping producer (a lost one is a deadlock).
@@ -510,9 +510,7 @@ fn a_batch_pop_wakes_a_blocked_push() {
                 let m = m.clone();
                 thread::spawn(move || {
                     m.start();
-                    m.q()
-                        .push_with_until(|w| w[0].store(3, Relaxed), None)
-                        .unwrap();
+                    m.q().push_with(|w| w[0].store(3, Relaxed)).unwrap();
                 })
             };
             m.start();
@@ -529,7 +527,7 @@ fn a_batch_pop_wakes_a_blocked_push() {
             } else {
                 "no sleeper at the batch"
             });
-            got.push(q.pop_with_until(|w| w[0].load(Relaxed), None).unwrap());
+            got.push(q.pop_with(|w| w[0].load(Relaxed)).unwrap());
             assert_eq!(got, [1, 2, 3]);
             producer.join().unwrap();
         },
@@ -684,7 +682,7 @@ fn byte_messages_of_different_lengths_arrive_whole() {
                                 Ok(()) => {}
                                 Err(TryPushError::Full(())) => {
                                     seen.note("producer saw full");
-                                    q.push_with_until(|w| write_msg(w, &mg), None).unwrap();
+                                    q.push_with(|w| write_msg(w, &mg)).unwrap();
                                 }
                                 Err(TryPushError::Closed(())) => panic!("nobody closes"),
                             }
@@ -699,7 +697,7 @@ fn byte_messages_of_different_lengths_arrive_whole() {
                     Ok(v) => v,
                     Err(TryPopError::Empty) => {
                         seen.note("consumer saw empty");
-                        q.pop_with_until(read_msg, None).unwrap()
+                        q.pop_with(read_msg).unwrap()
                     }
                     Err(TryPopError::Closed) => panic!("nobody closes"),
                 })
@@ -885,5 +883,248 @@ fn a_producer_a_lap_behind_never_takes_a_later_laps_slot() {
         pushed.sort_unstable();
         got.sort_unstable();
         assert_eq!(got, pushed, "every item pushed arrives exactly once");
+    });
+}
+
+/// The sequence word of slot `i` (`docs/FORMAT.md`: `2p` free for position
+/// `p`, `2p + 1` holding it), for the coverage notes only (Relaxed).
+fn seq_of(m: &Mem, i: usize) -> u64 {
+    m.words[i * (m.words.len() / m.cap)].load(Relaxed)
+}
+
+/// Linearizable pops: two threads each push one item and then `try_pop`,
+/// on a queue of 2. A thread's own push has returned when its pop starts,
+/// so the pop never finds the queue empty, even when the other thread
+/// claimed position 0 first and has not published it yet (the pop waits
+/// for it). Every item arrives exactly once.
+///
+/// Regression: the pop answered `Empty` when the slot at the head was
+/// claimed and unpublished, though the tail was past it and a completed
+/// push sat behind it.
+#[test]
+fn a_pop_after_a_completed_push_never_finds_the_queue_empty() {
+    check(
+        2,
+        &[
+            "met a push in flight",
+            "each got its own",
+            "each got the other's",
+        ],
+        |seen| {
+            let m = mem(2, 1, 0);
+            let worker = |m: &Mem, v: u64, seen: &Seen| {
+                m.start();
+                let q = m.q();
+                q.try_push_with(|w| w[0].store(v, Relaxed)).unwrap();
+                // Relaxed reads, for the coverage note only: our push is
+                // done, the other claimed position 0 and has not published.
+                let s = m.ctl.snapshot();
+                if s.head == 0 && s.tail == 2 && seq_of(m, 0) == 0 {
+                    seen.note("met a push in flight");
+                }
+                match q.try_pop_with(|w| w[0].load(Relaxed)) {
+                    Ok(got) => got,
+                    Err(e) => panic!("{v}: pop after its own push: {e:?}"),
+                }
+            };
+            let other = {
+                let (m, seen) = (m.clone(), seen.clone());
+                thread::spawn(move || worker(&m, 2, &seen))
+            };
+            let mine = worker(&m, 1, seen);
+            let theirs = other.join().unwrap();
+            let mut all = [mine, theirs];
+            seen.note(if all == [1, 2] {
+                "each got its own"
+            } else {
+                "each got the other's"
+            });
+            all.sort_unstable();
+            assert_eq!(all, [1, 2], "every item exactly once");
+            assert_eq!(
+                m.q().try_pop_with(|w| w[0].load(Relaxed)),
+                Err(TryPopError::Empty)
+            );
+        },
+    );
+}
+
+/// A batch pop meets a producer in flight: producers push 11 and 21 on a
+/// queue of 2; once 21's push has returned (the main thread joins it),
+/// `pop_batch_with` must return at least one item, never 0, even when 11's
+/// producer claimed position 0 and has not published it: the batch waits
+/// it out. Then the rest arrives; every item exactly once.
+#[test]
+fn a_batch_pop_waits_out_a_producer_in_flight() {
+    check(
+        2,
+        &["met 11 in flight", "batch of 2", "batch of 1"],
+        |seen| {
+            let m = mem(2, 1, 0);
+            let p1 = {
+                let m = m.clone();
+                thread::spawn(move || {
+                    m.start();
+                    m.q().try_push_with(|w| w[0].store(11, Relaxed)).unwrap();
+                })
+            };
+            let p2 = {
+                let m = m.clone();
+                thread::spawn(move || {
+                    m.start();
+                    m.q().try_push_with(|w| w[0].store(21, Relaxed)).unwrap();
+                })
+            };
+            m.start();
+            p2.join().unwrap();
+            let q = m.q();
+            // Relaxed reads, for the coverage note only.
+            if m.ctl.snapshot().tail == 2 && seq_of(&m, 0) == 0 {
+                seen.note("met 11 in flight");
+            }
+            let mut got = Vec::new();
+            let n = q
+                .pop_batch_with(2, |_, w| got.push(w[0].load(Relaxed)))
+                .unwrap();
+            assert!(n > 0, "a batch found nothing after 21's push returned");
+            seen.note(format!("batch of {n}"));
+            p1.join().unwrap();
+            while let Ok(v) = q.try_pop_with(|w| w[0].load(Relaxed)) {
+                got.push(v);
+            }
+            got.sort_unstable();
+            assert_eq!(got, [11, 21], "every item exactly once");
+        },
+    );
+}
+
+/// The push side: a full queue of 2 (items 1 and 2); two consumers pop one
+/// each; once the second consumer's pop has returned (joined), a
+/// `try_push` must find room, even when the first consumer claimed its
+/// item and has not freed the slot yet: the push waits it out. Every item
+/// arrives exactly once.
+#[test]
+fn a_push_after_a_completed_pop_never_finds_the_queue_full() {
+    check(2, &["met a pop in flight", "slot already free"], |seen| {
+        let m = mem(2, 1, 0);
+        let q = m.q();
+        for v in [1, 2] {
+            q.try_push_with(|w| w[0].store(v, Relaxed)).unwrap();
+        }
+        let c1 = {
+            let m = m.clone();
+            thread::spawn(move || {
+                m.start();
+                m.q().try_pop_with(|w| w[0].load(Relaxed)).unwrap()
+            })
+        };
+        let c2 = {
+            let m = m.clone();
+            thread::spawn(move || {
+                m.start();
+                m.q().try_pop_with(|w| w[0].load(Relaxed)).unwrap()
+            })
+        };
+        m.start();
+        let second = c2.join().unwrap();
+        // Relaxed reads, for the coverage note only: slot 0 still holds
+        // position 0 (sequence 1) though the head is past it.
+        seen.note(if m.ctl.snapshot().head == 2 && seq_of(&m, 0) == 1 {
+            "met a pop in flight"
+        } else {
+            "slot already free"
+        });
+        assert_eq!(
+            q.try_push_with(|w| w[0].store(3, Relaxed)),
+            Ok(()),
+            "a push found the queue full after a pop returned"
+        );
+        let first = c1.join().unwrap();
+        let mut got = vec![
+            first,
+            second,
+            q.try_pop_with(|w| w[0].load(Relaxed)).unwrap(),
+        ];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3], "every item exactly once");
+    });
+}
+
+/// Capacity 1: a producer pushes 1, 2, 3 (blocking while the one slot is
+/// taken), the main thread pops three times (blocking while empty). With
+/// one slot, "holds position p" and "free for position p + 1" must differ
+/// (sequences count half-steps): every item arrives exactly once, in order.
+#[test]
+fn capacity_one_hands_each_item_over_once() {
+    check(2, &["producer saw full", "consumer saw empty"], |seen| {
+        let m = mem(1, 1, 0);
+        let producer = {
+            let (m, seen) = (m.clone(), seen.clone());
+            thread::spawn(move || {
+                m.start();
+                let q = m.q();
+                for v in 1..=3 {
+                    push_or_block(&q, v, &seen);
+                }
+            })
+        };
+        m.start();
+        let q = m.q();
+        let got: Vec<u64> = (0..3).map(|_| pop_or_block(&q, seen)).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [1, 2, 3]);
+        assert_eq!(
+            q.try_pop_with(|w| w[0].load(Relaxed)),
+            Err(TryPopError::Empty)
+        );
+        assert!(!q.is_full() && q.is_empty());
+    });
+}
+
+/// Capacity 1, full (item 1), with a close: a producer blocks pushing 2,
+/// the main thread pops 1 and closes. The push lands (before the close) or
+/// is refused; the drain after the close returns exactly what landed, then
+/// `Closed`; nobody stays asleep.
+#[test]
+fn capacity_one_full_then_closed() {
+    check(3, &["push landed", "push refused"], |seen| {
+        let m = mem(1, 1, 0);
+        let q = m.q();
+        q.try_push_with(|w| w[0].store(1, Relaxed)).unwrap();
+        assert!(q.is_full());
+        assert_eq!(
+            q.try_push_with(|w| w[0].store(9, Relaxed)),
+            Err(TryPushError::Full(()))
+        );
+        let producer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                m.start();
+                m.q().push_with(|w| w[0].store(2, Relaxed))
+            })
+        };
+        m.start();
+        assert_eq!(q.try_pop_with(|w| w[0].load(Relaxed)), Ok(1));
+        q.close();
+        let pushed = producer.join().unwrap();
+        let mut rest = Vec::new();
+        loop {
+            match q.try_pop_with(|w| w[0].load(Relaxed)) {
+                Ok(v) => rest.push(v),
+                Err(TryPopError::Closed) => break,
+                Err(TryPopError::Empty) => panic!("closed, the push returned, yet not drained"),
+            }
+        }
+        match pushed {
+            Ok(()) => {
+                seen.note("push landed");
+                assert_eq!(rest, [2]);
+            }
+            Err(PushError::Closed(())) => {
+                seen.note("push refused");
+                assert!(rest.is_empty());
+            }
+            Err(e) => panic!("push: {e:?}"),
+        }
     });
 }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::{Control, FLAG_JOINABLE, JoinError, RawQueue, TaskError};
 use crate::error::{
-    BytePushError, Closed, OpenError, PopError, PushError, TryPopError, TryPushError,
+    BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, OpenError, PopError,
+    PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
 };
 use crate::layout::{Kind, RING_CONTROL_SIZE, bytes_type};
 use crate::pod::{Payload, TypeInfo};
@@ -56,7 +57,7 @@ impl Mapped {
     fn new(region: Region) -> Self {
         let desc = region.descriptor();
         let capacity = desc.capacity as usize;
-        let words = (desc.body_size - RING_CONTROL_SIZE) as usize / 8;
+        let words = desc.body_size.saturating_sub(RING_CONTROL_SIZE) as usize / 8;
         let stride = desc.slot_size as usize / 8;
         let ctl = &region.body::<Control>(0, 1)[0];
         let slots = region.body::<AtomicU64>(RING_CONTROL_SIZE as usize, capacity * stride);
@@ -149,9 +150,10 @@ macro_rules! common_methods {
         /// Recovers, now, the slots that processes which died mid-push or
         /// mid-pop left claimed (see "Processes that die" on [`Queue`]);
         /// returns how many. Blocked `push`/`pop` calls do this on their
-        /// own every [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK); a
-        /// process that only polls with `try_push`/`try_pop` can call it
-        /// when it keeps finding the queue full or empty.
+        /// own every [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK), and
+        /// `try_push`/`try_pop` do it for the one slot they meet in the
+        /// way (a dead claimer whose operation had counted); this also
+        /// frees the slots they do not wait for.
         pub fn recover(&self) -> usize {
             self.m.raw.recover_abandoned_push() + self.m.raw.recover_abandoned_pop()
         }
@@ -188,14 +190,28 @@ macro_rules! common_methods {
             self.m.raw.capacity()
         }
 
-        /// Items in the queue (out of date as soon as it returns).
+        /// Items in the queue that a pop can take now: published items,
+        /// not pushes in flight (claimed, not yet written) nor items a
+        /// consumer is taking. Looks at each slot from the head to the
+        /// tail, so it costs O(items). Out of date as soon as it returns,
+        /// but an item pushed before the call and still queued after it
+        /// is always counted.
         pub fn len(&self) -> usize {
             self.m.raw.len()
         }
 
-        /// Whether the queue is empty (out of date as soon as it returns).
+        /// Whether [`len`](Self::len) is 0 (stops at the first item found).
+        /// Never `true` while an item pushed before the call is still
+        /// queued after it.
         pub fn is_empty(&self) -> bool {
             self.m.raw.is_empty()
+        }
+
+        /// Whether the queue is full: every slot holds an item (or a push
+        /// in flight) that no pop has claimed yet, so a push finds no
+        /// room. Out of date as soon as it returns.
+        pub fn is_full(&self) -> bool {
+            self.m.raw.is_full()
         }
 
         /// The mapped file (path, descriptor, status, flush).
@@ -277,8 +293,8 @@ impl<T: Payload> Queue<T> {
         }
     }
 
-    /// Creates a queue file with `capacity` slots (a power of two, at least
-    /// 2).
+    /// Creates a queue file with `capacity` slots (a power of two; 1 is
+    /// fine: a one-slot hand-off).
     ///
     /// # Errors
     ///
@@ -330,7 +346,15 @@ impl<T: Payload> Queue<T> {
         Mapped::open_or_create(&path, Self::expect(), capacity, opts).map(Self::wrap)
     }
 
-    /// Pushes `value` if there is room, never waiting.
+    /// Pushes `value` if there is room, never waiting for room.
+    ///
+    /// Never reports `Full` while a pop that has returned left room: a pop
+    /// still in flight in the slot at the tail (its consumer claimed the
+    /// item and has not freed the slot yet) is waited out, spinning,
+    /// yielding, then sleeping until the free wakes the call —
+    /// nanoseconds, or a time slice if that consumer was
+    /// preempted, at most [`IN_FLIGHT_PATIENCE`](crate::mpmc::IN_FLIGHT_PATIENCE)
+    /// for a stopped process — and a dead one's slot is freed on the spot.
     ///
     /// # Errors
     ///
@@ -346,40 +370,78 @@ impl<T: Payload> Queue<T> {
             })
     }
 
-    fn push_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PushError<T>> {
-        self.m
-            .raw
-            .push_with_until(|w| copy_in(w, bytemuck::bytes_of(&value)), deadline)
-            .map_err(|e| match e {
-                PushError::Closed(()) => PushError::Closed(value),
-                PushError::Disconnected(()) => PushError::Disconnected(value),
-                PushError::Timeout(()) => PushError::Timeout(value),
-            })
-    }
-
     /// Pushes `value`, sleeping (futex, after a short spin) while the queue
     /// is full.
     ///
     /// # Errors
     ///
-    /// [`PushError::Closed`] with the value.
+    /// [`PushError::Closed`] with the value. Never
+    /// [`PushError::Disconnected`]: an MPMC queue has no single consumer
+    /// whose death ends it (slots held by dead consumers are recovered
+    /// while the call waits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{PushError, mpmc::Queue};
+    ///
+    /// let q = Queue::<u32>::create(dir.path().join("q"), 1)?;
+    /// q.push(1)?;
+    /// assert!(q.is_full());
+    /// q.close();
+    /// assert_eq!(q.push(2).map_err(PushError::into_inner), Err(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
-        self.push_until(value, None)
+        self.m
+            .raw
+            .push_with(|w| copy_in(w, bytemuck::bytes_of(&value)))
+            .map_err(|_| PushError::Closed(value))
     }
 
-    /// [`Queue::push`], giving up after `timeout`.
+    /// [`Queue::push`], giving up after `timeout` (its last look waits out
+    /// a pop in flight, as [`try_push`](Self::try_push)).
     ///
     /// # Errors
     ///
-    /// As [`Queue::push`], and [`PushError::Timeout`].
-    pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_until(value, deadline(timeout))
+    /// [`PushTimeoutError::Closed`] or [`PushTimeoutError::Timeout`], with
+    /// the value; never `Disconnected`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use mmring::{PushTimeoutError, mpmc::Queue};
+    ///
+    /// let q = Queue::<u32>::create(dir.path().join("q"), 1)?;
+    /// q.push_timeout(1, Duration::from_millis(10))?;
+    /// match q.push_timeout(2, Duration::from_millis(10)) {
+    ///     Err(PushTimeoutError::Timeout(v)) => assert_eq!(v, 2),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushTimeoutError<T>> {
+        self.m
+            .raw
+            .push_with_until(
+                |w| copy_in(w, bytemuck::bytes_of(&value)),
+                deadline(timeout),
+            )
+            .map_err(|e| match e {
+                PushTimeoutError::Closed(()) => PushTimeoutError::Closed(value),
+                PushTimeoutError::Disconnected(()) => PushTimeoutError::Disconnected(value),
+                PushTimeoutError::Timeout(()) => PushTimeoutError::Timeout(value),
+            })
     }
 
     /// Pushes as many of `values` as there are free consecutive slots (up
     /// to [`BATCH_MAX`](crate::mpmc::BATCH_MAX)), moving the tail past them
     /// all at once and waking consumers once; returns how many (0 if
-    /// full).
+    /// full; a pop in flight in the slot at the tail is waited out, as by
+    /// [`try_push`](Self::try_push)).
     ///
     /// # Errors
     ///
@@ -396,12 +458,38 @@ impl<T: Payload> Queue<T> {
         v
     }
 
-    /// Pops the oldest item if there is one, never waiting.
+    /// Pops the oldest item if there is one, never waiting for one to be
+    /// pushed.
+    ///
+    /// Linearizable: never reports `Empty` while an item whose push has
+    /// returned is still queued (so "push, then pop" and drain loops that
+    /// stop at the first `Empty` lose nothing). When the slot at the head
+    /// is claimed by a producer whose push is in flight (the tail is past
+    /// it, the item not written yet), the call waits for it, spinning,
+    /// yielding, then sleeping until the publish wakes it: nanoseconds, or
+    /// a time slice if that producer was
+    /// preempted, at most
+    /// [`IN_FLIGHT_PATIENCE`](crate::mpmc::IN_FLIGHT_PATIENCE) for a
+    /// stopped process. A producer found dead is recovered on the spot (its
+    /// slot becomes a hole that is skipped).
     ///
     /// # Errors
     ///
     /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once the queue is
     /// closed and drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{TryPopError, mpmc::Queue};
+    ///
+    /// let q = Queue::<u64>::create(dir.path().join("q"), 4)?;
+    /// q.try_push(7)?;
+    /// assert_eq!(q.try_pop(), Ok(7)); // a completed push is always seen
+    /// assert_eq!(q.try_pop(), Err(TryPopError::Empty));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_pop(&self) -> Result<T, TryPopError> {
         self.m.raw.try_pop_with(Self::read)
@@ -412,24 +500,57 @@ impl<T: Payload> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`PopError::Closed`] once the queue is closed and drained.
+    /// [`PopError::Closed`] once the queue is closed and drained. Never
+    /// [`PopError::Disconnected`]: an MPMC queue has no single producer
+    /// whose death ends it (slots left by dead producers are recovered
+    /// while the call waits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{PopError, mpmc::Queue};
+    ///
+    /// let q = Queue::<u64>::create(dir.path().join("q"), 2)?;
+    /// q.push(1)?;
+    /// q.close();
+    /// assert_eq!(q.pop(), Ok(1)); // what was pushed is drained
+    /// assert_eq!(q.pop(), Err(PopError::Closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pop(&self) -> Result<T, PopError> {
-        self.m.raw.pop_with_until(Self::read, None)
+        self.m.raw.pop_with(Self::read)
     }
 
-    /// [`Queue::pop`], giving up after `timeout`.
+    /// [`Queue::pop`], giving up after `timeout` (its last look waits out a
+    /// push in flight, as [`try_pop`](Self::try_pop)).
     ///
     /// # Errors
     ///
-    /// As [`Queue::pop`], and [`PopError::Timeout`].
-    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+    /// [`PopTimeoutError::Closed`] once closed and drained, or
+    /// [`PopTimeoutError::Timeout`]; never `Disconnected`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use mmring::{PopTimeoutError, mpmc::Queue};
+    ///
+    /// let q = Queue::<u64>::create(dir.path().join("q"), 2)?;
+    /// assert_eq!(q.pop_timeout(Duration::from_millis(10)), Err(PopTimeoutError::Timeout));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopTimeoutError> {
         self.m.raw.pop_with_until(Self::read, deadline(timeout))
     }
 
     /// Pops up to `out.len()` consecutive items (up to
     /// [`BATCH_MAX`](crate::mpmc::BATCH_MAX)), moving the head past them
     /// all at once and waking producers once; returns how many (0 if
-    /// empty).
+    /// empty). Linearizable as [`try_pop`](Self::try_pop): it waits out a
+    /// push in flight at the head rather than return 0 with completed
+    /// pushes queued behind it.
     ///
     /// # Errors
     ///
@@ -497,7 +618,7 @@ impl ByteQueue {
         Self { m, max_len }
     }
 
-    /// Creates a queue file of `capacity` slots (a power of two, at least 2)
+    /// Creates a queue file of `capacity` slots (a power of two, 1 included)
     /// for messages of up to `max_len` bytes (1 to 65536).
     ///
     /// # Errors
@@ -554,41 +675,41 @@ impl ByteQueue {
         }
     }
 
-    fn check_len(&self, msg: &[u8]) -> Result<(), BytePushError> {
-        if msg.len() > self.max_len {
-            return Err(BytePushError::TooLong {
-                len: msg.len(),
-                max: self.max_len,
-            });
-        }
-        Ok(())
+    /// `Some((len, max))` if `msg` is longer than a slot holds.
+    fn too_long(&self, msg: &[u8]) -> Option<(usize, usize)> {
+        (msg.len() > self.max_len).then_some((msg.len(), self.max_len))
     }
 
-    /// Pushes `msg` if there is room, never waiting.
+    /// Pushes `msg` if there is room, never waiting for room (a pop in flight in
+    /// the slot at the tail is waited out, as by [`Queue::try_push`]).
     ///
     /// # Errors
     ///
-    /// [`BytePushError::TooLong`], [`BytePushError::Full`] or
-    /// [`BytePushError::Closed`].
-    pub fn try_push(&self, msg: &[u8]) -> Result<(), BytePushError> {
-        self.check_len(msg)?;
+    /// [`ByteTryPushError::TooLong`], [`ByteTryPushError::Full`] or
+    /// [`ByteTryPushError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{ByteTryPushError, mpmc::{ByteQueue, QueueOptions}};
+    ///
+    /// let q = ByteQueue::create(dir.path().join("q"), 1, 8, &QueueOptions::new())?;
+    /// q.try_push(b"one")?;
+    /// assert_eq!(q.try_push(b"two"), Err(ByteTryPushError::Full));
+    /// assert!(matches!(q.try_push(&[0; 9]), Err(ByteTryPushError::TooLong { len: 9, max: 8 })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_push(&self, msg: &[u8]) -> Result<(), ByteTryPushError> {
+        if let Some((len, max)) = self.too_long(msg) {
+            return Err(ByteTryPushError::TooLong { len, max });
+        }
         self.m
             .raw
             .try_push_with(Self::write(msg))
             .map_err(|e| match e {
-                TryPushError::Full(()) => BytePushError::Full,
-                TryPushError::Closed(()) => BytePushError::Closed,
-            })
-    }
-
-    fn push_until(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), BytePushError> {
-        self.check_len(msg)?;
-        self.m
-            .raw
-            .push_with_until(Self::write(msg), deadline)
-            .map_err(|e| match e {
-                PushError::Timeout(()) => BytePushError::Timeout,
-                PushError::Closed(()) | PushError::Disconnected(()) => BytePushError::Closed,
+                TryPushError::Full(()) => ByteTryPushError::Full,
+                TryPushError::Closed(()) => ByteTryPushError::Closed,
             })
     }
 
@@ -596,18 +717,64 @@ impl ByteQueue {
     ///
     /// # Errors
     ///
-    /// [`BytePushError::TooLong`] or [`BytePushError::Closed`].
+    /// [`BytePushError::TooLong`] or [`BytePushError::Closed`] (never
+    /// anything else: a blocking push does not time out, and an MPMC queue
+    /// has no single consumer whose death ends it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{BytePushError, mpmc::{ByteQueue, QueueOptions}};
+    ///
+    /// let q = ByteQueue::create(dir.path().join("q"), 2, 8, &QueueOptions::new())?;
+    /// q.push(b"hello")?;
+    /// q.close();
+    /// assert_eq!(q.push(b"late"), Err(BytePushError::Closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn push(&self, msg: &[u8]) -> Result<(), BytePushError> {
-        self.push_until(msg, None)
+        if let Some((len, max)) = self.too_long(msg) {
+            return Err(BytePushError::TooLong { len, max });
+        }
+        self.m
+            .raw
+            .push_with(Self::write(msg))
+            .map_err(|_| BytePushError::Closed)
     }
 
     /// [`ByteQueue::push`], giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`ByteQueue::push`], and [`BytePushError::Timeout`].
-    pub fn push_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), BytePushError> {
-        self.push_until(msg, deadline(timeout))
+    /// [`BytePushTimeoutError::TooLong`], [`BytePushTimeoutError::Closed`]
+    /// or [`BytePushTimeoutError::Timeout`] (never `Disconnected`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use mmring::{BytePushTimeoutError, mpmc::{ByteQueue, QueueOptions}};
+    ///
+    /// let q = ByteQueue::create(dir.path().join("q"), 1, 8, &QueueOptions::new())?;
+    /// q.push(b"one")?;
+    /// let wait = Duration::from_millis(10);
+    /// assert_eq!(q.push_timeout(b"two", wait), Err(BytePushTimeoutError::Timeout));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), BytePushTimeoutError> {
+        if let Some((len, max)) = self.too_long(msg) {
+            return Err(BytePushTimeoutError::TooLong { len, max });
+        }
+        self.m
+            .raw
+            .push_with_until(Self::write(msg), deadline(timeout))
+            .map_err(|e| match e {
+                PushTimeoutError::Closed(()) => BytePushTimeoutError::Closed,
+                PushTimeoutError::Disconnected(()) => BytePushTimeoutError::Disconnected,
+                PushTimeoutError::Timeout(()) => BytePushTimeoutError::Timeout,
+            })
     }
 
     /// Reads a slot's message into `out` (at most `min(max_len, out.len())`
@@ -623,9 +790,10 @@ impl ByteQueue {
         len
     }
 
-    /// Pops the oldest message into `out`, never waiting; its length. A
+    /// Pops the oldest message into `out`, never waiting for one; its length. A
     /// message longer than `out` is cut to `out.len()` (size `out` to
-    /// [`max_len`](Self::max_len) to never cut).
+    /// [`max_len`](Self::max_len) to never cut). Linearizable, and waits
+    /// out a push in flight at the head, as [`Queue::try_pop`].
     ///
     /// # Errors
     ///
@@ -640,39 +808,38 @@ impl ByteQueue {
     ///
     /// # Errors
     ///
-    /// [`PopError::Closed`] once closed and drained.
+    /// [`PopError::Closed`] once closed and drained (never `Disconnected`).
     pub fn pop_into(&self, out: &mut [u8]) -> Result<usize, PopError> {
         let max = self.max_len;
-        self.m
-            .raw
-            .pop_with_until(|w| Self::read_into(max, w, out), None)
+        self.m.raw.pop_with(|w| Self::read_into(max, w, out))
     }
 
     /// Pops the oldest message, sleeping while empty.
     ///
     /// # Errors
     ///
-    /// [`PopError::Closed`] once closed and drained.
+    /// [`PopError::Closed`] once closed and drained (never `Disconnected`).
     pub fn pop(&self) -> Result<Vec<u8>, PopError> {
-        self.pop_until(None)
+        let max = self.max_len;
+        let mut buf = vec![0u8; max];
+        let len = self.m.raw.pop_with(|w| Self::read_into(max, w, &mut buf))?;
+        buf.truncate(len);
+        Ok(buf)
     }
 
     /// [`ByteQueue::pop`], giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`ByteQueue::pop`], and [`PopError::Timeout`].
-    pub fn pop_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PopError> {
-        self.pop_until(deadline(timeout))
-    }
-
-    fn pop_until(&self, deadline: Option<Instant>) -> Result<Vec<u8>, PopError> {
+    /// [`PopTimeoutError::Closed`] once closed and drained, or
+    /// [`PopTimeoutError::Timeout`] (never `Disconnected`).
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PopTimeoutError> {
         let max = self.max_len;
         let mut buf = vec![0u8; max];
         let len = self
             .m
             .raw
-            .pop_with_until(|w| Self::read_into(max, w, &mut buf), deadline)?;
+            .pop_with_until(|w| Self::read_into(max, w, &mut buf), deadline(timeout))?;
         buf.truncate(len);
         Ok(buf)
     }
@@ -697,9 +864,127 @@ mod tests {
         }));
         assert!(died.is_err());
         q.try_push(7).unwrap();
-        assert_eq!(q.try_pop(), Err(TryPopError::Empty), "stuck behind it");
+        assert_eq!(q.len(), 1, "7 is published, the dead claim is not");
         assert_eq!(q.recover(), 1);
         assert_eq!(q.recover(), 0);
         assert_eq!(q.try_pop(), Ok(7));
+        // The same death met by `try_pop` first: recovered on the spot.
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = dying.try_push_with(|_| panic!("killed"));
+        }));
+        assert!(died.is_err());
+        q.try_push(8).unwrap();
+        assert_eq!(q.try_pop(), Ok(8), "not stuck behind the dead claim");
+        assert_eq!(q.recover(), 0);
+        assert_eq!(q.try_pop(), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn capacity_one_hands_over_one_item_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::<u64>::create(dir.path().join("q"), 1).unwrap();
+        assert_eq!(
+            (q.capacity(), q.len(), q.is_empty(), q.is_full()),
+            (1, 0, true, false)
+        );
+        for v in 0..5 {
+            q.try_push(v).unwrap();
+            assert_eq!((q.len(), q.is_empty(), q.is_full()), (1, false, true));
+            assert_eq!(q.try_push(99), Err(TryPushError::Full(99)));
+            assert_eq!(q.push_slice(&[99, 98]), Ok(0));
+            assert_eq!(q.try_pop(), Ok(v));
+            assert_eq!(q.try_pop(), Err(TryPopError::Empty));
+        }
+        assert_eq!(q.push_slice(&[7, 8]), Ok(1));
+        let mut out = [0u64; 4];
+        assert_eq!(q.pop_slice(&mut out), Ok(1));
+        assert_eq!(out[0], 7);
+        q.push(9).unwrap();
+        assert_eq!(
+            q.push_timeout(10, Duration::from_millis(5)),
+            Err(PushTimeoutError::Timeout(10))
+        );
+        q.close();
+        assert_eq!(q.try_push(11), Err(TryPushError::Closed(11)));
+        assert_eq!(q.pop(), Ok(9));
+        assert_eq!(q.pop(), Err(PopError::Closed));
+        assert_eq!(q.try_pop(), Err(TryPopError::Closed));
+        assert_eq!(q.pop_timeout(Duration::ZERO), Err(PopTimeoutError::Closed));
+        assert_eq!(q.pop_slice(&mut out), Err(Closed));
+
+        let b = ByteQueue::create(dir.path().join("b"), 1, 4, &QueueOptions::new()).unwrap();
+        b.try_push(b"ab").unwrap();
+        assert!(b.is_full());
+        assert_eq!(b.try_push(b"cd"), Err(ByteTryPushError::Full));
+        assert_eq!(
+            b.push_timeout(b"cd", Duration::ZERO),
+            Err(BytePushTimeoutError::Timeout)
+        );
+        assert_eq!(b.pop(), Ok(b"ab".to_vec()));
+        b.push(b"").unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(b.try_pop_into(&mut buf), Ok(0));
+        let again = ByteQueue::open_or_create(dir.path().join("b"), 1, 4, &QueueOptions::new());
+        assert_eq!(again.unwrap().capacity(), 1);
+    }
+
+    /// The in-process version of `a_pop_after_a_completed_push_never_finds_
+    /// the_queue_empty` (tests/mpmc_procs.rs): four threads each push then
+    /// pop on a queue of 4 slots; a pop after a completed own push never
+    /// finds the queue empty, and no push finds it full (at most 3 other
+    /// items are ever queued).
+    #[test]
+    fn threads_that_push_then_pop_never_see_a_false_empty_or_full() {
+        const THREADS: u64 = 4;
+        let rounds: u64 = if cfg!(debug_assertions) {
+            20_000
+        } else {
+            100_000
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q");
+        let _q = Queue::<u64>::create(&path, 4).unwrap();
+        let start = std::sync::Barrier::new(THREADS as usize);
+        let (empties, fulls, got) = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (path, start) = (&path, &start);
+                    s.spawn(move || {
+                        let q = Queue::<u64>::open(path).unwrap();
+                        let (mut empties, mut fulls, mut got) = (0, 0, Vec::new());
+                        start.wait();
+                        for i in 0..rounds {
+                            if let Err(TryPushError::Full(v)) = q.try_push(t << 32 | i) {
+                                fulls += 1;
+                                q.push(v).unwrap();
+                            }
+                            match q.try_pop() {
+                                Ok(v) => got.push(v),
+                                Err(_) => empties += 1,
+                            }
+                        }
+                        (empties, fulls, got)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).fold(
+                (0, 0, Vec::new()),
+                |(e, f, mut all), (e1, f1, g)| {
+                    all.extend(g);
+                    (e + e1, f + f1, all)
+                },
+            )
+        });
+        let q = Queue::<u64>::open(&path).unwrap();
+        let mut all = got;
+        while let Ok(v) = q.try_pop() {
+            all.push(v);
+        }
+        all.sort_unstable();
+        let want: Vec<u64> = (0..THREADS)
+            .flat_map(|t| (0..rounds).map(move |i| t << 32 | i))
+            .collect();
+        assert!(all == want, "items lost or repeated");
+        assert_eq!((empties, fulls), (0, 0), "(false Empty, false Full)");
     }
 }
