@@ -286,12 +286,10 @@ pub enum PushError<T> {
     /// The ring was closed (by either side).
     #[error("ring closed")]
     Closed(T),
-    /// The consumer died (its pid is gone) while the ring was full.
-    #[error("consumer disconnected (its process is gone)")]
+    /// The consumer is gone (an SPSC ring's consumer role is free or its
+    /// process died) while the ring was full. Never from an MPMC queue.
+    #[error("consumer disconnected")]
     Disconnected(T),
-    /// The timeout passed with the ring still full.
-    #[error("timed out with the ring full")]
-    Timeout(T),
 }
 
 /// Why a timed [`push_timeout`](crate::spsc::Producer::push_timeout) did
@@ -315,7 +313,6 @@ impl<T> From<PushError<T>> for PushTimeoutError<T> {
         match e {
             PushError::Closed(v) => Self::Closed(v),
             PushError::Disconnected(v) => Self::Disconnected(v),
-            PushError::Timeout(v) => Self::Timeout(v),
         }
     }
 }
@@ -337,13 +334,11 @@ pub enum PopError {
     /// The ring is empty and closed: nothing more will come.
     #[error("ring closed")]
     Closed,
-    /// The ring is empty and its producer died (its pid is gone) without
-    /// closing it: everything it committed has been received.
-    #[error("producer disconnected (its process is gone)")]
+    /// The ring is empty and no producer holds it (an SPSC ring's producer
+    /// role is free or its process died) without closing it: everything it
+    /// committed has been received. Never from an MPMC queue.
+    #[error("producer disconnected")]
     Disconnected,
-    /// The timeout passed with the ring still empty.
-    #[error("timed out with the ring empty")]
-    Timeout,
 }
 
 /// Why a timed [`pop_timeout`](crate::spsc::Consumer::pop_timeout)
@@ -367,7 +362,6 @@ impl From<PopError> for PopTimeoutError {
         match e {
             PopError::Closed => Self::Closed,
             PopError::Disconnected => Self::Disconnected,
-            PopError::Timeout => Self::Timeout,
         }
     }
 }
@@ -405,8 +399,7 @@ macro_rules! into_inner_and_debug {
 into_inner_and_debug!(TryPushError { Full, Closed });
 into_inner_and_debug!(PushError {
     Closed,
-    Disconnected,
-    Timeout
+    Disconnected
 });
 into_inner_and_debug!(PushTimeoutError {
     Closed,
@@ -419,7 +412,8 @@ into_inner_and_debug!(PushTimeoutError {
 #[error("ring closed")]
 pub struct Closed;
 
-/// Why a byte message could not be pushed.
+/// Why a blocking byte-message push (`push`) did not push (a blocking call
+/// has no deadline: see [`BytePushTimeoutError`] for the timed one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BytePushError {
     /// The message is longer than the queue's slots.
@@ -430,15 +424,9 @@ pub enum BytePushError {
         /// The queue's maximum.
         max: usize,
     },
-    /// The queue is full.
-    #[error("queue full")]
-    Full,
     /// The queue was closed.
     #[error("queue closed")]
     Closed,
-    /// The timeout passed with the queue still full.
-    #[error("timed out with the queue full")]
-    Timeout,
     /// The reading side is gone (an SPSC byte ring's consumer role is free
     /// or its process died) while there was no room.
     #[error("consumer disconnected")]
