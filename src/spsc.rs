@@ -251,7 +251,57 @@ impl Control {
     /// The pid of a live holder (this process included: one handle per
     /// role).
     pub fn claim(&self, role: Role, me: u32) -> Result<(), u32> {
-        claim_role(self.role(role), me)
+        claim_role(self.role(role), me)?;
+        // After the role word changed (the state `wait_for` checks): the
+        // wait point's protocol, see `WaitPoint::notify`.
+        self.peer_point(role).notify();
+        Ok(())
+    }
+
+    /// The wait point the other side of `role` sleeps on: a consumer waits
+    /// for data (and for a producer), a producer for room (and a consumer).
+    fn peer_point(&self, role: Role) -> WaitPoint<'_> {
+        match role {
+            Role::Producer => self.data(),
+            Role::Consumer => self.space(),
+        }
+    }
+
+    /// Waits until a live process holds `role` (`true`), or the ring is
+    /// closed or `deadline` passes (`false`). Asleep on the futex while it
+    /// waits: a claim wakes it at once; a holder that is a dead process is
+    /// not counted (its role is free for the taking).
+    pub fn wait_for(&self, role: Role, deadline: Option<Instant>) -> bool {
+        let mut dead = 0;
+        loop {
+            if self.is_closed() {
+                return false;
+            }
+            let pid = self.holder(role);
+            if pid != 0 && pid != dead {
+                if crate::pid::is_alive(pid) {
+                    return true;
+                }
+                dead = pid;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            let slice = now.checked_add(PEER_CHECK).unwrap_or(now);
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            // A timeout only ends the slice: look again (and re-probe a
+            // dead holder's replacement).
+            let _ = self.peer_point(role).wait_until(Some(until), || {
+                // Acquire: pairs with the AcqRel claim in `claim_role` (the
+                // wait point's protocol asks its checks for Acquire loads).
+                let now = self.role(role).load(Ordering::Acquire);
+                // Acquire (closed): pairs with the Release `fetch_or` in
+                // `close`.
+                let closed = self.closed.load(Ordering::Acquire) != 0;
+                (closed || (now != 0 && now != dead)).then_some(())
+            });
+        }
     }
 
     /// Gives `role` back if `me` still holds it, and wakes the other side
@@ -263,10 +313,7 @@ impl Control {
         release_role(self.role(role), me);
         // After the role word changed (the state the sleepers check):
         // the wait point's protocol, see `WaitPoint::notify`.
-        match role {
-            Role::Producer => self.data().notify(),
-            Role::Consumer => self.space().notify(),
-        }
+        self.peer_point(role).notify();
     }
 
     /// The pid holding `role` (0: free). A snapshot.
@@ -1571,6 +1618,31 @@ mod tests {
             p.push_until(2, soon),
             Err(PushTimeoutError::Timeout(2))
         ));
+    }
+
+    #[test]
+    fn wait_for_sleeps_until_a_live_holder_claims_the_role() {
+        let ctl = Control::new();
+        let soon = || Some(Instant::now() + Duration::from_millis(20));
+        // Free, then held by a dead process: neither counts.
+        assert!(!ctl.wait_for(Role::Producer, soon()));
+        let dead = crate::pid::dead_pid();
+        ctl.claim(Role::Producer, dead).unwrap();
+        assert!(!ctl.wait_for(Role::Producer, soon()));
+        // A claim by a live process wakes a waiter in another thread.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| ctl.wait_for(Role::Producer, None));
+            // Whether the waiter is asleep yet or not, the claim ends it.
+            ctl.claim(Role::Producer, crate::pid::current()).unwrap();
+            assert!(waiter.join().unwrap());
+        });
+        assert!(ctl.wait_for(Role::Producer, Some(Instant::now())));
+        // A close ends the wait for the other role, with `false`.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| ctl.wait_for(Role::Consumer, None));
+            ctl.close(CLOSED_BY_PRODUCER);
+            assert!(!waiter.join().unwrap());
+        });
     }
 
     #[test]

@@ -413,6 +413,13 @@ impl ByteProducer {
         self.inner.is_abandoned()
     }
 
+    /// Waits until a live process holds the consumer role (see
+    /// [`Producer::wait_for_peer`]): `false` if the ring is closed or
+    /// `timeout` passes first.
+    pub fn wait_for_peer(&self, timeout: Duration) -> bool {
+        self.inner.wait_for_peer(timeout)
+    }
+
     /// Whether there is no room for one more message (a snapshot).
     pub fn is_full(&self) -> bool {
         self.inner.capacity() - self.inner.len() < self.words
@@ -618,6 +625,13 @@ impl ByteConsumer {
     /// [`Consumer::is_abandoned`]).
     pub fn is_abandoned(&self) -> bool {
         self.inner.is_abandoned()
+    }
+
+    /// Waits until a live process holds the producer role (see
+    /// [`Consumer::wait_for_peer`]): `false` if the ring is closed or
+    /// `timeout` passes first.
+    pub fn wait_for_peer(&self, timeout: Duration) -> bool {
+        self.inner.wait_for_peer(timeout)
     }
 
     /// Whether there is no room for one more message (a snapshot).

@@ -416,6 +416,37 @@ impl<T: Payload> Producer<T> {
         self.raw.ring.ctl.is_abandoned(Role::Consumer)
     }
 
+    /// Waits until a live process holds the consumer role: `true` at once
+    /// if one does, `false` if the ring is closed or `timeout` passes
+    /// first. Sleeps while it waits (a consumer's `open` wakes it). The
+    /// supervisor pattern: make the ring with [`create`](super::create),
+    /// start both ends, and let each wait for the other before it relies on
+    /// blocking calls (which return `Disconnected` while the other role is
+    /// free).
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use std::time::Duration;
+    /// use mmring::spsc::{self, Consumer, Producer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// spsc::create::<u64>(&path, 8)?;
+    /// let tx = Producer::<u64>::open(&path)?;
+    /// assert!(!tx.wait_for_peer(Duration::from_millis(10))); // nobody yet
+    /// let rx = Consumer::<u64>::open(&path)?;
+    /// assert!(tx.wait_for_peer(Duration::from_secs(5)));
+    /// assert!(rx.wait_for_peer(Duration::ZERO));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_peer(&self, timeout: Duration) -> bool {
+        self.raw
+            .ring
+            .ctl
+            .wait_for(Role::Consumer, deadline(timeout))
+    }
+
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.raw.capacity()
@@ -631,6 +662,17 @@ impl<T: Payload> Consumer<T> {
     /// ```
     pub fn is_abandoned(&self) -> bool {
         self.raw.ring.ctl.is_abandoned(Role::Producer)
+    }
+
+    /// Waits until a live process holds the producer role: `true` at once
+    /// if one does, `false` if the ring is closed or `timeout` passes
+    /// first. Sleeps while it waits (a producer's `open` wakes it). See
+    /// [`Producer::wait_for_peer`].
+    pub fn wait_for_peer(&self, timeout: Duration) -> bool {
+        self.raw
+            .ring
+            .ctl
+            .wait_for(Role::Producer, deadline(timeout))
     }
 
     /// Number of slots.
