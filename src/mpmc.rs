@@ -197,16 +197,26 @@ fn owner_known(word: u64) -> bool {
 /// yields (on 2 cores a waiter that only spins can starve the very process
 /// it waits for), then a futex sleep, in slices of [`OWNER_CHECK`] between
 /// which the caller checks whether the peer died; gives up after
-/// [`IN_FLIGHT_PATIENCE`]. (Sleeping rather than yielding for ever also
-/// keeps the loom models finite: two yielding waiters could otherwise hand
-/// the processor to each other while the peer they wait for never runs.)
-#[derive(Debug, Default)]
+/// its patience ([`IN_FLIGHT_PATIENCE`] unless the queue's view says
+/// otherwise). (Sleeping rather than yielding for ever also keeps the loom
+/// models finite: two yielding waiters could otherwise hand the processor
+/// to each other while the peer they wait for never runs.)
+#[derive(Debug)]
 struct InFlight {
     /// The end of the patience, set by the first wait.
     until: Option<Instant>,
+    /// How long the first wait may last in all.
+    patience: Duration,
 }
 
 impl InFlight {
+    fn new(patience: Duration) -> Self {
+        Self {
+            until: None,
+            patience,
+        }
+    }
+
     /// Whether the caller should check the claimer's liveness before
     /// waiting: after the first slice (a live peer needs far less), and
     /// under loom every time (a model's dead claimer must be found before
@@ -220,9 +230,10 @@ impl InFlight {
     /// the slot with Acquire loads (see [`WaitPoint::wait_until`]).
     fn wait(&mut self, point: WaitPoint<'_>, mut changed: impl FnMut() -> bool) -> bool {
         let now = Instant::now();
+        let patience = self.patience;
         let until = *self
             .until
-            .get_or_insert_with(|| now.checked_add(IN_FLIGHT_PATIENCE).unwrap_or(now));
+            .get_or_insert_with(|| now.checked_add(patience).unwrap_or(now));
         if now >= until {
             return false;
         }
@@ -419,8 +430,12 @@ pub struct RawQueue<'a> {
     mask: u64,
     stride: usize,
     joinable: bool,
-    /// The pid this view's claims carry (see [`claim_pid`]).
-    me: u32,
+    /// The pid this view's claims carry (see [`claim_pid`]), if set by
+    /// [`as_pid`](Self::as_pid); else the calling process's, read at each
+    /// claim (so a forked child that inherited the view claims as itself).
+    me: Option<u32>,
+    /// How long a `try_*` call waits out a peer in flight.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for RawQueue<'_> {
@@ -475,8 +490,32 @@ impl<'a> RawQueue<'a> {
             stride,
             // Relaxed: set before the file was published, never changed.
             joinable: ctl.flags.load(Ordering::Relaxed) & FLAG_JOINABLE != 0,
-            me: claim_pid(crate::pid::current()),
+            me: None,
+            patience: IN_FLIGHT_PATIENCE,
         }
+    }
+
+    /// The same view, with `patience` as the longest a `try_*` call waits
+    /// out a peer in flight (a push claimed but not yet published at the
+    /// head, a pop not yet freed at the tail) before it answers `Empty`
+    /// (`Full`) after all. [`IN_FLIGHT_PATIENCE`] by default; zero never
+    /// waits (the calls are then no longer linearizable: a push that
+    /// returned can be behind one in flight that a pop does not wait for).
+    #[must_use]
+    pub fn with_in_flight_patience(self, patience: Duration) -> Self {
+        Self { patience, ..self }
+    }
+
+    /// The patience of a timed call's last look, made after its deadline:
+    /// one owner check at most.
+    fn last_look(&self) -> Duration {
+        self.patience.min(OWNER_CHECK)
+    }
+
+    /// The pid this view's claims carry.
+    #[inline]
+    fn me(&self) -> u32 {
+        self.me.unwrap_or_else(|| claim_pid(crate::pid::current()))
     }
 
     /// The same view, storing `pid` in the claims it makes (the pid that
@@ -485,7 +524,7 @@ impl<'a> RawQueue<'a> {
     #[must_use]
     pub fn as_pid(self, pid: u32) -> Self {
         Self {
-            me: claim_pid(pid),
+            me: Some(claim_pid(pid)),
             ..self
         }
     }
@@ -652,7 +691,7 @@ impl<'a> RawQueue<'a> {
         slot[1]
             .compare_exchange(
                 held,
-                claim(ROLE_PRODUCER, self.me, pos),
+                claim(ROLE_PRODUCER, self.me(), pos),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )
@@ -683,7 +722,7 @@ impl<'a> RawQueue<'a> {
         slot[1]
             .compare_exchange(
                 held,
-                claim(ROLE_CONSUMER, self.me, pos),
+                claim(ROLE_CONSUMER, self.me(), pos),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )
@@ -845,12 +884,16 @@ impl<'a> RawQueue<'a> {
     /// words, or says why not. `in_flight`: wait out a pop in flight in the
     /// slot at the tail rather than answer full.
     #[inline]
-    fn attempt_push(&self, write: &mut dyn FnMut(&[AtomicU64]), in_flight: bool) -> Attempt<()> {
+    fn attempt_push(
+        &self,
+        write: &mut dyn FnMut(&[AtomicU64]),
+        in_flight: Option<Duration>,
+    ) -> Attempt<()> {
         if self.is_closed() {
             return Attempt::Closed;
         }
-        let mut wait = InFlight::default();
-        let pos = match self.claim_next_push(in_flight.then_some(&mut wait)) {
+        let mut wait = in_flight.map(InFlight::new);
+        let pos = match self.claim_next_push(wait.as_mut()) {
             Ok(pos) => pos,
             Err(why) => return why,
         };
@@ -927,11 +970,11 @@ impl<'a> RawQueue<'a> {
     fn attempt_pop<R>(
         &self,
         read: &mut dyn FnMut(&[AtomicU64]) -> R,
-        in_flight: bool,
+        in_flight: Option<Duration>,
     ) -> Attempt<R> {
-        let mut wait = InFlight::default();
+        let mut wait = in_flight.map(InFlight::new);
         loop {
-            let (pos, hole) = match self.claim_next_pop(in_flight.then_some(&mut wait)) {
+            let (pos, hole) = match self.claim_next_pop(wait.as_mut()) {
                 Ok(won) => won,
                 Err(why) => return why,
             };
@@ -989,7 +1032,7 @@ impl<'a> RawQueue<'a> {
         if max == 0 {
             return Ok(0);
         }
-        let mut wait = InFlight::default();
+        let mut wait = InFlight::new(self.patience);
         let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
@@ -1074,7 +1117,7 @@ impl<'a> RawQueue<'a> {
                 Ok(0)
             };
         }
-        let mut wait = InFlight::default();
+        let mut wait = InFlight::new(self.patience);
         loop {
             let mut n = 0;
             let mut holes = 0u64;
@@ -1161,7 +1204,7 @@ impl<'a> RawQueue<'a> {
         &self,
         mut write: impl FnMut(&[AtomicU64]),
     ) -> Result<(), TryPushError<()>> {
-        match self.attempt_push(&mut write, true) {
+        match self.attempt_push(&mut write, Some(self.patience)) {
             Attempt::Done(()) => Ok(()),
             Attempt::Blocked => Err(TryPushError::Full(())),
             Attempt::Closed => Err(TryPushError::Closed(())),
@@ -1188,7 +1231,7 @@ impl<'a> RawQueue<'a> {
         &self,
         mut read: impl FnMut(&[AtomicU64]) -> R,
     ) -> Result<R, TryPopError> {
-        match self.attempt_pop(&mut read, true) {
+        match self.attempt_pop(&mut read, Some(self.patience)) {
             Attempt::Done(r) => Ok(r),
             Attempt::Blocked => Err(TryPopError::Empty),
             Attempt::Closed => Err(TryPopError::Closed),
@@ -1205,7 +1248,7 @@ impl<'a> RawQueue<'a> {
         // The common case first: no clock read unless the call must wait.
         // Attempts made while waiting do not wait out a pop in flight: its
         // free wakes the sleepers.
-        match self.attempt_push(write, false) {
+        match self.attempt_push(write, None) {
             Attempt::Done(()) => return Ok(()),
             Attempt::Closed => return Err(true),
             Attempt::Blocked => {}
@@ -1213,20 +1256,22 @@ impl<'a> RawQueue<'a> {
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
             let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let res = self.ctl.space().wait_until(Some(until), || {
-                match self.attempt_push(write, false) {
-                    Attempt::Done(()) => Some(Ok(())),
-                    Attempt::Closed => Some(Err(true)),
-                    Attempt::Blocked => None,
-                }
-            });
+            let res =
+                self.ctl
+                    .space()
+                    .wait_until(Some(until), || match self.attempt_push(write, None) {
+                        Attempt::Done(()) => Some(Ok(())),
+                        Attempt::Closed => Some(Err(true)),
+                        Attempt::Blocked => None,
+                    });
             if let Ok(r) = res {
                 return r;
             }
             self.recover_abandoned_pop();
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                // The last look waits out a pop in flight, as `try_push`.
-                return match self.attempt_push(write, true) {
+                // The last look waits out a pop in flight, as `try_push`,
+                // but past the deadline for one owner check at most.
+                return match self.attempt_push(write, Some(self.last_look())) {
                     Attempt::Done(()) => Ok(()),
                     Attempt::Closed => Err(true),
                     Attempt::Blocked => Err(false),
@@ -1280,7 +1325,7 @@ impl<'a> RawQueue<'a> {
         // The common case first: no clock read unless the call must wait.
         // Attempts made while waiting do not wait out a push in flight: its
         // publish wakes the sleepers.
-        match self.attempt_pop(read, false) {
+        match self.attempt_pop(read, None) {
             Attempt::Done(r) => return Ok(r),
             Attempt::Closed => return Err(true),
             Attempt::Blocked => {}
@@ -1291,7 +1336,7 @@ impl<'a> RawQueue<'a> {
             let res =
                 self.ctl
                     .data()
-                    .wait_until(Some(until), || match self.attempt_pop(read, false) {
+                    .wait_until(Some(until), || match self.attempt_pop(read, None) {
                         Attempt::Done(r) => Some(Ok(r)),
                         Attempt::Closed => Some(Err(true)),
                         Attempt::Blocked => None,
@@ -1301,8 +1346,9 @@ impl<'a> RawQueue<'a> {
             }
             self.recover_abandoned_push();
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                // The last look waits out a push in flight, as `try_pop`.
-                return match self.attempt_pop(read, true) {
+                // The last look waits out a push in flight, as `try_pop`,
+                // but past the deadline for one owner check at most.
+                return match self.attempt_pop(read, Some(self.last_look())) {
                     Attempt::Done(r) => Ok(r),
                     Attempt::Closed => Err(true),
                     Attempt::Blocked => Err(false),
@@ -1434,7 +1480,7 @@ impl<'a> RawQueue<'a> {
         if slot[1]
             .compare_exchange(
                 held,
-                claim(ROLE_CONSUMER, self.me, prev),
+                claim(ROLE_CONSUMER, self.me(), prev),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )
@@ -1933,7 +1979,7 @@ mod tests {
         let m = mem(2, 1, 0);
         let q = q(&m);
         m.ctl.tail.store(1, Ordering::Relaxed);
-        q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me, 0), Ordering::Relaxed);
+        q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me(), 0), Ordering::Relaxed);
         assert_eq!(q.recover_abandoned_push(), 0);
         let start = Instant::now();
         assert_eq!(pop(&q), Err(TryPopError::Empty));
@@ -1952,6 +1998,24 @@ mod tests {
             "pid 0 is not waited for"
         );
         assert_eq!(claim_pid(1 << 22), 0);
+    }
+
+    /// A view's patience bounds its wait for a live claimer in flight:
+    /// zero never waits, a short one gives up after it; both answer Empty.
+    #[test]
+    fn the_in_flight_patience_is_the_views() {
+        let m = mem(2, 1, 0);
+        let q = q(&m).with_in_flight_patience(Duration::ZERO);
+        m.ctl.tail.store(1, Ordering::Relaxed);
+        q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me(), 0), Ordering::Relaxed);
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+        let short = Duration::from_millis(20);
+        let q = q.with_in_flight_patience(short);
+        let start = Instant::now();
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+        assert!(start.elapsed() >= short, "{:?}", start.elapsed());
+        // The claim is still there, untouched: its owner is alive.
+        assert_eq!(q.recover_abandoned_push(), 0);
     }
 
     #[test]
@@ -2006,7 +2070,7 @@ mod tests {
         // A live producer claimed position 1 but had not moved the tail
         // when the queue closed: that push is refused, and consumers stop
         // before position 1.
-        q.slot(1)[1].store(claim(ROLE_PRODUCER, q.me, 1), Ordering::Relaxed);
+        q.slot(1)[1].store(claim(ROLE_PRODUCER, q.me(), 1), Ordering::Relaxed);
         q.close();
         assert_eq!(q.move_tail(1, 1), 0, "its move fails: given up");
         assert_eq!(pop(&q), Ok(1));

@@ -23,6 +23,14 @@ use mmring::{Patience, SeqCell};
 use super::{Reader, Scratch, Writer};
 
 pub const KINDS: u8 = 4;
+
+/// How long an MPMC `try_*` call here waits out a peer in flight. A
+/// scribbled claim that names a live process (this one) and is never
+/// published is waited out for the whole patience by design (1 s by
+/// default: the peer might be a thread of ours, preempted); at 1 s a call,
+/// an input of a few dozen such calls would stall the fuzzer. A short
+/// patience runs the same code.
+const IN_FLIGHT: Duration = Duration::from_millis(1);
 pub const OPS: u8 = 12;
 
 /// Where a scribble lands, as a file offset: chosen among the words that
@@ -194,7 +202,9 @@ fn spsc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
 
 fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     let opts = QueueOptions::new().joinable(r.u8() % 2 == 0);
-    let mut qs = vec![Queue::<u64>::create_with(path, cap, &opts).expect("create")];
+    let mut first = Queue::<u64>::create_with(path, cap, &opts).expect("create");
+    first.set_in_flight_patience(IN_FLIGHT);
+    let mut qs = vec![first];
     let peer = Peer::new(path);
     while !r.is_empty() {
         let q = &qs[usize::from(r.u8()) % qs.len()];
@@ -228,7 +238,8 @@ fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
             9 => q.close(),
             10 => {
                 if qs.len() < 3 {
-                    if let Ok(q) = Queue::open(path) {
+                    if let Ok(mut q) = Queue::open(path) {
+                        q.set_in_flight_patience(IN_FLIGHT);
                         qs.push(q);
                     }
                 } else {
@@ -244,7 +255,8 @@ fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
 
 fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     let max_len = usize::from(r.u8() % 40) + 1;
-    let q = ByteQueue::create(path, cap, max_len, &QueueOptions::new()).expect("create");
+    let mut q = ByteQueue::create(path, cap, max_len, &QueueOptions::new()).expect("create");
+    q.set_in_flight_patience(IN_FLIGHT);
     let spath = path.with_extension("spsc");
     let mut tx = ByteProducer::create(&spath, cap, max_len).expect("create spsc");
     let mut rx = ByteConsumer::open(&spath).expect("open spsc");

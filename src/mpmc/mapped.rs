@@ -214,6 +214,22 @@ macro_rules! common_methods {
             self.m.raw.is_full()
         }
 
+        /// Sets how long `try_push` and `try_pop` (and the batch calls)
+        /// wait out a peer in flight — a push claimed but not yet
+        /// published at the head, a pop not yet freed at the tail — before
+        /// they answer `Empty` (`Full`) after all:
+        /// [`IN_FLIGHT_PATIENCE`](crate::mpmc::IN_FLIGHT_PATIENCE) (1 s)
+        /// unless set. A live peer takes nanoseconds, or a time slice if it
+        /// was preempted; only a process stopped mid-operation (a
+        /// debugger, `SIGSTOP`), or a peer that wrote a claim and nothing
+        /// else, makes a call wait this long. `Duration::ZERO` never waits:
+        /// the calls are then no longer linearizable (a push that returned
+        /// can sit behind one in flight that a pop does not wait for).
+        /// This handle only; other handles keep their own.
+        pub fn set_in_flight_patience(&mut self, patience: Duration) {
+            self.m.raw = self.m.raw.with_in_flight_patience(patience);
+        }
+
         /// The mapped file (path, descriptor, status, flush).
         pub fn region(&self) -> &Region {
             &self.m.region
@@ -401,7 +417,8 @@ impl<T: Payload> Queue<T> {
     }
 
     /// [`Queue::push`], giving up after `timeout` (its last look waits out
-    /// a pop in flight, as [`try_push`](Self::try_push)).
+    /// a pop in flight, as [`try_push`](Self::try_push), for 10 ms past
+    /// the deadline at most).
     ///
     /// # Errors
     ///
@@ -468,8 +485,8 @@ impl<T: Payload> Queue<T> {
     /// it, the item not written yet), the call waits for it, spinning,
     /// yielding, then sleeping until the publish wakes it: nanoseconds, or
     /// a time slice if that producer was
-    /// preempted, at most
-    /// [`IN_FLIGHT_PATIENCE`](crate::mpmc::IN_FLIGHT_PATIENCE) for a
+    /// preempted, at most this handle's patience (1 s,
+    /// [`set_in_flight_patience`](Self::set_in_flight_patience)) for a
     /// stopped process. A producer found dead is recovered on the spot (its
     /// slot becomes a hole that is skipped).
     ///
@@ -523,7 +540,8 @@ impl<T: Payload> Queue<T> {
     }
 
     /// [`Queue::pop`], giving up after `timeout` (its last look waits out a
-    /// push in flight, as [`try_pop`](Self::try_pop)).
+    /// push in flight, as [`try_pop`](Self::try_pop), for 10 ms past the
+    /// deadline at most).
     ///
     /// # Errors
     ///
