@@ -16,6 +16,7 @@ use mmring::OpenError;
 use mmring::inspect::{Body, inspect};
 use mmring::layout::{Descriptor, HEADER_SIZE, Kind, MAGIC, STATUS_WORDS, VERSION};
 use mmring::map::{Map, MapOptions};
+use mmring::mpmc::{ByteQueue, Queue, QueueOptions};
 use mmring::{AtomicArray, Barrier, Counter, CreateOptions, Event, Semaphore, SeqCell, TypeInfo};
 
 /// Size of a counter file: the header page and one 64-byte body.
@@ -1040,6 +1041,34 @@ fn open_or_create_refuses_another_shape_naming_both() {
         }
         other => panic!("expected InvalidOption for another key length, got {other:?}"),
     }
+    // A byte queue's maximum message length and any queue's joinability
+    // are part of its shape too.
+    let bq = d.join("bytes");
+    let q = ByteQueue::open_or_create(&bq, 4, 100, &QueueOptions::new()).unwrap();
+    q.try_push(b"kept").unwrap();
+    match ByteQueue::open_or_create(&bq, 4, 50, &QueueOptions::new()) {
+        Err(e @ OpenError::WrongPayload { .. }) => {
+            check_message(&e, &bq, &["100", "50"]);
+        }
+        other => panic!("expected WrongPayload for another max_len, got {other:?}"),
+    }
+    match ByteQueue::open_or_create(&bq, 4, 100, &QueueOptions::new().joinable(true)) {
+        Err(e @ OpenError::InvalidOption { .. }) => {
+            check_message(&e, &bq, &["joinable as asked", "found one not joinable"]);
+        }
+        other => panic!("expected InvalidOption for joinability, got {other:?}"),
+    }
+    let again = ByteQueue::open_or_create(&bq, 4, 100, &QueueOptions::new()).unwrap();
+    let mut out = [0u8; 100];
+    let n = again.try_pop_into(&mut out).unwrap();
+    assert_eq!(&out[..n], b"kept", "untouched");
+    let jq = d.join("joinable");
+    drop(Queue::<u64>::open_or_create(&jq, 2, &QueueOptions::new().joinable(true)).unwrap());
+    assert!(matches!(
+        Queue::<u64>::open_or_create(&jq, 2, &QueueOptions::new()),
+        Err(OpenError::InvalidOption { .. })
+    ));
+
     // An out-of-range key length is refused as by `create`, map or no map.
     assert!(matches!(
         Map::<str, u64>::open_or_create(&mp, 8, &MapOptions::new().max_key_len(0)),
@@ -1051,7 +1080,10 @@ fn open_or_create_refuses_another_shape_naming_both() {
         Some(1),
         "rounded up to 16: the same map"
     );
-    assert_eq!(names(d), ["b", "map", "sem", "unbounded"]);
+    assert_eq!(
+        names(d),
+        ["b", "bytes", "joinable", "map", "sem", "unbounded"]
+    );
 }
 
 #[test]

@@ -119,7 +119,19 @@ impl Mapped {
                 found,
             });
         }
-        Ok(Self::new(region))
+        let queue = Self::new(region);
+        if queue.raw.is_joinable() != opts.joinable {
+            let kind = |joinable: bool| if joinable { "joinable" } else { "not joinable" };
+            return Err(OpenError::InvalidOption {
+                path: path.to_path_buf(),
+                what: format!(
+                    "expected a queue {} as asked, found one {}",
+                    kind(opts.joinable),
+                    kind(queue.raw.is_joinable())
+                ),
+            });
+        }
+        Ok(queue)
     }
 }
 
@@ -350,9 +362,10 @@ impl<T: Payload> Queue<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::open`] and [`Queue::create`], and
+    /// As [`Queue::open`] and [`Queue::create`];
     /// [`OpenError::InvalidCapacity`] if an existing queue has another
-    /// capacity.
+    /// capacity, [`OpenError::InvalidOption`] if it is joinable and `opts`
+    /// is not (or the other way round). An existing queue is never reset.
     pub fn open_or_create(
         path: impl AsRef<Path>,
         capacity: usize,
@@ -667,9 +680,11 @@ impl ByteQueue {
     ///
     /// # Errors
     ///
-    /// As [`ByteQueue::open`] and [`ByteQueue::create`], and
-    /// [`OpenError::InvalidCapacity`] if an existing queue has another
-    /// capacity.
+    /// As [`ByteQueue::open`] and [`ByteQueue::create`];
+    /// [`OpenError::WrongPayload`] if an existing queue has another
+    /// `max_len` (naming both), [`OpenError::InvalidCapacity`] if it has
+    /// another capacity, [`OpenError::InvalidOption`] if its joinability
+    /// differs. An existing queue is never reset.
     pub fn open_or_create(
         path: impl AsRef<Path>,
         capacity: usize,
@@ -677,7 +692,13 @@ impl ByteQueue {
         opts: &QueueOptions,
     ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
-        Mapped::open_or_create(&path, Self::expect(max_len), capacity, opts).map(Self::wrap)
+        // The maximum length is part of the shape: an existing queue with
+        // another one is refused (naming both), not opened as it is.
+        let exactly = Expect {
+            any_size: false,
+            ..Self::expect(max_len)
+        };
+        Mapped::open_or_create(&path, exactly, capacity, opts).map(Self::wrap)
     }
 
     /// The longest message a slot holds.
