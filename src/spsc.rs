@@ -1165,12 +1165,16 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     /// # Errors
     ///
     /// [`PopTimeoutError`]: closed with fewer than `n` left, fewer than `n`
-    /// left and no live producer, or timed out.
+    /// left and no live producer, or timed out; also `Closed` at once if
+    /// `n` exceeds the capacity (that many could never be there).
     pub fn wait_available(
         &mut self,
         n: usize,
         deadline: Option<Instant>,
     ) -> Result<(), PopTimeoutError> {
+        if n > self.capacity() {
+            return Err(PopTimeoutError::Closed);
+        }
         let ring = self.ring;
         let res = block(ring.ctl.data(), &ring.ctl.producer, deadline, || {
             if self.available(n) >= n {
@@ -1618,6 +1622,22 @@ mod tests {
             p.push_until(2, soon),
             Err(PushTimeoutError::Timeout(2))
         ));
+    }
+
+    #[test]
+    fn waiting_for_more_than_the_capacity_returns_at_once() {
+        let ctl = Control::new();
+        let (me, other) = pids();
+        ctl.claim(Role::Producer, other).unwrap();
+        ctl.claim(Role::Consumer, me).unwrap();
+        let s = slots::<u64>(2);
+        let mut p = RawProducer::<u64>::new(&ctl, &s);
+        let mut c = RawConsumer::<u64>::new(&ctl, &s);
+        p.push_slice(&[1, 2]).unwrap();
+        // No deadline, a live producer: this would sleep for ever.
+        assert_eq!(c.wait_available(3, None), Err(PopTimeoutError::Closed));
+        assert_eq!(c.wait_available(2, None), Ok(()));
+        assert_eq!(p.wait_free(3, None), Err(PushTimeoutError::Closed(())));
     }
 
     #[test]
