@@ -138,12 +138,8 @@ fn measure(dir: &Path, variant: &str, rounds: usize) -> Result<Option<Vec<Durati
     let mut child = KillOnDrop(Some(child));
     // Wait for the echo process to attach both ends: until then a blocking
     // pop on `pong` returns `Disconnected` (no producer to wait for).
-    let deadline = Instant::now() + WATCHDOG;
-    while tx.is_abandoned() || rx.is_abandoned() {
-        if Instant::now() > deadline {
-            return Err(format!("{variant}: the echo process never attached").into());
-        }
-        std::thread::yield_now();
+    if !(tx.wait_for_peer(WATCHDOG) && rx.wait_for_peer(WATCHDOG)) {
+        return Err(format!("{variant}: the echo process never attached").into());
     }
 
     let total = WARMUP + rounds as u64;

@@ -179,8 +179,8 @@ pub enum OpenError {
         /// The holder.
         pid: u32,
     },
-    /// The ring was closed by its producer: no producer can attach again
-    /// (consumers can still open it and drain what is left).
+    /// The ring was closed (by either end): no producer can attach again
+    /// (a consumer can still open it and drain what is left).
     #[error("{}: the ring is closed", path.display())]
     Closed {
         /// The path.
@@ -371,7 +371,7 @@ impl From<PopError> for PopTimeoutError {
 pub enum ChunkError {
     /// Fewer slots (to write) or items (to read) than asked are available;
     /// this many are.
-    #[error("only {0} slots available")]
+    #[error("only {0} available")]
     TooFewSlots(usize),
     /// The ring was closed (for reads: closed and drained).
     #[error("ring closed")]

@@ -329,7 +329,8 @@ pub const MAP_CONTROL_SIZE: u64 = 128;
 pub const MAX_MAP_CAPACITY: u64 = 1 << 24;
 
 /// Most slots an MPMC queue may have (2^31: a slot's claim word records the
-/// low 32 bits of a position, which must differ between laps).
+/// low 40 bits of a position, which must differ between laps, and the
+/// half-step sequences count two per position).
 pub const MAX_MPMC_CAPACITY: u64 = 1 << 31;
 
 /// Bytes one slot of an SPSC ring takes for an element of `elem_size`

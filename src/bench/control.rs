@@ -283,7 +283,8 @@ impl<'a> Control<'a> {
         self.word(STOP).store(1, Ordering::Relaxed);
         // The lead's part is over: dropping `op` now lets it release what a
         // peer blocked in the kernel may be waiting on (a ring end it owns,
-        // whose drop closes the ring and wakes the peer).
+        // whose drop gives its role back and wakes the peer, which then
+        // returns `Disconnected`).
         drop(op);
         let Some(check) = peer else {
             return Ok(Sample {

@@ -104,7 +104,8 @@ fn release(ctl: &Control, role: Role, me: u32) {
 /// Until a producer attaches, a blocking [`Consumer::pop`] on the empty
 /// ring returns [`PopError::Disconnected`] at once (nobody holds the role it
 /// waits on), and likewise a blocking push on a full ring with no consumer:
-/// wait for [`Consumer::is_abandoned`] to turn false first if that matters.
+/// call [`Consumer::wait_for_peer`] (or [`Producer::wait_for_peer`]) first
+/// if that matters: it sleeps until the other end attaches.
 ///
 /// # Errors
 ///
@@ -185,6 +186,7 @@ pub fn create_with<T: Payload>(
 /// Two processes, one ring:
 ///
 /// ```rust,standalone_crate
+/// use std::time::Duration;
 /// use mmring::spsc::{Consumer, Producer};
 ///
 /// let dir = tempfile::tempdir()?;
@@ -205,10 +207,9 @@ pub fn create_with<T: Payload>(
 ///     unsafe { libc::_exit(if sum == (1..=10_000).sum::<u64>() { 0 } else { 1 }) };
 /// }
 /// // Until a consumer is there, a push on the full ring returns
-/// // `Disconnected` rather than wait for one that may never come.
-/// while tx.is_abandoned() {
-///     std::thread::yield_now();
-/// }
+/// // `Disconnected` rather than wait for one that may never come: sleep
+/// // until the child has opened its end.
+/// assert!(tx.wait_for_peer(Duration::from_secs(60)), "no consumer came");
 /// for i in 1..=10_000 {
 ///     tx.push(i)?; // sleeps (no CPU) while the ring is full
 /// }
