@@ -471,7 +471,7 @@ mod mapped {
         ///
         /// As [`Barrier::wait`], and [`BarrierError::Timeout`].
         pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-            self.view.wait_until(Instant::now().checked_add(timeout))
+            self.view.wait_until(crate::wait::deadline(timeout))
         }
 
         /// The number of parties.

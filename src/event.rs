@@ -191,7 +191,7 @@ mod mapped {
 
         /// Waits until the flag is set, at most `timeout`; whether it is set.
         pub fn wait_timeout(&self, timeout: Duration) -> bool {
-            self.view.wait_until(Instant::now().checked_add(timeout))
+            self.view.wait_until(crate::wait::deadline(timeout))
         }
 
         /// The mapped file.

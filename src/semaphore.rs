@@ -467,7 +467,7 @@ mod mapped {
 
         /// [`Semaphore::acquire`], giving up after `timeout`; whether it got one.
         pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-            self.view.acquire_until(Instant::now().checked_add(timeout))
+            self.view.acquire_until(crate::wait::deadline(timeout))
         }
 
         /// Gives a permit back.

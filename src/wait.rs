@@ -400,3 +400,9 @@ mod futex {
         cond.notify_all();
     }
 }
+
+/// The deadline `timeout` from now, for the timed calls of every kind;
+/// `None` (no deadline) for a timeout past the clock's range.
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}

@@ -1,7 +1,7 @@
 //! [`Queue<T>`] and [`ByteQueue`]: the MPMC ring over a mapped file.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Control, FLAG_JOINABLE, JoinError, RawQueue, TaskError};
 use crate::error::{
@@ -13,6 +13,7 @@ use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::deadline;
 
 /// How a new queue file is made.
 #[derive(Clone, Debug, Default)]
@@ -40,10 +41,6 @@ impl QueueOptions {
         self.file = file;
         self
     }
-}
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 /// A mapped queue file: the region and a [`RawQueue`] over it.

@@ -25,6 +25,7 @@ use crate::layout::{Kind, bytes_type, spsc_message_words};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::deadline;
 
 fn expect(max_len: usize) -> Expect {
     Expect {
@@ -44,10 +45,6 @@ fn expect_exactly(max_len: usize) -> Expect {
 
 fn words_per_message(region: &Region) -> usize {
     spsc_message_words(u64::from(region.descriptor().elem_size)) as usize
-}
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 /// The ring's size in words for `messages` messages of `max_len` bytes
@@ -377,9 +374,7 @@ impl ByteProducer {
             BytePushTimeoutError::TooLong { len, max } => BytePushError::TooLong { len, max },
             BytePushTimeoutError::Closed => BytePushError::Closed,
             BytePushTimeoutError::Disconnected => BytePushError::Disconnected,
-            BytePushTimeoutError::Timeout => {
-                unreachable!("a push without a deadline cannot time out")
-            }
+            BytePushTimeoutError::Timeout => super::no_deadline_no_timeout(),
         })
     }
 
@@ -568,7 +563,7 @@ impl ByteConsumer {
         self.pop_into_until(out, None).map_err(|e| match e {
             PopTimeoutError::Closed => PopError::Closed,
             PopTimeoutError::Disconnected => PopError::Disconnected,
-            PopTimeoutError::Timeout => unreachable!("a pop without a deadline cannot time out"),
+            PopTimeoutError::Timeout => super::no_deadline_no_timeout(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! [`Producer`] and [`Consumer`]: the ring's two ends over a mapped file.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{
     Control, RawConsumer, RawProducer, ReadChunk, Role, SLOTS_OFFSET, WriteChunk, words_for,
@@ -14,6 +14,7 @@ use crate::layout::Kind;
 use crate::pod::{Payload, TypeInfo};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::deadline;
 
 pub(super) fn expect<T: Payload>() -> Expect {
     Expect {
@@ -68,11 +69,6 @@ fn open_or_create_region<T: Payload>(path: &Path, capacity: usize) -> Result<Reg
         });
     }
     Ok(region)
-}
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    // An absurd timeout (past the clock's range) means no deadline.
-    Instant::now().checked_add(timeout)
 }
 
 /// Claims `role` of the ring at `path` for this process.
