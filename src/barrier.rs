@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-pub use crate::error::BarrierError;
+pub use crate::error::{BarrierError, BarrierTimeoutError};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
@@ -228,9 +228,12 @@ impl BarrierWords {
     ///
     /// # Errors
     ///
-    /// [`BarrierError::Timeout`] (the arrival is withdrawn) or
-    /// [`BarrierError::Broken`].
-    pub fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult, BarrierError> {
+    /// [`BarrierTimeoutError::Timeout`] (the arrival is withdrawn) or
+    /// [`BarrierTimeoutError::Broken`].
+    pub fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<BarrierWaitResult, BarrierTimeoutError> {
         let parties = self.parties();
         let me = crate::pid::current();
         // Arrive: one CAS either counts us in or, as the last party, starts
@@ -275,10 +278,10 @@ impl BarrierWords {
             }
             let broken = self
                 .dead_party(generation)
-                .map(|pid| BarrierError::Broken { pid });
+                .map(|pid| BarrierTimeoutError::Broken { pid });
             let timed_out = deadline
                 .is_some_and(|d| Instant::now() >= d)
-                .then_some(BarrierError::Timeout);
+                .then_some(BarrierTimeoutError::Timeout);
             if let Some(err) = broken.or(timed_out) {
                 // Withdraw, unless the round completed meanwhile.
                 let mut cur = self.state.load(Ordering::Acquire);
@@ -461,7 +464,12 @@ mod mapped {
         ///
         /// [`BarrierError::Broken`] if a party that joined died without arriving.
         pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
-            self.view.wait_until(None)
+            self.view.wait_until(None).map_err(|e| match e {
+                BarrierTimeoutError::Broken { pid } => BarrierError::Broken { pid },
+                BarrierTimeoutError::Timeout => {
+                    unreachable!("a wait without a deadline cannot time out")
+                }
+            })
         }
 
         /// [`Barrier::wait`], giving up after `timeout` (withdrawing this
@@ -469,8 +477,12 @@ mod mapped {
         ///
         /// # Errors
         ///
-        /// As [`Barrier::wait`], and [`BarrierError::Timeout`].
-        pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
+        /// [`BarrierTimeoutError::Broken`] as [`Barrier::wait`], and
+        /// [`BarrierTimeoutError::Timeout`].
+        pub fn wait_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<BarrierWaitResult, BarrierTimeoutError> {
             self.view.wait_until(crate::wait::deadline(timeout))
         }
 
@@ -542,7 +554,7 @@ mod tests {
         let b = Barrier::create(dir.path().join("b"), 2).unwrap();
         assert_eq!(
             b.wait_timeout(Duration::from_millis(10)),
-            Err(BarrierError::Timeout)
+            Err(BarrierTimeoutError::Timeout)
         );
         assert_eq!(b.words().state(), (0, 0), "the arrival was withdrawn");
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -551,7 +563,7 @@ mod tests {
         b.words().register(dead);
         assert_eq!(
             b.wait_timeout(Duration::from_secs(30)),
-            Err(BarrierError::Broken { pid: dead })
+            Err(BarrierTimeoutError::Broken { pid: dead })
         );
         assert_eq!(b.words().state(), (0, 0));
         assert!(matches!(

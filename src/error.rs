@@ -515,15 +515,33 @@ pub enum TaskError {
     NotJoinable,
 }
 
-/// Why `join` returned without every task done.
+/// Why a blocking [`join`](crate::mpmc::Queue::join) returned without
+/// every task done (it has no deadline: see [`JoinTimeoutError`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
+    /// The queue was not created joinable.
+    #[error("the queue does not track tasks (create it joinable)")]
+    NotJoinable,
+}
+
+/// Why a timed [`join_timeout`](crate::mpmc::Queue::join_timeout) returned
+/// without every task done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinTimeoutError {
     /// The timeout passed with this many tasks unfinished.
     #[error("timed out with {0} tasks unfinished")]
     Timeout(u64),
     /// The queue was not created joinable.
     #[error("the queue does not track tasks (create it joinable)")]
     NotJoinable,
+}
+
+impl From<JoinError> for JoinTimeoutError {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::NotJoinable => Self::NotJoinable,
+        }
+    }
 }
 
 /// Why a map operation failed.
@@ -556,9 +574,22 @@ pub struct ReleaseError {
     pub max: u64,
 }
 
-/// Why a barrier wait did not complete.
+/// Why a blocking barrier [`wait`](crate::Barrier::wait) did not complete
+/// (it has no deadline: see [`BarrierTimeoutError`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BarrierError {
+    /// A registered party died without arriving: the round cannot complete.
+    #[error("broken barrier: party pid {pid} died without arriving")]
+    Broken {
+        /// The dead party.
+        pid: u32,
+    },
+}
+
+/// Why a timed barrier [`wait_timeout`](crate::Barrier::wait_timeout) did
+/// not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BarrierTimeoutError {
     /// The timeout passed before every party arrived (this party's arrival
     /// was withdrawn).
     #[error("timed out waiting for the other parties")]
@@ -569,6 +600,14 @@ pub enum BarrierError {
         /// The dead party.
         pid: u32,
     },
+}
+
+impl From<BarrierError> for BarrierTimeoutError {
+    fn from(e: BarrierError) -> Self {
+        match e {
+            BarrierError::Broken { pid } => Self::Broken { pid },
+        }
+    }
 }
 
 /// Why a payload name cannot be stored or was not read back.

@@ -148,10 +148,10 @@ pub use counter::{Atomic, Element};
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use error::{
-    BarrierError, BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, Closed,
-    GcError, JoinError, LayoutError, MapError, NameError, OpenError, OutOfBounds, PopError,
-    PopTimeoutError, PushError, PushTimeoutError, ReleaseError, RemoveError, SeqLockError,
-    TaskError, TryPopError, TryPushError,
+    BarrierError, BarrierTimeoutError, BytePushError, BytePushTimeoutError, ByteTryPushError,
+    ChunkError, Closed, GcError, JoinError, JoinTimeoutError, LayoutError, MapError, NameError,
+    OpenError, OutOfBounds, PopError, PopTimeoutError, PushError, PushTimeoutError, ReleaseError,
+    RemoveError, SeqLockError, TaskError, TryPopError, TryPushError,
 };
 #[cfg(not(loom))]
 pub use event::Event;

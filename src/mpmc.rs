@@ -80,7 +80,7 @@
 
 use std::time::{Duration, Instant};
 
-pub use crate::error::{JoinError, TaskError};
+pub use crate::error::{JoinError, JoinTimeoutError, TaskError};
 use crate::error::{
     PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
 };
@@ -1649,11 +1649,11 @@ impl<'a> RawQueue<'a> {
     ///
     /// # Errors
     ///
-    /// [`JoinError::Timeout`] with the number still unfinished, or
-    /// [`JoinError::NotJoinable`].
-    pub fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
+    /// [`JoinTimeoutError::Timeout`] with the number still unfinished, or
+    /// [`JoinTimeoutError::NotJoinable`].
+    pub fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinTimeoutError> {
         if !self.joinable {
-            return Err(JoinError::NotJoinable);
+            return Err(JoinTimeoutError::NotJoinable);
         }
         self.ctl
             .joined()
@@ -1663,7 +1663,7 @@ impl<'a> RawQueue<'a> {
                 let done = self.ctl.done.load(Ordering::Acquire);
                 (done >= self.ctl.pushed()).then_some(())
             })
-            .map_err(|_| JoinError::Timeout(self.unfinished()))
+            .map_err(|_| JoinTimeoutError::Timeout(self.unfinished()))
     }
 }
 
@@ -1802,7 +1802,7 @@ mod tests {
         push(&q, 2).unwrap();
         assert_eq!(q.unfinished(), 2);
         let soon = Some(Instant::now() + Duration::from_millis(10));
-        assert_eq!(q.join_until(soon), Err(JoinError::Timeout(2)));
+        assert_eq!(q.join_until(soon), Err(JoinTimeoutError::Timeout(2)));
         pop(&q).unwrap();
         q.task_done().unwrap();
         pop(&q).unwrap();
@@ -1813,7 +1813,7 @@ mod tests {
         let plain = mem(2, 1, 0);
         let p = RawQueue::new(&plain.ctl, &plain.words, 2);
         assert_eq!(p.task_done(), Err(TaskError::NotJoinable));
-        assert_eq!(p.join_until(None), Err(JoinError::NotJoinable));
+        assert_eq!(p.join_until(None), Err(JoinTimeoutError::NotJoinable));
     }
 
     /// Plays a process that won `pos` for `role` with its claim and died.

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use common::peek::{Peek, ROLE_CONSUMER, ROLE_PRODUCER};
 use common::{Children, Rng, WATCHDOG, barrier, is_stopped, signal, wait_until, wrong_payload};
 use mmring::inspect::{Body, inspect};
-use mmring::mpmc::{ByteQueue, FLAG_JOINABLE, JoinError, Queue, QueueOptions, TaskError};
+use mmring::mpmc::{
+    ByteQueue, FLAG_JOINABLE, JoinError, JoinTimeoutError, Queue, QueueOptions, TaskError,
+};
 use mmring::{
     AtomicArray, BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, Counter, OpenError,
     Pod, PopError, PopTimeoutError, TryPopError, TryPushError, Zeroable,
@@ -533,7 +535,7 @@ fn join_waits_for_every_task_and_one_close_stops_every_consumer() {
     assert_eq!(q.len(), JOB_CAP);
     assert_eq!(
         q.join_timeout(Duration::from_millis(20)),
-        Err(JoinError::Timeout(JOB_CAP as u64))
+        Err(JoinTimeoutError::Timeout(JOB_CAP as u64))
     );
     assert_eq!(recorded.load(), 0);
 
@@ -1481,7 +1483,7 @@ fn task_counting_errors() {
     assert_eq!(q.unfinished(), 3);
     assert_eq!(
         q.join_timeout(Duration::from_millis(1)),
-        Err(JoinError::Timeout(3))
+        Err(JoinTimeoutError::Timeout(3))
     );
     let mut out = [0u64; 3];
     assert_eq!(q.pop_slice(&mut out), Ok(3));
@@ -1496,7 +1498,10 @@ fn task_counting_errors() {
     let plain = Queue::<u64>::create(dir.path().join("p"), 8).unwrap();
     plain.push(1).unwrap();
     assert_eq!(plain.join(), Err(JoinError::NotJoinable));
-    assert_eq!(plain.join_timeout(WATCHDOG), Err(JoinError::NotJoinable));
+    assert_eq!(
+        plain.join_timeout(WATCHDOG),
+        Err(JoinTimeoutError::NotJoinable)
+    );
     assert_eq!(plain.pop_timeout(WATCHDOG), Ok(1));
     assert_eq!(plain.task_done(), Err(TaskError::NotJoinable));
     let bytes = ByteQueue::create(dir.path().join("b"), 8, 16, &QueueOptions::new()).unwrap();

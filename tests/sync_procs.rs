@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Children, WATCHDOG, barrier};
-use mmring::barrier::BarrierError;
+use mmring::barrier::BarrierTimeoutError;
 use mmring::inspect::{Body, inspect};
 use mmring::{AtomicArray, Barrier, Counter, Event, Semaphore};
 
@@ -424,7 +424,7 @@ fn child_barrier_broken() {
     let b = Barrier::open(ctx.path.join("barrier")).unwrap();
     let broken_by = Counter::open(ctx.path.join("broken_by")).unwrap();
     let r = b.wait_timeout(Duration::from_secs(30));
-    assert_eq!(r, Err(BarrierError::Broken { pid: victim }));
+    assert_eq!(r, Err(BarrierTimeoutError::Broken { pid: victim }));
     broken_by.store(i64::from(victim));
 }
 
@@ -482,6 +482,6 @@ fn child_barrier_survivor() {
         leaders.fetch_add(1);
     }
     let second = b.wait_timeout(Duration::from_secs(30));
-    assert_eq!(second, Err(BarrierError::Broken { pid: victim }));
+    assert_eq!(second, Err(BarrierTimeoutError::Broken { pid: victim }));
     broken_by[ctx.index].store(victim);
 }

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use mmring::mpmc::{BATCH_MAX, ByteQueue, JoinError, Queue, QueueOptions, TaskError};
+use mmring::mpmc::{BATCH_MAX, ByteQueue, JoinTimeoutError, Queue, QueueOptions, TaskError};
 use mmring::{
     BytePushTimeoutError, ByteTryPushError, Closed, OpenError, PopError, PopTimeoutError,
     PushTimeoutError, TryPopError, TryPushError,
@@ -149,11 +149,11 @@ pub fn run(data: &[u8]) {
             9 => {
                 let got = q.join_timeout(Duration::ZERO);
                 if !joinable {
-                    assert_eq!(got, Err(JoinError::NotJoinable));
+                    assert_eq!(got, Err(JoinTimeoutError::NotJoinable));
                 } else if unfinished == 0 {
                     assert_eq!(got, Ok(()));
                 } else {
-                    assert_eq!(got, Err(JoinError::Timeout(unfinished)));
+                    assert_eq!(got, Err(JoinTimeoutError::Timeout(unfinished)));
                 }
             }
             10 => {

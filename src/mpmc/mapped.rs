@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Control, FLAG_JOINABLE, JoinError, RawQueue, TaskError};
+use super::{Control, FLAG_JOINABLE, JoinError, JoinTimeoutError, RawQueue, TaskError};
 use crate::error::{
     BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, OpenError, PopError,
     PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
@@ -177,15 +177,21 @@ macro_rules! common_methods {
         /// [`JoinError::NotJoinable`] for a queue created without
         /// [`QueueOptions::joinable`].
         pub fn join(&self) -> Result<(), JoinError> {
-            self.m.raw.join_until(None)
+            self.m.raw.join_until(None).map_err(|e| match e {
+                JoinTimeoutError::NotJoinable => JoinError::NotJoinable,
+                JoinTimeoutError::Timeout(_) => {
+                    unreachable!("a join without a deadline cannot time out")
+                }
+            })
         }
 
         /// [`join`](Self::join), giving up after `timeout`.
         ///
         /// # Errors
         ///
-        /// [`JoinError::Timeout`] with the number of unfinished items.
-        pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        /// [`JoinTimeoutError::Timeout`] with the number of unfinished
+        /// items, or [`JoinTimeoutError::NotJoinable`].
+        pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
             self.m.raw.join_until(deadline(timeout))
         }
 
