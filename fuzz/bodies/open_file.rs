@@ -218,6 +218,19 @@ pub fn run(data: &[u8]) {
     let _ = Barrier::open_or_create(&path, 2);
     let _ = Event::open_or_create(&path);
     let _ = Map::<str, u64>::open_or_create(&path, 2, &Default::default());
+    let _ = Counter::open_or_create(&path, 1);
+    let _ = AtomicArray::<u32>::open_or_create(&path, 5);
+    let _ = SeqCell::<u64>::open_or_create(&path, 7);
+    let _ = Queue::<u64>::open_or_create(&path, 4, &Default::default());
+    let _ = ByteQueue::open_or_create(&path, 4, 16, &Default::default());
+    if let Ok(mut tx) = Producer::<u32>::open_or_create(&path, 4) {
+        let _ = (tx.try_push(1), tx.is_abandoned(), tx.wait_for_peer(zero));
+    }
+    if let Ok(mut rx) = Consumer::<u32>::open_or_create(&path, 4) {
+        let _ = (rx.try_pop(), rx.is_abandoned(), rx.wait_for_peer(zero));
+    }
+    let _ = ByteProducer::open_or_create(&path, 4, 16);
+    let _ = ByteConsumer::open_or_create(&path, 4, 16);
 }
 
 /// Seeds: a real file of every kind (trailing zeros cut: the pad flag puts
