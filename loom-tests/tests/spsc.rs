@@ -483,3 +483,59 @@ fn a_blocked_push_is_refused_while_no_consumer_and_lands_for_the_next() {
         seen.note(if refused { "refused" } else { "never refused" });
     });
 }
+
+/// A ring with no role held, as `spsc::create` makes it.
+fn unclaimed_ring(capacity: usize) -> Arc<Ring> {
+    Arc::new(Ring {
+        ctl: Control::new(),
+        slots: (0..words_for::<u64>(capacity))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    })
+}
+
+/// A consumer waiting for a producer to attach (`wait_for`, what
+/// `wait_for_peer` runs) is woken by the producer's claim, which notifies
+/// the wait point the consumer sleeps on: it returns `true` whether the
+/// claim came before it slept or after (a lost wake-up would deadlock).
+#[test]
+fn waiting_for_a_peer_is_woken_by_its_claim() {
+    check(3, &["slept", "not yet asleep"], |seen| {
+        let r = unclaimed_ring(1);
+        let r2 = r.clone();
+        let producer = thread::spawn(move || {
+            let slept = r2.ctl.snapshot().data_waiters > 0;
+            r2.ctl.claim(Role::Producer, PRODUCER).unwrap();
+            slept
+        });
+        assert!(
+            r.ctl.wait_for(Role::Producer, None),
+            "the claim ends the wait"
+        );
+        seen.note(if producer.join().unwrap() {
+            "slept"
+        } else {
+            "not yet asleep"
+        });
+    });
+}
+
+/// The same wait ended by a close instead: `false`, never a hang.
+#[test]
+fn waiting_for_a_peer_is_ended_by_close() {
+    check(3, &["slept", "not yet asleep"], |seen| {
+        let r = unclaimed_ring(1);
+        let r2 = r.clone();
+        let closer = thread::spawn(move || {
+            let slept = r2.ctl.snapshot().data_waiters > 0;
+            RawConsumer::<u64>::new(&r2.ctl, &r2.slots).close();
+            slept
+        });
+        assert!(!r.ctl.wait_for(Role::Producer, None), "closed: no peer");
+        seen.note(if closer.join().unwrap() {
+            "slept"
+        } else {
+            "not yet asleep"
+        });
+    });
+}
