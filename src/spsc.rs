@@ -251,7 +251,13 @@ impl Control {
     /// The pid of a live holder (this process included: one handle per
     /// role).
     pub fn claim(&self, role: Role, me: u32) -> Result<(), u32> {
-        claim_role(self.role(role), me)?;
+        self.claim_as(role, me, false)
+    }
+
+    /// [`claim`](Self::claim), taking over a word that holds `me` when
+    /// `mine_is_stale` (see [`claim_role_as`]).
+    pub(crate) fn claim_as(&self, role: Role, me: u32, mine_is_stale: bool) -> Result<(), u32> {
+        claim_role_as(self.role(role), me, mine_is_stale)?;
         // After the role word changed (the state `wait_for` checks): the
         // wait point's protocol, see `WaitPoint::notify`.
         self.peer_point(role).notify();
@@ -365,12 +371,26 @@ fn clamp(n: u64, capacity: usize) -> usize {
 ///
 /// The pid of a live holder (this process included: one handle per role).
 pub fn claim_role(role: &AtomicU32, me: u32) -> Result<(), u32> {
+    claim_role_as(role, me, false)
+}
+
+/// [`claim_role`], where `mine_is_stale` says that this process holds no
+/// handle on the role, so a word holding `me` was left by an earlier
+/// process that had this pid and died (pids are reused: a restarted
+/// service can get its predecessor's), and is taken over like any dead
+/// holder's.
+pub(crate) fn claim_role_as(role: &AtomicU32, me: u32, mine_is_stale: bool) -> Result<(), u32> {
     // Acquire pairs with the Release in `release_role` (or the dead
     // holder's last index stores, which came before its claim's
     // successors): the previous holder's published index is visible.
     let mut cur = role.load(Ordering::Acquire);
     loop {
-        if cur != 0 && (cur == me || crate::pid::is_alive(cur)) {
+        let live = if cur == me {
+            !mine_is_stale
+        } else {
+            crate::pid::is_alive(cur)
+        };
+        if cur != 0 && live {
             return Err(cur);
         }
         // AcqRel on success: acquires as above and publishes our claim;

@@ -1,6 +1,7 @@
 //! [`Producer`] and [`Consumer`]: the ring's two ends over a mapped file.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
@@ -72,22 +73,47 @@ fn open_or_create_region<T: Payload>(path: &Path, capacity: usize) -> Result<Reg
 }
 
 /// Claims `role` of the ring at `path` for this process.
-fn claim(ctl: &Control, path: &Path, role: Role, me: u32) -> Result<(), OpenError> {
-    ctl.claim(role, me).map_err(|pid| OpenError::RoleTaken {
-        path: path.to_path_buf(),
-        role: match role {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-        },
-        pid,
-    })
+fn claim(ctl: &Control, region: &Region, role: Role, me: u32) -> Result<(), OpenError> {
+    let key = held_key(region, role, me);
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    // Not held through a handle of this process: a role word that names
+    // this pid was left by an earlier process with the same pid.
+    let mine_is_stale = !held.contains(&key);
+    ctl.claim_as(role, me, mine_is_stale)
+        .map_err(|pid| OpenError::RoleTaken {
+            path: region.path().to_path_buf(),
+            role: match role {
+                Role::Producer => "producer",
+                Role::Consumer => "consumer",
+            },
+            pid,
+        })?;
+    held.push(key);
+    Ok(())
+}
+
+/// The ring roles held by live handles of this process: file (device,
+/// inode), role and the pid that claimed it (a forked child inherits the
+/// list, but entries with its parent's pid are not its own). What lets
+/// `claim` tell "this process already holds the role" from "an earlier
+/// process with this pid held it and died".
+static HELD: Mutex<Vec<(u64, u64, Role, u32)>> = Mutex::new(Vec::new());
+
+fn held_key(region: &Region, role: Role, me: u32) -> (u64, u64, Role, u32) {
+    let (dev, ino) = region.file_id();
+    (dev, ino, role, me)
 }
 
 /// Gives `role` back on drop, unless this process is not the one that
 /// claimed it (a forked child dropping a handle it inherited leaves its
 /// parent's role alone).
-fn release(ctl: &Control, role: Role, me: u32) {
+fn release(region: &Region, ctl: &Control, role: Role, me: u32) {
     if crate::pid::current() == me {
+        let key = held_key(region, role, me);
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = held.iter().position(|k| *k == key) {
+            held.swap_remove(i);
+        }
         ctl.release(role, me);
     }
 }
@@ -248,7 +274,7 @@ impl<T: Payload> Producer<T> {
                 path: region.path().to_path_buf(),
             });
         }
-        claim(ctl, region.path(), Role::Producer, me)?;
+        claim(ctl, &region, Role::Producer, me)?;
         // After the claim (whose Acquire makes the previous holder's last
         // tail visible): continue from the published tail.
         let raw = RawProducer::new(ctl, slots);
@@ -469,7 +495,7 @@ impl<T: Payload> Drop for Producer<T> {
     /// Gives the producer role back (the ring stays open; see the type's
     /// docs) and wakes a consumer asleep in `pop`.
     fn drop(&mut self) {
-        release(self.raw.ring.ctl, Role::Producer, self.me);
+        release(&self.region, self.raw.ring.ctl, Role::Producer, self.me);
     }
 }
 
@@ -507,7 +533,7 @@ impl<T: Payload> Consumer<T> {
     pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
         let me = crate::pid::current();
         let (ctl, slots) = parts::<T>(&region);
-        claim(ctl, region.path(), Role::Consumer, me)?;
+        claim(ctl, &region, Role::Consumer, me)?;
         // After the claim: continue from the published head.
         let raw = RawConsumer::new(ctl, slots);
         // SAFETY: as in `Producer::attach`: `raw` borrows the mapping owned
@@ -697,7 +723,7 @@ impl<T: Payload> Drop for Consumer<T> {
     /// Gives the consumer role back (the ring stays open; see the type's
     /// docs) and wakes a producer asleep in `push`.
     fn drop(&mut self) {
-        release(self.raw.ring.ctl, Role::Consumer, self.me);
+        release(&self.region, self.raw.ring.ctl, Role::Consumer, self.me);
     }
 }
 
@@ -720,6 +746,39 @@ pub fn channel<T: Payload>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A role word that names this process while no handle of it holds the
+    /// role was left by an earlier process with the same pid (a restart
+    /// that got its predecessor's pid): it is taken over. A role this
+    /// process does hold through a handle is still refused.
+    #[test]
+    fn a_role_left_by_an_earlier_process_with_our_pid_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        let mut tx = Producer::<u32>::create(&path, 4).unwrap();
+        tx.try_push(1).unwrap();
+        // Played by hand: the earlier process's handle is gone without a
+        // drop (killed), its pid still in the role word, and ours is it.
+        std::mem::forget(tx);
+        let region = Region::open(&path, expect::<u32>()).unwrap();
+        let me = crate::pid::current();
+        assert_eq!(parts::<u32>(&region).0.holder(Role::Producer), me);
+        let (dev, ino) = region.file_id();
+        HELD.lock()
+            .unwrap()
+            .retain(|k| (k.0, k.1, k.2) != (dev, ino, Role::Producer));
+        let mut tx = Producer::<u32>::open(&path).expect("taken over");
+        assert!(matches!(
+            Producer::<u32>::open(&path),
+            Err(OpenError::RoleTaken { pid, .. }) if pid == me
+        ));
+        tx.try_push(2).unwrap();
+        let mut rx = Consumer::<u32>::open(&path).unwrap();
+        assert_eq!((rx.try_pop(), rx.try_pop()), (Ok(1), Ok(2)));
+        drop(tx);
+        // Released: the entry is gone, and a new handle claims it again.
+        drop(Producer::<u32>::open(&path).unwrap());
+    }
 
     #[test]
     fn dropped_ends_leave_the_ring_open_with_its_items() {
