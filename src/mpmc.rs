@@ -56,6 +56,20 @@
 //! blocking calls do not wait this way, they sleep until the claimer's
 //! publish (free) wakes them.
 //!
+//! Neither side reads the other's word while it polls: the tail is the
+//! line every push writes, the head the line every pop writes, and a
+//! consumer polling an empty queue (a producer polling a full one) would
+//! take it from the other side on every look. So the slot's claim word,
+//! next to its sequence, answers first: no claim on the head position (no
+//! consumer's claim on the previous lap's position at the tail), the
+//! sequence unchanged, and (pop) the queue not closed: empty (full), and
+//! the tail (head) is never read. A push (pop) that returned before the
+//! call began would have left its claim, or that of a position before it,
+//! visible there; see `pop_stalled` and `push_stalled`. Only a claim found
+//! there, or a close, sends the caller to the tail (head). For the close
+//! this needs the `closed` word never to lag behind an answer given from
+//! the tail's bit: whoever acts on the bit sets the word first.
+//!
 //! # Processes that die mid-operation
 //!
 //! Because the winning step *is* the claim, there is no instant at which a
