@@ -1128,3 +1128,112 @@ fn capacity_one_full_then_closed() {
         }
     });
 }
+
+/// A push refused because of a close, then a pop by the same thread on the
+/// empty queue: the pop must answer `Closed`, never `Empty`, even when the
+/// push learned of the close from the tail's bit while `close` had not yet
+/// set the `closed` word (which a pop that finds no claim at the head reads
+/// instead of the tail).
+///
+/// Regression (for the "empty" fast path): without `saw_tail_closed` (a
+/// caller that answers from the tail's bit sets `closed` first), the pop
+/// read `closed` = 0 and answered `Empty` after a refused push, as if the
+/// close had not happened.
+#[test]
+fn a_pop_after_a_push_refused_by_close_finds_the_queue_closed() {
+    check(
+        3,
+        &[
+            "push landed",
+            "push refused",
+            "push refused while close was in flight",
+        ],
+        |seen| {
+            let m = mem(2, 1, 0);
+            let closed = Flag::default();
+            let closer = {
+                let (m, closed) = (m.clone(), closed.clone());
+                thread::spawn(move || {
+                    m.start();
+                    m.q().close();
+                    closed.set();
+                })
+            };
+            m.start();
+            let q = m.q();
+            let pushed = q.try_push_with(|w| w[0].store(7, Relaxed));
+            let in_flight = !closed.get();
+            let popped = q.try_pop_with(|w| w[0].load(Relaxed));
+            closer.join().unwrap();
+            match pushed {
+                Ok(()) => {
+                    seen.note("push landed");
+                    assert_eq!(popped, Ok(7), "the item pushed before the close");
+                    assert_eq!(
+                        q.try_pop_with(|w| w[0].load(Relaxed)),
+                        Err(TryPopError::Closed)
+                    );
+                }
+                Err(TryPushError::Closed(())) => {
+                    seen.note("push refused");
+                    if in_flight {
+                        seen.note("push refused while close was in flight");
+                    }
+                    assert_eq!(
+                        popped,
+                        Err(TryPopError::Closed),
+                        "a push was refused as closed, then a pop found the queue open"
+                    );
+                }
+                Err(e) => panic!("push: {e:?}"),
+            }
+        },
+    );
+}
+
+/// The "empty" fast path from the other side: a producer claims position 0
+/// and is preempted (in flight); a second producer pushes position 1 and
+/// returns; a consumer that starts after that return (it joins the second
+/// producer) finds the slot at the head unpublished. It must not answer
+/// `Empty` from the slot alone: the claim on position 0 is visible to it
+/// (the second producer saw it before the tail passed it), so it looks at
+/// the tail and waits the first producer out. Capacity 2, so position 1 is
+/// another slot: only the head slot's claim word tells.
+#[test]
+fn an_unpublished_head_with_a_completed_push_behind_it_is_not_empty() {
+    check(3, &["met 11 in flight", "11 already published"], |seen| {
+        let m = mem(2, 1, 0);
+        let p1 = {
+            let m = m.clone();
+            thread::spawn(move || {
+                m.start();
+                m.q().try_push_with(|w| w[0].store(11, Relaxed)).unwrap();
+            })
+        };
+        let p2 = {
+            let m = m.clone();
+            thread::spawn(move || {
+                m.start();
+                m.q().try_push_with(|w| w[0].store(21, Relaxed)).unwrap();
+            })
+        };
+        m.start();
+        p2.join().unwrap();
+        // Relaxed reads, for the coverage note only.
+        seen.note(if seq_of(&m, 0) == 0 {
+            "met 11 in flight"
+        } else {
+            "11 already published"
+        });
+        let q = m.q();
+        let first = q.try_pop_with(|w| w[0].load(Relaxed));
+        assert!(first.is_ok(), "Empty after 21's push returned: {first:?}");
+        p1.join().unwrap();
+        let mut got = vec![first.unwrap()];
+        while let Ok(v) = q.try_pop_with(|w| w[0].load(Relaxed)) {
+            got.push(v);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [11, 21], "every item exactly once");
+    });
+}
