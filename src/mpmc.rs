@@ -56,20 +56,6 @@
 //! blocking calls do not wait this way, they sleep until the claimer's
 //! publish (free) wakes them.
 //!
-//! Neither side reads the other's word while it polls: the tail is the
-//! line every push writes, the head the line every pop writes, and a
-//! consumer polling an empty queue (a producer polling a full one) would
-//! take it from the other side on every look. So the slot's claim word,
-//! next to its sequence, answers first: no claim on the head position (no
-//! consumer's claim on the previous lap's position at the tail), the
-//! sequence unchanged, and (pop) the queue not closed: empty (full), and
-//! the tail (head) is never read. A push (pop) that returned before the
-//! call began would have left its claim, or that of a position before it,
-//! visible there; see `pop_stalled` and `push_stalled`. Only a claim found
-//! there, or a close, sends the caller to the tail (head). For the close
-//! this needs the `closed` word never to lag behind an answer given from
-//! the tail's bit: whoever acts on the bit sets the word first.
-//!
 //! # Processes that die mid-operation
 //!
 //! Because the winning step *is* the claim, there is no instant at which a
@@ -128,10 +114,6 @@ pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
 /// stopped mid-operation or a peer writing garbage makes a call wait this
 /// long. Dead claimers are recovered, never waited for.
 pub const IN_FLIGHT_PATIENCE: Duration = Duration::from_secs(1);
-
-/// Looks at a slot (with a spin hint between) before the first wait for a
-/// claimer in flight reads the clock.
-const FIRST_SPINS: u32 = 16;
 
 /// While waiting out a claimer in flight, its liveness (a `kill(2)` and a
 /// `/proc` read) is checked this often.
@@ -221,13 +203,10 @@ fn owner_known(word: u64) -> bool {
 /// to each other while the peer they wait for never runs.)
 #[derive(Debug)]
 struct InFlight {
-    /// The end of the patience, set by the first wait that reads the
-    /// clock.
+    /// The end of the patience, set by the first wait.
     until: Option<Instant>,
     /// How long the first wait may last in all.
     patience: Duration,
-    /// Whether the first wait's clock-free spin is done.
-    spun: bool,
 }
 
 impl InFlight {
@@ -235,7 +214,6 @@ impl InFlight {
         Self {
             until: None,
             patience,
-            spun: false,
         }
     }
 
@@ -251,20 +229,6 @@ impl InFlight {
     /// moved on; `false` once the patience has run out. `changed` must read
     /// the slot with Acquire loads (see [`WaitPoint::wait_until`]).
     fn wait(&mut self, point: WaitPoint<'_>, mut changed: impl FnMut() -> bool) -> bool {
-        if !self.spun && !cfg!(loom) && !self.patience.is_zero() {
-            // The first wait: a live peer on another core is usually done
-            // within a few spins, so no clock read for that (under loom the
-            // wait point's own single check keeps the models small). Once
-            // per call, so that a slot that keeps changing (garbage) still
-            // meets the patience.
-            self.spun = true;
-            for _ in 0..FIRST_SPINS {
-                if changed() {
-                    return true;
-                }
-                crate::sync::spin_loop();
-            }
-        }
         let now = Instant::now();
         let patience = self.patience;
         let until = *self
@@ -595,39 +559,13 @@ impl<'a> RawQueue<'a> {
         // Relaxed: only the value matters; once TAIL_CLOSED is seen the tail
         // never changes again, and a tail still moving means not drained.
         let tail = self.ctl.tail.load(Ordering::Relaxed);
-        let drained = tail & TAIL_CLOSED != 0 && tail & !TAIL_CLOSED == pos;
-        if drained {
-            self.saw_tail_closed();
-        }
-        drained
+        tail & TAIL_CLOSED != 0 && tail & !TAIL_CLOSED == pos
     }
 
     #[inline]
     fn is_closed(&self) -> bool {
-        // Acquire pairs with the Release `fetch_or` in `close` (and in
-        // `saw_tail_closed`).
+        // Acquire pairs with the Release `fetch_or` in `close`.
         self.ctl.closed.load(Ordering::Acquire) != 0
-    }
-
-    /// Called by every caller that found [`TAIL_CLOSED`] in the tail before
-    /// it answers "closed" (or gives a position up) because of it: sets the
-    /// `closed` word, if `close` has not yet, so that whatever happens
-    /// after this call sees the close there. That is what lets a consumer
-    /// that finds no claim at the head answer "empty" after reading only
-    /// `closed`, not the tail (see `pop_stalled`): the word `close` sets
-    /// second could otherwise lag behind an answer already given from the
-    /// tail's bit. Costs nothing until the queue is closed.
-    #[cold]
-    #[inline(never)]
-    fn saw_tail_closed(&self) {
-        // Relaxed: a non-zero value already there (stored by `close` or
-        // another caller here) is seen by everything after this call too
-        // (coherence), and then nothing needs storing.
-        if self.ctl.closed.load(Ordering::Relaxed) == 0 {
-            // Release pairs with the Acquire load in `is_closed`, as in
-            // `close`.
-            self.ctl.closed.fetch_or(1, Ordering::Release);
-        }
     }
 
     /// The tail, where a producer looks for its position (the slot's
@@ -675,8 +613,6 @@ impl<'a> RawQueue<'a> {
                 return if (ahead as i64) < 0 { 0 } else { n };
             }
             if tail & TAIL_CLOSED != 0 {
-                // Some of them (all, if `ahead` is 0) are given up.
-                self.saw_tail_closed();
                 return ahead;
             }
             // Release pairs with the Acquire tail load in `pop_stalled`: a
@@ -796,40 +732,45 @@ impl<'a> RawQueue<'a> {
 
     /// A producer found the slot of tail position `pos` still holding an
     /// earlier lap (sequence `seq`, below `free_seq(pos)`). Full if no pop
-    /// counted at the position `prev` before `pos` in that slot (the head
-    /// is not past it); otherwise a consumer is in flight there: waits for
-    /// it to free the slot (with `wait`; without, answers full), recovering
-    /// it if its process died.
-    ///
-    /// The fast answer, "full" without a look at the head (the line every
-    /// pop writes, which a producer polling a full queue would keep taking
-    /// from the consumer): no consumer's claim on `prev` in the slot and
-    /// the sequence unchanged. A pop that returned before this call began,
-    /// of `prev` or of a later position, had `prev` claimed before the head
-    /// passed it (each head move is a Release made by a thread that had
-    /// seen the claims it covers; each consumer found its position by an
-    /// Acquire load of the head), so that claim would be visible here, or
-    /// what replaced it: a recoverer's consumer claim on `prev`, or a later
-    /// lap's producer claim, which comes only after the slot moved on, as
-    /// the sequence read again shows. Only with a consumer's claim there
-    /// does the head decide, as before.
-    #[inline(always)]
+    /// counted at the position before `pos` in that slot (the head is not
+    /// past it); otherwise a consumer is in flight there: waits for it to
+    /// free the slot (with `wait`; without, answers full), recovering it if
+    /// its process died.
     fn push_stalled(&self, pos: u64, seq: u64, wait: Option<&mut InFlight>) -> Stalled {
+        let prev = pos.wrapping_sub(self.mask + 1);
+        // Acquire pairs with the Release compare-and-swap that moved the
+        // head past `prev` (`move_head`): the consumer claim on `prev` it
+        // covered is visible to the claim read below.
+        let head = self.ctl.head.load(Ordering::Acquire);
+        let ahead = head.wrapping_sub(prev);
+        if ahead == 0 || (ahead as i64) < 0 {
+            return Stalled::Blocked; // full (behind: garbage)
+        }
         let Some(wait) = wait else {
             return Stalled::Blocked;
         };
-        let prev = pos.wrapping_sub(self.mask + 1);
         let slot = self.slot(pos);
-        // Acquire pairs with the AcqRel compare-and-swap of the consumer
-        // that claimed `prev` (or the later claim that replaced it): a
-        // later lap's claim brings the sequence its claimer read with it,
-        // for the look again below.
+        // Acquire: pairs with the consumer's AcqRel claim (see above).
         let held = slot[1].load(Ordering::Acquire);
         if role_at(held, prev) == ROLE_CONSUMER && owner_known(held) {
-            return self.wait_out_pop(prev, seq, held, wait);
+            if wait.check_owner() && owner_is_dead(held) && self.recover_pop_at(prev) {
+                self.ctl.space().notify();
+                return Stalled::Retry;
+            }
+            // Until the consumer frees the slot (its free notifies `space`)
+            // or someone takes its claim over. Acquire (both): as the loads
+            // above, for the look again that follows.
+            let changed = || {
+                slot[0].load(Ordering::Acquire) != seq || slot[1].load(Ordering::Acquire) != held
+            };
+            return if wait.wait(self.ctl.space(), changed) {
+                Stalled::Retry
+            } else {
+                Stalled::Blocked
+            };
         }
-        // No consumer's claim on `prev`: full, unless our view is stale (the
-        // slot moved on since `seq` was read) or the words are garbage.
+        // No consumer's claim on `prev`: our view is stale (the slot moved
+        // on since `seq` was read) or the words are garbage.
         // Acquire: as the caller's load.
         if slot[0].load(Ordering::Acquire) != seq {
             Stalled::Retry
@@ -838,82 +779,13 @@ impl<'a> RawQueue<'a> {
         }
     }
 
-    /// `push_stalled` found a consumer's claim `held` on `prev`, the slot
-    /// still at sequence `seq`. Full if the head is not past `prev` (that
-    /// pop has not counted yet); otherwise it is in flight: recovers it if
-    /// its process died, else waits (one slice) for it to free the slot.
-    #[inline(never)]
-    fn wait_out_pop(&self, prev: u64, seq: u64, held: u64, wait: &mut InFlight) -> Stalled {
-        // Acquire pairs with the Release compare-and-swap that moved the
-        // head past `prev` (`move_head`), as a producer always looked.
-        let head = self.ctl.head.load(Ordering::Acquire);
-        let ahead = head.wrapping_sub(prev);
-        if ahead == 0 || (ahead as i64) < 0 {
-            return Stalled::Blocked; // full (behind: garbage)
-        }
-        let slot = self.slot(prev);
-        if wait.check_owner() && owner_is_dead(held) && self.recover_pop_at(prev) {
-            self.ctl.space().notify();
-            return Stalled::Retry;
-        }
-        // Until the consumer frees the slot (its free notifies `space`) or
-        // someone takes its claim over. Acquire (both): as the loads in
-        // `push_stalled`, for the look again that follows.
-        let changed =
-            || slot[0].load(Ordering::Acquire) != seq || slot[1].load(Ordering::Acquire) != held;
-        if wait.wait(self.ctl.space(), changed) {
-            Stalled::Retry
-        } else {
-            Stalled::Blocked
-        }
-    }
-
     /// A consumer found the slot of head position `pos` unpublished
     /// (sequence `seq`, below `full_seq(pos)`). Empty (or closed and
-    /// drained) if no push counted at `pos`; otherwise a producer is in
-    /// flight there: waits for it to publish (with `wait`; without, answers
-    /// empty), turning its slot into a hole if its process died.
-    ///
-    /// The fast answer, "empty" without a look at the tail (the line every
-    /// push writes, which a consumer polling an empty queue would keep
-    /// taking from the producer): no claim on `pos` in the slot, the
-    /// sequence unchanged, and the `closed` word clear. A push that
-    /// returned before this call began had its position claimed before the
-    /// tail passed it, and so had every position below it (each tail move
-    /// is a Release made by a thread that had seen the claims it covers;
-    /// each producer found its position by an Acquire load of the tail), so
-    /// the claim on `pos` would be visible here, or what replaced it: a
-    /// consumer's claim or a hole mark on `pos` (not "no claim"), or a later
-    /// lap's claim, which comes only after the slot moved on, as the
-    /// sequence read again shows. A close that an earlier operation saw
-    /// shows in the `closed` word (everyone who answers "closed" from the
-    /// tail's bit sets the word first, see [`RawQueue::saw_tail_closed`]),
-    /// and then the tail decides.
-    #[inline(always)]
+    /// drained) if no push counted at `pos` (the tail is not past it);
+    /// otherwise a producer is in flight there: waits for it to publish
+    /// (with `wait`; without, answers empty), turning its slot into a hole
+    /// if its process died.
     fn pop_stalled(&self, pos: u64, seq: u64, wait: Option<&mut InFlight>) -> Stalled {
-        let slot = self.slot(pos);
-        // Acquire pairs with the AcqRel compare-and-swap that stored the
-        // claim (the producer's on `pos`, or whatever replaced it): a later
-        // lap's claim brings the sequence its claimer read with it, for the
-        // look again below.
-        let held = slot[1].load(Ordering::Acquire);
-        if role_at(held, pos) == ROLE_NONE {
-            // Acquire: as the caller's load.
-            if slot[0].load(Ordering::Acquire) != seq {
-                return Stalled::Retry; // the slot moved on: look again
-            }
-            if !self.is_closed() {
-                return Stalled::Blocked; // empty
-            }
-        }
-        self.pop_stalled_at_tail(pos, seq, wait)
-    }
-
-    /// The rest of `pop_stalled`, when the slot holds a claim on `pos` or
-    /// the queue was closed: the tail decides whether a push counted at
-    /// `pos`.
-    #[inline(never)]
-    fn pop_stalled_at_tail(&self, pos: u64, seq: u64, wait: Option<&mut InFlight>) -> Stalled {
         // Acquire pairs with the Release compare-and-swap that moved the
         // tail past `pos` (`move_tail`): the producer claim on `pos` it
         // covered is visible to the claim read below.
@@ -922,7 +794,6 @@ impl<'a> RawQueue<'a> {
         if ahead == 0 || (ahead as i64) < 0 {
             // No push counted at `pos` (behind: garbage).
             return if ahead == 0 && tail & TAIL_CLOSED != 0 {
-                self.saw_tail_closed();
                 Stalled::Closed
             } else {
                 Stalled::Blocked
@@ -955,8 +826,7 @@ impl<'a> RawQueue<'a> {
                 Stalled::Blocked
             };
         }
-        // Not a producer's claim on `pos`: our view is stale (the slot moved
-        // on since `seq` was read) or the words are garbage.
+        // Not a producer's claim on `pos`: as in `push_stalled`.
         // Acquire: as the caller's load.
         if slot[0].load(Ordering::Acquire) != seq {
             Stalled::Retry
@@ -973,7 +843,6 @@ impl<'a> RawQueue<'a> {
         let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
-                self.saw_tail_closed();
                 return Err(Attempt::Closed);
             }
             let slot = self.slot(pos);
@@ -1167,7 +1036,6 @@ impl<'a> RawQueue<'a> {
         let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
-                self.saw_tail_closed();
                 return Err(crate::error::Closed);
             }
             let mut n = 0;
@@ -1577,14 +1445,6 @@ impl<'a> RawQueue<'a> {
     /// Also publishes a hole whose recoverer died before publishing it.
     /// Returns how many holes it published.
     pub fn recover_abandoned_push(&self) -> usize {
-        // A `close` whose process died between its two stores (the tail's
-        // bit, then `closed`) is finished here, so that consumers which
-        // answer "empty" from `closed` alone (see `pop_stalled`) learn of
-        // it. Relaxed: only the bit matters; `saw_tail_closed` orders the
-        // rest.
-        if self.ctl.tail.load(Ordering::Relaxed) & TAIL_CLOSED != 0 {
-            self.saw_tail_closed();
-        }
         // Relaxed: positions only; every slot is re-validated by its claim.
         let head = self.ctl.head.load(Ordering::Relaxed);
         // Only positions the tail covers: a claim past it never counted
