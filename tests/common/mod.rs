@@ -2,9 +2,11 @@
 //!
 //! A test that needs other processes runs *this test binary* again, once per
 //! child, filtered down to one `#[test]` function (`--exact NAME`) and told
-//! its role through environment variables. That function does nothing in the
-//! normal run (the variables are absent) and its role in a child. Every wait
-//! has a deadline: children are killed and the test fails rather than hangs.
+//! its role through environment variables. That function is a child entry
+//! point declared with [`child_entry!`]: ignored in the normal run, so it
+//! never counts as a passing test, and a failure when run without its parent
+//! (by hand, `cargo test -- --ignored`). Every wait has a deadline: children
+//! are killed and the test fails rather than hangs.
 
 #![allow(dead_code)] // each test file uses a different subset
 
@@ -50,14 +52,89 @@ impl ChildCtx {
     }
 }
 
+/// Declares a child entry point: a `#[test]` function that a parent test
+/// runs in a child process ([`Children::spawn`]) and that is ignored
+/// otherwise, so that it never counts as a passing test. Run without its
+/// parent (`cargo test -- --ignored`, or `--include-ignored`) it fails,
+/// naming the parent to run instead ([`child_ctx`]).
+///
+/// ```ignore
+/// common::child_entry!(
+///     /// What the child does (doc comments only, before `started_by`).
+///     #[started_by(parent_test, another_parent_test)]
+///     fn child_name(ctx: ChildCtx) {
+///         let ring = ctx.path.join("ring");
+///         // ...
+///     }
+/// );
+/// ```
+///
+/// `started_by` names the `#[test]` functions that spawn this child; they
+/// must exist (checked at compile time), so renaming a parent without its
+/// children's `started_by` does not build. `ChildCtx` is written as is (it
+/// need not be imported): the macro gives `ctx` the type [`ChildCtx`].
+#[allow(unused_macros)] // not every test binary that includes this module declares children
+macro_rules! child_entry {
+    (
+        $(#[doc = $doc:literal])*
+        #[started_by($($parent:ident),+ $(,)?)]
+        fn $name:ident($ctx:ident: ChildCtx) $body:block
+    ) => {
+        $(#[doc = $doc])*
+        #[test]
+        #[ignore = "child process entry point: started by its parent test (see its started_by)"]
+        fn $name() {
+            // Each parent named is a test function of this binary.
+            $(let _: fn() = $parent;)+
+            let $ctx: $crate::common::ChildCtx =
+                $crate::common::child_ctx(stringify!($name), &[$(stringify!($parent)),+]);
+            $body
+        }
+    };
+}
+#[allow(unused_imports)] // the same
+pub(crate) use child_entry;
+
+/// The context of the child entry point `name` (declared with
+/// [`child_entry!`]) in the child process that one of its `parents` started.
+///
+/// Panics in any other process (no role set, or another child's role): the
+/// entry point was run by hand, without its parent, and must not pass.
+pub fn child_ctx(name: &str, parents: &[&str]) -> ChildCtx {
+    let role = std::env::var(ROLE_VAR).ok();
+    if role.as_deref() == Some(name) {
+        return context(name);
+    }
+    let suite = env!("CARGO_CRATE_NAME");
+    let started = match &role {
+        None => format!("{ROLE_VAR} is not set"),
+        Some(other) => format!("{ROLE_VAR} is {other:?}"),
+    };
+    panic!(
+        "{name} is a child process entry point, not a test: it runs only in a \
+         child process started by its parent test ({}), and {started}. Run \
+         the parent instead: cargo test --test {suite} -- --exact {}",
+        parents.join(", "),
+        parents[0],
+    );
+}
+
 /// In a child process started for the test function `name`: its context.
 /// In the normal test run (no role set): `None`, and the caller returns at
 /// once, so the child function is a trivial pass.
+///
+/// Only for the child functions of `tests/cli.rs`, which are not yet
+/// declared with [`child_entry!`]; remove it once they are.
 pub fn child(name: &str) -> Option<ChildCtx> {
     let role = std::env::var(ROLE_VAR).ok()?;
     if role != name {
         return None;
     }
+    Some(context(name))
+}
+
+/// The context variables of a child process that runs `name`.
+fn context(name: &str) -> ChildCtx {
     let path = std::env::var_os(PATH_VAR).expect("MMRING_PATH is set for every child");
     let index = std::env::var(INDEX_VAR)
         .expect("MMRING_CHILD_INDEX is set for every child")
@@ -66,11 +143,11 @@ pub fn child(name: &str) -> Option<ChildCtx> {
     // The parent checks this line, so a child whose filter matched no test
     // (a typo in the name) cannot pass silently.
     println!("MMRING-CHILD-RAN {name} {index}");
-    Some(ChildCtx {
+    ChildCtx {
         path: PathBuf::from(path),
         index,
         arg: std::env::var(ARG_VAR).unwrap_or_default(),
-    })
+    }
 }
 
 struct Spawned {
@@ -118,14 +195,22 @@ impl Children {
         let out = File::create(&log).expect("child log file");
         let err = out.try_clone().expect("child log file");
         let mut cmd = Command::new(exe);
-        cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
-            .env(ROLE_VAR, test)
-            .env(PATH_VAR, path)
-            .env(INDEX_VAR, index.to_string())
-            .env(ARG_VAR, arg)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        // `--include-ignored`: a child entry point is an ignored test
+        // (`child_entry!`); the children of tests/cli.rs are not, yet.
+        cmd.args([
+            test,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE_VAR, test)
+        .env(PATH_VAR, path)
+        .env(INDEX_VAR, index.to_string())
+        .env(ARG_VAR, arg)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
         (cmd, log)
     }
 
