@@ -44,92 +44,90 @@ fn readers_never_see_a_torn_value() {
     println!("the writer made {stores} stores while the readers read");
 }
 
-#[test]
-fn child_cell_writer() {
-    let Some(ctx) = common::child("child_cell_writer") else {
-        return;
-    };
-    let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    let done = Counter::open(ctx.path.join("done")).unwrap();
-    let last = Counter::open(ctx.path.join("last")).unwrap();
-    barrier(&arrived, READERS + 1);
-    let mut i = 0u64;
-    let deadline = std::time::Instant::now() + common::WATCHDOG;
-    while done.load() < READERS as i64 {
-        i += 1;
-        let version = cell.store(Sample::splat(i)).unwrap();
-        assert_eq!(version, i, "store number {i} made version {version}");
-        if i % 16 == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "watchdog: readers never finished"
-            );
-            // A writer that never pauses starves seqlock readers (on two
-            // cores, four processes): pause as a real writer would.
-            std::thread::yield_now();
-        }
-    }
-    last.store(i as i64);
-}
-
-#[test]
-fn child_cell_reader() {
-    let Some(ctx) = common::child("child_cell_reader") else {
-        return;
-    };
-    let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    let done = Counter::open(ctx.path.join("done")).unwrap();
-    barrier(&arrived, READERS + 1);
-    let mut prev = 0u64;
-    let mut distinct = 0u64;
-    let mut busy = 0u64;
-    let mut reads = 0usize;
-    let deadline = std::time::Instant::now() + common::WATCHDOG;
-    // Read until both enough loads were made and enough stores were seen to
-    // land in between: a count of events, not of time, so every reader
-    // overlaps the writer however the processes are scheduled.
-    while reads < READS || distinct < MIN_VERSIONS_SEEN {
-        reads += 1;
-        if reads % 256 == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "watchdog: the writer stopped"
-            );
-            // Two cores, four processes: let the writer run.
-            std::thread::yield_now();
-        }
-        // Mostly blocking loads; every fourth one a single attempt.
-        let (value, version) = if reads % 4 == 3 {
-            match cell.try_load() {
-                Some(got) => got,
-                None => {
-                    busy += 1;
-                    continue;
-                }
+common::child_entry!(
+    #[started_by(readers_never_see_a_torn_value)]
+    fn child_cell_writer(ctx: ChildCtx) {
+        let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        let done = Counter::open(ctx.path.join("done")).unwrap();
+        let last = Counter::open(ctx.path.join("last")).unwrap();
+        barrier(&arrived, READERS + 1);
+        let mut i = 0u64;
+        let deadline = std::time::Instant::now() + common::WATCHDOG;
+        while done.load() < READERS as i64 {
+            i += 1;
+            let version = cell.store(Sample::splat(i)).unwrap();
+            assert_eq!(version, i, "store number {i} made version {version}");
+            if i % 16 == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "watchdog: readers never finished"
+                );
+                // A writer that never pauses starves seqlock readers (on two
+                // cores, four processes): pause as a real writer would.
+                std::thread::yield_now();
             }
-        } else {
-            cell.load_versioned().unwrap()
-        };
-        assert!(
-            value.is_whole(),
-            "torn read at version {version}: {value:?}"
-        );
-        assert_eq!(value.a, version, "value of another version than reported");
-        assert!(
-            version >= prev,
-            "version went back from {prev} to {version}"
-        );
-        distinct += u64::from(version != prev);
-        prev = version;
+        }
+        last.store(i as i64);
     }
-    done.fetch_add(1);
-    println!(
-        "reader {}: {reads} reads, {distinct} versions seen, {busy} busy try_loads, last {prev}",
-        ctx.index
-    );
-}
+);
+
+common::child_entry!(
+    #[started_by(readers_never_see_a_torn_value)]
+    fn child_cell_reader(ctx: ChildCtx) {
+        let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        let done = Counter::open(ctx.path.join("done")).unwrap();
+        barrier(&arrived, READERS + 1);
+        let mut prev = 0u64;
+        let mut distinct = 0u64;
+        let mut busy = 0u64;
+        let mut reads = 0usize;
+        let deadline = std::time::Instant::now() + common::WATCHDOG;
+        // Read until both enough loads were made and enough stores were seen to
+        // land in between: a count of events, not of time, so every reader
+        // overlaps the writer however the processes are scheduled.
+        while reads < READS || distinct < MIN_VERSIONS_SEEN {
+            reads += 1;
+            if reads % 256 == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "watchdog: the writer stopped"
+                );
+                // Two cores, four processes: let the writer run.
+                std::thread::yield_now();
+            }
+            // Mostly blocking loads; every fourth one a single attempt.
+            let (value, version) = if reads % 4 == 3 {
+                match cell.try_load() {
+                    Some(got) => got,
+                    None => {
+                        busy += 1;
+                        continue;
+                    }
+                }
+            } else {
+                cell.load_versioned().unwrap()
+            };
+            assert!(
+                value.is_whole(),
+                "torn read at version {version}: {value:?}"
+            );
+            assert_eq!(value.a, version, "value of another version than reported");
+            assert!(
+                version >= prev,
+                "version went back from {prev} to {version}"
+            );
+            distinct += u64::from(version != prev);
+            prev = version;
+        }
+        done.fetch_add(1);
+        println!(
+            "reader {}: {reads} reads, {distinct} versions seen, {busy} busy try_loads, last {prev}",
+            ctx.index
+        );
+    }
+);
 
 const UPDATERS: usize = 4;
 const UPDATES: u64 = 500;
@@ -155,24 +153,23 @@ fn updates_from_several_processes_serialize() {
     assert_eq!(version, total);
 }
 
-#[test]
-fn child_cell_updater() {
-    let Some(ctx) = common::child("child_cell_updater") else {
-        return;
-    };
-    let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    barrier(&arrived, UPDATERS);
-    for _ in 0..UPDATES {
-        let new = cell
-            .update(|old| {
-                assert!(old.is_whole(), "update saw a torn value: {old:?}");
-                Sample::splat(old.a + 1)
-            })
-            .unwrap();
-        assert!(new.is_whole());
+common::child_entry!(
+    #[started_by(updates_from_several_processes_serialize)]
+    fn child_cell_updater(ctx: ChildCtx) {
+        let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        barrier(&arrived, UPDATERS);
+        for _ in 0..UPDATES {
+            let new = cell
+                .update(|old| {
+                    assert!(old.is_whole(), "update saw a torn value: {old:?}");
+                    Sample::splat(old.a + 1)
+                })
+                .unwrap();
+            assert!(new.is_whole());
+        }
     }
-}
+);
 
 /// A writer process killed with `SIGKILL` while it holds the cell's write
 /// lock (inside an `update` closure) leaves the sequence odd with its pid:
@@ -199,22 +196,21 @@ fn a_writer_killed_inside_its_write_is_taken_over() {
     assert_eq!(cell.load_versioned().unwrap(), (Sample::splat(10), 3));
 }
 
-#[test]
-fn child_cell_stuck_writer() {
-    let Some(ctx) = common::child("child_cell_stuck_writer") else {
-        return;
-    };
-    let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
-    let inside = Counter::open(ctx.path.join("inside")).unwrap();
-    let _ = cell.update(|old| {
-        inside.store(1);
-        // Held here until the parent kills this process.
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            let _ = old;
-        }
-    });
-}
+common::child_entry!(
+    #[started_by(a_writer_killed_inside_its_write_is_taken_over)]
+    fn child_cell_stuck_writer(ctx: ChildCtx) {
+        let cell = SeqCell::<Sample>::open(ctx.path.join("cell")).unwrap();
+        let inside = Counter::open(ctx.path.join("inside")).unwrap();
+        let _ = cell.update(|old| {
+            inside.store(1);
+            // Held here until the parent kills this process.
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let _ = old;
+            }
+        });
+    }
+);
 
 /// What a writer killed half way through filling the spare copy leaves
 /// (written into the file's bytes: sequence odd, a dead pid, garbage in the

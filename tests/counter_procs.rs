@@ -45,21 +45,20 @@ fn twenty_processes_decrement_to_exactly_zero() {
     );
 }
 
-#[test]
-fn child_decrement() {
-    let Some(ctx) = common::child("child_decrement") else {
-        return;
-    };
-    let count = Counter::open(ctx.path.join("count")).unwrap();
-    let seen = AtomicArray::<u32>::open(ctx.path.join("seen")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    barrier(&arrived, DECREMENTERS);
-    for _ in 0..DECREMENTS {
-        let prev = count.fetch_sub(1);
-        assert!((1..=TOTAL).contains(&prev), "fetch_sub returned {prev}");
-        seen[(prev - 1) as usize].fetch_add(1);
+common::child_entry!(
+    #[started_by(twenty_processes_decrement_to_exactly_zero)]
+    fn child_decrement(ctx: ChildCtx) {
+        let count = Counter::open(ctx.path.join("count")).unwrap();
+        let seen = AtomicArray::<u32>::open(ctx.path.join("seen")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        barrier(&arrived, DECREMENTERS);
+        for _ in 0..DECREMENTS {
+            let prev = count.fetch_sub(1);
+            assert!((1..=TOTAL).contains(&prev), "fetch_sub returned {prev}");
+            seen[(prev - 1) as usize].fetch_add(1);
+        }
     }
-}
+);
 
 const BUYERS: usize = 10;
 
@@ -137,17 +136,16 @@ fn ten_buyers_never_oversell_the_last_tickets() {
     }
 }
 
-#[test]
-fn child_buy_once() {
-    let Some(ctx) = common::child("child_buy_once") else {
-        return;
-    };
-    let sale = Sale::open(&ctx.path);
-    barrier(&sale.arrived, BUYERS);
-    if sale.try_buy() {
-        sale.bought[ctx.index].store(1);
+common::child_entry!(
+    #[started_by(ten_buyers_never_oversell_the_last_tickets)]
+    fn child_buy_once(ctx: ChildCtx) {
+        let sale = Sale::open(&ctx.path);
+        barrier(&sale.arrived, BUYERS);
+        if sale.try_buy() {
+            sale.bought[ctx.index].store(1);
+        }
     }
-}
+);
 
 const BIG_STOCK: i64 = 5000;
 
@@ -187,33 +185,32 @@ fn ten_buyers_sell_a_big_stock_exactly_once() {
     );
 }
 
-#[test]
-fn child_buy_all() {
-    let Some(ctx) = common::child("child_buy_all") else {
-        return;
-    };
-    let sale = Sale::open(&ctx.path);
-    let tickets = AtomicArray::<u32>::open(ctx.path.join("tickets")).unwrap();
-    barrier(&sale.arrived, BUYERS);
-    let mut mine = 0;
-    loop {
-        match sale.stock.fetch_update(|n| (n > 0).then(|| n - 1)) {
-            Ok(prev) => {
-                assert!((1..=BIG_STOCK).contains(&prev), "sold ticket {prev}");
-                tickets[(prev - 1) as usize].fetch_add(1);
-                sale.lowest.fetch_min(prev - 1);
-                sale.sold.fetch_add(1);
-                mine += 1;
-            }
-            Err(now) => {
-                sale.lowest.fetch_min(now);
-                assert_eq!(now, 0, "fetch_update declined with stock {now}");
-                break;
+common::child_entry!(
+    #[started_by(ten_buyers_sell_a_big_stock_exactly_once)]
+    fn child_buy_all(ctx: ChildCtx) {
+        let sale = Sale::open(&ctx.path);
+        let tickets = AtomicArray::<u32>::open(ctx.path.join("tickets")).unwrap();
+        barrier(&sale.arrived, BUYERS);
+        let mut mine = 0;
+        loop {
+            match sale.stock.fetch_update(|n| (n > 0).then(|| n - 1)) {
+                Ok(prev) => {
+                    assert!((1..=BIG_STOCK).contains(&prev), "sold ticket {prev}");
+                    tickets[(prev - 1) as usize].fetch_add(1);
+                    sale.lowest.fetch_min(prev - 1);
+                    sale.sold.fetch_add(1);
+                    mine += 1;
+                }
+                Err(now) => {
+                    sale.lowest.fetch_min(now);
+                    assert_eq!(now, 0, "fetch_update declined with stock {now}");
+                    break;
+                }
             }
         }
+        sale.bought[ctx.index].store(mine);
     }
-    sale.bought[ctx.index].store(mine);
-}
+);
 
 const ARRAY_PROCS: usize = 4;
 const ARRAY_ROUNDS: usize = 1000;
@@ -248,28 +245,27 @@ fn array_elements_of_every_type_across_processes() {
     assert_eq!(arrived.load(), ARRAY_PROCS as i64);
 }
 
-#[test]
-fn child_array_ops() {
-    let Some(ctx) = common::child("child_array_ops") else {
-        return;
-    };
-    let d = &ctx.path;
-    let hist = AtomicArray::<u64>::open(d.join("hist")).unwrap();
-    let signed = AtomicArray::<i32>::open(d.join("signed")).unwrap();
-    let small = AtomicArray::<u32>::open(d.join("small")).unwrap();
-    let wide = AtomicArray::<i64>::open(d.join("wide")).unwrap();
-    let float = AtomicArray::<f64>::open(d.join("float")).unwrap();
-    let arrived = Counter::open(d.join("arrived")).unwrap();
-    barrier(&arrived, ARRAY_PROCS);
-    for k in 0..ARRAY_ROUNDS {
-        hist[k % 8].fetch_add(1);
-        signed[0].fetch_sub(1);
-        signed[1].fetch_max(ctx.index as i32);
-        let mut cur = small[0].load();
-        while let Err(now) = small[0].compare_exchange(cur, cur + 1) {
-            cur = now;
+common::child_entry!(
+    #[started_by(array_elements_of_every_type_across_processes)]
+    fn child_array_ops(ctx: ChildCtx) {
+        let d = &ctx.path;
+        let hist = AtomicArray::<u64>::open(d.join("hist")).unwrap();
+        let signed = AtomicArray::<i32>::open(d.join("signed")).unwrap();
+        let small = AtomicArray::<u32>::open(d.join("small")).unwrap();
+        let wide = AtomicArray::<i64>::open(d.join("wide")).unwrap();
+        let float = AtomicArray::<f64>::open(d.join("float")).unwrap();
+        let arrived = Counter::open(d.join("arrived")).unwrap();
+        barrier(&arrived, ARRAY_PROCS);
+        for k in 0..ARRAY_ROUNDS {
+            hist[k % 8].fetch_add(1);
+            signed[0].fetch_sub(1);
+            signed[1].fetch_max(ctx.index as i32);
+            let mut cur = small[0].load();
+            while let Err(now) = small[0].compare_exchange(cur, cur + 1) {
+                cur = now;
+            }
+            wide[0].fetch_add(3);
+            float[0].fetch_add(0.5);
         }
-        wide[0].fetch_add(3);
-        float[0].fetch_add(0.5);
     }
-}
+);

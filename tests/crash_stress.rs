@@ -446,136 +446,140 @@ fn open_ring<T>(kind: Kind, dir: &Path, open: impl Fn(Kind, &Path) -> Result<T, 
 // Children.
 // ---------------------------------------------------------------------------
 
-/// A producer process: pushes its numbered messages through every push
-/// flavour until the parent stops it (or it runs out of numbers, then
-/// idles), recording each message after its push returned `Ok`.
-#[test]
-fn child_stress_producer() {
-    let Some(ctx) = common::child("child_stress_producer") else {
-        return;
-    };
-    let kind = Kind::parse(ctx.arg.split(' ').next().unwrap_or_default());
-    let me = ctx.index;
-    let f = Files::open(&ctx.path);
-    let mut tx = open_ring(kind, &ctx.path, |kind, dir| match kind {
-        Kind::Spsc => Producer::open_or_create(dir.join("ring"), SPSC_CAP)
-            .map(Tx::Spsc)
-            .map_err(|e| e.to_string()),
-        Kind::Mpmc => Queue::open(dir.join("ring"))
-            .map(Tx::Mpmc)
-            .map_err(|e| e.to_string()),
-    });
-    f.ready[me].store(unix_ns());
-    let mut rng = Rng::new(seed_of(&ctx));
-    let deadline = Instant::now() + WATCHDOG * 20;
-    let mut block = take_block(&f, me);
-    let mut next = 0u64;
-    let mut total = 0u64;
-    while f.stop.load() < 2 {
-        assert!(Instant::now() < deadline, "watchdog: never stopped");
-        if next + MAX_BATCH > PER && block.is_some() {
-            block = take_block(&f, me);
-            next = 0;
-        }
-        let Some(block) = block else {
-            // Out of numbers: idle until killed or stopped.
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        };
-        let op = rng.below(4);
-        let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
-        let msgs: Vec<Msg> = (next..next + n).map(|s| Msg::new(block, s)).collect();
-        f.inflight[me].store(n);
-        let res = match op {
-            0 => match tx.try_push(msgs[0]) {
-                Ok(()) => Some(1),
-                Err(TryPushError::Full(m)) => push_blocking(&f, me, &mut tx, m),
-                Err(TryPushError::Closed(_)) => None,
-            },
-            1 => push_blocking(&f, me, &mut tx, msgs[0]),
-            _ => match tx.push_slice(&msgs) {
-                Ok(0) => push_blocking(&f, me, &mut tx, msgs[0]),
-                Ok(k) => Some(k as u64),
-                Err(Closed) => None,
-            },
-        };
-        let Some(pushed) = res else {
-            // Closed: only once the consumers were stopped (the parent
-            // closes the ring).
-            assert!(f.stop.load() >= 1, "the ring was closed under a producer");
+common::child_entry!(
+    /// A producer process: pushes its numbered messages through every push
+    /// flavour until the parent stops it (or it runs out of numbers, then
+    /// idles), recording each message after its push returned `Ok`.
+    #[started_by(
+        spsc_producers_and_consumers_killed_at_random,
+        mpmc_producers_and_consumers_killed_at_random
+    )]
+    fn child_stress_producer(ctx: ChildCtx) {
+        let kind = Kind::parse(ctx.arg.split(' ').next().unwrap_or_default());
+        let me = ctx.index;
+        let f = Files::open(&ctx.path);
+        let mut tx = open_ring(kind, &ctx.path, |kind, dir| match kind {
+            Kind::Spsc => Producer::open_or_create(dir.join("ring"), SPSC_CAP)
+                .map(Tx::Spsc)
+                .map_err(|e| e.to_string()),
+            Kind::Mpmc => Queue::open(dir.join("ring"))
+                .map(Tx::Mpmc)
+                .map_err(|e| e.to_string()),
+        });
+        f.ready[me].store(unix_ns());
+        let mut rng = Rng::new(seed_of(&ctx));
+        let deadline = Instant::now() + WATCHDOG * 20;
+        let mut block = take_block(&f, me);
+        let mut next = 0u64;
+        let mut total = 0u64;
+        while f.stop.load() < 2 {
+            assert!(Instant::now() < deadline, "watchdog: never stopped");
+            if next + MAX_BATCH > PER && block.is_some() {
+                block = take_block(&f, me);
+                next = 0;
+            }
+            let Some(block) = block else {
+                // Out of numbers: idle until killed or stopped.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            let op = rng.below(4);
+            let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
+            let msgs: Vec<Msg> = (next..next + n).map(|s| Msg::new(block, s)).collect();
+            f.inflight[me].store(n);
+            let res = match op {
+                0 => match tx.try_push(msgs[0]) {
+                    Ok(()) => Some(1),
+                    Err(TryPushError::Full(m)) => push_blocking(&f, me, &mut tx, m),
+                    Err(TryPushError::Closed(_)) => None,
+                },
+                1 => push_blocking(&f, me, &mut tx, msgs[0]),
+                _ => match tx.push_slice(&msgs) {
+                    Ok(0) => push_blocking(&f, me, &mut tx, msgs[0]),
+                    Ok(k) => Some(k as u64),
+                    Err(Closed) => None,
+                },
+            };
+            let Some(pushed) = res else {
+                // Closed: only once the consumers were stopped (the parent
+                // closes the ring).
+                assert!(f.stop.load() >= 1, "the ring was closed under a producer");
+                f.inflight[me].store(0);
+                break;
+            };
+            for m in &msgs[..pushed as usize] {
+                let mask = 1u64 << (m.id % 64);
+                f.pushed[(m.id / 64) as usize]
+                    .fetch_update(|w| Some(w | mask))
+                    .unwrap();
+            }
+            next += pushed;
+            total += pushed;
             f.inflight[me].store(0);
-            break;
-        };
-        for m in &msgs[..pushed as usize] {
-            let mask = 1u64 << (m.id % 64);
-            f.pushed[(m.id / 64) as usize]
-                .fetch_update(|w| Some(w | mask))
-                .unwrap();
         }
-        next += pushed;
-        total += pushed;
-        f.inflight[me].store(0);
+        println!("producer {me} pushed {total}");
     }
-    println!("producer {me} pushed {total}");
-}
+);
 
-/// A consumer process: pops through every pop flavour until the parent
-/// stops it, recording each message after the pop returned.
-#[test]
-fn child_stress_consumer() {
-    let Some(ctx) = common::child("child_stress_consumer") else {
-        return;
-    };
-    let kind = Kind::parse(ctx.arg.split(' ').next().unwrap_or_default());
-    let me = ctx.index;
-    let f = Files::open(&ctx.path);
-    let mut rx = open_ring(kind, &ctx.path, |kind, dir| match kind {
-        Kind::Spsc => Consumer::open_or_create(dir.join("ring"), SPSC_CAP)
-            .map(Rx::Spsc)
-            .map_err(|e| e.to_string()),
-        Kind::Mpmc => Queue::open(dir.join("ring"))
-            .map(Rx::Mpmc)
-            .map_err(|e| e.to_string()),
-    });
-    f.ready[me].store(unix_ns());
-    let mut rng = Rng::new(seed_of(&ctx));
-    let deadline = Instant::now() + WATCHDOG * 20;
-    let mut order = HashMap::new();
-    let mut buf = [Msg::zeroed(); MAX_BATCH as usize];
-    let mut got = 0u64;
-    while f.stop.load() == 0 {
-        assert!(Instant::now() < deadline, "watchdog: never stopped");
-        let op = rng.below(3);
-        let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
-        f.inflight[me].store(n);
-        let res = match op {
-            0 => match rx.try_pop() {
-                Ok(m) => {
-                    buf[0] = m;
-                    Some(1)
-                }
-                Err(TryPopError::Empty) => pop_blocking(&f, me, &mut rx, &mut buf),
-                Err(TryPopError::Closed) => None,
-            },
-            1 => pop_blocking(&f, me, &mut rx, &mut buf),
-            _ => match rx.pop_slice(&mut buf[..n as usize]) {
-                Ok(0) => pop_blocking(&f, me, &mut rx, &mut buf),
-                Ok(k) => Some(k),
-                Err(Closed) => None,
-            },
-        };
-        let Some(k) = res else {
-            // Nobody closes the ring while consumers run.
-            panic!("the ring was closed under a consumer");
-        };
-        for m in &buf[..k] {
-            f.record_consumed(me, m, Some(&mut order));
+common::child_entry!(
+    /// A consumer process: pops through every pop flavour until the parent
+    /// stops it, recording each message after the pop returned.
+    #[started_by(
+        spsc_producers_and_consumers_killed_at_random,
+        mpmc_producers_and_consumers_killed_at_random
+    )]
+    fn child_stress_consumer(ctx: ChildCtx) {
+        let kind = Kind::parse(ctx.arg.split(' ').next().unwrap_or_default());
+        let me = ctx.index;
+        let f = Files::open(&ctx.path);
+        let mut rx = open_ring(kind, &ctx.path, |kind, dir| match kind {
+            Kind::Spsc => Consumer::open_or_create(dir.join("ring"), SPSC_CAP)
+                .map(Rx::Spsc)
+                .map_err(|e| e.to_string()),
+            Kind::Mpmc => Queue::open(dir.join("ring"))
+                .map(Rx::Mpmc)
+                .map_err(|e| e.to_string()),
+        });
+        f.ready[me].store(unix_ns());
+        let mut rng = Rng::new(seed_of(&ctx));
+        let deadline = Instant::now() + WATCHDOG * 20;
+        let mut order = HashMap::new();
+        let mut buf = [Msg::zeroed(); MAX_BATCH as usize];
+        let mut got = 0u64;
+        while f.stop.load() == 0 {
+            assert!(Instant::now() < deadline, "watchdog: never stopped");
+            let op = rng.below(3);
+            let n = if op < 2 { 1 } else { 1 + rng.below(MAX_BATCH) };
+            f.inflight[me].store(n);
+            let res = match op {
+                0 => match rx.try_pop() {
+                    Ok(m) => {
+                        buf[0] = m;
+                        Some(1)
+                    }
+                    Err(TryPopError::Empty) => pop_blocking(&f, me, &mut rx, &mut buf),
+                    Err(TryPopError::Closed) => None,
+                },
+                1 => pop_blocking(&f, me, &mut rx, &mut buf),
+                _ => match rx.pop_slice(&mut buf[..n as usize]) {
+                    Ok(0) => pop_blocking(&f, me, &mut rx, &mut buf),
+                    Ok(k) => Some(k),
+                    Err(Closed) => None,
+                },
+            };
+            let Some(k) = res else {
+                // Nobody closes the ring while consumers run.
+                panic!("the ring was closed under a consumer");
+            };
+            for m in &buf[..k] {
+                f.record_consumed(me, m, Some(&mut order));
+            }
+            got += k as u64;
+            f.inflight[me].store(0);
         }
-        got += k as u64;
-        f.inflight[me].store(0);
+        println!("consumer {me} received {got}");
     }
-    println!("consumer {me} received {got}");
-}
+);
 
 /// A blocking push of one message: how many were pushed (0 or 1), `None`
 /// once the ring is closed.

@@ -52,24 +52,23 @@ fn twenty_processes_count_a_key_down_to_exactly_zero() {
     );
 }
 
-#[test]
-fn child_count_down() {
-    let Some(ctx) = common::child("child_count_down") else {
-        return;
-    };
-    let d = Map::<str, i64>::open(ctx.path.join("dict")).unwrap();
-    let seen = AtomicArray::<u32>::open(ctx.path.join("seen")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    barrier(&arrived, DECREMENTERS);
-    for _ in 0..DECREMENTS {
-        let new = d
-            .update("count", |v| v - 1)
-            .unwrap()
-            .expect("the key is present");
-        assert!((0..TOTAL).contains(&new), "update returned {new}");
-        seen[new as usize].fetch_add(1);
+common::child_entry!(
+    #[started_by(twenty_processes_count_a_key_down_to_exactly_zero)]
+    fn child_count_down(ctx: ChildCtx) {
+        let d = Map::<str, i64>::open(ctx.path.join("dict")).unwrap();
+        let seen = AtomicArray::<u32>::open(ctx.path.join("seen")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        barrier(&arrived, DECREMENTERS);
+        for _ in 0..DECREMENTS {
+            let new = d
+                .update("count", |v| v - 1)
+                .unwrap()
+                .expect("the key is present");
+            assert!((0..TOTAL).contains(&new), "update returned {new}");
+            seen[new as usize].fetch_add(1);
+        }
     }
-}
+);
 
 // ---------------------------------------------------------------------------
 // A pool of workers fills a dict.
@@ -120,29 +119,28 @@ fn a_pool_of_four_workers_fills_ten_thousand_keys() {
     assert_eq!(d.get(&POOL_KEYS).unwrap(), None);
 }
 
-#[test]
-fn child_pool_worker() {
-    let Some(ctx) = common::child("child_pool_worker") else {
-        return;
-    };
-    let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
-    let next = Counter::open(ctx.path.join("next")).unwrap();
-    let done = AtomicArray::<u64>::open(ctx.path.join("done")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    barrier(&arrived, POOL);
-    let mut mine = 0;
-    loop {
-        let start = next.fetch_add(CHUNK) as u64;
-        if start >= POOL_KEYS {
-            break;
+common::child_entry!(
+    #[started_by(a_pool_of_four_workers_fills_ten_thousand_keys)]
+    fn child_pool_worker(ctx: ChildCtx) {
+        let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
+        let next = Counter::open(ctx.path.join("next")).unwrap();
+        let done = AtomicArray::<u64>::open(ctx.path.join("done")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        barrier(&arrived, POOL);
+        let mut mine = 0;
+        loop {
+            let start = next.fetch_add(CHUNK) as u64;
+            if start >= POOL_KEYS {
+                break;
+            }
+            for k in start..(start + CHUNK as u64).min(POOL_KEYS) {
+                assert_eq!(d.insert(&k, k).unwrap(), None, "key {k} was already there");
+                mine += 1;
+            }
         }
-        for k in start..(start + CHUNK as u64).min(POOL_KEYS) {
-            assert_eq!(d.insert(&k, k).unwrap(), None, "key {k} was already there");
-            mine += 1;
-        }
+        done[ctx.index].store(mine);
     }
-    done[ctx.index].store(mine);
-}
+);
 
 // ---------------------------------------------------------------------------
 // The nested dict: one struct value updated in place by several processes.
@@ -208,42 +206,41 @@ fn four_processes_update_one_struct_value_in_place() {
     assert_eq!(d.len(), 1);
 }
 
-#[test]
-fn child_nested_update() {
-    let Some(ctx) = common::child("child_nested_update") else {
-        return;
-    };
-    let i = ctx.index;
-    let d = Map::<str, Nested>::open(ctx.path.join("dict")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    let set_at = common::Rng::new(i as u64).below(NESTED_ROUNDS);
-    barrier(&arrived, NESTED_PROCS);
-    for round in 0..NESTED_ROUNDS {
-        let new = d
-            .update("test", |mut v| {
-                if round == set_at {
-                    v.field[i] = 1000 + i as u64;
-                }
-                v.bumps[i] += 1;
-                v.total += 1;
-                v
-            })
-            .unwrap()
-            .expect("the key is present");
-        assert!(new.is_consistent(), "update returned {new:?}");
-        assert_eq!(new.bumps[i], round + 1, "my own count in {new:?}");
-        let mine = if round >= set_at { 1000 + i as u64 } else { 0 };
-        assert_eq!(
-            new.field[i], mine,
-            "my own field at round {round} in {new:?}"
-        );
-        if round % 16 == 0 {
-            let seen = d.get("test").unwrap().expect("the key is present");
-            assert!(seen.is_consistent(), "get returned {seen:?}");
-            assert!(seen.bumps[i] > round, "a read went back in time: {seen:?}");
+common::child_entry!(
+    #[started_by(four_processes_update_one_struct_value_in_place)]
+    fn child_nested_update(ctx: ChildCtx) {
+        let i = ctx.index;
+        let d = Map::<str, Nested>::open(ctx.path.join("dict")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        let set_at = common::Rng::new(i as u64).below(NESTED_ROUNDS);
+        barrier(&arrived, NESTED_PROCS);
+        for round in 0..NESTED_ROUNDS {
+            let new = d
+                .update("test", |mut v| {
+                    if round == set_at {
+                        v.field[i] = 1000 + i as u64;
+                    }
+                    v.bumps[i] += 1;
+                    v.total += 1;
+                    v
+                })
+                .unwrap()
+                .expect("the key is present");
+            assert!(new.is_consistent(), "update returned {new:?}");
+            assert_eq!(new.bumps[i], round + 1, "my own count in {new:?}");
+            let mine = if round >= set_at { 1000 + i as u64 } else { 0 };
+            assert_eq!(
+                new.field[i], mine,
+                "my own field at round {round} in {new:?}"
+            );
+            if round % 16 == 0 {
+                let seen = d.get("test").unwrap().expect("the key is present");
+                assert!(seen.is_consistent(), "get returned {seen:?}");
+                assert!(seen.bumps[i] > round, "a read went back in time: {seen:?}");
+            }
         }
     }
-}
+);
 
 // ---------------------------------------------------------------------------
 // A full table.
@@ -331,80 +328,78 @@ fn a_full_table_reports_full_and_stays_usable() {
     );
 }
 
-#[test]
-fn child_fill_past_full() {
-    let Some(ctx) = common::child("child_fill_past_full") else {
-        return;
-    };
-    let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
-    let won = AtomicArray::<u32>::open(ctx.path.join("won")).unwrap();
-    let full = Counter::open(ctx.path.join("full")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    barrier(&arrived, FULL_PROCS);
-    for k in (ctx.index as u64..FULL_KEYS).step_by(FULL_PROCS) {
-        match d.insert(&k, k * 10) {
-            Ok(None) => {
-                won[k as usize].fetch_add(1);
+common::child_entry!(
+    #[started_by(a_full_table_reports_full_and_stays_usable)]
+    fn child_fill_past_full(ctx: ChildCtx) {
+        let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
+        let won = AtomicArray::<u32>::open(ctx.path.join("won")).unwrap();
+        let full = Counter::open(ctx.path.join("full")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        barrier(&arrived, FULL_PROCS);
+        for k in (ctx.index as u64..FULL_KEYS).step_by(FULL_PROCS) {
+            match d.insert(&k, k * 10) {
+                Ok(None) => {
+                    won[k as usize].fetch_add(1);
+                }
+                Err(MapError::Full { capacity }) => {
+                    assert_eq!(capacity, FULL_CAPACITY);
+                    full.fetch_add(1);
+                }
+                other => panic!("insert({k}) = {other:?}"),
             }
-            Err(MapError::Full { capacity }) => {
-                assert_eq!(capacity, FULL_CAPACITY);
-                full.fetch_add(1);
-            }
-            other => panic!("insert({k}) = {other:?}"),
         }
     }
-}
+);
 
-#[test]
-fn child_use_full_table() {
-    let Some(ctx) = common::child("child_use_full_table") else {
-        return;
-    };
-    let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
-    let won = AtomicArray::<u32>::open(ctx.path.join("won")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    let full_err = MapError::Full {
-        capacity: FULL_CAPACITY,
-    };
-    barrier(&arrived, FULL_PROCS);
-    // A new key, this process's own: still Full, whatever is removed.
-    let new_key = 1000 + ctx.index as u64;
-    for k in (ctx.index as u64..FULL_KEYS).step_by(FULL_PROCS) {
-        if won[k as usize].load() != 1 {
-            assert_eq!(d.get(&k).unwrap(), None, "key {k} lost the race");
-            assert!(!d.contains_key(&k).unwrap());
-            continue;
-        }
-        assert_eq!(d.get(&k).unwrap(), Some(k * 10));
-        assert!(d.contains_key(&k).unwrap());
-        assert_eq!(d.update(&k, |v| v + 1).unwrap(), Some(k * 10 + 1));
-        assert_eq!(d.insert_if_absent(&k, 7).unwrap(), Some(k * 10 + 1));
-        if k % 8 < 4 {
-            assert_eq!(d.remove(&k).unwrap(), Some(k * 10 + 1));
-            assert_eq!(d.get(&k).unwrap(), None);
-            assert_eq!(d.remove(&k).unwrap(), None);
-            assert_eq!(
-                d.insert(&new_key, 1),
-                Err(full_err.clone()),
-                "a removed entry stays bound to its key"
-            );
-            if k % 8 < 2 {
+common::child_entry!(
+    #[started_by(a_full_table_reports_full_and_stays_usable)]
+    fn child_use_full_table(ctx: ChildCtx) {
+        let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
+        let won = AtomicArray::<u32>::open(ctx.path.join("won")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        let full_err = MapError::Full {
+            capacity: FULL_CAPACITY,
+        };
+        barrier(&arrived, FULL_PROCS);
+        // A new key, this process's own: still Full, whatever is removed.
+        let new_key = 1000 + ctx.index as u64;
+        for k in (ctx.index as u64..FULL_KEYS).step_by(FULL_PROCS) {
+            if won[k as usize].load() != 1 {
+                assert_eq!(d.get(&k).unwrap(), None, "key {k} lost the race");
+                assert!(!d.contains_key(&k).unwrap());
+                continue;
+            }
+            assert_eq!(d.get(&k).unwrap(), Some(k * 10));
+            assert!(d.contains_key(&k).unwrap());
+            assert_eq!(d.update(&k, |v| v + 1).unwrap(), Some(k * 10 + 1));
+            assert_eq!(d.insert_if_absent(&k, 7).unwrap(), Some(k * 10 + 1));
+            if k % 8 < 4 {
+                assert_eq!(d.remove(&k).unwrap(), Some(k * 10 + 1));
+                assert_eq!(d.get(&k).unwrap(), None);
+                assert_eq!(d.remove(&k).unwrap(), None);
                 assert_eq!(
-                    d.insert(&k, k * 100).unwrap(),
-                    None,
-                    "a removed key comes back"
+                    d.insert(&new_key, 1),
+                    Err(full_err.clone()),
+                    "a removed entry stays bound to its key"
                 );
-                assert_eq!(d.get(&k).unwrap(), Some(k * 100));
+                if k % 8 < 2 {
+                    assert_eq!(
+                        d.insert(&k, k * 100).unwrap(),
+                        None,
+                        "a removed key comes back"
+                    );
+                    assert_eq!(d.get(&k).unwrap(), Some(k * 100));
+                }
             }
         }
+        assert_eq!(d.insert(&new_key, 1), Err(full_err.clone()));
+        assert_eq!(d.insert_if_absent(&new_key, 1), Err(full_err.clone()));
+        assert_eq!(d.update_or_insert(&new_key, 1, |v| v + 1), Err(full_err));
+        assert_eq!(d.get(&new_key).unwrap(), None);
+        assert!(!d.contains_key(&new_key).unwrap());
+        assert_eq!(d.remove(&new_key).unwrap(), None);
     }
-    assert_eq!(d.insert(&new_key, 1), Err(full_err.clone()));
-    assert_eq!(d.insert_if_absent(&new_key, 1), Err(full_err.clone()));
-    assert_eq!(d.update_or_insert(&new_key, 1, |v| v + 1), Err(full_err));
-    assert_eq!(d.get(&new_key).unwrap(), None);
-    assert!(!d.contains_key(&new_key).unwrap());
-    assert_eq!(d.remove(&new_key).unwrap(), None);
-}
+);
 
 /// Regression: `Map::update` of a key that was never inserted, on a full
 /// table, is `Ok(None)` (absent), not `Err(Full)`: nothing is to be

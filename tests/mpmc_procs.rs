@@ -445,49 +445,53 @@ fn a_one_slot_queue_delivers_every_message_exactly_once() {
     assert_eq!((q.len(), q.is_full()), (0, false));
 }
 
-#[test]
-fn child_mesh_producer() {
-    let Some(ctx) = common::child("child_mesh_producer") else {
-        return;
-    };
-    let n: u64 = ctx.arg_num();
-    let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
-    let me = ctx.index as u64;
-    let msgs: Vec<Msg> = (0..n).map(|s| Msg::new(me, s)).collect();
-    let mut rng = Rng::new(0x4d45_5348 ^ me);
-    barrier(
-        &counter(&ctx.path, "arrived"),
-        MESH_PRODUCERS + MESH_CONSUMERS,
-    );
-    push_mixed(&q, &mut rng, &msgs);
-    counter(&ctx.path, "done").fetch_add(1);
-}
+common::child_entry!(
+    #[started_by(
+        a_one_slot_queue_delivers_every_message_exactly_once,
+        four_producers_four_consumers_deliver_every_message_exactly_once
+    )]
+    fn child_mesh_producer(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        let me = ctx.index as u64;
+        let msgs: Vec<Msg> = (0..n).map(|s| Msg::new(me, s)).collect();
+        let mut rng = Rng::new(0x4d45_5348 ^ me);
+        barrier(
+            &counter(&ctx.path, "arrived"),
+            MESH_PRODUCERS + MESH_CONSUMERS,
+        );
+        push_mixed(&q, &mut rng, &msgs);
+        counter(&ctx.path, "done").fetch_add(1);
+    }
+);
 
-#[test]
-fn child_mesh_consumer() {
-    let Some(ctx) = common::child("child_mesh_consumer") else {
-        return;
-    };
-    let n: u64 = ctx.arg_num();
-    let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
-    let seen = Seen::open(&ctx.path.join("seen"), n);
-    let tally = Tally::open(&ctx.path.join("tally"), MESH_PRODUCERS);
-    let mut order = Order::new(MESH_PRODUCERS);
-    let mut rng = Rng::new(0x434f_4e53 ^ ctx.index as u64);
-    barrier(
-        &counter(&ctx.path, "arrived"),
-        MESH_PRODUCERS + MESH_CONSUMERS,
-    );
-    pop_mixed(&q, &mut rng, |m| {
-        m.validate(MESH_PRODUCERS as u64);
-        order.check(m);
-        seen.mark(m);
-        tally.add(ctx.index, m);
-    });
-    // Closed and drained: it stays that way.
-    assert_eq!(q.try_pop(), Err(TryPopError::Closed));
-    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
-}
+common::child_entry!(
+    #[started_by(
+        a_one_slot_queue_delivers_every_message_exactly_once,
+        four_producers_four_consumers_deliver_every_message_exactly_once
+    )]
+    fn child_mesh_consumer(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        let seen = Seen::open(&ctx.path.join("seen"), n);
+        let tally = Tally::open(&ctx.path.join("tally"), MESH_PRODUCERS);
+        let mut order = Order::new(MESH_PRODUCERS);
+        let mut rng = Rng::new(0x434f_4e53 ^ ctx.index as u64);
+        barrier(
+            &counter(&ctx.path, "arrived"),
+            MESH_PRODUCERS + MESH_CONSUMERS,
+        );
+        pop_mixed(&q, &mut rng, |m| {
+            m.validate(MESH_PRODUCERS as u64);
+            order.check(m);
+            seen.mark(m);
+            tally.add(ctx.index, m);
+        });
+        // Closed and drained: it stays that way.
+        assert_eq!(q.try_pop(), Err(TryPopError::Closed));
+        assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
+    }
+);
 
 // ---------------------------------------------------------------------------
 // 2. A joinable queue: join waits for every task, one close ends everyone.
@@ -580,43 +584,41 @@ fn join_waits_for_every_task_and_one_close_stops_every_consumer() {
     assert_eq!(q.unfinished(), 0, "the count never wraps below zero");
 }
 
-#[test]
-fn child_job_producer() {
-    let Some(ctx) = common::child("child_job_producer") else {
-        return;
-    };
-    let q = Queue::<Msg>::open(ctx.path.join("jobs")).unwrap();
-    let me = ctx.index as u64;
-    let msgs: Vec<Msg> = (0..JOBS_EACH).map(|s| Msg::new(me, s)).collect();
-    push_mixed(&q, &mut Rng::new(0x4a4f_4250 ^ me), &msgs);
-    counter(&ctx.path, "done").fetch_add(1);
-}
+common::child_entry!(
+    #[started_by(join_waits_for_every_task_and_one_close_stops_every_consumer)]
+    fn child_job_producer(ctx: ChildCtx) {
+        let q = Queue::<Msg>::open(ctx.path.join("jobs")).unwrap();
+        let me = ctx.index as u64;
+        let msgs: Vec<Msg> = (0..JOBS_EACH).map(|s| Msg::new(me, s)).collect();
+        push_mixed(&q, &mut Rng::new(0x4a4f_4250 ^ me), &msgs);
+        counter(&ctx.path, "done").fetch_add(1);
+    }
+);
 
-#[test]
-fn child_job_consumer() {
-    let Some(ctx) = common::child("child_job_consumer") else {
-        return;
-    };
-    let q = Queue::<Msg>::open(ctx.path.join("jobs")).unwrap();
-    let seen = Seen::open(&ctx.path.join("seen"), JOBS_EACH);
-    let recorded = counter(&ctx.path, "recorded");
-    let go = counter(&ctx.path, "go");
-    let mut order = Order::new(JOB_PRODUCERS);
-    wait_until("the parent's go", || go.load() == 1);
-    pop_mixed(&q, &mut Rng::new(0x4a4f_4243 ^ ctx.index as u64), |m| {
-        m.validate(JOB_PRODUCERS as u64);
-        order.check(m);
-        seen.mark(m);
-        // The work: short, but long enough that jobs are still unfinished
-        // when the producers are done.
-        std::thread::sleep(Duration::from_micros(10));
-        recorded.fetch_add(1);
-        q.task_done().unwrap();
-    });
-    // Closed: the parent closes only after join(), so every task is done.
-    assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
-    assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
-}
+common::child_entry!(
+    #[started_by(join_waits_for_every_task_and_one_close_stops_every_consumer)]
+    fn child_job_consumer(ctx: ChildCtx) {
+        let q = Queue::<Msg>::open(ctx.path.join("jobs")).unwrap();
+        let seen = Seen::open(&ctx.path.join("seen"), JOBS_EACH);
+        let recorded = counter(&ctx.path, "recorded");
+        let go = counter(&ctx.path, "go");
+        let mut order = Order::new(JOB_PRODUCERS);
+        wait_until("the parent's go", || go.load() == 1);
+        pop_mixed(&q, &mut Rng::new(0x4a4f_4243 ^ ctx.index as u64), |m| {
+            m.validate(JOB_PRODUCERS as u64);
+            order.check(m);
+            seen.mark(m);
+            // The work: short, but long enough that jobs are still unfinished
+            // when the producers are done.
+            std::thread::sleep(Duration::from_micros(10));
+            recorded.fetch_add(1);
+            q.task_done().unwrap();
+        });
+        // Closed: the parent closes only after join(), so every task is done.
+        assert_eq!(q.pop_timeout(WATCHDOG), Err(PopTimeoutError::Closed));
+        assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
+    }
+);
 
 // ---------------------------------------------------------------------------
 // 3. Byte messages of every length.
@@ -704,83 +706,81 @@ fn assert_too_long(q: &ByteQueue) {
     assert!(q.len() <= len_before.max(BYTE_CAP));
 }
 
-#[test]
-fn child_byte_producer() {
-    let Some(ctx) = common::child("child_byte_producer") else {
-        return;
-    };
-    let q = ByteQueue::open(ctx.path.join("bytes")).unwrap();
-    assert_eq!(q.max_len(), BYTE_MAX);
-    let mut rng = Rng::new(0x4250_5244 ^ ctx.index as u64);
-    for round in 0..BYTE_ROUNDS {
-        let mut lens: Vec<usize> = (0..=BYTE_MAX).collect();
-        match round {
-            0 => {}
-            1 => lens.reverse(),
-            _ => {
-                for i in (1..lens.len()).rev() {
-                    lens.swap(i, rng.below(i as u64 + 1) as usize);
+common::child_entry!(
+    #[started_by(byte_messages_of_every_length_arrive_intact)]
+    fn child_byte_producer(ctx: ChildCtx) {
+        let q = ByteQueue::open(ctx.path.join("bytes")).unwrap();
+        assert_eq!(q.max_len(), BYTE_MAX);
+        let mut rng = Rng::new(0x4250_5244 ^ ctx.index as u64);
+        for round in 0..BYTE_ROUNDS {
+            let mut lens: Vec<usize> = (0..=BYTE_MAX).collect();
+            match round {
+                0 => {}
+                1 => lens.reverse(),
+                _ => {
+                    for i in (1..lens.len()).rev() {
+                        lens.swap(i, rng.below(i as u64 + 1) as usize);
+                    }
                 }
             }
-        }
-        for len in lens {
-            let msg = payload(len);
-            match rng.below(3) {
-                0 => q.push(&msg).unwrap(),
-                1 => match q.try_push(&msg) {
-                    Ok(()) => {}
-                    Err(ByteTryPushError::Full) => q.push_timeout(&msg, WATCHDOG).unwrap(),
-                    Err(e) => panic!("try_push of {len} bytes: {e:?}"),
-                },
-                _ => q.push_timeout(&msg, WATCHDOG).unwrap(),
+            for len in lens {
+                let msg = payload(len);
+                match rng.below(3) {
+                    0 => q.push(&msg).unwrap(),
+                    1 => match q.try_push(&msg) {
+                        Ok(()) => {}
+                        Err(ByteTryPushError::Full) => q.push_timeout(&msg, WATCHDOG).unwrap(),
+                        Err(e) => panic!("try_push of {len} bytes: {e:?}"),
+                    },
+                    _ => q.push_timeout(&msg, WATCHDOG).unwrap(),
+                }
             }
+            assert_too_long(&q);
         }
-        assert_too_long(&q);
+        counter(&ctx.path, "done").fetch_add(1);
     }
-    counter(&ctx.path, "done").fetch_add(1);
-}
+);
 
-#[test]
-fn child_byte_consumer() {
-    let Some(ctx) = common::child("child_byte_consumer") else {
-        return;
-    };
-    let q = ByteQueue::open(ctx.path.join("bytes")).unwrap();
-    let counts = AtomicArray::<u64>::open(ctx.path.join("counts")).unwrap();
-    let mut rng = Rng::new(0x4243_4f4e ^ ctx.index as u64);
-    let mut buf = vec![0u8; BYTE_MAX];
-    loop {
-        let msg = match rng.below(4) {
-            0 => match q.pop() {
-                Ok(m) => m,
-                Err(PopError::Closed) => break,
-                Err(e) => panic!("pop: {e:?}"),
-            },
-            1 => match q.pop_into(&mut buf) {
-                Ok(n) => buf[..n].to_vec(),
-                Err(PopError::Closed) => break,
-                Err(e) => panic!("pop_into: {e:?}"),
-            },
-            2 => match q.try_pop_into(&mut buf) {
-                Ok(n) => buf[..n].to_vec(),
-                Err(TryPopError::Empty) => continue,
-                Err(TryPopError::Closed) => break,
-            },
-            _ => match q.pop_timeout(WATCHDOG) {
-                Ok(m) => m,
-                Err(PopTimeoutError::Closed) => break,
-                Err(e) => panic!("pop_timeout: {e:?}"),
-            },
-        };
-        assert!(msg.len() <= BYTE_MAX, "a message of {} bytes", msg.len());
-        assert!(
-            msg == payload(msg.len()),
-            "a message of {} bytes was changed",
-            msg.len()
-        );
-        counts[msg.len()].fetch_add(1);
+common::child_entry!(
+    #[started_by(byte_messages_of_every_length_arrive_intact)]
+    fn child_byte_consumer(ctx: ChildCtx) {
+        let q = ByteQueue::open(ctx.path.join("bytes")).unwrap();
+        let counts = AtomicArray::<u64>::open(ctx.path.join("counts")).unwrap();
+        let mut rng = Rng::new(0x4243_4f4e ^ ctx.index as u64);
+        let mut buf = vec![0u8; BYTE_MAX];
+        loop {
+            let msg = match rng.below(4) {
+                0 => match q.pop() {
+                    Ok(m) => m,
+                    Err(PopError::Closed) => break,
+                    Err(e) => panic!("pop: {e:?}"),
+                },
+                1 => match q.pop_into(&mut buf) {
+                    Ok(n) => buf[..n].to_vec(),
+                    Err(PopError::Closed) => break,
+                    Err(e) => panic!("pop_into: {e:?}"),
+                },
+                2 => match q.try_pop_into(&mut buf) {
+                    Ok(n) => buf[..n].to_vec(),
+                    Err(TryPopError::Empty) => continue,
+                    Err(TryPopError::Closed) => break,
+                },
+                _ => match q.pop_timeout(WATCHDOG) {
+                    Ok(m) => m,
+                    Err(PopTimeoutError::Closed) => break,
+                    Err(e) => panic!("pop_timeout: {e:?}"),
+                },
+            };
+            assert!(msg.len() <= BYTE_MAX, "a message of {} bytes", msg.len());
+            assert!(
+                msg == payload(msg.len()),
+                "a message of {} bytes was changed",
+                msg.len()
+            );
+            counts[msg.len()].fetch_add(1);
+        }
     }
-}
+);
 
 // ---------------------------------------------------------------------------
 // 4. Processes killed with SIGKILL mid-stream.
@@ -1003,140 +1003,146 @@ fn kill_args(ctx: &common::ChildCtx) -> (String, usize, i64) {
     )
 }
 
-/// A producer of the kill tests, by role:
-/// - `victim`: pushes 0, 1, 2, ... with single pushes until killed,
-///   storing after each push that returned how many it has pushed (single
-///   pushes only: a producer killed mid-batch blocks the queue for good, see
-///   `a_producer_killed_mid_batch_does_not_block_the_queue`);
-/// - `batch-victim`: the same with `push_slice` batches of 32 (a single
-///   blocking push when full);
-/// - `survivor`: pushes through every flavour until the parent has killed
-///   every victim, then `AFTER_KILL` more; stores its total, counts itself
-///   done;
-/// - `late`: waits until every victim is killed, then pushes `AFTER_KILL`.
-#[test]
-fn child_kill_producer() {
-    let Some(ctx) = common::child("child_kill_producer") else {
-        return;
-    };
-    let (role, _producers, kills) = kill_args(&ctx);
-    let f = KillFiles::open(&ctx.path);
-    let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
-    let me = ctx.index as u64;
-    let mut rng = Rng::new(0x4b49_4c4c ^ me);
-    let deadline = Instant::now() + WATCHDOG;
-    let mut next = 0u64;
-    if role.ends_with("victim") {
-        while next + 32 < KILL_LIMIT {
-            if role == "batch-victim" {
-                let batch: Vec<Msg> = (next..next + 32).map(|s| Msg::new(me, s)).collect();
-                match q.push_slice(&batch).unwrap() {
-                    // Full: sleep until there is room (not a busy loop).
-                    0 => {
-                        q.push_timeout(batch[0], WATCHDOG).unwrap();
-                        next += 1;
+common::child_entry!(
+    /// A producer of the kill tests, by role:
+    /// - `victim`: pushes 0, 1, 2, ... with single pushes until killed,
+    ///   storing after each push that returned how many it has pushed (single
+    ///   pushes only: a producer killed mid-batch blocks the queue for good, see
+    ///   `a_producer_killed_mid_batch_does_not_block_the_queue`);
+    /// - `batch-victim`: the same with `push_slice` batches of 32 (a single
+    ///   blocking push when full);
+    /// - `survivor`: pushes through every flavour until the parent has killed
+    ///   every victim, then `AFTER_KILL` more; stores its total, counts itself
+    ///   done;
+    /// - `late`: waits until every victim is killed, then pushes `AFTER_KILL`.
+    #[started_by(
+        a_producer_killed_mid_batch_does_not_block_the_queue,
+        consumers_killed_mid_stream_leave_producers_unblocked,
+        producers_killed_mid_stream_hang_nobody_and_lose_nothing_committed
+    )]
+    fn child_kill_producer(ctx: ChildCtx) {
+        let (role, _producers, kills) = kill_args(&ctx);
+        let f = KillFiles::open(&ctx.path);
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        let me = ctx.index as u64;
+        let mut rng = Rng::new(0x4b49_4c4c ^ me);
+        let deadline = Instant::now() + WATCHDOG;
+        let mut next = 0u64;
+        if role.ends_with("victim") {
+            while next + 32 < KILL_LIMIT {
+                if role == "batch-victim" {
+                    let batch: Vec<Msg> = (next..next + 32).map(|s| Msg::new(me, s)).collect();
+                    match q.push_slice(&batch).unwrap() {
+                        // Full: sleep until there is room (not a busy loop).
+                        0 => {
+                            q.push_timeout(batch[0], WATCHDOG).unwrap();
+                            next += 1;
+                        }
+                        n => next += n as u64,
                     }
-                    n => next += n as u64,
+                    f.committed[ctx.index].store(next);
+                    continue;
                 }
+                let m = Msg::new(me, next);
+                match rng.below(3) {
+                    0 => match q.try_push(m) {
+                        Ok(()) => {}
+                        Err(TryPushError::Full(m)) => q.push(m).unwrap(),
+                        Err(e) => panic!("try_push: {e:?}"),
+                    },
+                    1 => q.push(m).unwrap(),
+                    _ => q.push_timeout(m, WATCHDOG).unwrap(),
+                }
+                next += 1;
                 f.committed[ctx.index].store(next);
-                continue;
             }
-            let m = Msg::new(me, next);
-            match rng.below(3) {
-                0 => match q.try_push(m) {
-                    Ok(()) => {}
-                    Err(TryPushError::Full(m)) => q.push(m).unwrap(),
-                    Err(e) => panic!("try_push: {e:?}"),
-                },
-                1 => q.push(m).unwrap(),
-                _ => q.push_timeout(m, WATCHDOG).unwrap(),
+            // Out of numbers before the kill: wait for it.
+            loop {
+                assert!(Instant::now() < deadline, "watchdog: never killed");
+                std::thread::sleep(Duration::from_millis(1));
             }
-            next += 1;
-            f.committed[ctx.index].store(next);
         }
-        // Out of numbers before the kill: wait for it.
-        loop {
-            assert!(Instant::now() < deadline, "watchdog: never killed");
-            std::thread::sleep(Duration::from_millis(1));
+        let mut push = |from: u64, to: u64| {
+            let msgs: Vec<Msg> = (from..to).map(|s| Msg::new(me, s)).collect();
+            push_mixed(&q, &mut rng, &msgs);
+            f.committed[ctx.index].store(to);
+        };
+        match role.as_str() {
+            "survivor" => {
+                while f.killed.load() < kills {
+                    assert!(next + 256 < KILL_LIMIT / 2, "the parent never killed");
+                    push(next, next + 256);
+                    next += 256;
+                }
+            }
+            "late" => wait_for_kills(&f, kills),
+            other => panic!("role {other}"),
         }
+        push(next, next + AFTER_KILL);
+        f.done.fetch_add(1);
     }
-    let mut push = |from: u64, to: u64| {
-        let msgs: Vec<Msg> = (from..to).map(|s| Msg::new(me, s)).collect();
-        push_mixed(&q, &mut rng, &msgs);
-        f.committed[ctx.index].store(to);
-    };
-    match role.as_str() {
-        "survivor" => {
-            while f.killed.load() < kills {
-                assert!(next + 256 < KILL_LIMIT / 2, "the parent never killed");
-                push(next, next + 256);
-                next += 256;
-            }
-        }
-        "late" => wait_for_kills(&f, kills),
-        other => panic!("role {other}"),
-    }
-    push(next, next + AFTER_KILL);
-    f.done.fetch_add(1);
-}
+);
 
-/// A consumer of the kill tests, by role:
-/// - `victim`: pops with single pops until killed (single pops only: see
-///   `a_consumer_killed_mid_batch_does_not_block_the_producers`);
-/// - `batch-victim`: pops with `pop_slice` batches of 32 (a single
-///   blocking pop when empty), counting only;
-/// - `survivor`: pops through every flavour until closed and drained;
-/// - `late`: the same, once every victim is killed.
-#[test]
-fn child_kill_consumer() {
-    let Some(ctx) = common::child("child_kill_consumer") else {
-        return;
-    };
-    let (role, producers, kills) = kill_args(&ctx);
-    let f = KillFiles::open(&ctx.path);
-    let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
-    let mut order = Order::new(producers);
-    let mut rng = Rng::new(0x4445_4144 ^ ctx.index as u64);
-    if role == "batch-victim" {
-        // Counts only: the test is about the slots, not the messages.
-        let mut buf = [Msg::zeroed(); 32];
-        loop {
-            match q.pop_slice(&mut buf).unwrap() {
-                // Empty: sleep until there is a message (not a busy loop).
-                0 => {
-                    q.pop_timeout(WATCHDOG).unwrap().validate(producers as u64);
-                    f.taken[ctx.index].fetch_add(1);
-                }
-                n => {
-                    buf[..n].iter().for_each(|m| m.validate(producers as u64));
-                    f.taken[ctx.index].fetch_add(n as u64);
+common::child_entry!(
+    /// A consumer of the kill tests, by role:
+    /// - `victim`: pops with single pops until killed (single pops only: see
+    ///   `a_consumer_killed_mid_batch_does_not_block_the_producers`);
+    /// - `batch-victim`: pops with `pop_slice` batches of 32 (a single
+    ///   blocking pop when empty), counting only;
+    /// - `survivor`: pops through every flavour until closed and drained;
+    /// - `late`: the same, once every victim is killed.
+    #[started_by(
+        a_consumer_killed_mid_batch_does_not_block_the_producers,
+        consumers_killed_mid_stream_leave_producers_unblocked,
+        producers_killed_mid_stream_hang_nobody_and_lose_nothing_committed
+    )]
+    fn child_kill_consumer(ctx: ChildCtx) {
+        let (role, producers, kills) = kill_args(&ctx);
+        let f = KillFiles::open(&ctx.path);
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        let mut order = Order::new(producers);
+        let mut rng = Rng::new(0x4445_4144 ^ ctx.index as u64);
+        if role == "batch-victim" {
+            // Counts only: the test is about the slots, not the messages.
+            let mut buf = [Msg::zeroed(); 32];
+            loop {
+                match q.pop_slice(&mut buf).unwrap() {
+                    // Empty: sleep until there is a message (not a busy loop).
+                    0 => {
+                        q.pop_timeout(WATCHDOG).unwrap().validate(producers as u64);
+                        f.taken[ctx.index].fetch_add(1);
+                    }
+                    n => {
+                        buf[..n].iter().for_each(|m| m.validate(producers as u64));
+                        f.taken[ctx.index].fetch_add(n as u64);
+                    }
                 }
             }
         }
-    }
-    if role == "victim" {
-        loop {
-            let m = match rng.below(3) {
-                0 => match q.try_pop() {
-                    Ok(m) => m,
-                    Err(TryPopError::Empty) => q.pop().unwrap(),
-                    Err(e) => panic!("try_pop: {e:?}"),
-                },
-                1 => q.pop().unwrap(),
-                _ => q.pop_timeout(WATCHDOG).unwrap(),
-            };
-            f.record(ctx.index, producers, &mut order, &m);
+        if role == "victim" {
+            loop {
+                let m = match rng.below(3) {
+                    0 => match q.try_pop() {
+                        Ok(m) => m,
+                        Err(TryPopError::Empty) => q.pop().unwrap(),
+                        Err(e) => panic!("try_pop: {e:?}"),
+                    },
+                    1 => q.pop().unwrap(),
+                    _ => q.pop_timeout(WATCHDOG).unwrap(),
+                };
+                f.record(ctx.index, producers, &mut order, &m);
+            }
         }
+        match role.as_str() {
+            "survivor" => {}
+            "late" => wait_for_kills(&f, kills),
+            other => panic!("role {other}"),
+        }
+        pop_mixed(&q, &mut rng, |m| {
+            f.record(ctx.index, producers, &mut order, m)
+        });
     }
-    match role.as_str() {
-        "survivor" => {}
-        "late" => wait_for_kills(&f, kills),
-        other => panic!("role {other}"),
-    }
-    pop_mixed(&q, &mut rng, |m| {
-        f.record(ctx.index, producers, &mut order, m)
-    });
-}
+);
 
 /// Two producers are killed with `SIGKILL` mid-stream, one after the other,
 /// each while it is the only one pushing (single pushes) to two consumers:
@@ -1665,19 +1671,18 @@ fn inspect_shows_a_queues_len_capacity_and_unfinished_tasks() {
     assert_eq!(c.flags & FLAG_JOINABLE, 0);
 }
 
-#[test]
-fn child_inspected() {
-    let Some(ctx) = common::child("child_inspected") else {
-        return;
-    };
-    let q = Queue::<u64>::open(&ctx.path).unwrap();
-    assert_eq!(q.push_slice(&[1, 2, 3]), Ok(3));
-    q.push(4).unwrap();
-    q.try_push(5).unwrap();
-    assert_eq!(q.pop(), Ok(1));
-    assert_eq!(q.try_pop(), Ok(2));
-    q.task_done().unwrap();
-}
+common::child_entry!(
+    #[started_by(inspect_shows_a_queues_len_capacity_and_unfinished_tasks)]
+    fn child_inspected(ctx: ChildCtx) {
+        let q = Queue::<u64>::open(&ctx.path).unwrap();
+        assert_eq!(q.push_slice(&[1, 2, 3]), Ok(3));
+        q.push(4).unwrap();
+        q.try_push(5).unwrap();
+        assert_eq!(q.pop(), Ok(1));
+        assert_eq!(q.try_pop(), Ok(2));
+        q.task_done().unwrap();
+    }
+);
 
 // ---------------------------------------------------------------------------
 // 6. Linearizable: a pop after a completed push never finds the queue empty.
@@ -1735,35 +1740,34 @@ fn a_pop_after_a_completed_push_never_finds_the_queue_empty() {
     );
 }
 
-#[test]
-fn child_push_then_pop() {
-    let Some(ctx) = common::child("child_push_then_pop") else {
-        return;
-    };
-    let n: u64 = ctx.arg_num();
-    let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
-    let seen = Seen::open(&ctx.path.join("seen"), n);
-    let me = ctx.index as u64;
-    let (mut empties, mut fulls) = (0i64, 0i64);
-    barrier(&counter(&ctx.path, "arrived"), ROUNDS_PROCS);
-    for s in 0..n {
-        match q.try_push(Msg::new(me, s)) {
-            Ok(()) => {}
-            Err(TryPushError::Full(m)) => {
-                fulls += 1;
-                q.push_timeout(m, WATCHDOG).unwrap();
+common::child_entry!(
+    #[started_by(a_pop_after_a_completed_push_never_finds_the_queue_empty)]
+    fn child_push_then_pop(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        let seen = Seen::open(&ctx.path.join("seen"), n);
+        let me = ctx.index as u64;
+        let (mut empties, mut fulls) = (0i64, 0i64);
+        barrier(&counter(&ctx.path, "arrived"), ROUNDS_PROCS);
+        for s in 0..n {
+            match q.try_push(Msg::new(me, s)) {
+                Ok(()) => {}
+                Err(TryPushError::Full(m)) => {
+                    fulls += 1;
+                    q.push_timeout(m, WATCHDOG).unwrap();
+                }
+                Err(e) => panic!("try_push: {e:?}"),
             }
-            Err(e) => panic!("try_push: {e:?}"),
-        }
-        match q.try_pop() {
-            Ok(m) => {
-                m.validate(ROUNDS_PROCS as u64);
-                seen.mark(&m);
+            match q.try_pop() {
+                Ok(m) => {
+                    m.validate(ROUNDS_PROCS as u64);
+                    seen.mark(&m);
+                }
+                Err(TryPopError::Empty) => empties += 1,
+                Err(e) => panic!("try_pop: {e:?}"),
             }
-            Err(TryPopError::Empty) => empties += 1,
-            Err(e) => panic!("try_pop: {e:?}"),
         }
+        counter(&ctx.path, "empties").fetch_add(empties);
+        counter(&ctx.path, "fulls").fetch_add(fulls);
     }
-    counter(&ctx.path, "empties").fetch_add(empties);
-    counter(&ctx.path, "fulls").fetch_add(fulls);
-}
+);

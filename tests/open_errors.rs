@@ -1183,16 +1183,15 @@ fn no_rights_is_permission_denied() {
     kids.wait_all_ok();
 }
 
-#[test]
-fn child_permission_denied() {
-    let Some(ctx) = common::child("child_permission_denied") else {
-        return;
-    };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_ne!(euid, 0, "the child should not be root");
-    check_permission_denied(&ctx.path);
-}
+common::child_entry!(
+    #[started_by(no_rights_is_permission_denied)]
+    fn child_permission_denied(ctx: ChildCtx) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        assert_ne!(euid, 0, "the child should not be root");
+        check_permission_denied(&ctx.path);
+    }
+);
 
 fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777

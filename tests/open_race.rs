@@ -95,47 +95,48 @@ fn racing_open_or_create_gives_everyone_the_same_object() {
     assert_eq!(names, expected);
 }
 
-#[test]
-fn child_open_or_create() {
-    let Some(ctx) = common::child("child_open_or_create") else {
-        return;
-    };
-    let ready = Counter::open(ctx.path.join("ready")).unwrap();
-    let go = Counter::open(ctx.path.join("go")).unwrap();
-    let objects = ctx.path.join("objects");
-    ready.fetch_add(1);
-    wait_until("the start signal", || go.load() != 0);
-    for r in 0..ROUNDS {
-        let count = Counter::open_or_create(objects.join(format!("counter{r}")), INITIAL).unwrap();
-        count.fetch_add(1);
-        let cell =
-            SeqCell::open_or_create(objects.join(format!("cell{r}")), Sample::splat(0)).unwrap();
-        cell.update(|s| Sample::splat(s.a + 1)).unwrap();
-        let array =
-            AtomicArray::<u64>::open_or_create(objects.join(format!("array{r}")), ARRAY_LEN)
+common::child_entry!(
+    #[started_by(racing_open_or_create_gives_everyone_the_same_object)]
+    fn child_open_or_create(ctx: ChildCtx) {
+        let ready = Counter::open(ctx.path.join("ready")).unwrap();
+        let go = Counter::open(ctx.path.join("go")).unwrap();
+        let objects = ctx.path.join("objects");
+        ready.fetch_add(1);
+        wait_until("the start signal", || go.load() != 0);
+        for r in 0..ROUNDS {
+            let count =
+                Counter::open_or_create(objects.join(format!("counter{r}")), INITIAL).unwrap();
+            count.fetch_add(1);
+            let cell = SeqCell::open_or_create(objects.join(format!("cell{r}")), Sample::splat(0))
                 .unwrap();
-        assert_eq!(array.len(), ARRAY_LEN);
-        array[1].fetch_add(1);
-        let sem =
-            Semaphore::open_or_create(objects.join(format!("sem{r}")), INITIAL as u64).unwrap();
-        sem.release().unwrap();
-        let bounded =
-            Semaphore::open_or_create_bounded(objects.join(format!("bsem{r}")), RACERS as u64)
-                .unwrap();
-        assert!(bounded.try_acquire(), "round {r}: a permit for each racer");
-        let event = Event::open_or_create(objects.join(format!("event{r}"))).unwrap();
-        event.set();
-        let map = Map::<str, u64>::open_or_create(
-            objects.join(format!("map{r}")),
-            MAP_CAPACITY,
-            &MapOptions::new(),
-        )
-        .unwrap();
-        map.update_or_insert("count", 0, |v| v + 1).unwrap();
-        // Last: every racer meets every other here, which only happens if
-        // they all hold the same barrier.
-        let barrier =
-            Barrier::open_or_create(objects.join(format!("barrier{r}")), RACERS as u32).unwrap();
-        barrier.wait_timeout(BARRIER_PATIENCE).unwrap();
+            cell.update(|s| Sample::splat(s.a + 1)).unwrap();
+            let array =
+                AtomicArray::<u64>::open_or_create(objects.join(format!("array{r}")), ARRAY_LEN)
+                    .unwrap();
+            assert_eq!(array.len(), ARRAY_LEN);
+            array[1].fetch_add(1);
+            let sem =
+                Semaphore::open_or_create(objects.join(format!("sem{r}")), INITIAL as u64).unwrap();
+            sem.release().unwrap();
+            let bounded =
+                Semaphore::open_or_create_bounded(objects.join(format!("bsem{r}")), RACERS as u64)
+                    .unwrap();
+            assert!(bounded.try_acquire(), "round {r}: a permit for each racer");
+            let event = Event::open_or_create(objects.join(format!("event{r}"))).unwrap();
+            event.set();
+            let map = Map::<str, u64>::open_or_create(
+                objects.join(format!("map{r}")),
+                MAP_CAPACITY,
+                &MapOptions::new(),
+            )
+            .unwrap();
+            map.update_or_insert("count", 0, |v| v + 1).unwrap();
+            // Last: every racer meets every other here, which only happens if
+            // they all hold the same barrier.
+            let barrier =
+                Barrier::open_or_create(objects.join(format!("barrier{r}")), RACERS as u32)
+                    .unwrap();
+            barrier.wait_timeout(BARRIER_PATIENCE).unwrap();
+        }
     }
-}
+);

@@ -144,212 +144,210 @@ fn ten_million_values_arrive_in_order_across_processes() {
     assert_eq!(s.closed, CLOSED_BY_PRODUCER, "a dropped end does not close");
 }
 
-#[test]
-fn child_stream_producer() {
-    let Some(ctx) = common::child("child_stream_producer") else {
-        return;
-    };
-    let n: u64 = ctx.arg_num();
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), STREAM_CAP).unwrap();
-    wait_for_consumer(&tx);
-    let mut rng = Rng::new(0x5eed_0001);
-    let mut batch: Vec<u64> = Vec::with_capacity(MAX_RUN as usize);
-    let mut runs = [0u64; 4];
-    let mut next = 0u64;
-    while next < n {
-        let run = (1 + rng.below(MAX_RUN)).min(n - next);
-        let end = next + run;
-        let flavour = rng.below(4) as usize;
-        runs[flavour] += 1;
-        match flavour {
-            0 => {
-                for v in next..end {
-                    match tx.try_push(v) {
-                        Ok(()) => {}
-                        Err(TryPushError::Full(back)) => {
-                            assert_eq!(back, v, "try_push gave back another value");
+common::child_entry!(
+    #[started_by(ten_million_values_arrive_in_order_across_processes)]
+    fn child_stream_producer(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), STREAM_CAP).unwrap();
+        wait_for_consumer(&tx);
+        let mut rng = Rng::new(0x5eed_0001);
+        let mut batch: Vec<u64> = Vec::with_capacity(MAX_RUN as usize);
+        let mut runs = [0u64; 4];
+        let mut next = 0u64;
+        while next < n {
+            let run = (1 + rng.below(MAX_RUN)).min(n - next);
+            let end = next + run;
+            let flavour = rng.below(4) as usize;
+            runs[flavour] += 1;
+            match flavour {
+                0 => {
+                    for v in next..end {
+                        match tx.try_push(v) {
+                            Ok(()) => {}
+                            Err(TryPushError::Full(back)) => {
+                                assert_eq!(back, v, "try_push gave back another value");
+                                tx.push(v).unwrap();
+                            }
+                            Err(e) => panic!("try_push({v}): {e:?}"),
+                        }
+                    }
+                }
+                1 => {
+                    for v in next..end {
+                        tx.push(v).unwrap();
+                    }
+                }
+                2 => {
+                    batch.clear();
+                    batch.extend(next..end);
+                    let mut done = 0;
+                    while done < batch.len() {
+                        match tx.push_slice(&batch[done..]).unwrap() {
+                            // Full: sleep in a blocking push of the next one.
+                            0 => {
+                                tx.push(batch[done]).unwrap();
+                                done += 1;
+                            }
+                            k => done += k,
+                        }
+                    }
+                }
+                _ => {
+                    let mut v = next;
+                    while v < end {
+                        let want = (end - v) as usize;
+                        let k = match tx.write_chunk(want) {
+                            Ok(_) => want,
+                            Err(ChunkError::TooFewSlots(free)) => {
+                                assert!(free < want, "{free} free slots refused for {want}");
+                                free
+                            }
+                            Err(e) => panic!("write_chunk({want}): {e:?}"),
+                        };
+                        if k == 0 {
                             tx.push(v).unwrap();
+                            v += 1;
+                            continue;
                         }
-                        Err(e) => panic!("try_push({v}): {e:?}"),
+                        let mut chunk = tx.write_chunk(k).unwrap();
+                        assert_eq!(chunk.len(), k);
+                        match v % 3 {
+                            0 => {
+                                // As many as the iterator gives (all of them).
+                                assert_eq!(chunk.fill_from_iter(v..v + k as u64), k);
+                            }
+                            1 => {
+                                let vals: Vec<u64> = (v..v + k as u64).collect();
+                                chunk.copy_from_slice(&vals);
+                                chunk.commit_all();
+                            }
+                            _ => {
+                                for i in 0..k {
+                                    chunk.set(i, v + i as u64);
+                                }
+                                chunk.commit_all();
+                            }
+                        }
+                        v += k as u64;
                     }
                 }
             }
-            1 => {
-                for v in next..end {
-                    tx.push(v).unwrap();
+            next = end;
+        }
+        println!("producer: runs of try_push/push/push_slice/write_chunk: {runs:?}");
+        // The end of the stream: the consumer drains, then gets Closed.
+        // (Dropping `tx` alone would leave the ring open for a new producer.)
+        tx.close();
+    }
+);
+
+common::child_entry!(
+    #[started_by(ten_million_values_arrive_in_order_across_processes)]
+    fn child_stream_consumer(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let received = counter(&ctx.path, "received");
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), STREAM_CAP).unwrap();
+        wait_for_producer(&rx);
+        let mut rng = Rng::new(0x5eed_0002);
+        let mut buf = vec![0u64; MAX_RUN as usize];
+        let mut runs = [0u64; 4];
+        let mut expect = 0u64;
+        let mut check = |v: u64| {
+            assert_eq!(v, expect, "value number {expect} out of order");
+            expect += 1;
+        };
+        // `check` holds `expect` mutably: `got` mirrors it for the loop.
+        let mut got = 0u64;
+        while got < n {
+            let run = (1 + rng.below(MAX_RUN)).min(n - got);
+            let flavour = rng.below(4) as usize;
+            runs[flavour] += 1;
+            match flavour {
+                0 => {
+                    for _ in 0..run {
+                        check(rx.pop().unwrap());
+                    }
+                    got += run;
                 }
-            }
-            2 => {
-                batch.clear();
-                batch.extend(next..end);
-                let mut done = 0;
-                while done < batch.len() {
-                    match tx.push_slice(&batch[done..]).unwrap() {
-                        // Full: sleep in a blocking push of the next one.
-                        0 => {
-                            tx.push(batch[done]).unwrap();
-                            done += 1;
+                1 => {
+                    for _ in 0..run {
+                        match rx.try_pop() {
+                            Ok(v) => check(v),
+                            Err(TryPopError::Empty) => check(rx.pop().unwrap()),
+                            Err(e) => panic!("try_pop after {got}: {e:?}"),
                         }
-                        k => done += k,
+                        got += 1;
                     }
                 }
-            }
-            _ => {
-                let mut v = next;
-                while v < end {
-                    let want = (end - v) as usize;
-                    let k = match tx.write_chunk(want) {
+                2 => match rx.pop_slice(&mut buf[..run as usize]).unwrap() {
+                    0 => {
+                        check(rx.pop().unwrap());
+                        got += 1;
+                    }
+                    k => {
+                        buf[..k].iter().for_each(|&v| check(v));
+                        got += k as u64;
+                    }
+                },
+                _ => {
+                    let want = run as usize;
+                    let k = match rx.read_chunk(want) {
                         Ok(_) => want,
-                        Err(ChunkError::TooFewSlots(free)) => {
-                            assert!(free < want, "{free} free slots refused for {want}");
-                            free
+                        Err(ChunkError::TooFewSlots(avail)) => {
+                            assert!(avail < want, "{avail} items refused for {want}");
+                            avail
                         }
-                        Err(e) => panic!("write_chunk({want}): {e:?}"),
+                        Err(e) => panic!("read_chunk({want}) after {got}: {e:?}"),
                     };
                     if k == 0 {
-                        tx.push(v).unwrap();
-                        v += 1;
+                        check(rx.pop().unwrap());
+                        got += 1;
                         continue;
                     }
-                    let mut chunk = tx.write_chunk(k).unwrap();
+                    let chunk = rx.read_chunk(k).unwrap();
                     assert_eq!(chunk.len(), k);
-                    match v % 3 {
+                    // Sometimes release only the first half: the rest must come
+                    // again, first, in the next read.
+                    let keep = if got % 3 == 0 { k.div_ceil(2) } else { k };
+                    match got % 4 {
                         0 => {
-                            // As many as the iterator gives (all of them).
-                            assert_eq!(chunk.fill_from_iter(v..v + k as u64), k);
+                            chunk.iter().take(keep).for_each(&mut check);
+                            chunk.commit(keep);
                         }
                         1 => {
-                            let vals: Vec<u64> = (v..v + k as u64).collect();
-                            chunk.copy_from_slice(&vals);
-                            chunk.commit_all();
+                            chunk.copy_to_slice(&mut buf[..keep]);
+                            buf[..keep].iter().for_each(|&v| check(v));
+                            chunk.commit(keep);
+                        }
+                        2 => {
+                            // By value: the items yielded are committed when
+                            // the iterator drops, the rest stay.
+                            chunk.into_iter().take(keep).for_each(&mut check);
                         }
                         _ => {
-                            for i in 0..k {
-                                chunk.set(i, v + i as u64);
-                            }
-                            chunk.commit_all();
+                            (0..keep).for_each(|i| check(chunk.get(i)));
+                            chunk.commit(keep);
                         }
                     }
-                    v += k as u64;
+                    got += keep as u64;
                 }
             }
         }
-        next = end;
+        assert_eq!(expect, n);
+        // Everything arrived; the producer closed the ring when done.
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(1)),
+            Err(PopTimeoutError::Closed)
+        );
+        assert_eq!(rx.pop_slice(&mut buf), Err(Closed));
+        assert!(matches!(rx.read_chunk(1), Err(ChunkError::Closed)));
+        assert_eq!(rx.len(), 0);
+        received.store(expect as i64);
+        println!("consumer: runs of pop/try_pop/pop_slice/read_chunk: {runs:?}");
     }
-    println!("producer: runs of try_push/push/push_slice/write_chunk: {runs:?}");
-    // The end of the stream: the consumer drains, then gets Closed.
-    // (Dropping `tx` alone would leave the ring open for a new producer.)
-    tx.close();
-}
-
-#[test]
-fn child_stream_consumer() {
-    let Some(ctx) = common::child("child_stream_consumer") else {
-        return;
-    };
-    let n: u64 = ctx.arg_num();
-    let received = counter(&ctx.path, "received");
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), STREAM_CAP).unwrap();
-    wait_for_producer(&rx);
-    let mut rng = Rng::new(0x5eed_0002);
-    let mut buf = vec![0u64; MAX_RUN as usize];
-    let mut runs = [0u64; 4];
-    let mut expect = 0u64;
-    let mut check = |v: u64| {
-        assert_eq!(v, expect, "value number {expect} out of order");
-        expect += 1;
-    };
-    // `check` holds `expect` mutably: `got` mirrors it for the loop.
-    let mut got = 0u64;
-    while got < n {
-        let run = (1 + rng.below(MAX_RUN)).min(n - got);
-        let flavour = rng.below(4) as usize;
-        runs[flavour] += 1;
-        match flavour {
-            0 => {
-                for _ in 0..run {
-                    check(rx.pop().unwrap());
-                }
-                got += run;
-            }
-            1 => {
-                for _ in 0..run {
-                    match rx.try_pop() {
-                        Ok(v) => check(v),
-                        Err(TryPopError::Empty) => check(rx.pop().unwrap()),
-                        Err(e) => panic!("try_pop after {got}: {e:?}"),
-                    }
-                    got += 1;
-                }
-            }
-            2 => match rx.pop_slice(&mut buf[..run as usize]).unwrap() {
-                0 => {
-                    check(rx.pop().unwrap());
-                    got += 1;
-                }
-                k => {
-                    buf[..k].iter().for_each(|&v| check(v));
-                    got += k as u64;
-                }
-            },
-            _ => {
-                let want = run as usize;
-                let k = match rx.read_chunk(want) {
-                    Ok(_) => want,
-                    Err(ChunkError::TooFewSlots(avail)) => {
-                        assert!(avail < want, "{avail} items refused for {want}");
-                        avail
-                    }
-                    Err(e) => panic!("read_chunk({want}) after {got}: {e:?}"),
-                };
-                if k == 0 {
-                    check(rx.pop().unwrap());
-                    got += 1;
-                    continue;
-                }
-                let chunk = rx.read_chunk(k).unwrap();
-                assert_eq!(chunk.len(), k);
-                // Sometimes release only the first half: the rest must come
-                // again, first, in the next read.
-                let keep = if got % 3 == 0 { k.div_ceil(2) } else { k };
-                match got % 4 {
-                    0 => {
-                        chunk.iter().take(keep).for_each(&mut check);
-                        chunk.commit(keep);
-                    }
-                    1 => {
-                        chunk.copy_to_slice(&mut buf[..keep]);
-                        buf[..keep].iter().for_each(|&v| check(v));
-                        chunk.commit(keep);
-                    }
-                    2 => {
-                        // By value: the items yielded are committed when
-                        // the iterator drops, the rest stay.
-                        chunk.into_iter().take(keep).for_each(&mut check);
-                    }
-                    _ => {
-                        (0..keep).for_each(|i| check(chunk.get(i)));
-                        chunk.commit(keep);
-                    }
-                }
-                got += keep as u64;
-            }
-        }
-    }
-    assert_eq!(expect, n);
-    // Everything arrived; the producer closed the ring when done.
-    assert_eq!(rx.pop(), Err(PopError::Closed));
-    assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
-    assert_eq!(
-        rx.pop_timeout(Duration::from_millis(1)),
-        Err(PopTimeoutError::Closed)
-    );
-    assert_eq!(rx.pop_slice(&mut buf), Err(Closed));
-    assert!(matches!(rx.read_chunk(1), Err(ChunkError::Closed)));
-    assert_eq!(rx.len(), 0);
-    received.store(expect as i64);
-    println!("consumer: runs of pop/try_pop/pop_slice/read_chunk: {runs:?}");
-}
+);
 
 // ---------------------------------------------------------------------------
 // 2. Blocking ping-pong.
@@ -389,46 +387,44 @@ fn blocking_ping_pong_between_two_processes() {
     assert_eq!((pong.tail, pong.head), (ROUND_TRIPS, ROUND_TRIPS));
 }
 
-#[test]
-fn child_pinger() {
-    let Some(ctx) = common::child("child_pinger") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ping"), 8).unwrap();
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("pong"), 8).unwrap();
-    wait_for_producer(&rx);
-    for i in 0..ROUND_TRIPS {
-        tx.push(i).unwrap();
-        let r = rx.pop().unwrap();
-        assert_eq!(r, reply(i), "answer to {i}");
-    }
-    tx.close();
-    assert_eq!(rx.pop(), Err(PopError::Closed), "the ponger did not close");
-}
-
-#[test]
-fn child_ponger() {
-    let Some(ctx) = common::child("child_ponger") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ping"), 8).unwrap();
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("pong"), 8).unwrap();
-    wait_for_producer(&rx);
-    let mut expect = 0u64;
-    loop {
-        match rx.pop() {
-            Ok(v) => {
-                assert_eq!(v, expect, "ping number {expect}");
-                tx.push(reply(v)).unwrap();
-                expect += 1;
-            }
-            Err(PopError::Closed) => break,
-            Err(e) => panic!("pop after {expect}: {e:?}"),
+common::child_entry!(
+    #[started_by(blocking_ping_pong_between_two_processes)]
+    fn child_pinger(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ping"), 8).unwrap();
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("pong"), 8).unwrap();
+        wait_for_producer(&rx);
+        for i in 0..ROUND_TRIPS {
+            tx.push(i).unwrap();
+            let r = rx.pop().unwrap();
+            assert_eq!(r, reply(i), "answer to {i}");
         }
+        tx.close();
+        assert_eq!(rx.pop(), Err(PopError::Closed), "the ponger did not close");
     }
-    assert_eq!(expect, ROUND_TRIPS);
-    tx.close();
-}
+);
+
+common::child_entry!(
+    #[started_by(blocking_ping_pong_between_two_processes)]
+    fn child_ponger(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ping"), 8).unwrap();
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("pong"), 8).unwrap();
+        wait_for_producer(&rx);
+        let mut expect = 0u64;
+        loop {
+            match rx.pop() {
+                Ok(v) => {
+                    assert_eq!(v, expect, "ping number {expect}");
+                    tx.push(reply(v)).unwrap();
+                    expect += 1;
+                }
+                Err(PopError::Closed) => break,
+                Err(e) => panic!("pop after {expect}: {e:?}"),
+            }
+        }
+        assert_eq!(expect, ROUND_TRIPS);
+        tx.close();
+    }
+);
 
 // ---------------------------------------------------------------------------
 // 3. A producer killed with SIGKILL.
@@ -483,90 +479,88 @@ fn a_producer_killed_mid_stream_leaves_every_committed_value() {
     );
 }
 
-#[test]
-fn child_endless_producer() {
-    let Some(ctx) = common::child("child_endless_producer") else {
-        return;
-    };
-    let committed = counter(&ctx.path, "committed");
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), KILL_CAP).unwrap();
-    wait_for_consumer(&tx);
-    let mut rng = Rng::new(0x5eed_0003);
-    let mut next = 0u64;
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        match rng.below(3) {
-            0 => match tx.try_push(next) {
-                Ok(()) => next += 1,
-                Err(TryPushError::Full(_)) => {
+common::child_entry!(
+    #[started_by(a_producer_killed_mid_stream_leaves_every_committed_value)]
+    fn child_endless_producer(ctx: ChildCtx) {
+        let committed = counter(&ctx.path, "committed");
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), KILL_CAP).unwrap();
+        wait_for_consumer(&tx);
+        let mut rng = Rng::new(0x5eed_0003);
+        let mut next = 0u64;
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            match rng.below(3) {
+                0 => match tx.try_push(next) {
+                    Ok(()) => next += 1,
+                    Err(TryPushError::Full(_)) => {
+                        tx.push(next).unwrap();
+                        next += 1;
+                    }
+                    Err(e) => panic!("try_push({next}): {e:?}"),
+                },
+                1 => {
                     tx.push(next).unwrap();
                     next += 1;
                 }
-                Err(e) => panic!("try_push({next}): {e:?}"),
-            },
-            1 => {
-                tx.push(next).unwrap();
-                next += 1;
+                _ => {
+                    let batch: Vec<u64> = (next..next + 1 + rng.below(KILL_BATCH)).collect();
+                    next += tx.push_slice(&batch).unwrap() as u64;
+                }
             }
-            _ => {
-                let batch: Vec<u64> = (next..next + 1 + rng.below(KILL_BATCH)).collect();
-                next += tx.push_slice(&batch).unwrap() as u64;
+            committed.store(next as i64);
+            if next % 4096 == 0 {
+                assert!(Instant::now() < deadline, "watchdog: never killed");
             }
-        }
-        committed.store(next as i64);
-        if next % 4096 == 0 {
-            assert!(Instant::now() < deadline, "watchdog: never killed");
         }
     }
-}
+);
 
-#[test]
-fn child_until_disconnected() {
-    let Some(ctx) = common::child("child_until_disconnected") else {
-        return;
-    };
-    let received = counter(&ctx.path, "received");
-    let committed = counter(&ctx.path, "committed");
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), KILL_CAP).unwrap();
-    wait_for_producer(&rx);
-    let mut buf = [0u64; 32];
-    let mut expect = 0u64;
-    loop {
-        let got = if expect % 3 == 0 {
-            rx.pop_slice(&mut buf).unwrap()
-        } else {
-            0
-        };
-        if got > 0 {
-            for &v in &buf[..got] {
-                assert_eq!(v, expect, "value number {expect} out of order");
-                expect += 1;
-            }
-        } else {
-            match rx.pop() {
-                Ok(v) => {
+common::child_entry!(
+    #[started_by(a_producer_killed_mid_stream_leaves_every_committed_value)]
+    fn child_until_disconnected(ctx: ChildCtx) {
+        let received = counter(&ctx.path, "received");
+        let committed = counter(&ctx.path, "committed");
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), KILL_CAP).unwrap();
+        wait_for_producer(&rx);
+        let mut buf = [0u64; 32];
+        let mut expect = 0u64;
+        loop {
+            let got = if expect % 3 == 0 {
+                rx.pop_slice(&mut buf).unwrap()
+            } else {
+                0
+            };
+            if got > 0 {
+                for &v in &buf[..got] {
                     assert_eq!(v, expect, "value number {expect} out of order");
                     expect += 1;
                 }
-                Err(PopError::Disconnected) => break,
-                Err(e) => panic!("pop after {expect}: {e:?}"),
+            } else {
+                match rx.pop() {
+                    Ok(v) => {
+                        assert_eq!(v, expect, "value number {expect} out of order");
+                        expect += 1;
+                    }
+                    Err(PopError::Disconnected) => break,
+                    Err(e) => panic!("pop after {expect}: {e:?}"),
+                }
             }
+            received.store(expect as i64);
         }
-        received.store(expect as i64);
+        // The producer is dead: its count is final.
+        let recorded = committed.load() as u64;
+        assert!(
+            expect >= recorded && expect - recorded <= KILL_BATCH,
+            "received {expect}, the producer recorded {recorded}"
+        );
+        // Still disconnected, still not closed; nothing more is there.
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        assert_eq!(rx.pop_timeout(WATCHDOG), Err(PopTimeoutError::Disconnected));
+        assert!(rx.is_abandoned() && !rx.is_closed());
+        counter(&ctx.path, "last").store(expect as i64);
     }
-    // The producer is dead: its count is final.
-    let recorded = committed.load() as u64;
-    assert!(
-        expect >= recorded && expect - recorded <= KILL_BATCH,
-        "received {expect}, the producer recorded {recorded}"
-    );
-    // Still disconnected, still not closed; nothing more is there.
-    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
-    assert_eq!(rx.pop(), Err(PopError::Disconnected));
-    assert_eq!(rx.pop_timeout(WATCHDOG), Err(PopTimeoutError::Disconnected));
-    assert!(rx.is_abandoned() && !rx.is_closed());
-    counter(&ctx.path, "last").store(expect as i64);
-}
+);
 
 const ASLEEP_VALUES: u64 = 1000;
 
@@ -593,43 +587,41 @@ fn a_consumer_asleep_in_pop_learns_that_its_producer_was_killed() {
     assert_eq!(last.load(), ASLEEP_VALUES as i64);
 }
 
-#[test]
-fn child_push_then_hang() {
-    let Some(ctx) = common::child("child_push_then_hang") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
-    wait_for_consumer(&tx);
-    for v in 0..ASLEEP_VALUES {
-        tx.push(v).unwrap();
+common::child_entry!(
+    #[started_by(a_consumer_asleep_in_pop_learns_that_its_producer_was_killed)]
+    fn child_push_then_hang(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
+        wait_for_consumer(&tx);
+        for v in 0..ASLEEP_VALUES {
+            tx.push(v).unwrap();
+        }
+        counter(&ctx.path, "pushed").store(ASLEEP_VALUES as i64);
+        // Hold the producer role, alive, until killed.
+        let deadline = Instant::now() + WATCHDOG;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("watchdog: never killed");
     }
-    counter(&ctx.path, "pushed").store(ASLEEP_VALUES as i64);
-    // Hold the producer role, alive, until killed.
-    let deadline = Instant::now() + WATCHDOG;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("watchdog: never killed");
-}
+);
 
-#[test]
-fn child_sleep_until_disconnected() {
-    let Some(ctx) = common::child("child_sleep_until_disconnected") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
-    wait_for_producer(&rx);
-    for v in 0..ASLEEP_VALUES {
-        assert_eq!(rx.pop(), Ok(v));
+common::child_entry!(
+    #[started_by(a_consumer_asleep_in_pop_learns_that_its_producer_was_killed)]
+    fn child_sleep_until_disconnected(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
+        wait_for_producer(&rx);
+        for v in 0..ASLEEP_VALUES {
+            assert_eq!(rx.pop(), Ok(v));
+        }
+        let pushed = counter(&ctx.path, "pushed");
+        wait_until("the producer to finish pushing", || {
+            pushed.load() == ASLEEP_VALUES as i64
+        });
+        counter(&ctx.path, "asleep").store(1);
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        counter(&ctx.path, "last").store(ASLEEP_VALUES as i64);
     }
-    let pushed = counter(&ctx.path, "pushed");
-    wait_until("the producer to finish pushing", || {
-        pushed.load() == ASLEEP_VALUES as i64
-    });
-    counter(&ctx.path, "asleep").store(1);
-    assert_eq!(rx.pop(), Err(PopError::Disconnected));
-    counter(&ctx.path, "last").store(ASLEEP_VALUES as i64);
-}
+);
 
 /// The mirror image: a producer process asleep in `push()` on a full ring
 /// when its consumer (which had popped 0, 1, 2) is killed gets
@@ -666,71 +658,68 @@ fn a_producer_asleep_in_push_learns_that_its_consumer_was_killed() {
     assert_eq!((s.producer, s.consumer), (0, 0));
 }
 
-#[test]
-fn child_push_until_disconnected() {
-    let Some(ctx) = common::child("child_push_until_disconnected") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 8).unwrap();
-    let attached = counter(&ctx.path, "attached");
-    let phase = counter(&ctx.path, "phase");
-    wait_until("the first consumer", || attached.load() == 1);
-    for v in 0..3 {
-        tx.try_push(v).unwrap();
+common::child_entry!(
+    #[started_by(a_producer_asleep_in_push_learns_that_its_consumer_was_killed)]
+    fn child_push_until_disconnected(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 8).unwrap();
+        let attached = counter(&ctx.path, "attached");
+        let phase = counter(&ctx.path, "phase");
+        wait_until("the first consumer", || attached.load() == 1);
+        for v in 0..3 {
+            tx.try_push(v).unwrap();
+        }
+        phase.store(1);
+        let popped = counter(&ctx.path, "popped");
+        wait_until("the first consumer to pop three", || popped.load() == 3);
+        for v in 3..11 {
+            tx.try_push(v).unwrap();
+        }
+        assert!(matches!(tx.try_push(11), Err(TryPushError::Full(11))));
+        phase.store(2);
+        match tx.push(11) {
+            Err(PushError::Disconnected(v)) => assert_eq!(v, 11),
+            other => panic!("push with the consumer killed: {other:?}"),
+        }
+        phase.store(3);
+        wait_until("the second consumer", || attached.load() == 2);
+        for v in 11..16 {
+            tx.push(v).unwrap();
+        }
     }
-    phase.store(1);
-    let popped = counter(&ctx.path, "popped");
-    wait_until("the first consumer to pop three", || popped.load() == 3);
-    for v in 3..11 {
-        tx.try_push(v).unwrap();
-    }
-    assert!(matches!(tx.try_push(11), Err(TryPushError::Full(11))));
-    phase.store(2);
-    match tx.push(11) {
-        Err(PushError::Disconnected(v)) => assert_eq!(v, 11),
-        other => panic!("push with the consumer killed: {other:?}"),
-    }
-    phase.store(3);
-    wait_until("the second consumer", || attached.load() == 2);
-    for v in 11..16 {
-        tx.push(v).unwrap();
-    }
-}
+);
 
-#[test]
-fn child_pop_three_then_hang() {
-    let Some(ctx) = common::child("child_pop_three_then_hang") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 8).unwrap();
-    counter(&ctx.path, "attached").store(1);
-    let phase = counter(&ctx.path, "phase");
-    wait_until("the first three values", || phase.load() == 1);
-    for v in 0..3 {
-        assert_eq!(rx.try_pop(), Ok(v));
+common::child_entry!(
+    #[started_by(a_producer_asleep_in_push_learns_that_its_consumer_was_killed)]
+    fn child_pop_three_then_hang(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 8).unwrap();
+        counter(&ctx.path, "attached").store(1);
+        let phase = counter(&ctx.path, "phase");
+        wait_until("the first three values", || phase.load() == 1);
+        for v in 0..3 {
+            assert_eq!(rx.try_pop(), Ok(v));
+        }
+        counter(&ctx.path, "popped").store(3);
+        let deadline = Instant::now() + WATCHDOG;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("watchdog: never killed");
     }
-    counter(&ctx.path, "popped").store(3);
-    let deadline = Instant::now() + WATCHDOG;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("watchdog: never killed");
-}
+);
 
-#[test]
-fn child_second_consumer() {
-    let Some(ctx) = common::child("child_second_consumer") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
-    assert_eq!(rx.len(), 8, "the values the dead consumer left");
-    counter(&ctx.path, "attached").store(2);
-    for v in 3..16 {
-        assert_eq!(rx.pop(), Ok(v));
+common::child_entry!(
+    #[started_by(a_producer_asleep_in_push_learns_that_its_consumer_was_killed)]
+    fn child_second_consumer(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
+        assert_eq!(rx.len(), 8, "the values the dead consumer left");
+        counter(&ctx.path, "attached").store(2);
+        for v in 3..16 {
+            assert_eq!(rx.pop(), Ok(v));
+        }
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        assert!(!rx.is_closed());
     }
-    assert_eq!(rx.pop(), Err(PopError::Disconnected));
-    assert!(!rx.is_closed());
-}
+);
 
 // ---------------------------------------------------------------------------
 // 4. A ring on disk outlives its producer.
@@ -779,34 +768,32 @@ fn a_ring_on_disk_outlives_its_producer() {
     kids.wait_all_ok();
 }
 
-#[test]
-fn child_persist_writer() {
-    let Some(ctx) = common::child("child_persist_writer") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::create(ctx.path.join("ring"), PERSIST_CAP).unwrap();
-    for i in 0..PERSIST_CAP as u64 {
-        tx.try_push(persisted(i)).unwrap();
+common::child_entry!(
+    #[started_by(a_ring_on_disk_outlives_its_producer)]
+    fn child_persist_writer(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::create(ctx.path.join("ring"), PERSIST_CAP).unwrap();
+        for i in 0..PERSIST_CAP as u64 {
+            tx.try_push(persisted(i)).unwrap();
+        }
+        assert!(matches!(tx.try_push(7), Err(TryPushError::Full(7))));
+        assert_eq!(tx.len(), PERSIST_CAP);
+        tx.region().flush().unwrap();
+        // Exits normally: the drop gives the role back, the ring stays open.
     }
-    assert!(matches!(tx.try_push(7), Err(TryPushError::Full(7))));
-    assert_eq!(tx.len(), PERSIST_CAP);
-    tx.region().flush().unwrap();
-    // Exits normally: the drop gives the role back, the ring stays open.
-}
+);
 
-#[test]
-fn child_persist_reader() {
-    let Some(ctx) = common::child("child_persist_reader") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
-    assert_eq!(rx.len(), PERSIST_CAP);
-    for i in 0..PERSIST_CAP as u64 {
-        assert_eq!(rx.pop(), Ok(persisted(i)), "value number {i}");
+common::child_entry!(
+    #[started_by(a_ring_on_disk_outlives_its_producer)]
+    fn child_persist_reader(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
+        assert_eq!(rx.len(), PERSIST_CAP);
+        for i in 0..PERSIST_CAP as u64 {
+            assert_eq!(rx.pop(), Ok(persisted(i)), "value number {i}");
+        }
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
     }
-    assert_eq!(rx.pop(), Err(PopError::Disconnected));
-    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
-}
+);
 
 // ---------------------------------------------------------------------------
 // 5. One producer at a time; a dead one is taken over.
@@ -885,54 +872,51 @@ fn a_second_producer_is_refused_until_the_first_dies() {
     kids.wait_all_ok();
 }
 
-#[test]
-fn child_first_producer() {
-    let Some(ctx) = common::child("child_first_producer") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
-    for v in 0..FIRST {
-        tx.try_push(v).unwrap();
+common::child_entry!(
+    #[started_by(a_second_producer_is_refused_until_the_first_dies)]
+    fn child_first_producer(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
+        for v in 0..FIRST {
+            tx.try_push(v).unwrap();
+        }
+        counter(&ctx.path, "ready").store(1);
+        let deadline = Instant::now() + WATCHDOG;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("watchdog: never killed");
     }
-    counter(&ctx.path, "ready").store(1);
-    let deadline = Instant::now() + WATCHDOG;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("watchdog: never killed");
-}
+);
 
-#[test]
-fn child_refused_producer() {
-    let Some(ctx) = common::child("child_refused_producer") else {
-        return;
-    };
-    let first: u32 = ctx.arg_num();
-    let ring = ctx.path.join("ring");
-    for attempt in [
-        Producer::<u64>::open(&ring),
-        Producer::<u64>::open_or_create(&ring, 1024),
-    ] {
-        match attempt {
-            Err(OpenError::RoleTaken { role, pid, .. }) => {
-                assert_eq!((role, pid), ("producer", first));
+common::child_entry!(
+    #[started_by(a_second_producer_is_refused_until_the_first_dies)]
+    fn child_refused_producer(ctx: ChildCtx) {
+        let first: u32 = ctx.arg_num();
+        let ring = ctx.path.join("ring");
+        for attempt in [
+            Producer::<u64>::open(&ring),
+            Producer::<u64>::open_or_create(&ring, 1024),
+        ] {
+            match attempt {
+                Err(OpenError::RoleTaken { role, pid, .. }) => {
+                    assert_eq!((role, pid), ("producer", first));
+                }
+                other => panic!("a second producer was admitted: {other:?}"),
             }
-            other => panic!("a second producer was admitted: {other:?}"),
         }
     }
-}
+);
 
-#[test]
-fn child_second_producer() {
-    let Some(ctx) = common::child("child_second_producer") else {
-        return;
-    };
-    let waiting: usize = ctx.arg_num();
-    let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
-    assert_eq!(tx.len(), waiting, "items left by the dead producer");
-    let values: Vec<u64> = (FIRST..FIRST + SECOND).collect();
-    assert_eq!(tx.push_slice(&values), Ok(values.len()));
-}
+common::child_entry!(
+    #[started_by(a_second_producer_is_refused_until_the_first_dies)]
+    fn child_second_producer(ctx: ChildCtx) {
+        let waiting: usize = ctx.arg_num();
+        let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
+        assert_eq!(tx.len(), waiting, "items left by the dead producer");
+        let values: Vec<u64> = (FIRST..FIRST + SECOND).collect();
+        assert_eq!(tx.push_slice(&values), Ok(values.len()));
+    }
+);
 
 // ---------------------------------------------------------------------------
 // 6. Close wakes sleepers; timeouts; a 64-byte message; inspect.
@@ -960,51 +944,49 @@ fn a_blocked_pop_is_woken_by_the_producers_close() {
     assert_eq!((s.tail, s.head), (1, 1));
 }
 
-#[test]
-fn child_pop_until_closed() {
-    let Some(ctx) = common::child("child_pop_until_closed") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 16).unwrap();
-    let attached = counter(&ctx.path, "attached");
-    wait_until("the producer to attach", || attached.load() == 1);
-    assert_eq!(
-        rx.pop_timeout(Duration::from_millis(30)),
-        Err(PopTimeoutError::Timeout)
-    );
-    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
-    let phase = counter(&ctx.path, "phase");
-    phase.store(1);
-    assert_eq!(rx.pop(), Ok(42));
-    phase.store(2);
-    assert_eq!(rx.pop(), Err(PopError::Closed));
-    counter(&ctx.path, "done").store(1);
-}
+common::child_entry!(
+    #[started_by(a_blocked_pop_is_woken_by_the_producers_close)]
+    fn child_pop_until_closed(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 16).unwrap();
+        let attached = counter(&ctx.path, "attached");
+        wait_until("the producer to attach", || attached.load() == 1);
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(30)),
+            Err(PopTimeoutError::Timeout)
+        );
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+        let phase = counter(&ctx.path, "phase");
+        phase.store(1);
+        assert_eq!(rx.pop(), Ok(42));
+        phase.store(2);
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        counter(&ctx.path, "done").store(1);
+    }
+);
 
-#[test]
-fn child_close_wakes_pop() {
-    let Some(ctx) = common::child("child_close_wakes_pop") else {
-        return;
-    };
-    let ring = ctx.path.join("ring");
-    let mut tx = Producer::<u64>::open_or_create(&ring, 16).unwrap();
-    counter(&ctx.path, "attached").store(1);
-    // `phase` is set just before each blocking pop; the waiter count then
-    // shows that pop registered to sleep (a pop_timeout before it has
-    // deregistered by the time `phase` is set).
-    let phase = counter(&ctx.path, "phase");
-    wait_until("the consumer to sleep in pop", || {
-        phase.load() == 1 && control(&ring).data_waiters >= 1
-    });
-    tx.try_push(42).unwrap();
-    wait_until("the consumer to sleep in pop again", || {
-        phase.load() == 2 && control(&ring).data_waiters >= 1
-    });
-    tx.close();
-    assert!(matches!(tx.try_push(1), Err(TryPushError::Closed(1))));
-    let done = counter(&ctx.path, "done");
-    wait_until("the consumer to see the close", || done.load() == 1);
-}
+common::child_entry!(
+    #[started_by(a_blocked_pop_is_woken_by_the_producers_close)]
+    fn child_close_wakes_pop(ctx: ChildCtx) {
+        let ring = ctx.path.join("ring");
+        let mut tx = Producer::<u64>::open_or_create(&ring, 16).unwrap();
+        counter(&ctx.path, "attached").store(1);
+        // `phase` is set just before each blocking pop; the waiter count then
+        // shows that pop registered to sleep (a pop_timeout before it has
+        // deregistered by the time `phase` is set).
+        let phase = counter(&ctx.path, "phase");
+        wait_until("the consumer to sleep in pop", || {
+            phase.load() == 1 && control(&ring).data_waiters >= 1
+        });
+        tx.try_push(42).unwrap();
+        wait_until("the consumer to sleep in pop again", || {
+            phase.load() == 2 && control(&ring).data_waiters >= 1
+        });
+        tx.close();
+        assert!(matches!(tx.try_push(1), Err(TryPushError::Closed(1))));
+        let done = counter(&ctx.path, "done");
+        wait_until("the consumer to see the close", || done.load() == 1);
+    }
+);
 
 /// A producer process blocked in `push()` on a full ring (after a
 /// `push_timeout` there returned `Timeout` with the value) is woken by the
@@ -1027,58 +1009,56 @@ fn a_blocked_push_is_woken_by_the_consumers_close() {
     kids.wait_all_ok();
 }
 
-#[test]
-fn child_push_until_closed() {
-    let Some(ctx) = common::child("child_push_until_closed") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 4).unwrap();
-    let attached = counter(&ctx.path, "attached");
-    wait_until("the consumer to attach", || attached.load() == 1);
-    for v in 0..4 {
-        tx.try_push(v).unwrap();
+common::child_entry!(
+    #[started_by(a_blocked_push_is_woken_by_the_consumers_close)]
+    fn child_push_until_closed(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 4).unwrap();
+        let attached = counter(&ctx.path, "attached");
+        wait_until("the consumer to attach", || attached.load() == 1);
+        for v in 0..4 {
+            tx.try_push(v).unwrap();
+        }
+        assert!(matches!(tx.try_push(4), Err(TryPushError::Full(4))));
+        match tx.push_timeout(4, Duration::from_millis(30)) {
+            Err(PushTimeoutError::Timeout(v)) => assert_eq!(v, 4),
+            other => panic!("push_timeout on a full ring: {other:?}"),
+        }
+        counter(&ctx.path, "full").store(1);
+        match tx.push(4) {
+            Err(PushError::Closed(v)) => assert_eq!(v, 4),
+            other => panic!("push on a ring closed by the consumer: {other:?}"),
+        }
+        assert!(matches!(tx.try_push(5), Err(TryPushError::Closed(5))));
+        assert_eq!(tx.push_slice(&[6, 7]), Err(Closed));
+        assert!(matches!(tx.write_chunk(1), Err(ChunkError::Closed)));
+        assert_eq!(
+            tx.push_timeout(8, WATCHDOG)
+                .map_err(PushTimeoutError::into_inner),
+            Err(8)
+        );
+        counter(&ctx.path, "done").store(1);
     }
-    assert!(matches!(tx.try_push(4), Err(TryPushError::Full(4))));
-    match tx.push_timeout(4, Duration::from_millis(30)) {
-        Err(PushTimeoutError::Timeout(v)) => assert_eq!(v, 4),
-        other => panic!("push_timeout on a full ring: {other:?}"),
-    }
-    counter(&ctx.path, "full").store(1);
-    match tx.push(4) {
-        Err(PushError::Closed(v)) => assert_eq!(v, 4),
-        other => panic!("push on a ring closed by the consumer: {other:?}"),
-    }
-    assert!(matches!(tx.try_push(5), Err(TryPushError::Closed(5))));
-    assert_eq!(tx.push_slice(&[6, 7]), Err(Closed));
-    assert!(matches!(tx.write_chunk(1), Err(ChunkError::Closed)));
-    assert_eq!(
-        tx.push_timeout(8, WATCHDOG)
-            .map_err(PushTimeoutError::into_inner),
-        Err(8)
-    );
-    counter(&ctx.path, "done").store(1);
-}
+);
 
-#[test]
-fn child_close_wakes_push() {
-    let Some(ctx) = common::child("child_close_wakes_push") else {
-        return;
-    };
-    let ring = ctx.path.join("ring");
-    let mut rx = Consumer::<u64>::open_or_create(&ring, 4).unwrap();
-    counter(&ctx.path, "attached").store(1);
-    let full = counter(&ctx.path, "full");
-    wait_until("the producer to sleep in push", || {
-        full.load() == 1 && control(&ring).space_waiters >= 1
-    });
-    rx.close();
-    let done = counter(&ctx.path, "done");
-    wait_until("the producer to see the close", || done.load() == 1);
-    for v in 0..4 {
-        assert_eq!(rx.pop(), Ok(v));
+common::child_entry!(
+    #[started_by(a_blocked_push_is_woken_by_the_consumers_close)]
+    fn child_close_wakes_push(ctx: ChildCtx) {
+        let ring = ctx.path.join("ring");
+        let mut rx = Consumer::<u64>::open_or_create(&ring, 4).unwrap();
+        counter(&ctx.path, "attached").store(1);
+        let full = counter(&ctx.path, "full");
+        wait_until("the producer to sleep in push", || {
+            full.load() == 1 && control(&ring).space_waiters >= 1
+        });
+        rx.close();
+        let done = counter(&ctx.path, "done");
+        wait_until("the producer to see the close", || done.load() == 1);
+        for v in 0..4 {
+            assert_eq!(rx.pop(), Ok(v));
+        }
+        assert_eq!(rx.pop(), Err(PopError::Closed));
     }
-    assert_eq!(rx.pop(), Err(PopError::Closed));
-}
+);
 
 /// A 64-byte message.
 type Wide = [u64; 8];
@@ -1108,58 +1088,56 @@ fn a_64_byte_message_type_round_trips() {
     assert_eq!(report.descriptor.slot_size, 64);
 }
 
-#[test]
-fn child_wide_producer() {
-    let Some(ctx) = common::child("child_wide_producer") else {
-        return;
-    };
-    let mut tx = Producer::<Wide>::open_or_create(ctx.path.join("ring"), 32).unwrap();
-    wait_for_consumer(&tx);
-    let mut i = 0;
-    while i < WIDE_COUNT {
-        if i % 100 < 50 {
-            tx.push(wide(i)).unwrap();
-            i += 1;
-        } else {
-            let batch: Vec<Wide> = (i..(i + 10).min(WIDE_COUNT)).map(wide).collect();
-            match tx.push_slice(&batch).unwrap() {
-                0 => {
-                    tx.push(batch[0]).unwrap();
-                    i += 1;
+common::child_entry!(
+    #[started_by(a_64_byte_message_type_round_trips)]
+    fn child_wide_producer(ctx: ChildCtx) {
+        let mut tx = Producer::<Wide>::open_or_create(ctx.path.join("ring"), 32).unwrap();
+        wait_for_consumer(&tx);
+        let mut i = 0;
+        while i < WIDE_COUNT {
+            if i % 100 < 50 {
+                tx.push(wide(i)).unwrap();
+                i += 1;
+            } else {
+                let batch: Vec<Wide> = (i..(i + 10).min(WIDE_COUNT)).map(wide).collect();
+                match tx.push_slice(&batch).unwrap() {
+                    0 => {
+                        tx.push(batch[0]).unwrap();
+                        i += 1;
+                    }
+                    k => i += k as u64,
                 }
-                k => i += k as u64,
             }
         }
+        tx.close();
     }
-    tx.close();
-}
+);
 
-#[test]
-fn child_wide_consumer() {
-    let Some(ctx) = common::child("child_wide_consumer") else {
-        return;
-    };
-    let mut rx = Consumer::<Wide>::open_or_create(ctx.path.join("ring"), 32).unwrap();
-    wait_for_producer(&rx);
-    let mut buf = [[0u64; 8]; 7];
-    let mut i = 0;
-    while i < WIDE_COUNT {
-        let k = if i % 2 == 0 {
-            rx.pop_slice(&mut buf).unwrap()
-        } else {
-            0
-        };
-        if k == 0 {
-            assert_eq!(rx.pop(), Ok(wide(i)), "message number {i}");
-            i += 1;
+common::child_entry!(
+    #[started_by(a_64_byte_message_type_round_trips)]
+    fn child_wide_consumer(ctx: ChildCtx) {
+        let mut rx = Consumer::<Wide>::open_or_create(ctx.path.join("ring"), 32).unwrap();
+        wait_for_producer(&rx);
+        let mut buf = [[0u64; 8]; 7];
+        let mut i = 0;
+        while i < WIDE_COUNT {
+            let k = if i % 2 == 0 {
+                rx.pop_slice(&mut buf).unwrap()
+            } else {
+                0
+            };
+            if k == 0 {
+                assert_eq!(rx.pop(), Ok(wide(i)), "message number {i}");
+                i += 1;
+            }
+            for m in &buf[..k] {
+                assert_eq!(*m, wide(i), "message number {i}");
+                i += 1;
+            }
         }
-        for m in &buf[..k] {
-            assert_eq!(*m, wide(i), "message number {i}");
-            i += 1;
-        }
+        assert_eq!(rx.pop(), Err(PopError::Closed));
     }
-    assert_eq!(rx.pop(), Err(PopError::Closed));
-}
+);
 
 /// `inspect` on a ring held by two live processes shows its capacity, how
 /// many items are in it and both holders' pids; once the producer has
@@ -1199,32 +1177,30 @@ fn inspect_shows_a_rings_capacity_len_and_roles() {
     assert_eq!((s.producer, s.consumer), (0, 0));
 }
 
-#[test]
-fn child_inspected_producer() {
-    let Some(ctx) = common::child("child_inspected_producer") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
-    counter(&ctx.path, "attached").fetch_add(1);
-    assert_eq!(tx.push_slice(&[10, 11, 12, 13, 14]), Ok(5));
-    let go = counter(&ctx.path, "go");
-    wait_until("the parent's go", || go.load() >= 1);
-}
-
-#[test]
-fn child_inspected_consumer() {
-    let Some(ctx) = common::child("child_inspected_consumer") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
-    counter(&ctx.path, "attached").fetch_add(1);
-    let go = counter(&ctx.path, "go");
-    wait_until("the parent's second go", || go.load() == 2);
-    for v in 10..15 {
-        assert_eq!(rx.pop(), Ok(v));
+common::child_entry!(
+    #[started_by(inspect_shows_a_rings_capacity_len_and_roles)]
+    fn child_inspected_producer(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
+        counter(&ctx.path, "attached").fetch_add(1);
+        assert_eq!(tx.push_slice(&[10, 11, 12, 13, 14]), Ok(5));
+        let go = counter(&ctx.path, "go");
+        wait_until("the parent's go", || go.load() >= 1);
     }
-    assert_eq!(rx.pop(), Err(PopError::Disconnected));
-}
+);
+
+common::child_entry!(
+    #[started_by(inspect_shows_a_rings_capacity_len_and_roles)]
+    fn child_inspected_consumer(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open_or_create(ctx.path.join("ring"), 64).unwrap();
+        counter(&ctx.path, "attached").fetch_add(1);
+        let go = counter(&ctx.path, "go");
+        wait_until("the parent's second go", || go.load() == 2);
+        for v in 10..15 {
+            assert_eq!(rx.pop(), Ok(v));
+        }
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+    }
+);
 
 // ---------------------------------------------------------------------------
 // 7. Bad input.

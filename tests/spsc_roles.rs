@@ -180,25 +180,24 @@ fn a_producer_restarted_100_times_loses_and_repeats_nothing() {
     assert_eq!(it.next(), None, "values out of instance order");
 }
 
-#[test]
-fn child_restarted_producer() {
-    let Some(ctx) = common::child("child_restarted_producer") else {
-        return;
-    };
-    let i = ctx.index;
-    let committed = AtomicArray::<u64>::open(ctx.path.join("committed")).unwrap();
-    let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
-    let deadline = Instant::now() + WATCHDOG;
-    for k in 0..BLOCK {
-        push_across_restarts(&mut tx, tag(i, k), deadline);
-        committed[i].store(k + 1);
+common::child_entry!(
+    #[started_by(a_producer_restarted_100_times_loses_and_repeats_nothing)]
+    fn child_restarted_producer(ctx: ChildCtx) {
+        let i = ctx.index;
+        let committed = AtomicArray::<u64>::open(ctx.path.join("committed")).unwrap();
+        let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
+        let deadline = Instant::now() + WATCHDOG;
+        for k in 0..BLOCK {
+            push_across_restarts(&mut tx, tag(i, k), deadline);
+            committed[i].store(k + 1);
+        }
+        if killed(i) {
+            // Hold the role, alive, until killed.
+            wait_until("the kill", || false);
+        }
+        // Exits: the drop gives the role back; the ring stays open.
     }
-    if killed(i) {
-        // Hold the role, alive, until killed.
-        wait_until("the kill", || false);
-    }
-    // Exits: the drop gives the role back; the ring stays open.
-}
+);
 
 // ---------------------------------------------------------------------------
 // 2. A consumer restarted 100 times.
@@ -297,43 +296,42 @@ fn a_consumer_restarted_100_times_loses_and_repeats_nothing() {
     );
 }
 
-#[test]
-fn child_restarted_consumer() {
-    let Some(ctx) = common::child("child_restarted_consumer") else {
-        return;
-    };
-    let i = ctx.index;
-    let progress = AtomicArray::<u64>::open(ctx.path.join("progress")).unwrap();
-    let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
-    let mut log = Producer::<u64>::open(ctx.path.join("record")).unwrap();
-    let last = i == INSTANCES - 1;
-    // The last one drains until the close; the others take TAKE values.
-    let take = if last { u64::MAX } else { TAKE };
-    let mut n = 0u64;
-    while n < take {
-        let chunk = match rx.read_chunk(1) {
-            Ok(chunk) => chunk,
-            Err(mmring::ChunkError::Closed) => break,
-            Err(mmring::ChunkError::TooFewSlots(_)) => {
-                // Nothing yet: wait for the producer (yielding), no sleep.
-                wait_until("a value", || !rx.is_empty() || rx.is_closed());
-                continue;
-            }
-        };
-        let v = chunk.get(0);
-        // Recorded first, released after: a kill in between repeats v in
-        // the record, never loses it.
-        log.try_push(tag(i, v)).expect("the record ring has room");
-        chunk.commit_all();
-        n += 1;
-        progress[i].store(n);
+common::child_entry!(
+    #[started_by(a_consumer_restarted_100_times_loses_and_repeats_nothing)]
+    fn child_restarted_consumer(ctx: ChildCtx) {
+        let i = ctx.index;
+        let progress = AtomicArray::<u64>::open(ctx.path.join("progress")).unwrap();
+        let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
+        let mut log = Producer::<u64>::open(ctx.path.join("record")).unwrap();
+        let last = i == INSTANCES - 1;
+        // The last one drains until the close; the others take TAKE values.
+        let take = if last { u64::MAX } else { TAKE };
+        let mut n = 0u64;
+        while n < take {
+            let chunk = match rx.read_chunk(1) {
+                Ok(chunk) => chunk,
+                Err(mmring::ChunkError::Closed) => break,
+                Err(mmring::ChunkError::TooFewSlots(_)) => {
+                    // Nothing yet: wait for the producer (yielding), no sleep.
+                    wait_until("a value", || !rx.is_empty() || rx.is_closed());
+                    continue;
+                }
+            };
+            let v = chunk.get(0);
+            // Recorded first, released after: a kill in between repeats v in
+            // the record, never loses it.
+            log.try_push(tag(i, v)).expect("the record ring has room");
+            chunk.commit_all();
+            n += 1;
+            progress[i].store(n);
+        }
+        assert!(last || n == TAKE, "instance {i}: the ring closed early");
+        if killed(i) {
+            // Hold both roles, alive, until killed.
+            wait_until("the kill", || false);
+        }
     }
-    assert!(last || n == TAKE, "instance {i}: the ring closed early");
-    if killed(i) {
-        // Hold both roles, alive, until killed.
-        wait_until("the kill", || false);
-    }
-}
+);
 
 // ---------------------------------------------------------------------------
 // 3. A supervisor makes the rings; both ends are started afterwards.
@@ -367,63 +365,61 @@ fn a_supervisor_creates_the_rings_then_starts_both_ends() {
     kids.wait_all_ok();
 }
 
-#[test]
-fn child_supervised_consumer() {
-    let Some(ctx) = common::child("child_supervised_consumer") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
-    let mut brx = ByteConsumer::open(ctx.path.join("bytes")).unwrap();
-    assert!(rx.is_abandoned() && brx.is_abandoned(), "no producer yet");
-    assert_eq!(rx.pop(), Err(PopError::Disconnected));
-    assert_eq!(brx.pop(), Err(PopError::Disconnected));
-    Counter::open(ctx.path.join("consumer_ready"))
-        .unwrap()
-        .store(1);
-    // Asleep until the producer attaches (or, if it already came, pushed
-    // everything and closed: then there is only draining left). After
-    // that a blocking pop never says Disconnected: the producer closes
-    // before it lets go.
-    assert!(
-        rx.wait_for_peer(WATCHDOG) || rx.is_closed(),
-        "no producer came"
-    );
-    for i in 0..SUPERVISED {
-        assert_eq!(rx.pop(), Ok(i));
+common::child_entry!(
+    #[started_by(a_supervisor_creates_the_rings_then_starts_both_ends)]
+    fn child_supervised_consumer(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
+        let mut brx = ByteConsumer::open(ctx.path.join("bytes")).unwrap();
+        assert!(rx.is_abandoned() && brx.is_abandoned(), "no producer yet");
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        assert_eq!(brx.pop(), Err(PopError::Disconnected));
+        Counter::open(ctx.path.join("consumer_ready"))
+            .unwrap()
+            .store(1);
+        // Asleep until the producer attaches (or, if it already came, pushed
+        // everything and closed: then there is only draining left). After
+        // that a blocking pop never says Disconnected: the producer closes
+        // before it lets go.
+        assert!(
+            rx.wait_for_peer(WATCHDOG) || rx.is_closed(),
+            "no producer came"
+        );
+        for i in 0..SUPERVISED {
+            assert_eq!(rx.pop(), Ok(i));
+        }
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        assert!(
+            brx.wait_for_peer(WATCHDOG) || brx.is_closed(),
+            "no producer came"
+        );
+        let mut buf = [0u8; SUPERVISED_MSG];
+        for i in 0..SUPERVISED {
+            let len = brx.pop_into(&mut buf).expect("byte message");
+            assert_eq!(buf[..len], message(i)[..], "byte message {i}");
+        }
+        assert_eq!(brx.pop(), Err(PopError::Closed));
     }
-    assert_eq!(rx.pop(), Err(PopError::Closed));
-    assert!(
-        brx.wait_for_peer(WATCHDOG) || brx.is_closed(),
-        "no producer came"
-    );
-    let mut buf = [0u8; SUPERVISED_MSG];
-    for i in 0..SUPERVISED {
-        let len = brx.pop_into(&mut buf).expect("byte message");
-        assert_eq!(buf[..len], message(i)[..], "byte message {i}");
-    }
-    assert_eq!(brx.pop(), Err(PopError::Closed));
-}
+);
 
-#[test]
-fn child_supervised_producer() {
-    let Some(ctx) = common::child("child_supervised_producer") else {
-        return;
-    };
-    let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
-    let mut btx = ByteProducer::open(ctx.path.join("bytes")).unwrap();
-    assert!(
-        !tx.is_abandoned() && !btx.is_abandoned(),
-        "the consumer is there"
-    );
-    for i in 0..SUPERVISED {
-        tx.push(i).unwrap();
+common::child_entry!(
+    #[started_by(a_supervisor_creates_the_rings_then_starts_both_ends)]
+    fn child_supervised_producer(ctx: ChildCtx) {
+        let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
+        let mut btx = ByteProducer::open(ctx.path.join("bytes")).unwrap();
+        assert!(
+            !tx.is_abandoned() && !btx.is_abandoned(),
+            "the consumer is there"
+        );
+        for i in 0..SUPERVISED {
+            tx.push(i).unwrap();
+        }
+        tx.close();
+        for i in 0..SUPERVISED {
+            btx.push(&message(i)).unwrap();
+        }
+        btx.close();
     }
-    tx.close();
-    for i in 0..SUPERVISED {
-        btx.push(&message(i)).unwrap();
-    }
-    btx.close();
-}
+);
 
 // ---------------------------------------------------------------------------
 // 4. Ends dropped and reopened by other processes keep what is queued.
@@ -466,26 +462,24 @@ fn assert_open_with_no_producer(path: &Path) {
     }
 }
 
-#[test]
-fn child_push_range() {
-    let Some(ctx) = common::child("child_push_range") else {
-        return;
-    };
-    let from: u64 = ctx.arg_num();
-    let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
-    for v in from..from + 10 {
-        tx.try_push(v).unwrap();
+common::child_entry!(
+    #[started_by(dropped_ends_reopened_by_other_processes_keep_the_queue)]
+    fn child_push_range(ctx: ChildCtx) {
+        let from: u64 = ctx.arg_num();
+        let mut tx = Producer::<u64>::open(ctx.path.join("ring")).unwrap();
+        for v in from..from + 10 {
+            tx.try_push(v).unwrap();
+        }
     }
-}
+);
 
-#[test]
-fn child_pop_five() {
-    let Some(ctx) = common::child("child_pop_five") else {
-        return;
-    };
-    let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
-    assert_eq!(rx.len(), 10);
-    for v in 0..5 {
-        assert_eq!(rx.try_pop(), Ok(v));
+common::child_entry!(
+    #[started_by(dropped_ends_reopened_by_other_processes_keep_the_queue)]
+    fn child_pop_five(ctx: ChildCtx) {
+        let mut rx = Consumer::<u64>::open(ctx.path.join("ring")).unwrap();
+        assert_eq!(rx.len(), 10);
+        for v in 0..5 {
+            assert_eq!(rx.try_pop(), Ok(v));
+        }
     }
-}
+);

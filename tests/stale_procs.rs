@@ -172,38 +172,35 @@ fn every_kind_is_taken_over_after_its_processes_are_killed() {
     kids.wait_all_ok();
 }
 
-#[test]
-fn child_hold_and_wait() {
-    let Some(ctx) = common::child("child_hold_and_wait") else {
-        return;
-    };
-    let _held = hold_everything(&ctx.path.join("objects"));
-    let ready = Counter::open(ctx.path.join("ready")).unwrap();
-    ready.fetch_add(1);
-    // Killed here by the parent.
-    std::thread::sleep(common::WATCHDOG);
-    panic!("the holder was not killed");
-}
+common::child_entry!(
+    #[started_by(every_kind_is_taken_over_after_its_processes_are_killed)]
+    fn child_hold_and_wait(ctx: ChildCtx) {
+        let _held = hold_everything(&ctx.path.join("objects"));
+        let ready = Counter::open(ctx.path.join("ready")).unwrap();
+        ready.fetch_add(1);
+        // Killed here by the parent.
+        std::thread::sleep(common::WATCHDOG);
+        panic!("the holder was not killed");
+    }
+);
 
-#[test]
-fn child_take_over() {
-    let Some(ctx) = common::child("child_take_over") else {
-        return;
-    };
-    let objects = ctx.path.join("objects");
-    take_over_everything(&objects);
-    let b = Barrier::open(objects.join("barrier")).unwrap();
-    b.wait_timeout(Duration::from_secs(30)).unwrap();
-}
+common::child_entry!(
+    #[started_by(every_kind_is_taken_over_after_its_processes_are_killed)]
+    fn child_take_over(ctx: ChildCtx) {
+        let objects = ctx.path.join("objects");
+        take_over_everything(&objects);
+        let b = Barrier::open(objects.join("barrier")).unwrap();
+        b.wait_timeout(Duration::from_secs(30)).unwrap();
+    }
+);
 
-#[test]
-fn child_join_barrier() {
-    let Some(ctx) = common::child("child_join_barrier") else {
-        return;
-    };
-    let b = Barrier::open(ctx.path.join("objects").join("barrier")).unwrap();
-    b.wait_timeout(Duration::from_secs(30)).unwrap();
-}
+common::child_entry!(
+    #[started_by(every_kind_is_taken_over_after_its_processes_are_killed)]
+    fn child_join_barrier(ctx: ChildCtx) {
+        let b = Barrier::open(ctx.path.join("objects").join("barrier")).unwrap();
+        b.wait_timeout(Duration::from_secs(30)).unwrap();
+    }
+);
 
 /// A creator killed in the middle of a create leaves `.mmring-tmp.PID-SEQ`
 /// behind; a later creator whose pid is the same number (pids are reused)
@@ -255,18 +252,17 @@ fn a_leftover_temporary_file_never_blocks_a_create() {
     assert_eq!(made.load(), 5);
 }
 
-#[test]
-fn child_create_when_told() {
-    let Some(ctx) = common::child("child_create_when_told") else {
-        return;
-    };
-    let go = Counter::open(ctx.path.join("go")).unwrap();
-    wait_until("the go signal", || go.load() != 0);
-    let c = Counter::create(ctx.path.join("objects").join("made"), 5).unwrap();
-    drop(c);
-    // And an open_or_create of a new name, for good measure.
-    drop(Counter::open_or_create(ctx.path.join("objects").join("made"), 0).unwrap());
-}
+common::child_entry!(
+    #[started_by(a_leftover_temporary_file_never_blocks_a_create)]
+    fn child_create_when_told(ctx: ChildCtx) {
+        let go = Counter::open(ctx.path.join("go")).unwrap();
+        wait_until("the go signal", || go.load() != 0);
+        let c = Counter::create(ctx.path.join("objects").join("made"), 5).unwrap();
+        drop(c);
+        // And an open_or_create of a new name, for good measure.
+        drop(Counter::open_or_create(ctx.path.join("objects").join("made"), 0).unwrap());
+    }
+);
 
 /// Creators really killed at random moments, most of them in the middle
 /// of a create (reserving and initializing a large file): whatever they
@@ -308,22 +304,21 @@ fn creators_killed_mid_create_leave_nothing_that_blocks() {
     println!("temporary files left by killed creators: {temps_seen}");
 }
 
-#[test]
-fn child_create_forever() {
-    let Some(ctx) = common::child("child_create_forever") else {
-        return;
-    };
-    let started = Counter::open(ctx.path.join("started")).unwrap();
-    let objects = ctx.path.join("objects");
-    for i in 0u64.. {
-        started.store(1);
-        let p = objects.join("big");
-        // 8 MiB reserved and zeroed per create: most of the time goes there.
-        let a = AtomicArray::<u64>::open_or_create(&p, 1 << 20).unwrap();
-        a[0].store(i);
-        drop(a);
-        if i % 2 == 0 {
-            mmring::remove(&p).unwrap();
+common::child_entry!(
+    #[started_by(creators_killed_mid_create_leave_nothing_that_blocks)]
+    fn child_create_forever(ctx: ChildCtx) {
+        let started = Counter::open(ctx.path.join("started")).unwrap();
+        let objects = ctx.path.join("objects");
+        for i in 0u64.. {
+            started.store(1);
+            let p = objects.join("big");
+            // 8 MiB reserved and zeroed per create: most of the time goes there.
+            let a = AtomicArray::<u64>::open_or_create(&p, 1 << 20).unwrap();
+            a[0].store(i);
+            drop(a);
+            if i % 2 == 0 {
+                mmring::remove(&p).unwrap();
+            }
         }
     }
-}
+);

@@ -111,26 +111,30 @@ fn a_waiter_killed_asleep_does_not_stop_set_waking_the_others() {
     assert_eq!(woken.load(), EVENT_WAITERS as i64 - 1);
 }
 
-#[test]
-fn child_event_waiter() {
-    let Some(ctx) = common::child("child_event_waiter") else {
-        return;
-    };
-    let event = Event::open(ctx.path.join("event")).unwrap();
-    let woken = Counter::open(ctx.path.join("woken")).unwrap();
-    assert!(!event.is_set(), "set before anyone waited");
-    assert!(event.wait_timeout(WATCHDOG), "never woken by the set");
-    assert!(event.is_set());
-    woken.fetch_add(1);
-}
+common::child_entry!(
+    #[started_by(
+        a_waiter_killed_asleep_does_not_stop_set_waking_the_others,
+        one_set_wakes_every_sleeping_waiter
+    )]
+    fn child_event_waiter(ctx: ChildCtx) {
+        let event = Event::open(ctx.path.join("event")).unwrap();
+        let woken = Counter::open(ctx.path.join("woken")).unwrap();
+        assert!(!event.is_set(), "set before anyone waited");
+        assert!(event.wait_timeout(WATCHDOG), "never woken by the set");
+        assert!(event.is_set());
+        woken.fetch_add(1);
+    }
+);
 
-#[test]
-fn child_event_setter() {
-    let Some(ctx) = common::child("child_event_setter") else {
-        return;
-    };
-    Event::open(ctx.path.join("event")).unwrap().set();
-}
+common::child_entry!(
+    #[started_by(
+        a_waiter_killed_asleep_does_not_stop_set_waking_the_others,
+        one_set_wakes_every_sleeping_waiter
+    )]
+    fn child_event_setter(ctx: ChildCtx) {
+        Event::open(ctx.path.join("event")).unwrap().set();
+    }
+);
 
 // ---------------------------------------------------------------------------
 // Semaphore
@@ -179,40 +183,39 @@ fn two_permits_five_processes_never_more_than_two_holders() {
     assert!(sem.release().is_err(), "more permits than the bound");
 }
 
-#[test]
-fn child_sem_worker() {
-    let Some(ctx) = common::child("child_sem_worker") else {
-        return;
-    };
-    let sem = Semaphore::open(ctx.path.join("sem")).unwrap();
-    let holding = Counter::open(ctx.path.join("holding")).unwrap();
-    let peak = Counter::open(ctx.path.join("peak")).unwrap();
-    let acquired = Counter::open(ctx.path.join("acquired")).unwrap();
-    let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-    let me = std::process::id();
-    barrier(&arrived, SEM_PROCS);
-    for round in 0..SEM_ROUNDS {
-        assert!(
-            sem.acquire_timeout(WATCHDOG),
-            "no permit within {WATCHDOG:?}"
-        );
-        let now = holding.fetch_add(1) + 1;
-        peak.fetch_max(now);
-        assert!(now <= SEM_PERMITS as i64, "{now} holders at once");
-        acquired.fetch_add(1);
-        assert!(
-            sem.words().holders().contains(&(me, 1)),
-            "not recorded as a holder: {:?}",
-            sem.words().holders()
-        );
-        if round % 4 == 0 {
-            // Let the others run while holding, so holders overlap.
-            std::thread::yield_now();
+common::child_entry!(
+    #[started_by(two_permits_five_processes_never_more_than_two_holders)]
+    fn child_sem_worker(ctx: ChildCtx) {
+        let sem = Semaphore::open(ctx.path.join("sem")).unwrap();
+        let holding = Counter::open(ctx.path.join("holding")).unwrap();
+        let peak = Counter::open(ctx.path.join("peak")).unwrap();
+        let acquired = Counter::open(ctx.path.join("acquired")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        let me = std::process::id();
+        barrier(&arrived, SEM_PROCS);
+        for round in 0..SEM_ROUNDS {
+            assert!(
+                sem.acquire_timeout(WATCHDOG),
+                "no permit within {WATCHDOG:?}"
+            );
+            let now = holding.fetch_add(1) + 1;
+            peak.fetch_max(now);
+            assert!(now <= SEM_PERMITS as i64, "{now} holders at once");
+            acquired.fetch_add(1);
+            assert!(
+                sem.words().holders().contains(&(me, 1)),
+                "not recorded as a holder: {:?}",
+                sem.words().holders()
+            );
+            if round % 4 == 0 {
+                // Let the others run while holding, so holders overlap.
+                std::thread::yield_now();
+            }
+            holding.fetch_sub(1);
+            sem.release().unwrap();
         }
-        holding.fetch_sub(1);
-        sem.release().unwrap();
     }
-}
+);
 
 /// A process acquires the only permit and is killed by `SIGKILL` while
 /// holding it. `inspect` shows the dead process as the holder (and no
@@ -271,46 +274,50 @@ fn a_sleeping_acquirer_gets_the_permit_of_a_holder_killed_meanwhile() {
     assert_eq!(sem.words().recovered(), 1);
 }
 
-#[test]
-fn child_sem_holder() {
-    let Some(ctx) = common::child("child_sem_holder") else {
-        return;
-    };
-    let sem = Semaphore::open(ctx.path.join("sem")).unwrap();
-    let held = Counter::open(ctx.path.join("held")).unwrap();
-    assert!(sem.try_acquire(), "the permit was not free");
-    held.store(1);
-    sleep_until_killed();
-}
+common::child_entry!(
+    #[started_by(
+        a_permit_of_a_holder_killed_holding_it_is_recovered,
+        a_sleeping_acquirer_gets_the_permit_of_a_holder_killed_meanwhile
+    )]
+    fn child_sem_holder(ctx: ChildCtx) {
+        let sem = Semaphore::open(ctx.path.join("sem")).unwrap();
+        let held = Counter::open(ctx.path.join("held")).unwrap();
+        assert!(sem.try_acquire(), "the permit was not free");
+        held.store(1);
+        sleep_until_killed();
+    }
+);
 
-/// Arg: the pid of the holder that is (or will be) killed.
-#[test]
-fn child_sem_acquirer() {
-    let Some(ctx) = common::child("child_sem_acquirer") else {
-        return;
-    };
-    let dead: u32 = ctx.arg_num();
-    let sem = Semaphore::open(ctx.path.join("sem")).unwrap();
-    let waiting = Counter::open(ctx.path.join("waiting")).unwrap();
-    assert!(
-        !sem.try_acquire(),
-        "the permit was free: the holder does not hold it"
-    );
-    waiting.store(1);
-    assert!(
-        sem.acquire_timeout(Duration::from_secs(10)),
-        "the dead holder's permit was not recovered within 10 s: holders {:?}",
-        sem.words().holders()
-    );
-    let me = std::process::id();
-    assert_eq!(
-        sem.words().holders(),
-        [(me, 1)],
-        "the dead holder {dead} is still listed"
-    );
-    assert_eq!(sem.words().recovered(), 1);
-    sem.release().unwrap();
-}
+common::child_entry!(
+    /// Arg: the pid of the holder that is (or will be) killed.
+    #[started_by(
+        a_permit_of_a_holder_killed_holding_it_is_recovered,
+        a_sleeping_acquirer_gets_the_permit_of_a_holder_killed_meanwhile
+    )]
+    fn child_sem_acquirer(ctx: ChildCtx) {
+        let dead: u32 = ctx.arg_num();
+        let sem = Semaphore::open(ctx.path.join("sem")).unwrap();
+        let waiting = Counter::open(ctx.path.join("waiting")).unwrap();
+        assert!(
+            !sem.try_acquire(),
+            "the permit was free: the holder does not hold it"
+        );
+        waiting.store(1);
+        assert!(
+            sem.acquire_timeout(Duration::from_secs(10)),
+            "the dead holder's permit was not recovered within 10 s: holders {:?}",
+            sem.words().holders()
+        );
+        let me = std::process::id();
+        assert_eq!(
+            sem.words().holders(),
+            [(me, 1)],
+            "the dead holder {dead} is still listed"
+        );
+        assert_eq!(sem.words().recovered(), 1);
+        sem.release().unwrap();
+    }
+);
 
 // ---------------------------------------------------------------------------
 // Barrier
@@ -348,30 +355,29 @@ fn three_processes_pass_many_generations_with_one_leader_each() {
     assert_eq!(barrier_state(&path), (GENERATIONS as u32, 0));
 }
 
-#[test]
-fn child_barrier_party() {
-    let Some(ctx) = common::child("child_barrier_party") else {
-        return;
-    };
-    let b = Barrier::open(ctx.path.join("barrier")).unwrap();
-    let leaders = Counter::open(ctx.path.join("leaders")).unwrap();
-    let leader_of = AtomicArray::<u32>::open(ctx.path.join("leader_of")).unwrap();
-    let arrivals = AtomicArray::<u32>::open(ctx.path.join("arrivals")).unwrap();
-    for g in 0..GENERATIONS {
-        arrivals[g].fetch_add(1);
-        let r = b.wait_timeout(WATCHDOG).unwrap();
-        assert_eq!(r.generation, g as u32);
-        let arrived = arrivals[g].load();
-        assert_eq!(
-            arrived, PARTIES as u32,
-            "left generation {g} with {arrived} arrived"
-        );
-        if r.is_leader {
-            leaders.fetch_add(1);
-            leader_of[g].fetch_add(1);
+common::child_entry!(
+    #[started_by(three_processes_pass_many_generations_with_one_leader_each)]
+    fn child_barrier_party(ctx: ChildCtx) {
+        let b = Barrier::open(ctx.path.join("barrier")).unwrap();
+        let leaders = Counter::open(ctx.path.join("leaders")).unwrap();
+        let leader_of = AtomicArray::<u32>::open(ctx.path.join("leader_of")).unwrap();
+        let arrivals = AtomicArray::<u32>::open(ctx.path.join("arrivals")).unwrap();
+        for g in 0..GENERATIONS {
+            arrivals[g].fetch_add(1);
+            let r = b.wait_timeout(WATCHDOG).unwrap();
+            assert_eq!(r.generation, g as u32);
+            let arrived = arrivals[g].load();
+            assert_eq!(
+                arrived, PARTIES as u32,
+                "left generation {g} with {arrived} arrived"
+            );
+            if r.is_leader {
+                leaders.fetch_add(1);
+                leader_of[g].fetch_add(1);
+            }
         }
     }
-}
+);
 
 /// A party joins a 2-party barrier (opens it) and is killed by `SIGKILL`
 /// before it arrives. The other party, asleep in `wait_timeout(30 s)`,
@@ -404,29 +410,27 @@ fn a_party_killed_before_arriving_breaks_the_barrier() {
     );
 }
 
-#[test]
-fn child_barrier_absent() {
-    let Some(ctx) = common::child("child_barrier_absent") else {
-        return;
-    };
-    let _b = Barrier::open(ctx.path.join("barrier")).unwrap();
-    Counter::open(ctx.path.join("joined")).unwrap().fetch_add(1);
-    sleep_until_killed();
-}
+common::child_entry!(
+    #[started_by(a_party_killed_before_arriving_breaks_the_barrier)]
+    fn child_barrier_absent(ctx: ChildCtx) {
+        let _b = Barrier::open(ctx.path.join("barrier")).unwrap();
+        Counter::open(ctx.path.join("joined")).unwrap().fetch_add(1);
+        sleep_until_killed();
+    }
+);
 
-/// Arg: the pid of the party that will be killed.
-#[test]
-fn child_barrier_broken() {
-    let Some(ctx) = common::child("child_barrier_broken") else {
-        return;
-    };
-    let victim: u32 = ctx.arg_num();
-    let b = Barrier::open(ctx.path.join("barrier")).unwrap();
-    let broken_by = Counter::open(ctx.path.join("broken_by")).unwrap();
-    let r = b.wait_timeout(Duration::from_secs(30));
-    assert_eq!(r, Err(BarrierTimeoutError::Broken { pid: victim }));
-    broken_by.store(i64::from(victim));
-}
+common::child_entry!(
+    /// Arg: the pid of the party that will be killed.
+    #[started_by(a_party_killed_before_arriving_breaks_the_barrier)]
+    fn child_barrier_broken(ctx: ChildCtx) {
+        let victim: u32 = ctx.arg_num();
+        let b = Barrier::open(ctx.path.join("barrier")).unwrap();
+        let broken_by = Counter::open(ctx.path.join("broken_by")).unwrap();
+        let r = b.wait_timeout(Duration::from_secs(30));
+        assert_eq!(r, Err(BarrierTimeoutError::Broken { pid: victim }));
+        broken_by.store(i64::from(victim));
+    }
+);
 
 /// A party of a 3-party barrier is killed while asleep in `wait`, after
 /// arriving. Its arrival still counts: when the third party comes, the
@@ -456,32 +460,30 @@ fn a_party_killed_while_waiting_breaks_only_the_next_round() {
     assert_eq!(barrier_state(&path), (1, 0), "arrivals not withdrawn");
 }
 
-#[test]
-fn child_barrier_waiting_victim() {
-    let Some(ctx) = common::child("child_barrier_waiting_victim") else {
-        return;
-    };
-    let b = Barrier::open(ctx.path.join("barrier")).unwrap();
-    let r = b.wait_timeout(WATCHDOG);
-    panic!("the victim was not killed while waiting; its wait returned {r:?}");
-}
-
-/// Arg: the pid of the party killed while waiting.
-#[test]
-fn child_barrier_survivor() {
-    let Some(ctx) = common::child("child_barrier_survivor") else {
-        return;
-    };
-    let victim: u32 = ctx.arg_num();
-    let b = Barrier::open(ctx.path.join("barrier")).unwrap();
-    let leaders = Counter::open(ctx.path.join("leaders")).unwrap();
-    let broken_by = AtomicArray::<u32>::open(ctx.path.join("broken_by")).unwrap();
-    let first = b.wait_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(first.generation, 0);
-    if first.is_leader {
-        leaders.fetch_add(1);
+common::child_entry!(
+    #[started_by(a_party_killed_while_waiting_breaks_only_the_next_round)]
+    fn child_barrier_waiting_victim(ctx: ChildCtx) {
+        let b = Barrier::open(ctx.path.join("barrier")).unwrap();
+        let r = b.wait_timeout(WATCHDOG);
+        panic!("the victim was not killed while waiting; its wait returned {r:?}");
     }
-    let second = b.wait_timeout(Duration::from_secs(30));
-    assert_eq!(second, Err(BarrierTimeoutError::Broken { pid: victim }));
-    broken_by[ctx.index].store(victim);
-}
+);
+
+common::child_entry!(
+    /// Arg: the pid of the party killed while waiting.
+    #[started_by(a_party_killed_while_waiting_breaks_only_the_next_round)]
+    fn child_barrier_survivor(ctx: ChildCtx) {
+        let victim: u32 = ctx.arg_num();
+        let b = Barrier::open(ctx.path.join("barrier")).unwrap();
+        let leaders = Counter::open(ctx.path.join("leaders")).unwrap();
+        let broken_by = AtomicArray::<u32>::open(ctx.path.join("broken_by")).unwrap();
+        let first = b.wait_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(first.generation, 0);
+        if first.is_leader {
+            leaders.fetch_add(1);
+        }
+        let second = b.wait_timeout(Duration::from_secs(30));
+        assert_eq!(second, Err(BarrierTimeoutError::Broken { pid: victim }));
+        broken_by[ctx.index].store(victim);
+    }
+);
