@@ -6,32 +6,20 @@
 //! thread while a second thread calls `RwLock::write` in a loop (in-process:
 //! `std`'s lock cannot be shared between processes). Only the reads count.
 //!
-//! The measurement is `mmring::bench::Fixture::measure`, exactly what
-//! `mmring bench` runs. Readers check that the four words agree, so a torn
-//! read fails the benchmark.
+//! The measurement is `CellFixture::measure`
+//! (`mmring_cli::bench::group::cell`), exactly what `mmring bench cell`
+//! runs. Readers check that the four words agree, so a torn read fails the
+//! benchmark.
+
+mod common;
 
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mmring::bench::{Budget, Fixture, Group};
+use criterion::{Criterion, criterion_group, criterion_main};
+use mmring_cli::bench::group::cell::CellFixture;
 
 fn cell(c: &mut Criterion) {
-    let fixture = Fixture::new().expect("create the benchmark files in /dev/shm");
-    for group in [Group::ReadWithWriter, Group::ReadAlone] {
-        let mut g = c.benchmark_group(group.id());
-        g.throughput(Throughput::Elements(1));
-        for &case in group.cases() {
-            g.bench_function(case.id(), |b| {
-                b.iter_custom(|iters| {
-                    fixture
-                        .measure(case, Budget::ops(iters))
-                        .unwrap_or_else(|e| panic!("{}: {e}", case.label()))
-                        .time_for(iters)
-                });
-            });
-        }
-        g.finish();
-    }
+    common::ops::<CellFixture>(c);
 }
 
 criterion_group! {

@@ -6,7 +6,7 @@
 //! `ArrayQueue` and `Mutex<VecDeque>`; u64 and 64-byte messages, one per
 //! call and in batches.
 //!
-//! The measurement is `mmring::bench::mpmc_fixture::MpmcFixture`, exactly
+//! The measurement is `mmring_cli::bench::group::mpmc::MpmcFixture`, exactly
 //! what `mmring bench mpmc` runs: each sample forks the producers and
 //! consumers (or starts threads), which run until the consumers together
 //! have taken `iters` messages, each checked (per-producer order, exact
@@ -16,9 +16,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mmring::bench::Budget;
-use mmring::bench::mpmc_fixture::{MpmcFixture, Row};
-use mmring::bench::spsc_fixture::Size;
+use mmring_cli::bench::group::mpmc::{MpmcFixture, Row};
+use mmring_cli::bench::runner::control::Budget;
+use mmring_cli::bench::runner::flow::Size;
 
 fn mpmc(c: &mut Criterion) {
     let fixture = MpmcFixture::new().expect("create the benchmark files in /dev/shm");

@@ -6,18 +6,19 @@
 //! spinning and blocking against one cache line bounced between the same
 //! two processes (the floor), the mutex version and a pipe.
 //!
-//! The measurement is `mmring::bench::SpscFixture`, exactly what `mmring
-//! bench spsc` runs: each sample forks a child (or starts a thread) that
-//! produces while the parent consumes and checks every message; the parent
-//! times the window. Throughput is messages per second; a round-trip
+//! The measurement is `mmring_cli::bench::group::spsc::SpscFixture`,
+//! exactly what `mmring bench spsc` runs: each sample forks a child (or
+//! starts a thread) that produces while the parent consumes and checks
+//! every message; the parent times the window. Throughput is messages per second; a round-trip
 //! sample is the time for `iters` round trips (criterion reports the mean
 //! per round trip; `mmring bench spsc` reports p50 and p99).
 
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mmring::bench::Budget;
-use mmring::bench::spsc_fixture::{Row, Size, SpscFixture};
+use mmring_cli::bench::group::spsc::{Row, SpscFixture};
+use mmring_cli::bench::runner::control::Budget;
+use mmring_cli::bench::runner::flow::Size;
 
 fn spsc(c: &mut Criterion) {
     let fixture = SpscFixture::new().expect("create the benchmark files in /dev/shm");

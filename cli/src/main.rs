@@ -1,6 +1,7 @@
 //! The `mmring` command line: inspect shared-object files, list or remove
-//! stale ones, and run the benchmark comparison against lock-based
-//! baselines.
+//! stale ones (both through the library's public [`mmring::inspect`] and
+//! [`mmring::gc`]), and run the benchmark comparison against lock-based
+//! baselines ([`mmring_cli::bench`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +42,7 @@ enum Command {
     },
     /// Run a cross-process benchmark comparison (counter, cell, spsc, mpmc,
     /// map, or all of them) and print its table (or JSON with --json).
-    Bench(mmring::bench::BenchArgs),
+    Bench(mmring_cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Bench(args) => match mmring::bench::run(&args) {
+        Command::Bench(args) => match mmring_cli::bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mmring bench: {e}");

@@ -4,8 +4,9 @@
 //! stale mmring files (and removes them with `--remove`), never a file held
 //! open by a live process, never a file that is not mmring's.
 
-#![cfg(feature = "cli")]
-
+// The library's helpers for tests that start real processes, shared with
+// its own integration tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -1,19 +1,18 @@
-//! [`RawCounter`]: the physical operation under [`Counter`](crate::Counter)
-//! — a bare `AtomicU64::fetch_add` on a word at the same offset of the same
-//! kind of file-backed mapping, with no wrapper at all.
+//! [`RawCounter`]: the physical operation under
+//! [`Counter`](mmring::Counter) — a bare `AtomicU64::fetch_add` on a word
+//! at the start of the same kind of file-backed shared mapping, with no
+//! wrapper at all.
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
-use crate::layout::Kind;
-use crate::pod::TypeInfo;
-use crate::region::{CreateOptions, Expect, Region, View};
-use crate::sync::{AtomicU64, Ordering};
+use crate::bench::runner::shm::SharedWords;
 
-/// A bare atomic word at the start of a `Scratch` file's body (offset 4096,
-/// where a `Counter` keeps its value).
+/// A bare atomic word at the start of a shared mapping of its own
+/// ([`SharedWords`]).
 pub struct RawCounter {
-    word: View<AtomicU64>,
+    word: SharedWords,
 }
 
 impl std::fmt::Debug for RawCounter {
@@ -25,21 +24,15 @@ impl std::fmt::Debug for RawCounter {
 }
 
 impl RawCounter {
-    /// Creates the file at `path` (which must not exist) and maps it.
+    /// Creates and maps the file at `path` (see
+    /// [`Shm::create`](crate::bench::runner::shm::Shm::create)).
     ///
     /// # Errors
     ///
     /// Creating the file.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let expect = Expect {
-            kind: Kind::Scratch,
-            elem: TypeInfo::NONE,
-            any_size: false,
-        };
-        let region = Region::create(path, expect, 64, &CreateOptions::default(), |_| {})
-            .map_err(io::Error::other)?;
         Ok(Self {
-            word: View::new(region, |r| &r.body::<AtomicU64>(0, 1)[0]),
+            word: SharedWords::create(path, 1)?,
         })
     }
 
@@ -49,12 +42,12 @@ impl RawCounter {
     pub fn fetch_add(&self, v: u64) -> u64 {
         // AcqRel, as in `Atomic::fetch_add`: the Acquire half pairs with
         // the Release half of the other process's previous `fetch_add`.
-        self.word.fetch_add(v, Ordering::AcqRel)
+        self.word[0].fetch_add(v, Ordering::AcqRel)
     }
 
     /// The value.
     pub fn load(&self) -> u64 {
         // Acquire pairs with the Release half of the last `fetch_add`.
-        self.word.load(Ordering::Acquire)
+        self.word[0].load(Ordering::Acquire)
     }
 }

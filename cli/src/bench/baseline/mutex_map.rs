@@ -1,8 +1,8 @@
 //! [`PthreadMap`]: the lock-based baseline of the map rows — a
 //! fixed-capacity hash table of `(u64 key, u64 value)` pairs guarded by one
 //! `pthread_mutex_t` initialized with `PTHREAD_PROCESS_SHARED`, all in a
-//! file-backed mapping made by the crate's own [`Region`] (a `Scratch`
-//! file: the same kind of mapping a [`Map`](crate::map::Map) lives in).
+//! file-backed shared mapping ([`Shm`]: the same kind of mapping a
+//! [`Map`](mmring::map::Map) lives in).
 //!
 //! `std::collections::HashMap` cannot live in a mapping (its table is a
 //! heap pointer, meaningless in another process), so this is the simplest
@@ -16,13 +16,13 @@ use std::io;
 use std::path::Path;
 
 use super::pthread::{Held, init_mutex};
-use crate::region::{CreateOptions, Region};
+use crate::bench::runner::shm::Shm;
 
 /// The key that marks an empty slot (refused as a key).
 const EMPTY: u64 = u64::MAX;
 
-/// Byte offset of the first slot in the body (a cache line boundary past
-/// the mutex).
+/// Byte offset of the first slot in the mapping (a cache line boundary
+/// past the mutex).
 const SLOTS_OFFSET: usize = 64;
 
 static_assertions::const_assert!(size_of::<libc::pthread_mutex_t>() <= SLOTS_OFFSET);
@@ -44,7 +44,7 @@ pub struct PthreadMap {
     mask: u64,
     shift: u32,
     /// Owns the mapping the pointers point into; dropped after them.
-    _region: Region,
+    _shm: Shm,
 }
 
 impl std::fmt::Debug for PthreadMap {
@@ -56,10 +56,9 @@ impl std::fmt::Debug for PthreadMap {
 }
 
 impl PthreadMap {
-    /// Creates the file at `path` (which must not exist) with room for
-    /// `capacity` keys (a power of two, at least 2), initializes the mutex
-    /// and marks every slot empty before the file is published, and maps
-    /// it.
+    /// Creates and maps the file at `path` (see [`Shm::create`]) with room
+    /// for `capacity` keys (a power of two, at least 2), initializes the
+    /// mutex and marks every slot empty.
     ///
     /// # Errors
     ///
@@ -73,50 +72,44 @@ impl PthreadMap {
             capacity.is_power_of_two() && capacity >= 2,
             "capacity must be a power of two, at least 2"
         );
-        let expect = super::fixture::scratch();
-        let bytes = SLOTS_OFFSET + capacity * size_of::<Slot>();
-        let mut rc = 0;
-        let region = Region::create(path, expect, bytes as u64, &CreateOptions::default(), |r| {
-            let (base, len) = r.body_raw();
-            assert!(len >= bytes, "scratch body too small");
-            assert!(
-                base.cast::<libc::pthread_mutex_t>().is_aligned(),
-                "scratch body misaligned"
-            );
-            let slots = base.wrapping_add(SLOTS_OFFSET).cast::<Slot>();
-            for i in 0..capacity {
-                // SAFETY: slot `i` lies inside the body (`len >= bytes`),
-                // aligned (the body is, SLOTS_OFFSET keeps it), and no other
-                // process can see the file before `create` publishes it.
-                unsafe {
-                    slots.add(i).write(Slot {
-                        key: EMPTY,
-                        value: 0,
-                    })
-                };
-            }
-            // SAFETY: the mutex is the first bytes of the body, aligned
-            // (checked above) and unshared, as for the slots.
-            rc = unsafe { init_mutex(base.cast()) };
-        })
-        .map_err(io::Error::other)?;
+        let shm = Shm::create(path, SLOTS_OFFSET + capacity * size_of::<Slot>())?;
+        let base = shm.as_ptr();
+        assert!(
+            base.cast::<libc::pthread_mutex_t>().is_aligned(),
+            "mapping misaligned"
+        );
+        // In bounds: the mapping holds SLOTS_OFFSET + capacity slots.
+        let slots = base.wrapping_add(SLOTS_OFFSET).cast::<Slot>();
+        for i in 0..capacity {
+            // SAFETY: slot `i` lies inside the mapping (sized for them),
+            // aligned (the mapping is, SLOTS_OFFSET keeps it), and no other
+            // process can reach it yet: the name is gone and no child is
+            // forked.
+            unsafe {
+                slots.add(i).write(Slot {
+                    key: EMPTY,
+                    value: 0,
+                })
+            };
+        }
+        // SAFETY: the mutex is the first bytes of the mapping, aligned
+        // (checked above) and unshared, as for the slots.
+        let rc = unsafe { init_mutex(base.cast()) };
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
-        let base = region.body_raw().0;
         Ok(Self {
             mutex: base.cast(),
-            // In bounds: checked in the closure above.
-            slots: base.wrapping_add(SLOTS_OFFSET).cast(),
+            slots,
             mask: capacity as u64 - 1,
             shift: 64 - capacity.trailing_zeros(),
-            _region: region,
+            _shm: shm,
         })
     }
 
     fn lock(&self) -> Held {
         // SAFETY: the mutex was initialized by `create` in the mapping that
-        // `_region` keeps alive while `self` (which the guard cannot
+        // `_shm` keeps alive while `self` (which the guard cannot
         // outlive in any caller here) exists; it is process-shared, so
         // forked children may lock it too.
         unsafe { Held::lock(self.mutex) }
@@ -206,7 +199,7 @@ impl Drop for PthreadMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::dir::BenchDir;
+    use crate::bench::runner::dir::BenchDir;
 
     #[test]
     fn keys_collide_fill_the_table_and_keep_their_values() {

@@ -2,8 +2,8 @@
 //! ring of plain-old-data slots guarded by a `pthread_mutex_t`, with two
 //! `pthread_cond_t`s ("not empty", "not full") for blocking, all three
 //! initialized with `PTHREAD_PROCESS_SHARED` and living in a file-backed
-//! mapping made by the crate's own [`Region`] (a `Scratch` file: the same
-//! kind of mapping an `spsc` ring lives in).
+//! shared mapping ([`Shm`]: the same kind of mapping an `spsc` ring lives
+//! in).
 //!
 //! This is what a careful C program does to pass messages between two
 //! processes through shared memory without lock-free code: lock, copy in or
@@ -15,8 +15,9 @@
 //! access is under the mutex, one item signals one waiter and a batch
 //! wakes them all (a single wake-up could leave a second consumer asleep
 //! next to items it could take). So the same ring is the mutex version of
-//! the SPSC rows and of the MPMC rows ([`mpmc_fixture`](super::mpmc_fixture)),
-//! where [`wake_all`](PthreadRing::wake_all) ends a run.
+//! the SPSC rows and of the MPMC rows
+//! ([`group::mpmc`](crate::bench::group::mpmc)), where
+//! [`wake_all`](PthreadRing::wake_all) ends a run.
 //!
 //! Waits are timed (`pthread_cond_timedwait` on `CLOCK_MONOTONIC`) so
 //! that a benchmark's producer can notice a stop request and a consumer
@@ -29,18 +30,20 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::Duration;
 
-use super::control::{Budget, Control, Counted, Sample};
-use super::flow::{self, Broken, Message, Rx, Tx};
-use super::procs;
-use super::roundtrip::{self, RoundTrips};
-use crate::pod::Pod;
-use crate::region::{CreateOptions, Region};
+use mmring::Pod;
+
+use super::pthread::{Held, init_cond, init_mutex};
+use crate::bench::runner::control::{Budget, Control, Counted, Sample};
+use crate::bench::runner::flow::{self, Broken, Message, Rx, Tx};
+use crate::bench::runner::procs;
+use crate::bench::runner::roundtrip::{self, RoundTrips};
+use crate::bench::runner::shm::Shm;
 
 /// How long one try of the benchmark rows waits in a condition variable
 /// before it comes back empty-handed (to look at a stop request).
 const TRY_WAIT: Duration = Duration::from_millis(10);
 
-/// The shared words at the start of the body, as a C struct would have
+/// The shared words at the start of the mapping, as a C struct would have
 /// them; the slots follow at [`SLOTS_OFFSET`].
 #[repr(C)]
 struct Shared {
@@ -53,7 +56,7 @@ struct Shared {
     tail: u64,
 }
 
-/// Byte offset of the first slot in the body (a cache line boundary past
+/// Byte offset of the first slot in the mapping (a cache line boundary past
 /// the shared words).
 const SLOTS_OFFSET: usize = 256;
 
@@ -68,7 +71,7 @@ pub struct PthreadRing<T> {
     slots: *mut T,
     mask: u64,
     /// Owns the mapping the pointers point into; dropped after them.
-    _region: Region,
+    _shm: Shm,
     _items: PhantomData<T>,
 }
 
@@ -80,23 +83,10 @@ impl<T> std::fmt::Debug for PthreadRing<T> {
     }
 }
 
-/// Holds the ring's mutex; unlocks when dropped.
-struct Locked<'a, T>(&'a PthreadRing<T>);
-
-impl<T> Drop for Locked<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: this guard exists only while we hold the mutex (made by
-        // `lock` after a successful pthread_mutex_lock), which `create`
-        // initialized in the mapping `_region` keeps alive.
-        let rc = unsafe { libc::pthread_mutex_unlock(&raw mut (*self.0.shared).mutex) };
-        debug_assert_eq!(rc, 0, "pthread_mutex_unlock failed");
-    }
-}
-
 impl<T: Pod> PthreadRing<T> {
-    /// Creates the file at `path` (which must not exist) with `capacity`
-    /// slots (a power of two), initializes the mutex and condition
-    /// variables before the file is published, and maps it.
+    /// Creates and maps the file at `path` (see [`Shm::create`]) with
+    /// `capacity` slots (a power of two) and initializes the mutex and
+    /// condition variables.
     ///
     /// # Errors
     ///
@@ -111,32 +101,25 @@ impl<T: Pod> PthreadRing<T> {
             "capacity must be a power of two"
         );
         assert!(align_of::<T>() <= 64, "slots are aligned to 64 bytes");
-        let expect = super::fixture::scratch();
-        let bytes = SLOTS_OFFSET + capacity * size_of::<T>();
-        let mut rc = 0;
-        let region = Region::create(path, expect, bytes as u64, &CreateOptions::default(), |r| {
-            let (base, len) = r.body_raw();
-            assert!(len >= bytes, "scratch body too small");
-            let shared = base.cast::<Shared>();
-            assert!(shared.is_aligned(), "scratch body misaligned");
-            // SAFETY: `shared` points to at least `size_of::<Shared>()`
-            // bytes of the mapping (`len >= bytes`), suitably aligned
-            // (checked above), and no other process can see the file
-            // before `create` publishes it after this closure returns.
-            rc = unsafe { init(shared) };
-        })
-        .map_err(io::Error::other)?;
+        let shm = Shm::create(path, SLOTS_OFFSET + capacity * size_of::<T>())?;
+        let base = shm.as_ptr();
+        let shared = base.cast::<Shared>();
+        assert!(shared.is_aligned(), "mapping misaligned");
+        // SAFETY: `shared` points to at least `size_of::<Shared>()` bytes
+        // of the mapping (`SLOTS_OFFSET` of them), suitably aligned
+        // (checked above), and no other process can reach them yet: the
+        // name is gone and no child is forked.
+        let rc = unsafe { init(shared) };
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
-        let base = region.body_raw().0;
         Ok(Self {
-            shared: base.cast(),
-            // In bounds: the body holds SLOTS_OFFSET + capacity slots
-            // (checked in the closure above); 64-aligned for T (asserted).
+            shared,
+            // In bounds: the mapping holds SLOTS_OFFSET + capacity slots;
+            // 64-aligned for T (asserted).
             slots: base.wrapping_add(SLOTS_OFFSET).cast(),
             mask: capacity as u64 - 1,
-            _region: region,
+            _shm: shm,
             _items: PhantomData,
         })
     }
@@ -146,28 +129,28 @@ impl<T: Pod> PthreadRing<T> {
         (self.mask + 1) as usize
     }
 
-    fn lock(&self) -> Locked<'_, T> {
-        // SAFETY: the mutex was initialized by `create` in the mapping that
-        // `_region` keeps alive; it is process-shared, so the forked child
-        // that reaches it through the same mapping may lock it too.
-        let rc = unsafe { libc::pthread_mutex_lock(&raw mut (*self.shared).mutex) };
-        assert_eq!(rc, 0, "pthread_mutex_lock failed");
-        Locked(self)
+    fn lock(&self) -> Held {
+        // SAFETY: the mutex was initialized by `create` (with `init_mutex`)
+        // in the mapping that `_shm` keeps alive while `self` (which the
+        // guard does not outlive in any caller here) exists; it is
+        // process-shared, so the forked children that reach it through the
+        // same mapping may lock it too.
+        unsafe { Held::lock(&raw mut (*self.shared).mutex) }
     }
 
-    /// Waits on `cond` (with the mutex held by `_held`) until woken or
+    /// Waits on `cond` (with the mutex held by `held`) until woken or
     /// `deadline` passes; `false` once it has passed.
     fn wait(
         &self,
-        _held: &Locked<'_, T>,
+        held: &Held,
         cond: *mut libc::pthread_cond_t,
         deadline: &libc::timespec,
     ) -> bool {
         // SAFETY: `cond` is one of the condition variables `create`
         // initialized in our mapping, the mutex is held by this thread
-        // (`_held`), and `deadline` is a valid timespec for the call.
-        let rc =
-            unsafe { libc::pthread_cond_timedwait(cond, &raw mut (*self.shared).mutex, deadline) };
+        // (`held`, which holds it again when the call returns), and
+        // `deadline` is a valid timespec for the call.
+        let rc = unsafe { libc::pthread_cond_timedwait(cond, held.mutex(), deadline) };
         rc != libc::ETIMEDOUT
     }
 
@@ -431,46 +414,18 @@ fn deadline_after(timeout: Duration) -> libc::timespec {
 ///
 /// `p` is valid for writes of a `Shared` and no one else uses it yet.
 unsafe fn init(p: *mut Shared) -> libc::c_int {
-    let mut mattr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    let mut cattr = MaybeUninit::<libc::pthread_condattr_t>::uninit();
-    // SAFETY: `mattr` is writable storage for an attribute object.
-    let rc = unsafe { libc::pthread_mutexattr_init(mattr.as_mut_ptr()) };
-    if rc != 0 {
-        return rc;
-    }
-    // SAFETY: `cattr` is writable storage for an attribute object.
-    let rc = unsafe { libc::pthread_condattr_init(cattr.as_mut_ptr()) };
-    if rc != 0 {
-        // SAFETY: initialized just above.
-        unsafe { libc::pthread_mutexattr_destroy(mattr.as_mut_ptr()) };
-        return rc;
-    }
-    // SAFETY: for every call below: `mattr` and `cattr` were initialized
-    // above; the caller guarantees `p` is valid and unshared, and each
-    // field pointer is suitably aligned within it.
+    // SAFETY: for every call below: the caller guarantees `p` is valid,
+    // aligned and unshared, so each field pointer is too.
     unsafe {
-        let mut rc =
-            libc::pthread_mutexattr_setpshared(mattr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED);
-        if rc == 0 {
-            rc =
-                libc::pthread_condattr_setpshared(cattr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED);
-        }
-        if rc == 0 {
-            rc = libc::pthread_condattr_setclock(cattr.as_mut_ptr(), libc::CLOCK_MONOTONIC);
-        }
-        if rc == 0 {
-            rc = libc::pthread_mutex_init(&raw mut (*p).mutex, mattr.as_ptr());
-        }
-        if rc == 0 {
-            rc = libc::pthread_cond_init(&raw mut (*p).not_empty, cattr.as_ptr());
-        }
-        if rc == 0 {
-            rc = libc::pthread_cond_init(&raw mut (*p).not_full, cattr.as_ptr());
-        }
         (&raw mut (*p).head).write(0);
         (&raw mut (*p).tail).write(0);
-        libc::pthread_condattr_destroy(cattr.as_mut_ptr());
-        libc::pthread_mutexattr_destroy(mattr.as_mut_ptr());
+        let mut rc = init_mutex(&raw mut (*p).mutex);
+        if rc == 0 {
+            rc = init_cond(&raw mut (*p).not_empty);
+        }
+        if rc == 0 {
+            rc = init_cond(&raw mut (*p).not_full);
+        }
         rc
     }
 }
@@ -478,7 +433,7 @@ unsafe fn init(p: *mut Shared) -> libc::c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::dir::BenchDir;
+    use crate::bench::runner::dir::BenchDir;
 
     #[test]
     fn items_come_out_in_order_across_the_wrap_and_waits_time_out() {

@@ -18,10 +18,10 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::control::{Budget, Control, Counted, Sample};
-use super::flow::{BATCH, Echo, Message, STOP};
-use super::procs;
-use super::roundtrip::{self, RoundTrips};
+use crate::bench::runner::control::{Budget, Control, Counted, Sample};
+use crate::bench::runner::flow::{BATCH, Echo, Message, STOP};
+use crate::bench::runner::procs;
+use crate::bench::runner::roundtrip::{self, RoundTrips};
 
 /// A new pipe: (read end, write end), both close-on-exec.
 ///
@@ -249,7 +249,7 @@ pub fn round_trips(n: u64, gap: Option<Duration>) -> io::Result<RoundTrips> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::flow::Msg64;
+    use crate::bench::runner::flow::Msg64;
 
     #[test]
     fn partial_reads_are_put_together() {

@@ -1,8 +1,9 @@
-//! [`PthreadCounter`]: the lock-based baseline of the counter rows — an
-//! `i64` guarded by a `pthread_mutex_t` initialized with
-//! `PTHREAD_PROCESS_SHARED`, both living in a file-backed mapping made by
-//! the crate's own [`Region`] (a `Scratch` file, so exactly the kind of
-//! mapping a [`Counter`](crate::Counter) lives in).
+//! The process-shared pthread mutex every lock-based baseline takes
+//! ([`init_mutex`], [`Held`]), and [`PthreadCounter`]: the lock-based
+//! baseline of the counter rows — an `i64` guarded by a `pthread_mutex_t`
+//! initialized with `PTHREAD_PROCESS_SHARED`, both living in a file-backed
+//! shared mapping ([`Shm`]: the same kind of mapping a
+//! [`Counter`](mmring::Counter) lives in).
 //!
 //! This is what a careful C program (or Python's `Value` with its lock)
 //! does: lock, add, unlock. glibc's default mutex takes an uncontended lock
@@ -12,10 +13,10 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::path::Path;
 
-use crate::region::{CreateOptions, Region};
+use crate::bench::runner::shm::Shm;
 
-/// The bytes at the start of the body: the mutex and the value it guards,
-/// side by side as a C struct would have them.
+/// The bytes at the start of the mapping: the mutex and the value it
+/// guards, side by side as a C struct would have them.
 #[repr(C)]
 struct Guarded {
     mutex: libc::pthread_mutex_t,
@@ -27,7 +28,7 @@ pub struct PthreadCounter {
     mutex: *mut libc::pthread_mutex_t,
     value: *mut i64,
     /// Owns the mapping both pointers point into; dropped after them.
-    _region: Region,
+    _shm: Shm,
 }
 
 impl std::fmt::Debug for PthreadCounter {
@@ -37,43 +38,29 @@ impl std::fmt::Debug for PthreadCounter {
 }
 
 impl PthreadCounter {
-    /// Creates the file at `path` (which must not exist), initializes the
-    /// mutex before the file is published, and maps it.
+    /// Creates and maps the file at `path` (see [`Shm::create`]) and
+    /// initializes the mutex and the value.
     ///
     /// # Errors
     ///
     /// Creating the file, or initializing the mutex.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let expect = super::fixture::scratch();
-        let mut rc = 0;
-        let region = Region::create(
-            path,
-            expect,
-            size_of::<Guarded>() as u64,
-            &CreateOptions::default(),
-            |r| {
-                let (base, len) = r.body_raw();
-                assert!(len >= size_of::<Guarded>(), "scratch body too small");
-                let guarded = base.cast::<Guarded>();
-                assert!(guarded.is_aligned(), "scratch body misaligned");
-                // SAFETY: `guarded` points to `len >= size_of::<Guarded>()`
-                // bytes of the mapping, suitably aligned (checked above),
-                // and no other process can see the file before `create`
-                // publishes it after this closure returns.
-                rc = unsafe { init(guarded) };
-            },
-        )
-        .map_err(io::Error::other)?;
+        let shm = Shm::create(path, size_of::<Guarded>())?;
+        let guarded = shm.as_ptr().cast::<Guarded>();
+        assert!(guarded.is_aligned(), "mapping misaligned");
+        // SAFETY: `guarded` points to `size_of::<Guarded>()` bytes of the
+        // mapping, suitably aligned (checked above), and no other process
+        // can reach them yet: the name is gone and no child is forked.
+        let rc = unsafe { init(guarded) };
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
-        let guarded = region.body_raw().0.cast::<Guarded>();
         Ok(Self {
             mutex: guarded.cast(),
             value: guarded
                 .wrapping_byte_add(std::mem::offset_of!(Guarded, value))
                 .cast(),
-            _region: region,
+            _shm: shm,
         })
     }
 
@@ -85,7 +72,7 @@ impl PthreadCounter {
     #[inline]
     pub fn fetch_add(&self, v: i64) -> i64 {
         // SAFETY: `mutex` points to a mutex initialized by `create` in our
-        // mapping, which `self._region` keeps mapped.
+        // mapping, which `self._shm` keeps mapped.
         let _held = unsafe { Held::lock(self.mutex) };
         // SAFETY: `value` is an aligned i64 in the same mapping; every
         // process touches it only while holding the mutex (taken above), and
@@ -126,9 +113,10 @@ unsafe fn init(p: *mut Guarded) -> libc::c_int {
 }
 
 /// Initializes the mutex at `m` as process-shared; returns the first
-/// nonzero pthread error code, or 0. The lock-based baselines
-/// ([`PthreadCounter`], [`PthreadMap`](super::pthread_map::PthreadMap))
-/// share it.
+/// nonzero pthread error code, or 0. Every lock-based baseline
+/// ([`PthreadCounter`], [`PthreadMap`](super::mutex_map::PthreadMap),
+/// [`PthreadRing`](super::mutex_ring::PthreadRing)) initializes its mutex
+/// with it.
 ///
 /// # Safety
 ///
@@ -155,7 +143,41 @@ pub(super) unsafe fn init_mutex(m: *mut libc::pthread_mutex_t) -> libc::c_int {
     rc
 }
 
-/// Holds a process-shared mutex; unlocks it when dropped.
+/// Initializes the condition variable at `c` as process-shared, on
+/// `CLOCK_MONOTONIC` (the clock of its timed waits); returns the first
+/// nonzero pthread error code, or 0.
+///
+/// # Safety
+///
+/// `c` is valid for writes of a `pthread_cond_t`, suitably aligned, and no
+/// one else uses it yet.
+pub(super) unsafe fn init_cond(c: *mut libc::pthread_cond_t) -> libc::c_int {
+    let mut attr = MaybeUninit::<libc::pthread_condattr_t>::uninit();
+    // SAFETY: `attr` is writable storage for an attribute object.
+    let rc = unsafe { libc::pthread_condattr_init(attr.as_mut_ptr()) };
+    if rc != 0 {
+        return rc;
+    }
+    // SAFETY: `attr` was initialized just above.
+    let mut rc = unsafe {
+        libc::pthread_condattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED)
+    };
+    if rc == 0 {
+        // SAFETY: as above.
+        rc = unsafe { libc::pthread_condattr_setclock(attr.as_mut_ptr(), libc::CLOCK_MONOTONIC) };
+    }
+    if rc == 0 {
+        // SAFETY: the caller guarantees `c` is valid, aligned and unshared;
+        // `attr` is an initialized attribute object.
+        rc = unsafe { libc::pthread_cond_init(c, attr.as_ptr()) };
+    }
+    // SAFETY: `attr` is initialized and no longer needed.
+    unsafe { libc::pthread_condattr_destroy(attr.as_mut_ptr()) };
+    rc
+}
+
+/// Holds a process-shared mutex; unlocks it when dropped. Every lock-based
+/// baseline locks through it.
 pub(super) struct Held(*mut libc::pthread_mutex_t);
 
 impl Held {
@@ -175,6 +197,12 @@ impl Held {
         let rc = unsafe { libc::pthread_mutex_lock(m) };
         assert_eq!(rc, 0, "pthread_mutex_lock failed");
         Self(m)
+    }
+
+    /// The mutex held, for `pthread_cond_timedwait` (which releases and
+    /// retakes it: the guard holds it again once the call returns).
+    pub(super) fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        self.0
     }
 }
 

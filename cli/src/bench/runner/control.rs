@@ -23,9 +23,9 @@
 //! prefetch buddy), away from the object being measured.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::yield_now;
 use std::time::{Duration, Instant};
-
-use crate::sync::{AtomicU64, Ordering, yield_now};
 
 /// Words from one control word to the next (128 bytes).
 const STRIDE: usize = 16;

@@ -30,12 +30,13 @@
 //! taken, drain included.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::yield_now;
 use std::time::{Duration, Instant};
 
 use super::control::{Budget, Sample};
 use super::flow::{self, Message, Rx, Tx};
 use super::procs;
-use crate::sync::{AtomicU64, Ordering, yield_now};
 
 /// The most producers, and the most consumers, of a run.
 pub const MAX_SIDE: usize = 4;
@@ -565,7 +566,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::bench::flow::Broken;
+    use crate::bench::runner::flow::Broken;
 
     /// A queue between threads that loses (or repeats) one message in
     /// `every` (none if 0).

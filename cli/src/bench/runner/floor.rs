@@ -1,7 +1,7 @@
 //! [`CacheLine`]: the physical floor of a round trip between two processes
-//! — one 64-bit word in a file-backed mapping (a `Scratch` file, the same
-//! kind of mapping a ring lives in), bounced between them: the parent
-//! writes an odd number, the child answers with the next even one.
+//! — one 64-bit word in a file-backed mapping (a [`Shm`](super::shm::Shm),
+//! the same kind of mapping a ring lives in), bounced between them: the
+//! parent writes an odd number, the child answers with the next even one.
 //!
 //! Each round trip moves one cache line from one core to the other and
 //! back, which is the least any message-passing round trip can cost; a
@@ -11,18 +11,16 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::flow::{Echo, STOP};
 use super::roundtrip::{self, RoundTrips};
+use super::shm::SharedWords;
 use super::spin;
-use crate::layout::Kind;
-use crate::pod::TypeInfo;
-use crate::region::{CreateOptions, Expect, Region, View};
-use crate::sync::{AtomicU64, Ordering};
 
-/// One word at the start of a `Scratch` file's body.
+/// One word at the start of a shared mapping of its own.
 pub struct CacheLine {
-    word: View<AtomicU64>,
+    word: SharedWords,
 }
 
 impl std::fmt::Debug for CacheLine {
@@ -38,15 +36,8 @@ impl CacheLine {
     ///
     /// Creating the file.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let expect = Expect {
-            kind: Kind::Scratch,
-            elem: TypeInfo::NONE,
-            any_size: false,
-        };
-        let region = Region::create(path, expect, 64, &CreateOptions::default(), |_| {})
-            .map_err(io::Error::other)?;
         Ok(Self {
-            word: View::new(region, |r| &r.body::<AtomicU64>(0, 1)[0]),
+            word: SharedWords::create(path, 1)?,
         })
     }
 
@@ -56,7 +47,7 @@ impl CacheLine {
     ///
     /// As [`roundtrip::run`].
     pub fn round_trips(&self, n: u64) -> io::Result<RoundTrips> {
-        let word: &AtomicU64 = &self.word;
+        let word: &AtomicU64 = &self.word[0];
         // Relaxed: no child is running; the fork orders this store before
         // everything the child does.
         word.store(0, Ordering::Relaxed);

@@ -14,13 +14,16 @@
 //!   queue is empty;
 //! * [`ping`] / [`echo`]: the two ends of a round trip through two
 //!   queues, for [`roundtrip`](super::roundtrip).
+//! * [`Message`]: what the rows send, in two [`Size`]s (`u64`, 64 bytes).
 //!
 //! Every wait between tries is a [`Spin`](super::spin::Spin): the same
 //! policy for all (the blocking queues sleep inside their tries first).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mmring::Payload;
+
 use super::spin;
-use crate::pod::Payload;
-use crate::sync::{AtomicU64, Ordering};
 
 /// Messages per call in the batched rows.
 pub const BATCH: usize = 32;
@@ -71,6 +74,36 @@ impl Message for Msg64 {
     #[inline(always)]
     fn seq(&self) -> Option<u64> {
         (self[0] == self[7]).then_some(self[0])
+    }
+}
+
+/// The message size of a throughput row: [`u64`] or [`Msg64`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// A `u64`.
+    U64,
+    /// 64 bytes (`[u64; 8]`).
+    Bytes64,
+}
+
+impl Size {
+    /// Both sizes, in table order.
+    pub const ALL: [Size; 2] = [Size::U64, Size::Bytes64];
+
+    /// The size as the table names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Size::U64 => <u64 as Message>::NAME,
+            Size::Bytes64 => <Msg64 as Message>::NAME,
+        }
+    }
+
+    /// The size in criterion's group names.
+    pub fn id(self) -> &'static str {
+        match self {
+            Size::U64 => "u64",
+            Size::Bytes64 => "64b",
+        }
     }
 }
 

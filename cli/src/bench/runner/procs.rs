@@ -177,37 +177,23 @@ impl Drop for Child {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::bench::control::WORDS;
-    use crate::bench::dir::BenchDir;
-    use crate::layout::Kind;
-    use crate::pod::TypeInfo;
-    use crate::region::{CreateOptions, Expect, Region};
-    use crate::sync::{AtomicU64, Ordering};
+    use std::sync::atomic::Ordering;
 
-    /// A scratch mapping with the control words, then one more word.
-    fn shared(dir: &BenchDir) -> Region {
-        let expect = Expect {
-            kind: Kind::Scratch,
-            elem: TypeInfo::NONE,
-            any_size: false,
-        };
-        let bytes = ((WORDS + 1) * size_of::<AtomicU64>()) as u64;
-        Region::create(
-            &dir.file("shared"),
-            expect,
-            bytes,
-            &CreateOptions::default(),
-            |_| {},
-        )
-        .expect("scratch region")
+    use super::*;
+    use crate::bench::runner::control::WORDS;
+    use crate::bench::runner::dir::BenchDir;
+    use crate::bench::runner::shm::SharedWords;
+
+    /// A shared mapping with the control words, then one more word.
+    fn shared(dir: &BenchDir) -> SharedWords {
+        SharedWords::create(&dir.file("shared"), WORDS + 1).expect("shared words")
     }
 
     #[test]
     fn a_failing_child_is_an_error() {
         let dir = BenchDir::new().expect("dir");
-        let region = shared(&dir);
-        let control = Control::new(region.body::<AtomicU64>(0, WORDS));
+        let words = shared(&dir);
+        let control = Control::new(&words[..WORDS]);
         let err = run(control, Budget::ops(1000), Counted::Both, || true, || false)
             .expect_err("the child's operation failed");
         assert!(err.to_string().contains("peer"), "{err}");
@@ -216,9 +202,9 @@ mod tests {
     #[test]
     fn a_failing_parent_kills_and_reaps_its_child() {
         let dir = BenchDir::new().expect("dir");
-        let region = shared(&dir);
-        let control = Control::new(region.body::<AtomicU64>(0, WORDS));
-        let pid_word = &region.body::<AtomicU64>(WORDS * 8, 1)[0];
+        let words = shared(&dir);
+        let control = Control::new(&words[..WORDS]);
+        let pid_word = &words[WORDS];
         let mut first = true;
         let err = run(
             control,

@@ -9,9 +9,9 @@
 //! machine needs the core back. Once yielding, the wait looks at the clock
 //! now and then and gives up after [`PATIENCE`]: the other party is gone.
 
+use std::hint::spin_loop;
+use std::thread::yield_now;
 use std::time::{Duration, Instant};
-
-use crate::sync::{spin_loop, yield_now};
 
 /// Failed tries answered with a spin hint before the first yield.
 pub const SPINS: u32 = 128;

@@ -3,9 +3,9 @@
 //! peer in a scoped thread instead of a forked child.
 
 use std::io;
+use std::sync::atomic::AtomicU64;
 
 use super::control::{Budget, Control, Counted, Sample, WORDS};
-use crate::sync::AtomicU64;
 
 /// Runs `lead_op` in this thread and `peer_op` in a second one, for
 /// `budget`.

@@ -1,28 +1,27 @@
-//! [`MpmcFixture`]: every object the MPMC rows measure, in one private
-//! directory, and [`Row`]: the rows themselves. `mmring bench mpmc` and
-//! the criterion bench (`benches/mpmc.rs`) both measure through
-//! [`MpmcFixture::throughput`].
+//! `mmring bench mpmc`: [`MpmcFixture`], every object the MPMC rows
+//! measure, in one private directory, and [`Row`]: the rows themselves
+//! ([`table`]: the table). `mmring bench mpmc` and the criterion bench
+//! (`cli/benches/mpmc.rs`) both measure through
+//! [`MpmcFixture::throughput`]; [`queue`] runs mmring's own queue.
 //!
 //! Every producer and consumer is a process of its own (forked for each
 //! run) unless the row says threads: crossbeam's `ArrayQueue` and
 //! `Mutex<VecDeque>` cannot cross a process boundary. The workload is
-//! [`crowd`](super::crowd)'s: tagged messages, each checked on arrival.
+//! [`crowd`]'s: tagged messages, each checked on arrival.
+
+pub mod queue;
+pub mod table;
 
 use std::cell::Cell;
 use std::io;
 use std::path::Path;
 
-use super::control::{Budget, Sample};
-use super::crowd::{self, Shape};
-use super::dir::BenchDir;
-use super::fixture::{shared_words, unlinked};
-use super::flow::{Message, Msg64};
-use super::mpmc;
-use super::peers::{self, Peer};
-use super::pthread_ring::PthreadRing;
-use super::spsc_fixture::Size;
-use crate::region::View;
-use crate::sync::AtomicU64;
+use crate::bench::baseline::mutex_ring::PthreadRing;
+use crate::bench::peer::{self, Peer};
+use crate::bench::runner::control::{Budget, Sample};
+use crate::bench::runner::crowd::{self, Shape};
+use crate::bench::runner::dir::{BenchDir, Stage};
+use crate::bench::runner::flow::{Message, Msg64, Size};
 
 /// Slots of every queue in the comparison.
 pub const CAPACITY: usize = 1024;
@@ -37,7 +36,7 @@ pub enum Mech {
     MutexVecDeque,
     /// crossbeam `ArrayQueue`, one thread per party (no batch call).
     ArrayQueue,
-    /// mmring's [`Queue`](crate::mpmc::Queue): `try_push`/`try_pop`, or
+    /// mmring's [`Queue`](mmring::mpmc::Queue): `try_push`/`try_pop`, or
     /// `push_slice`/`pop_slice`.
     Mmring,
 }
@@ -50,7 +49,7 @@ pub struct Row {
     pub mech: Mech,
     /// Producers and consumers.
     pub shape: Shape,
-    /// [`BATCH`](super::flow::BATCH) messages per call.
+    /// [`BATCH`](crate::bench::runner::flow::BATCH) messages per call.
     pub batched: bool,
 }
 
@@ -146,19 +145,18 @@ impl Row {
 /// made fresh for each run (a run leaves messages behind). Each file is
 /// unlinked as soon as it is mapped.
 pub struct MpmcFixture {
-    control: View<[AtomicU64]>,
     mutex_u64: PthreadRing<u64>,
     mutex_64: PthreadRing<Msg64>,
     /// Numbers the per-run queue files.
     runs: Cell<u64>,
-    /// Dropped last: removes the directory.
-    dir: BenchDir,
+    /// Declared last, so dropped last: removes the directory.
+    stage: Stage,
 }
 
 impl std::fmt::Debug for MpmcFixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MpmcFixture")
-            .field("dir", &self.dir)
+            .field("stage", &self.stage)
             .finish_non_exhaustive()
     }
 }
@@ -180,21 +178,19 @@ impl MpmcFixture {
     ///
     /// Creating a file.
     pub fn new_in(dir: BenchDir) -> io::Result<Self> {
-        let control = shared_words(&dir.file("control"), crowd::WORDS)?;
-        let mutex_u64 = unlinked(&dir.file("mutex-u64"), |p| PthreadRing::create(p, CAPACITY))?;
-        let mutex_64 = unlinked(&dir.file("mutex-64"), |p| PthreadRing::create(p, CAPACITY))?;
+        let stage = Stage::new(dir, crowd::WORDS)?;
+        let dir = stage.dir();
         Ok(Self {
-            control,
-            mutex_u64,
-            mutex_64,
+            mutex_u64: PthreadRing::create(&dir.file("mutex-u64"), CAPACITY)?,
+            mutex_64: PthreadRing::create(&dir.file("mutex-64"), CAPACITY)?,
             runs: Cell::new(0),
-            dir,
+            stage,
         })
     }
 
     /// The directory the files were made in (they are already unlinked).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.stage.dir().path()
     }
 
     /// Runs `row` once for `budget` with messages of `size`: messages taken
@@ -224,7 +220,7 @@ impl MpmcFixture {
             Mech::MutexRing => {
                 mutex.clear();
                 crowd::procs(
-                    &self.control,
+                    self.stage.words(),
                     shape,
                     budget,
                     b,
@@ -234,16 +230,16 @@ impl MpmcFixture {
                 )
             }
             Mech::MutexVecDeque => {
-                peers::crowd_throughput::<M>(Peer::MutexVecDeque, shape, budget, b, CAPACITY)
+                peer::crowd_throughput::<M>(Peer::MutexVecDeque, shape, budget, b, CAPACITY)
             }
             Mech::ArrayQueue => {
-                peers::crowd_throughput::<M>(Peer::ArrayQueue, shape, budget, b, CAPACITY)
+                peer::crowd_throughput::<M>(Peer::ArrayQueue, shape, budget, b, CAPACITY)
             }
             Mech::Mmring => {
                 let n = self.runs.get();
                 self.runs.set(n + 1);
-                let path = self.dir.file(&format!("queue-{n}"));
-                mpmc::throughput::<M>(&self.control, shape, budget, b, &path, CAPACITY)
+                let path = self.stage.dir().file(&format!("queue-{n}"));
+                queue::throughput::<M>(self.stage.words(), shape, budget, b, &path, CAPACITY)
             }
         }
     }
@@ -252,7 +248,7 @@ impl MpmcFixture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::flow::BATCH;
+    use crate::bench::runner::flow::BATCH;
 
     #[test]
     fn every_row_runs_checks_its_messages_and_leaves_no_file() {

@@ -5,14 +5,13 @@
 
 use std::time::Instant;
 
-use super::crowd::Shape;
-use super::flow::BATCH;
-use super::mpmc_fixture::{CAPACITY, Mech, MpmcFixture, Row};
-use super::spsc_fixture::Size;
-use super::{
-    BenchArgs, Plan, Progress, Report, Sample, Stats, bench_dir, cpus, rate, stats_json,
-    warn_if_busy,
-};
+use super::{CAPACITY, Mech, MpmcFixture, Row};
+use crate::bench::BenchArgs;
+use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, rate, stats_json};
+use crate::bench::runner::control::Sample;
+use crate::bench::runner::cpu::{cpus, warn_if_busy};
+use crate::bench::runner::crowd::Shape;
+use crate::bench::runner::flow::{BATCH, Size};
 
 /// Runs the MPMC comparison and makes its table (progress to stderr).
 ///

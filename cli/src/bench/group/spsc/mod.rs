@@ -1,62 +1,34 @@
-//! [`SpscFixture`]: every object the SPSC rows measure, in one private
-//! directory, and [`Row`]: the rows themselves. `mmring bench spsc` and
-//! the criterion bench (`benches/spsc.rs`) both measure through
-//! [`SpscFixture::throughput`] and [`SpscFixture::round_trips`].
+//! `mmring bench spsc`: [`SpscFixture`], every object the SPSC rows
+//! measure, in one private directory, and [`Row`]: the rows themselves
+//! ([`table`]: the table). `mmring bench spsc` and the criterion bench
+//! (`cli/benches/spsc.rs`) both measure through
+//! [`SpscFixture::throughput`] and [`SpscFixture::round_trips`];
+//! [`ring`] runs mmring's own ring.
 //!
 //! Both sides run in separate processes (the parent, and a child forked for
 //! each run) unless the row says threads: rtrb, `ArrayQueue` and
 //! `Mutex<VecDeque>` cannot cross a process boundary.
+
+pub mod ring;
+pub mod table;
 
 use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use super::control::{Budget, Control, Sample, WORDS};
-use super::dir::BenchDir;
-use super::fixture::{shared_words, unlinked};
-use super::floor::CacheLine;
-use super::flow::{Message, Msg64};
-use super::peers::{self, Peer};
-use super::pipe;
-use super::pthread_ring::{self, PthreadRing};
-use super::roundtrip::RoundTrips;
-use super::spsc::{self, Mode};
-use crate::region::View;
-use crate::sync::AtomicU64;
+use self::ring::Mode;
+use crate::bench::baseline::mutex_ring::{self, PthreadRing};
+use crate::bench::baseline::pipe;
+use crate::bench::peer::{self, Peer};
+use crate::bench::runner::control::{Budget, Sample, WORDS};
+use crate::bench::runner::dir::{BenchDir, Stage};
+use crate::bench::runner::floor::CacheLine;
+use crate::bench::runner::flow::{Message, Msg64, Size};
+use crate::bench::runner::roundtrip::RoundTrips;
 
 /// Slots of every queue in the comparison.
 pub const CAPACITY: usize = 1024;
-
-/// The message size of a throughput row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Size {
-    /// A `u64`.
-    U64,
-    /// 64 bytes (`[u64; 8]`).
-    Bytes64,
-}
-
-impl Size {
-    /// Both sizes, in table order.
-    pub const ALL: [Size; 2] = [Size::U64, Size::Bytes64];
-
-    /// The size as the table names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Size::U64 => <u64 as Message>::NAME,
-            Size::Bytes64 => <Msg64 as Message>::NAME,
-        }
-    }
-
-    /// The size in criterion's group names.
-    pub fn id(self) -> &'static str {
-        match self {
-            Size::U64 => "u64",
-            Size::Bytes64 => "64b",
-        }
-    }
-}
 
 /// The mechanism of a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +57,8 @@ pub enum Section {
     /// One message per call: throughput, and round trips where the
     /// mechanism crosses a process boundary.
     Single,
-    /// [`BATCH`](super::flow::BATCH) messages per call: throughput.
+    /// [`BATCH`](crate::bench::runner::flow::BATCH) messages per call:
+    /// throughput.
     Batched,
     /// Round trips of the blocking mechanisms with a pause of [`GAP`]
     /// before each, so that the echo side is asleep when a message arrives
@@ -131,7 +104,8 @@ impl Row {
         row(Mech::Floor, Section::Single),
     ];
 
-    /// The rows that send [`BATCH`](super::flow::BATCH) messages per call, base first.
+    /// The rows that send [`BATCH`](crate::bench::runner::flow::BATCH)
+    /// messages per call, base first.
     pub const BATCHED: [Row; 5] = [
         row(Mech::MutexRing, Section::Batched),
         row(Mech::Pipe, Section::Batched),
@@ -164,7 +138,8 @@ impl Row {
         }
     }
 
-    /// Whether messages go [`BATCH`](super::flow::BATCH) per call.
+    /// Whether messages go [`BATCH`](crate::bench::runner::flow::BATCH) per
+    /// call.
     pub fn batched(self) -> bool {
         self.section == Section::Batched
     }
@@ -254,7 +229,6 @@ impl Row {
 /// messages behind, and the parent's copy of a producer does not know how
 /// far the child got). Each file is unlinked as soon as it is mapped.
 pub struct SpscFixture {
-    control: View<[AtomicU64]>,
     mutex_u64: PthreadRing<u64>,
     mutex_64: PthreadRing<Msg64>,
     /// The way back of the mutex version's round trips.
@@ -262,14 +236,14 @@ pub struct SpscFixture {
     floor: CacheLine,
     /// Numbers the per-run ring files.
     runs: Cell<u64>,
-    /// Dropped last: removes the directory.
-    dir: BenchDir,
+    /// Declared last, so dropped last: removes the directory.
+    stage: Stage,
 }
 
 impl std::fmt::Debug for SpscFixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpscFixture")
-            .field("dir", &self.dir)
+            .field("stage", &self.stage)
             .finish_non_exhaustive()
     }
 }
@@ -291,34 +265,28 @@ impl SpscFixture {
     ///
     /// Creating a file.
     pub fn new_in(dir: BenchDir) -> io::Result<Self> {
-        let control = shared_words(&dir.file("control"), WORDS)?;
-        let mutex_u64 = unlinked(&dir.file("mutex-u64"), |p| PthreadRing::create(p, CAPACITY))?;
-        let mutex_64 = unlinked(&dir.file("mutex-64"), |p| PthreadRing::create(p, CAPACITY))?;
-        let mutex_pong = unlinked(&dir.file("mutex-pong"), |p| {
-            PthreadRing::create(p, CAPACITY)
-        })?;
-        let floor = unlinked(&dir.file("floor"), CacheLine::create)?;
+        let stage = Stage::new(dir, WORDS)?;
+        let dir = stage.dir();
         Ok(Self {
-            control,
-            mutex_u64,
-            mutex_64,
-            mutex_pong,
-            floor,
+            mutex_u64: PthreadRing::create(&dir.file("mutex-u64"), CAPACITY)?,
+            mutex_64: PthreadRing::create(&dir.file("mutex-64"), CAPACITY)?,
+            mutex_pong: PthreadRing::create(&dir.file("mutex-pong"), CAPACITY)?,
+            floor: CacheLine::create(&dir.file("floor"))?,
             runs: Cell::new(0),
-            dir,
+            stage,
         })
     }
 
     /// The directory the files were made in (they are already unlinked).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.stage.dir().path()
     }
 
     /// A fresh file name for a run's ring.
     fn next_path(&self) -> std::path::PathBuf {
         let n = self.runs.get();
         self.runs.set(n + 1);
-        self.dir.file(&format!("ring-{n}"))
+        self.stage.dir().file(&format!("ring-{n}"))
     }
 
     /// Runs `row`'s throughput workload once for `budget` with messages of
@@ -351,24 +319,24 @@ impl SpscFixture {
         budget: Budget,
         mutex: &PthreadRing<M>,
     ) -> io::Result<Sample> {
-        let control = Control::new(&self.control);
+        let control = self.stage.control();
         let b = row.batched();
         match row.mech {
-            Mech::MutexRing => pthread_ring::throughput(mutex, control, budget, b),
+            Mech::MutexRing => mutex_ring::throughput(mutex, control, budget, b),
             Mech::Pipe => pipe::throughput::<M>(control, budget, b),
             Mech::MutexVecDeque => {
-                peers::throughput::<M>(Peer::MutexVecDeque, control, budget, b, CAPACITY)
+                peer::throughput::<M>(Peer::MutexVecDeque, control, budget, b, CAPACITY)
             }
             Mech::ArrayQueue => {
-                peers::throughput::<M>(Peer::ArrayQueue, control, budget, b, CAPACITY)
+                peer::throughput::<M>(Peer::ArrayQueue, control, budget, b, CAPACITY)
             }
-            Mech::Rtrb => peers::throughput::<M>(Peer::Rtrb, control, budget, b, CAPACITY),
+            Mech::Rtrb => peer::throughput::<M>(Peer::Rtrb, control, budget, b, CAPACITY),
             Mech::Mmring => {
                 let mode = if b { Mode::Batched } else { Mode::Spinning };
-                spsc::throughput::<M>(control, budget, mode, &self.next_path(), CAPACITY)
+                ring::throughput::<M>(control, budget, mode, &self.next_path(), CAPACITY)
             }
             Mech::MmringBlocking => {
-                spsc::throughput::<M>(control, budget, Mode::Blocking, &self.next_path(), CAPACITY)
+                ring::throughput::<M>(control, budget, Mode::Blocking, &self.next_path(), CAPACITY)
             }
             // Refused above (no throughput): here for completeness.
             Mech::Floor => Err(io::ErrorKind::InvalidInput.into()),
@@ -390,12 +358,12 @@ impl SpscFixture {
         }
         let gap = (row.section == Section::Asleep).then_some(GAP);
         match row.mech {
-            Mech::MutexRing => pthread_ring::round_trips(&self.mutex_u64, &self.mutex_pong, n, gap),
+            Mech::MutexRing => mutex_ring::round_trips(&self.mutex_u64, &self.mutex_pong, n, gap),
             Mech::Pipe => pipe::round_trips(n, gap),
             Mech::Mmring | Mech::MmringBlocking => {
                 let (a, b) = (self.next_path(), self.next_path());
                 let blocking = row.mech == Mech::MmringBlocking;
-                spsc::round_trips(blocking, [&a, &b], CAPACITY, n, gap)
+                ring::round_trips(blocking, [&a, &b], CAPACITY, n, gap)
             }
             _ => self.floor.round_trips(n),
         }
@@ -405,7 +373,7 @@ impl SpscFixture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::flow::BATCH;
+    use crate::bench::runner::flow::BATCH;
 
     #[test]
     fn every_row_runs_checks_its_messages_and_leaves_no_file() {

@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::roundtrip::RoundTrips;
-use super::spsc_fixture::{CAPACITY, GAP, Mech, Row, Section, Size, SpscFixture};
-use super::{
-    BenchArgs, Plan, Progress, Report, Sample, Stats, bench_dir, cpus, rate, stats_json,
-    warn_if_busy,
-};
-use crate::bench::flow::BATCH;
+use super::{CAPACITY, GAP, Mech, Row, Section, SpscFixture};
+use crate::bench::BenchArgs;
+use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, rate, stats_json};
+use crate::bench::runner::control::Sample;
+use crate::bench::runner::cpu::{Others, cpus, warn_if_busy};
+use crate::bench::runner::flow::{BATCH, Size};
+use crate::bench::runner::roundtrip::RoundTrips;
 
 /// Timed round trips per row and round [default; a quarter with --quick].
 const ROUND_TRIPS: u64 = 20_000;
@@ -221,67 +221,6 @@ fn steps() -> Vec<(Row, Step)> {
     );
     steps.extend(trips.into_iter().map(|r| (r, Step::RoundTrips)));
     steps
-}
-
-/// CPU time the rest of the machine used while the benchmark ran: the
-/// whole machine's busy time (`/proc/stat`) less this process's and its
-/// reaped children's (`getrusage`).
-struct Others {
-    busy: f64,
-    own: f64,
-    since: Instant,
-}
-
-impl Others {
-    fn start() -> Option<Self> {
-        Some(Self {
-            busy: machine_busy_secs()?,
-            own: own_cpu_secs()?,
-            since: Instant::now(),
-        })
-    }
-
-    /// Average CPUs the rest of the machine kept busy since `start`.
-    fn cpus(&self) -> Option<f64> {
-        let busy = machine_busy_secs()? - self.busy;
-        let own = own_cpu_secs()? - self.own;
-        Some(((busy - own) / self.since.elapsed().as_secs_f64().max(1e-9)).max(0.0))
-    }
-}
-
-/// CPU-seconds the whole machine has spent busy since boot.
-fn machine_busy_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    // idle + iowait
-    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then(|| total.saturating_sub(idle) as f64 / ticks as f64)
-}
-
-/// CPU-seconds (user and system) of this process and its reaped children.
-fn own_cpu_secs() -> Option<f64> {
-    let mut secs = 0.0;
-    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-        // SAFETY: `usage` is writable storage for one rusage, read only
-        // after the call succeeded.
-        if unsafe { libc::getrusage(who, usage.as_mut_ptr()) } != 0 {
-            return None;
-        }
-        // SAFETY: getrusage succeeded, so `usage` is initialized.
-        let usage = unsafe { usage.assume_init() };
-        for t in [usage.ru_utime, usage.ru_stime] {
-            secs += t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        }
-    }
-    Some(secs)
 }
 
 /// One row's figures: throughput stats per message size, round-trip

@@ -4,19 +4,21 @@
 //! [`crowd`] run.
 //!
 //! * one message per call: `try_push`/`try_pop`, waiting with the common
-//!   [`Spin`](super::spin::Spin) when full or empty;
-//! * batched: `push_slice`/`pop_slice`, [`BATCH`](super::flow::BATCH) at
-//!   a time, each moving the tail (head) past all its slots at once.
+//!   [`Spin`](crate::bench::runner::spin::Spin) when full or empty;
+//! * batched: `push_slice`/`pop_slice`,
+//!   [`BATCH`](crate::bench::runner::flow::BATCH) at a time, each moving
+//!   the tail (head) past all its slots at once.
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
-use super::control::{Budget, Sample};
-use super::crowd::{self, Shape};
-use super::flow::{Broken, Message, Rx, Tx};
-use crate::error::{TryPopError, TryPushError};
-use crate::mpmc::Queue;
-use crate::sync::AtomicU64;
+use mmring::mpmc::Queue;
+use mmring::{TryPopError, TryPushError};
+
+use crate::bench::runner::control::{Budget, Sample};
+use crate::bench::runner::crowd::{self, Shape};
+use crate::bench::runner::flow::{Broken, Message, Rx, Tx};
 
 impl<M: Message> Tx<M> for &Queue<M> {
     #[inline]

@@ -1,12 +1,13 @@
-//! The mmring rows of the SPSC comparison: [`Producer`](crate::spsc::Producer) in a forked
-//! child, [`Consumer`](crate::spsc::Consumer) in the parent, over a ring file made for the
-//! run (and unlinked at once: the two processes share the mapping, not the
+//! The mmring rows of the SPSC comparison: [`Producer`] in a forked
+//! child, [`Consumer`] in the parent, over a ring file made for the run
+//! (and unlinked at once: the two processes share the mapping, not the
 //! name).
 //!
 //! * throughput, spinning: `try_push`/`try_pop` per message, waiting with
-//!   the common [`Spin`](super::spin::Spin) when full or empty;
-//! * throughput, batched: `push_slice`/`pop_slice`, [`BATCH`](super::flow::BATCH)
-//!   at a time;
+//!   the common [`Spin`](crate::bench::runner::spin::Spin) when full or
+//!   empty;
+//! * throughput, batched: `push_slice`/`pop_slice`,
+//!   [`BATCH`](crate::bench::runner::flow::BATCH) at a time;
 //! * throughput, blocking: `push` in the child, `pop_timeout` in the parent
 //!   (the futex path);
 //! * round trips through two rings, spinning and blocking.
@@ -21,21 +22,22 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use super::control::{Budget, Control, Counted, Sample};
-use super::flow::{self, Broken, Message, Rx, Tx};
-use super::procs;
-use super::roundtrip::{self, RoundTrips};
-use super::spin::PATIENCE;
-use crate::error::{TryPopError, TryPushError};
-use crate::spsc::{Consumer, Producer, channel};
+use mmring::spsc::{Consumer, Producer, channel};
+use mmring::{TryPopError, TryPushError};
+
+use crate::bench::runner::control::{Budget, Control, Counted, Sample};
+use crate::bench::runner::flow::{self, Broken, Message, Rx, Tx};
+use crate::bench::runner::procs;
+use crate::bench::runner::roundtrip::{self, RoundTrips};
+use crate::bench::runner::spin::PATIENCE;
 
 /// How the two sides of a throughput row use the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// `try_push`/`try_pop`, spinning (then yielding) while full or empty.
     Spinning,
-    /// `push_slice`/`pop_slice`, [`BATCH`](super::flow::BATCH) messages at a
-    /// time.
+    /// `push_slice`/`pop_slice`, [`BATCH`](crate::bench::runner::flow::BATCH)
+    /// messages at a time.
     Batched,
     /// `push` (child) and `pop_timeout` (parent, for a dead child's sake),
     /// which sleep in the futex while full or empty.
