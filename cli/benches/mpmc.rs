@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mmring_cli::bench::group::Fixture;
 use mmring_cli::bench::group::mpmc::{MpmcFixture, Row};
 use mmring_cli::bench::runner::control::Budget;
 use mmring_cli::bench::runner::flow::Size;

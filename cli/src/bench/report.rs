@@ -153,6 +153,11 @@ pub fn rate(per_sec: f64) -> String {
     }
 }
 
+/// Whether a target is met, as the tables say it: "ok" or "MISSED".
+pub fn met(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
 /// `[k/n] what` on stderr: rewritten in place on a terminal, one line each
 /// otherwise.
 pub struct Progress {

@@ -311,7 +311,7 @@ impl<T> Drop for PthreadRing<T> {
 }
 
 /// The benchmark rows use the ring through [`flow`]: a try waits in the
-/// condition variable for up to [`TRY_WAIT`].
+/// condition variable for up to `TRY_WAIT`.
 impl<T: Pod> Tx<T> for &PthreadRing<T> {
     #[inline]
     fn try_one(&mut self, m: T) -> Result<bool, Broken> {

@@ -1,5 +1,5 @@
 //! The process-shared pthread mutex every lock-based baseline takes
-//! ([`init_mutex`], [`Held`]), and [`PthreadCounter`]: the lock-based
+//! (`init_mutex`, `Held`), and [`PthreadCounter`]: the lock-based
 //! baseline of the counter rows — an `i64` guarded by a `pthread_mutex_t`
 //! initialized with `PTHREAD_PROCESS_SHARED`, both living in a file-backed
 //! shared mapping ([`Shm`]: the same kind of mapping a

@@ -11,8 +11,9 @@ use std::sync::RwLock;
 
 use mmring::SeqCell;
 
+use super::Fixture;
 use super::ops::{Comparison, Row, Section};
-use crate::bench::report::{Stats, rate};
+use crate::bench::report::{Stats, met, rate};
 use crate::bench::runner::control::{self, Budget, Counted, Sample, WORDS};
 use crate::bench::runner::dir::{BenchDir, Stage};
 use crate::bench::runner::{procs, threads};
@@ -98,6 +99,7 @@ impl Row for Case {
 
 /// Every object the cell rows measure (the cell's file unlinked as soon as
 /// it is mapped, as every file of the benchmark).
+#[derive(Debug)]
 pub struct CellFixture {
     cell: SeqCell<Payload>,
     rwlock: RwLock<Payload>,
@@ -105,21 +107,7 @@ pub struct CellFixture {
     stage: Stage,
 }
 
-impl std::fmt::Debug for CellFixture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CellFixture")
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Comparison for CellFixture {
-    type Section = Group;
-
-    const NAME: &'static str = "cell";
-
-    const SECTIONS: &'static [Group] = &[Group::ReadWithWriter, Group::ReadAlone];
-
+impl Fixture for CellFixture {
     fn new_in(dir: BenchDir) -> io::Result<Self> {
         let stage = Stage::new(dir, WORDS)?;
         Ok(Self {
@@ -134,6 +122,14 @@ impl Comparison for CellFixture {
     fn stage(&self) -> &Stage {
         &self.stage
     }
+}
+
+impl Comparison for CellFixture {
+    type Section = Group;
+
+    const NAME: &'static str = "cell";
+
+    const SECTIONS: &'static [Group] = &[Group::ReadWithWriter, Group::ReadAlone];
 
     fn measure(&self, case: Case, budget: Budget) -> io::Result<Sample> {
         match case {
@@ -176,10 +172,7 @@ impl Comparison for CellFixture {
 
     fn target(case: Case, median: f64, base: f64, _stat: &dyn Fn(Case) -> Stats) -> String {
         match case {
-            Case::SeqCellWithWriter => format!(
-                ">= 5x RwLock: {}",
-                if median >= 5.0 * base { "ok" } else { "MISSED" }
-            ),
+            Case::SeqCellWithWriter => format!(">= 5x RwLock: {}", met(median >= 5.0 * base)),
             _ => String::new(),
         }
     }

@@ -1,5 +1,5 @@
 //! `mmring bench counter`: `fetch_add(1)` on mmring's
-//! [`Counter`](mmring::Counter) against an `i64` behind a process-shared
+//! [`Counter`] against an `i64` behind a process-shared
 //! `pthread_mutex_t` ([`PthreadCounter`]) and a bare `AtomicU64` on the
 //! same kind of mapping ([`RawCounter`]: the physical operation), from two
 //! processes at once and from one. [`CounterFixture`] holds the objects;
@@ -10,10 +10,11 @@ use std::io;
 
 use mmring::Counter;
 
+use super::Fixture;
 use super::ops::{Comparison, Row, Section, child_share};
 use crate::bench::baseline::bare_atomic::RawCounter;
 use crate::bench::baseline::pthread::PthreadCounter;
-use crate::bench::report::Stats;
+use crate::bench::report::{Stats, met};
 use crate::bench::runner::control::{self, Budget, Counted, Sample, WORDS};
 use crate::bench::runner::dir::{BenchDir, Stage};
 use crate::bench::runner::procs;
@@ -106,6 +107,7 @@ impl Row for Case {
 /// private directory and unlinked as soon as it is mapped: the processes
 /// of a run share the mappings (inherited through `fork`), never the
 /// names.
+#[derive(Debug)]
 pub struct CounterFixture {
     counter: Counter,
     raw: RawCounter,
@@ -114,21 +116,7 @@ pub struct CounterFixture {
     stage: Stage,
 }
 
-impl std::fmt::Debug for CounterFixture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CounterFixture")
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Comparison for CounterFixture {
-    type Section = Group;
-
-    const NAME: &'static str = "counter";
-
-    const SECTIONS: &'static [Group] = &[Group::CounterTwoProcs, Group::CounterOneProc];
-
+impl Fixture for CounterFixture {
     fn new_in(dir: BenchDir) -> io::Result<Self> {
         let stage = Stage::new(dir, WORDS)?;
         let dir = stage.dir();
@@ -145,6 +133,14 @@ impl Comparison for CounterFixture {
     fn stage(&self) -> &Stage {
         &self.stage
     }
+}
+
+impl Comparison for CounterFixture {
+    type Section = Group;
+
+    const NAME: &'static str = "counter";
+
+    const SECTIONS: &'static [Group] = &[Group::CounterTwoProcs, Group::CounterOneProc];
 
     fn measure(&self, case: Case, budget: Budget) -> io::Result<Sample> {
         let control = self.stage.control();
@@ -177,14 +173,13 @@ impl Comparison for CounterFixture {
     }
 
     fn target(case: Case, median: f64, base: f64, stat: &dyn Fn(Case) -> Stats) -> String {
-        let check = |ok: bool| if ok { "ok" } else { "MISSED" };
         match case {
             Case::CounterTwoProcs => {
                 let raw = median / stat(Case::RawTwoProcs).median;
                 format!(
                     ">= 2x mutex: {}; {raw:.2}x raw, >= 0.9x: {}",
-                    check(median >= 2.0 * base),
-                    check(raw >= 0.9)
+                    met(median >= 2.0 * base),
+                    met(raw >= 0.9)
                 )
             }
             Case::CounterOneProc => {

@@ -9,6 +9,7 @@ use std::io;
 
 use mmring::map::Map;
 
+use super::Fixture;
 use super::ops::{Comparison, Row, Section, child_share};
 use crate::bench::baseline::mutex_map::PthreadMap;
 use crate::bench::report::Stats;
@@ -99,6 +100,7 @@ impl Row for Case {
 
 /// Both maps, every key inserted (each file unlinked as soon as it is
 /// mapped, as every file of the benchmark).
+#[derive(Debug)]
 pub struct MapFixture {
     map: Map<u64, u64>,
     mutex_map: PthreadMap,
@@ -106,21 +108,7 @@ pub struct MapFixture {
     stage: Stage,
 }
 
-impl std::fmt::Debug for MapFixture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MapFixture")
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Comparison for MapFixture {
-    type Section = Group;
-
-    const NAME: &'static str = "map";
-
-    const SECTIONS: &'static [Group] = &[Group::MapHotKey, Group::MapSpread];
-
+impl Fixture for MapFixture {
     fn new_in(dir: BenchDir) -> io::Result<Self> {
         let stage = Stage::new(dir, WORDS)?;
         let map = stage.dir().unlinked("map", |p| {
@@ -143,6 +131,14 @@ impl Comparison for MapFixture {
     fn stage(&self) -> &Stage {
         &self.stage
     }
+}
+
+impl Comparison for MapFixture {
+    type Section = Group;
+
+    const NAME: &'static str = "map";
+
+    const SECTIONS: &'static [Group] = &[Group::MapHotKey, Group::MapSpread];
 
     /// Both processes `update(k, |v| v + 1)`, on key 0 or walking the keys
     /// (the parent upwards from 0, the child downwards from the middle, so

@@ -13,11 +13,11 @@ use std::fmt::Debug;
 use std::io;
 use std::time::Instant;
 
+use super::Fixture;
 use crate::bench::BenchArgs;
 use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, rate, stats_json};
 use crate::bench::runner::control::{Budget, Sample};
 use crate::bench::runner::cpu::{cpus, warn_if_busy};
-use crate::bench::runner::dir::{BenchDir, Stage};
 
 /// One row of the table: a mechanism.
 pub trait Row: Copy + PartialEq + Debug + 'static {
@@ -59,8 +59,8 @@ pub trait Section: Copy + PartialEq + Debug + 'static {
 pub type RowOf<C> = <<C as Comparison>::Section as Section>::Row;
 
 /// A comparison measured in operations per second: every object its rows
-/// measure, in one private directory ([`Stage`]).
-pub trait Comparison: Sized {
+/// measure ([`Fixture`]).
+pub trait Comparison: Fixture {
     /// Its sections.
     type Section: Section;
 
@@ -69,26 +69,6 @@ pub trait Comparison: Sized {
 
     /// The sections, in table order.
     const SECTIONS: &'static [Self::Section];
-
-    /// Creates the objects in `dir` (which the fixture then owns and
-    /// removes).
-    ///
-    /// # Errors
-    ///
-    /// Creating a file.
-    fn new_in(dir: BenchDir) -> io::Result<Self>;
-
-    /// Creates the objects in a new directory under `/dev/shm`.
-    ///
-    /// # Errors
-    ///
-    /// Creating the directory or a file.
-    fn new() -> io::Result<Self> {
-        Self::new_in(BenchDir::new()?)
-    }
-
-    /// Where the objects live (their files are already unlinked).
-    fn stage(&self) -> &Stage;
 
     /// Runs `row` once for `budget`: a fresh child process (or thread)
     /// where the row has two parties, timed by this one.
@@ -250,10 +230,8 @@ pub(super) mod tests {
                 samples.push((row, sample));
             }
         }
-        let dir = fixture.stage().dir().path().to_path_buf();
-        assert_eq!(std::fs::read_dir(&dir).expect("read dir").count(), 0);
-        drop(fixture);
-        assert!(!dir.exists());
+        crate::bench::group::tests::no_file_left(&fixture, &C::NAME);
+        crate::bench::group::tests::dropped_with_its_directory(fixture);
         samples
     }
 }

@@ -1,5 +1,5 @@
 //! The in-process peers of the SPSC rows: the same workload
-//! ([`flow`](crate::bench::runner::flow)) between two threads of one
+//! ([`flow`]) between two threads of one
 //! process through rtrb (the SPSC ring mmring's design follows;
 //! `rtrb_ring.rs`), crossbeam's `ArrayQueue` (a bounded MPMC queue;
 //! `array_queue.rs`) and a `Mutex<VecDeque>` (what a first version in Rust

@@ -5,7 +5,7 @@
 //! someone else keeps busy, so the tables say so.
 //!
 //! The machine's busy time comes from the first line of `/proc/stat`,
-//! read in one place ([`machine_ticks`]).
+//! read in one place (`machine_ticks`).
 
 use std::time::{Duration, Instant};
 

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mmring::Payload;
+use mmring::{Payload, TryPopError, TryPushError};
 
 use super::spin;
 
@@ -222,6 +222,28 @@ pub fn tagged_sender<M: Message>(
             }
         }
         true
+    }
+}
+
+/// An mmring `try_push` as a [`Tx::try_one`]: `Ok(false)` when full,
+/// [`Broken`] once closed.
+#[inline(always)]
+pub fn pushed<M>(r: Result<(), TryPushError<M>>) -> Result<bool, Broken> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(TryPushError::Full(_)) => Ok(false),
+        Err(TryPushError::Closed(_)) => Err(Broken),
+    }
+}
+
+/// An mmring `try_pop` as an [`Rx::try_one`]: `Ok(None)` when empty,
+/// [`Broken`] once closed and drained.
+#[inline(always)]
+pub fn popped<M>(r: Result<M, TryPopError>) -> Result<Option<M>, Broken> {
+    match r {
+        Ok(m) => Ok(Some(m)),
+        Err(TryPopError::Empty) => Ok(None),
+        Err(TryPopError::Closed) => Err(Broken),
     }
 }
 

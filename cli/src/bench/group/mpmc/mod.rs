@@ -14,8 +14,8 @@ pub mod table;
 
 use std::cell::Cell;
 use std::io;
-use std::path::Path;
 
+use super::Fixture;
 use crate::bench::baseline::mutex_ring::PthreadRing;
 use crate::bench::peer::{self, Peer};
 use crate::bench::runner::control::{Budget, Sample};
@@ -144,6 +144,7 @@ impl Row {
 /// the control words and the mutex versions' rings. The mmring queues are
 /// made fresh for each run (a run leaves messages behind). Each file is
 /// unlinked as soon as it is mapped.
+#[derive(Debug)]
 pub struct MpmcFixture {
     mutex_u64: PthreadRing<u64>,
     mutex_64: PthreadRing<Msg64>,
@@ -153,31 +154,8 @@ pub struct MpmcFixture {
     stage: Stage,
 }
 
-impl std::fmt::Debug for MpmcFixture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpmcFixture")
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
-}
-
-impl MpmcFixture {
-    /// Creates the objects in a new directory under `/dev/shm`.
-    ///
-    /// # Errors
-    ///
-    /// Creating the directory or a file.
-    pub fn new() -> io::Result<Self> {
-        Self::new_in(BenchDir::new()?)
-    }
-
-    /// Creates the objects in `dir` (which the fixture then owns and
-    /// removes).
-    ///
-    /// # Errors
-    ///
-    /// Creating a file.
-    pub fn new_in(dir: BenchDir) -> io::Result<Self> {
+impl Fixture for MpmcFixture {
+    fn new_in(dir: BenchDir) -> io::Result<Self> {
         let stage = Stage::new(dir, crowd::WORDS)?;
         let dir = stage.dir();
         Ok(Self {
@@ -188,11 +166,12 @@ impl MpmcFixture {
         })
     }
 
-    /// The directory the files were made in (they are already unlinked).
-    pub fn dir(&self) -> &Path {
-        self.stage.dir().path()
+    fn stage(&self) -> &Stage {
+        &self.stage
     }
+}
 
+impl MpmcFixture {
     /// Runs `row` once for `budget` with messages of `size`: messages taken
     /// by all consumers together, per second.
     ///
@@ -248,6 +227,7 @@ impl MpmcFixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::group;
     use crate::bench::runner::flow::BATCH;
 
     #[test]
@@ -260,15 +240,9 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{row:?} {size:?}: {e}"));
                 assert!(sample.ops >= 3000, "{row:?} {size:?}: {sample:?}");
             }
-            assert_eq!(
-                std::fs::read_dir(fixture.dir()).expect("read dir").count(),
-                0,
-                "{row:?} left a file behind"
-            );
+            group::tests::no_file_left(&fixture, &row);
         }
-        let dir = fixture.dir().to_path_buf();
-        drop(fixture);
-        assert!(!dir.exists());
+        group::tests::dropped_with_its_directory(fixture);
     }
 
     #[test]

@@ -14,20 +14,15 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
 use mmring::mpmc::Queue;
-use mmring::{TryPopError, TryPushError};
 
 use crate::bench::runner::control::{Budget, Sample};
 use crate::bench::runner::crowd::{self, Shape};
-use crate::bench::runner::flow::{Broken, Message, Rx, Tx};
+use crate::bench::runner::flow::{self, Broken, Message, Rx, Tx};
 
 impl<M: Message> Tx<M> for &Queue<M> {
     #[inline]
     fn try_one(&mut self, m: M) -> Result<bool, Broken> {
-        match self.try_push(m) {
-            Ok(()) => Ok(true),
-            Err(TryPushError::Full(_)) => Ok(false),
-            Err(TryPushError::Closed(_)) => Err(Broken),
-        }
+        flow::pushed(self.try_push(m))
     }
 
     #[inline]
@@ -39,11 +34,7 @@ impl<M: Message> Tx<M> for &Queue<M> {
 impl<M: Message> Rx<M> for &Queue<M> {
     #[inline]
     fn try_one(&mut self) -> Result<Option<M>, Broken> {
-        match self.try_pop() {
-            Ok(m) => Ok(Some(m)),
-            Err(TryPopError::Empty) => Ok(None),
-            Err(TryPopError::Closed) => Err(Broken),
-        }
+        flow::popped(self.try_pop())
     }
 
     #[inline]

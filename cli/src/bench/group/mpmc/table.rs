@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use super::{CAPACITY, Mech, MpmcFixture, Row};
 use crate::bench::BenchArgs;
-use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, rate, stats_json};
+use crate::bench::group::Fixture;
+use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, met, rate, stats_json};
 use crate::bench::runner::control::Sample;
 use crate::bench::runner::cpu::{cpus, warn_if_busy};
 use crate::bench::runner::crowd::Shape;
@@ -219,7 +220,7 @@ fn targets(get: &dyn Fn(Row, usize) -> Option<f64>) -> (String, Vec<serde_json::
         let show = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}x"));
         out.push_str(&format!(
             "  {what:<52} u64 {r:>6.2}x  (>= {goal:.1}x)  {:<6}  64 B: {}; 2P2C: u64 {}, 64 B {}\n",
-            if r >= goal { "ok" } else { "MISSED" },
+            met(r >= goal),
             show(at(Shape::ONE, 1)),
             show(at(Shape::TWO, 0)),
             show(at(Shape::TWO, 1)),

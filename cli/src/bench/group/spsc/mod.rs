@@ -14,10 +14,10 @@ pub mod table;
 
 use std::cell::Cell;
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use self::ring::Mode;
+use super::Fixture;
 use crate::bench::baseline::mutex_ring::{self, PthreadRing};
 use crate::bench::baseline::pipe;
 use crate::bench::peer::{self, Peer};
@@ -228,6 +228,7 @@ impl Row {
 /// The mmring rings and the pipes are made fresh for each run (a run leaves
 /// messages behind, and the parent's copy of a producer does not know how
 /// far the child got). Each file is unlinked as soon as it is mapped.
+#[derive(Debug)]
 pub struct SpscFixture {
     mutex_u64: PthreadRing<u64>,
     mutex_64: PthreadRing<Msg64>,
@@ -240,31 +241,8 @@ pub struct SpscFixture {
     stage: Stage,
 }
 
-impl std::fmt::Debug for SpscFixture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpscFixture")
-            .field("stage", &self.stage)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SpscFixture {
-    /// Creates the objects in a new directory under `/dev/shm`.
-    ///
-    /// # Errors
-    ///
-    /// Creating the directory or a file.
-    pub fn new() -> io::Result<Self> {
-        Self::new_in(BenchDir::new()?)
-    }
-
-    /// Creates the objects in `dir` (which the fixture then owns and
-    /// removes).
-    ///
-    /// # Errors
-    ///
-    /// Creating a file.
-    pub fn new_in(dir: BenchDir) -> io::Result<Self> {
+impl Fixture for SpscFixture {
+    fn new_in(dir: BenchDir) -> io::Result<Self> {
         let stage = Stage::new(dir, WORDS)?;
         let dir = stage.dir();
         Ok(Self {
@@ -277,11 +255,12 @@ impl SpscFixture {
         })
     }
 
-    /// The directory the files were made in (they are already unlinked).
-    pub fn dir(&self) -> &Path {
-        self.stage.dir().path()
+    fn stage(&self) -> &Stage {
+        &self.stage
     }
+}
 
+impl SpscFixture {
     /// A fresh file name for a run's ring.
     fn next_path(&self) -> std::path::PathBuf {
         let n = self.runs.get();
@@ -373,6 +352,7 @@ impl SpscFixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::group;
     use crate::bench::runner::flow::BATCH;
 
     #[test]
@@ -399,15 +379,9 @@ mod tests {
             } else {
                 assert!(fixture.round_trips(row, 10).is_err());
             }
-            assert_eq!(
-                std::fs::read_dir(fixture.dir()).expect("read dir").count(),
-                0,
-                "{row:?} left a file behind"
-            );
+            group::tests::no_file_left(&fixture, &row);
         }
-        let dir = fixture.dir().to_path_buf();
-        drop(fixture);
-        assert!(!dir.exists());
+        group::tests::dropped_with_its_directory(fixture);
     }
 
     #[test]

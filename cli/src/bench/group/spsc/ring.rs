@@ -23,7 +23,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use mmring::spsc::{Consumer, Producer, channel};
-use mmring::{TryPopError, TryPushError};
 
 use crate::bench::runner::control::{Budget, Control, Counted, Sample};
 use crate::bench::runner::flow::{self, Broken, Message, Rx, Tx};
@@ -47,11 +46,7 @@ pub enum Mode {
 impl<M: Message> Tx<M> for Producer<M> {
     #[inline]
     fn try_one(&mut self, m: M) -> Result<bool, Broken> {
-        match self.try_push(m) {
-            Ok(()) => Ok(true),
-            Err(TryPushError::Full(_)) => Ok(false),
-            Err(TryPushError::Closed(_)) => Err(Broken),
-        }
+        flow::pushed(self.try_push(m))
     }
 
     #[inline]
@@ -63,11 +58,7 @@ impl<M: Message> Tx<M> for Producer<M> {
 impl<M: Message> Rx<M> for Consumer<M> {
     #[inline]
     fn try_one(&mut self) -> Result<Option<M>, Broken> {
-        match self.try_pop() {
-            Ok(m) => Ok(Some(m)),
-            Err(TryPopError::Empty) => Ok(None),
-            Err(TryPopError::Closed) => Err(Broken),
-        }
+        flow::popped(self.try_pop())
     }
 
     #[inline]

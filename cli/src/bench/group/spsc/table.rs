@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{CAPACITY, GAP, Mech, Row, Section, SpscFixture};
 use crate::bench::BenchArgs;
-use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, rate, stats_json};
+use crate::bench::group::Fixture;
+use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, met, rate, stats_json};
 use crate::bench::runner::control::Sample;
 use crate::bench::runner::cpu::{Others, cpus, warn_if_busy};
 use crate::bench::runner::flow::{BATCH, Size};
@@ -397,7 +398,7 @@ impl Table {
                 out.push_str(&format!(
                     "  {what:<58} {r:>6.2}x  ({} {goal:.1}x)  {:<6}  {extra}\n",
                     if at_least { ">=" } else { "<=" },
-                    if ok { "ok" } else { "MISSED" },
+                    met(ok),
                 ));
             };
         let (rtrb, spin, floor) = (Mech::Rtrb, Mech::Mmring, Mech::Floor);
