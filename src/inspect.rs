@@ -107,11 +107,6 @@ pub enum Body {
         /// Parties arrived in it.
         arrived: u32,
     },
-    /// Raw bytes.
-    Scratch {
-        /// The number of bytes.
-        len: u64,
-    },
 }
 
 /// Opens any mmring file read-only in spirit (nothing is written, not even
@@ -187,9 +182,15 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
                 arrived,
             }
         }
-        Some(Kind::Scratch) | None => Body::Scratch {
-            len: desc.body_size,
-        },
+        // `open_any` has refused a kind this build does not know already;
+        // were it ever let through, it is refused here the same way.
+        None => {
+            return Err(OpenError::WrongKind {
+                path: region.path().to_path_buf(),
+                expected: "a kind this build knows".into(),
+                found: format!("unknown kind {}", desc.kind),
+            });
+        }
     };
     Ok(Report {
         path: region.path().to_path_buf(),
@@ -457,7 +458,6 @@ impl fmt::Display for Report {
                 f,
                 "barrier:     {arrived} of {parties} arrived in generation {generation}"
             ),
-            Body::Scratch { len } => writeln!(f, "raw bytes:   {len}"),
         }
     }
 }

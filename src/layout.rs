@@ -71,8 +71,6 @@ pub enum Kind {
     Semaphore = 10,
     /// A [`Barrier`](crate::Barrier).
     Barrier = 11,
-    /// Raw shared bytes: the benchmark baselines keep their mutexes here.
-    Scratch = 100,
 }
 
 impl Kind {
@@ -90,7 +88,6 @@ impl Kind {
             9 => Self::Event,
             10 => Self::Semaphore,
             11 => Self::Barrier,
-            100 => Self::Scratch,
             _ => return None,
         })
     }
@@ -109,7 +106,6 @@ impl Kind {
             Self::Event => "event",
             Self::Semaphore => "semaphore",
             Self::Barrier => "barrier",
-            Self::Scratch => "scratch",
         }
     }
 }
@@ -554,17 +550,6 @@ pub fn body_layout(
             Ok(BodyLayout {
                 slot_size: stride,
                 body_size: round(RING_CONTROL_SIZE + capacity * stride),
-            })
-        }
-        Kind::Scratch => {
-            if capacity == 0 || capacity > MAX_BODY {
-                return Err(LayoutError::Capacity(format!(
-                    "between 1 and {MAX_BODY} bytes"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size: 1,
-                body_size: round(capacity),
             })
         }
     }

@@ -115,9 +115,6 @@
 struct ReadmeDoctests;
 
 pub mod barrier;
-#[cfg(all(feature = "cli", not(loom)))]
-#[doc(hidden)]
-pub mod bench;
 #[cfg(not(loom))]
 pub mod cell;
 pub mod counter;

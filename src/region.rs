@@ -494,23 +494,6 @@ impl Region {
         self.atomics(HEADER_SIZE as usize + offset, count)
     }
 
-    /// The body as raw bytes: a pointer to its first byte (page-aligned) and
-    /// its length, for the benchmark's lock-based baselines (a
-    /// `pthread_mutex_t` is not an atomic integer). The pointer is valid for
-    /// as long as `self` lives; what is done through it is up to the caller,
-    /// who must remember that other processes may write these bytes at any
-    /// time.
-    #[cfg(feature = "cli")]
-    pub(crate) fn body_raw(&self) -> (*mut u8, usize) {
-        let start = HEADER_SIZE as usize;
-        let len = self.map.len().saturating_sub(start);
-        // wrapping_add: plain address arithmetic, no dereference here; the
-        // result lies inside the mapping whenever `len` > 0, and a mapped
-        // region is always at least a header long (validated at open and
-        // built so at creation).
-        (self.map.as_mut_ptr().wrapping_add(start), len)
-    }
-
     /// Records this process in the status block's attached list (reusing the
     /// entry of a dead process if the list is full). Best effort: the list
     /// is advisory, so a status lock held by a stalled writer only means

@@ -680,6 +680,41 @@ fn another_kind_is_the_wrong_kind() {
     assert!(matches!(inspect(&p), Err(OpenError::WrongKind { .. })));
 }
 
+/// Kind 100 was a scratch file of raw bytes that earlier builds made for
+/// their benchmark baselines. It is no kind any more: such a file, header
+/// and all as those builds wrote it, is refused like any unknown kind, by
+/// every open and by `inspect`.
+#[test]
+fn an_old_scratch_file_is_an_unknown_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("scratch");
+    counter_file(&p, 0);
+    let mut d = read_desc(&p);
+    d.kind = 100;
+    d.elem_size = 0;
+    d.elem_align = 0;
+    set_name(&mut d, b"none", 4);
+    d.capacity = 64;
+    d.slot_size = 1;
+    d.body_size = 64;
+    d.total_size = HEADER_SIZE + 64;
+    write_desc(&p, d, true);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), d.total_size);
+    assert_eq!(d.kind(), None);
+    match Counter::open(&p) {
+        Err(e @ OpenError::WrongKind { .. }) => {
+            check_message(&e, &p, &["wrong object kind", "unknown kind 100"]);
+        }
+        other => panic!("expected WrongKind for kind 100, got {other:?}"),
+    }
+    match inspect(&p) {
+        Err(e @ OpenError::WrongKind { .. }) => {
+            check_message(&e, &p, &["a kind this build knows", "unknown kind 100"]);
+        }
+        other => panic!("expected WrongKind from inspect, got {other:?}"),
+    }
+}
+
 #[test]
 fn symbolic_links_are_never_followed() {
     let dir = tempfile::tempdir().unwrap();
@@ -1513,7 +1548,8 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, String) {
             format!("length {len}")
         }
         5 => {
-            // A consistent header for another kind / capacity: often valid.
+            // A consistent header for another kind / capacity: often valid
+            // (100, the retired scratch kind, never: it is unknown now).
             let mut d: Descriptor = bytemuck::pod_read_unaligned(&b[..DESC]);
             let kind = [1u32, 2, 3, 100][rng.below(4) as usize];
             let cap = [1u64, 2, 7, 64, 100][rng.below(5) as usize];
