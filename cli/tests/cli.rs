@@ -319,19 +319,19 @@ fn gc_never_removes_a_file_held_by_a_live_child_whatever_its_attached_list() {
     assert!(!path.exists());
 }
 
-#[test]
-fn child_hold_until_told() {
-    let Some(ctx) = common::child("child_hold_until_told") else {
-        return;
-    };
-    let q = mmring::mpmc::Queue::<u64>::open(&ctx.arg).unwrap();
-    q.try_push(1).unwrap();
-    let ready = Counter::open(ctx.path.join("ready")).unwrap();
-    let go = Counter::open(ctx.path.join("go")).unwrap();
-    ready.store(1);
-    common::wait_until("the go signal", || go.load() != 0);
-    drop(q);
-}
+common::child_entry!(
+    /// Holds the queue open until the parent says go.
+    #[started_by(gc_never_removes_a_file_held_by_a_live_child_whatever_its_attached_list)]
+    fn child_hold_until_told(ctx: ChildCtx) {
+        let q = mmring::mpmc::Queue::<u64>::open(&ctx.arg).unwrap();
+        q.try_push(1).unwrap();
+        let ready = Counter::open(ctx.path.join("ready")).unwrap();
+        let go = Counter::open(ctx.path.join("go")).unwrap();
+        ready.store(1);
+        common::wait_until("the go signal", || go.load() != 0);
+        drop(q);
+    }
+);
 
 #[test]
 fn gc_removes_the_file_of_a_killed_process_and_its_leftover_temporary_file() {
@@ -384,17 +384,17 @@ fn gc_removes_the_file_of_a_killed_process_and_its_leftover_temporary_file() {
     assert!(!tmp.exists());
 }
 
-#[test]
-fn child_hold_until_killed() {
-    let Some(ctx) = common::child("child_hold_until_killed") else {
-        return;
-    };
-    let q = mmring::mpmc::Queue::<u64>::open(&ctx.arg).unwrap();
-    q.try_push(1).unwrap();
-    Counter::open(ctx.path.join("ready")).unwrap().store(1);
-    std::thread::sleep(common::WATCHDOG);
-    panic!("the holder was not killed");
-}
+common::child_entry!(
+    /// Holds the queue open until the parent kills it.
+    #[started_by(gc_removes_the_file_of_a_killed_process_and_its_leftover_temporary_file)]
+    fn child_hold_until_killed(ctx: ChildCtx) {
+        let q = mmring::mpmc::Queue::<u64>::open(&ctx.arg).unwrap();
+        q.try_push(1).unwrap();
+        Counter::open(ctx.path.join("ready")).unwrap().store(1);
+        std::thread::sleep(common::WATCHDOG);
+        panic!("the holder was not killed");
+    }
+);
 
 #[test]
 fn gc_of_a_missing_directory_or_a_file_is_a_clear_error() {

@@ -119,20 +119,6 @@ pub fn child_ctx(name: &str, parents: &[&str]) -> ChildCtx {
     );
 }
 
-/// In a child process started for the test function `name`: its context.
-/// In the normal test run (no role set): `None`, and the caller returns at
-/// once, so the child function is a trivial pass.
-///
-/// Only for the child functions of `tests/cli.rs`, which are not yet
-/// declared with [`child_entry!`]; remove it once they are.
-pub fn child(name: &str) -> Option<ChildCtx> {
-    let role = std::env::var(ROLE_VAR).ok()?;
-    if role != name {
-        return None;
-    }
-    Some(context(name))
-}
-
 /// The context variables of a child process that runs `name`.
 fn context(name: &str) -> ChildCtx {
     let path = std::env::var_os(PATH_VAR).expect("MMRING_PATH is set for every child");
@@ -195,12 +181,13 @@ impl Children {
         let out = File::create(&log).expect("child log file");
         let err = out.try_clone().expect("child log file");
         let mut cmd = Command::new(exe);
-        // `--include-ignored`: a child entry point is an ignored test
-        // (`child_entry!`); the children of tests/cli.rs are not, yet.
+        // `--ignored`: a child entry point is an ignored test
+        // (`child_entry!`); a child spawned under any other name matches
+        // nothing and fails its parent.
         cmd.args([
             test,
             "--exact",
-            "--include-ignored",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
