@@ -60,7 +60,7 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const BYTES_NAME: &str = "bytes";
 
 /// The payload name of kinds that hold no typed payload (event, semaphore,
-/// barrier, scratch).
+/// barrier).
 pub const NONE_NAME: &str = "none";
 
 /// A plain-old-data type with a stable name: what may be stored in a file.
