@@ -57,7 +57,7 @@ pub enum Body {
         /// Items in it (clamped to the capacity).
         len: u64,
         /// The control words.
-        control: crate::spsc::Snapshot,
+        control: crate::raw::spsc::Snapshot,
     },
     /// An MPMC queue: its control words as read now.
     Queue {
@@ -141,7 +141,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
             }
         }
         Some(Kind::Spsc | Kind::SpscBytes) => {
-            let control = region.body::<crate::spsc::Control>(0, 1)[0].snapshot();
+            let control = region.body::<crate::raw::spsc::Control>(0, 1)[0].snapshot();
             let capacity = desc.capacity;
             let len = control.tail.wrapping_sub(control.head).min(capacity);
             Body::Ring {
@@ -359,10 +359,10 @@ impl fmt::Display for Report {
                     }
                 };
                 let mut closed = Vec::new();
-                if c.closed & crate::spsc::CLOSED_BY_PRODUCER != 0 {
+                if c.closed & crate::raw::spsc::CLOSED_BY_PRODUCER != 0 {
                     closed.push("by the producer");
                 }
-                if c.closed & crate::spsc::CLOSED_BY_CONSUMER != 0 {
+                if c.closed & crate::raw::spsc::CLOSED_BY_CONSUMER != 0 {
                     closed.push("by the consumer");
                 }
                 let state = if closed.is_empty() {

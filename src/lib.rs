@@ -150,6 +150,7 @@ pub mod raw;
 #[cfg(not(loom))]
 pub mod region;
 pub mod semaphore;
+#[cfg(not(loom))]
 pub mod spsc;
 pub mod sync;
 pub mod wait;

@@ -414,7 +414,8 @@ pub const SLICE: Duration = Duration::from_millis(50);
 /// peer died (nobody is left to notify): sleep on the futex, and every
 /// `slice` look for dead peers, recover what they held, or decide to give
 /// up. `housekeeping` returns `Some` to end the wait with that answer (a
-/// peer is gone: report it) and `None` to sleep again.
+/// peer is gone: report it) and `None` to sleep again; it is handed
+/// `ready`, for one last look before it gives an answer.
 ///
 /// `ready` follows [`WaitPoint::wait_until`]'s rules (Acquire loads of the
 /// state that notifiers change before they notify); it runs first, before
@@ -427,12 +428,12 @@ pub const SLICE: Duration = Duration::from_millis(50);
 ///
 /// [`TimedOut`] once `deadline` has passed with `ready` still `None`.
 #[inline]
-pub fn wait_sliced<R>(
+pub fn wait_sliced<R, F: FnMut() -> Option<R>>(
     point: WaitPoint<'_>,
     deadline: Option<Instant>,
     slice: Duration,
-    mut ready: impl FnMut() -> Option<R>,
-    mut housekeeping: impl FnMut() -> Option<R>,
+    mut ready: F,
+    mut housekeeping: impl FnMut(&mut F) -> Option<R>,
 ) -> Result<R, TimedOut> {
     if let Some(r) = ready() {
         return Ok(r);
@@ -445,7 +446,7 @@ pub fn wait_sliced<R>(
         if let Ok(r) = point.wait_until(Some(until), &mut ready) {
             return Ok(r);
         }
-        if let Some(r) = housekeeping() {
+        if let Some(r) = housekeeping(&mut ready) {
             return Ok(r);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

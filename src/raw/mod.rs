@@ -21,6 +21,7 @@ pub mod barrier;
 pub mod event;
 pub mod semaphore;
 pub mod seqlock;
+pub mod spsc;
 
 /// The body layout of a `kind` holding `capacity` elements of `elem`, or a
 /// description of what a valid capacity or payload would be.
@@ -46,8 +47,8 @@ pub fn body_layout(
         Kind::Counter => atomic::counter_body_layout(elem, capacity),
         Kind::AtomicArray => atomic::array_body_layout(elem, capacity),
         Kind::SeqCell => seqlock::cell_body_layout(elem, capacity),
-        Kind::Spsc => crate::spsc::body_layout(elem, capacity),
-        Kind::SpscBytes => crate::spsc::bytes_body_layout(elem, capacity),
+        Kind::Spsc => spsc::body_layout(elem, capacity),
+        Kind::SpscBytes => spsc::bytes_body_layout(elem, capacity),
         Kind::Event => event::body_layout(elem, capacity),
         Kind::Semaphore => semaphore::body_layout(elem, capacity),
         Kind::Barrier => barrier::body_layout(elem, capacity),
