@@ -79,28 +79,7 @@ impl Event {
     ///
     /// The [`OpenError`]s of any create.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        Self::create_with(path, &CreateOptions::default())
-    }
-
-    /// [`Event::create`] with a mode and label.
-    ///
-    /// # Errors
-    ///
-    /// As [`Event::create`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let path = dir.path().join("ready");
-    /// use mmring::{CreateOptions, Event};
-    ///
-    /// let ready = Event::create_with(&path, &CreateOptions::new().label("ready"))?;
-    /// assert_eq!(ready.region().status(mmring::Patience::DEFAULT)?.label(), "ready");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn create_with(path: impl AsRef<Path>, opts: &CreateOptions) -> Result<Self, OpenError> {
-        Mapped::create(path, &(), opts).map(|mapped| Self { mapped })
+        Mapped::create(path, &(), &CreateOptions::default()).map(|mapped| Self { mapped })
     }
 
     /// Opens an existing event file.

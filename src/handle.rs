@@ -186,10 +186,6 @@ impl<S: Shape> Mapped<S> {
     }
 
     /// What the kind kept from the file at open.
-    #[allow(
-        dead_code,
-        reason = "the ring handles use it; the step that moves them follows"
-    )]
     #[inline(always)]
     pub(crate) fn geometry(&self) -> S::Geometry {
         self.geometry

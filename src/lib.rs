@@ -123,6 +123,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(not(loom))]
 pub mod barrier;
 #[cfg(all(feature = "cli", not(loom)))]
 #[doc(hidden)]
@@ -149,6 +150,7 @@ pub mod pod;
 pub mod raw;
 #[cfg(not(loom))]
 pub mod region;
+#[cfg(not(loom))]
 pub mod semaphore;
 #[cfg(not(loom))]
 pub mod spsc;

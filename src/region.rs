@@ -550,10 +550,13 @@ impl Drop for Region {
     }
 }
 
-/// A typed view into a region, owning the region: the handle every object
-/// kind is built on.
+/// A typed view into a region, owning the region: what the benchmark's
+/// lock-based baselines and fixtures hold (the kinds are built on
+/// [`Mapped`](crate::handle::Mapped)).
+#[cfg(feature = "cli")]
 pub(crate) struct View<T: ?Sized> {
-    region: Region,
+    /// Keeps the mapping `ptr` points into alive; held, not read.
+    _region: Region,
     ptr: std::ptr::NonNull<T>,
 }
 
@@ -561,22 +564,25 @@ pub(crate) struct View<T: ?Sized> {
 // pointer into that region's mapping; it only hands out `&T`, and every T
 // used with it is made of atomics (Sync), so sharing or sending it is as
 // safe as sharing `&T`.
+#[cfg(feature = "cli")]
 unsafe impl<T: ?Sized + Sync> Send for View<T> {}
 // SAFETY: as above.
+#[cfg(feature = "cli")]
 unsafe impl<T: ?Sized + Sync> Sync for View<T> {}
 
+#[cfg(feature = "cli")]
 impl<T: ?Sized> View<T> {
     /// Wraps `region` with a view computed from it.
     pub(crate) fn new(region: Region, view: impl FnOnce(&Region) -> &T) -> Self {
         let ptr = std::ptr::NonNull::from(view(&region));
-        Self { region, ptr }
-    }
-
-    pub(crate) fn region(&self) -> &Region {
-        &self.region
+        Self {
+            _region: region,
+            ptr,
+        }
     }
 }
 
+#[cfg(feature = "cli")]
 impl<T: ?Sized> std::ops::Deref for View<T> {
     type Target = T;
 
