@@ -123,58 +123,65 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(not(loom))]
-pub mod barrier;
-#[cfg(all(feature = "cli", not(loom)))]
-#[doc(hidden)]
-pub mod bench;
-#[cfg(not(loom))]
-pub mod cell;
-#[cfg(not(loom))]
-pub mod counter;
+/// Items compiled only without loom: the file layer, the handle scaffold,
+/// the handles and the tools. Under loom the atomics have another layout
+/// than the integers they wrap, so nothing may lay them over a mapping;
+/// the algorithms (`raw`) and the basics are all that loom builds.
+macro_rules! without_loom {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(loom))]
+            $item
+        )*
+    };
+}
+
 pub mod error;
-#[cfg(not(loom))]
-pub mod event;
-#[cfg(not(loom))]
-pub mod gc;
-#[cfg(not(loom))]
-mod handle;
-#[cfg(not(loom))]
-pub mod inspect;
 pub mod layout;
-pub mod map;
-pub mod mpmc;
 pub mod pid;
 pub mod pod;
 #[doc(hidden)]
 pub mod raw;
-#[cfg(not(loom))]
-pub mod region;
-#[cfg(not(loom))]
-pub mod semaphore;
-#[cfg(not(loom))]
-pub mod spsc;
 pub mod sync;
 pub mod wait;
 
-#[cfg(not(loom))]
-pub use barrier::Barrier;
-#[cfg(not(loom))]
-pub use cell::SeqCell;
-#[cfg(not(loom))]
-pub use counter::{AtomicArray, Counter};
+// The MPMC queue and the map keep their own loom switches until they are
+// split into `raw` and handles.
+pub mod map;
+pub mod mpmc;
+
+#[cfg(all(feature = "cli", not(loom)))]
+#[doc(hidden)]
+pub mod bench;
+
+without_loom! {
+    pub mod region;
+    mod handle;
+
+    pub mod barrier;
+    pub mod cell;
+    pub mod counter;
+    pub mod event;
+    pub mod semaphore;
+    pub mod spsc;
+
+    mod tools;
+
+    pub use barrier::Barrier;
+    pub use cell::SeqCell;
+    pub use counter::{AtomicArray, Counter};
+    pub use event::Event;
+    pub use region::{CreateOptions, Region, remove};
+    pub use semaphore::Semaphore;
+    pub use tools::{gc, inspect};
+}
+
 pub use error::{
     BarrierError, BarrierTimeoutError, BytePushError, BytePushTimeoutError, ByteTryPushError,
     ChunkError, Closed, GcError, JoinError, JoinTimeoutError, LayoutError, MapError, NameError,
     OpenError, OutOfBounds, PopError, PopTimeoutError, PushError, PushTimeoutError, ReleaseError,
     RemoveError, SeqLockError, TaskError, TryPopError, TryPushError,
 };
-#[cfg(not(loom))]
-pub use event::Event;
 pub use pod::{Payload, Pod, TypeInfo, Zeroable};
 pub use raw::atomic::{Atomic, Element};
 pub use raw::seqlock::Patience;
-#[cfg(not(loom))]
-pub use region::{CreateOptions, Region, remove};
-#[cfg(not(loom))]
-pub use semaphore::Semaphore;
