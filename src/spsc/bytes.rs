@@ -287,7 +287,38 @@ impl ByteProducer {
         messages: usize,
         max_len: usize,
     ) -> Result<Self, OpenError> {
-        Self::attach(create(path, messages, max_len, &CreateOptions::default())?)
+        Self::create_with(path, messages, max_len, &CreateOptions::default())
+    }
+
+    /// [`ByteProducer::create`] with a mode and label.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::CreateOptions;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let opts = CreateOptions::new().mode(0o640).label("msgs");
+    /// let mut tx = ByteProducer::create_with(&path, 4, 16, &opts)?;
+    /// let mut rx = ByteConsumer::open(&path)?;
+    /// tx.push(b"hi")?;
+    /// assert_eq!(rx.pop()?, b"hi");
+    /// assert_eq!(rx.region().status(mmring::Patience::DEFAULT)?.label(), "msgs");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Self::attach(create(path, messages, max_len, opts)?)
     }
 
     /// Opens an existing byte ring as its producer.
@@ -522,7 +553,35 @@ impl ByteConsumer {
         messages: usize,
         max_len: usize,
     ) -> Result<Self, OpenError> {
-        Self::attach(create(path, messages, max_len, &CreateOptions::default())?)
+        Self::create_with(path, messages, max_len, &CreateOptions::default())
+    }
+
+    /// [`ByteConsumer::create`] with a mode and label.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::CreateOptions;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let mut rx = ByteConsumer::create_with(&path, 4, 16, &CreateOptions::new().label("in"))?;
+    /// ByteProducer::open(&path)?.push(b"hello")?;
+    /// assert_eq!(rx.pop()?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Self::attach(create(path, messages, max_len, opts)?)
     }
 
     /// Opens an existing byte ring as its consumer.
