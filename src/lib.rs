@@ -95,16 +95,25 @@
 //!
 //! # Layers
 //!
-//! * [`sync`]: the one switch between `std` atomics and loom's (the word
-//!   types the algorithms take);
-//! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
-//!   handed, so the same code runs in a mapping, on the heap and under loom;
-//! * [`region`]: the only module that touches files (with [`gc`], which
-//!   finds and removes stale ones under the lock rule that `region`
-//!   documents);
-//! * [`wait`]: cross-process sleep and wake-up (a futex eventcount);
-//! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`], [`mpmc`], [`map`],
-//!   [`Event`], [`Semaphore`], [`Barrier`]: the public objects.
+//! Each layer imports only from the ones above it:
+//!
+//! 1. basics: [`sync`] (the one switch between `std` atomics and loom's),
+//!    [`pid`], [`pod`], [`error`], [`layout`] (the header page: descriptor,
+//!    status, kinds, generic limits) and [`wait`] (cross-process sleep and
+//!    wake-up on a futex eventcount, and the one sliced wait every blocking
+//!    call uses);
+//! 2. `raw`: the algorithms over memory they are handed (seqlock, atomic
+//!    elements, rings, map, event, semaphore, barrier), so the same code
+//!    runs in a mapping, on the heap and under loom; each kind's file there
+//!    also owns its body layout. Hidden and unstable: it is public only for
+//!    the loom models and the fuzzers;
+//! 3. [`region`], the only module that touches files, and the handle
+//!    scaffold every kind is built on (open, validate, map, own);
+//! 4. the handles users hold: [`Counter`], [`AtomicArray`], [`SeqCell`],
+//!    [`spsc`], [`mpmc`], [`map`], [`Event`], [`Semaphore`], [`Barrier`];
+//! 5. the tools' library side: [`inspect`](mod@inspect) and [`gc`](mod@gc),
+//!    which finds and removes stale files under the lock rule that
+//!    [`region`] documents.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -114,47 +123,61 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub mod barrier;
-#[cfg(not(loom))]
-pub mod cell;
-pub mod counter;
+/// Items compiled only without loom: the file layer, the handle scaffold,
+/// the handles and the tools. Under loom the atomics have another layout
+/// than the integers they wrap, so nothing may lay them over a mapping;
+/// the algorithms (`raw`) and the basics are all that loom builds.
+macro_rules! without_loom {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(loom))]
+            $item
+        )*
+    };
+}
+
 pub mod error;
-pub mod event;
-#[cfg(not(loom))]
-pub mod gc;
-#[cfg(not(loom))]
-pub mod inspect;
 pub mod layout;
-pub mod map;
-pub mod mpmc;
 pub mod pid;
 pub mod pod;
-#[cfg(not(loom))]
-pub mod region;
-pub mod semaphore;
-pub mod seqlock;
-pub mod spsc;
+#[doc(hidden)]
+pub mod raw;
 pub mod sync;
 pub mod wait;
 
-#[cfg(not(loom))]
-pub use barrier::Barrier;
-#[cfg(not(loom))]
-pub use cell::SeqCell;
-pub use counter::{Atomic, Element};
-#[cfg(not(loom))]
-pub use counter::{AtomicArray, Counter};
+// The MPMC queue and the map keep their own loom switches until they are
+// split into `raw` and handles.
+pub mod map;
+pub mod mpmc;
+
+without_loom! {
+    pub mod region;
+    mod handle;
+
+    pub mod barrier;
+    pub mod cell;
+    pub mod counter;
+    pub mod event;
+    pub mod semaphore;
+    pub mod spsc;
+
+    mod tools;
+
+    pub use barrier::Barrier;
+    pub use cell::SeqCell;
+    pub use counter::{AtomicArray, Counter};
+    pub use event::Event;
+    pub use region::{CreateOptions, Region, remove};
+    pub use semaphore::Semaphore;
+    pub use tools::{gc, inspect};
+}
+
 pub use error::{
     BarrierError, BarrierTimeoutError, BytePushError, BytePushTimeoutError, ByteTryPushError,
     ChunkError, Closed, GcError, JoinError, JoinTimeoutError, LayoutError, MapError, NameError,
     OpenError, OutOfBounds, PopError, PopTimeoutError, PushError, PushTimeoutError, ReleaseError,
     RemoveError, SeqLockError, TaskError, TryPopError, TryPushError,
 };
-#[cfg(not(loom))]
-pub use event::Event;
 pub use pod::{Payload, Pod, TypeInfo, Zeroable};
-#[cfg(not(loom))]
-pub use region::{CreateOptions, Region, remove};
-#[cfg(not(loom))]
-pub use semaphore::Semaphore;
-pub use seqlock::Patience;
+pub use raw::atomic::{Atomic, Element};
+pub use raw::seqlock::Patience;

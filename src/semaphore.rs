@@ -7,287 +7,39 @@
 //! is gone and gives their permits back, so a process killed while holding
 //! a permit does not leak it. Permits are attributed to the process that
 //! acquired them: a release by another process is not attributed to anyone.
+//!
+//! The permit count, the holders table and the algorithm are
+//! `raw::semaphore`'s [`SemaphoreWords`].
 
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use crate::error::OpenError;
 pub use crate::error::ReleaseError;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::WaitPoint;
+use crate::handle::{Mapped, Shape};
+use crate::layout::Kind;
+use crate::pod::TypeInfo;
+pub use crate::raw::semaphore::{HOLDERS, Holder, SemaphoreWords};
+use crate::region::{CreateOptions, Expect, Region};
+use crate::sync::AtomicU64;
 
-/// Entries in the holders table.
-pub const HOLDERS: usize = 64;
-
-/// How often a blocked acquirer looks for permits held by dead processes.
-pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
-
-/// The semaphore's shared words.
-#[repr(C)]
-pub struct SemaphoreWords {
-    permits: AtomicU64,
-    /// The bound (0: unbounded).
-    max: AtomicU64,
-    epoch: AtomicU32,
-    waiters: AtomicU32,
-    recovered: AtomicU64,
-    _pad: [u64; 4],
-    /// `pid << 32 | count` per holding process; 0 = free.
-    holders: [AtomicU64; HOLDERS],
+/// What `create` asks for: the permits, and the bound (0: none).
+struct Permits {
+    permits: u64,
+    max: u64,
 }
 
-#[cfg(not(loom))]
-static_assertions::const_assert_eq!(size_of::<SemaphoreWords>(), 64 + HOLDERS * 8);
+/// A semaphore file: its words at the start of the body.
+struct SemaphoreShape;
 
-#[cfg(not(loom))]
-// SAFETY: repr(C), only the switch module's atomics and u64 padding.
-unsafe impl crate::region::MappedAtomic for SemaphoreWords {}
+impl Shape for SemaphoreShape {
+    type Spec = Permits;
+    /// The bound as stored (0: unbounded), read once at open.
+    type Geometry = u64;
+    type Head = SemaphoreWords;
+    type Elem = AtomicU64;
 
-/// A holder entry read from the table: (pid, permits held).
-pub type Holder = (u32, u64);
-
-impl SemaphoreWords {
-    /// A semaphore with `permits`, bounded to `max` (0: unbounded).
-    pub fn new(permits: u64, max: u64) -> Self {
-        Self {
-            permits: AtomicU64::new(permits),
-            max: AtomicU64::new(max),
-            epoch: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
-            recovered: AtomicU64::new(0),
-            _pad: [0; 4],
-            holders: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-
-    pub(crate) fn init(&self, permits: u64, max: u64) {
-        // Relaxed: the file is still private to its creator.
-        self.permits.store(permits, Ordering::Relaxed);
-        self.max.store(max, Ordering::Relaxed);
-    }
-
-    fn point(&self) -> WaitPoint<'_> {
-        WaitPoint::new(&self.epoch, &self.waiters)
-    }
-
-    /// Permits available now (a snapshot).
-    pub fn available(&self) -> u64 {
-        // Relaxed: a snapshot.
-        self.permits.load(Ordering::Relaxed)
-    }
-
-    /// The bound (0: unbounded).
-    pub fn max(&self) -> u64 {
-        // Relaxed: written before the file was published, never changed.
-        self.max.load(Ordering::Relaxed)
-    }
-
-    /// Permits given back after their holder died, so far.
-    pub fn recovered(&self) -> u64 {
-        // Relaxed: a statistic.
-        self.recovered.load(Ordering::Relaxed)
-    }
-
-    /// The holders table's non-empty entries.
-    pub fn holders(&self) -> Vec<Holder> {
-        self.holders
-            .iter()
-            // Relaxed: a snapshot for display.
-            .map(|h| h.load(Ordering::Relaxed))
-            .filter(|&h| h != 0)
-            .map(|h| ((h >> 32) as u32, h & 0xffff_ffff))
-            .collect()
-    }
-
-    /// Adds `delta` (+1 or -1) to `pid`'s holder entry. Best effort: with the
-    /// table full, the permit is simply not attributed.
-    fn record(&self, pid: u32, acquire: bool) {
-        let tag = u64::from(pid) << 32;
-        for h in &self.holders {
-            // Acquire pairs with the AcqRel CASes below (of other threads
-            // of this process, and of `recover_dead_holders`): a scan that
-            // restarts after a failed CAS sees every entry created before
-            // the CAS that beat it, so a release never misses the entry
-            // holding its count (loom model `semaphore_holders_table_balances`).
-            let cur = h.load(Ordering::Acquire);
-            if cur & !0xffff_ffff == tag && cur != 0 {
-                // The count is read from the mapping: it never carries
-                // into (or borrows from) the pid half. A full count stays
-                // full (the permit goes unattributed, as with a full
-                // table); a zero count (never written by us) frees the
-                // entry on a release.
-                let count = cur & 0xffff_ffff;
-                let new = match (acquire, count) {
-                    (true, 0xffff_ffff) => return,
-                    (true, _) => cur + 1,
-                    (false, 0 | 1) => 0,
-                    (false, _) => cur - 1,
-                };
-                // AcqRel: pairs with the Acquire scan loads above and with
-                // `recover_dead_holders`' CAS on the entry; Acquire on
-                // failure for the same reason as the scan loads.
-                if h.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return;
-                }
-                return self.record(pid, acquire);
-            }
-        }
-        if acquire {
-            for h in &self.holders {
-                // AcqRel: as above.
-                if h.compare_exchange(0, tag | 1, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Takes a permit if one is left, never waiting.
-    pub fn try_acquire(&self) -> bool {
-        // AcqRel on success: acquires what the releaser did before (pairs
-        // with the Release half of `release`), publishes the new count.
-        let ok = self
-            .permits
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| p.checked_sub(1))
-            .is_ok();
-        if ok {
-            self.record(crate::pid::current(), true);
-        }
-        ok
-    }
-
-    /// Takes a permit, sleeping while none is left, until `deadline`;
-    /// whether it got one. While asleep, gives back permits of dead holders.
-    pub fn acquire_until(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            let slice_end = Instant::now() + RECOVERY_CHECK;
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            if self
-                .point()
-                .wait_until(Some(until), || self.try_acquire().then_some(()))
-                .is_ok()
-            {
-                return true;
-            }
-            self.recover_dead_holders();
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return self.try_acquire();
-            }
-        }
-    }
-
-    /// Gives a permit back and wakes a sleeper.
-    ///
-    /// # Errors
-    ///
-    /// [`ReleaseError`] if a bounded semaphore is already at its bound (the
-    /// count is unchanged).
-    pub fn release(&self) -> Result<(), ReleaseError> {
-        let max = self.max();
-        // AcqRel: the Release half pairs with the acquirer's Acquire.
-        self.permits
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                if max != 0 && p >= max {
-                    None
-                } else {
-                    p.checked_add(1)
-                }
-            })
-            .map_err(|_| ReleaseError { max })?;
-        self.record(crate::pid::current(), false);
-        self.point().notify();
-        Ok(())
-    }
-
-    /// Gives back the permits of holders whose process is gone; how many
-    /// (saturating: the counts come from the mapping, which any process can
-    /// scribble on).
-    pub fn recover_dead_holders(&self) -> u64 {
-        let mut total: u64 = 0;
-        for h in &self.holders {
-            // Relaxed: the CAS below validates it.
-            let cur = h.load(Ordering::Relaxed);
-            if cur == 0 || crate::pid::is_alive((cur >> 32) as u32) {
-                continue;
-            }
-            // AcqRel: exactly one survivor takes the entry over.
-            if h.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let count = cur & 0xffff_ffff;
-            let max = self.max();
-            // AcqRel: like `release`; never past the bound. Saturating:
-            // `permits`, `max` and `count` are all read from the mapping
-            // (regression: a file with permits near u64::MAX and a dead
-            // holder made this add overflow, fuzz/corpus/open_file/
-            // semaphore-add-overflow).
-            let _ = self
-                .permits
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                    let p = p.saturating_add(count);
-                    Some(if max != 0 { p.min(max) } else { p })
-                });
-            total = total.saturating_add(count);
-        }
-        if total > 0 {
-            // Relaxed: a statistic.
-            self.recovered.fetch_add(total, Ordering::Relaxed);
-            self.point().notify();
-        }
-        total
-    }
-}
-
-#[cfg(not(loom))]
-pub use mapped::Semaphore;
-
-#[cfg(not(loom))]
-mod mapped {
-    use super::*;
-    use crate::error::OpenError;
-    use crate::layout::Kind;
-    use crate::pod::TypeInfo;
-    use crate::region::{self, CreateOptions, Expect, Region, View};
-    use std::path::Path;
-
-    /// A counting semaphore in a file, shared by any number of processes
-    /// (`multiprocessing.Semaphore`, or `BoundedSemaphore` when created with
-    /// [`Semaphore::create_bounded`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let path = dir.path().join("slots");
-    /// use mmring::Semaphore;
-    ///
-    /// let slots = Semaphore::create_bounded(&path, 2)?;
-    /// assert!(slots.try_acquire());
-    /// assert!(slots.try_acquire());
-    /// assert!(!slots.try_acquire()); // both taken
-    /// slots.release()?;
-    /// slots.release()?;
-    /// assert!(slots.release().is_err()); // a bounded semaphore refuses a third
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub struct Semaphore {
-        view: View<SemaphoreWords>,
-    }
-
-    impl std::fmt::Debug for Semaphore {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Semaphore")
-                .field("path", &self.view.region().path())
-                .field("available", &self.available())
-                .finish()
-        }
-    }
-
-    fn expect() -> Expect {
+    fn expect(_: Option<&Permits>) -> Expect {
         Expect {
             kind: Kind::Semaphore,
             elem: TypeInfo::NONE,
@@ -295,215 +47,249 @@ mod mapped {
         }
     }
 
-    impl Semaphore {
-        fn wrap(region: Region) -> Self {
-            Self {
-                view: View::new(region, |r| &r.body::<SemaphoreWords>(0, 1)[0]),
-            }
-        }
+    fn capacity(_: &Permits) -> u64 {
+        1
+    }
 
-        fn make(path: &Path, permits: u64, max: u64) -> Result<Self, OpenError> {
-            Region::create(path, expect(), 1, &CreateOptions::default(), move |r| {
-                r.body::<SemaphoreWords>(0, 1)[0].init(permits, max)
-            })
-            .map(Self::wrap)
-        }
+    fn init(region: &Region, spec: &Permits) {
+        region.body::<SemaphoreWords>(0, 1)[0].init(spec.permits, spec.max);
+    }
 
-        /// Creates a semaphore file with `permits` permits and no bound.
-        ///
-        /// # Errors
-        ///
-        /// The [`OpenError`]s of any create.
-        pub fn create(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
-            Self::make(&region::resolve(path), permits, 0)
-        }
+    fn geometry(region: &Region) -> Result<u64, OpenError> {
+        Ok(region.body::<SemaphoreWords>(0, 1)[0].max())
+    }
 
-        /// Creates a bounded semaphore file with `permits` permits: a release
-        /// past `permits` is an error (`BoundedSemaphore`).
-        ///
-        /// # Errors
-        ///
-        /// [`OpenError::InvalidCapacity`] for 0 permits; the [`OpenError`]s of
-        /// any create.
-        pub fn create_bounded(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
-            let path = region::resolve(path);
-            if permits == 0 {
-                return Err(OpenError::InvalidCapacity {
-                    path,
-                    expected: "at least 1 permit for a bounded semaphore".into(),
-                    found: 0,
-                });
-            }
-            Self::make(&path, permits, permits)
-        }
+    fn elems(_: &u64) -> usize {
+        0
+    }
 
-        /// Opens an existing semaphore file.
-        ///
-        /// # Errors
-        ///
-        /// The validation errors of any open.
-        pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-            let path = region::resolve(path);
-            Region::open(&path, expect()).map(Self::wrap)
+    fn matches(found: &u64, spec: &Permits, path: &Path) -> Result<(), OpenError> {
+        let (found, max) = (*found, spec.max);
+        if found == max {
+            return Ok(());
         }
-
-        /// Opens the semaphore at `path`, or creates it with `permits`
-        /// permits and no bound if there is none. Racing processes all end
-        /// up with the same semaphore (one creator wins the name, the others
-        /// open its file).
-        ///
-        /// Opening an existing semaphore never resets it: `permits` applies
-        /// only when the file is created, and the permits it has now (taken
-        /// or given back by anyone) are kept.
-        ///
-        /// # Errors
-        ///
-        /// As [`Semaphore::open`] and [`Semaphore::create`], and
-        /// [`OpenError::InvalidCapacity`] (naming both bounds) if the
-        /// existing semaphore is bounded.
-        ///
-        /// # Examples
-        ///
-        /// ```
-        /// # let dir = tempfile::tempdir().unwrap();
-        /// # let path = dir.path().join("workers");
-        /// use mmring::Semaphore;
-        ///
-        /// let first = Semaphore::open_or_create(&path, 2)?; // creates it
-        /// assert!(first.try_acquire());
-        /// // Any process, later: the same semaphore, not a fresh one.
-        /// let again = Semaphore::open_or_create(&path, 2)?;
-        /// assert_eq!(again.available(), 1);
-        /// # Ok::<(), mmring::OpenError>(())
-        /// ```
-        pub fn open_or_create(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
-            Self::open_or_make(&region::resolve(path), permits, 0)
-        }
-
-        /// Opens the bounded semaphore at `path`, or creates it with
-        /// `permits` permits (also its bound) if there is none
-        /// ([`Semaphore::create_bounded`]). Racing processes all end up with
-        /// the same semaphore.
-        ///
-        /// Opening an existing semaphore never resets it: its permits now
-        /// are kept.
-        ///
-        /// # Errors
-        ///
-        /// [`OpenError::InvalidCapacity`] for 0 permits, or (naming both
-        /// bounds) if the existing semaphore has another bound or none; the
-        /// errors of [`Semaphore::open`] and [`Semaphore::create_bounded`].
-        ///
-        /// # Examples
-        ///
-        /// ```
-        /// # let dir = tempfile::tempdir().unwrap();
-        /// # let path = dir.path().join("slots");
-        /// use mmring::{OpenError, Semaphore};
-        ///
-        /// let slots = Semaphore::open_or_create_bounded(&path, 3)?;
-        /// assert!(slots.try_acquire());
-        /// assert_eq!(Semaphore::open_or_create_bounded(&path, 3)?.available(), 2);
-        /// // Another bound is another semaphore: refused, not reset.
-        /// assert!(matches!(
-        ///     Semaphore::open_or_create_bounded(&path, 4),
-        ///     Err(OpenError::InvalidCapacity { found: 3, .. })
-        /// ));
-        /// # Ok::<(), OpenError>(())
-        /// ```
-        pub fn open_or_create_bounded(
-            path: impl AsRef<Path>,
-            permits: u64,
-        ) -> Result<Self, OpenError> {
-            let path = region::resolve(path);
-            if permits == 0 {
-                return Err(OpenError::InvalidCapacity {
-                    path,
-                    expected: "at least 1 permit for a bounded semaphore".into(),
-                    found: 0,
-                });
-            }
-            Self::open_or_make(&path, permits, permits)
-        }
-
-        fn open_or_make(path: &Path, permits: u64, max: u64) -> Result<Self, OpenError> {
-            let region =
-                Region::open_or_create(path, expect(), 1, &CreateOptions::default(), |r| {
-                    r.body::<SemaphoreWords>(0, 1)[0].init(permits, max)
-                })?;
-            let found = region.body::<SemaphoreWords>(0, 1)[0].max();
-            if found != max {
-                let permits = |n: u64| match n {
-                    1 => "1 permit".to_string(),
-                    n => format!("{n} permits"),
-                };
-                let asked = match max {
-                    0 => "an unbounded semaphore".to_string(),
-                    n => format!("a semaphore bounded to {}", permits(n)),
-                };
-                let has = match found {
-                    0 => "an unbounded one".to_string(),
-                    n => format!("one bounded to {}", permits(n)),
-                };
-                return Err(OpenError::InvalidCapacity {
-                    path: path.to_path_buf(),
-                    expected: format!("{asked} as asked, found {has}"),
-                    found,
-                });
-            }
-            Ok(Self::wrap(region))
-        }
-
-        /// Takes a permit if one is left, never waiting.
-        pub fn try_acquire(&self) -> bool {
-            self.view.try_acquire()
-        }
-
-        /// Takes a permit, sleeping (no CPU) while none is left. Permits held
-        /// by processes that died are given back while it waits.
-        pub fn acquire(&self) {
-            self.view.acquire_until(None);
-        }
-
-        /// [`Semaphore::acquire`], giving up after `timeout`; whether it got one.
-        pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-            self.view.acquire_until(crate::wait::deadline(timeout))
-        }
-
-        /// Gives a permit back.
-        ///
-        /// # Errors
-        ///
-        /// [`ReleaseError`] if a bounded semaphore is already at its bound.
-        pub fn release(&self) -> Result<(), ReleaseError> {
-            self.view.release()
-        }
-
-        /// Permits available now (a snapshot).
-        pub fn available(&self) -> u64 {
-            self.view.available()
-        }
-
-        /// Gives back the permits of processes that died holding them; how many.
-        pub fn recover_dead_holders(&self) -> u64 {
-            self.view.recover_dead_holders()
-        }
-
-        /// The shared words (holders, bound, statistics).
-        pub fn words(&self) -> &SemaphoreWords {
-            &self.view
-        }
-
-        /// The mapped file.
-        pub fn region(&self) -> &Region {
-            self.view.region()
-        }
+        let permits = |n: u64| match n {
+            1 => "1 permit".to_string(),
+            n => format!("{n} permits"),
+        };
+        let asked = match max {
+            0 => "an unbounded semaphore".to_string(),
+            n => format!("a semaphore bounded to {}", permits(n)),
+        };
+        let has = match found {
+            0 => "an unbounded one".to_string(),
+            n => format!("one bounded to {}", permits(n)),
+        };
+        Err(OpenError::InvalidCapacity {
+            path: path.to_path_buf(),
+            expected: format!("{asked} as asked, found {has}"),
+            found,
+        })
     }
 }
 
-#[cfg(all(test, not(loom)))]
+/// Refuses a bounded semaphore of no permits.
+fn bounded(path: impl AsRef<Path>, permits: u64) -> Result<Permits, OpenError> {
+    if permits == 0 {
+        return Err(OpenError::InvalidCapacity {
+            path: crate::region::resolve(path),
+            expected: "at least 1 permit for a bounded semaphore".into(),
+            found: 0,
+        });
+    }
+    Ok(Permits {
+        permits,
+        max: permits,
+    })
+}
+
+/// A counting semaphore in a file, shared by any number of processes
+/// (`multiprocessing.Semaphore`, or `BoundedSemaphore` when created with
+/// [`Semaphore::create_bounded`]).
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("slots");
+/// use mmring::Semaphore;
+///
+/// let slots = Semaphore::create_bounded(&path, 2)?;
+/// assert!(slots.try_acquire());
+/// assert!(slots.try_acquire());
+/// assert!(!slots.try_acquire()); // both taken
+/// slots.release()?;
+/// slots.release()?;
+/// assert!(slots.release().is_err()); // a bounded semaphore refuses a third
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Semaphore {
+    mapped: Mapped<SemaphoreShape>,
+}
+
+impl std::fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("path", &self.region().path())
+            .field("available", &self.available())
+            .finish()
+    }
+}
+
+impl Semaphore {
+    /// Creates a semaphore file with `permits` permits and no bound.
+    ///
+    /// # Errors
+    ///
+    /// The [`OpenError`]s of any create.
+    pub fn create(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
+        let spec = Permits { permits, max: 0 };
+        Mapped::create(path, &spec, &CreateOptions::default()).map(|mapped| Self { mapped })
+    }
+
+    /// Creates a bounded semaphore file with `permits` permits: a release
+    /// past `permits` is an error (`BoundedSemaphore`).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidCapacity`] for 0 permits; the [`OpenError`]s of
+    /// any create.
+    pub fn create_bounded(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
+        let spec = bounded(&path, permits)?;
+        Mapped::create(path, &spec, &CreateOptions::default()).map(|mapped| Self { mapped })
+    }
+
+    /// Opens an existing semaphore file.
+    ///
+    /// # Errors
+    ///
+    /// The validation errors of any open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Mapped::open(path).map(|mapped| Self { mapped })
+    }
+
+    /// Opens the semaphore at `path`, or creates it with `permits`
+    /// permits and no bound if there is none. Racing processes all end
+    /// up with the same semaphore (one creator wins the name, the others
+    /// open its file).
+    ///
+    /// Opening an existing semaphore never resets it: `permits` applies
+    /// only when the file is created, and the permits it has now (taken
+    /// or given back by anyone) are kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::open`] and [`Semaphore::create`], and
+    /// [`OpenError::InvalidCapacity`] (naming both bounds) if the
+    /// existing semaphore is bounded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("workers");
+    /// use mmring::Semaphore;
+    ///
+    /// let first = Semaphore::open_or_create(&path, 2)?; // creates it
+    /// assert!(first.try_acquire());
+    /// // Any process, later: the same semaphore, not a fresh one.
+    /// let again = Semaphore::open_or_create(&path, 2)?;
+    /// assert_eq!(again.available(), 1);
+    /// # Ok::<(), mmring::OpenError>(())
+    /// ```
+    pub fn open_or_create(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
+        let spec = Permits { permits, max: 0 };
+        Mapped::open_or_create(path, &spec, &CreateOptions::default()).map(|mapped| Self { mapped })
+    }
+
+    /// Opens the bounded semaphore at `path`, or creates it with
+    /// `permits` permits (also its bound) if there is none
+    /// ([`Semaphore::create_bounded`]). Racing processes all end up with
+    /// the same semaphore.
+    ///
+    /// Opening an existing semaphore never resets it: its permits now
+    /// are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidCapacity`] for 0 permits, or (naming both
+    /// bounds) if the existing semaphore has another bound or none; the
+    /// errors of [`Semaphore::open`] and [`Semaphore::create_bounded`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("slots");
+    /// use mmring::{OpenError, Semaphore};
+    ///
+    /// let slots = Semaphore::open_or_create_bounded(&path, 3)?;
+    /// assert!(slots.try_acquire());
+    /// assert_eq!(Semaphore::open_or_create_bounded(&path, 3)?.available(), 2);
+    /// // Another bound is another semaphore: refused, not reset.
+    /// assert!(matches!(
+    ///     Semaphore::open_or_create_bounded(&path, 4),
+    ///     Err(OpenError::InvalidCapacity { found: 3, .. })
+    /// ));
+    /// # Ok::<(), OpenError>(())
+    /// ```
+    pub fn open_or_create_bounded(path: impl AsRef<Path>, permits: u64) -> Result<Self, OpenError> {
+        let spec = bounded(&path, permits)?;
+        Mapped::open_or_create(path, &spec, &CreateOptions::default()).map(|mapped| Self { mapped })
+    }
+
+    /// Takes a permit if one is left, never waiting.
+    pub fn try_acquire(&self) -> bool {
+        self.mapped.head().try_acquire()
+    }
+
+    /// Takes a permit, sleeping (no CPU) while none is left. Permits held
+    /// by processes that died are given back while it waits.
+    pub fn acquire(&self) {
+        self.mapped.head().acquire_until(None);
+    }
+
+    /// [`Semaphore::acquire`], giving up after `timeout`; whether it got one.
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.mapped
+            .head()
+            .acquire_until(crate::wait::deadline(timeout))
+    }
+
+    /// Gives a permit back.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError`] if a bounded semaphore is already at its bound.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.mapped.head().release()
+    }
+
+    /// Permits available now (a snapshot).
+    pub fn available(&self) -> u64 {
+        self.mapped.head().available()
+    }
+
+    /// Gives back the permits of processes that died holding them; how many.
+    pub fn recover_dead_holders(&self) -> u64 {
+        self.mapped.head().recover_dead_holders()
+    }
+
+    /// The shared words (holders, bound, statistics).
+    pub fn words(&self) -> &SemaphoreWords {
+        self.mapped.head()
+    }
+
+    /// The mapped file.
+    pub fn region(&self) -> &Region {
+        self.mapped.region()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::Ordering;
 
     #[test]
     fn permits_are_counted_attributed_and_bounded() {

@@ -16,7 +16,9 @@ use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
 use mmring::error::{PopError, PushError, TryPopError, TryPushError};
-use mmring::spsc::{Control, RawConsumer, RawProducer, Role, claim_role, release_role, words_for};
+use mmring::raw::spsc::{
+    Control, RawConsumer, RawProducer, Role, claim_role, release_role, words_for,
+};
 use mmring::sync::AtomicU64;
 
 /// A ring of `u64` values: the control words and one atomic word per slot

@@ -33,9 +33,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use loom::thread;
-use mmring::barrier::{BarrierWaitResult, BarrierWords};
-use mmring::event::EventWords;
-use mmring::semaphore::{ReleaseError, SemaphoreWords};
+use mmring::raw::barrier::{BarrierWaitResult, BarrierWords};
+use mmring::raw::event::EventWords;
+use mmring::raw::semaphore::{ReleaseError, SemaphoreWords};
 
 // ---------------------------------------------------------------- event
 

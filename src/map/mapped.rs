@@ -6,8 +6,8 @@ use super::{Inserted, MapControl, MapError, RawMap, entry_words};
 use crate::error::OpenError;
 use crate::layout::{Kind, MAP_CONTROL_SIZE};
 use crate::pod::{Payload, TypeInfo};
+use crate::raw::seqlock::Patience;
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::seqlock::Patience;
 use crate::sync::AtomicU64;
 
 mod private {

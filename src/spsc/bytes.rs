@@ -16,82 +16,120 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::mapped::{Consumer, Producer, create_region_for};
+use super::{End, attach_consumer, attach_producer};
 use crate::error::{
     BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, OpenError, PopError,
     PopTimeoutError, PushTimeoutError, TryPopError,
 };
-use crate::layout::{Kind, bytes_type, spsc_message_words};
-use crate::region::{self, CreateOptions, Expect, Region};
-use crate::seqlock::{copy_in, copy_out};
+use crate::handle::{Mapped, Shape};
+use crate::layout::{Kind, bytes_type};
+use crate::raw::seqlock::{copy_in, copy_out};
+use crate::raw::spsc::{
+    CLOSED_BY_CONSUMER, CLOSED_BY_PRODUCER, ConsumerCursor, Control, ProducerCursor, message_words,
+};
+use crate::region::{CreateOptions, Expect, Region};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::deadline;
 
-fn expect(max_len: usize) -> Expect {
-    Expect {
-        kind: Kind::SpscBytes,
-        elem: bytes_type(u32::try_from(max_len).unwrap_or(u32::MAX)),
-        any_size: true,
-    }
+/// What `create` and `open_or_create` ask for.
+pub(crate) struct BytesSpec {
+    messages: usize,
+    max_len: usize,
 }
 
-/// What `open_or_create` expects: this exact `max_len`.
-fn expect_exactly(max_len: usize) -> Expect {
-    Expect {
-        any_size: false,
-        ..expect(max_len)
-    }
-}
+/// A byte ring file: the typed ring's control and `u64` slot words, the
+/// capacity in words.
+pub(crate) struct BytesShape;
 
-fn words_per_message(region: &Region) -> usize {
-    spsc_message_words(u64::from(region.descriptor().elem_size)) as usize
+impl Shape for BytesShape {
+    type Spec = BytesSpec;
+    /// The capacity in words (a power of two, validated at open).
+    type Geometry = usize;
+    type Head = Control;
+    type Elem = AtomicU64;
+
+    fn expect(spec: Option<&BytesSpec>) -> Expect {
+        let max_len = spec.map_or(0, |s| s.max_len);
+        Expect {
+            kind: Kind::SpscBytes,
+            elem: bytes_type(u32::try_from(max_len).unwrap_or(u32::MAX)),
+            // A plain open takes the file's maximum length; one that may
+            // create wants exactly its own.
+            any_size: spec.is_none(),
+        }
+    }
+
+    fn capacity(spec: &BytesSpec) -> u64 {
+        ring_words(spec.messages, spec.max_len) as u64
+    }
+
+    // A fresh file is all zeros: an empty, open ring with no roles held.
+
+    fn geometry(region: &Region) -> Result<usize, OpenError> {
+        // Validated at open: a power of two of at most 2^32 words.
+        Ok(region.descriptor().capacity as usize)
+    }
+
+    fn elems(words: &usize) -> usize {
+        *words
+    }
+
+    fn matches(found: &usize, spec: &BytesSpec, path: &Path) -> Result<(), OpenError> {
+        let words = ring_words(spec.messages, spec.max_len);
+        if *found != words {
+            return Err(OpenError::InvalidCapacity {
+                path: path.to_path_buf(),
+                expected: format!(
+                    "{words} words ({} messages of {} bytes) as asked",
+                    spec.messages, spec.max_len
+                ),
+                found: *found as u64,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The ring's size in words for `messages` messages of `max_len` bytes
 /// (a power of two; saturates to an invalid size that create rejects).
 fn ring_words(messages: usize, max_len: usize) -> usize {
-    let k = spsc_message_words(max_len as u64) as usize;
+    let k = message_words(max_len as u64) as usize;
     messages
         .checked_mul(k)
         .and_then(usize::checked_next_power_of_two)
         .unwrap_or(usize::MAX)
 }
 
-fn create(
-    path: &Path,
-    messages: usize,
-    max_len: usize,
-    opts: &CreateOptions,
-) -> Result<Region, OpenError> {
+/// The spec of a ring for `messages` messages of `max_len` bytes, refusing
+/// a ring for none.
+fn spec(path: impl AsRef<Path>, messages: usize, max_len: usize) -> Result<BytesSpec, OpenError> {
     if messages == 0 {
         return Err(OpenError::InvalidCapacity {
-            path: path.to_path_buf(),
+            path: crate::region::resolve(path),
             expected: "at least 1 message".into(),
             found: 0,
         });
     }
-    create_region_for(path, expect(max_len), ring_words(messages, max_len), opts)
+    Ok(BytesSpec { messages, max_len })
 }
 
-fn open_or_create(path: &Path, messages: usize, max_len: usize) -> Result<Region, OpenError> {
-    let opts = CreateOptions::default();
-    let region = match Region::open(path, expect_exactly(max_len)) {
-        Err(OpenError::NotFound { .. }) => match create(path, messages, max_len, &opts) {
-            Err(OpenError::AlreadyExists { .. }) => Region::open(path, expect_exactly(max_len))?,
-            other => other?,
-        },
-        other => other?,
-    };
-    let words = ring_words(messages, max_len) as u64;
-    let found = region.descriptor().capacity;
-    if found != words {
-        return Err(OpenError::InvalidCapacity {
-            path: path.to_path_buf(),
-            expected: format!("{words} words ({messages} messages of {max_len} bytes) as asked"),
-            found,
-        });
-    }
-    Ok(region)
+fn create(
+    path: impl AsRef<Path>,
+    messages: usize,
+    max_len: usize,
+    opts: &CreateOptions,
+) -> Result<Mapped<BytesShape>, OpenError> {
+    let spec = spec(&path, messages, max_len)?;
+    Mapped::create(path, &spec, opts)
+}
+
+fn open_or_create(
+    path: impl AsRef<Path>,
+    messages: usize,
+    max_len: usize,
+) -> Result<Mapped<BytesShape>, OpenError> {
+    let spec = spec(&path, messages, max_len)?;
+    Mapped::open_or_create(path, &spec, &CreateOptions::default())
 }
 
 /// Creates a byte-message ring file for at least `messages` messages of up
@@ -153,8 +191,7 @@ pub fn create_bytes_with(
     max_len: usize,
     opts: &CreateOptions,
 ) -> Result<(), OpenError> {
-    let path = region::resolve(path);
-    create(&path, messages, max_len, opts).map(drop)
+    create(path, messages, max_len, opts).map(drop)
 }
 
 /// Splits a message's two runs of words into its length word and the two
@@ -202,11 +239,18 @@ fn decode(a: &[AtomicU64], b: &[AtomicU64], max_len: usize, out: &mut [u8]) -> u
     len
 }
 
+/// Words per message and the maximum length of a validated byte ring.
+fn message_size(mapped: &Mapped<BytesShape>) -> (usize, usize) {
+    // Validated at open: 1 to 65536 bytes.
+    let max_len = mapped.region().descriptor().elem_size as usize;
+    (message_words(max_len as u64) as usize, max_len)
+}
+
 /// The producing end of an SPSC byte-message ring (one per ring; the role
-/// rules of [`Producer`] apply: dropping it gives the role back and leaves
+/// rules of [`Producer`](super::Producer) apply: dropping it gives the role back and leaves
 /// the ring open, with every queued message kept).
 pub struct ByteProducer {
-    inner: Producer<u64>,
+    end: End<BytesShape, ProducerCursor>,
     words: usize,
     max_len: usize,
 }
@@ -214,18 +258,17 @@ pub struct ByteProducer {
 impl std::fmt::Debug for ByteProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByteProducer")
-            .field("path", &self.inner.region().path())
+            .field("path", &self.region().path())
             .field("max_len", &self.max_len)
             .finish()
     }
 }
 
 impl ByteProducer {
-    fn attach(region: Region) -> Result<Self, OpenError> {
-        let words = words_per_message(&region);
-        let max_len = region.descriptor().elem_size as usize;
+    fn attach(mapped: Mapped<BytesShape>) -> Result<Self, OpenError> {
+        let (words, max_len) = message_size(&mapped);
         Ok(Self {
-            inner: Producer::attach(region)?,
+            end: attach_producer(mapped)?,
             words,
             max_len,
         })
@@ -244,18 +287,47 @@ impl ByteProducer {
         messages: usize,
         max_len: usize,
     ) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(create(&path, messages, max_len, &CreateOptions::default())?)
+        Self::create_with(path, messages, max_len, &CreateOptions::default())
+    }
+
+    /// [`ByteProducer::create`] with a mode and label.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::CreateOptions;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let opts = CreateOptions::new().mode(0o640).label("msgs");
+    /// let mut tx = ByteProducer::create_with(&path, 4, 16, &opts)?;
+    /// let mut rx = ByteConsumer::open(&path)?;
+    /// tx.push(b"hi")?;
+    /// assert_eq!(rx.pop()?, b"hi");
+    /// assert_eq!(rx.region().status(mmring::Patience::DEFAULT)?.label(), "msgs");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Self::attach(create(path, messages, max_len, opts)?)
     }
 
     /// Opens an existing byte ring as its producer.
     ///
     /// # Errors
     ///
-    /// As [`Producer::open`].
+    /// As [`Producer::open`](super::Producer::open).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(Region::open(&path, expect(0))?)
+        Self::attach(Mapped::open(path)?)
     }
 
     /// Opens the byte ring at `path` as its producer, creating it (for at
@@ -285,8 +357,7 @@ impl ByteProducer {
         messages: usize,
         max_len: usize,
     ) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(open_or_create(&path, messages, max_len)?)
+        Self::attach(open_or_create(path, messages, max_len)?)
     }
 
     /// The longest message a slot holds.
@@ -306,9 +377,9 @@ impl ByteProducer {
 
     fn write(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
         let chunk = self
-            .inner
-            .raw
-            .write_chunk(self.words)
+            .end
+            .raw::<u64>()
+            .into_write_chunk(self.words)
             .map_err(|e| match e {
                 ChunkError::TooFewSlots(_) => ByteTryPushError::Full,
                 ChunkError::Closed => ByteTryPushError::Closed,
@@ -341,8 +412,8 @@ impl ByteProducer {
             ByteTryPushError::Full | ByteTryPushError::Closed => BytePushTimeoutError::Closed,
         })?;
         loop {
-            self.inner
-                .raw
+            self.end
+                .raw::<u64>()
                 .wait_free(self.words, deadline)
                 .map_err(|e| match e {
                     PushTimeoutError::Closed(()) => BytePushTimeoutError::Closed,
@@ -374,7 +445,9 @@ impl ByteProducer {
             BytePushTimeoutError::TooLong { len, max } => BytePushError::TooLong { len, max },
             BytePushTimeoutError::Closed => BytePushError::Closed,
             BytePushTimeoutError::Disconnected => BytePushError::Disconnected,
-            BytePushTimeoutError::Timeout => super::no_deadline_no_timeout(),
+            BytePushTimeoutError::Timeout => {
+                unreachable!("a wait without a deadline cannot time out")
+            }
         })
     }
 
@@ -394,58 +467,58 @@ impl ByteProducer {
     /// Closes the ring (the consumer drains, then gets `Closed`). Final:
     /// no producer can open it again until the file is removed.
     pub fn close(&self) {
-        self.inner.close();
+        self.end.ctl().close(CLOSED_BY_PRODUCER);
     }
 
     /// Whether either side closed the ring (a snapshot).
     pub fn is_closed(&self) -> bool {
-        self.inner.is_closed()
+        self.end.ctl().is_closed()
     }
 
     /// Whether no live process holds the consumer role (see
-    /// [`Producer::is_abandoned`]).
+    /// [`Producer::is_abandoned`](super::Producer::is_abandoned)).
     pub fn is_abandoned(&self) -> bool {
-        self.inner.is_abandoned()
+        self.end.is_abandoned()
     }
 
     /// Waits until a live process holds the consumer role (see
-    /// [`Producer::wait_for_peer`]): `false` if the ring is closed or
+    /// [`Producer::wait_for_peer`](super::Producer::wait_for_peer)): `false` if the ring is closed or
     /// `timeout` passes first.
     pub fn wait_for_peer(&self, timeout: Duration) -> bool {
-        self.inner.wait_for_peer(timeout)
+        self.end.wait_for_peer(timeout)
     }
 
     /// Whether there is no room for one more message (a snapshot).
     pub fn is_full(&self) -> bool {
-        self.inner.capacity() - self.inner.len() < self.words
+        self.end.capacity() - self.end.len() < self.words
     }
 
     /// Messages in the ring (a snapshot).
     pub fn len(&self) -> usize {
-        self.inner.len() / self.words
+        self.end.len() / self.words
     }
 
     /// Whether the ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.end.len() == 0
     }
 
     /// Messages the ring holds when full.
     pub fn capacity(&self) -> usize {
-        self.inner.capacity() / self.words
+        self.end.capacity() / self.words
     }
 
     /// The mapped file.
     pub fn region(&self) -> &Region {
-        self.inner.region()
+        self.end.region()
     }
 }
 
 /// The consuming end of an SPSC byte-message ring (one per ring; the role
-/// rules of [`Consumer`] apply: dropping it gives the role back and leaves
+/// rules of [`Consumer`](super::Consumer) apply: dropping it gives the role back and leaves
 /// the ring open, with every queued message kept).
 pub struct ByteConsumer {
-    inner: Consumer<u64>,
+    end: End<BytesShape, ConsumerCursor>,
     words: usize,
     max_len: usize,
 }
@@ -453,18 +526,17 @@ pub struct ByteConsumer {
 impl std::fmt::Debug for ByteConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByteConsumer")
-            .field("path", &self.inner.region().path())
+            .field("path", &self.region().path())
             .field("max_len", &self.max_len)
             .finish()
     }
 }
 
 impl ByteConsumer {
-    fn attach(region: Region) -> Result<Self, OpenError> {
-        let words = words_per_message(&region);
-        let max_len = region.descriptor().elem_size as usize;
+    fn attach(mapped: Mapped<BytesShape>) -> Result<Self, OpenError> {
+        let (words, max_len) = message_size(&mapped);
         Ok(Self {
-            inner: Consumer::attach(region)?,
+            end: attach_consumer(mapped)?,
             words,
             max_len,
         })
@@ -481,18 +553,44 @@ impl ByteConsumer {
         messages: usize,
         max_len: usize,
     ) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(create(&path, messages, max_len, &CreateOptions::default())?)
+        Self::create_with(path, messages, max_len, &CreateOptions::default())
+    }
+
+    /// [`ByteConsumer::create`] with a mode and label.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::CreateOptions;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let mut rx = ByteConsumer::create_with(&path, 4, 16, &CreateOptions::new().label("in"))?;
+    /// ByteProducer::open(&path)?.push(b"hello")?;
+    /// assert_eq!(rx.pop()?, b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        messages: usize,
+        max_len: usize,
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Self::attach(create(path, messages, max_len, opts)?)
     }
 
     /// Opens an existing byte ring as its consumer.
     ///
     /// # Errors
     ///
-    /// As [`Consumer::open`].
+    /// As [`Consumer::open`](super::Consumer::open).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(Region::open(&path, expect(0))?)
+        Self::attach(Mapped::open(path)?)
     }
 
     /// Opens the byte ring at `path` as its consumer, creating it (for at
@@ -510,8 +608,7 @@ impl ByteConsumer {
         messages: usize,
         max_len: usize,
     ) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(open_or_create(&path, messages, max_len)?)
+        Self::attach(open_or_create(path, messages, max_len)?)
     }
 
     /// The longest message a slot holds.
@@ -520,10 +617,14 @@ impl ByteConsumer {
     }
 
     fn read(&mut self, out: &mut [u8]) -> Result<usize, TryPopError> {
-        let chunk = self.inner.raw.read_chunk(self.words).map_err(|e| match e {
-            ChunkError::TooFewSlots(_) => TryPopError::Empty,
-            ChunkError::Closed => TryPopError::Closed,
-        })?;
+        let chunk = self
+            .end
+            .raw::<u64>()
+            .into_read_chunk(self.words)
+            .map_err(|e| match e {
+                ChunkError::TooFewSlots(_) => TryPopError::Empty,
+                ChunkError::Closed => TryPopError::Closed,
+            })?;
         let (a, b) = chunk.words();
         let len = decode(a, b, self.max_len, out);
         chunk.commit_all();
@@ -548,7 +649,7 @@ impl ByteConsumer {
         deadline: Option<Instant>,
     ) -> Result<usize, PopTimeoutError> {
         loop {
-            self.inner.raw.wait_available(self.words, deadline)?;
+            self.end.raw::<u64>().wait_available(self.words, deadline)?;
             match self.read(out) {
                 Ok(len) => return Ok(len),
                 Err(TryPopError::Closed) => return Err(PopTimeoutError::Closed),
@@ -563,7 +664,7 @@ impl ByteConsumer {
         self.pop_into_until(out, None).map_err(|e| match e {
             PopTimeoutError::Closed => PopError::Closed,
             PopTimeoutError::Disconnected => PopError::Disconnected,
-            PopTimeoutError::Timeout => super::no_deadline_no_timeout(),
+            PopTimeoutError::Timeout => unreachable!("a wait without a deadline cannot time out"),
         })
     }
 
@@ -607,51 +708,51 @@ impl ByteConsumer {
     /// Closes the ring from the consuming side (pushes get `Closed`).
     /// Final: no producer can open it again until the file is removed.
     pub fn close(&self) {
-        self.inner.close();
+        self.end.ctl().close(CLOSED_BY_CONSUMER);
     }
 
     /// Whether either side closed the ring (a snapshot; messages may be
     /// left to drain).
     pub fn is_closed(&self) -> bool {
-        self.inner.is_closed()
+        self.end.ctl().is_closed()
     }
 
     /// Whether no live process holds the producer role (see
-    /// [`Consumer::is_abandoned`]).
+    /// [`Consumer::is_abandoned`](super::Consumer::is_abandoned)).
     pub fn is_abandoned(&self) -> bool {
-        self.inner.is_abandoned()
+        self.end.is_abandoned()
     }
 
     /// Waits until a live process holds the producer role (see
-    /// [`Consumer::wait_for_peer`]): `false` if the ring is closed or
+    /// [`Consumer::wait_for_peer`](super::Consumer::wait_for_peer)): `false` if the ring is closed or
     /// `timeout` passes first.
     pub fn wait_for_peer(&self, timeout: Duration) -> bool {
-        self.inner.wait_for_peer(timeout)
+        self.end.wait_for_peer(timeout)
     }
 
     /// Whether there is no room for one more message (a snapshot).
     pub fn is_full(&self) -> bool {
-        self.inner.capacity() - self.inner.len() < self.words
+        self.end.capacity() - self.end.len() < self.words
     }
 
     /// Messages in the ring (a snapshot).
     pub fn len(&self) -> usize {
-        self.inner.len() / self.words
+        self.end.len() / self.words
     }
 
     /// Whether the ring is empty (a snapshot).
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.end.len() == 0
     }
 
     /// Messages the ring holds when full.
     pub fn capacity(&self) -> usize {
-        self.inner.capacity() / self.words
+        self.end.capacity() / self.words
     }
 
     /// The mapped file.
     pub fn region(&self) -> &Region {
-        self.inner.region()
+        self.end.region()
     }
 }
 
@@ -802,7 +903,13 @@ mod tests {
         let path = dir.path().join("bytes");
         let mut tx = ByteProducer::create(&path, 4, 20).unwrap();
         let mut rx = ByteConsumer::open(&path).unwrap();
-        let ring = rx.inner.raw.ring;
+        // A peer's view of the body: the control block (tail at word 0,
+        // head at word 16), then the slot words.
+        let peer = Mapped::<BytesShape>::open(&path).unwrap();
+        let body = peer
+            .region()
+            .body::<AtomicU64>(0, peer.region().descriptor().body_size as usize / 8);
+        let (ctl, slots) = body.split_at(crate::raw::spsc::SLOTS_OFFSET / 8);
         let garbage = [
             u64::MAX,
             u64::MAX - 7,
@@ -820,7 +927,7 @@ mod tests {
             let _ = tx.try_push(&[7; 20]);
             // A peer scribbles every word (length words included), then
             // the positions.
-            for w in ring.words {
+            for w in slots {
                 w.store(g.rotate_left(i as u32), Ordering::Relaxed);
             }
             for _ in 0..3 {
@@ -834,8 +941,8 @@ mod tests {
                 let _ = tx.push_timeout(b"x", Duration::ZERO);
                 assert!(rx.len() <= 8 && tx.len() <= 8);
             }
-            ring.ctl.tail.store(g, Ordering::Relaxed);
-            ring.ctl.head.store(g.wrapping_mul(3), Ordering::Relaxed);
+            ctl[0].store(g, Ordering::Relaxed);
+            ctl[16].store(g.wrapping_mul(3), Ordering::Relaxed);
             let _ = rx.try_pop_into(&mut buf);
             let _ = tx.try_push(b"again");
             let _ = rx.pop_timeout(Duration::ZERO);

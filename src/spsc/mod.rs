@@ -1,75 +1,237 @@
-//! [`Producer`] and [`Consumer`]: the ring's two ends over a mapped file.
+//! The single-producer, single-consumer ring over a file: what
+//! `multiprocessing.Pipe` and a 1:1 `Queue` do, with no lock and no system
+//! call while neither side has to wait. [`Producer`] and [`Consumer`] hold
+//! the two ends of a ring of values; [`ByteProducer`] and [`ByteConsumer`]
+//! those of a ring of byte messages.
+//!
+//! The algorithm (Lamport's ring, each side caching the other's index as in
+//! rtrb) and the layout of the body are in `raw::spsc`; a handle keeps its
+//! end's positions and builds the raw end over its mapping for each call.
+//! Values go in and out by copy through atomic words, never through
+//! references into the mapping (another process may write it at any time):
+//! hence the chunks' `get`/`set`/`copy_*` methods instead of slices.
+//!
+//! # Roles
+//!
+//! Each end is a role, held by one live process at a time: its pid in the
+//! role word, claimed by compare-and-swap from 0 (or from a dead holder's
+//! pid) and given back by compare-and-swap to 0. A ring file can be made with no role held
+//! ([`create`], [`create_bytes`]); both ends then `open` it.
+//!
+//! - Dropping a handle gives its role back and leaves the ring open with
+//!   every queued item: a new holder (a restarted process) claims the role
+//!   and continues from the published index, and the other end's handle
+//!   keeps working, nothing to reopen. A holder killed with `SIGKILL` is the
+//!   same: its role is taken over (its pid no longer exists) and what it
+//!   published stays.
+//! - A side about to wait (consumer: ring empty; producer: ring full) looks
+//!   at the other role: free (given back, or never claimed yet) or held by a
+//!   dead process, it returns `Disconnected` instead of sleeping — after one
+//!   more look at the ring, so nothing published before the release is
+//!   missed. The releaser notifies the wait point the other side sleeps on,
+//!   so a sleeper wakes at once; a dead holder is noticed within
+//!   [`SLICE`](crate::wait::SLICE). The `try_*` calls never look at roles.
+//! - `close()` is the end of the stream, final for everyone: pushes are
+//!   refused, the consumer drains then gets `Closed` (which wins over
+//!   `Disconnected`), and no producer can claim the role again until the
+//!   file is removed.
+//!
 
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{
-    Control, RawConsumer, RawProducer, ReadChunk, Role, SLOTS_OFFSET, WriteChunk, words_for,
-};
 use crate::error::{
     ChunkError, Closed, OpenError, PopError, PopTimeoutError, PushError, PushTimeoutError,
     TryPopError, TryPushError,
 };
+use crate::handle::{Mapped, Shape};
 use crate::layout::Kind;
 use crate::pod::{Payload, TypeInfo};
-use crate::region::{self, CreateOptions, Expect, Region};
-use crate::sync::{AtomicU64, Ordering};
+pub use crate::raw::spsc::{
+    CLOSED_BY_CONSUMER, CLOSED_BY_PRODUCER, ReadChunk, ReadChunkIntoIter, ReadChunkIter, Snapshot,
+    WriteChunk,
+};
+use crate::raw::spsc::{
+    ConsumerCursor, Control, ProducerCursor, RawConsumer, RawProducer, Role, words_for,
+};
+use crate::region::{CreateOptions, Expect, Region};
+use crate::sync::AtomicU64;
 use crate::wait::deadline;
+pub use bytes::{ByteConsumer, ByteProducer, create_bytes, create_bytes_with};
 
-pub(super) fn expect<T: Payload>() -> Expect {
-    Expect {
-        kind: Kind::Spsc,
-        elem: TypeInfo::of::<T>(),
-        any_size: false,
+mod bytes;
+
+/// A ring file of values of `T`: the control words, then the slots.
+pub(crate) struct RingShape<T>(PhantomData<T>);
+
+impl<T: Payload> Shape for RingShape<T> {
+    /// The capacity in slots.
+    type Spec = usize;
+    /// The capacity in slots (a power of two, validated at open).
+    type Geometry = usize;
+    type Head = Control;
+    type Elem = AtomicU64;
+
+    fn expect(_: Option<&usize>) -> Expect {
+        Expect {
+            kind: Kind::Spsc,
+            elem: TypeInfo::of::<T>(),
+            any_size: false,
+        }
+    }
+
+    fn capacity(capacity: &usize) -> u64 {
+        *capacity as u64
+    }
+
+    // A fresh file is all zeros: an empty, open ring with no roles held.
+
+    fn geometry(region: &Region) -> Result<usize, OpenError> {
+        // Validated at open: a power of two of at most 2^32 slots, the body
+        // sized for exactly that many (so the product below fits).
+        Ok(region.descriptor().capacity as usize)
+    }
+
+    fn elems(capacity: &usize) -> usize {
+        words_for::<T>(*capacity)
+    }
+
+    fn matches(found: &usize, capacity: &usize, path: &Path) -> Result<(), OpenError> {
+        if found != capacity {
+            return Err(OpenError::InvalidCapacity {
+                path: path.to_path_buf(),
+                expected: format!("capacity {capacity} as asked"),
+                found: *found as u64,
+            });
+        }
+        Ok(())
     }
 }
 
-fn parts<T: Payload>(region: &Region) -> (&Control, &[AtomicU64]) {
-    // The descriptor was validated at open (capacity a power of two, at
-    // most 2^32 slots, body size matching): no overflow.
-    let cap = region.descriptor().capacity as usize;
-    (
-        &region.body::<Control>(0, 1)[0],
-        region.body::<AtomicU64>(SLOTS_OFFSET, words_for::<T>(cap)),
-    )
+/// What the ends of either ring (of values, or of byte messages) stand on:
+/// a control block and slot words, the capacity in slots kept at open.
+pub(crate) trait RingFile:
+    Shape<Head = Control, Elem = AtomicU64, Geometry = usize>
+{
 }
 
-pub(super) fn create_region_for(
-    path: &Path,
-    expect: Expect,
-    capacity: usize,
-    opts: &CreateOptions,
-) -> Result<Region, OpenError> {
-    // A fresh file is all zeros: an empty, open ring with no roles held.
-    Region::create(path, expect, capacity as u64, opts, |_| {})
+impl<S: Shape<Head = Control, Elem = AtomicU64, Geometry = usize>> RingFile for S {}
+
+/// One end of a ring file, of either kind: the mapping, the role it holds
+/// and its own positions (`C`: a [`ProducerCursor`] or a
+/// [`ConsumerCursor`]), which the raw end built for each call borrows.
+pub(crate) struct End<S: RingFile, C> {
+    mapped: Mapped<S>,
+    cursor: C,
+    role: Role,
+    /// The pid that claimed the role.
+    me: u32,
 }
 
-fn create_region<T: Payload>(
-    path: &Path,
-    capacity: usize,
-    opts: &CreateOptions,
-) -> Result<Region, OpenError> {
-    create_region_for(path, expect::<T>(), capacity, opts)
+impl<S: RingFile, C> End<S, C> {
+    /// Claims `role` of a freshly mapped ring for this process, then takes
+    /// the end's positions from the ring (after the claim, whose Acquire
+    /// makes the previous holder's last index visible).
+    fn attach(
+        mapped: Mapped<S>,
+        role: Role,
+        cursor: impl Fn(&Control) -> C,
+    ) -> Result<Self, OpenError> {
+        let me = crate::pid::current();
+        claim(mapped.head(), mapped.region(), role, me)?;
+        let cursor = cursor(mapped.head());
+        Ok(Self {
+            mapped,
+            cursor,
+            role,
+            me,
+        })
+    }
+
+    #[inline(always)]
+    fn ctl(&self) -> &Control {
+        self.mapped.head()
+    }
+
+    #[inline(always)]
+    fn capacity(&self) -> usize {
+        self.mapped.geometry()
+    }
+
+    fn len(&self) -> usize {
+        self.ctl().len(self.capacity())
+    }
+
+    fn region(&self) -> &Region {
+        self.mapped.region()
+    }
+
+    /// Whether no live process holds the other end's role.
+    fn is_abandoned(&self) -> bool {
+        self.ctl().is_abandoned(self.role.other())
+    }
+
+    /// Waits until a live process holds the other end's role.
+    fn wait_for_peer(&self, timeout: Duration) -> bool {
+        self.ctl().wait_for(self.role.other(), deadline(timeout))
+    }
 }
 
-fn open_or_create_region<T: Payload>(path: &Path, capacity: usize) -> Result<Region, OpenError> {
-    let region = Region::open_or_create(
-        path,
-        expect::<T>(),
-        capacity as u64,
-        &CreateOptions::default(),
-        |_| {},
-    )?;
-    let found = region.descriptor().capacity;
-    if found != capacity as u64 {
-        return Err(OpenError::InvalidCapacity {
-            path: path.to_path_buf(),
-            expected: format!("capacity {capacity} as asked"),
-            found,
+impl<S: RingFile> End<S, ProducerCursor> {
+    /// The raw producer over the mapping, lending it our positions:
+    /// pointer copies only (the control and slots were located and checked
+    /// at open, the capacity kept then).
+    #[inline(always)]
+    fn raw<T: crate::pod::Pod>(&mut self) -> RawProducer<'_, T, &mut ProducerCursor> {
+        RawProducer::from_parts(
+            self.mapped.head(),
+            self.mapped.elems(),
+            self.mapped.geometry(),
+            &mut self.cursor,
+        )
+    }
+}
+
+impl<S: RingFile> End<S, ConsumerCursor> {
+    /// The raw consumer over the mapping (see the producer's).
+    #[inline(always)]
+    fn raw<T: crate::pod::Pod>(&mut self) -> RawConsumer<'_, T, &mut ConsumerCursor> {
+        RawConsumer::from_parts(
+            self.mapped.head(),
+            self.mapped.elems(),
+            self.mapped.geometry(),
+            &mut self.cursor,
+        )
+    }
+}
+
+impl<S: RingFile, C> Drop for End<S, C> {
+    /// Gives the role back (the ring stays open) and wakes the other end
+    /// if it sleeps.
+    fn drop(&mut self) {
+        release(self.mapped.region(), self.mapped.head(), self.role, self.me);
+    }
+}
+
+/// Attaches to a mapped ring as its producer: refused if the ring is
+/// closed, else the role is claimed.
+fn attach_producer<S: RingFile>(mapped: Mapped<S>) -> Result<End<S, ProducerCursor>, OpenError> {
+    // Relaxed: a closed ring refuses producers; a close racing this open is
+    // seen by the first push.
+    if mapped.head().is_closed() {
+        return Err(OpenError::Closed {
+            path: mapped.region().path().to_path_buf(),
         });
     }
-    Ok(region)
+    End::attach(mapped, Role::Producer, ProducerCursor::attach)
+}
+
+/// Attaches to a mapped ring as its consumer (a closed ring too: what is
+/// left in it can be drained).
+fn attach_consumer<S: RingFile>(mapped: Mapped<S>) -> Result<End<S, ConsumerCursor>, OpenError> {
+    End::attach(mapped, Role::Consumer, ConsumerCursor::attach)
 }
 
 /// Claims `role` of the ring at `path` for this process.
@@ -187,8 +349,7 @@ pub fn create_with<T: Payload>(
     capacity: usize,
     opts: &CreateOptions,
 ) -> Result<(), OpenError> {
-    let path = region::resolve(path);
-    create_region::<T>(&path, capacity, opts).map(drop)
+    Mapped::<RingShape<T>>::create(path, &capacity, opts).map(drop)
 }
 
 /// The producing end of an SPSC ring file: one per ring at a time, across
@@ -243,20 +404,13 @@ pub fn create_with<T: Payload>(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Producer<T: Payload> {
-    /// Borrows from `region`'s mapping (declared first: dropped first).
-    pub(super) raw: RawProducer<'static, T>,
-    region: Region,
-    me: u32,
+    end: End<RingShape<T>, ProducerCursor>,
 }
-
-// SAFETY: the raw end is Send (see spsc.rs) and the Region is a mapping
-// plus plain data; the handle owns both.
-unsafe impl<T: Payload + Send> Send for Producer<T> {}
 
 impl<T: Payload> std::fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("path", &self.region.path())
+            .field("path", &self.region().path())
             .field("capacity", &self.capacity())
             .field("len", &self.len())
             .finish()
@@ -264,28 +418,8 @@ impl<T: Payload> std::fmt::Debug for Producer<T> {
 }
 
 impl<T: Payload> Producer<T> {
-    pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
-        let me = crate::pid::current();
-        let (ctl, slots) = parts::<T>(&region);
-        // Relaxed: a closed ring refuses producers; a close racing this
-        // open is seen by the first push.
-        if ctl.closed.load(Ordering::Relaxed) != 0 {
-            return Err(OpenError::Closed {
-                path: region.path().to_path_buf(),
-            });
-        }
-        claim(ctl, &region, Role::Producer, me)?;
-        // After the claim (whose Acquire makes the previous holder's last
-        // tail visible): continue from the published tail.
-        let raw = RawProducer::new(ctl, slots);
-        // SAFETY: `raw` borrows the mapping owned by `region`, which moves
-        // into the same struct, stays mapped at the same address until it
-        // is dropped, and is dropped after `raw` (field order). No reference
-        // with the 'static lifetime is ever handed out: every method
-        // reborrows for the lifetime of `&self`/`&mut self`.
-        let raw =
-            unsafe { std::mem::transmute::<RawProducer<'_, T>, RawProducer<'static, T>>(raw) };
-        Ok(Self { raw, region, me })
+    fn attach(mapped: Mapped<RingShape<T>>) -> Result<Self, OpenError> {
+        attach_producer(mapped).map(|end| Self { end })
     }
 
     /// Creates a ring file with `capacity` slots (a power of two) and
@@ -309,8 +443,7 @@ impl<T: Payload> Producer<T> {
         capacity: usize,
         opts: &CreateOptions,
     ) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(create_region::<T>(&path, capacity, opts)?)
+        Self::attach(Mapped::create(path, &capacity, opts)?)
     }
 
     /// Opens an existing ring file as its producer.
@@ -321,8 +454,7 @@ impl<T: Payload> Producer<T> {
     /// the producer; [`OpenError::Closed`] if the ring was closed; the
     /// validation errors of any open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(Region::open(&path, expect::<T>())?)
+        Self::attach(Mapped::open(path)?)
     }
 
     /// Opens the ring at `path` as its producer, creating it with
@@ -334,8 +466,11 @@ impl<T: Payload> Producer<T> {
     /// [`OpenError::InvalidCapacity`] if an existing ring has another
     /// capacity.
     pub fn open_or_create(path: impl AsRef<Path>, capacity: usize) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(open_or_create_region::<T>(&path, capacity)?)
+        Self::attach(Mapped::open_or_create(
+            path,
+            &capacity,
+            &CreateOptions::default(),
+        )?)
     }
 
     /// Pushes `value` if there is room, never waiting (no system call).
@@ -345,7 +480,7 @@ impl<T: Payload> Producer<T> {
     /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the value.
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
-        self.raw.try_push(value)
+        self.end.raw().try_push(value)
     }
 
     /// Pushes `value`, sleeping (in a futex, after a short spin) while the
@@ -359,7 +494,7 @@ impl<T: Payload> Producer<T> {
     /// has attached yet): never waits for a consumer that may never come.
     /// The value comes back; once a consumer attaches, pushing works again.
     pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
-        self.raw.push(value)
+        self.end.raw().push(value)
     }
 
     /// [`Producer::push`], giving up after `timeout`.
@@ -370,7 +505,7 @@ impl<T: Payload> Producer<T> {
     /// [`PushTimeoutError::Disconnected`]), and
     /// [`PushTimeoutError::Timeout`].
     pub fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushTimeoutError<T>> {
-        self.raw.push_until(value, deadline(timeout))
+        self.end.raw().push_until(value, deadline(timeout))
     }
 
     /// Pushes as many of `values` as fit, with one publish for the batch;
@@ -380,7 +515,7 @@ impl<T: Payload> Producer<T> {
     ///
     /// [`Closed`] if the ring was closed.
     pub fn push_slice(&mut self, values: &[T]) -> Result<usize, Closed> {
-        self.raw.push_slice(values)
+        self.end.raw().push_slice(values)
     }
 
     /// Reserves `n` slots to fill, each value copied straight into its
@@ -391,8 +526,8 @@ impl<T: Payload> Producer<T> {
     ///
     /// [`ChunkError::TooFewSlots`] with the number free, or
     /// [`ChunkError::Closed`].
-    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, 'static, T>, ChunkError> {
-        self.raw.write_chunk(n)
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, ChunkError> {
+        self.end.raw().into_write_chunk(n)
     }
 
     /// Closes the ring: the consumer drains what is left, then gets
@@ -400,17 +535,17 @@ impl<T: Payload> Producer<T> {
     /// can open the ring again ([`OpenError::Closed`]) until the file is
     /// removed.
     pub fn close(&self) {
-        self.raw.close();
+        self.end.ctl().close(CLOSED_BY_PRODUCER);
     }
 
     /// Whether either side closed the ring (a snapshot).
     pub fn is_closed(&self) -> bool {
-        self.raw.is_closed_now()
+        self.end.ctl().is_closed()
     }
 
     /// Whether the ring is full (out of date as soon as it returns).
     pub fn is_full(&self) -> bool {
-        self.raw.is_full()
+        self.len() == self.capacity()
     }
 
     /// Whether no live process holds the consumer role: it is free (the
@@ -436,13 +571,13 @@ impl<T: Payload> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_abandoned(&self) -> bool {
-        self.raw.ring.ctl.is_abandoned(Role::Consumer)
+        self.end.is_abandoned()
     }
 
     /// Waits until a live process holds the consumer role: `true` at once
     /// if one does, `false` if the ring is closed or `timeout` passes
     /// first. Sleeps while it waits (a consumer's `open` wakes it). The
-    /// supervisor pattern: make the ring with [`create`](super::create),
+    /// supervisor pattern: make the ring with [`create`],
     /// start both ends, and let each wait for the other before it relies on
     /// blocking calls (which return `Disconnected` while the other role is
     /// free).
@@ -464,38 +599,27 @@ impl<T: Payload> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_for_peer(&self, timeout: Duration) -> bool {
-        self.raw
-            .ring
-            .ctl
-            .wait_for(Role::Consumer, deadline(timeout))
+        self.end.wait_for_peer(timeout)
     }
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.raw.capacity()
+        self.end.capacity()
     }
 
     /// Items in the ring (out of date as soon as it returns).
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.end.len()
     }
 
     /// Whether the ring is empty (out of date as soon as it returns).
     pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
+        self.len() == 0
     }
 
     /// The mapped file (path, descriptor, status, flush).
     pub fn region(&self) -> &Region {
-        &self.region
-    }
-}
-
-impl<T: Payload> Drop for Producer<T> {
-    /// Gives the producer role back (the ring stays open; see the type's
-    /// docs) and wakes a consumer asleep in `pop`.
-    fn drop(&mut self) {
-        release(&self.region, self.raw.ring.ctl, Role::Producer, self.me);
+        self.end.region()
     }
 }
 
@@ -510,19 +634,13 @@ impl<T: Payload> Drop for Producer<T> {
 /// blocking pushes return [`PushError::Disconnected`].
 /// [`close`](Self::close) is the end of the stream, final for everyone.
 pub struct Consumer<T: Payload> {
-    /// Borrows from `region`'s mapping (declared first: dropped first).
-    pub(super) raw: RawConsumer<'static, T>,
-    region: Region,
-    me: u32,
+    end: End<RingShape<T>, ConsumerCursor>,
 }
-
-// SAFETY: as for Producer.
-unsafe impl<T: Payload + Send> Send for Consumer<T> {}
 
 impl<T: Payload> std::fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
-            .field("path", &self.region.path())
+            .field("path", &self.region().path())
             .field("capacity", &self.capacity())
             .field("len", &self.len())
             .finish()
@@ -530,18 +648,8 @@ impl<T: Payload> std::fmt::Debug for Consumer<T> {
 }
 
 impl<T: Payload> Consumer<T> {
-    pub(super) fn attach(region: Region) -> Result<Self, OpenError> {
-        let me = crate::pid::current();
-        let (ctl, slots) = parts::<T>(&region);
-        claim(ctl, &region, Role::Consumer, me)?;
-        // After the claim: continue from the published head.
-        let raw = RawConsumer::new(ctl, slots);
-        // SAFETY: as in `Producer::attach`: `raw` borrows the mapping owned
-        // by `region`, which lives in the same struct and is dropped after
-        // it; no 'static reference escapes.
-        let raw =
-            unsafe { std::mem::transmute::<RawConsumer<'_, T>, RawConsumer<'static, T>>(raw) };
-        Ok(Self { raw, region, me })
+    fn attach(mapped: Mapped<RingShape<T>>) -> Result<Self, OpenError> {
+        attach_consumer(mapped).map(|end| Self { end })
     }
 
     /// Creates a ring file with `capacity` slots (a power of two) and
@@ -551,12 +659,33 @@ impl<T: Payload> Consumer<T> {
     ///
     /// As [`Producer::create`].
     pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(create_region::<T>(
-            &path,
-            capacity,
-            &CreateOptions::default(),
-        )?)
+        Self::create_with(path, capacity, &CreateOptions::default())
+    }
+
+    /// [`Consumer::create`] with a mode and label.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::create`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::CreateOptions;
+    /// use mmring::spsc::Consumer;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ticks");
+    /// let rx = Consumer::<u64>::create_with(&path, 8, &CreateOptions::new().label("ticks"))?;
+    /// assert_eq!(rx.region().status(mmring::Patience::DEFAULT)?.label(), "ticks");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Self::attach(Mapped::create(path, &capacity, opts)?)
     }
 
     /// Opens an existing ring file as its consumer (a closed ring too: what
@@ -567,8 +696,7 @@ impl<T: Payload> Consumer<T> {
     /// [`OpenError::RoleTaken`] while another live process (or handle) is
     /// the consumer; the validation errors of any open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(Region::open(&path, expect::<T>())?)
+        Self::attach(Mapped::open(path)?)
     }
 
     /// Opens the ring at `path` as its consumer, creating it with
@@ -580,8 +708,11 @@ impl<T: Payload> Consumer<T> {
     /// [`OpenError::InvalidCapacity`] if an existing ring has another
     /// capacity.
     pub fn open_or_create(path: impl AsRef<Path>, capacity: usize) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Self::attach(open_or_create_region::<T>(&path, capacity)?)
+        Self::attach(Mapped::open_or_create(
+            path,
+            &capacity,
+            &CreateOptions::default(),
+        )?)
     }
 
     /// Pops the oldest item if there is one, never waiting (no system call).
@@ -592,7 +723,7 @@ impl<T: Payload> Consumer<T> {
     /// closed and drained.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        self.raw.try_pop()
+        self.end.raw().try_pop()
     }
 
     /// Pops the oldest item, sleeping (in a futex, after a short spin) while
@@ -607,7 +738,7 @@ impl<T: Payload> Consumer<T> {
     /// Everything a producer committed is popped first; once a new
     /// producer attaches, popping works again.
     pub fn pop(&mut self) -> Result<T, PopError> {
-        self.raw.pop()
+        self.end.raw().pop()
     }
 
     /// [`Consumer::pop`], giving up after `timeout`.
@@ -617,7 +748,7 @@ impl<T: Payload> Consumer<T> {
     /// As [`Consumer::pop`] (as [`PopTimeoutError::Closed`] and
     /// [`PopTimeoutError::Disconnected`]), and [`PopTimeoutError::Timeout`].
     pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopTimeoutError> {
-        self.raw.pop_until(deadline(timeout))
+        self.end.raw().pop_until(deadline(timeout))
     }
 
     /// Pops up to `out.len()` items, with one publish for the batch;
@@ -627,7 +758,7 @@ impl<T: Payload> Consumer<T> {
     ///
     /// [`Closed`] once the ring is closed and drained.
     pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, Closed> {
-        self.raw.pop_slice(out)
+        self.end.raw().pop_slice(out)
     }
 
     /// Takes hold of the `n` oldest items, each read by copying straight
@@ -639,26 +770,26 @@ impl<T: Payload> Consumer<T> {
     ///
     /// [`ChunkError::TooFewSlots`] with the number available, or
     /// [`ChunkError::Closed`] once the ring is closed and drained.
-    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, 'static, T>, ChunkError> {
-        self.raw.read_chunk(n)
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, ChunkError> {
+        self.end.raw().into_read_chunk(n)
     }
 
     /// Closes the ring from the consuming side: pushes get `Closed`; every
     /// sleeper wakes. Idempotent, and final: no producer can open the ring
     /// again until the file is removed (a consumer still can, to drain it).
     pub fn close(&self) {
-        self.raw.close();
+        self.end.ctl().close(CLOSED_BY_CONSUMER);
     }
 
     /// Whether either side closed the ring (a snapshot; items may be left
     /// to drain).
     pub fn is_closed(&self) -> bool {
-        self.raw.is_closed()
+        self.end.ctl().is_closed()
     }
 
     /// Whether the ring is full (out of date as soon as it returns).
     pub fn is_full(&self) -> bool {
-        self.raw.is_full()
+        self.len() == self.capacity()
     }
 
     /// Whether no live process holds the producer role: it is free (the
@@ -684,7 +815,7 @@ impl<T: Payload> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_abandoned(&self) -> bool {
-        self.raw.ring.ctl.is_abandoned(Role::Producer)
+        self.end.is_abandoned()
     }
 
     /// Waits until a live process holds the producer role: `true` at once
@@ -692,38 +823,27 @@ impl<T: Payload> Consumer<T> {
     /// first. Sleeps while it waits (a producer's `open` wakes it). See
     /// [`Producer::wait_for_peer`].
     pub fn wait_for_peer(&self, timeout: Duration) -> bool {
-        self.raw
-            .ring
-            .ctl
-            .wait_for(Role::Producer, deadline(timeout))
+        self.end.wait_for_peer(timeout)
     }
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.raw.capacity()
+        self.end.capacity()
     }
 
     /// Items in the ring (out of date as soon as it returns).
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.end.len()
     }
 
     /// Whether the ring is empty (out of date as soon as it returns).
     pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
+        self.len() == 0
     }
 
     /// The mapped file (path, descriptor, status, flush).
     pub fn region(&self) -> &Region {
-        &self.region
-    }
-}
-
-impl<T: Payload> Drop for Consumer<T> {
-    /// Gives the consumer role back (the ring stays open; see the type's
-    /// docs) and wakes a producer asleep in `push`.
-    fn drop(&mut self) {
-        release(&self.region, self.raw.ring.ctl, Role::Consumer, self.me);
+        self.end.region()
     }
 }
 
@@ -737,7 +857,7 @@ pub fn channel<T: Payload>(
     path: impl AsRef<Path>,
     capacity: usize,
 ) -> Result<(Producer<T>, Consumer<T>), OpenError> {
-    let path = region::resolve(path);
+    let path = crate::region::resolve(path);
     let producer = Producer::create(&path, capacity)?;
     let consumer = Consumer::open(&path)?;
     Ok((producer, consumer))
@@ -760,10 +880,10 @@ mod tests {
         // Played by hand: the earlier process's handle is gone without a
         // drop (killed), its pid still in the role word, and ours is it.
         std::mem::forget(tx);
-        let region = Region::open(&path, expect::<u32>()).unwrap();
+        let ring = Mapped::<RingShape<u32>>::open(&path).unwrap();
         let me = crate::pid::current();
-        assert_eq!(parts::<u32>(&region).0.holder(Role::Producer), me);
-        let (dev, ino) = region.file_id();
+        assert_eq!(ring.head().holder(Role::Producer), me);
+        let (dev, ino) = ring.region().file_id();
         HELD.lock()
             .unwrap()
             .retain(|k| (k.0, k.1, k.2) != (dev, ino, Role::Producer));
@@ -830,5 +950,32 @@ mod tests {
         ));
         drop(rx);
         assert!(Consumer::<u32>::open(&path).is_ok(), "a consumer can drain");
+    }
+
+    /// A value wider than 8 bytes with the widest alignment.
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(16))]
+    struct Wide([u64; 2]);
+    crate::payload!(Wide);
+
+    #[test]
+    fn a_mapped_ring_of_odd_sized_values_has_word_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd");
+        let (mut tx, mut rx) = channel::<[u16; 5]>(&path, 8).unwrap();
+        let d = *tx.region().descriptor();
+        assert_eq!((d.elem_size, d.slot_size), (10, 16));
+        assert_eq!(
+            d.body_size,
+            (crate::raw::spsc::CONTROL_SIZE + 8 * 16).div_ceil(64) * 64
+        );
+        for i in 0..20u16 {
+            tx.try_push([i; 5]).unwrap();
+            assert_eq!(rx.try_pop(), Ok([i; 5]));
+        }
+        drop((tx, rx));
+        let (mut tx, mut rx) = channel::<Wide>(dir.path().join("wide"), 2).unwrap();
+        tx.try_push(Wide([1, 2])).unwrap();
+        assert_eq!(rx.try_pop(), Ok(Wide([1, 2])));
     }
 }

@@ -39,43 +39,35 @@
 //! Each end is a role, held by one live process at a time: its pid in the
 //! role word, claimed by compare-and-swap from 0 (or from a dead holder's
 //! pid) and given back by compare-and-swap to 0 ([`Control::claim`],
-//! [`Control::release`]). A ring file can be made with no role held
-//! ([`create`], [`create_bytes`]); both ends then `open` it.
+//! [`Control::release`]). What the roles promise users (drop, `SIGKILL`,
+//! `Disconnected`, `close`) is told in [`crate::spsc`]. A side about to
+//! wait looks at the other role (`block`'s housekeeping probes a holder's
+//! pid every [`SLICE`](crate::wait::SLICE)); the `try_*` calls never look
+//! at roles.
 //!
-//! - Dropping a handle gives its role back and leaves the ring open with
-//!   every queued item: a new holder (a restarted process) claims the role
-//!   and continues from the published index, and the other end's handle
-//!   keeps working, nothing to reopen. A holder killed with `SIGKILL` is the
-//!   same: its role is taken over (its pid no longer exists) and what it
-//!   published stays.
-//! - A side about to wait (consumer: ring empty; producer: ring full) looks
-//!   at the other role: free (given back, or never claimed yet) or held by a
-//!   dead process, it returns `Disconnected` instead of sleeping — after one
-//!   more look at the ring, so nothing published before the release is
-//!   missed. The releaser notifies the wait point the other side sleeps on,
-//!   so a sleeper wakes at once; a dead holder is noticed within
-//!   [`PEER_CHECK`]. The `try_*` calls never look at roles.
-//! - `close()` is the end of the stream, final for everyone: pushes are
-//!   refused, the consumer drains then gets `Closed` (which wins over
-//!   `Disconnected`), and no producer can claim the role again until the
-//!   file is removed.
-//!
-//! Two layers: [`RawProducer`] / [`RawConsumer`] run the algorithm over a
-//! [`Control`] and slot words that the caller hands in (the heap, loom, or a
-//! mapping); [`Producer`] / [`Consumer`] own a mapped ring file.
+//! [`RawProducer`] / [`RawConsumer`] run the algorithm over a [`Control`]
+//! and slot words that the caller hands in (the heap, loom, or a mapping),
+//! with their positions in a cursor they own or borrow;
+//! [`Producer`](crate::spsc::Producer) / [`Consumer`](crate::spsc::Consumer)
+//! own a mapped ring file and build a raw end for each call.
 
+use std::borrow::BorrowMut;
+use std::cell::Cell;
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{
     ChunkError, Closed, PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError,
     TryPushError,
 };
-use crate::pod::Pod;
-use crate::seqlock::{copy_in, copy_out};
+use crate::layout::{
+    BodyLayout, LayoutError, MAX_BODY, MAX_RING_CAPACITY, MAX_SLOT_SIZE, bytes_type, whole_lines,
+};
+use crate::pod::{Pod, TypeInfo};
+use crate::raw::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::WaitPoint;
+use crate::wait::{SLICE, WaitPoint, wait_sliced};
 
 /// `closed` bit: the producer closed the ring (no more pushes; consumers
 /// drain, then get `Closed`).
@@ -83,12 +75,74 @@ pub const CLOSED_BY_PRODUCER: u32 = 1;
 /// `closed` bit: the consumer closed the ring (pushes get `Closed`).
 pub const CLOSED_BY_CONSUMER: u32 = 2;
 
-/// How often a blocked side looks at whether its peer's process still
-/// exists: a peer killed with `SIGKILL` is reported within about this long.
-pub const PEER_CHECK: Duration = Duration::from_millis(50);
+/// Bytes of the ring's control words ([`Control`]) before its slots.
+pub const CONTROL_SIZE: u64 = 384;
 
 /// Offset of the first slot in the body.
-pub const SLOTS_OFFSET: usize = crate::layout::RING_CONTROL_SIZE as usize;
+pub const SLOTS_OFFSET: usize = CONTROL_SIZE as usize;
+
+/// Bytes one slot of an SPSC ring takes for an element of `elem_size`
+/// bytes: the size rounded up to whole 8-byte words (the slot stride).
+pub fn slot_size(elem_size: u64) -> u64 {
+    elem_size.div_ceil(8).saturating_mul(8)
+}
+
+/// Words one message of at most `max_len` bytes takes in an SPSC byte ring:
+/// a length word, then the bytes.
+pub fn message_words(max_len: u64) -> u64 {
+    1 + max_len.div_ceil(8)
+}
+
+/// The body layout of a ring of `capacity` values of `elem`.
+pub fn body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let elem_size = u64::from(elem.size);
+    // Slots are whole 8-byte words (values are copied through atomic
+    // words), so the alignment only has to be a real one.
+    if elem_size == 0 || elem_size > MAX_SLOT_SIZE || !elem.align.is_power_of_two() {
+        return Err(LayoutError::Payload(format!(
+            "a value of 1 to {MAX_SLOT_SIZE} bytes with a power-of-two alignment, found size {}, align {}",
+            elem.size, elem.align
+        )));
+    }
+    let stride = slot_size(elem_size);
+    // Short-circuits: the product is formed only for a capacity of at most
+    // 2^32, so it stays below 2^49.
+    if !capacity.is_power_of_two()
+        || capacity > MAX_RING_CAPACITY
+        || capacity * stride > MAX_BODY - CONTROL_SIZE
+    {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from 1 to {MAX_RING_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size: stride,
+        body_size: whole_lines(CONTROL_SIZE + capacity * stride),
+    })
+}
+
+/// The body layout of a byte ring of `capacity` words for messages of at
+/// most `elem.size` bytes ([`bytes_type`]).
+pub fn bytes_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let elem_size = u64::from(elem.size);
+    // The ring holds u64 words; a message is a length word and its bytes,
+    // `message_words(max)` words in all.
+    if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
+        return Err(LayoutError::Payload(format!(
+            "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
+        )));
+    }
+    let k = message_words(elem_size);
+    if !capacity.is_power_of_two() || capacity < k || capacity > MAX_RING_CAPACITY {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from {k} (one message) to {MAX_RING_CAPACITY} words"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size: 8,
+        body_size: whole_lines(CONTROL_SIZE + capacity * 8),
+    })
+}
 
 /// The ring's shared words (everything but the slots).
 #[repr(C)]
@@ -134,7 +188,7 @@ mod layout_checks {
 // arrays (any bit pattern valid); alignment 8, and the offsets are pinned
 // above, so any bytes at an 8-aligned offset of a mapping are a valid
 // Control accessed only atomically.
-unsafe impl crate::region::MappedAtomic for Control {}
+unsafe impl crate::layout::MappedAtomic for Control {}
 
 impl Default for Control {
     fn default() -> Self {
@@ -216,8 +270,9 @@ impl Control {
         WaitPoint::new(&self.space_epoch, &self.space_waiters)
     }
 
-    /// Marks the ring closed from one side (`bit`) and wakes every sleeper.
-    fn close(&self, bit: u32) {
+    /// Marks the ring closed from one side (`bit`: [`CLOSED_BY_PRODUCER`]
+    /// or [`CLOSED_BY_CONSUMER`]) and wakes every sleeper.
+    pub fn close(&self, bit: u32) {
         // Release pairs with the Acquire loads of `closed` in `try_pop`:
         // every push published before the close is visible to a consumer
         // that sees it closed.
@@ -278,36 +333,28 @@ impl Control {
     /// waits: a claim wakes it at once; a holder that is a dead process is
     /// not counted (its role is free for the taking).
     pub fn wait_for(&self, role: Role, deadline: Option<Instant>) -> bool {
+        // The last holder found dead: not probed again (its pid stays in
+        // the word until someone claims the role).
         let mut dead = 0;
-        loop {
-            if self.is_closed() {
-                return false;
+        let ready = || {
+            // Acquire (closed): pairs with the Release `fetch_or` in
+            // `close`.
+            if self.closed.load(Ordering::Acquire) != 0 {
+                return Some(false);
             }
-            let pid = self.holder(role);
+            // Acquire: pairs with the AcqRel claim in `claim_role` (the
+            // wait point's protocol asks its checks for Acquire loads).
+            let pid = self.role(role).load(Ordering::Acquire);
             if pid != 0 && pid != dead {
+                // One probe per holder seen: a live one ends the wait.
                 if crate::pid::is_alive(pid) {
-                    return true;
+                    return Some(true);
                 }
                 dead = pid;
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return false;
-            }
-            let slice = now.checked_add(PEER_CHECK).unwrap_or(now);
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            // A timeout only ends the slice: look again (and re-probe a
-            // dead holder's replacement).
-            let _ = self.peer_point(role).wait_until(Some(until), || {
-                // Acquire: pairs with the AcqRel claim in `claim_role` (the
-                // wait point's protocol asks its checks for Acquire loads).
-                let now = self.role(role).load(Ordering::Acquire);
-                // Acquire (closed): pairs with the Release `fetch_or` in
-                // `close`.
-                let closed = self.closed.load(Ordering::Acquire) != 0;
-                (closed || (now != 0 && now != dead)).then_some(())
-            });
-        }
+            None
+        };
+        wait_sliced(self.peer_point(role), deadline, SLICE, ready, |_| None).unwrap_or(false)
     }
 
     /// Gives `role` back if `me` still holds it, and wakes the other side
@@ -352,6 +399,16 @@ pub enum Role {
     Producer,
     /// The end that pops (the `consumer` word).
     Consumer,
+}
+
+impl Role {
+    /// The other end.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Producer => Self::Consumer,
+            Self::Consumer => Self::Producer,
+        }
+    }
 }
 
 /// A count of items read from the mapping, clamped to the capacity (a
@@ -423,19 +480,18 @@ enum Blocked {
 /// nothing the peer committed is missed.
 ///
 /// A free role is seen at once (the releaser notifies `point`); a dead
-/// holder within about [`PEER_CHECK`] (the pid is probed with the kernel
-/// between sleeps).
+/// holder within about [`SLICE`] (the pid is probed with the kernel in the
+/// housekeeping between two slices of [`wait_sliced`]).
 fn block<R>(
     point: WaitPoint<'_>,
     peer: &AtomicU32,
     deadline: Option<Instant>,
     mut attempt: impl FnMut() -> Option<R>,
 ) -> Result<R, Blocked> {
-    // The common case, the ring has room or data: no clock read at all.
-    if let Some(r) = attempt() {
-        return Ok(r);
-    }
-    let mut step = |peer_gone: bool| -> Option<Result<R, Blocked>> {
+    // Set once the peer's holder was found dead: the last look then gives
+    // up on it.
+    let peer_gone = Cell::new(false);
+    let step = || -> Option<Result<R, Blocked>> {
         if let Some(r) = attempt() {
             return Some(Ok(r));
         }
@@ -443,27 +499,22 @@ fn block<R>(
         // holder's last index store (and what it published) is visible to
         // the attempt below, so an item pushed (or a slot freed) just
         // before the release is never missed.
-        if peer_gone || peer.load(Ordering::Acquire) == 0 {
+        if peer_gone.get() || peer.load(Ordering::Acquire) == 0 {
             return Some(attempt().ok_or(Blocked::Disconnected));
         }
         None
     };
-    loop {
-        let slice_end = Instant::now() + PEER_CHECK;
-        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        if let Ok(r) = point.wait_until(Some(until), || step(false)) {
-            return r;
-        }
+    wait_sliced(point, deadline, SLICE, step, |step| {
         // Relaxed: a liveness probe; the pid is confirmed with the kernel,
         // and `step` re-reads what matters with Acquire.
         let pid = peer.load(Ordering::Relaxed);
-        if pid != 0 && !crate::pid::is_alive(pid) {
-            return step(true).unwrap_or(Err(Blocked::Disconnected));
+        if pid == 0 || crate::pid::is_alive(pid) {
+            return None;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return step(false).unwrap_or(Err(Blocked::Timeout));
-        }
-    }
+        peer_gone.set(true);
+        Some(step().unwrap_or(Err(Blocked::Disconnected)))
+    })
+    .unwrap_or(Err(Blocked::Timeout))
 }
 
 /// A blocking call's error from the timed one it is built on: with no
@@ -480,7 +531,7 @@ fn no_deadline_no_timeout<T>() -> T {
 /// # Examples
 ///
 /// ```
-/// use mmring::spsc::slot_words;
+/// use mmring::raw::spsc::slot_words;
 ///
 /// assert_eq!(slot_words::<u64>(), 1);
 /// assert_eq!(slot_words::<[u8; 3]>(), 1); // 3 bytes, then 5 zero bytes
@@ -501,7 +552,7 @@ pub const fn slot_words<T>() -> usize {
 /// # Examples
 ///
 /// ```
-/// use mmring::spsc::words_for;
+/// use mmring::raw::spsc::words_for;
 ///
 /// assert_eq!(words_for::<u64>(1024), 1024);
 /// assert_eq!(words_for::<[u32; 3]>(8), 16); // 12-byte values in 16-byte slots
@@ -567,6 +618,22 @@ impl<'a, T: Pod> Ring<'a, T> {
         }
     }
 
+    /// A ring over validated parts (see [`RawProducer::from_parts`]):
+    /// pointer copies and one subtraction. A capacity that is not a power
+    /// of two, or too few words, would only make `slot` panic (its slicing
+    /// is checked), never reach outside `words`.
+    #[inline(always)]
+    fn from_parts(ctl: &'a Control, words: &'a [AtomicU64], capacity: usize) -> Self {
+        debug_assert!(capacity.is_power_of_two());
+        debug_assert!(capacity.saturating_mul(slot_words::<T>()) <= words.len());
+        Self {
+            ctl,
+            words,
+            mask: (capacity as u64).wrapping_sub(1),
+            _values: PhantomData,
+        }
+    }
+
     #[inline(always)]
     fn capacity(&self) -> usize {
         // The mask came from a usize capacity: no truncation.
@@ -625,14 +692,63 @@ impl<'a, T: Pod> Ring<'a, T> {
     }
 }
 
-/// The producing end of a ring in memory the caller hands in (the heap, or
-/// loom's atomics in a model). [`Producer`] wraps one over a mapped file.
-pub struct RawProducer<'a, T> {
-    ring: Ring<'a, T>,
+/// A producer's own positions, kept between calls by whoever holds the
+/// end: a [`RawProducer`] made with [`RawProducer::new`] owns its cursor; a
+/// handle over a mapped file keeps one and lends it to the raw end it
+/// builds for each call ([`RawProducer::from_parts`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProducerCursor {
     /// Our own position: the authority, whatever the shared word says.
     tail: u64,
     /// The consumer's position as last read (a lower bound of the real one).
     head_cache: u64,
+}
+
+impl ProducerCursor {
+    /// The positions of a producer attaching to the ring: it continues
+    /// from the published tail. Call it after claiming the role (whose
+    /// Acquire makes the previous holder's last tail visible).
+    pub fn attach(ctl: &Control) -> Self {
+        Self {
+            // Acquire: pairs with the previous producer's Release store of
+            // tail (its slot writes are behind it), if any.
+            tail: ctl.tail.load(Ordering::Acquire),
+            // Acquire: pairs with the consumer's Release store of head.
+            head_cache: ctl.head.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// A consumer's own positions (see [`ProducerCursor`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsumerCursor {
+    /// Our own position: the authority, whatever the shared word says.
+    head: u64,
+    /// The producer's position as last read (a lower bound of the real one).
+    tail_cache: u64,
+}
+
+impl ConsumerCursor {
+    /// The positions of a consumer attaching to the ring: it continues
+    /// from the published head (call it after claiming the role).
+    pub fn attach(ctl: &Control) -> Self {
+        Self {
+            // Acquire: pairs with the previous consumer's Release store.
+            head: ctl.head.load(Ordering::Acquire),
+            // Acquire: pairs with the producer's Release store of tail.
+            tail_cache: ctl.tail.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// The producing end of a ring in memory the caller hands in (the heap,
+/// loom's atomics in a model, or a mapping).
+/// [`Producer`](crate::spsc::Producer) builds one per call over its mapped
+/// file, lending it its cursor (`C = &mut ProducerCursor`); one made with
+/// [`new`](Self::new) owns its cursor.
+pub struct RawProducer<'a, T, C = ProducerCursor> {
+    ring: Ring<'a, T>,
+    cur: C,
 }
 
 impl<'a, T: Pod> RawProducer<'a, T> {
@@ -649,7 +765,7 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     /// # Examples
     ///
     /// ```
-    /// use mmring::spsc::{Control, RawConsumer, RawProducer, words_for};
+    /// use mmring::raw::spsc::{Control, RawConsumer, RawProducer, words_for};
     /// use mmring::sync::AtomicU64;
     ///
     /// let ctl = Control::new();
@@ -662,15 +778,44 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(ctl: &'a Control, slots: &'a [AtomicU64]) -> Self {
-        let ring = Ring::new(ctl, slots);
         Self {
-            ring,
-            // Acquire: pairs with the previous producer's Release store of
-            // tail (its slot writes are behind it), if any.
-            tail: ctl.tail.load(Ordering::Acquire),
-            // Acquire: pairs with the consumer's Release store of head.
-            head_cache: ctl.head.load(Ordering::Acquire),
+            ring: Ring::new(ctl, slots),
+            cur: ProducerCursor::attach(ctl),
         }
+    }
+}
+
+impl<'a, T: Pod, C: BorrowMut<ProducerCursor>> RawProducer<'a, T, C> {
+    /// A producer over a ring whose shape was validated once (by the
+    /// caller: `capacity` a power of two, `slots` at least
+    /// [`words_for::<T>(capacity)`](words_for) words), continuing from
+    /// `cursor`. Pointer copies only: no loads and no checks, so a handle
+    /// can build one for every call.
+    #[inline(always)]
+    pub fn from_parts(
+        ctl: &'a Control,
+        slots: &'a [AtomicU64],
+        capacity: usize,
+        cursor: C,
+    ) -> Self {
+        Self {
+            ring: Ring::from_parts(ctl, slots, capacity),
+            cur: cursor,
+        }
+    }
+
+    /// The same end, lending its cursor (what a chunk holds).
+    #[inline(always)]
+    fn by_ref(&mut self) -> RawProducer<'_, T, &mut ProducerCursor> {
+        RawProducer {
+            ring: self.ring,
+            cur: self.cur.borrow_mut(),
+        }
+    }
+
+    #[inline(always)]
+    fn tail(&self) -> u64 {
+        self.cur.borrow().tail
     }
 
     /// Number of slots.
@@ -683,15 +828,16 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     #[inline]
     fn free(&mut self, want: usize) -> usize {
         let cap = self.capacity();
-        let free = cap - clamp(self.tail.wrapping_sub(self.head_cache), cap);
+        let cur = self.cur.borrow_mut();
+        let free = cap - clamp(cur.tail.wrapping_sub(cur.head_cache), cap);
         if free >= want {
             return free;
         }
         // Acquire: pairs with the consumer's Release store of head: its
         // reads of the slots before that position are done before we
         // overwrite them.
-        self.head_cache = self.ring.ctl.head.load(Ordering::Acquire);
-        cap - clamp(self.tail.wrapping_sub(self.head_cache), cap)
+        cur.head_cache = self.ring.ctl.head.load(Ordering::Acquire);
+        cap - clamp(cur.tail.wrapping_sub(cur.head_cache), cap)
     }
 
     #[inline]
@@ -703,10 +849,11 @@ impl<'a, T: Pod> RawProducer<'a, T> {
 
     #[inline]
     fn publish(&mut self, n: usize) {
-        self.tail = self.tail.wrapping_add(n as u64);
+        let cur = self.cur.borrow_mut();
+        cur.tail = cur.tail.wrapping_add(n as u64);
         // Release: pairs with the consumer's Acquire load of tail: the slot
         // writes above are visible before the new position is.
-        self.ring.ctl.tail.store(self.tail, Ordering::Release);
+        self.ring.ctl.tail.store(cur.tail, Ordering::Release);
         self.ring.ctl.data().notify();
     }
 
@@ -716,7 +863,10 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     /// the head, the words are still only ever accessed atomically).
     #[inline(always)]
     fn write(&self, offset: usize, value: &T) {
-        store(self.ring.slot(self.tail.wrapping_add(offset as u64)), value);
+        store(
+            self.ring.slot(self.tail().wrapping_add(offset as u64)),
+            value,
+        );
     }
 
     /// Pushes `value` if there is room, never waiting.
@@ -836,7 +986,7 @@ impl<'a, T: Pod> RawProducer<'a, T> {
         }
         let n = values.len().min(self.free(values.len()));
         if n > 0 {
-            self.ring.store_run(self.tail, &values[..n]);
+            self.ring.store_run(self.tail(), &values[..n]);
             self.publish(n);
         }
         Ok(n)
@@ -850,18 +1000,8 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     ///
     /// [`ChunkError::TooFewSlots`] with the number free, or
     /// [`ChunkError::Closed`].
-    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, 'a, T>, ChunkError> {
-        if self.is_closed() {
-            return Err(ChunkError::Closed);
-        }
-        let free = self.free(n);
-        if free < n {
-            return Err(ChunkError::TooFewSlots(free));
-        }
-        Ok(WriteChunk {
-            producer: self,
-            len: n,
-        })
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, ChunkError> {
+        self.by_ref().into_write_chunk(n)
     }
 
     /// Closes the ring from the producing side: the consumer drains what is
@@ -892,6 +1032,29 @@ impl<'a, T: Pod> RawProducer<'a, T> {
     }
 }
 
+impl<'a, T: Pod> RawProducer<'a, T, &'a mut ProducerCursor> {
+    /// [`write_chunk`](RawProducer::write_chunk) of an end built for one
+    /// call (a handle's): the chunk keeps the borrow of the cursor.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_chunk`](RawProducer::write_chunk).
+    #[inline]
+    pub fn into_write_chunk(mut self, n: usize) -> Result<WriteChunk<'a, T>, ChunkError> {
+        if self.is_closed() {
+            return Err(ChunkError::Closed);
+        }
+        let free = self.free(n);
+        if free < n {
+            return Err(ChunkError::TooFewSlots(free));
+        }
+        Ok(WriteChunk {
+            producer: self,
+            len: n,
+        })
+    }
+}
+
 #[cold]
 fn unreachable_value<T>() -> T {
     unreachable!("a blocked push keeps its value until it is pushed")
@@ -908,7 +1071,7 @@ fn unreachable_value<T>() -> T {
 /// # Examples
 ///
 /// ```
-/// use mmring::spsc::{Control, RawConsumer, RawProducer, words_for};
+/// use mmring::raw::spsc::{Control, RawConsumer, RawProducer, words_for};
 /// use mmring::sync::AtomicU64;
 ///
 /// let ctl = Control::new();
@@ -927,12 +1090,12 @@ fn unreachable_value<T>() -> T {
 /// assert_eq!(out, [10, 11, 12, 20, 21]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct WriteChunk<'p, 'a, T> {
-    producer: &'p mut RawProducer<'a, T>,
+pub struct WriteChunk<'p, T> {
+    producer: RawProducer<'p, T, &'p mut ProducerCursor>,
     len: usize,
 }
 
-impl<T: Pod> WriteChunk<'_, '_, T> {
+impl<T: Pod> WriteChunk<'_, T> {
     /// Number of reserved slots.
     pub fn len(&self) -> usize {
         self.len
@@ -966,7 +1129,7 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
             values.len(),
             self.len
         );
-        self.producer.ring.store_run(self.producer.tail, values);
+        self.producer.ring.store_run(self.producer.tail(), values);
     }
 
     /// Writes the values `iter` yields into the reserved slots, in order,
@@ -980,7 +1143,7 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
     /// # Examples
     ///
     /// ```
-    /// use mmring::spsc::{Control, RawProducer, words_for};
+    /// use mmring::raw::spsc::{Control, RawProducer, words_for};
     /// use mmring::sync::AtomicU64;
     ///
     /// let ctl = Control::new();
@@ -994,7 +1157,7 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
     /// ```
     pub fn fill_from_iter<I: IntoIterator<Item = T>>(self, iter: I) -> usize {
         let ring = self.producer.ring;
-        let (a, b) = ring.runs(self.producer.tail, self.len);
+        let (a, b) = ring.runs(self.producer.tail(), self.len);
         let mut iter = iter.into_iter();
         let mut n = 0;
         // A value is pulled only for a free slot: a full chunk leaves the
@@ -1016,7 +1179,7 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
     /// # Panics
     ///
     /// If `n > len()`.
-    pub fn commit(self, n: usize) {
+    pub fn commit(mut self, n: usize) {
         assert!(n <= self.len, "cannot commit {n} of {} slots", self.len);
         if n > 0 {
             self.producer.publish(n);
@@ -1033,18 +1196,16 @@ impl<T: Pod> WriteChunk<'_, '_, T> {
     /// which writes a message's words directly).
     #[cfg(not(loom))]
     pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
-        self.producer.ring.runs(self.producer.tail, self.len)
+        self.producer.ring.runs(self.producer.tail(), self.len)
     }
 }
 
-/// The consuming end of a ring in memory the caller hands in. [`Consumer`]
-/// wraps one over a mapped file.
-pub struct RawConsumer<'a, T> {
+/// The consuming end of a ring in memory the caller hands in.
+/// [`Consumer`](crate::spsc::Consumer) builds one per call over its mapped
+/// file, lending it its cursor (see [`RawProducer`]).
+pub struct RawConsumer<'a, T, C = ConsumerCursor> {
     ring: Ring<'a, T>,
-    /// Our own position: the authority, whatever the shared word says.
-    head: u64,
-    /// The producer's position as last read (a lower bound of the real one).
-    tail_cache: u64,
+    cur: C,
 }
 
 impl<'a, T: Pod> RawConsumer<'a, T> {
@@ -1056,14 +1217,41 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     ///
     /// As [`RawProducer::new`].
     pub fn new(ctl: &'a Control, slots: &'a [AtomicU64]) -> Self {
-        let ring = Ring::new(ctl, slots);
         Self {
-            ring,
-            // Acquire: pairs with the previous consumer's Release store.
-            head: ctl.head.load(Ordering::Acquire),
-            // Acquire: pairs with the producer's Release store of tail.
-            tail_cache: ctl.tail.load(Ordering::Acquire),
+            ring: Ring::new(ctl, slots),
+            cur: ConsumerCursor::attach(ctl),
         }
+    }
+}
+
+impl<'a, T: Pod, C: BorrowMut<ConsumerCursor>> RawConsumer<'a, T, C> {
+    /// A consumer over a validated ring, continuing from `cursor` (see
+    /// [`RawProducer::from_parts`]). Pointer copies only.
+    #[inline(always)]
+    pub fn from_parts(
+        ctl: &'a Control,
+        slots: &'a [AtomicU64],
+        capacity: usize,
+        cursor: C,
+    ) -> Self {
+        Self {
+            ring: Ring::from_parts(ctl, slots, capacity),
+            cur: cursor,
+        }
+    }
+
+    /// The same end, lending its cursor (what a chunk holds).
+    #[inline(always)]
+    fn by_ref(&mut self) -> RawConsumer<'_, T, &mut ConsumerCursor> {
+        RawConsumer {
+            ring: self.ring,
+            cur: self.cur.borrow_mut(),
+        }
+    }
+
+    #[inline(always)]
+    fn head(&self) -> u64 {
+        self.cur.borrow().head
     }
 
     /// Number of slots.
@@ -1076,14 +1264,15 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     #[inline]
     fn available(&mut self, want: usize) -> usize {
         let cap = self.capacity();
-        let n = clamp(self.tail_cache.wrapping_sub(self.head), cap);
+        let cur = self.cur.borrow_mut();
+        let n = clamp(cur.tail_cache.wrapping_sub(cur.head), cap);
         if n >= want {
             return n;
         }
         // Acquire: pairs with the producer's Release store of tail: the
         // slots before it are written.
-        self.tail_cache = self.ring.ctl.tail.load(Ordering::Acquire);
-        clamp(self.tail_cache.wrapping_sub(self.head), cap)
+        cur.tail_cache = self.ring.ctl.tail.load(Ordering::Acquire);
+        clamp(cur.tail_cache.wrapping_sub(cur.head), cap)
     }
 
     /// With nothing available: is the ring closed *and* drained? Re-reads
@@ -1106,15 +1295,16 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     /// are only ever accessed atomically, and any bytes are a valid `T`).
     #[inline(always)]
     fn read(&self, offset: usize) -> T {
-        load(self.ring.slot(self.head.wrapping_add(offset as u64)))
+        load(self.ring.slot(self.head().wrapping_add(offset as u64)))
     }
 
     #[inline]
     fn release(&mut self, n: usize) {
-        self.head = self.head.wrapping_add(n as u64);
+        let cur = self.cur.borrow_mut();
+        cur.head = cur.head.wrapping_add(n as u64);
         // Release: pairs with the producer's Acquire load of head: our
         // reads of the slots are done before it may overwrite them.
-        self.ring.ctl.head.store(self.head, Ordering::Release);
+        self.ring.ctl.head.store(cur.head, Ordering::Release);
         self.ring.ctl.space().notify();
     }
 
@@ -1230,7 +1420,7 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
                 Ok(0)
             };
         }
-        self.ring.load_run(self.head, &mut out[..n]);
+        self.ring.load_run(self.head(), &mut out[..n]);
         self.release(n);
         Ok(n)
     }
@@ -1244,18 +1434,8 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     ///
     /// [`ChunkError::TooFewSlots`] with the number available, or
     /// [`ChunkError::Closed`] once the ring is closed and drained.
-    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, 'a, T>, ChunkError> {
-        let avail = self.available(n);
-        if avail < n {
-            if avail == 0 && self.closed_and_drained() {
-                return Err(ChunkError::Closed);
-            }
-            return Err(ChunkError::TooFewSlots(avail));
-        }
-        Ok(ReadChunk {
-            consumer: self,
-            len: n,
-        })
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, ChunkError> {
+        self.by_ref().into_read_chunk(n)
     }
 
     /// Closes the ring from the consuming side: pushes get `Closed` from now
@@ -1286,6 +1466,29 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
     }
 }
 
+impl<'a, T: Pod> RawConsumer<'a, T, &'a mut ConsumerCursor> {
+    /// [`read_chunk`](RawConsumer::read_chunk) of an end built for one call
+    /// (a handle's): the chunk keeps the borrow of the cursor.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_chunk`](RawConsumer::read_chunk).
+    #[inline]
+    pub fn into_read_chunk(mut self, n: usize) -> Result<ReadChunk<'a, T>, ChunkError> {
+        let avail = self.available(n);
+        if avail < n {
+            if avail == 0 && self.closed_and_drained() {
+                return Err(ChunkError::Closed);
+            }
+            return Err(ChunkError::TooFewSlots(avail));
+        }
+        Ok(ReadChunk {
+            consumer: self,
+            len: n,
+        })
+    }
+}
+
 /// Items held by [`RawConsumer::read_chunk`]: read them (copies), then
 /// [`commit`](Self::commit) what was consumed. Dropped uncommitted, nothing
 /// is consumed.
@@ -1300,7 +1503,7 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
 /// # Examples
 ///
 /// ```
-/// use mmring::spsc::{Control, RawConsumer, RawProducer, words_for};
+/// use mmring::raw::spsc::{Control, RawConsumer, RawProducer, words_for};
 /// use mmring::sync::AtomicU64;
 ///
 /// let ctl = Control::new();
@@ -1325,12 +1528,12 @@ impl<'a, T: Pod> RawConsumer<'a, T> {
 /// assert_eq!(c.try_pop(), Ok(4));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct ReadChunk<'c, 'a, T> {
-    consumer: &'c mut RawConsumer<'a, T>,
+pub struct ReadChunk<'c, T> {
+    consumer: RawConsumer<'c, T, &'c mut ConsumerCursor>,
     len: usize,
 }
 
-impl<'c, 'a, T: Pod> ReadChunk<'c, 'a, T> {
+impl<'c, T: Pod> ReadChunk<'c, T> {
     /// Number of items held.
     pub fn len(&self) -> usize {
         self.len
@@ -1355,7 +1558,7 @@ impl<'c, 'a, T: Pod> ReadChunk<'c, 'a, T> {
     pub fn iter(&self) -> ReadChunkIter<'_, T> {
         ReadChunkIter {
             ring: self.consumer.ring,
-            head: self.consumer.head,
+            head: self.consumer.head(),
             next: 0,
             end: self.len,
         }
@@ -1374,7 +1577,7 @@ impl<'c, 'a, T: Pod> ReadChunk<'c, 'a, T> {
             out.len(),
             self.len
         );
-        self.consumer.ring.load_run(self.consumer.head, out);
+        self.consumer.ring.load_run(self.consumer.head(), out);
     }
 
     /// Releases the first `n` items to the producer.
@@ -1382,7 +1585,7 @@ impl<'c, 'a, T: Pod> ReadChunk<'c, 'a, T> {
     /// # Panics
     ///
     /// If `n > len()`.
-    pub fn commit(self, n: usize) {
+    pub fn commit(mut self, n: usize) {
         assert!(n <= self.len, "cannot commit {n} of {} items", self.len);
         if n > 0 {
             self.consumer.release(n);
@@ -1399,13 +1602,13 @@ impl<'c, 'a, T: Pod> ReadChunk<'c, 'a, T> {
     /// reads a message's words directly).
     #[cfg(not(loom))]
     pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
-        self.consumer.ring.runs(self.consumer.head, self.len)
+        self.consumer.ring.runs(self.consumer.head(), self.len)
     }
 }
 
-impl<'c, 'a, T: Pod> IntoIterator for ReadChunk<'c, 'a, T> {
+impl<'c, T: Pod> IntoIterator for ReadChunk<'c, T> {
     type Item = T;
-    type IntoIter = ReadChunkIntoIter<'c, 'a, T>;
+    type IntoIter = ReadChunkIntoIter<'c, T>;
 
     /// Turns the chunk into an iterator that yields its items by value,
     /// oldest first, and commits exactly the items it yielded when it is
@@ -1420,7 +1623,7 @@ impl<'c, 'a, T: Pod> IntoIterator for ReadChunk<'c, 'a, T> {
     }
 }
 
-impl<'r, T: Pod> IntoIterator for &'r ReadChunk<'_, '_, T> {
+impl<'r, T: Pod> IntoIterator for &'r ReadChunk<'_, T> {
     type Item = T;
     type IntoIter = ReadChunkIter<'r, T>;
 
@@ -1480,20 +1683,20 @@ impl<T: Pod> FusedIterator for ReadChunkIter<'_, T> {}
 /// yielded (one store of the head; none if it yielded none). Items not
 /// yielded stay in the ring, first in line for the next read; an iterator
 /// leaked with [`std::mem::forget`] commits nothing.
-pub struct ReadChunkIntoIter<'c, 'a, T: Pod> {
-    chunk: ReadChunk<'c, 'a, T>,
+pub struct ReadChunkIntoIter<'c, T: Pod> {
+    chunk: ReadChunk<'c, T>,
     /// Items yielded so far: what drop commits.
     iterated: usize,
 }
 
-impl<T: Pod> ReadChunkIntoIter<'_, '_, T> {
+impl<T: Pod> ReadChunkIntoIter<'_, T> {
     /// Items yielded so far (committed when the iterator is dropped).
     pub fn iterated(&self) -> usize {
         self.iterated
     }
 }
 
-impl<T: Pod> Iterator for ReadChunkIntoIter<'_, '_, T> {
+impl<T: Pod> Iterator for ReadChunkIntoIter<'_, T> {
     type Item = T;
 
     #[inline]
@@ -1512,26 +1715,16 @@ impl<T: Pod> Iterator for ReadChunkIntoIter<'_, '_, T> {
     }
 }
 
-impl<T: Pod> ExactSizeIterator for ReadChunkIntoIter<'_, '_, T> {}
-impl<T: Pod> FusedIterator for ReadChunkIntoIter<'_, '_, T> {}
+impl<T: Pod> ExactSizeIterator for ReadChunkIntoIter<'_, T> {}
+impl<T: Pod> FusedIterator for ReadChunkIntoIter<'_, T> {}
 
-impl<T: Pod> Drop for ReadChunkIntoIter<'_, '_, T> {
+impl<T: Pod> Drop for ReadChunkIntoIter<'_, T> {
     fn drop(&mut self) {
         if self.iterated > 0 {
             self.chunk.consumer.release(self.iterated);
         }
     }
 }
-
-#[cfg(not(loom))]
-pub use bytes::{ByteConsumer, ByteProducer, create_bytes, create_bytes_with};
-#[cfg(not(loom))]
-pub use mapped::{Consumer, Producer, channel, create, create_with};
-
-#[cfg(not(loom))]
-mod bytes;
-#[cfg(not(loom))]
-mod mapped;
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -2070,27 +2263,6 @@ mod tests {
         w.commit(4);
         assert_eq!(c.pop_slice(&mut out), Ok(4));
         assert_eq!(out, [20, 21, 22, 23]);
-    }
-
-    #[test]
-    fn a_mapped_ring_of_odd_sized_values_has_word_slots() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("odd");
-        let (mut tx, mut rx) = channel::<[u16; 5]>(&path, 8).unwrap();
-        let d = *tx.region().descriptor();
-        assert_eq!((d.elem_size, d.slot_size), (10, 16));
-        assert_eq!(
-            d.body_size,
-            (SLOTS_OFFSET as u64 + 8 * 16).div_ceil(64) * 64
-        );
-        for i in 0..20u16 {
-            tx.try_push([i; 5]).unwrap();
-            assert_eq!(rx.try_pop(), Ok([i; 5]));
-        }
-        drop((tx, rx));
-        let (mut tx, mut rx) = channel::<Wide>(dir.path().join("wide"), 2).unwrap();
-        tx.try_push(Wide([1, 2])).unwrap();
-        assert_eq!(rx.try_pop(), Ok(Wide([1, 2])));
     }
 
     #[test]
