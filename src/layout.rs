@@ -463,7 +463,7 @@ pub fn body_layout(
             })
         }
         Kind::Map => {
-            let max_value = crate::map::MAX_VALUE_SIZE as u64;
+            let max_value = crate::raw::map::MAX_VALUE_SIZE as u64;
             if elem_size == 0
                 || elem_size > max_value
                 || !elem.align.is_power_of_two()
@@ -477,11 +477,11 @@ pub fn body_layout(
             // The entry size carries the key length: an entry is a seqlock
             // (2 words) over two copies of [state, key length, key words,
             // value words].
-            let fixed = crate::map::ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
+            let fixed = crate::raw::map::ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
             let entry = |key_words: u64| {
                 crate::seqlock::words_for_bytes(((fixed + key_words) * 8) as usize) as u64 * 8
             };
-            let max_key_words = crate::map::MAX_KEY_LEN as u64 / 8;
+            let max_key_words = crate::raw::map::MAX_KEY_LEN as u64 / 8;
             let key_words = (slot_size / 8).saturating_sub(crate::seqlock::HEADER_WORDS as u64) / 2;
             let key_words = key_words.saturating_sub(fixed);
             if key_words == 0 || key_words > max_key_words || entry(key_words) != slot_size {
@@ -542,7 +542,8 @@ pub fn body_layout(
                 // A length word, then the bytes.
                 8 + elem_size
             };
-            let stride = (crate::mpmc::SLOT_HEADER_WORDS as u64 + payload_bytes.div_ceil(8)) * 8;
+            let stride =
+                (crate::raw::mpmc::SLOT_HEADER_WORDS as u64 + payload_bytes.div_ceil(8)) * 8;
             if !capacity.is_power_of_two()
                 || !(1..=MAX_MPMC_CAPACITY).contains(&capacity)
                 || capacity * stride > MAX_BODY - RING_CONTROL_SIZE

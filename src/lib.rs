@@ -128,10 +128,14 @@ pub mod gc;
 #[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
+#[cfg(not(loom))]
 pub mod map;
+#[cfg(not(loom))]
 pub mod mpmc;
 pub mod pid;
 pub mod pod;
+#[doc(hidden)]
+pub mod raw;
 #[cfg(not(loom))]
 pub mod region;
 pub mod semaphore;

@@ -1,4 +1,4 @@
-//! Loom models of the MPMC ring (src/mpmc.rs) and the wait protocol it
+//! Loom models of the MPMC ring (src/raw/mpmc/) and the wait protocol it
 //! sleeps with (src/wait.rs).
 //!
 //! Run with
@@ -32,8 +32,9 @@ mod common;
 use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
+use mmring::error::TaskError;
 use mmring::error::{PopError, PushError, TryPopError, TryPushError};
-use mmring::mpmc::{self, Control, RawQueue};
+use mmring::raw::mpmc::{self, Control, RawQueue};
 use mmring::sync::{AtomicU64, Ordering::Relaxed};
 
 struct Mem {
@@ -596,7 +597,7 @@ fn join_returns_after_the_last_task_done() {
                 "join returned before every task was done, or without their work visible: {done:?}"
             );
             assert_eq!(q.unfinished(), 0);
-            assert_eq!(q.task_done(), Err(mpmc::TaskError::TooManyDone));
+            assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
             seen.note(format!("worker got {}", done[1]));
             seen.note(if slept.get() {
                 "joiner asleep at a task_done"

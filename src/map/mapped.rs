@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use super::{Inserted, MapControl, MapError, RawMap, entry_words};
-use crate::error::OpenError;
+use crate::error::{MapError, OpenError};
 use crate::layout::{Kind, MAP_CONTROL_SIZE};
 use crate::pod::{Payload, TypeInfo};
+use crate::raw::map::{Inserted, MAX_KEY_LEN, MapControl, RawMap, entry_words, key_room};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::Patience;
 use crate::sync::AtomicU64;
@@ -215,7 +215,7 @@ impl<K: Key + ?Sized, V: Payload> Map<K, V> {
         let stride = desc.slot_size as usize / 8;
         // The key length the entries really have room for (the control word
         // could be garbage; the validated descriptor is not).
-        let key_room = crate::map::key_room(stride, size_of::<V>());
+        let key_room = key_room(stride, size_of::<V>());
         if max_key == 0 || entry_words(max_key as usize, size_of::<V>()) != stride {
             return Err(OpenError::CorruptHeader {
                 path: region.path().to_path_buf(),
@@ -256,7 +256,7 @@ impl<K: Key + ?Sized, V: Payload> Map<K, V> {
     fn slot_size(opts: &MapOptions) -> u64 {
         // 0 (invalid) for an out-of-range key length: create reports it.
         let key = Self::key_len(opts);
-        if key == 0 || key > super::MAX_KEY_LEN {
+        if key == 0 || key > MAX_KEY_LEN {
             return 0;
         }
         (entry_words(key, size_of::<V>()) * 8) as u64
@@ -386,7 +386,7 @@ impl<K: Key + ?Sized, V: Payload> Map<K, V> {
     /// Sets how long an operation waits for an entry another process is
     /// writing (default 5 s; a writer that died is reported at once).
     pub fn set_patience(&mut self, patience: Patience) {
-        self.raw.patience = patience;
+        self.raw = self.raw.with_patience(patience);
     }
 
     fn value(bytes: &[u8]) -> V {

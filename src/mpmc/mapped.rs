@@ -3,13 +3,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Control, FLAG_JOINABLE, JoinError, JoinTimeoutError, RawQueue, TaskError};
 use crate::error::{
-    BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, OpenError, PopError,
-    PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
+    BytePushError, BytePushTimeoutError, ByteTryPushError, Closed, JoinError, JoinTimeoutError,
+    OpenError, PopError, PopTimeoutError, PushError, PushTimeoutError, TaskError, TryPopError,
+    TryPushError,
 };
 use crate::layout::{Kind, RING_CONTROL_SIZE, bytes_type};
 use crate::pod::{Payload, TypeInfo};
+use crate::raw::mpmc::{Control, FLAG_JOINABLE, RawQueue};
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU64, Ordering};
