@@ -2,10 +2,10 @@
 //! compare-and-swap each, the tail (head) moved past all of them at once,
 //! and one wake-up for the lot.
 
+use super::claim::{Content, PopClaim, PushClaim};
 use super::recovery::{InFlight, Stalled};
 use super::{
-    BATCH_MAX, ROLE_CONSUMER, ROLE_HOLE, ROLE_NONE, ROLE_PRODUCER, RawQueue, SLOT_HEADER_WORDS,
-    TAIL_CLOSED, free_seq, full_seq, role_at,
+    BATCH_MAX, RawQueue, Role, SLOT_HEADER_WORDS, TAIL_CLOSED, free_seq, full_seq, role_at,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -44,7 +44,7 @@ impl RawQueue<'_> {
                 let slot = self.slot(p);
                 // Acquire pairs with the Release that freed the slot.
                 if slot[0].load(Ordering::Acquire) != free_seq(p)
-                    || self.claim_push(slot, p).is_err()
+                    || self.claim_push(slot, p) != PushClaim::Won
                 {
                     break;
                 }
@@ -58,7 +58,7 @@ impl RawQueue<'_> {
                 if diff == 0 {
                     // Acquire: as in `claim_push` (and what a helper must
                     // have seen before moving the tail, see `move_tail`).
-                    if role_at(slot[1].load(Ordering::Acquire), pos) != ROLE_NONE {
+                    if role_at(slot[1].load(Ordering::Acquire), pos) != Role::None {
                         self.move_tail(pos, 1); // another producer's: help
                     }
                 } else if diff < 0 {
@@ -129,8 +129,8 @@ impl RawQueue<'_> {
                     break;
                 }
                 match self.claim_pop(slot, p) {
-                    Ok(hole) => holes |= u64::from(hole) << n,
-                    Err(_) => break,
+                    PopClaim::Won(content) => holes |= u64::from(content == Content::Hole) << n,
+                    PopClaim::Taken | PopClaim::Stale | PopClaim::Changed => break,
                 }
                 n += 1;
             }
@@ -144,10 +144,10 @@ impl RawQueue<'_> {
                     // Acquire: as in `claim_pop` (and what a helper must
                     // have seen before moving the head, see `move_head`).
                     match role_at(slot[1].load(Ordering::Acquire), pos) {
-                        ROLE_CONSUMER => self.move_head(pos, 1), // taken: help
-                        ROLE_PRODUCER | ROLE_HOLE => {}          // changed: again
-                        _ if now == pos => return Ok(0),         // garbage
-                        _ => {}
+                        Role::Consumer => self.move_head(pos, 1), // taken: help
+                        Role::Producer | Role::Hole => {}         // changed: again
+                        Role::None if now == pos => return Ok(0), // garbage
+                        Role::None => {}
                     }
                 } else if diff < 0 {
                     match self.pop_stalled(pos, seq, Some(&mut wait)) {

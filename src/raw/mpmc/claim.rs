@@ -7,28 +7,64 @@ use std::time::{Duration, Instant};
 
 use super::recovery::{InFlight, Stalled};
 use super::{
-    Attempt, RECOVERY_CHECK, ROLE_CONSUMER, ROLE_HOLE, ROLE_NONE, ROLE_PRODUCER, RawQueue,
-    SLOT_HEADER_WORDS, TAIL_CLOSED, claim, free_seq, full_seq, role_at,
+    RECOVERY_CHECK, RawQueue, Refused, Role, SLOT_HEADER_WORDS, TAIL_CLOSED, claim, free_seq,
+    full_seq, role_at,
 };
 use crate::error::{
     PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
 };
 use crate::sync::{AtomicU64, Ordering};
 
+/// What a producer's claim on one position came to ([`RawQueue::claim_push`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PushClaim {
+    /// The position is ours.
+    Won,
+    /// Another producer's claim on it is there: help the tail past it.
+    Taken,
+    /// The compare-and-swap lost to a change, or the slot moved on: look
+    /// again.
+    Changed,
+}
+
+/// What a consumer's claim on one published position came to
+/// ([`RawQueue::claim_pop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PopClaim {
+    /// The position is ours, and this is what it holds.
+    Won(Content),
+    /// Another consumer's claim on it is there: help the head past it.
+    Taken,
+    /// No producer's claim (nor the hole mark) on it: the caller's view is
+    /// stale (the slot moved on) or the words are garbage.
+    Stale,
+    /// The compare-and-swap lost to a change: look again.
+    Changed,
+}
+
+/// What a position a consumer won holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Content {
+    /// A published item: read it.
+    Item,
+    /// A hole left by a dead producer: skip it.
+    Hole,
+}
+
 impl RawQueue<'_> {
     /// Claims position `pos` for a producer: its slot is free for `pos`
     /// (sequence `free_seq(pos)`, read with Acquire) and holds no claim on
-    /// `pos` yet. `Err(claimed)`: someone else's claim on `pos` is there
-    /// (or the compare-and-swap lost to a change, or the slot moved on:
-    /// `claimed` is false, look again).
+    /// `pos` yet. [`PushClaim::Taken`]: someone else's claim on `pos` is
+    /// there; [`PushClaim::Changed`]: the compare-and-swap lost to a change,
+    /// or the slot moved on.
     #[inline(always)]
-    pub(super) fn claim_push(&self, slot: &[AtomicU64], pos: u64) -> Result<(), bool> {
+    pub(super) fn claim_push(&self, slot: &[AtomicU64], pos: u64) -> PushClaim {
         // Acquire pairs with the AcqRel compare-and-swap that stored it: if
         // it is a later lap's claim, what its claimer saw of the sequence
         // (a later lap's) is visible to the check below.
         let held = slot[1].load(Ordering::Acquire);
-        if role_at(held, pos) != ROLE_NONE {
-            return Err(true);
+        if role_at(held, pos) != Role::None {
+            return PushClaim::Taken;
         }
         // The sequence again, now that the claim is read: any value that is
         // not a claim on `pos` is accepted as the previous lap's, so it must
@@ -39,63 +75,62 @@ impl RawQueue<'_> {
         // a published item was overwritten, the head and tail passed it).
         // Acquire: as the caller's load.
         if slot[0].load(Ordering::Acquire) != free_seq(pos) {
-            return Err(false);
+            return PushClaim::Changed;
         }
         // AcqRel: the Release half publishes what we saw of the sequence
         // to whoever reads this claim (see the Acquire load above); the
         // payload itself is published with the slot's sequence (Release)
         // and recovery validates the claim with its own compare-and-swap.
-        slot[1]
-            .compare_exchange(
-                held,
-                claim(ROLE_PRODUCER, self.me(), pos),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .map(drop)
-            .map_err(|_| false)
+        match slot[1].compare_exchange(
+            held,
+            claim(Role::Producer, self.me(), pos),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => PushClaim::Won,
+            Err(_) => PushClaim::Changed,
+        }
     }
 
     /// Claims the published item at `pos` for a consumer (sequence
-    /// `full_seq(pos)`, read with Acquire). `Ok(hole)`: ours, and whether it
-    /// is a hole. `Err(Some(role))`: not claimable, the claim on `pos` is
-    /// `role`'s (`ROLE_CONSUMER`: taken; `ROLE_NONE`: no claim on `pos`,
-    /// a stale view or garbage); `Err(None)`: the compare-and-swap lost to
-    /// a change, look again.
+    /// `full_seq(pos)`, read with Acquire): [`PopClaim::Won`] with what it
+    /// holds, or why not (see [`PopClaim`]).
     #[inline(always)]
-    pub(super) fn claim_pop(&self, slot: &[AtomicU64], pos: u64) -> Result<bool, Option<u64>> {
+    pub(super) fn claim_pop(&self, slot: &[AtomicU64], pos: u64) -> PopClaim {
         // Acquire: as in `claim_push`. Read after the caller's Acquire of
         // the sequence, so it is at least the producer's claim (or the hole
         // mark) of `pos`. Only a claim *on* `pos` is accepted, so unlike a
         // producer a consumer needs no second look at the sequence: a claim
         // on `pos` is never stored again once the slot moved on.
         let held = slot[1].load(Ordering::Acquire);
-        let role = role_at(held, pos);
-        if role != ROLE_PRODUCER && role != ROLE_HOLE {
-            return Err(Some(role));
-        }
+        let content = match role_at(held, pos) {
+            Role::Producer => Content::Item,
+            Role::Hole => Content::Hole,
+            Role::Consumer => return PopClaim::Taken,
+            Role::None => return PopClaim::Stale,
+        };
         // AcqRel: as in `claim_push`; the sequence's Acquire ordered the
         // payload.
-        slot[1]
-            .compare_exchange(
-                held,
-                claim(ROLE_CONSUMER, self.me(), pos),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .map(|_| role == ROLE_HOLE)
-            .map_err(|_| None)
+        match slot[1].compare_exchange(
+            held,
+            claim(Role::Consumer, self.me(), pos),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => PopClaim::Won(content),
+            Err(_) => PopClaim::Changed,
+        }
     }
 
     /// Claims the next free position for a push (helping the tail past
     /// positions other producers claimed, and waiting out a consumer in
     /// flight with `wait`): `Ok(pos)`, or why not.
     #[inline(always)]
-    fn claim_next_push(&self, mut wait: Option<&mut InFlight>) -> Result<u64, Attempt<()>> {
+    fn claim_next_push(&self, mut wait: Option<&mut InFlight>) -> Result<u64, Refused> {
         let mut pos = self.tail_now();
         loop {
             if pos & TAIL_CLOSED != 0 {
-                return Err(Attempt::Closed);
+                return Err(Refused::Closed);
             }
             let slot = self.slot(pos);
             // Acquire pairs with the Release store that freed the slot (a
@@ -104,20 +139,20 @@ impl RawQueue<'_> {
             let diff = seq.wrapping_sub(free_seq(pos)) as i64;
             if diff == 0 {
                 match self.claim_push(slot, pos) {
-                    Ok(()) => return Ok(pos),
-                    Err(true) => {
+                    PushClaim::Won => return Ok(pos),
+                    PushClaim::Taken => {
                         // Another producer's: help the tail past it.
                         self.move_tail(pos, 1);
                         pos = self.tail_now();
                     }
-                    Err(false) => {} // the claim changed: look again
+                    PushClaim::Changed => {} // look again
                 }
             } else if diff < 0 {
                 // The slot still holds an earlier lap: full, or a pop in
                 // flight.
                 match self.push_stalled(pos, seq, wait.as_deref_mut()) {
                     Stalled::Retry => pos = self.tail_now(),
-                    Stalled::Blocked | Stalled::Closed => return Err(Attempt::Blocked),
+                    Stalled::Blocked | Stalled::Closed => return Err(Refused::Blocked),
                 }
             } else {
                 // Another producer took `pos`: try the current tail.
@@ -125,7 +160,7 @@ impl RawQueue<'_> {
                 if now == pos {
                     // The sequence is ahead of the tail: only a peer writing
                     // garbage does that. Report full rather than spin.
-                    return Err(Attempt::Blocked);
+                    return Err(Refused::Blocked);
                 }
                 pos = now;
             }
@@ -140,19 +175,16 @@ impl RawQueue<'_> {
         &self,
         write: &mut dyn FnMut(&[AtomicU64]),
         in_flight: Option<Duration>,
-    ) -> Attempt<()> {
+    ) -> Result<(), Refused> {
         if self.is_closed() {
-            return Attempt::Closed;
+            return Err(Refused::Closed);
         }
         let mut wait = in_flight.map(InFlight::new);
-        let pos = match self.claim_next_push(wait.as_mut()) {
-            Ok(pos) => pos,
-            Err(why) => return why,
-        };
+        let pos = self.claim_next_push(wait.as_mut())?;
         if self.move_tail(pos, 1) == 0 {
             // Closed before the tail covered our claim: the position is
             // given up (consumers stop before it), the push refused.
-            return Attempt::Closed;
+            return Err(Refused::Closed);
         }
         let slot = self.slot(pos);
         write(&slot[SLOT_HEADER_WORDS..]);
@@ -160,17 +192,14 @@ impl RawQueue<'_> {
         // the payload is visible with it.
         slot[0].store(full_seq(pos), Ordering::Release);
         self.ctl.data().notify();
-        Attempt::Done(())
+        Ok(())
     }
 
     /// Claims the next published position for a pop (helping the head past
     /// positions other consumers claimed, and waiting out a producer in
-    /// flight with `wait`): `Ok((pos, hole))`, or why not.
+    /// flight with `wait`): `Ok((pos, content))`, or why not.
     #[inline(always)]
-    fn claim_next_pop<R>(
-        &self,
-        mut wait: Option<&mut InFlight>,
-    ) -> Result<(u64, bool), Attempt<R>> {
+    fn claim_next_pop(&self, mut wait: Option<&mut InFlight>) -> Result<(u64, Content), Refused> {
         let mut pos = self.head_now();
         loop {
             let slot = self.slot(pos);
@@ -180,34 +209,34 @@ impl RawQueue<'_> {
             let diff = seq.wrapping_sub(full_seq(pos)) as i64;
             if diff == 0 {
                 match self.claim_pop(slot, pos) {
-                    Ok(hole) => return Ok((pos, hole)),
-                    Err(Some(ROLE_CONSUMER)) => {
+                    PopClaim::Won(content) => return Ok((pos, content)),
+                    PopClaim::Taken => {
                         // Another consumer's: help the head past it.
                         self.move_head(pos, 1);
                         pos = self.head_now();
                     }
-                    Err(Some(_)) => {
+                    PopClaim::Stale => {
                         // No claim on `pos`: our view is stale (the slot
                         // moved on) or the words are garbage.
                         let now = self.head_now();
                         if now == pos {
-                            return Err(Attempt::Blocked);
+                            return Err(Refused::Blocked);
                         }
                         pos = now;
                     }
-                    Err(None) => {} // the claim changed: look again
+                    PopClaim::Changed => {} // look again
                 }
             } else if diff < 0 {
                 // Not published: empty, or a push in flight.
                 match self.pop_stalled(pos, seq, wait.as_deref_mut()) {
                     Stalled::Retry => pos = self.head_now(),
-                    Stalled::Blocked => return Err(Attempt::Blocked),
-                    Stalled::Closed => return Err(Attempt::Closed),
+                    Stalled::Blocked => return Err(Refused::Blocked),
+                    Stalled::Closed => return Err(Refused::Closed),
                 }
             } else {
                 let now = self.head_now();
                 if now == pos {
-                    return Err(Attempt::Blocked);
+                    return Err(Refused::Blocked);
                 }
                 pos = now;
             }
@@ -223,22 +252,19 @@ impl RawQueue<'_> {
         &self,
         read: &mut dyn FnMut(&[AtomicU64]) -> R,
         in_flight: Option<Duration>,
-    ) -> Attempt<R> {
+    ) -> Result<R, Refused> {
         let mut wait = in_flight.map(InFlight::new);
         loop {
-            let (pos, hole) = match self.claim_next_pop(wait.as_mut()) {
-                Ok(won) => won,
-                Err(why) => return why,
-            };
+            let (pos, content) = self.claim_next_pop(wait.as_mut())?;
             self.move_head(pos, 1);
             let slot = self.slot(pos);
-            let out = (!hole).then(|| read(&slot[SLOT_HEADER_WORDS..]));
+            let out = (content == Content::Item).then(|| read(&slot[SLOT_HEADER_WORDS..]));
             // Release pairs with the next lap's producer Acquire: our
             // payload reads are done before it overwrites.
             slot[0].store(free_seq(pos.wrapping_add(self.mask + 1)), Ordering::Release);
             self.ctl.space().notify();
             if let Some(r) = out {
-                return Attempt::Done(r);
+                return Ok(r);
             }
             // A hole (its task was counted done when it was made): go on.
         }
@@ -259,7 +285,7 @@ impl RawQueue<'_> {
     /// [`claim_push_and_stop`](Self::claim_push_and_stop).
     #[doc(hidden)]
     pub fn claim_pop_and_stop(&self) -> bool {
-        self.claim_next_pop::<()>(None).is_ok()
+        self.claim_next_pop(None).is_ok()
     }
 
     /// Pushes by running `write` on a slot's payload words, never waiting
@@ -270,7 +296,7 @@ impl RawQueue<'_> {
     /// not yet freed (the pop is in flight), it waits for that consumer
     /// (spinning, yielding, then sleeping until its free wakes the call;
     /// nanoseconds, or a time slice if it was preempted; at most
-    /// [`IN_FLIGHT_PATIENCE`], for a stopped process), and frees the slot
+    /// [`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE), for a stopped process), and frees the slot
     /// itself if the consumer's process died.
     ///
     /// # Errors
@@ -281,11 +307,11 @@ impl RawQueue<'_> {
         &self,
         mut write: impl FnMut(&[AtomicU64]),
     ) -> Result<(), TryPushError<()>> {
-        match self.attempt_push(&mut write, Some(self.patience)) {
-            Attempt::Done(()) => Ok(()),
-            Attempt::Blocked => Err(TryPushError::Full(())),
-            Attempt::Closed => Err(TryPushError::Closed(())),
-        }
+        self.attempt_push(&mut write, Some(self.patience))
+            .map_err(|why| match why {
+                Refused::Blocked => TryPushError::Full(()),
+                Refused::Closed => TryPushError::Closed(()),
+            })
     }
 
     /// Pops by running `read` on a slot's payload words, never waiting for
@@ -297,7 +323,7 @@ impl RawQueue<'_> {
     /// (the push is in flight), it waits for that producer (spinning,
     /// yielding, then sleeping until its publish wakes the call;
     /// nanoseconds, or a time slice if it was preempted; at most
-    /// [`IN_FLIGHT_PATIENCE`], for a stopped process), and turns the slot
+    /// [`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE), for a stopped process), and turns the slot
     /// into a skipped hole itself if the producer's process died.
     ///
     /// # Errors
@@ -308,27 +334,27 @@ impl RawQueue<'_> {
         &self,
         mut read: impl FnMut(&[AtomicU64]) -> R,
     ) -> Result<R, TryPopError> {
-        match self.attempt_pop(&mut read, Some(self.patience)) {
-            Attempt::Done(r) => Ok(r),
-            Attempt::Blocked => Err(TryPopError::Empty),
-            Attempt::Closed => Err(TryPopError::Closed),
-        }
+        self.attempt_pop(&mut read, Some(self.patience))
+            .map_err(|why| match why {
+                Refused::Blocked => TryPopError::Empty,
+                Refused::Closed => TryPopError::Closed,
+            })
     }
 
-    /// The push loop of the blocking and timed calls: `Ok`, or `Err(true)`
-    /// for closed, `Err(false)` for the deadline passed.
+    /// The push loop of the blocking and timed calls: `Ok`, or
+    /// [`Refused::Closed`], or [`Refused::Blocked`] once the deadline passed
+    /// with the queue still full.
     fn push_wait(
         &self,
         write: &mut dyn FnMut(&[AtomicU64]),
         deadline: Option<Instant>,
-    ) -> Result<(), bool> {
+    ) -> Result<(), Refused> {
         // The common case first: no clock read unless the call must wait.
         // Attempts made while waiting do not wait out a pop in flight: its
         // free wakes the sleepers.
         match self.attempt_push(write, None) {
-            Attempt::Done(()) => return Ok(()),
-            Attempt::Closed => return Err(true),
-            Attempt::Blocked => {}
+            Err(Refused::Blocked) => {}
+            done => return done,
         }
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
@@ -337,9 +363,8 @@ impl RawQueue<'_> {
                 self.ctl
                     .space()
                     .wait_until(Some(until), || match self.attempt_push(write, None) {
-                        Attempt::Done(()) => Some(Ok(())),
-                        Attempt::Closed => Some(Err(true)),
-                        Attempt::Blocked => None,
+                        Err(Refused::Blocked) => None,
+                        done => Some(done),
                     });
             if let Ok(r) = res {
                 return r;
@@ -348,17 +373,13 @@ impl RawQueue<'_> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // The last look waits out a pop in flight, as `try_push`,
                 // but past the deadline for one owner check at most.
-                return match self.attempt_push(write, Some(self.last_look())) {
-                    Attempt::Done(()) => Ok(()),
-                    Attempt::Closed => Err(true),
-                    Attempt::Blocked => Err(false),
-                };
+                return self.attempt_push(write, Some(self.last_look()));
             }
         }
     }
 
     /// Pushes, sleeping while full. While blocked, looks every
-    /// [`RECOVERY_CHECK`] for a slot abandoned by a dead consumer and frees
+    /// [`RECOVERY_CHECK`](super::RECOVERY_CHECK) for a slot abandoned by a dead consumer and frees
     /// it.
     ///
     /// # Errors
@@ -383,29 +404,27 @@ impl RawQueue<'_> {
         mut write: impl FnMut(&[AtomicU64]),
         deadline: Option<Instant>,
     ) -> Result<(), PushTimeoutError<()>> {
-        self.push_wait(&mut write, deadline).map_err(|closed| {
-            if closed {
-                PushTimeoutError::Closed(())
-            } else {
-                PushTimeoutError::Timeout(())
-            }
-        })
+        self.push_wait(&mut write, deadline)
+            .map_err(|why| match why {
+                Refused::Closed => PushTimeoutError::Closed(()),
+                Refused::Blocked => PushTimeoutError::Timeout(()),
+            })
     }
 
-    /// The pop loop of the blocking and timed calls: `Ok`, or `Err(true)`
-    /// for closed and drained, `Err(false)` for the deadline passed.
+    /// The pop loop of the blocking and timed calls: `Ok`, or
+    /// [`Refused::Closed`] once closed and drained, or [`Refused::Blocked`]
+    /// once the deadline passed with the queue still empty.
     fn pop_wait<R>(
         &self,
         read: &mut dyn FnMut(&[AtomicU64]) -> R,
         deadline: Option<Instant>,
-    ) -> Result<R, bool> {
+    ) -> Result<R, Refused> {
         // The common case first: no clock read unless the call must wait.
         // Attempts made while waiting do not wait out a push in flight: its
         // publish wakes the sleepers.
         match self.attempt_pop(read, None) {
-            Attempt::Done(r) => return Ok(r),
-            Attempt::Closed => return Err(true),
-            Attempt::Blocked => {}
+            Err(Refused::Blocked) => {}
+            done => return done,
         }
         loop {
             let slice_end = Instant::now() + RECOVERY_CHECK;
@@ -414,9 +433,8 @@ impl RawQueue<'_> {
                 self.ctl
                     .data()
                     .wait_until(Some(until), || match self.attempt_pop(read, None) {
-                        Attempt::Done(r) => Some(Ok(r)),
-                        Attempt::Closed => Some(Err(true)),
-                        Attempt::Blocked => None,
+                        Err(Refused::Blocked) => None,
+                        done => Some(done),
                     });
             if let Ok(r) = res {
                 return r;
@@ -425,17 +443,13 @@ impl RawQueue<'_> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // The last look waits out a push in flight, as `try_pop`,
                 // but past the deadline for one owner check at most.
-                return match self.attempt_pop(read, Some(self.last_look())) {
-                    Attempt::Done(r) => Ok(r),
-                    Attempt::Closed => Err(true),
-                    Attempt::Blocked => Err(false),
-                };
+                return self.attempt_pop(read, Some(self.last_look()));
             }
         }
     }
 
     /// Pops, sleeping while empty. While blocked, looks every
-    /// [`RECOVERY_CHECK`] for a slot abandoned by a dead producer and turns
+    /// [`RECOVERY_CHECK`](super::RECOVERY_CHECK) for a slot abandoned by a dead producer and turns
     /// it into a hole.
     ///
     /// # Errors
@@ -458,12 +472,9 @@ impl RawQueue<'_> {
         mut read: impl FnMut(&[AtomicU64]) -> R,
         deadline: Option<Instant>,
     ) -> Result<R, PopTimeoutError> {
-        self.pop_wait(&mut read, deadline).map_err(|closed| {
-            if closed {
-                PopTimeoutError::Closed
-            } else {
-                PopTimeoutError::Timeout
-            }
+        self.pop_wait(&mut read, deadline).map_err(|why| match why {
+            Refused::Closed => PopTimeoutError::Closed,
+            Refused::Blocked => PopTimeoutError::Timeout,
         })
     }
 }

@@ -115,10 +115,43 @@ pub const IN_FLIGHT_PATIENCE: Duration = Duration::from_secs(1);
 /// `/proc` read) is checked this often.
 const OWNER_CHECK: Duration = Duration::from_millis(10);
 
-const ROLE_NONE: u64 = 0;
-const ROLE_PRODUCER: u64 = 1;
-const ROLE_CONSUMER: u64 = 2;
-const ROLE_HOLE: u64 = 3;
+/// Who holds a position: the top two bits of a slot's claim word
+/// (docs/FORMAT.md: 0 none, 1 producer, 2 consumer, 3 hole; the
+/// discriminants are those bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// No claim on the position: a fresh slot, or (from [`role_at`]) a
+    /// claim on another position (an earlier lap).
+    None = 0,
+    /// A producer's claim: its push is in flight, or its item published.
+    Producer = 1,
+    /// A consumer's claim: the item is taken (the pop in flight or done).
+    Consumer = 2,
+    /// The hole mark: a dead producer's push, which consumers skip.
+    Hole = 3,
+}
+
+impl Role {
+    /// Where the role sits in a claim word.
+    const SHIFT: u32 = 62;
+
+    /// The role's bits, in place in a claim word.
+    #[inline(always)]
+    const fn encode(self) -> u64 {
+        (self as u64) << Self::SHIFT
+    }
+
+    /// The role a claim word's top two bits name (every value names one).
+    #[inline(always)]
+    const fn decode(word: u64) -> Self {
+        match word >> Self::SHIFT {
+            0 => Self::None,
+            1 => Self::Producer,
+            2 => Self::Consumer,
+            _ => Self::Hole,
+        }
+    }
+}
 
 /// Bits of the position a claim holds.
 const POS_BITS: u32 = 40;
@@ -132,8 +165,8 @@ const PID_MASK: u64 = (1 << PID_BITS) - 1;
 /// The claim word: role (bits 63-62), pid (61-40), and the low 40 bits of
 /// the position claimed.
 #[inline(always)]
-fn claim(role: u64, pid: u32, pos: u64) -> u64 {
-    (role << 62) | (u64::from(pid) << POS_BITS) | (pos & POS_MASK)
+fn claim(role: Role, pid: u32, pos: u64) -> u64 {
+    role.encode() | (u64::from(pid) << POS_BITS) | (pos & POS_MASK)
 }
 
 /// The pid a claim can carry for `pid`: itself, or 0 (never recovered) if
@@ -143,13 +176,13 @@ fn claim_pid(pid: u32) -> u32 {
 }
 
 /// The role of `word` if it is a claim on position `pos`, else
-/// [`ROLE_NONE`] (a claim of an earlier lap, or none yet).
+/// [`Role::None`] (a claim of an earlier lap, or none yet).
 #[inline(always)]
-fn role_at(word: u64, pos: u64) -> u64 {
+fn role_at(word: u64, pos: u64) -> Role {
     if (word ^ pos) & POS_MASK == 0 {
-        word >> 62
+        Role::decode(word)
     } else {
-        ROLE_NONE
+        Role::None
     }
 }
 
@@ -345,11 +378,13 @@ impl Control {
     }
 }
 
-/// What happened to one attempt on a slot.
-enum Attempt<R> {
-    Done(R),
-    /// Full (push) or empty (pop).
+/// Why an attempt on the queue (a claim, a push or pop, a blocking call at
+/// its deadline) did not go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refused {
+    /// Full (push) or empty (pop), with nothing in flight to wait for.
     Blocked,
+    /// Closed (push), or closed and drained (pop).
     Closed,
 }
 
@@ -396,7 +431,7 @@ impl<'a> RawQueue<'a> {
         for i in 0..capacity {
             // Relaxed: the memory is still private to its creator.
             words[i * stride].store(free_seq(i as u64), Ordering::Relaxed);
-            words[i * stride + 1].store(claim(ROLE_NONE, 0, 0), Ordering::Relaxed);
+            words[i * stride + 1].store(claim(Role::None, 0, 0), Ordering::Relaxed);
         }
     }
 
@@ -634,7 +669,7 @@ impl<'a> RawQueue<'a> {
         // claim it made before is visible, so a producer's claim on `pos`
         // read below is the item's (a consumer's replaces it).
         slot[0].load(Ordering::Acquire) == full_seq(pos)
-            && role_at(slot[1].load(Ordering::Acquire), pos) == ROLE_PRODUCER
+            && role_at(slot[1].load(Ordering::Acquire), pos) == Role::Producer
     }
 
     /// Published items in the queue right now: what pops can return

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    BATCH_MAX, OWNER_CHECK, ROLE_CONSUMER, ROLE_HOLE, ROLE_PRODUCER, RawQueue, TAIL_CLOSED, claim,
-    free_seq, full_seq, owner_is_dead, owner_known, role_at,
+    BATCH_MAX, OWNER_CHECK, RawQueue, Role, TAIL_CLOSED, claim, free_seq, full_seq, owner_is_dead,
+    owner_known, role_at,
 };
 use crate::sync::Ordering;
 use crate::wait::WaitPoint;
@@ -103,7 +103,7 @@ impl RawQueue<'_> {
         let slot = self.slot(pos);
         // Acquire: pairs with the consumer's AcqRel claim (see above).
         let held = slot[1].load(Ordering::Acquire);
-        if role_at(held, prev) == ROLE_CONSUMER && owner_known(held) {
+        if role_at(held, prev) == Role::Consumer && owner_known(held) {
             if wait.check_owner() && owner_is_dead(held) && self.recover_pop_at(prev) {
                 self.ctl.space().notify();
                 return Stalled::Retry;
@@ -157,11 +157,11 @@ impl RawQueue<'_> {
         // Acquire: pairs with the producer's AcqRel claim (see above).
         let held = slot[1].load(Ordering::Acquire);
         let role = role_at(held, pos);
-        if role == ROLE_HOLE || (role == ROLE_PRODUCER && owner_known(held)) {
+        if role == Role::Hole || (role == Role::Producer && owner_known(held)) {
             // A hole whose recoverer has not published it yet (it may have
             // died too) is finished at once; a dead producer's claim becomes
             // a hole.
-            let dead = role == ROLE_HOLE || (wait.check_owner() && owner_is_dead(held));
+            let dead = role == Role::Hole || (wait.check_owner() && owner_is_dead(held));
             if dead && self.recover_push_at(pos) {
                 self.ctl.data().notify();
                 return Stalled::Retry;
@@ -195,9 +195,9 @@ impl RawQueue<'_> {
         let slot = self.slot(pos);
         // Relaxed: validated by the compare-and-swap below.
         let held = slot[1].load(Ordering::Relaxed);
-        let hole = claim(ROLE_HOLE, 0, pos);
+        let hole = claim(Role::Hole, 0, pos);
         match role_at(held, pos) {
-            ROLE_PRODUCER if owner_is_dead(held) => {
+            Role::Producer if owner_is_dead(held) => {
                 // Acquire pairs with the producer's Release of its sequence.
                 // Read only now, after its death was seen: a publish it
                 // made before dying is visible (see the module docs).
@@ -218,7 +218,7 @@ impl RawQueue<'_> {
                 // Its task will never be done by anyone.
                 self.finish_tasks(1);
             }
-            ROLE_HOLE => {} // made, perhaps not published: finish it
+            Role::Hole => {} // made, perhaps not published: finish it
             _ => return false,
         }
         // A compare-and-swap, not a store: a second survivor finishing the
@@ -263,7 +263,7 @@ impl RawQueue<'_> {
         let slot = self.slot(prev);
         // Relaxed: validated by the compare-and-swap below.
         let held = slot[1].load(Ordering::Relaxed);
-        if role_at(held, prev) != ROLE_CONSUMER || !owner_is_dead(held) {
+        if role_at(held, prev) != Role::Consumer || !owner_is_dead(held) {
             return false;
         }
         // Acquire pairs with the Release that published the slot; read
@@ -276,7 +276,7 @@ impl RawQueue<'_> {
         if slot[1]
             .compare_exchange(
                 held,
-                claim(ROLE_CONSUMER, self.me(), prev),
+                claim(Role::Consumer, self.me(), prev),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )

@@ -145,8 +145,49 @@ fn task_done_and_join() {
     assert_eq!(p.join_until(None), Err(JoinTimeoutError::NotJoinable));
 }
 
+/// The claim word's bits are docs/FORMAT.md's: role in bits 63-62 (0
+/// none, 1 producer, 2 consumer, 3 hole), pid in 61-40, the position's low
+/// 40 bits below; each role survives the round trip through a word, for
+/// any pid that fits and any position, and a claim is only on its own
+/// position (modulo 2^40).
+#[test]
+fn claim_words_round_trip_with_the_format_s_bits() {
+    let roles = [Role::None, Role::Producer, Role::Consumer, Role::Hole];
+    for (bits, role) in roles.into_iter().enumerate() {
+        assert_eq!(role.encode(), (bits as u64) << 62, "{role:?}");
+        assert_eq!(Role::decode(role.encode()), role);
+        assert_eq!(
+            Role::decode(role.encode() | PID_MASK << POS_BITS | POS_MASK),
+            role
+        );
+    }
+    assert_eq!(claim(Role::Consumer, 5, 7), 2 << 62 | 5 << 40 | 7);
+    assert_eq!(claim(Role::Hole, 0, 0), 3 << 62);
+    assert_eq!(claim(Role::None, 0, 0), 0, "a fresh slot's claim word");
+    let pids = [0, 1, 12_345, PID_MASK as u32];
+    let positions = [0, 1, POS_MASK, POS_MASK + 1, 3 << 40 | 9, u64::MAX];
+    for role in roles {
+        for pid in pids {
+            for pos in positions {
+                let word = claim(role, pid, pos);
+                assert_eq!(role_at(word, pos), role, "{role:?} {pid} {pos}");
+                assert_eq!(claim_owner(word), pid);
+                assert_eq!(owner_known(word), pid != 0);
+                assert_eq!(role_at(word, pos.wrapping_add(1)), Role::None);
+                assert_eq!(role_at(word, pos.wrapping_add(1 << POS_BITS)), role);
+            }
+        }
+    }
+    assert_eq!(claim_pid(PID_MASK as u32), PID_MASK as u32);
+    assert_eq!(
+        claim_pid(PID_MASK as u32 + 1),
+        0,
+        "too large: never recovered"
+    );
+}
+
 /// Plays a process that won `pos` for `role` with its claim and died.
-fn dead_claim(q: &RawQueue<'_>, role: u64, pos: u64) {
+fn dead_claim(q: &RawQueue<'_>, role: Role, pos: u64) {
     let dead = crate::pid::dead_pid();
     q.slot(pos)[1].store(claim(role, dead, pos), Ordering::Relaxed);
 }
@@ -158,7 +199,7 @@ fn a_push_abandoned_by_a_dead_producer_becomes_a_skipped_hole() {
     push(&q, 1).unwrap();
     // A producer claims position 1, moves the tail past it, and dies
     // before publishing.
-    dead_claim(&q, ROLE_PRODUCER, 1);
+    dead_claim(&q, Role::Producer, 1);
     m.ctl.tail.store(2, Ordering::Relaxed);
     push(&q, 3).unwrap();
     assert_eq!(pop(&q), Ok(1));
@@ -187,13 +228,13 @@ fn a_push_abandoned_by_a_dead_producer_becomes_a_skipped_hole() {
 fn a_pop_meeting_a_dead_producers_claim_recovers_it_on_the_spot() {
     let m = mem(4, 1, FLAG_JOINABLE);
     let q = q(&m);
-    dead_claim(&q, ROLE_PRODUCER, 0);
+    dead_claim(&q, Role::Producer, 0);
     m.ctl.tail.store(1, Ordering::Relaxed);
     push(&q, 3).unwrap();
     assert_eq!(pop(&q), Ok(3), "not stuck behind the dead claim");
     assert_eq!(m.ctl.snapshot().recovered, 1);
     assert_eq!(q.unfinished(), 1, "the hole's task counted done");
-    dead_claim(&q, ROLE_PRODUCER, 2);
+    dead_claim(&q, Role::Producer, 2);
     m.ctl.tail.store(3, Ordering::Relaxed);
     push(&q, 4).unwrap();
     let mut got = Vec::new();
@@ -212,7 +253,7 @@ fn a_claim_the_tail_does_not_cover_counts_once_a_producer_helps_it_in() {
     let q = q(&m);
     // A producer claims position 0 and dies before moving the tail: its
     // push never counted, and nobody recovers what is not pushed.
-    dead_claim(&q, ROLE_PRODUCER, 0);
+    dead_claim(&q, Role::Producer, 0);
     assert_eq!(q.recover_abandoned_push(), 0);
     assert_eq!((q.len(), q.unfinished()), (0, 0));
     assert_eq!(pop(&q), Err(TryPopError::Empty), "no push counted");
@@ -229,14 +270,14 @@ fn a_claim_the_tail_does_not_cover_counts_once_a_producer_helps_it_in() {
 fn a_hole_whose_recoverer_died_before_publishing_it_is_finished() {
     let m = mem(4, 1, 0);
     let q = q(&m);
-    q.slot(0)[1].store(claim(ROLE_HOLE, 0, 0), Ordering::Relaxed);
+    q.slot(0)[1].store(claim(Role::Hole, 0, 0), Ordering::Relaxed);
     m.ctl.tail.store(1, Ordering::Relaxed);
     push(&q, 9).unwrap();
     assert_eq!(q.recover_abandoned_push(), 1);
     assert_eq!(q.recover_abandoned_push(), 0);
     assert_eq!(pop(&q), Ok(9));
     // The same hole met by a consumer: finished on the spot.
-    q.slot(2)[1].store(claim(ROLE_HOLE, 0, 2), Ordering::Relaxed);
+    q.slot(2)[1].store(claim(Role::Hole, 0, 2), Ordering::Relaxed);
     m.ctl.tail.store(3, Ordering::Relaxed);
     push(&q, 10).unwrap();
     assert_eq!(pop(&q), Ok(10));
@@ -250,7 +291,7 @@ fn a_slot_held_by_a_dead_consumer_is_freed() {
     push(&q, 2).unwrap();
     // A consumer claims position 0, moves the head, and dies before
     // freeing its slot.
-    dead_claim(&q, ROLE_CONSUMER, 0);
+    dead_claim(&q, Role::Consumer, 0);
     m.ctl.head.store(1, Ordering::Relaxed);
     assert!(!q.is_full(), "the pop counted");
     assert_eq!(q.recover_abandoned_push(), 0);
@@ -262,7 +303,7 @@ fn a_slot_held_by_a_dead_consumer_is_freed() {
     // The same death met by a producer: it frees the slot on the spot
     // (the pop counted, so "full" would be false).
     push(&q, 4).unwrap();
-    dead_claim(&q, ROLE_CONSUMER, 3);
+    dead_claim(&q, Role::Consumer, 3);
     m.ctl.head.store(4, Ordering::Relaxed);
     push(&q, 5).unwrap();
     assert_eq!(pop(&q), Ok(5), "4 was lost with the dead consumer");
@@ -275,7 +316,7 @@ fn a_consumer_dead_before_moving_the_head_is_passed_and_freed() {
     push(&q, 1).unwrap();
     push(&q, 2).unwrap();
     // Claimed position 0, died before moving the head.
-    dead_claim(&q, ROLE_CONSUMER, 0);
+    dead_claim(&q, Role::Consumer, 0);
     assert_eq!(pop(&q), Ok(2), "the next consumer helps the head past it");
     // A producer meets slot 0 still held: the pop there counted (the
     // head is past it), so it frees the slot on the spot.
@@ -288,7 +329,7 @@ fn a_consumer_dead_before_moving_the_head_is_passed_and_freed() {
     // head itself.
     push(&q, 5).unwrap();
     push(&q, 6).unwrap();
-    dead_claim(&q, ROLE_CONSUMER, 4);
+    dead_claim(&q, Role::Consumer, 4);
     assert_eq!(
         push(&q, 7),
         Err(TryPushError::Full(())),
@@ -308,7 +349,7 @@ fn a_live_claimer_is_never_recovered() {
     let m = mem(2, 1, 0);
     let q = q(&m);
     m.ctl.tail.store(1, Ordering::Relaxed);
-    q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me(), 0), Ordering::Relaxed);
+    q.slot(0)[1].store(claim(Role::Producer, q.me(), 0), Ordering::Relaxed);
     assert_eq!(q.recover_abandoned_push(), 0);
     let start = Instant::now();
     assert_eq!(pop(&q), Err(TryPopError::Empty));
@@ -318,7 +359,7 @@ fn a_live_claimer_is_never_recovered() {
         start.elapsed()
     );
     // Nor one whose pid did not fit in a claim (stored as 0).
-    q.slot(0)[1].store(claim(ROLE_PRODUCER, 0, 0), Ordering::Relaxed);
+    q.slot(0)[1].store(claim(Role::Producer, 0, 0), Ordering::Relaxed);
     assert_eq!(q.recover_abandoned_push(), 0);
     let start = Instant::now();
     assert_eq!(pop(&q), Err(TryPopError::Empty));
@@ -336,7 +377,7 @@ fn the_in_flight_patience_is_the_views() {
     let m = mem(2, 1, 0);
     let q = q(&m).with_in_flight_patience(Duration::ZERO);
     m.ctl.tail.store(1, Ordering::Relaxed);
-    q.slot(0)[1].store(claim(ROLE_PRODUCER, q.me(), 0), Ordering::Relaxed);
+    q.slot(0)[1].store(claim(Role::Producer, q.me(), 0), Ordering::Relaxed);
     assert_eq!(pop(&q), Err(TryPopError::Empty));
     let short = Duration::from_millis(20);
     let q = q.with_in_flight_patience(short);
@@ -355,7 +396,7 @@ fn a_batch_abandoned_by_a_dead_producer_becomes_holes() {
     // A batch claims positions 1..5, moves the tail, publishes 1 and
     // dies.
     for p in 1..5 {
-        dead_claim(&q, ROLE_PRODUCER, p);
+        dead_claim(&q, Role::Producer, p);
     }
     m.ctl.tail.store(5, Ordering::Relaxed);
     q.slot(1)[2].store(2, Ordering::Relaxed);
@@ -378,7 +419,7 @@ fn a_pop_batch_abandoned_by_a_dead_consumer_is_freed() {
     }
     // A consumer claims positions 0..3, moves the head and dies.
     for p in 0..3 {
-        dead_claim(&q, ROLE_CONSUMER, p);
+        dead_claim(&q, Role::Consumer, p);
     }
     m.ctl.head.store(3, Ordering::Relaxed);
     assert_eq!((q.len(), q.is_full()), (1, false));
@@ -399,7 +440,7 @@ fn a_claim_the_close_left_outside_the_tail_is_given_up() {
     // A live producer claimed position 1 but had not moved the tail
     // when the queue closed: that push is refused, and consumers stop
     // before position 1.
-    q.slot(1)[1].store(claim(ROLE_PRODUCER, q.me(), 1), Ordering::Relaxed);
+    q.slot(1)[1].store(claim(Role::Producer, q.me(), 1), Ordering::Relaxed);
     q.close();
     assert_eq!(q.move_tail(1, 1), 0, "its move fails: given up");
     assert_eq!(pop(&q), Ok(1));
