@@ -47,7 +47,7 @@ static_assertions::const_assert_eq!(size_of::<BarrierWords>(), 64 + MAX_PARTIES 
 
 #[cfg(not(loom))]
 // SAFETY: repr(C), only the switch module's atomics and u64 padding.
-unsafe impl crate::region::MappedAtomic for BarrierWords {}
+unsafe impl crate::layout::MappedAtomic for BarrierWords {}
 
 /// What a completed wait tells its party.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,11 +8,48 @@
 use std::path::Path;
 
 use crate::error::{OpenError, SeqLockError};
+use crate::handle::{Mapped, Shape};
 use crate::layout::Kind;
 use crate::pod::{Payload, TypeInfo};
-use crate::region::{self, CreateOptions, Expect, Region, View};
-use crate::seqlock::{Patience, SeqLock, words_for};
+use crate::raw::seqlock::{Patience, SeqLock, words_for};
+use crate::region::{CreateOptions, Expect, Region};
 use crate::sync::AtomicU64;
+
+/// A cell file: the body is the seqlock's words.
+struct CellShape<T>(std::marker::PhantomData<T>);
+
+impl<T: Payload> Shape for CellShape<T> {
+    /// The initial value.
+    type Spec = T;
+    type Geometry = ();
+    type Head = [AtomicU64; 0];
+    type Elem = AtomicU64;
+
+    fn expect(_: Option<&T>) -> Expect {
+        Expect {
+            kind: Kind::SeqCell,
+            elem: TypeInfo::of::<T>(),
+            any_size: false,
+        }
+    }
+
+    fn capacity(_: &T) -> u64 {
+        1
+    }
+
+    fn init(region: &Region, initial: &T) {
+        // The file is still private to its creator: no lock needed.
+        SeqLock::new(region.body::<AtomicU64>(0, words_for::<T>())).init(initial);
+    }
+
+    fn geometry(_: &Region) -> Result<(), OpenError> {
+        Ok(())
+    }
+
+    fn elems(_: &()) -> usize {
+        words_for::<T>()
+    }
+}
 
 /// A shared value of any [`Payload`] type `T` (plain old data with a stable
 /// name: no pointers, no padding).
@@ -52,7 +89,7 @@ use crate::sync::AtomicU64;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SeqCell<T: Payload> {
-    view: View<[AtomicU64]>,
+    mapped: Mapped<CellShape<T>>,
     patience: Patience,
     _type: std::marker::PhantomData<fn() -> T>,
 }
@@ -60,33 +97,18 @@ pub struct SeqCell<T: Payload> {
 impl<T: Payload> std::fmt::Debug for SeqCell<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeqCell")
-            .field("path", &self.view.region().path())
+            .field("path", &self.mapped.region().path())
             .field("version", &self.version())
             .finish()
     }
 }
 
 impl<T: Payload> SeqCell<T> {
-    fn expect() -> Expect {
-        Expect {
-            kind: Kind::SeqCell,
-            elem: TypeInfo::of::<T>(),
-            any_size: false,
-        }
-    }
-
-    fn from_region(region: Region) -> Self {
+    fn wrap(mapped: Mapped<CellShape<T>>) -> Self {
         Self {
-            view: View::new(region, |r| r.body::<AtomicU64>(0, words_for::<T>())),
+            mapped,
             patience: Patience::DEFAULT,
             _type: std::marker::PhantomData,
-        }
-    }
-
-    fn init(initial: T) -> impl Fn(&Region) {
-        move |r| {
-            // The file is still private to its creator: no lock needed.
-            SeqLock::new(r.body::<AtomicU64>(0, words_for::<T>())).init(&initial);
         }
     }
 
@@ -112,8 +134,7 @@ impl<T: Payload> SeqCell<T> {
         initial: T,
         opts: &CreateOptions,
     ) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Region::create(&path, Self::expect(), 1, opts, Self::init(initial)).map(Self::from_region)
+        Mapped::create(path, &initial, opts).map(Self::wrap)
     }
 
     /// Opens an existing cell file holding a `T`.
@@ -123,8 +144,7 @@ impl<T: Payload> SeqCell<T> {
     /// An [`OpenError`] naming what is wrong; [`OpenError::WrongPayload`] if
     /// the file holds another type.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Region::open(&path, Self::expect()).map(Self::from_region)
+        Mapped::open(path).map(Self::wrap)
     }
 
     /// Opens the cell at `path`, creating it with `initial` if there is
@@ -138,15 +158,7 @@ impl<T: Payload> SeqCell<T> {
     ///
     /// As [`SeqCell::open`] and [`SeqCell::create`].
     pub fn open_or_create(path: impl AsRef<Path>, initial: T) -> Result<Self, OpenError> {
-        let path = region::resolve(path);
-        Region::open_or_create(
-            &path,
-            Self::expect(),
-            1,
-            &CreateOptions::default(),
-            Self::init(initial),
-        )
-        .map(Self::from_region)
+        Mapped::open_or_create(path, &initial, &CreateOptions::default()).map(Self::wrap)
     }
 
     /// Sets how long blocking calls retry a cell whose writer is inside
@@ -157,7 +169,7 @@ impl<T: Payload> SeqCell<T> {
     }
 
     fn lock(&self) -> SeqLock<'_> {
-        SeqLock::new(&self.view)
+        SeqLock::new(self.mapped.elems())
     }
 
     /// The current value, whole.
@@ -214,6 +226,6 @@ impl<T: Payload> SeqCell<T> {
 
     /// The mapped file (path, descriptor, status, flush).
     pub fn region(&self) -> &Region {
-        self.view.region()
+        self.mapped.region()
     }
 }

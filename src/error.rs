@@ -646,7 +646,7 @@ pub enum NameError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SeqLockError {
     /// The writer that holds the lock (sequence odd) is a process that no
-    /// longer exists: it died half way through a write. [`SeqLock::lock`](crate::seqlock::SeqLock::lock)
+    /// longer exists: it died half way through a write. [`SeqLock::lock`](crate::raw::seqlock::SeqLock::lock)
     /// takes such a lock over instead of returning this; it is what a
     /// caller of the lower-level retry loop sees.
     #[error("seqlock writer (pid {pid}) died mid-write; sequence stuck at {seq}")]
@@ -667,7 +667,7 @@ pub enum SeqLockError {
         /// How long we waited.
         waited: std::time::Duration,
     },
-    /// Under loom (or with [`Patience::attempts`](crate::seqlock::Patience::attempts)): the retry budget ran out.
+    /// Under loom (or with [`Patience::attempts`](crate::raw::seqlock::Patience::attempts)): the retry budget ran out.
     #[error("seqlock busy after {attempts} attempts (sequence {seq})")]
     Exhausted {
         /// The last sequence seen.
@@ -677,7 +677,7 @@ pub enum SeqLockError {
     },
 }
 
-/// Why [`body_layout`](crate::layout::body_layout) refused.
+/// Why [`body_layout`](crate::raw::body_layout) refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
     /// The capacity is out of range; the text says what is in range.

@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use crate::error::GcError;
 use crate::layout::MAGIC;
+use crate::raw::seqlock::Patience;
 use crate::region::{Region, TMP_PREFIX, flock, names_same_file};
-use crate::seqlock::Patience;
 
 /// What [`gc`] concluded about one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

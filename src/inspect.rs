@@ -4,11 +4,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::counter::Atomic;
 use crate::error::{OpenError, SeqLockError};
 use crate::layout::{Descriptor, Kind, STATE_CLOSED, STATE_OPEN, Status};
+use crate::raw::atomic::Atomic;
+use crate::raw::seqlock::{Patience, SeqLock};
 use crate::region::Region;
-use crate::seqlock::{Patience, SeqLock};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Most array elements a report lists.
@@ -129,10 +129,10 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
         Some(Kind::Counter) => Body::Counter(region.body::<Atomic<i64>>(0, 1)[0].load()),
         Some(Kind::AtomicArray) => array_body(&region, &desc),
         Some(Kind::SeqCell) => {
-            let lock = SeqLock::new(
-                region
-                    .body::<AtomicU64>(0, crate::seqlock::words_for_bytes(desc.slot_size as usize)),
-            );
+            let lock = SeqLock::new(region.body::<AtomicU64>(
+                0,
+                crate::raw::seqlock::words_for_bytes(desc.slot_size as usize),
+            ));
             let mut bytes = vec![0u8; desc.slot_size as usize];
             let read = lock.read_bytes(&mut bytes, patience);
             Body::Cell {
@@ -163,7 +163,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
         }
         Some(Kind::Map) => map_body(&region, &desc, patience),
         Some(Kind::Event) => {
-            let e = &region.body::<crate::event::EventWords>(0, 1)[0];
+            let e = &region.body::<crate::raw::event::EventWords>(0, 1)[0];
             Body::Event {
                 set: e.is_set(),
                 waiters: e.waiters(),
@@ -202,7 +202,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
 fn array_body(region: &Region, desc: &Descriptor) -> Body {
     let len = desc.capacity;
     let shown = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_LISTED);
-    fn list<T: crate::counter::Element>(r: &Region, n: usize) -> Vec<String> {
+    fn list<T: crate::raw::atomic::Element>(r: &Region, n: usize) -> Vec<String> {
         r.body::<Atomic<T>>(0, n)
             .iter()
             .map(|a| a.load().to_string())

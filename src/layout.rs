@@ -281,8 +281,9 @@ const_assert_eq!(offset_of!(Status, created_unix_ns), 8);
 const_assert_eq!(offset_of!(Status, label), 16);
 const_assert_eq!(offset_of!(Status, attached), 48);
 
-/// Words of the status seqlock: sequence, writer pid, then the status.
-pub const STATUS_WORDS: usize = crate::seqlock::words_for::<Status>();
+/// Words of the status seqlock: sequence, writer pid, then two copies of
+/// the status (`raw::seqlock::words_for::<Status>()`, pinned there).
+pub const STATUS_WORDS: usize = 2 + 2 * size_of::<Status>().div_ceil(8);
 const_assert_eq!(STATUS_WORDS, 30);
 const_assert!(STATUS_OFFSET >= size_of::<Descriptor>());
 const_assert!(STATUS_OFFSET % 64 == 0);
@@ -302,12 +303,23 @@ impl Status {
 }
 
 /// Where a kind's bytes go: bytes per slot and the body's length.
+///
+/// Each kind computes its own in its `raw` module (the sizes of its words
+/// are its business); [`crate::raw`]'s dispatch picks the kind's function
+/// when a file is made or opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyLayout {
     /// Bytes per slot.
     pub slot_size: u64,
     /// Bytes of the body (a multiple of 64, so the body ends on a cache line).
     pub body_size: u64,
+}
+
+/// `bytes` rounded up to whole 64-byte cache lines (every body ends on a
+/// line). `bytes` is bounded by [`MAX_BODY`] plus a control block, so the
+/// rounding cannot overflow.
+pub(crate) const fn whole_lines(bytes: u64) -> u64 {
+    bytes.div_ceil(64) * 64
 }
 
 /// Largest value a [`SeqCell`](crate::SeqCell) holds (64 KiB).
@@ -319,7 +331,47 @@ pub const MAX_SLOT_SIZE: u64 = 64 * 1024;
 /// Most slots a ring may have (2^32).
 pub const MAX_RING_CAPACITY: u64 = 1 << 32;
 
-/// Bytes of a ring's control words before its slots.
+/// The payload identity of byte-message queues and rings
+/// ([`TypeInfo::bytes`]): named `"bytes"`, `size` the maximum message length
+/// chosen at creation, alignment 1.
+pub fn bytes_type(max_len: u32) -> TypeInfo {
+    TypeInfo::bytes(max_len)
+}
+
+/// Atomic types that may be laid over mapped memory.
+///
+/// # Safety
+///
+/// Implementors have the size and alignment of their integer (or are
+/// `repr(C)` structs of such atomics and plain integers) and accept every
+/// bit pattern: true of the `std` atomics, which is why this trait exists
+/// only without loom.
+#[cfg(not(loom))]
+pub(crate) unsafe trait MappedAtomic {}
+
+#[cfg(not(loom))]
+mod mapped_atomics {
+    use super::MappedAtomic;
+    use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+
+    // SAFETY: the switch module's atomics are `repr(transparent)` over std's
+    // atomic integers, which have the same in-memory representation as the
+    // underlying integer (documented on each type), so any bytes are valid.
+    unsafe impl MappedAtomic for AtomicU64 {}
+    // SAFETY: as above.
+    unsafe impl MappedAtomic for AtomicI64 {}
+    // SAFETY: as above.
+    unsafe impl MappedAtomic for AtomicU32 {}
+    // SAFETY: as above.
+    unsafe impl MappedAtomic for AtomicI32 {}
+    // SAFETY: an array of such types has their alignment, no padding
+    // between elements, and accepts every bit pattern as each element does
+    // (`[A; 0]` is the empty head of kinds whose body is all elements).
+    unsafe impl<A: MappedAtomic, const N: usize> MappedAtomic for [A; N] {}
+}
+
+/// Bytes of a ring's control words before its slots (the MPMC queue's
+/// control block).
 pub const RING_CONTROL_SIZE: u64 = 384;
 
 /// Bytes of a map's control words before its entries.
@@ -333,240 +385,90 @@ pub const MAX_MAP_CAPACITY: u64 = 1 << 24;
 /// half-step sequences count two per position).
 pub const MAX_MPMC_CAPACITY: u64 = 1 << 31;
 
-/// Bytes one slot of an SPSC ring takes for an element of `elem_size`
-/// bytes: the size rounded up to whole 8-byte words (the slot stride).
-pub fn spsc_slot_size(elem_size: u64) -> u64 {
-    elem_size.div_ceil(8).saturating_mul(8)
-}
-
-/// Words one message of at most `max_len` bytes takes in an SPSC byte ring:
-/// a length word, then the bytes.
-pub fn spsc_message_words(max_len: u64) -> u64 {
-    1 + max_len.div_ceil(8)
-}
-
-/// The payload identity of byte-message queues and rings
-/// ([`TypeInfo::bytes`]): named `"bytes"`, `size` the maximum message length
-/// chosen at creation, alignment 1.
-pub fn bytes_type(max_len: u32) -> TypeInfo {
-    TypeInfo::bytes(max_len)
-}
-
-/// The body layout of a `kind` holding `capacity` elements of `elem`, or a
-/// description of what a valid capacity or payload would be.
-///
-/// Used both when a file is made and when one is opened: the sizes in a
-/// descriptor must be exactly the ones this returns for its kind, payload
-/// and capacity.
-///
-/// `slot_size` matters only for kinds whose slots have a size of their own
-/// choosing (a map's entries depend on its maximum key length): it is the
-/// size asked for at creation, or the one found in a descriptor; other kinds
-/// ignore it.
-pub fn body_layout(
-    kind: Kind,
+/// The body layout of a map (see [`crate::raw::body_layout`]).
+pub(crate) fn map_body_layout(
     elem: TypeInfo,
     capacity: u64,
     slot_size: u64,
 ) -> Result<BodyLayout, LayoutError> {
-    let round = |n: u64| n.div_ceil(64) * 64;
+    let round = whole_lines;
     let elem_size = u64::from(elem.size);
-    let typed = |sizes: &[u64]| -> Result<(), LayoutError> {
-        if sizes.contains(&elem_size) && elem.align.is_power_of_two() && elem.align <= 64 {
-            Ok(())
-        } else {
-            Err(LayoutError::Payload(format!(
-                "element size one of {sizes:?} with a power-of-two alignment up to 64, found size {}, align {}",
-                elem.size, elem.align
-            )))
-        }
-    };
-    match kind {
-        Kind::Counter => {
-            typed(&[8])?;
-            if capacity != 1 {
-                return Err(LayoutError::Capacity("exactly 1 for a counter".into()));
-            }
-            Ok(BodyLayout {
-                slot_size: 8,
-                body_size: 64,
-            })
-        }
-        Kind::AtomicArray => {
-            typed(&[4, 8])?;
-            let max = MAX_BODY / elem_size;
-            if capacity == 0 || capacity > max {
-                return Err(LayoutError::Capacity(format!(
-                    "between 1 and {max} elements"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size: elem_size,
-                body_size: round(capacity * elem_size),
-            })
-        }
-        Kind::SeqCell => {
-            if elem_size == 0 || elem_size > MAX_CELL_SIZE || !elem.align.is_power_of_two() {
-                return Err(LayoutError::Payload(format!(
-                    "a value of 1 to {MAX_CELL_SIZE} bytes, found size {}, align {}",
-                    elem.size, elem.align
-                )));
-            }
-            if capacity != 1 {
-                return Err(LayoutError::Capacity("exactly 1 for a seqlock cell".into()));
-            }
-            let words = crate::seqlock::words_for_bytes(elem_size as usize) as u64;
-            Ok(BodyLayout {
-                slot_size: elem_size,
-                body_size: round(words * 8),
-            })
-        }
-        Kind::Spsc => {
-            // Slots are whole 8-byte words (values are copied through
-            // atomic words), so the alignment only has to be a real one.
-            if elem_size == 0 || elem_size > MAX_SLOT_SIZE || !elem.align.is_power_of_two() {
-                return Err(LayoutError::Payload(format!(
-                    "a value of 1 to {MAX_SLOT_SIZE} bytes with a power-of-two alignment, found size {}, align {}",
-                    elem.size, elem.align
-                )));
-            }
-            let stride = spsc_slot_size(elem_size);
-            // Short-circuits: the product is formed only for a capacity of
-            // at most 2^32, so it stays below 2^49.
-            if !capacity.is_power_of_two()
-                || capacity > MAX_RING_CAPACITY
-                || capacity * stride > MAX_BODY - RING_CONTROL_SIZE
-            {
-                return Err(LayoutError::Capacity(format!(
-                    "a power of two from 1 to {MAX_RING_CAPACITY} slots, at most {MAX_BODY} bytes in all"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size: stride,
-                body_size: round(RING_CONTROL_SIZE + capacity * stride),
-            })
-        }
-        Kind::Event | Kind::Semaphore | Kind::Barrier => {
-            if elem != TypeInfo::NONE {
-                return Err(LayoutError::Payload(format!("no payload, found {elem}")));
-            }
-            if capacity != 1 {
-                return Err(LayoutError::Capacity(format!("exactly 1 for a {kind}")));
-            }
-            let body_size = match kind {
-                Kind::Event => 64,
-                _ => 64 + 64 * 8,
-            };
-            Ok(BodyLayout {
-                slot_size: 0,
-                body_size,
-            })
-        }
-        Kind::Map => {
-            let max_value = crate::raw::map::MAX_VALUE_SIZE as u64;
-            if elem_size == 0
-                || elem_size > max_value
-                || !elem.align.is_power_of_two()
-                || elem.align > 8
-            {
-                return Err(LayoutError::Payload(format!(
-                    "a value of 1 to {max_value} bytes aligned to at most 8, found size {}, align {}",
-                    elem.size, elem.align
-                )));
-            }
-            // The entry size carries the key length: an entry is a seqlock
-            // (2 words) over two copies of [state, key length, key words,
-            // value words].
-            let fixed = crate::raw::map::ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
-            let entry = |key_words: u64| {
-                crate::seqlock::words_for_bytes(((fixed + key_words) * 8) as usize) as u64 * 8
-            };
-            let max_key_words = crate::raw::map::MAX_KEY_LEN as u64 / 8;
-            let key_words = (slot_size / 8).saturating_sub(crate::seqlock::HEADER_WORDS as u64) / 2;
-            let key_words = key_words.saturating_sub(fixed);
-            if key_words == 0 || key_words > max_key_words || entry(key_words) != slot_size {
-                return Err(LayoutError::Payload(format!(
-                    "entries of {}..={} bytes (in steps of 16) for this value, found {slot_size}",
-                    entry(1),
-                    entry(max_key_words)
-                )));
-            }
-            if !capacity.is_power_of_two() || capacity > MAX_MAP_CAPACITY {
-                return Err(LayoutError::Capacity(format!(
-                    "a power of two from 1 to {MAX_MAP_CAPACITY} entries"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size,
-                body_size: round(MAP_CONTROL_SIZE + capacity * slot_size),
-            })
-        }
-        Kind::SpscBytes => {
-            // The ring holds u64 words; a message is a length word and its
-            // bytes, `spsc_message_words(max)` words in all.
-            if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
-                return Err(LayoutError::Payload(format!(
-                    "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
-                )));
-            }
-            let k = spsc_message_words(elem_size);
-            if !capacity.is_power_of_two() || capacity < k || capacity > MAX_RING_CAPACITY {
-                return Err(LayoutError::Capacity(format!(
-                    "a power of two from {k} (one message) to {MAX_RING_CAPACITY} words"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size: 8,
-                body_size: round(RING_CONTROL_SIZE + capacity * 8),
-            })
-        }
-        Kind::Mpmc | Kind::MpmcBytes => {
-            let payload_bytes = if kind == Kind::Mpmc {
-                if elem_size == 0
-                    || elem_size > MAX_SLOT_SIZE
-                    || !elem.align.is_power_of_two()
-                    || elem.align > 8
-                {
-                    return Err(LayoutError::Payload(format!(
-                        "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 8, found size {}, align {}",
-                        elem.size, elem.align
-                    )));
-                }
-                elem_size
-            } else {
-                if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
-                    return Err(LayoutError::Payload(format!(
-                        "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
-                    )));
-                }
-                // A length word, then the bytes.
-                8 + elem_size
-            };
-            let stride =
-                (crate::raw::mpmc::SLOT_HEADER_WORDS as u64 + payload_bytes.div_ceil(8)) * 8;
-            if !capacity.is_power_of_two()
-                || !(1..=MAX_MPMC_CAPACITY).contains(&capacity)
-                || capacity * stride > MAX_BODY - RING_CONTROL_SIZE
-            {
-                return Err(LayoutError::Capacity(format!(
-                    "a power of two from 1 to {MAX_MPMC_CAPACITY} slots, at most {MAX_BODY} bytes in all"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size: stride,
-                body_size: round(RING_CONTROL_SIZE + capacity * stride),
-            })
-        }
-        Kind::Scratch => {
-            if capacity == 0 || capacity > MAX_BODY {
-                return Err(LayoutError::Capacity(format!(
-                    "between 1 and {MAX_BODY} bytes"
-                )));
-            }
-            Ok(BodyLayout {
-                slot_size: 1,
-                body_size: round(capacity),
-            })
-        }
+    let max_value = crate::raw::map::MAX_VALUE_SIZE as u64;
+    if elem_size == 0 || elem_size > max_value || !elem.align.is_power_of_two() || elem.align > 8 {
+        return Err(LayoutError::Payload(format!(
+            "a value of 1 to {max_value} bytes aligned to at most 8, found size {}, align {}",
+            elem.size, elem.align
+        )));
     }
+    // The entry size carries the key length: an entry is a seqlock
+    // (2 words) over two copies of [state, key length, key words,
+    // value words].
+    let fixed = crate::raw::map::ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
+    let entry = |key_words: u64| {
+        crate::raw::seqlock::words_for_bytes(((fixed + key_words) * 8) as usize) as u64 * 8
+    };
+    let max_key_words = crate::raw::map::MAX_KEY_LEN as u64 / 8;
+    let key_words = (slot_size / 8).saturating_sub(crate::raw::seqlock::HEADER_WORDS as u64) / 2;
+    let key_words = key_words.saturating_sub(fixed);
+    if key_words == 0 || key_words > max_key_words || entry(key_words) != slot_size {
+        return Err(LayoutError::Payload(format!(
+            "entries of {}..={} bytes (in steps of 16) for this value, found {slot_size}",
+            entry(1),
+            entry(max_key_words)
+        )));
+    }
+    if !capacity.is_power_of_two() || capacity > MAX_MAP_CAPACITY {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from 1 to {MAX_MAP_CAPACITY} entries"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size,
+        body_size: round(MAP_CONTROL_SIZE + capacity * slot_size),
+    })
+}
+
+/// The body layout of an MPMC queue of values or of byte messages (see
+/// [`crate::raw::body_layout`]).
+pub(crate) fn mpmc_body_layout(
+    kind: Kind,
+    elem: TypeInfo,
+    capacity: u64,
+) -> Result<BodyLayout, LayoutError> {
+    let round = whole_lines;
+    let elem_size = u64::from(elem.size);
+    let payload_bytes = if kind == Kind::Mpmc {
+        if elem_size == 0
+            || elem_size > MAX_SLOT_SIZE
+            || !elem.align.is_power_of_two()
+            || elem.align > 8
+        {
+            return Err(LayoutError::Payload(format!(
+                "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 8, found size {}, align {}",
+                elem.size, elem.align
+            )));
+        }
+        elem_size
+    } else {
+        if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
+            return Err(LayoutError::Payload(format!(
+                "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
+            )));
+        }
+        // A length word, then the bytes.
+        8 + elem_size
+    };
+    let stride = (crate::raw::mpmc::SLOT_HEADER_WORDS as u64 + payload_bytes.div_ceil(8)) * 8;
+    if !capacity.is_power_of_two()
+        || !(1..=MAX_MPMC_CAPACITY).contains(&capacity)
+        || capacity * stride > MAX_BODY - RING_CONTROL_SIZE
+    {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from 1 to {MAX_MPMC_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size: stride,
+        body_size: round(RING_CONTROL_SIZE + capacity * stride),
+    })
 }

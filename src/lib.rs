@@ -95,16 +95,25 @@
 //!
 //! # Layers
 //!
-//! * [`sync`]: the one switch between `std` atomics and loom's (the word
-//!   types the algorithms take);
-//! * [`seqlock`], [`counter::Atomic`]: algorithms over memory they are
-//!   handed, so the same code runs in a mapping, on the heap and under loom;
-//! * [`region`]: the only module that touches files (with [`gc`], which
-//!   finds and removes stale ones under the lock rule that `region`
-//!   documents);
-//! * [`wait`]: cross-process sleep and wake-up (a futex eventcount);
-//! * [`Counter`], [`AtomicArray`], [`SeqCell`], [`spsc`], [`mpmc`], [`map`],
-//!   [`Event`], [`Semaphore`], [`Barrier`]: the public objects.
+//! Each layer imports only from the ones above it:
+//!
+//! 1. basics: [`sync`] (the one switch between `std` atomics and loom's),
+//!    [`pid`], [`pod`], [`error`], [`layout`] (the header page: descriptor,
+//!    status, kinds, generic limits) and [`wait`] (cross-process sleep and
+//!    wake-up on a futex eventcount, and the one sliced wait every blocking
+//!    call uses);
+//! 2. `raw`: the algorithms over memory they are handed (seqlock, atomic
+//!    elements, rings, map, event, semaphore, barrier), so the same code
+//!    runs in a mapping, on the heap and under loom; each kind's file there
+//!    also owns its body layout. Hidden and unstable: it is public only for
+//!    the loom models and the fuzzers;
+//! 3. [`region`], the only module that touches files, and the handle
+//!    scaffold every kind is built on (open, validate, map, own);
+//! 4. the handles users hold: [`Counter`], [`AtomicArray`], [`SeqCell`],
+//!    [`spsc`], [`mpmc`], [`map`], [`Event`], [`Semaphore`], [`Barrier`];
+//! 5. the tools' library side: [`inspect`](mod@inspect) and [`gc`](mod@gc),
+//!    which finds and removes stale files under the lock rule that
+//!    [`region`] documents.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -120,11 +129,15 @@ pub mod barrier;
 pub mod bench;
 #[cfg(not(loom))]
 pub mod cell;
+#[cfg(not(loom))]
 pub mod counter;
 pub mod error;
+#[cfg(not(loom))]
 pub mod event;
 #[cfg(not(loom))]
 pub mod gc;
+#[cfg(not(loom))]
+mod handle;
 #[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
@@ -139,7 +152,6 @@ pub mod raw;
 #[cfg(not(loom))]
 pub mod region;
 pub mod semaphore;
-pub mod seqlock;
 pub mod spsc;
 pub mod sync;
 pub mod wait;
@@ -148,7 +160,6 @@ pub mod wait;
 pub use barrier::Barrier;
 #[cfg(not(loom))]
 pub use cell::SeqCell;
-pub use counter::{Atomic, Element};
 #[cfg(not(loom))]
 pub use counter::{AtomicArray, Counter};
 pub use error::{
@@ -160,8 +171,9 @@ pub use error::{
 #[cfg(not(loom))]
 pub use event::Event;
 pub use pod::{Payload, Pod, TypeInfo, Zeroable};
+pub use raw::atomic::{Atomic, Element};
+pub use raw::seqlock::Patience;
 #[cfg(not(loom))]
 pub use region::{CreateOptions, Region, remove};
 #[cfg(not(loom))]
 pub use semaphore::Semaphore;
-pub use seqlock::Patience;

@@ -2,9 +2,9 @@
 //! `Manager().dict()` without the server process, the proxy round trip, or
 //! the lock around `d['count'] -= 1`.
 //!
-//! Each entry is a [seqlock](crate::seqlock) over its key and value:
-//! readers copy an entry whole and never block writers, writers of
-//! different entries never meet, and there is no table-wide lock.
+//! Each entry is a seqlock over its key and value: readers copy an entry
+//! whole and never block writers, writers of different entries never
+//! meet, and there is no table-wide lock.
 //!
 //! An entry, once bound to a key, stays bound to that key: removing the key
 //! marks the entry removed, and inserting the same key again revives it in

@@ -50,12 +50,12 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{OpenError, RemoveError};
 use crate::layout::{
-    self, BodyLayout, Descriptor, HEADER_SIZE, Kind, LABEL_LEN, LayoutError, MAGIC, MAX_ATTACHED,
-    STATE_OPEN, STATUS_OFFSET, STATUS_WORDS, Status, VERSION,
+    BodyLayout, Descriptor, HEADER_SIZE, Kind, LABEL_LEN, LayoutError, MAGIC, MAX_ATTACHED,
+    MappedAtomic, STATE_OPEN, STATUS_OFFSET, STATUS_WORDS, Status, VERSION,
 };
 use crate::pod::{MAX_NAME_LEN, TypeInfo};
-use crate::seqlock::{Patience, SeqLock};
-use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use crate::raw::seqlock::{Patience, SeqLock};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Where a bare name (no `/`) is placed.
 pub fn default_dir() -> PathBuf {
@@ -213,7 +213,7 @@ impl Region {
     }
 
     /// [`Region::create`] for kinds whose slot size is chosen at creation
-    /// (see [`layout::body_layout`]).
+    /// (see [`crate::raw::body_layout`]).
     pub(crate) fn create_sized(
         path: &Path,
         expect: Expect,
@@ -361,7 +361,7 @@ impl Region {
     }
 
     /// [`Region::open_or_create`] for kinds whose slot size is chosen at
-    /// creation (see [`layout::body_layout`]). The caller checks that an
+    /// creation (see [`crate::raw::body_layout`]). The caller checks that an
     /// existing file has the shape it asked for.
     pub(crate) fn open_or_create_sized(
         path: &Path,
@@ -777,7 +777,7 @@ fn check_layout(
     slot_size: u64,
     side: Side,
 ) -> Result<BodyLayout, OpenError> {
-    layout::body_layout(kind, elem, capacity, slot_size).map_err(|e| match (e, side) {
+    crate::raw::body_layout(kind, elem, capacity, slot_size).map_err(|e| match (e, side) {
         (LayoutError::Capacity(expected), _) => OpenError::InvalidCapacity {
             path: path.to_path_buf(),
             expected,
@@ -923,23 +923,3 @@ fn read_descriptor(path: &Path, writable: bool) -> Result<(File, Descriptor), Op
     }
     Ok((file, desc))
 }
-
-/// Atomic types that may be laid over mapped memory.
-///
-/// # Safety
-///
-/// Implementors have the size and alignment of their integer and accept
-/// every bit pattern: true of the `std` atomics, which is why this module is
-/// compiled only without loom.
-pub(crate) unsafe trait MappedAtomic {}
-
-// SAFETY: the switch module's atomics are `repr(transparent)` over std's
-// atomic integers, which have the same in-memory representation as the
-// underlying integer (documented on each type), so any bytes are valid.
-unsafe impl MappedAtomic for AtomicU64 {}
-// SAFETY: as above.
-unsafe impl MappedAtomic for AtomicI64 {}
-// SAFETY: as above.
-unsafe impl MappedAtomic for AtomicU32 {}
-// SAFETY: as above.
-unsafe impl MappedAtomic for AtomicI32 {}

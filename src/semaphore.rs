@@ -39,7 +39,7 @@ static_assertions::const_assert_eq!(size_of::<SemaphoreWords>(), 64 + HOLDERS * 
 
 #[cfg(not(loom))]
 // SAFETY: repr(C), only the switch module's atomics and u64 padding.
-unsafe impl crate::region::MappedAtomic for SemaphoreWords {}
+unsafe impl crate::layout::MappedAtomic for SemaphoreWords {}
 
 /// A holder entry read from the table: (pid, permits held).
 pub type Holder = (u32, u64);

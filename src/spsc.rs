@@ -72,8 +72,11 @@ use crate::error::{
     ChunkError, Closed, PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError,
     TryPushError,
 };
-use crate::pod::Pod;
-use crate::seqlock::{copy_in, copy_out};
+use crate::layout::{
+    BodyLayout, LayoutError, MAX_BODY, MAX_RING_CAPACITY, MAX_SLOT_SIZE, bytes_type, whole_lines,
+};
+use crate::pod::{Pod, TypeInfo};
+use crate::raw::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
@@ -87,8 +90,74 @@ pub const CLOSED_BY_CONSUMER: u32 = 2;
 /// exists: a peer killed with `SIGKILL` is reported within about this long.
 pub const PEER_CHECK: Duration = Duration::from_millis(50);
 
+/// Bytes of the ring's control words ([`Control`]) before its slots.
+pub const CONTROL_SIZE: u64 = 384;
+
 /// Offset of the first slot in the body.
-pub const SLOTS_OFFSET: usize = crate::layout::RING_CONTROL_SIZE as usize;
+pub const SLOTS_OFFSET: usize = CONTROL_SIZE as usize;
+
+/// Bytes one slot of an SPSC ring takes for an element of `elem_size`
+/// bytes: the size rounded up to whole 8-byte words (the slot stride).
+pub fn slot_size(elem_size: u64) -> u64 {
+    elem_size.div_ceil(8).saturating_mul(8)
+}
+
+/// Words one message of at most `max_len` bytes takes in an SPSC byte ring:
+/// a length word, then the bytes.
+pub fn message_words(max_len: u64) -> u64 {
+    1 + max_len.div_ceil(8)
+}
+
+/// The body layout of a ring of `capacity` values of `elem`.
+pub fn body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let elem_size = u64::from(elem.size);
+    // Slots are whole 8-byte words (values are copied through atomic
+    // words), so the alignment only has to be a real one.
+    if elem_size == 0 || elem_size > MAX_SLOT_SIZE || !elem.align.is_power_of_two() {
+        return Err(LayoutError::Payload(format!(
+            "a value of 1 to {MAX_SLOT_SIZE} bytes with a power-of-two alignment, found size {}, align {}",
+            elem.size, elem.align
+        )));
+    }
+    let stride = slot_size(elem_size);
+    // Short-circuits: the product is formed only for a capacity of at most
+    // 2^32, so it stays below 2^49.
+    if !capacity.is_power_of_two()
+        || capacity > MAX_RING_CAPACITY
+        || capacity * stride > MAX_BODY - CONTROL_SIZE
+    {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from 1 to {MAX_RING_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size: stride,
+        body_size: whole_lines(CONTROL_SIZE + capacity * stride),
+    })
+}
+
+/// The body layout of a byte ring of `capacity` words for messages of at
+/// most `elem.size` bytes ([`bytes_type`]).
+pub fn bytes_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let elem_size = u64::from(elem.size);
+    // The ring holds u64 words; a message is a length word and its bytes,
+    // `message_words(max)` words in all.
+    if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
+        return Err(LayoutError::Payload(format!(
+            "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
+        )));
+    }
+    let k = message_words(elem_size);
+    if !capacity.is_power_of_two() || capacity < k || capacity > MAX_RING_CAPACITY {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from {k} (one message) to {MAX_RING_CAPACITY} words"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size: 8,
+        body_size: whole_lines(CONTROL_SIZE + capacity * 8),
+    })
+}
 
 /// The ring's shared words (everything but the slots).
 #[repr(C)]
@@ -134,7 +203,7 @@ mod layout_checks {
 // arrays (any bit pattern valid); alignment 8, and the offsets are pinned
 // above, so any bytes at an 8-aligned offset of a mapping are a valid
 // Control accessed only atomically.
-unsafe impl crate::region::MappedAtomic for Control {}
+unsafe impl crate::layout::MappedAtomic for Control {}
 
 impl Default for Control {
     fn default() -> Self {

@@ -401,6 +401,59 @@ mod futex {
     }
 }
 
+/// How long a blocked call sleeps between two housekeeping rounds (see
+/// [`wait_sliced`]): a peer killed with `SIGKILL`, a dead holder's permits,
+/// a dead party of a barrier are noticed within about this long.
+pub const SLICE: Duration = Duration::from_millis(50);
+
+/// Waits at `point` until `ready` returns `Some`, sleeping in slices of at
+/// most `slice`, with a housekeeping round between two slices, until
+/// `deadline` (`None`: no limit).
+///
+/// The shape of every blocking call whose wake-up may never come because a
+/// peer died (nobody is left to notify): sleep on the futex, and every
+/// `slice` look for dead peers, recover what they held, or decide to give
+/// up. `housekeeping` returns `Some` to end the wait with that answer (a
+/// peer is gone: report it) and `None` to sleep again.
+///
+/// `ready` follows [`WaitPoint::wait_until`]'s rules (Acquire loads of the
+/// state that notifiers change before they notify); it runs first, before
+/// any clock is read (the common case: nothing to wait for), and once more
+/// after the deadline passes, so a change that came with the deadline is
+/// not missed. Under loom the slices never end (see
+/// [`WaitPoint::wait_until`]), so `housekeeping` never runs there.
+///
+/// # Errors
+///
+/// [`TimedOut`] once `deadline` has passed with `ready` still `None`.
+#[inline]
+pub fn wait_sliced<R>(
+    point: WaitPoint<'_>,
+    deadline: Option<Instant>,
+    slice: Duration,
+    mut ready: impl FnMut() -> Option<R>,
+    mut housekeeping: impl FnMut() -> Option<R>,
+) -> Result<R, TimedOut> {
+    if let Some(r) = ready() {
+        return Ok(r);
+    }
+    loop {
+        let now = Instant::now();
+        let slice_end = now.checked_add(slice).unwrap_or(now);
+        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+        // A timeout only ends the slice: housekeeping, then look again.
+        if let Ok(r) = point.wait_until(Some(until), &mut ready) {
+            return Ok(r);
+        }
+        if let Some(r) = housekeeping() {
+            return Ok(r);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return ready().ok_or(TimedOut);
+        }
+    }
+}
+
 /// The deadline `timeout` from now, for the timed calls of every kind;
 /// `None` (no deadline) for a timeout past the clock's range.
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {

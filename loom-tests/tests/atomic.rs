@@ -1,4 +1,4 @@
-//! Loom models of `mmring::counter::Atomic`: the compare-and-swap loops
+//! Loom models of `mmring::raw::atomic::Atomic`: the compare-and-swap loops
 //! (`fetch_update`, `f64` arithmetic, `fetch_max`/`fetch_min`) under
 //! contention, plain read-modify-writes, and the Acquire/Release orderings
 //! the module documents.
@@ -21,7 +21,7 @@ use common::check;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
-use mmring::counter::Atomic;
+use mmring::raw::atomic::Atomic;
 
 /// Takes one ticket if any are left, with the closure of the issue:
 /// `(n > 0).then(|| n - 1)`. Also checks that no call ever observes a

@@ -25,7 +25,7 @@ use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
 use mmring::raw::map::{Inserted, MapControl, MapError, RawMap, entry_words};
-use mmring::seqlock::Patience;
+use mmring::raw::seqlock::Patience;
 use mmring::sync::{AtomicU64, Ordering};
 
 const CAP: usize = 2;

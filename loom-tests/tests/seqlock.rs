@@ -1,4 +1,4 @@
-//! Loom models of `mmring::seqlock`: torn reads, lost updates, and a writer
+//! Loom models of `mmring::raw::seqlock`: torn reads, lost updates, and a writer
 //! that dies inside the lock (readers never notice; survivors race to take
 //! the lock over and exactly one does).
 //!
@@ -27,7 +27,7 @@ use common::{Seen, check};
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom::thread;
-use mmring::seqlock::{Busy, Patience, SeqLock, SeqLockError, words_for};
+use mmring::raw::seqlock::{Busy, Patience, SeqLock, SeqLockError, words_for};
 
 type Pair = [u64; 2];
 

@@ -34,7 +34,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use loom::thread;
 use mmring::barrier::{BarrierWaitResult, BarrierWords};
-use mmring::event::EventWords;
+use mmring::raw::event::EventWords;
 use mmring::semaphore::{ReleaseError, SemaphoreWords};
 
 // ---------------------------------------------------------------- event

@@ -6,8 +6,8 @@ use crate::error::{MapError, OpenError};
 use crate::layout::{Kind, MAP_CONTROL_SIZE};
 use crate::pod::{Payload, TypeInfo};
 use crate::raw::map::{Inserted, MAX_KEY_LEN, MapControl, RawMap, entry_words, key_room};
+use crate::raw::seqlock::Patience;
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::seqlock::Patience;
 use crate::sync::AtomicU64;
 
 mod private {

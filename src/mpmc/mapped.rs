@@ -11,8 +11,8 @@ use crate::error::{
 use crate::layout::{Kind, RING_CONTROL_SIZE, bytes_type};
 use crate::pod::{Payload, TypeInfo};
 use crate::raw::mpmc::{Control, FLAG_JOINABLE, RawQueue};
+use crate::raw::seqlock::{copy_in, copy_out};
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::deadline;
 

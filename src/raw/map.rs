@@ -5,9 +5,9 @@
 //! `d['count'] -= 1`).
 //!
 //! Open addressing with linear probing over `capacity` entries. Each entry
-//! is a [seqlock](crate::seqlock) over `[state, key length, key, value]`:
-//! readers copy an entry whole and never block writers; writers of one
-//! entry serialize on its sequence (a compare-and-swap), writers of
+//! is a [seqlock](crate::raw::seqlock) over `[state, key length, key,
+//! value]`: readers copy an entry whole and never block writers; writers
+//! of one entry serialize on its sequence (a compare-and-swap), writers of
 //! different entries never meet. There is no table-wide lock.
 //!
 //! An entry, once bound to a key, stays bound to that key: removing the key
@@ -27,7 +27,7 @@ pub use crate::error::MapError;
 use crate::pod::fnv1a;
 
 pub use crate::layout::MAP_CONTROL_SIZE;
-use crate::seqlock::{Patience, SeqLock};
+use crate::raw::seqlock::{Patience, SeqLock};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Entry state: never used.
@@ -121,7 +121,7 @@ mod layout_checks {
 #[cfg(not(loom))]
 // SAFETY: repr(C), only the switch module's atomics and u64 padding;
 // alignment 8; offsets pinned above.
-unsafe impl crate::region::MappedAtomic for MapControl {}
+unsafe impl crate::layout::MappedAtomic for MapControl {}
 
 impl MapControl {
     /// Fresh control words for keys of `key_kind` up to `max_key_len` bytes.
@@ -202,7 +202,7 @@ impl std::fmt::Debug for RawMap<'_> {
 /// Words one entry takes for keys up to `max_key` bytes and values of
 /// `value_len` bytes.
 pub const fn entry_words(max_key: usize, value_len: usize) -> usize {
-    crate::seqlock::words_for_bytes(
+    crate::raw::seqlock::words_for_bytes(
         (ENTRY_HEADER_WORDS + max_key.div_ceil(8) + value_len.div_ceil(8)) * 8,
     )
 }
@@ -289,7 +289,7 @@ impl<'a> RawMap<'a> {
     }
 
     fn data_len(&self) -> usize {
-        (self.stride - crate::seqlock::HEADER_WORDS) / 2 * 8
+        (self.stride - crate::raw::seqlock::HEADER_WORDS) / 2 * 8
     }
 
     fn key_off(&self) -> usize {

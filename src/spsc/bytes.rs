@@ -17,13 +17,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::mapped::{Consumer, Producer, create_region_for};
+use super::message_words as spsc_message_words;
 use crate::error::{
     BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, OpenError, PopError,
     PopTimeoutError, PushTimeoutError, TryPopError,
 };
-use crate::layout::{Kind, bytes_type, spsc_message_words};
+use crate::layout::{Kind, bytes_type};
+use crate::raw::seqlock::{copy_in, copy_out};
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::deadline;
 

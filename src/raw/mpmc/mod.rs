@@ -273,7 +273,7 @@ mod layout_checks {
 // SAFETY: repr(C), made only of the switch module's atomics (integer
 // layout, any bit pattern valid) and u64 padding; alignment 8; offsets
 // pinned above.
-unsafe impl crate::region::MappedAtomic for Control {}
+unsafe impl crate::layout::MappedAtomic for Control {}
 
 /// A display snapshot of a queue's control words (each read on its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -42,7 +42,8 @@
 use std::time::{Duration, Instant};
 
 pub use crate::error::SeqLockError;
-use crate::pod::Pod;
+use crate::layout::{BodyLayout, LayoutError, MAX_CELL_SIZE, whole_lines};
+use crate::pod::{Pod, TypeInfo};
 use crate::sync::{AtomicU64, Backoff, Ordering, fence};
 
 /// Words before the data: the sequence and the writer's pid.
@@ -630,6 +631,33 @@ pub(crate) fn copy_in(words: &[AtomicU64], src: &[u8]) {
         word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
     }
 }
+
+/// The body layout of a [`SeqCell`](crate::SeqCell): a seqlock over one
+/// value of `elem` (1 to [`MAX_CELL_SIZE`] bytes).
+pub fn cell_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let size = u64::from(elem.size);
+    if size == 0 || size > MAX_CELL_SIZE || !elem.align.is_power_of_two() {
+        return Err(LayoutError::Payload(format!(
+            "a value of 1 to {MAX_CELL_SIZE} bytes, found size {}, align {}",
+            elem.size, elem.align
+        )));
+    }
+    if capacity != 1 {
+        return Err(LayoutError::Capacity("exactly 1 for a seqlock cell".into()));
+    }
+    Ok(BodyLayout {
+        slot_size: size,
+        body_size: whole_lines(words_for_bytes(size as usize) as u64 * 8),
+    })
+}
+
+// The status block of every file's header is a seqlock over a `Status`:
+// the word count `layout` declares (it may not import this module) is the
+// one this module computes.
+static_assertions::const_assert_eq!(
+    crate::layout::STATUS_WORDS,
+    words_for::<crate::layout::Status>()
+);
 
 #[cfg(all(test, not(loom)))]
 mod tests {
