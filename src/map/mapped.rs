@@ -3,9 +3,11 @@
 use std::path::Path;
 
 use crate::error::{MapError, OpenError};
-use crate::layout::{Kind, MAP_CONTROL_SIZE};
+use crate::layout::Kind;
 use crate::pod::{Payload, TypeInfo};
-use crate::raw::map::{Inserted, MAX_KEY_LEN, MapControl, RawMap, entry_words, key_room};
+use crate::raw::map::{
+    Inserted, MAP_CONTROL_SIZE, MAX_KEY_LEN, MapControl, RawMap, entry_words, key_room,
+};
 use crate::raw::seqlock::Patience;
 use crate::region::{self, CreateOptions, Expect, Region};
 use crate::sync::AtomicU64;

@@ -8,12 +8,13 @@ use crate::error::{
     OpenError, PopError, PopTimeoutError, PushError, PushTimeoutError, TaskError, TryPopError,
     TryPushError,
 };
-use crate::layout::{Kind, RING_CONTROL_SIZE, bytes_type};
+use crate::layout::{Kind, bytes_type};
 use crate::pod::{Payload, TypeInfo};
-use crate::raw::mpmc::{Control, FLAG_JOINABLE, RawQueue};
+use crate::raw::message;
+use crate::raw::mpmc::{CONTROL_SIZE, Control, FLAG_JOINABLE, RawQueue};
 use crate::raw::seqlock::{copy_in, copy_out};
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 use crate::wait::deadline;
 
 /// How a new queue file is made.
@@ -55,10 +56,10 @@ impl Mapped {
     fn new(region: Region) -> Self {
         let desc = region.descriptor();
         let capacity = desc.capacity as usize;
-        let words = desc.body_size.saturating_sub(RING_CONTROL_SIZE) as usize / 8;
+        let words = desc.body_size.saturating_sub(CONTROL_SIZE) as usize / 8;
         let stride = desc.slot_size as usize / 8;
         let ctl = &region.body::<Control>(0, 1)[0];
-        let slots = region.body::<AtomicU64>(RING_CONTROL_SIZE as usize, capacity * stride);
+        let slots = region.body::<AtomicU64>(CONTROL_SIZE as usize, capacity * stride);
         debug_assert!(capacity * stride <= words);
         let raw = RawQueue::new(ctl, slots, capacity);
         // SAFETY: `raw` borrows the mapping owned by `region`, which moves
@@ -73,7 +74,7 @@ impl Mapped {
         move |r: &Region| {
             r.body::<Control>(0, 1)[0].init_flags(flags);
             let stride = r.descriptor().slot_size as usize / 8;
-            let slots = r.body::<AtomicU64>(RING_CONTROL_SIZE as usize, capacity * stride);
+            let slots = r.body::<AtomicU64>(CONTROL_SIZE as usize, capacity * stride);
             RawQueue::init_slots(slots, capacity);
         }
     }
@@ -710,17 +711,15 @@ impl ByteQueue {
         self.max_len
     }
 
+    /// Writes `msg` into a slot's payload words (published by the slot's
+    /// sequence).
     fn write(msg: &[u8]) -> impl FnMut(&[AtomicU64]) + '_ {
-        move |w: &[AtomicU64]| {
-            // Relaxed: published by the slot's sequence.
-            w[0].store(msg.len() as u64, Ordering::Relaxed);
-            copy_in(&w[1..], msg);
-        }
+        move |w: &[AtomicU64]| message::write(w, msg)
     }
 
     /// `Some((len, max))` if `msg` is longer than a slot holds.
     fn too_long(&self, msg: &[u8]) -> Option<(usize, usize)> {
-        (msg.len() > self.max_len).then_some((msg.len(), self.max_len))
+        message::check_len(msg, self.max_len).err()
     }
 
     /// Pushes `msg` if there is room, never waiting for room (a pop in flight in
@@ -823,14 +822,7 @@ impl ByteQueue {
     /// Reads a slot's message into `out` (at most `min(max_len, out.len())`
     /// bytes: a length from the mapping is never trusted); the length.
     fn read_into(max_len: usize, w: &[AtomicU64], out: &mut [u8]) -> usize {
-        // Relaxed: ordered by the slot's sequence.
-        let stored = w[0].load(Ordering::Relaxed);
-        let len = usize::try_from(stored)
-            .unwrap_or(usize::MAX)
-            .min(max_len)
-            .min(out.len());
-        copy_out(&w[1..], &mut out[..len]);
-        len
+        message::read(w, max_len, out)
     }
 
     /// Pops the oldest message into `out`, never waiting for one; its length. A

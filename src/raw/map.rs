@@ -24,9 +24,9 @@
 //! garbage state reads as "some other key".
 
 pub use crate::error::MapError;
-use crate::pod::fnv1a;
+use crate::layout::{BodyLayout, LayoutError, whole_lines};
+use crate::pod::{TypeInfo, fnv1a};
 
-pub use crate::layout::MAP_CONTROL_SIZE;
 use crate::raw::seqlock::{Patience, SeqLock};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -45,6 +45,61 @@ pub const ENTRY_HEADER_WORDS: usize = 2;
 pub const MAX_KEY_LEN: usize = 256;
 /// Largest value any map holds (bytes).
 pub const MAX_VALUE_SIZE: usize = 4096;
+
+/// Bytes of a map's control words ([`MapControl`]) before its entries.
+pub const MAP_CONTROL_SIZE: u64 = 128;
+
+/// Most entries a map may have (2^24).
+pub const MAX_MAP_CAPACITY: u64 = 1 << 24;
+
+/// The body layout of a map of `capacity` entries of `slot_size` bytes for
+/// values of `elem`: the entry size carries the longest key the map takes,
+/// so it is the size asked for at creation (or found in a descriptor),
+/// checked to be an entry's for this value and some key length.
+///
+/// # Errors
+///
+/// What a valid payload, entry size or capacity would be.
+pub fn body_layout(
+    elem: TypeInfo,
+    capacity: u64,
+    slot_size: u64,
+) -> Result<BodyLayout, LayoutError> {
+    let elem_size = u64::from(elem.size);
+    let max_value = MAX_VALUE_SIZE as u64;
+    if elem_size == 0 || elem_size > max_value || !elem.align.is_power_of_two() || elem.align > 8 {
+        return Err(LayoutError::Payload(format!(
+            "a value of 1 to {max_value} bytes aligned to at most 8, found size {}, align {}",
+            elem.size, elem.align
+        )));
+    }
+    // The entry size carries the key length: an entry is a seqlock
+    // (2 words) over two copies of [state, key length, key words,
+    // value words].
+    let fixed = ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
+    let entry = |key_words: u64| {
+        crate::raw::seqlock::words_for_bytes(((fixed + key_words) * 8) as usize) as u64 * 8
+    };
+    let max_key_words = MAX_KEY_LEN as u64 / 8;
+    let key_words = (slot_size / 8).saturating_sub(crate::raw::seqlock::HEADER_WORDS as u64) / 2;
+    let key_words = key_words.saturating_sub(fixed);
+    if key_words == 0 || key_words > max_key_words || entry(key_words) != slot_size {
+        return Err(LayoutError::Payload(format!(
+            "entries of {}..={} bytes (in steps of 16) for this value, found {slot_size}",
+            entry(1),
+            entry(max_key_words)
+        )));
+    }
+    if !capacity.is_power_of_two() || capacity > MAX_MAP_CAPACITY {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from 1 to {MAX_MAP_CAPACITY} entries"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size,
+        body_size: whole_lines(MAP_CONTROL_SIZE + capacity * slot_size),
+    })
+}
 
 /// Bytes of the largest entry's data (state, length, key, value).
 const MAX_ENTRY_DATA: usize = (2 + MAX_KEY_LEN / 8 + MAX_VALUE_SIZE / 8) * 8;
@@ -109,10 +164,7 @@ mod layout_checks {
 
     use super::MapControl;
 
-    const_assert_eq!(
-        size_of::<MapControl>(),
-        crate::layout::MAP_CONTROL_SIZE as usize
-    );
+    const_assert_eq!(size_of::<MapControl>(), super::MAP_CONTROL_SIZE as usize);
     const_assert_eq!(offset_of!(MapControl, len), 0);
     const_assert_eq!(offset_of!(MapControl, key_kind), 8);
     const_assert_eq!(offset_of!(MapControl, max_key_len), 12);

@@ -23,9 +23,8 @@ use crate::error::{
     PopTimeoutError, PushTimeoutError, TryPopError,
 };
 use crate::layout::{Kind, bytes_type};
-use crate::raw::seqlock::{copy_in, copy_out};
+use crate::raw::message;
 use crate::region::{self, CreateOptions, Expect, Region};
-use crate::sync::{AtomicU64, Ordering};
 use crate::wait::deadline;
 
 fn expect(max_len: usize) -> Expect {
@@ -158,51 +157,6 @@ pub fn create_bytes_with(
     create(&path, messages, max_len, opts).map(drop)
 }
 
-/// Splits a message's two runs of words into its length word and the two
-/// runs of data words after it (`None` if there are no words at all).
-fn split_len<'w>(
-    a: &'w [AtomicU64],
-    b: &'w [AtomicU64],
-) -> Option<(&'w AtomicU64, &'w [AtomicU64], &'w [AtomicU64])> {
-    match a.split_first() {
-        Some((len, rest)) => Some((len, rest, b)),
-        None => b.split_first().map(|(len, rest)| (len, a, rest)),
-    }
-}
-
-/// Writes a message into a chunk's two runs of words: its length, then its
-/// bytes (words past the message are left as they were).
-fn encode(msg: &[u8], a: &[AtomicU64], b: &[AtomicU64]) {
-    let Some((len, a, b)) = split_len(a, b) else {
-        return;
-    };
-    // Relaxed: published by the ring's Release store of its tail.
-    len.store(msg.len() as u64, Ordering::Relaxed);
-    let (ma, mb) = msg.split_at(msg.len().min(a.len().saturating_mul(8)));
-    copy_in(a, ma);
-    copy_in(b, mb);
-}
-
-/// Reads a message from a chunk's two runs of words into `out`: the stored
-/// length is clamped to `max_len` and to `out`, never trusted. Returns the
-/// length.
-fn decode(a: &[AtomicU64], b: &[AtomicU64], max_len: usize, out: &mut [u8]) -> usize {
-    let Some((len, a, b)) = split_len(a, b) else {
-        return 0;
-    };
-    // Relaxed: ordered by the ring's Acquire load of the tail.
-    let stored = len.load(Ordering::Relaxed);
-    let len = usize::try_from(stored)
-        .unwrap_or(usize::MAX)
-        .min(max_len)
-        .min(out.len());
-    let out = &mut out[..len];
-    let (oa, ob) = out.split_at_mut(len.min(a.len().saturating_mul(8)));
-    copy_out(a, oa);
-    copy_out(b, ob);
-    len
-}
-
 /// The producing end of an SPSC byte-message ring (one per ring; the role
 /// rules of [`Producer`] apply: dropping it gives the role back and leaves
 /// the ring open, with every queued message kept).
@@ -296,13 +250,8 @@ impl ByteProducer {
     }
 
     fn check(&self, msg: &[u8]) -> Result<(), ByteTryPushError> {
-        if msg.len() > self.max_len {
-            return Err(ByteTryPushError::TooLong {
-                len: msg.len(),
-                max: self.max_len,
-            });
-        }
-        Ok(())
+        message::check_len(msg, self.max_len)
+            .map_err(|(len, max)| ByteTryPushError::TooLong { len, max })
     }
 
     fn write(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
@@ -315,7 +264,7 @@ impl ByteProducer {
                 ChunkError::Closed => ByteTryPushError::Closed,
             })?;
         let (a, b) = chunk.words();
-        encode(msg, a, b);
+        message::write_split(a, b, msg);
         chunk.commit_all();
         Ok(())
     }
@@ -526,7 +475,7 @@ impl ByteConsumer {
             ChunkError::Closed => TryPopError::Closed,
         })?;
         let (a, b) = chunk.words();
-        let len = decode(a, b, self.max_len, out);
+        let len = message::read_split(a, b, self.max_len, out);
         chunk.commit_all();
         Ok(len)
     }
@@ -659,6 +608,7 @@ impl ByteConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::Ordering;
 
     #[test]
     fn every_length_round_trips_across_the_wrap() {
@@ -698,10 +648,6 @@ mod tests {
         }
         assert_eq!(rx.try_pop_into(&mut buf), Err(TryPopError::Closed));
         assert_eq!(rx.pop(), Err(PopError::Closed));
-    }
-
-    fn words(values: &[u64]) -> Vec<AtomicU64> {
-        values.iter().map(|&v| AtomicU64::new(v)).collect()
     }
 
     #[test]
@@ -754,47 +700,6 @@ mod tests {
             ByteConsumer::open_or_create(&path, 64, 8),
             Err(OpenError::InvalidCapacity { .. })
         ));
-    }
-
-    #[test]
-    fn a_garbage_length_is_clamped() {
-        let mut out = [0u8; 16];
-        let a = words(&[u64::MAX, u64::from_ne_bytes(*b"abcdefgh")]);
-        let b = words(&[u64::from_ne_bytes(*b"ijklmnop")]);
-        assert_eq!(decode(&a, &b, 12, &mut out), 12);
-        assert_eq!(&out[..12], b"abcdefghijkl");
-        // The length word itself may be the one that wrapped.
-        let b = words(&[5, u64::from_ne_bytes(*b"qrstuvwx")]);
-        assert_eq!(decode(&[], &b, 12, &mut out), 5);
-        assert_eq!(&out[..5], b"qrstu");
-        assert_eq!(decode(&[], &[], 12, &mut out), 0);
-        for garbage in [u64::MAX, 1 << 63, u64::from(u32::MAX) + 1, 17, 9] {
-            let a = words(&[garbage, 1]);
-            let b = words(&[2]);
-            // Clamped to max_len (16: two data words), then to `out`.
-            assert!(decode(&a, &b, 16, &mut out) <= 16);
-            assert!(decode(&a, &b, 16, &mut [0u8; 3]) <= 3);
-        }
-    }
-
-    #[test]
-    fn encode_splits_a_message_across_the_wrap() {
-        let a = words(&[0, 0]);
-        let b = words(&[0, 0, 7]);
-        encode(b"abcdefghijk", &a, &b);
-        let mut out = [0u8; 32];
-        assert_eq!(decode(&a, &b, 24, &mut out), 11);
-        assert_eq!(&out[..11], b"abcdefghijk");
-        assert_eq!(
-            b[2].load(Ordering::Relaxed),
-            7,
-            "words past the message kept"
-        );
-        // Length word alone in the first run.
-        let a = words(&[0]);
-        encode(b"xyz", &a, &b);
-        assert_eq!(decode(&a, &b, 24, &mut out), 3);
-        assert_eq!(&out[..3], b"xyz");
     }
 
     #[test]

@@ -80,11 +80,76 @@
 
 use std::time::Duration;
 
+use crate::layout::{BodyLayout, LayoutError, MAX_BODY, MAX_SLOT_SIZE, whole_lines};
+use crate::pod::TypeInfo;
+use crate::raw::message;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::WaitPoint;
 
 /// Words before a slot's payload: sequence and claim.
 pub const SLOT_HEADER_WORDS: usize = 2;
+
+/// Bytes of the queue's control words ([`Control`]) before its slots.
+pub const CONTROL_SIZE: u64 = 384;
+
+/// Most slots a queue may have (2^31: a slot's claim word records the low
+/// 40 bits of a position, which must differ between laps, and the
+/// half-step sequences count two per position).
+pub const MAX_CAPACITY: u64 = 1 << 31;
+
+/// The body layout of a queue of `capacity` values of `elem`
+/// ([`Kind::Mpmc`](crate::layout::Kind::Mpmc)).
+///
+/// # Errors
+///
+/// What a valid payload or capacity would be.
+pub fn body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let elem_size = u64::from(elem.size);
+    if elem_size == 0
+        || elem_size > MAX_SLOT_SIZE
+        || !elem.align.is_power_of_two()
+        || elem.align > 8
+    {
+        return Err(LayoutError::Payload(format!(
+            "a value of 1 to {MAX_SLOT_SIZE} bytes aligned to at most 8, found size {}, align {}",
+            elem.size, elem.align
+        )));
+    }
+    slots_layout(elem_size.div_ceil(8), capacity)
+}
+
+/// The body layout of a queue of `capacity` byte messages of at most
+/// `elem.size` bytes ([`Kind::MpmcBytes`](crate::layout::Kind::MpmcBytes),
+/// [`bytes_type`](crate::layout::bytes_type)): a slot's payload is a
+/// message's words ([`message::words`]).
+///
+/// # Errors
+///
+/// What a valid payload or capacity would be.
+pub fn bytes_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let max_len = message::check_payload(elem)?;
+    slots_layout(message::words(max_len), capacity)
+}
+
+/// The body of `capacity` slots of `payload_words` words each after the
+/// control words.
+fn slots_layout(payload_words: u64, capacity: u64) -> Result<BodyLayout, LayoutError> {
+    let stride = (SLOT_HEADER_WORDS as u64 + payload_words) * 8;
+    // Short-circuits: the product is formed only for a capacity of at most
+    // 2^31, with a stride below 2^17.
+    if !capacity.is_power_of_two()
+        || !(1..=MAX_CAPACITY).contains(&capacity)
+        || capacity * stride > MAX_BODY - CONTROL_SIZE
+    {
+        return Err(LayoutError::Capacity(format!(
+            "a power of two from 1 to {MAX_CAPACITY} slots, at most {MAX_BODY} bytes in all"
+        )));
+    }
+    Ok(BodyLayout {
+        slot_size: stride,
+        body_size: whole_lines(CONTROL_SIZE + capacity * stride),
+    })
+}
 
 /// `flags` bit: the queue counts unfinished tasks (`task_done`/`join`).
 pub const FLAG_JOINABLE: u32 = 1;
@@ -251,10 +316,7 @@ mod layout_checks {
 
     use super::Control;
 
-    const_assert_eq!(
-        size_of::<Control>(),
-        crate::layout::RING_CONTROL_SIZE as usize
-    );
+    const_assert_eq!(size_of::<Control>(), super::CONTROL_SIZE as usize);
     const_assert_eq!(offset_of!(Control, tail), 0);
     const_assert_eq!(offset_of!(Control, head), 128);
     const_assert_eq!(offset_of!(Control, closed), 256);
