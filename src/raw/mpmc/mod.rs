@@ -405,6 +405,13 @@ impl Control {
             .saturating_sub(self.done.load(Ordering::Relaxed))
     }
 
+    /// Whether the creation flags say the queue counts tasks
+    /// ([`FLAG_JOINABLE`]).
+    pub fn is_joinable(&self) -> bool {
+        // Relaxed: set before the file was published, never changed.
+        self.flags.load(Ordering::Relaxed) & FLAG_JOINABLE != 0
+    }
+
     /// Sets the creation flags (only while nobody else can see the words).
     pub fn init_flags(&self, flags: u32) {
         // Relaxed: the file is still private to its creator.
@@ -448,6 +455,50 @@ enum Refused {
     Blocked,
     /// Closed (push), or closed and drained (pop).
     Closed,
+}
+
+/// The shape of a queue's memory, fixed when it was made: what a view
+/// needs besides the memory itself. A handle reads it once, when it opens
+/// the file, so that building a view per call is only pointer copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    mask: u64,
+    stride: usize,
+    joinable: bool,
+}
+
+impl Geometry {
+    /// `capacity` slots of `stride` words each (header and payload), for a
+    /// queue that counts tasks if `joinable`; `None` unless `capacity` is a
+    /// power of two (1 included) and `stride` more than
+    /// [`SLOT_HEADER_WORDS`].
+    pub fn new(capacity: usize, stride: usize, joinable: bool) -> Option<Self> {
+        (capacity.is_power_of_two() && stride > SLOT_HEADER_WORDS).then_some(Self {
+            mask: capacity as u64 - 1,
+            stride,
+            joinable,
+        })
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.mask as usize + 1
+    }
+
+    /// Words per slot.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Words of all the slots.
+    pub fn words(&self) -> usize {
+        self.capacity() * self.stride
+    }
+
+    /// Whether the queue counts tasks.
+    pub fn is_joinable(&self) -> bool {
+        self.joinable
+    }
 }
 
 /// A queue over memory the caller hands in: control words and `capacity`
@@ -510,18 +561,31 @@ impl<'a> RawQueue<'a> {
             "mpmc capacity must be a power of two, got {capacity}"
         );
         let stride = words.len() / capacity;
-        assert!(
-            stride > SLOT_HEADER_WORDS && stride * capacity == words.len(),
-            "{} words are not {capacity} slots of a payload",
-            words.len()
-        );
+        let geometry =
+            Geometry::new(capacity, stride, ctl.is_joinable()).filter(|g| g.words() == words.len());
+        let Some(geometry) = geometry else {
+            panic!(
+                "{} words are not {capacity} slots of a payload",
+                words.len()
+            );
+        };
+        Self::from_parts(ctl, words, geometry)
+    }
+
+    /// A view of a queue of `geometry` over `ctl` and `words` (the
+    /// `geometry.words()` words of the slots, initialized by
+    /// [`RawQueue::init_slots`]), checking nothing and reading nothing: what
+    /// a handle builds on every call from the geometry it read at open. A
+    /// `words` shorter than the geometry says makes the calls panic, never
+    /// reach outside it.
+    #[inline(always)]
+    pub fn from_parts(ctl: &'a Control, words: &'a [AtomicU64], geometry: Geometry) -> Self {
         Self {
             ctl,
             words,
-            mask: capacity as u64 - 1,
-            stride,
-            // Relaxed: set before the file was published, never changed.
-            joinable: ctl.flags.load(Ordering::Relaxed) & FLAG_JOINABLE != 0,
+            mask: geometry.mask,
+            stride: geometry.stride,
+            joinable: geometry.joinable,
             me: None,
             patience: IN_FLIGHT_PATIENCE,
         }
