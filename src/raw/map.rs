@@ -265,6 +265,54 @@ pub const fn key_room(stride: usize, value_len: usize) -> usize {
     stride.saturating_sub(entry_words(0, value_len)) / 2 * 8
 }
 
+/// The shape of a map's memory, fixed when it was made: what a view needs
+/// besides the memory itself. A handle reads it once, when it opens the
+/// file, so that building a view per call is only pointer copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    mask: usize,
+    stride: usize,
+    max_key: usize,
+    value_len: usize,
+}
+
+impl Geometry {
+    /// `capacity` entries for keys up to `max_key` bytes and values of
+    /// `value_len` bytes (each [`entry_words`]`(max_key, value_len)` words);
+    /// `None` unless `capacity` is a power of two and the sizes are within
+    /// [`MAX_KEY_LEN`] and [`MAX_VALUE_SIZE`].
+    pub fn new(capacity: usize, max_key: usize, value_len: usize) -> Option<Self> {
+        (capacity.is_power_of_two() && max_key <= MAX_KEY_LEN && value_len <= MAX_VALUE_SIZE).then(
+            || Self {
+                mask: capacity - 1,
+                stride: entry_words(max_key, value_len),
+                max_key,
+                value_len,
+            },
+        )
+    }
+
+    /// Number of entries.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// The longest key.
+    pub fn max_key_len(&self) -> usize {
+        self.max_key
+    }
+
+    /// Words per entry.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Words of all the entries.
+    pub fn words(&self) -> usize {
+        self.capacity() * self.stride
+    }
+}
+
 impl<'a> RawMap<'a> {
     /// A map over `words` (`capacity` entries of
     /// [`entry_words`]`(max_key, value_len)` words each; zeroed words are an
@@ -289,31 +337,38 @@ impl<'a> RawMap<'a> {
             capacity.is_power_of_two(),
             "map capacity must be a power of two"
         );
-        assert!(
-            max_key <= MAX_KEY_LEN && value_len <= MAX_VALUE_SIZE,
-            "map entry too large"
-        );
-        let stride = entry_words(max_key, value_len);
+        let Some(geometry) = Geometry::new(capacity, max_key, value_len) else {
+            panic!("map entry too large");
+        };
         assert_eq!(
             words.len(),
-            capacity * stride,
+            geometry.words(),
             "map words do not match its layout"
         );
+        Self::from_parts(ctl, words, geometry, patience)
+    }
+
+    /// A map of `geometry` over `ctl` and `words` (the `geometry.words()`
+    /// words of its entries), checking nothing and reading nothing: what a
+    /// handle builds on every call from the geometry it read at open. A
+    /// `words` shorter than the geometry says makes the calls panic, never
+    /// reach outside it.
+    #[inline(always)]
+    pub fn from_parts(
+        ctl: &'a MapControl,
+        words: &'a [AtomicU64],
+        geometry: Geometry,
+        patience: Patience,
+    ) -> Self {
         Self {
             ctl,
             words,
-            mask: capacity - 1,
-            stride,
-            max_key,
-            value_len,
+            mask: geometry.mask,
+            stride: geometry.stride,
+            max_key: geometry.max_key,
+            value_len: geometry.value_len,
             patience,
         }
-    }
-
-    /// The same map, with `patience` for its blocking seqlock accesses.
-    #[must_use]
-    pub fn with_patience(self, patience: Patience) -> Self {
-        Self { patience, ..self }
     }
 
     /// Number of entries.
