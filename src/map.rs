@@ -143,7 +143,7 @@ impl MapOptions {
 /// removing a key frees its value, not its entry, and inserting it again
 /// reuses the same entry. So the capacity bounds the number of *distinct*
 /// keys ever inserted, not the number live at once; a full table is
-/// [`MapError::Full`](crate::map::MapError::Full), never an overwrite.
+/// [`MapError::Full`], never an overwrite.
 /// Size it for the key set, with room to spare (probing is linear).
 ///
 /// # Processes that die

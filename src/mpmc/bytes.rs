@@ -125,8 +125,9 @@ impl ByteQueue {
         message::check_len(msg, self.max_len).err()
     }
 
-    /// Pushes `msg` if there is room, never waiting for room (a pop in flight in
-    /// the slot at the tail is waited out, as by [`Queue::try_push`]).
+    /// Pushes `msg` if there is room, never waiting for room (a pop in
+    /// flight in the slot at the tail is waited out, as by
+    /// [`Queue::try_push`](super::Queue::try_push)).
     ///
     /// # Errors
     ///
@@ -231,7 +232,8 @@ impl ByteQueue {
     /// Pops the oldest message into `out`, never waiting for one; its length. A
     /// message longer than `out` is cut to `out.len()` (size `out` to
     /// [`max_len`](Self::max_len) to never cut). Linearizable, and waits
-    /// out a push in flight at the head, as [`Queue::try_pop`].
+    /// out a push in flight at the head, as
+    /// [`Queue::try_pop`](super::Queue::try_pop).
     ///
     /// # Errors
     ///

@@ -19,9 +19,7 @@ pub use crate::error::{BytePushError, JoinError, JoinTimeoutError, TaskError};
 use crate::handle::{Mapped, Shape};
 use crate::layout::{Kind, bytes_type};
 use crate::pod::{Payload, TypeInfo};
-pub use crate::raw::mpmc::{
-    BATCH_MAX, FLAG_JOINABLE, IN_FLIGHT_PATIENCE, RECOVERY_CHECK, Snapshot,
-};
+pub use crate::raw::mpmc::{BATCH_MAX, FLAG_JOINABLE, IN_FLIGHT_PATIENCE, Snapshot};
 use crate::raw::mpmc::{Control, Geometry, RawQueue};
 use crate::region::{CreateOptions, Expect, Region};
 use crate::sync::AtomicU64;
@@ -230,12 +228,13 @@ macro_rules! common_methods {
         }
 
         /// Recovers, now, the slots that processes which died mid-push or
-        /// mid-pop left claimed (see "Processes that die" on [`Queue`]);
-        /// returns how many. Blocked `push`/`pop` calls do this on their
-        /// own every [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK), and
-        /// `try_push`/`try_pop` do it for the one slot they meet in the
-        /// way (a dead claimer whose operation had counted); this also
-        /// frees the slots they do not wait for.
+        /// mid-pop left claimed (see "Processes that die" on
+        /// [`Queue`](crate::mpmc::Queue)); returns how many. Blocked
+        /// `push`/`pop` calls do this on their own every
+        /// [`SLICE`](crate::wait::SLICE), and `try_push`/`try_pop` do it for
+        /// the one slot they meet in the way (a dead claimer whose
+        /// operation had counted); this also frees the slots they do not
+        /// wait for.
         pub fn recover(&self) -> usize {
             self.q.raw().recover_abandoned_push() + self.q.raw().recover_abandoned_pop()
         }

@@ -54,7 +54,7 @@ use crate::wait::deadline;
 /// slot takes the item with it (as with any queue), and blocked producers
 /// free the slot. Other producers and consumers step past a dead process's
 /// claim at once; blocked calls look for such slots every
-/// [`RECOVERY_CHECK`](crate::mpmc::RECOVERY_CHECK), and
+/// [`SLICE`](crate::wait::SLICE), and
 /// [`recover`](Self::recover) does it on demand.
 pub struct Queue<T: Payload> {
     pub(super) q: Handle<Values<T>>,

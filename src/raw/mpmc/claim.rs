@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::recovery::{InFlight, Stalled};
 use super::{
-    RECOVERY_CHECK, RawQueue, Refused, Role, SLOT_HEADER_WORDS, TAIL_CLOSED, claim, free_seq,
-    full_seq, role_at,
+    RawQueue, Refused, Role, SLOT_HEADER_WORDS, TAIL_CLOSED, claim, free_seq, full_seq, role_at,
 };
 use crate::error::{
     PopError, PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
 };
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{SLICE, TimedOut, wait_sliced};
 
 /// What a producer's claim on one position came to ([`RawQueue::claim_push`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,8 +296,8 @@ impl RawQueue<'_> {
     /// not yet freed (the pop is in flight), it waits for that consumer
     /// (spinning, yielding, then sleeping until its free wakes the call;
     /// nanoseconds, or a time slice if it was preempted; at most
-    /// [`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE), for a stopped process), and frees the slot
-    /// itself if the consumer's process died.
+    /// [`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE), for a stopped
+    /// process), and frees the slot itself if the consumer's process died.
     ///
     /// # Errors
     ///
@@ -323,8 +323,9 @@ impl RawQueue<'_> {
     /// (the push is in flight), it waits for that producer (spinning,
     /// yielding, then sleeping until its publish wakes the call;
     /// nanoseconds, or a time slice if it was preempted; at most
-    /// [`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE), for a stopped process), and turns the slot
-    /// into a skipped hole itself if the producer's process died.
+    /// [`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE), for a stopped
+    /// process), and turns the slot into a skipped hole itself if the
+    /// producer's process died.
     ///
     /// # Errors
     ///
@@ -349,38 +350,34 @@ impl RawQueue<'_> {
         write: &mut dyn FnMut(&[AtomicU64]),
         deadline: Option<Instant>,
     ) -> Result<(), Refused> {
-        // The common case first: no clock read unless the call must wait.
-        // Attempts made while waiting do not wait out a pop in flight: its
-        // free wakes the sleepers.
-        match self.attempt_push(write, None) {
-            Err(Refused::Blocked) => {}
-            done => return done,
-        }
-        loop {
-            let slice_end = Instant::now() + RECOVERY_CHECK;
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let res =
-                self.ctl
-                    .space()
-                    .wait_until(Some(until), || match self.attempt_push(write, None) {
-                        Err(Refused::Blocked) => None,
-                        done => Some(done),
-                    });
-            if let Ok(r) = res {
-                return r;
-            }
-            self.recover_abandoned_pop();
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                // The last look waits out a pop in flight, as `try_push`,
-                // but past the deadline for one owner check at most.
-                return self.attempt_push(write, Some(self.last_look()));
-            }
+        // The common case first (`wait_sliced` reads no clock before its
+        // first attempt). Attempts made while waiting do not wait out a pop
+        // in flight: its free wakes the sleepers. Between two slices, the
+        // slots the tail waits for that dead consumers left are freed.
+        let waited = wait_sliced(
+            self.ctl.space(),
+            deadline,
+            SLICE,
+            || match self.attempt_push(write, None) {
+                Err(Refused::Blocked) => None,
+                done => Some(done),
+            },
+            || {
+                self.recover_abandoned_pop();
+                None
+            },
+        );
+        match waited {
+            Ok(done) => done,
+            // The last look waits out a pop in flight, as `try_push`, but
+            // past the deadline for one owner check at most.
+            Err(TimedOut) => self.attempt_push(write, Some(self.last_look())),
         }
     }
 
     /// Pushes, sleeping while full. While blocked, looks every
-    /// [`RECOVERY_CHECK`](super::RECOVERY_CHECK) for a slot abandoned by a dead consumer and frees
-    /// it.
+    /// [`SLICE`](crate::wait::SLICE) for a slot abandoned by a dead consumer
+    /// and frees it.
     ///
     /// # Errors
     ///
@@ -419,38 +416,34 @@ impl RawQueue<'_> {
         read: &mut dyn FnMut(&[AtomicU64]) -> R,
         deadline: Option<Instant>,
     ) -> Result<R, Refused> {
-        // The common case first: no clock read unless the call must wait.
-        // Attempts made while waiting do not wait out a push in flight: its
-        // publish wakes the sleepers.
-        match self.attempt_pop(read, None) {
-            Err(Refused::Blocked) => {}
-            done => return done,
-        }
-        loop {
-            let slice_end = Instant::now() + RECOVERY_CHECK;
-            let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let res =
-                self.ctl
-                    .data()
-                    .wait_until(Some(until), || match self.attempt_pop(read, None) {
-                        Err(Refused::Blocked) => None,
-                        done => Some(done),
-                    });
-            if let Ok(r) = res {
-                return r;
-            }
-            self.recover_abandoned_push();
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                // The last look waits out a push in flight, as `try_pop`,
-                // but past the deadline for one owner check at most.
-                return self.attempt_pop(read, Some(self.last_look()));
-            }
+        // The common case first (`wait_sliced` reads no clock before its
+        // first attempt). Attempts made while waiting do not wait out a push
+        // in flight: its publish wakes the sleepers. Between two slices, the
+        // slots at the head that dead producers left become holes.
+        let waited = wait_sliced(
+            self.ctl.data(),
+            deadline,
+            SLICE,
+            || match self.attempt_pop(read, None) {
+                Err(Refused::Blocked) => None,
+                done => Some(done),
+            },
+            || {
+                self.recover_abandoned_push();
+                None
+            },
+        );
+        match waited {
+            Ok(done) => done,
+            // The last look waits out a push in flight, as `try_pop`, but
+            // past the deadline for one owner check at most.
+            Err(TimedOut) => self.attempt_pop(read, Some(self.last_look())),
         }
     }
 
     /// Pops, sleeping while empty. While blocked, looks every
-    /// [`RECOVERY_CHECK`](super::RECOVERY_CHECK) for a slot abandoned by a dead producer and turns
-    /// it into a hole.
+    /// [`SLICE`](crate::wait::SLICE) for a slot abandoned by a dead producer
+    /// and turns it into a hole.
     ///
     /// # Errors
     ///

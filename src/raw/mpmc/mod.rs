@@ -164,9 +164,6 @@ pub const TAIL_CLOSED: u64 = 1 << 63;
 /// and most slots one recovery call looks at.
 pub const BATCH_MAX: usize = 64;
 
-/// How often a blocked caller looks for slots abandoned by dead processes.
-pub const RECOVERY_CHECK: Duration = Duration::from_millis(50);
-
 /// The longest a non-blocking call (`try_push`, `try_pop`, the batches, the
 /// last look of a timed call) waits for a live peer caught between its
 /// claim and its publish (free) before it answers "empty" ("full") after

@@ -16,9 +16,9 @@ use crate::wait::WaitPoint;
 /// on the wait point that the publish (free) notifies: a short spin, then
 /// yields (on 2 cores a waiter that only spins can starve the very process
 /// it waits for), then a futex sleep, in slices of [`OWNER_CHECK`] between
-/// which the caller checks whether the peer died; gives up after
-/// its patience ([`IN_FLIGHT_PATIENCE`] unless the queue's view says
-/// otherwise). (Sleeping rather than yielding for ever also keeps the loom
+/// which the caller checks whether the peer died; gives up after its
+/// patience ([`IN_FLIGHT_PATIENCE`](super::IN_FLIGHT_PATIENCE) unless the
+/// queue's view says otherwise). (Sleeping rather than yielding for ever also keeps the loom
 /// models finite: two yielding waiters could otherwise hand the processor
 /// to each other while the peer they wait for never runs.)
 #[derive(Debug)]
