@@ -142,7 +142,7 @@ impl<S: Shape> Mapped<S> {
         opts: &CreateOptions,
     ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
-        let region = Region::create_sized(
+        let region = Region::create(
             &path,
             S::expect(Some(spec)),
             S::capacity(spec),
@@ -167,7 +167,7 @@ impl<S: Shape> Mapped<S> {
         opts: &CreateOptions,
     ) -> Result<Self, OpenError> {
         let path = region::resolve(path);
-        let region = Region::open_or_create_sized(
+        let region = Region::open_or_create(
             &path,
             S::expect(Some(spec)),
             S::capacity(spec),

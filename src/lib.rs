@@ -145,11 +145,6 @@ pub mod raw;
 pub mod sync;
 pub mod wait;
 
-// The MPMC queue and the map keep their own loom switches until they are
-// split into `raw` and handles.
-pub mod map;
-pub mod mpmc;
-
 without_loom! {
     pub mod region;
     mod handle;
@@ -158,6 +153,8 @@ without_loom! {
     pub mod cell;
     pub mod counter;
     pub mod event;
+    pub mod map;
+    pub mod mpmc;
     pub mod semaphore;
     pub mod spsc;
 

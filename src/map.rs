@@ -2,537 +2,715 @@
 //! `Manager().dict()` without the server process, the proxy round trip, or
 //! the lock around `d['count'] -= 1`.
 //!
-//! Open addressing with linear probing over `capacity` entries. Each entry
-//! is a [seqlock](crate::raw::seqlock) over `[state, key length, key, value]`:
-//! readers copy an entry whole and never block writers; writers of one
-//! entry serialize on its sequence (a compare-and-swap), writers of
-//! different entries never meet. There is no table-wide lock.
+//! Each entry is a seqlock over its key and value: readers copy an entry
+//! whole and never block writers, writers of different entries never
+//! meet, and there is no table-wide lock.
 //!
 //! An entry, once bound to a key, stays bound to that key: removing the key
 //! marks the entry removed, and inserting the same key again revives it in
-//! place. That is what keeps two processes inserting the same key at once
-//! from creating it twice: a new key can only take the *first empty* entry
-//! of its probe sequence, under that entry's lock, after re-checking it is
-//! still empty. The price: the table holds at most `capacity` distinct keys
-//! over its lifetime; a full table is [`MapError::Full`], never a hang or an
-//! overwrite.
+//! place (that is what keeps two processes inserting the same key at once
+//! from creating it twice). The price: the table holds at most `capacity`
+//! distinct keys over its lifetime; a full table is [`MapError::Full`],
+//! never a hang or an overwrite.
 //!
 //! Keys and lengths read from the mapping are untrusted: a key length is
 //! clamped to the maximum, probing visits at most `capacity` entries, and a
-//! garbage state reads as "some other key".
+//! garbage state reads as "some other key". The algorithm is documented
+//! with its code in `src/raw/map.rs`.
+
+use std::path::Path;
 
 pub use crate::error::MapError;
-use crate::pod::fnv1a;
+use crate::error::OpenError;
+use crate::handle::{Mapped, Shape};
+use crate::layout::Kind;
+use crate::pod::{Payload, TypeInfo};
+use crate::raw::map::{Geometry, Inserted, MapControl, RawMap, entry_words, key_room};
+pub use crate::raw::map::{MAX_KEY_LEN, MAX_VALUE_SIZE};
+use crate::raw::seqlock::Patience;
+use crate::region::{CreateOptions, Expect, Region};
+use crate::sync::AtomicU64;
 
-pub use crate::layout::MAP_CONTROL_SIZE;
-use crate::raw::seqlock::{Patience, SeqLock};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
-
-/// Entry state: never used.
-const EMPTY: u64 = 0;
-/// Entry state: holds a live key and value.
-const LIVE: u64 = 1;
-/// Entry state: bound to a key that was removed.
-const REMOVED: u64 = 2;
-
-/// Words of an entry's value (each of its seqlock's two copies) before the
-/// key: state, key length.
-pub const ENTRY_HEADER_WORDS: usize = 2;
-
-/// Longest key any map accepts (bytes).
-pub const MAX_KEY_LEN: usize = 256;
-/// Largest value any map holds (bytes).
-pub const MAX_VALUE_SIZE: usize = 4096;
-
-/// Bytes of the largest entry's data (state, length, key, value).
-const MAX_ENTRY_DATA: usize = (2 + MAX_KEY_LEN / 8 + MAX_VALUE_SIZE / 8) * 8;
-
-/// Entries up to this many bytes of data are handled in a buffer on the
-/// stack; larger ones (long keys, big values) on the heap.
-const INLINE_ENTRY_DATA: usize = 256;
-
-/// A buffer for one entry's data, sized to it: zeroing 4 KiB on every
-/// operation would cost more than the operation.
-#[allow(clippy::large_enum_variant)] // on the stack on purpose: no allocation per operation
-enum EntryBuf {
-    Inline([u8; INLINE_ENTRY_DATA], usize),
-    Heap(Vec<u8>),
+mod private {
+    pub trait Sealed {}
 }
 
-impl EntryBuf {
-    fn new(len: usize) -> Self {
-        debug_assert!(len <= MAX_ENTRY_DATA);
-        if len <= INLINE_ENTRY_DATA {
-            Self::Inline([0; INLINE_ENTRY_DATA], len)
-        } else {
-            Self::Heap(vec![0; len])
-        }
+/// A key type of [`Map`]: `u64`, or byte strings (`str`, `[u8]`) up to a
+/// maximum length chosen at creation. `str` and `[u8]` keys are the same
+/// bytes: a map made with one can be opened with the other.
+pub trait Key: private::Sealed {
+    /// Stored in the file, checked at open: 1 for `u64`, 2 for byte strings.
+    const KIND: u32;
+    /// The key's part of the map's payload name (`map<{key},{value}>`):
+    /// `"u64"`, or `"bytes"` for byte strings.
+    const NAME: &'static str;
+    /// The maximum key length used when none is given.
+    const DEFAULT_MAX_LEN: usize;
+    /// What [`Map::snapshot`] returns keys as.
+    type Owned;
+    /// Runs `f` on the key's bytes.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R;
+    /// The key back from its bytes (invalid UTF-8 replaced for `str`).
+    fn decode(bytes: &[u8]) -> Self::Owned;
+}
+
+impl private::Sealed for u64 {}
+impl Key for u64 {
+    const KIND: u32 = 1;
+    const NAME: &'static str = "u64";
+    const DEFAULT_MAX_LEN: usize = 8;
+    type Owned = u64;
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&self.to_le_bytes())
+    }
+    fn decode(bytes: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        u64::from_le_bytes(b)
     }
 }
 
-impl std::ops::Deref for EntryBuf {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Self::Inline(b, len) => &b[..*len],
-            Self::Heap(v) => v,
-        }
+impl private::Sealed for str {}
+impl Key for str {
+    const KIND: u32 = 2;
+    const NAME: &'static str = "bytes";
+    const DEFAULT_MAX_LEN: usize = 32;
+    type Owned = String;
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(self.as_bytes())
+    }
+    fn decode(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
     }
 }
 
-impl std::ops::DerefMut for EntryBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        match self {
-            Self::Inline(b, len) => &mut b[..*len],
-            Self::Heap(v) => v,
-        }
+impl private::Sealed for [u8] {}
+impl Key for [u8] {
+    const KIND: u32 = 2;
+    const NAME: &'static str = "bytes";
+    const DEFAULT_MAX_LEN: usize = 32;
+    type Owned = Vec<u8>;
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(self)
+    }
+    fn decode(bytes: &[u8]) -> Vec<u8> {
+        bytes.to_vec()
     }
 }
 
-/// Control words at the start of a map's body.
-#[repr(C)]
-pub struct MapControl {
-    len: AtomicU64,
-    key_kind: AtomicU32,
-    max_key_len: AtomicU32,
-    _pad: [u64; 14],
+/// How a new map file is made.
+#[derive(Clone, Debug, Default)]
+pub struct MapOptions {
+    max_key_len: Option<usize>,
+    file: CreateOptions,
 }
 
-#[cfg(not(loom))]
-mod layout_checks {
-    use std::mem::offset_of;
-
-    use static_assertions::const_assert_eq;
-
-    use super::MapControl;
-
-    const_assert_eq!(
-        size_of::<MapControl>(),
-        crate::layout::MAP_CONTROL_SIZE as usize
-    );
-    const_assert_eq!(offset_of!(MapControl, len), 0);
-    const_assert_eq!(offset_of!(MapControl, key_kind), 8);
-    const_assert_eq!(offset_of!(MapControl, max_key_len), 12);
-}
-
-#[cfg(not(loom))]
-// SAFETY: repr(C), only the switch module's atomics and u64 padding;
-// alignment 8; offsets pinned above.
-unsafe impl crate::layout::MappedAtomic for MapControl {}
-
-impl MapControl {
-    /// Fresh control words for keys of `key_kind` up to `max_key_len` bytes.
-    pub fn new(key_kind: u32, max_key_len: u32) -> Self {
-        Self {
-            len: AtomicU64::new(0),
-            key_kind: AtomicU32::new(key_kind),
-            max_key_len: AtomicU32::new(max_key_len),
-            _pad: [0; 14],
-        }
+impl MapOptions {
+    /// The key type's default maximum length, mode 0600, no label.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The key kind and maximum key length recorded at creation.
-    pub fn key_config(&self) -> (u32, u32) {
-        // Relaxed: written before the file was published, never changed.
-        (
-            self.key_kind.load(Ordering::Relaxed),
-            self.max_key_len.load(Ordering::Relaxed),
-        )
+    /// The longest byte-string key (1 to 256; rounded up to a multiple of
+    /// 8, which is the real maximum). Ignored for `u64` keys.
+    pub fn max_key_len(mut self, len: usize) -> Self {
+        self.max_key_len = Some(len);
+        self
     }
 
-    pub(crate) fn init(&self, key_kind: u32, max_key_len: u32) {
-        // Relaxed: the file is still private to its creator.
-        self.key_kind.store(key_kind, Ordering::Relaxed);
-        self.max_key_len.store(max_key_len, Ordering::Relaxed);
-    }
-
-    /// Live keys (a snapshot).
-    pub fn live(&self) -> u64 {
-        // Relaxed: a snapshot.
-        self.len.load(Ordering::Relaxed)
+    /// The file's mode and label.
+    pub fn file(mut self, file: CreateOptions) -> Self {
+        self.file = file;
+        self
     }
 }
 
-/// What [`RawMap::insert`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inserted {
-    /// The key was new (or removed): now it holds the value.
-    New,
-    /// The key was present; its old value was copied out and replaced.
-    Replaced,
-    /// The key was present and `only_if_absent` was asked: nothing changed,
-    /// its value was copied out.
-    Kept,
-}
-
-/// An entry's contents, parsed from its bytes.
-struct Entry<'b> {
-    state: u64,
-    key: &'b [u8],
-    value: &'b [u8],
-}
-
-/// A map over memory the caller hands in: control words and `capacity`
-/// entries of `stride` words. The typed [`Map`] wraps one over a file.
-#[derive(Clone, Copy)]
-pub struct RawMap<'a> {
-    ctl: &'a MapControl,
-    words: &'a [AtomicU64],
-    mask: usize,
-    stride: usize,
-    max_key: usize,
-    value_len: usize,
+/// A fixed-capacity hash map in a file, shared by any number of processes:
+/// `Manager().dict()` with no server process and no lock.
+///
+/// Values are any [`Payload`] type, read and written whole: [`get`](Map::get)
+/// never returns a torn value and never blocks a writer, and
+/// [`update`](Map::update) is an atomic read-modify-write of the whole value
+/// — the answer both to `d['count'] -= 1` (wrong without a lock in Python)
+/// and to the nested-dict pitfall (a proxy hands back a copy, so
+/// `d['test'][i] = i` is lost): update the struct in place instead.
+///
+/// # Capacity
+///
+/// An entry, once a key takes it, stays bound to that key for the life of
+/// the file (that is what makes inserts race-free without a lock):
+/// removing a key frees its value, not its entry, and inserting it again
+/// reuses the same entry. So the capacity bounds the number of *distinct*
+/// keys ever inserted, not the number live at once; a full table is
+/// [`MapError::Full`], never an overwrite.
+/// Size it for the key set, with room to spare (probing is linear).
+///
+/// # Processes that die
+///
+/// Each entry is a seqlock with two copies of its value: a process killed
+/// in the middle of an insert or update damages only the copy nobody
+/// reads, so `get` keeps returning the last complete value, and the next
+/// writer of that entry takes the dead writer's lock over.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("dict");
+/// use mmring::map::Map;
+///
+/// let d = Map::<str, i64>::create(&path, 64)?;
+/// d.insert("count", 20_000)?;
+/// // ... in each of 20 processes, 1000 times:
+/// d.update("count", |n| n - 1)?;
+/// assert_eq!(d.get("count")?, Some(19_999));
+/// assert_eq!(d.remove("count")?, Some(19_999));
+/// assert_eq!(d.get("count")?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Map<K: Key + ?Sized, V: Payload> {
+    mapped: Mapped<MapShape<K, V>>,
+    /// How long an operation waits for an entry another process is
+    /// writing (this handle's own).
     patience: Patience,
 }
 
-impl std::fmt::Debug for RawMap<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawMap")
-            .field("capacity", &self.capacity())
-            .field("max_key", &self.max_key)
-            .field("value_len", &self.value_len)
-            .finish()
+/// What a [`Map`] is generic over, as a marker: keys are borrowed, values
+/// move in and out (so the map is `Send`/`Sync` whatever `K` and `V` are).
+type Types<K, V> = (fn(&K), fn(V) -> V);
+
+/// A map file of `K` keys and `V` values: the body is the control words,
+/// then the entries.
+struct MapShape<K: ?Sized, V>(std::marker::PhantomData<Types<K, V>>);
+
+/// What `create` and `open_or_create` ask for.
+struct MapSpec {
+    capacity: usize,
+    /// The longest key asked for (before rounding up to whole words).
+    key_len: usize,
+}
+
+impl MapSpec {
+    /// The longest key a map made for this spec takes: rounded up to a
+    /// multiple of 8.
+    fn max_key_len(&self) -> usize {
+        self.key_len.div_ceil(8) * 8
     }
 }
 
-/// Words one entry takes for keys up to `max_key` bytes and values of
-/// `value_len` bytes.
-pub const fn entry_words(max_key: usize, value_len: usize) -> usize {
-    crate::raw::seqlock::words_for_bytes(
-        (ENTRY_HEADER_WORDS + max_key.div_ceil(8) + value_len.div_ceil(8)) * 8,
-    )
-}
+impl<K: Key + ?Sized, V: Payload> Shape for MapShape<K, V> {
+    type Spec = MapSpec;
+    type Geometry = Geometry;
+    type Head = MapControl;
+    type Elem = AtomicU64;
 
-/// The longest key entries of `stride` words (as a validated descriptor
-/// gives them) have room for, with values of `value_len` bytes.
-pub const fn key_room(stride: usize, value_len: usize) -> usize {
-    stride.saturating_sub(entry_words(0, value_len)) / 2 * 8
-}
-
-impl<'a> RawMap<'a> {
-    /// A map over `words` (`capacity` entries of
-    /// [`entry_words`]`(max_key, value_len)` words each; zeroed words are an
-    /// empty map). Blocking seqlock accesses use `patience`.
-    ///
-    /// # Panics
-    ///
-    /// If `capacity` is not a power of two, the sizes exceed
-    /// [`MAX_KEY_LEN`] / [`MAX_VALUE_SIZE`], or `words` has the wrong length
-    /// (the caller's layout bug, never file content: the mapped [`Map`]
-    /// validates the file first).
-    pub fn new(
-        ctl: &'a MapControl,
-        words: &'a [AtomicU64],
-        capacity: usize,
-        max_key: usize,
-        value_len: usize,
-        patience: Patience,
-    ) -> Self {
-        assert!(
-            capacity.is_power_of_two(),
-            "map capacity must be a power of two"
-        );
-        assert!(
-            max_key <= MAX_KEY_LEN && value_len <= MAX_VALUE_SIZE,
-            "map entry too large"
-        );
-        let stride = entry_words(max_key, value_len);
-        assert_eq!(
-            words.len(),
-            capacity * stride,
-            "map words do not match its layout"
-        );
-        Self {
-            ctl,
-            words,
-            mask: capacity - 1,
-            stride,
-            max_key,
-            value_len,
-            patience,
+    fn expect(_: Option<&MapSpec>) -> Expect {
+        Expect {
+            kind: Kind::Map,
+            elem: Map::<K, V>::payload(),
+            any_size: false,
         }
     }
 
-    /// Number of entries.
-    pub fn capacity(&self) -> usize {
-        self.mask + 1
+    fn capacity(spec: &MapSpec) -> u64 {
+        spec.capacity as u64
     }
 
-    /// Live keys (a snapshot).
-    pub fn len(&self) -> usize {
-        usize::try_from(self.ctl.live()).unwrap_or(usize::MAX)
-    }
-
-    /// Whether no key is live (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The longest key accepted.
-    pub fn max_key_len(&self) -> usize {
-        self.max_key
-    }
-
-    fn lock(&self, idx: usize) -> SeqLock<'a> {
-        SeqLock::new(&self.words[idx * self.stride..(idx + 1) * self.stride])
-    }
-
-    fn data_len(&self) -> usize {
-        (self.stride - crate::raw::seqlock::HEADER_WORDS) / 2 * 8
-    }
-
-    fn key_off(&self) -> usize {
-        16
-    }
-
-    fn value_off(&self) -> usize {
-        16 + self.max_key.div_ceil(8) * 8
-    }
-
-    fn parse<'b>(&self, buf: &'b [u8]) -> Entry<'b> {
-        let word =
-            |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let key_len = usize::try_from(word(1))
-            .unwrap_or(usize::MAX)
-            .min(self.max_key);
-        Entry {
-            state: word(0),
-            key: &buf[self.key_off()..self.key_off() + key_len],
-            value: &buf[self.value_off()..self.value_off() + self.value_len],
+    fn slot_size(spec: &MapSpec) -> u64 {
+        // 0 (invalid) for an out-of-range key length: create reports it.
+        if spec.key_len == 0 || spec.key_len > MAX_KEY_LEN {
+            return 0;
         }
+        (entry_words(spec.key_len, size_of::<V>()) * 8) as u64
     }
 
-    /// Writes the state, key length and key (zero-padded) in front of the
-    /// value already in `buf`.
-    fn encode_head(&self, buf: &mut [u8], state: u64, key: &[u8]) {
-        buf[..8].copy_from_slice(&state.to_ne_bytes());
-        buf[8..16].copy_from_slice(&(key.len() as u64).to_ne_bytes());
-        let k = self.key_off();
-        buf[k..k + key.len()].copy_from_slice(key);
-        buf[k + key.len()..self.value_off()].fill(0);
+    fn init(region: &Region, spec: &MapSpec) {
+        region.body::<MapControl>(0, 1)[0].init(K::KIND, spec.max_key_len() as u32);
     }
 
-    fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
-        if key.len() > self.max_key {
-            return Err(MapError::KeyTooLong {
-                len: key.len(),
-                max: self.max_key,
+    fn geometry(region: &Region) -> Result<Geometry, OpenError> {
+        let desc = region.descriptor();
+        let (kind, max_key) = region.body::<MapControl>(0, 1)[0].key_config();
+        if kind != K::KIND {
+            return Err(OpenError::WrongKind {
+                path: region.path().to_path_buf(),
+                expected: format!("map with {}", key_kind_name(K::KIND)),
+                found: format!("map with {}", key_kind_name(kind)),
+            });
+        }
+        let capacity = desc.capacity as usize;
+        let stride = desc.slot_size as usize / 8;
+        // The key length the entries really have room for (the control word
+        // could be garbage; the validated descriptor is not).
+        let key_room = key_room(stride, size_of::<V>());
+        let corrupt = || OpenError::CorruptHeader {
+            path: region.path().to_path_buf(),
+            what: format!(
+                "maximum key length {max_key} does not fit entries of {key_room} key bytes"
+            ),
+        };
+        if max_key == 0 || entry_words(max_key as usize, size_of::<V>()) != stride {
+            return Err(corrupt());
+        }
+        // The validated descriptor's capacity is a power of two and its
+        // entries are those of `key_room` key bytes (the kind's body
+        // layout): never refused here.
+        Geometry::new(capacity, key_room, size_of::<V>())
+            .filter(|g| g.stride() == stride)
+            .ok_or_else(corrupt)
+    }
+
+    fn elems(geometry: &Geometry) -> usize {
+        geometry.words()
+    }
+
+    fn matches(found: &Geometry, spec: &MapSpec, path: &Path) -> Result<(), OpenError> {
+        if found.capacity() != spec.capacity {
+            return Err(OpenError::InvalidCapacity {
+                path: path.to_path_buf(),
+                expected: format!("capacity {} as asked", spec.capacity),
+                found: found.capacity() as u64,
+            });
+        }
+        let asked = spec.max_key_len();
+        if found.max_key_len() != asked {
+            return Err(OpenError::InvalidOption {
+                path: path.to_path_buf(),
+                what: format!(
+                    "maximum key length {asked} bytes as asked, found a map with {}",
+                    found.max_key_len()
+                ),
             });
         }
         Ok(())
     }
+}
 
-    fn start(&self, key: &[u8]) -> usize {
-        fnv1a(key) as usize & self.mask
-    }
-
-    /// Walks `key`'s probe sequence: `Ok(Some(idx))` for the entry bound to
-    /// it, `Ok(None)` with `*vacant` set to the first empty entry if the key
-    /// is in no entry, or `Full`.
-    fn find(
-        &self,
-        key: &[u8],
-        buf: &mut [u8],
-        vacant: &mut Option<usize>,
-    ) -> Result<Option<usize>, MapError> {
-        let start = self.start(key);
-        for i in 0..self.capacity() {
-            let idx = (start + i) & self.mask;
-            self.lock(idx).read_bytes(buf, self.patience)?;
-            let e = self.parse(buf);
-            if e.state == EMPTY {
-                *vacant = Some(idx);
-                return Ok(None);
-            }
-            if e.key == key {
-                return Ok(Some(idx));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Copies `key`'s value into `out` (of `value_len` bytes); whether the
-    /// key is live. Never blocks a writer; never returns a torn value.
-    ///
-    /// # Errors
-    ///
-    /// [`MapError::KeyTooLong`], or [`MapError::Busy`] if an entry on the
-    /// way stayed locked past the patience.
-    pub fn get(&self, key: &[u8], out: &mut [u8]) -> Result<bool, MapError> {
-        self.check_key(key)?;
-        let mut buf = EntryBuf::new(self.data_len());
-        let mut vacant = None;
-        let Some(idx) = self.find(key, &mut buf, &mut vacant)? else {
-            return Ok(false);
-        };
-        let e = self.parse(&buf);
-        debug_assert!(idx <= self.mask);
-        if e.state != LIVE {
-            return Ok(false);
-        }
-        out[..self.value_len].copy_from_slice(e.value);
-        Ok(true)
-    }
-
-    /// Runs `f` on `key`'s entry under the entry's write lock: `f` gets the
-    /// current state and value bytes (zero if not live) and returns the new
-    /// state and whether to write the value it left in the buffer. Inserts
-    /// the key into its first empty entry if it is in none.
-    fn with_entry<R>(
-        &self,
-        key: &[u8],
-        mut f: impl FnMut(u64, &mut [u8]) -> (u64, R),
-    ) -> Result<R, MapError> {
-        self.check_key(key)?;
-        let mut buf = EntryBuf::new(self.data_len());
-        loop {
-            let mut vacant = None;
-            let found = self.find(key, &mut buf, &mut vacant)?;
-            let Some(idx) = found.or(vacant) else {
-                return Err(MapError::Full {
-                    capacity: self.capacity(),
-                });
-            };
-            let guard = self.lock(idx).lock(self.patience)?;
-            guard.read_bytes(&mut buf);
-            let e = self.parse(&buf);
-            let (state, key_matches) = (e.state, e.key == key);
-            if state != EMPTY && !key_matches {
-                // The vacant entry was taken by another key meanwhile: walk
-                // the probe sequence again (it only ever grows).
-                drop(guard);
-                continue;
-            }
-            // `f` works on the value bytes in place; the entry is then
-            // encoded around them in the same buffer.
-            let v = self.value_off()..self.value_off() + self.value_len;
-            if state != LIVE {
-                buf[v.clone()].fill(0);
-            }
-            let (new_state, out) = f(state, &mut buf[v]);
-            if new_state != state || new_state == LIVE {
-                self.encode_head(&mut buf, new_state, key);
-                guard.write_bytes(&buf);
-                // Relaxed: a statistic; entries carry their own ordering.
-                match (state == LIVE, new_state == LIVE) {
-                    (false, true) => {
-                        self.ctl.len.fetch_add(1, Ordering::Relaxed);
-                    }
-                    (true, false) => {
-                        self.ctl.len.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-            }
-            drop(guard);
-            return Ok(out);
-        }
-    }
-
-    /// Inserts or replaces `key`'s value; the old value (if any) is copied
-    /// to `old`.
-    ///
-    /// # Errors
-    ///
-    /// [`MapError::Full`], [`MapError::KeyTooLong`], [`MapError::Busy`].
-    pub fn insert(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        old: &mut [u8],
-        only_if_absent: bool,
-    ) -> Result<Inserted, MapError> {
-        self.with_entry(key, |state, v| {
-            if state == LIVE {
-                old[..v.len()].copy_from_slice(v);
-                if only_if_absent {
-                    return (LIVE, Inserted::Kept);
-                }
-                v.copy_from_slice(value);
-                (LIVE, Inserted::Replaced)
-            } else {
-                v.copy_from_slice(value);
-                (LIVE, Inserted::New)
-            }
-        })
-    }
-
-    /// Atomically replaces `key`'s value with `f(value)`; if the key is not
-    /// live, `absent` decides: `Some(init)` inserts `f(init)`, `None` leaves
-    /// the map unchanged. Returns whether `f` ran.
-    ///
-    /// # Errors
-    ///
-    /// As [`RawMap::insert`] (`Full` only when `absent` asks to insert).
-    pub fn update(
-        &self,
-        key: &[u8],
-        absent: Option<&[u8]>,
-        mut f: impl FnMut(&mut [u8]),
-    ) -> Result<bool, MapError> {
-        let res = self.with_entry(key, |state, v| {
-            if state == LIVE {
-                f(v);
-                return (LIVE, true);
-            }
-            match absent {
-                Some(init) => {
-                    v.copy_from_slice(init);
-                    f(v);
-                    (LIVE, true)
-                }
-                None => (state, false),
-            }
-        });
-        match (res, absent) {
-            // No entry for the key and none free: absent, and nothing to
-            // insert, so not an error.
-            (Err(MapError::Full { .. }), None) => Ok(false),
-            (res, _) => res,
-        }
-    }
-
-    /// Removes `key`, copying its value to `old`; whether it was live.
-    ///
-    /// # Errors
-    ///
-    /// [`MapError::KeyTooLong`], [`MapError::Busy`] (never `Full`).
-    pub fn remove(&self, key: &[u8], old: &mut [u8]) -> Result<bool, MapError> {
-        match self.with_entry(key, |state, v| {
-            if state == LIVE {
-                old[..v.len()].copy_from_slice(v);
-                (REMOVED, true)
-            } else {
-                (state, false)
-            }
-        }) {
-            Err(MapError::Full { .. }) => Ok(false),
-            other => other,
-        }
-    }
-
-    /// Calls `f(key, value)` for every live entry, each read whole (the set
-    /// as a whole is not a snapshot while others write).
-    ///
-    /// # Errors
-    ///
-    /// [`MapError::Busy`] if an entry stayed locked past the patience.
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
-        let mut buf = EntryBuf::new(self.data_len());
-        for idx in 0..self.capacity() {
-            self.lock(idx).read_bytes(&mut buf, self.patience)?;
-            let e = self.parse(&buf);
-            if e.state == LIVE {
-                f(e.key, e.value);
-            }
-        }
-        Ok(())
+impl<K: Key + ?Sized, V: Payload> std::fmt::Debug for Map<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("path", &self.mapped.region().path())
+            .field("capacity", &self.capacity())
+            .field("len", &self.len())
+            .finish()
     }
 }
 
-#[cfg(not(loom))]
-pub use mapped::{Key, Map, MapOptions};
+fn key_kind_name(kind: u32) -> String {
+    match kind {
+        1 => "u64 keys".into(),
+        2 => "byte-string keys".into(),
+        other => format!("unknown key kind {other}"),
+    }
+}
 
-#[cfg(not(loom))]
-mod mapped;
+impl<K: Key + ?Sized, V: Payload> Map<K, V> {
+    /// The map's payload identity: the value's size and alignment, and
+    /// the name `map<{K},{V}>` (`map<u64,i64>`, `map<bytes,[u8; 16]>`), so
+    /// that both types are checked at open.
+    pub fn payload() -> TypeInfo {
+        let mut name = format!("map<{},", K::NAME);
+        V::payload_name(&mut name);
+        name.push('>');
+        TypeInfo::named(
+            &name,
+            u32::try_from(size_of::<V>()).unwrap_or(u32::MAX),
+            u32::try_from(align_of::<V>()).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn wrap(mapped: Mapped<MapShape<K, V>>) -> Self {
+        Self {
+            mapped,
+            patience: Patience::DEFAULT,
+        }
+    }
+
+    /// The raw map over the mapping, built per call from what was read at
+    /// open: pointer and field copies only.
+    #[inline(always)]
+    fn raw(&self) -> RawMap<'_> {
+        RawMap::from_parts(
+            self.mapped.head(),
+            self.mapped.elems(),
+            self.mapped.geometry(),
+            self.patience,
+        )
+    }
+
+    fn spec(capacity: usize, opts: &MapOptions) -> MapSpec {
+        let key_len = if K::KIND == <u64 as Key>::KIND {
+            8
+        } else {
+            opts.max_key_len.unwrap_or(K::DEFAULT_MAX_LEN)
+        };
+        MapSpec { capacity, key_len }
+    }
+
+    /// Creates a map file with `capacity` entries (a power of two).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidCapacity`], [`OpenError::UnsupportedPayload`] (a
+    /// value over 4 KiB, a key length out of range); the other
+    /// [`OpenError`]s as for any create.
+    pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<Self, OpenError> {
+        Self::create_with(path, capacity, &MapOptions::default())
+    }
+
+    /// [`Map::create`] with options (maximum key length, mode, label).
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::create`].
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &MapOptions,
+    ) -> Result<Self, OpenError> {
+        Mapped::create(path, &Self::spec(capacity, opts), &opts.file).map(Self::wrap)
+    }
+
+    /// Opens an existing map file.
+    ///
+    /// # Errors
+    ///
+    /// The validation errors of any open; [`OpenError::WrongPayload`] for a
+    /// map with another key or value type.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Mapped::open(path).map(Self::wrap)
+    }
+
+    /// Opens the map at `path`, creating it (empty, with `capacity`
+    /// entries and `opts`) if there is none. Racing processes all end up
+    /// with the same map (one creator wins the name, the others open its
+    /// file).
+    ///
+    /// Opening an existing map never resets it: its keys and values are
+    /// kept; `opts` (mode, label, maximum key length) apply only when the
+    /// file is created.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::open`] and [`Map::create`]; if the existing map has
+    /// another shape (nothing else is changed), naming both:
+    /// [`OpenError::InvalidCapacity`] for another capacity,
+    /// [`OpenError::InvalidOption`] for another maximum key length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("dict");
+    /// use mmring::map::{Map, MapOptions};
+    ///
+    /// let d = Map::<str, u64>::open_or_create(&path, 16, &MapOptions::new())?;
+    /// d.insert("seen", 1)?;
+    /// // Any process, later: the same map, its keys kept.
+    /// let again = Map::<str, u64>::open_or_create(&path, 16, &MapOptions::new())?;
+    /// assert_eq!(again.get("seen")?, Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        capacity: usize,
+        opts: &MapOptions,
+    ) -> Result<Self, OpenError> {
+        let spec = Self::spec(capacity, opts);
+        if MapShape::<K, V>::slot_size(&spec) == 0 {
+            // A key length out of range: the create reports it (before it
+            // touches the file system), whether or not a map exists.
+            return Self::create_with(path, capacity, opts);
+        }
+        Mapped::open_or_create(path, &spec, &opts.file).map(Self::wrap)
+    }
+
+    /// Sets how long an operation waits for an entry another process is
+    /// writing (default 5 s; a writer that died is reported at once).
+    pub fn set_patience(&mut self, patience: Patience) {
+        self.patience = patience;
+    }
+
+    fn value(bytes: &[u8]) -> V {
+        bytemuck::pod_read_unaligned(&bytes[..size_of::<V>()])
+    }
+
+    /// `key`'s value, read whole.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::KeyTooLong`]; [`MapError::Busy`] if an entry stayed
+    /// locked by a dead or stalled writer.
+    pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
+        let mut out = V::zeroed();
+        let live = key.with_bytes(|k| self.raw().get(k, bytemuck::bytes_of_mut(&mut out)))?;
+        Ok(live.then_some(out))
+    }
+
+    /// Whether `key` is in the map.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::get`].
+    pub fn contains_key(&self, key: &K) -> Result<bool, MapError> {
+        self.get(key).map(|v| v.is_some())
+    }
+
+    /// Sets `key` to `value`; the previous value, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Full`] for a new key in a full table (nothing is
+    /// overwritten); as [`Map::get`].
+    pub fn insert(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
+        let mut old = V::zeroed();
+        let r = key.with_bytes(|k| {
+            self.raw().insert(
+                k,
+                bytemuck::bytes_of(&value),
+                bytemuck::bytes_of_mut(&mut old),
+                false,
+            )
+        })?;
+        Ok((r == Inserted::Replaced).then_some(old))
+    }
+
+    /// Sets `key` to `value` only if it is absent: `None` if inserted, or
+    /// the value already there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::insert`].
+    pub fn insert_if_absent(&self, key: &K, value: V) -> Result<Option<V>, MapError> {
+        let mut old = V::zeroed();
+        let r = key.with_bytes(|k| {
+            self.raw().insert(
+                k,
+                bytemuck::bytes_of(&value),
+                bytemuck::bytes_of_mut(&mut old),
+                true,
+            )
+        })?;
+        Ok((r == Inserted::Kept).then_some(old))
+    }
+
+    /// Atomically replaces `key`'s value with `f(value)` and returns the new
+    /// value, or `None` (and no call) if the key is absent. `f` runs once,
+    /// with the entry locked against other writers: keep it short.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::get`].
+    pub fn update(&self, key: &K, f: impl FnOnce(V) -> V) -> Result<Option<V>, MapError> {
+        let mut f = Some(f);
+        let mut new = None;
+        key.with_bytes(|k| {
+            self.raw().update(k, None, |bytes| {
+                if let Some(f) = f.take() {
+                    let v = f(Self::value(bytes));
+                    bytes.copy_from_slice(bytemuck::bytes_of(&v));
+                    new = Some(v);
+                }
+            })
+        })?;
+        Ok(new)
+    }
+
+    /// Atomically sets `key` to `f(value)`, or to `f(init)` if it is absent;
+    /// the new value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::insert`].
+    pub fn update_or_insert(
+        &self,
+        key: &K,
+        init: V,
+        f: impl FnOnce(V) -> V,
+    ) -> Result<V, MapError> {
+        let mut f = Some(f);
+        let mut new = init;
+        key.with_bytes(|k| {
+            self.raw()
+                .update(k, Some(bytemuck::bytes_of(&init)), |bytes| {
+                    if let Some(f) = f.take() {
+                        let v = f(Self::value(bytes));
+                        bytes.copy_from_slice(bytemuck::bytes_of(&v));
+                        new = v;
+                    }
+                })
+        })?;
+        Ok(new)
+    }
+
+    /// Removes `key`; its value, if it was there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Map::get`].
+    pub fn remove(&self, key: &K) -> Result<Option<V>, MapError> {
+        let mut old = V::zeroed();
+        let was = key.with_bytes(|k| self.raw().remove(k, bytemuck::bytes_of_mut(&mut old)))?;
+        Ok(was.then_some(old))
+    }
+
+    /// Every live key and value, each read whole (not one atomic snapshot of
+    /// the whole table while others write).
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Busy`] if an entry stayed locked.
+    pub fn snapshot(&self) -> Result<Vec<(K::Owned, V)>, MapError> {
+        let mut out = Vec::new();
+        self.raw()
+            .for_each(|k, v| out.push((K::decode(k), Self::value(v))))?;
+        Ok(out)
+    }
+
+    /// Live keys (out of date as soon as it returns).
+    pub fn len(&self) -> usize {
+        self.raw().len()
+    }
+
+    /// Whether no key is live (out of date as soon as it returns).
+    pub fn is_empty(&self) -> bool {
+        self.raw().is_empty()
+    }
+
+    /// Number of entries: the most distinct keys the map can ever hold.
+    pub fn capacity(&self) -> usize {
+        self.raw().capacity()
+    }
+
+    /// The longest key accepted.
+    pub fn max_key_len(&self) -> usize {
+        if K::KIND == <u64 as Key>::KIND {
+            8
+        } else {
+            self.raw().max_key_len()
+        }
+    }
+
+    /// The mapped file.
+    pub fn region(&self) -> &Region {
+        self.mapped.region()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_dict_behaves_like_a_dict() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Map::<str, i64>::create(dir.path().join("d"), 8).unwrap();
+        assert_eq!(d.get("a").unwrap(), None);
+        assert_eq!(d.insert("a", 1).unwrap(), None);
+        assert_eq!(d.insert("a", 2).unwrap(), Some(1));
+        assert_eq!(d.insert_if_absent("a", 9).unwrap(), Some(2));
+        assert_eq!(d.insert_if_absent("b", 3).unwrap(), None);
+        assert_eq!(d.update("a", |v| v * 10).unwrap(), Some(20));
+        assert_eq!(d.update("zz", |v| v * 10).unwrap(), None);
+        assert_eq!(d.update_or_insert("c", 100, |v| v + 1).unwrap(), 101);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.remove("b").unwrap(), Some(3));
+        assert_eq!(d.remove("b").unwrap(), None);
+        assert!(!d.contains_key("b").unwrap());
+        assert_eq!(d.len(), 2);
+        let mut snap = d.snapshot().unwrap();
+        snap.sort();
+        assert_eq!(snap, [("a".to_string(), 20), ("c".to_string(), 101)]);
+        // A removed key comes back in its own entry.
+        assert_eq!(d.insert("b", 4).unwrap(), None);
+        assert_eq!(d.get("b").unwrap(), Some(4));
+        let long = "k".repeat(33);
+        assert!(matches!(
+            d.insert(&long, 1),
+            Err(MapError::KeyTooLong { len: 33, max: 32 })
+        ));
+    }
+
+    #[test]
+    fn a_full_table_is_an_error_and_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Map::<u64, u64>::create(dir.path().join("d"), 4).unwrap();
+        for k in 0..4 {
+            d.insert(&k, k * 2).unwrap();
+        }
+        assert_eq!(d.insert(&99, 1), Err(MapError::Full { capacity: 4 }));
+        assert_eq!(
+            d.update_or_insert(&98, 1, |v| v),
+            Err(MapError::Full { capacity: 4 })
+        );
+        assert_eq!(d.remove(&77).unwrap(), None);
+        for k in 0..4 {
+            assert_eq!(d.get(&k).unwrap(), Some(k * 2));
+            assert_eq!(d.update(&k, |v| v + 1).unwrap(), Some(k * 2 + 1));
+        }
+        assert_eq!(d.get(&99).unwrap(), None);
+        let mut keys: Vec<u64> = d.snapshot().unwrap().into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn key_types_and_sizes_are_checked_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        let d =
+            Map::<str, [u32; 3]>::create_with(&p, 16, &MapOptions::new().max_key_len(10)).unwrap();
+        assert_eq!(d.max_key_len(), 16, "rounded up to whole words");
+        d.insert("hello", [1, 2, 3]).unwrap();
+        let bytes = Map::<[u8], [u32; 3]>::open(&p).unwrap();
+        assert_eq!(bytes.get(b"hello").unwrap(), Some([1, 2, 3]));
+        assert!(matches!(
+            Map::<u64, [u32; 3]>::open(&p),
+            Err(OpenError::WrongPayload { .. })
+        ));
+        assert_eq!(
+            Map::<str, [u32; 3]>::payload().name(),
+            "map<bytes,[u32; 3]>"
+        );
+        assert_eq!(
+            Map::<[u8], [u32; 3]>::payload().name(),
+            "map<bytes,[u32; 3]>"
+        );
+        assert_eq!(
+            Map::<u64, i64>::payload().to_string(),
+            "map<u64,i64> (8 B, align 8)"
+        );
+        assert!(matches!(
+            Map::<str, u64>::open(&p),
+            Err(OpenError::WrongPayload { .. })
+        ));
+        assert!(matches!(
+            Map::<str, u8>::create(dir.path().join("z"), 3),
+            Err(OpenError::InvalidCapacity { .. })
+        ));
+        assert!(matches!(
+            Map::<str, u8>::create_with(dir.path().join("y"), 4, &MapOptions::new().max_key_len(0)),
+            Err(OpenError::UnsupportedPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn threads_counting_down_one_key_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        let d = Map::<str, i64>::create(&p, 16).unwrap();
+        d.insert("count", 4000).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let d = Map::<str, i64>::open(&p).unwrap();
+                    for _ in 0..1000 {
+                        d.update("count", |v| v - 1).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(d.get("count").unwrap(), Some(0));
+    }
+}

@@ -202,19 +202,9 @@ fn classify_existing(path: &Path) -> OpenError {
 impl Region {
     /// Makes a new file holding a `layout`-sized body of `expect.kind`, runs
     /// `init` on it while it is still private, then publishes it at `path`.
-    pub(crate) fn create(
-        path: &Path,
-        expect: Expect,
-        capacity: u64,
-        opts: &CreateOptions,
-        init: impl FnOnce(&Region),
-    ) -> Result<Region, OpenError> {
-        Self::create_sized(path, expect, capacity, 0, opts, init)
-    }
-
-    /// [`Region::create`] for kinds whose slot size is chosen at creation
+    /// `slot_size` is 0 but for kinds whose slot size is chosen at creation
     /// (see [`crate::raw::body_layout`]).
-    pub(crate) fn create_sized(
+    pub(crate) fn create(
         path: &Path,
         expect: Expect,
         capacity: u64,
@@ -349,21 +339,10 @@ impl Region {
 
     /// Opens the object at `path`, or creates it if there is none. Two
     /// processes racing here end up with the same object: exactly one
-    /// `link(2)` wins, the other opens the winner's file.
+    /// `link(2)` wins, the other opens the winner's file. `slot_size` as for
+    /// [`Region::create`]. The caller checks that an existing file has the
+    /// shape it asked for.
     pub(crate) fn open_or_create(
-        path: &Path,
-        expect: Expect,
-        capacity: u64,
-        opts: &CreateOptions,
-        init: impl Fn(&Region),
-    ) -> Result<Region, OpenError> {
-        Self::open_or_create_sized(path, expect, capacity, 0, opts, init)
-    }
-
-    /// [`Region::open_or_create`] for kinds whose slot size is chosen at
-    /// creation (see [`crate::raw::body_layout`]). The caller checks that an
-    /// existing file has the shape it asked for.
-    pub(crate) fn open_or_create_sized(
         path: &Path,
         expect: Expect,
         capacity: u64,
@@ -379,7 +358,7 @@ impl Region {
                 Err(OpenError::NotFound { .. }) => {}
                 other => return other,
             }
-            match Region::create_sized(path, expect, capacity, slot_size, opts, &init) {
+            match Region::create(path, expect, capacity, slot_size, opts, &init) {
                 Err(e @ OpenError::AlreadyExists { .. }) => last = Some(e),
                 other => return other,
             }

@@ -179,7 +179,7 @@ impl<'a> WaitPoint<'a> {
             let outcome = match check() {
                 Some(r) => Some(Ok(r)),
                 None => {
-                    let mut timeout = match deadline {
+                    let timeout = match deadline {
                         None => None,
                         Some(d) => match d.checked_duration_since(Instant::now()) {
                             Some(left) if !left.is_zero() => Some(left),
@@ -187,9 +187,11 @@ impl<'a> WaitPoint<'a> {
                         },
                     };
                     #[cfg(not(loom))]
-                    if !fenced {
-                        timeout = Some(timeout.map_or(UNFENCED_SLEEP, |t| t.min(UNFENCED_SLEEP)));
-                    }
+                    let timeout = if fenced {
+                        timeout
+                    } else {
+                        Some(timeout.map_or(UNFENCED_SLEEP, |t| t.min(UNFENCED_SLEEP)))
+                    };
                     #[cfg(loom)]
                     let _ = fenced;
                     if timeout == Some(Duration::ZERO) {
@@ -457,6 +459,7 @@ pub fn wait_sliced<R, F: FnMut() -> Option<R>>(
 
 /// The deadline `timeout` from now, for the timed calls of every kind;
 /// `None` (no deadline) for a timeout past the clock's range.
+#[cfg_attr(loom, allow(dead_code, reason = "only the handles time out"))]
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }

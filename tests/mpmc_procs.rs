@@ -907,7 +907,7 @@ fn kill_at(
                 // A live (stopped) claimer is never recovered: its slot
                 // stays as it is however long the others wait.
                 let recovered = peek.recovered();
-                std::thread::sleep(mmring::mpmc::RECOVERY_CHECK * 3);
+                std::thread::sleep(mmring::wait::SLICE * 3);
                 assert!(
                     held(last),
                     "the slot of a live, stopped process was taken over"

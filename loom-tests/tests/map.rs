@@ -1,4 +1,4 @@
-//! Loom models of the shared hash map (`mmring::map::RawMap`): two writers
+//! Loom models of the shared hash map (`mmring::raw::map::RawMap`): two writers
 //! of the same key (no lost update, the key created once), two new keys
 //! racing for the same vacant entry (neither overwrites the other), a
 //! reader racing a writer (never a torn value), and insert racing remove
@@ -24,7 +24,7 @@ mod common;
 use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
-use mmring::map::{Inserted, MapControl, MapError, RawMap, entry_words};
+use mmring::raw::map::{Inserted, MapControl, MapError, RawMap, entry_words};
 use mmring::raw::seqlock::Patience;
 use mmring::sync::{AtomicU64, Ordering};
 

@@ -1,4 +1,4 @@
-//! Loom models of the MPMC ring (src/mpmc.rs) and the wait protocol it
+//! Loom models of the MPMC ring (src/raw/mpmc/) and the wait protocol it
 //! sleeps with (src/wait.rs).
 //!
 //! Run with
@@ -32,8 +32,10 @@ mod common;
 use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
+use mmring::error::TaskError;
 use mmring::error::{PopError, PushError, TryPopError, TryPushError};
-use mmring::mpmc::{self, Control, RawQueue};
+use mmring::raw::message;
+use mmring::raw::mpmc::{self, Control, RawQueue};
 use mmring::sync::{AtomicU64, Ordering::Relaxed};
 
 struct Mem {
@@ -596,7 +598,7 @@ fn join_returns_after_the_last_task_done() {
                 "join returned before every task was done, or without their work visible: {done:?}"
             );
             assert_eq!(q.unfinished(), 0);
-            assert_eq!(q.task_done(), Err(mpmc::TaskError::TooManyDone));
+            assert_eq!(q.task_done(), Err(TaskError::TooManyDone));
             seen.note(format!("worker got {}", done[1]));
             seen.note(if slept.get() {
                 "joiner asleep at a task_done"
@@ -607,29 +609,21 @@ fn join_returns_after_the_last_task_done() {
     );
 }
 
-/// The byte-message encoding of `ByteQueue` (src/mpmc/mapped.rs), over a
-/// raw queue: payload word 0 is the length, then the bytes packed into
+/// The byte-message encoding of `ByteQueue` (`mmring::raw::message`), over
+/// a raw queue: payload word 0 is the length, then the bytes packed into
 /// words (native order, the last word zero-padded). Reading clamps the
 /// stored length to the maximum.
 const MAX_LEN: usize = 9;
-const BYTE_PAYLOAD_WORDS: usize = 1 + MAX_LEN.div_ceil(8);
+const BYTE_PAYLOAD_WORDS: usize = message::words(MAX_LEN as u64) as usize;
 
 fn write_msg(w: &[AtomicU64], msg: &[u8]) {
-    w[0].store(msg.len() as u64, Relaxed);
-    for (chunk, word) in msg.chunks(8).zip(&w[1..]) {
-        let mut bytes = [0u8; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
-        word.store(u64::from_ne_bytes(bytes), Relaxed);
-    }
+    message::write(w, msg);
 }
 
 fn read_msg(w: &[AtomicU64]) -> Vec<u8> {
-    let stored = w[0].load(Relaxed);
-    let len = usize::try_from(stored).unwrap_or(usize::MAX).min(MAX_LEN);
-    let mut out = vec![0u8; len];
-    for (chunk, word) in out.chunks_mut(8).zip(&w[1..]) {
-        chunk.copy_from_slice(&word.load(Relaxed).to_ne_bytes()[..chunk.len()]);
-    }
+    let mut out = vec![0u8; MAX_LEN];
+    let len = message::read(w, MAX_LEN, &mut out);
+    out.truncate(len);
     out
 }
 

@@ -1,6 +1,6 @@
 //! Loom models of the MPMC queue's recovery of slots abandoned by dead
-//! processes (`src/mpmc.rs`, "Processes that die mid-operation"): survivors
-//! race to recover, and exactly one of them recovers each slot.
+//! processes (`src/raw/mpmc/mod.rs`, "Processes that die mid-operation"):
+//! survivors race to recover, and exactly one of them recovers each slot.
 //!
 //! A process that dies mid-operation is played by a queue view acting as a
 //! pid that no process has (`RawQueue::as_pid`), either whose payload
@@ -31,7 +31,7 @@ use common::check;
 use loom::sync::Arc;
 use loom::thread;
 use mmring::error::TryPopError;
-use mmring::mpmc::{Control, RawQueue};
+use mmring::raw::mpmc::{Control, RawQueue};
 use mmring::sync::{AtomicU64, Ordering::Relaxed};
 
 /// A pid no process has here (below 2^22: claims hold 22 bits of pid).

@@ -95,6 +95,10 @@ impl BarrierWords {
         b
     }
 
+    #[cfg_attr(
+        loom,
+        allow(dead_code, reason = "used by the handle, which loom does not build")
+    )]
     pub(crate) fn init(&self, parties: u32) {
         // Relaxed: the file is still private to its creator.
         self.parties.store(parties, Ordering::Relaxed);
@@ -102,6 +106,10 @@ impl BarrierWords {
 
     /// The party count as stored (unclamped: for telling a caller which
     /// barrier the file holds).
+    #[cfg_attr(
+        loom,
+        allow(dead_code, reason = "used by the handle, which loom does not build")
+    )]
     pub(crate) fn stored_parties(&self) -> u32 {
         // Relaxed: written before the file was published, never changed.
         self.parties.load(Ordering::Relaxed)

@@ -19,6 +19,9 @@ use crate::pod::TypeInfo;
 pub mod atomic;
 pub mod barrier;
 pub mod event;
+pub mod map;
+pub mod message;
+pub mod mpmc;
 pub mod semaphore;
 pub mod seqlock;
 pub mod spsc;
@@ -52,8 +55,9 @@ pub fn body_layout(
         Kind::Event => event::body_layout(elem, capacity),
         Kind::Semaphore => semaphore::body_layout(elem, capacity),
         Kind::Barrier => barrier::body_layout(elem, capacity),
-        Kind::Map => layout::map_body_layout(elem, capacity, slot_size),
-        Kind::Mpmc | Kind::MpmcBytes => layout::mpmc_body_layout(kind, elem, capacity),
+        Kind::Map => map::body_layout(elem, capacity, slot_size),
+        Kind::Mpmc => mpmc::body_layout(elem, capacity),
+        Kind::MpmcBytes => mpmc::bytes_body_layout(elem, capacity),
     }
 }
 

@@ -66,6 +66,10 @@ impl SemaphoreWords {
         }
     }
 
+    #[cfg_attr(
+        loom,
+        allow(dead_code, reason = "used by the handle, which loom does not build")
+    )]
     pub(crate) fn init(&self, permits: u64, max: u64) {
         // Relaxed: the file is still private to its creator.
         self.permits.store(permits, Ordering::Relaxed);

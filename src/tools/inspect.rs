@@ -146,7 +146,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
             }
         }
         Some(kind @ (Kind::Mpmc | Kind::MpmcBytes)) => {
-            let control = region.body::<crate::mpmc::Control>(0, 1)[0].snapshot();
+            let control = region.body::<crate::raw::mpmc::Control>(0, 1)[0].snapshot();
             let capacity = desc.capacity;
             let n = control.tail.wrapping_sub(control.head);
             Body::Queue {
@@ -242,7 +242,7 @@ fn unknown_words(region: &Region, size: u32, shown: usize) -> (&'static str, Vec
 }
 
 fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
-    use crate::map::{MAP_CONTROL_SIZE, MapControl, RawMap, key_room};
+    use crate::raw::map::{MAP_CONTROL_SIZE, MapControl, RawMap, key_room};
     let ctl = &region.body::<MapControl>(0, 1)[0];
     let capacity = desc.capacity;
     let len = ctl.live();
