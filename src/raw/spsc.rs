@@ -62,7 +62,7 @@ use crate::error::{
     TryPushError,
 };
 use crate::layout::{
-    BodyLayout, LayoutError, MAX_BODY, MAX_RING_CAPACITY, MAX_SLOT_SIZE, bytes_type, whole_lines,
+    BodyLayout, LayoutError, MAX_BODY, MAX_RING_CAPACITY, MAX_SLOT_SIZE, whole_lines,
 };
 use crate::pod::{Pod, TypeInfo};
 use crate::raw::seqlock::{copy_in, copy_out};
@@ -85,12 +85,6 @@ pub const SLOTS_OFFSET: usize = CONTROL_SIZE as usize;
 /// bytes: the size rounded up to whole 8-byte words (the slot stride).
 pub fn slot_size(elem_size: u64) -> u64 {
     elem_size.div_ceil(8).saturating_mul(8)
-}
-
-/// Words one message of at most `max_len` bytes takes in an SPSC byte ring:
-/// a length word, then the bytes.
-pub fn message_words(max_len: u64) -> u64 {
-    1 + max_len.div_ceil(8)
 }
 
 /// The body layout of a ring of `capacity` values of `elem`.
@@ -124,15 +118,10 @@ pub fn body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutEr
 /// The body layout of a byte ring of `capacity` words for messages of at
 /// most `elem.size` bytes ([`bytes_type`]).
 pub fn bytes_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
-    let elem_size = u64::from(elem.size);
     // The ring holds u64 words; a message is a length word and its bytes,
-    // `message_words(max)` words in all.
-    if elem != bytes_type(elem.size) || elem_size == 0 || elem_size > MAX_SLOT_SIZE {
-        return Err(LayoutError::Payload(format!(
-            "byte messages of at most 1 to {MAX_SLOT_SIZE} bytes, found {elem}"
-        )));
-    }
-    let k = message_words(elem_size);
+    // `message::words(max)` words in all.
+    let max_len = crate::raw::message::check_payload(elem)?;
+    let k = crate::raw::message::words(max_len);
     if !capacity.is_power_of_two() || capacity < k || capacity > MAX_RING_CAPACITY {
         return Err(LayoutError::Capacity(format!(
             "a power of two from {k} (one message) to {MAX_RING_CAPACITY} words"

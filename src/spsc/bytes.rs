@@ -23,12 +23,12 @@ use crate::error::{
 };
 use crate::handle::{Mapped, Shape};
 use crate::layout::{Kind, bytes_type};
-use crate::raw::seqlock::{copy_in, copy_out};
+use crate::raw::message;
 use crate::raw::spsc::{
-    CLOSED_BY_CONSUMER, CLOSED_BY_PRODUCER, ConsumerCursor, Control, ProducerCursor, message_words,
+    CLOSED_BY_CONSUMER, CLOSED_BY_PRODUCER, ConsumerCursor, Control, ProducerCursor,
 };
 use crate::region::{CreateOptions, Expect, Region};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 use crate::wait::deadline;
 
 /// What `create` and `open_or_create` ask for.
@@ -93,7 +93,7 @@ impl Shape for BytesShape {
 /// The ring's size in words for `messages` messages of `max_len` bytes
 /// (a power of two; saturates to an invalid size that create rejects).
 fn ring_words(messages: usize, max_len: usize) -> usize {
-    let k = message_words(max_len as u64) as usize;
+    let k = message::words(max_len as u64) as usize;
     messages
         .checked_mul(k)
         .and_then(usize::checked_next_power_of_two)
@@ -194,56 +194,11 @@ pub fn create_bytes_with(
     create(path, messages, max_len, opts).map(drop)
 }
 
-/// Splits a message's two runs of words into its length word and the two
-/// runs of data words after it (`None` if there are no words at all).
-fn split_len<'w>(
-    a: &'w [AtomicU64],
-    b: &'w [AtomicU64],
-) -> Option<(&'w AtomicU64, &'w [AtomicU64], &'w [AtomicU64])> {
-    match a.split_first() {
-        Some((len, rest)) => Some((len, rest, b)),
-        None => b.split_first().map(|(len, rest)| (len, a, rest)),
-    }
-}
-
-/// Writes a message into a chunk's two runs of words: its length, then its
-/// bytes (words past the message are left as they were).
-fn encode(msg: &[u8], a: &[AtomicU64], b: &[AtomicU64]) {
-    let Some((len, a, b)) = split_len(a, b) else {
-        return;
-    };
-    // Relaxed: published by the ring's Release store of its tail.
-    len.store(msg.len() as u64, Ordering::Relaxed);
-    let (ma, mb) = msg.split_at(msg.len().min(a.len().saturating_mul(8)));
-    copy_in(a, ma);
-    copy_in(b, mb);
-}
-
-/// Reads a message from a chunk's two runs of words into `out`: the stored
-/// length is clamped to `max_len` and to `out`, never trusted. Returns the
-/// length.
-fn decode(a: &[AtomicU64], b: &[AtomicU64], max_len: usize, out: &mut [u8]) -> usize {
-    let Some((len, a, b)) = split_len(a, b) else {
-        return 0;
-    };
-    // Relaxed: ordered by the ring's Acquire load of the tail.
-    let stored = len.load(Ordering::Relaxed);
-    let len = usize::try_from(stored)
-        .unwrap_or(usize::MAX)
-        .min(max_len)
-        .min(out.len());
-    let out = &mut out[..len];
-    let (oa, ob) = out.split_at_mut(len.min(a.len().saturating_mul(8)));
-    copy_out(a, oa);
-    copy_out(b, ob);
-    len
-}
-
 /// Words per message and the maximum length of a validated byte ring.
 fn message_size(mapped: &Mapped<BytesShape>) -> (usize, usize) {
     // Validated at open: 1 to 65536 bytes.
     let max_len = mapped.region().descriptor().elem_size as usize;
-    (message_words(max_len as u64) as usize, max_len)
+    (message::words(max_len as u64) as usize, max_len)
 }
 
 /// The producing end of an SPSC byte-message ring (one per ring; the role
@@ -366,13 +321,8 @@ impl ByteProducer {
     }
 
     fn check(&self, msg: &[u8]) -> Result<(), ByteTryPushError> {
-        if msg.len() > self.max_len {
-            return Err(ByteTryPushError::TooLong {
-                len: msg.len(),
-                max: self.max_len,
-            });
-        }
-        Ok(())
+        message::check_len(msg, self.max_len)
+            .map_err(|(len, max)| ByteTryPushError::TooLong { len, max })
     }
 
     fn write(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
@@ -385,7 +335,7 @@ impl ByteProducer {
                 ChunkError::Closed => ByteTryPushError::Closed,
             })?;
         let (a, b) = chunk.words();
-        encode(msg, a, b);
+        message::write_split(a, b, msg);
         chunk.commit_all();
         Ok(())
     }
@@ -626,7 +576,7 @@ impl ByteConsumer {
                 ChunkError::Closed => TryPopError::Closed,
             })?;
         let (a, b) = chunk.words();
-        let len = decode(a, b, self.max_len, out);
+        let len = message::read_split(a, b, self.max_len, out);
         chunk.commit_all();
         Ok(len)
     }
@@ -759,6 +709,7 @@ impl ByteConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::Ordering;
 
     #[test]
     fn every_length_round_trips_across_the_wrap() {
@@ -798,10 +749,6 @@ mod tests {
         }
         assert_eq!(rx.try_pop_into(&mut buf), Err(TryPopError::Closed));
         assert_eq!(rx.pop(), Err(PopError::Closed));
-    }
-
-    fn words(values: &[u64]) -> Vec<AtomicU64> {
-        values.iter().map(|&v| AtomicU64::new(v)).collect()
     }
 
     #[test]
@@ -854,47 +801,6 @@ mod tests {
             ByteConsumer::open_or_create(&path, 64, 8),
             Err(OpenError::InvalidCapacity { .. })
         ));
-    }
-
-    #[test]
-    fn a_garbage_length_is_clamped() {
-        let mut out = [0u8; 16];
-        let a = words(&[u64::MAX, u64::from_ne_bytes(*b"abcdefgh")]);
-        let b = words(&[u64::from_ne_bytes(*b"ijklmnop")]);
-        assert_eq!(decode(&a, &b, 12, &mut out), 12);
-        assert_eq!(&out[..12], b"abcdefghijkl");
-        // The length word itself may be the one that wrapped.
-        let b = words(&[5, u64::from_ne_bytes(*b"qrstuvwx")]);
-        assert_eq!(decode(&[], &b, 12, &mut out), 5);
-        assert_eq!(&out[..5], b"qrstu");
-        assert_eq!(decode(&[], &[], 12, &mut out), 0);
-        for garbage in [u64::MAX, 1 << 63, u64::from(u32::MAX) + 1, 17, 9] {
-            let a = words(&[garbage, 1]);
-            let b = words(&[2]);
-            // Clamped to max_len (16: two data words), then to `out`.
-            assert!(decode(&a, &b, 16, &mut out) <= 16);
-            assert!(decode(&a, &b, 16, &mut [0u8; 3]) <= 3);
-        }
-    }
-
-    #[test]
-    fn encode_splits_a_message_across_the_wrap() {
-        let a = words(&[0, 0]);
-        let b = words(&[0, 0, 7]);
-        encode(b"abcdefghijk", &a, &b);
-        let mut out = [0u8; 32];
-        assert_eq!(decode(&a, &b, 24, &mut out), 11);
-        assert_eq!(&out[..11], b"abcdefghijk");
-        assert_eq!(
-            b[2].load(Ordering::Relaxed),
-            7,
-            "words past the message kept"
-        );
-        // Length word alone in the first run.
-        let a = words(&[0]);
-        encode(b"xyz", &a, &b);
-        assert_eq!(decode(&a, &b, 24, &mut out), 3);
-        assert_eq!(&out[..3], b"xyz");
     }
 
     #[test]
