@@ -64,8 +64,8 @@ mod std_atomics {
 
 #[cfg(loom)]
 pub use loom::sync::atomic::{
-    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64,
-    Ordering, fence,
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering,
+    fence,
 };
 
 /// A CPU hint for the body of a short busy-wait loop.

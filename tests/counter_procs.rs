@@ -303,8 +303,16 @@ fn narrow_elements_across_processes_lose_no_neighbour_update() {
     assert_eq!(bytes[n].load(), (total * 3 % 256) as u8, "shared byte");
     let own_shorts = (rounds as i16).wrapping_neg();
     assert_eq!(shorts.snapshot()[..n], vec![own_shorts; n], "own i16s");
-    assert_eq!(shorts[n].load(), (total as i16).wrapping_mul(7), "shared i16");
-    assert_eq!(floats.snapshot()[..n], vec![rounds as f32 * 0.5; n], "own f32s");
+    assert_eq!(
+        shorts[n].load(),
+        (total as i16).wrapping_mul(7),
+        "shared i16"
+    );
+    assert_eq!(
+        floats.snapshot()[..n],
+        vec![rounds as f32 * 0.5; n],
+        "own f32s"
+    );
     // Every partial sum is a multiple of 0.25 below 2^24 quarters: exact.
     assert_eq!(floats[n].load(), total as f32 * 0.25, "shared f32");
     assert_eq!(arrived.load(), n as i64);
@@ -324,12 +332,20 @@ common::child_entry!(
             let prev = bytes[me].fetch_add(1);
             assert_eq!(prev, k as u8, "byte {me} disturbed at round {k}");
             let prev = shorts[me].fetch_sub(1);
-            assert_eq!(prev, (k as i16).wrapping_neg(), "i16 {me} disturbed at round {k}");
+            assert_eq!(
+                prev,
+                (k as i16).wrapping_neg(),
+                "i16 {me} disturbed at round {k}"
+            );
             let prev = floats[me].fetch_add(0.5);
             assert_eq!(prev, k as f32 * 0.5, "f32 {me} disturbed at round {k}");
             // The shared elements: a hand-made add on the byte, plain ones
             // on the others.
-            assert!(bytes[shared].fetch_update(|b| Some(b.wrapping_add(3))).is_ok());
+            assert!(
+                bytes[shared]
+                    .fetch_update(|b| Some(b.wrapping_add(3)))
+                    .is_ok()
+            );
             shorts[shared].fetch_add(7);
             floats[shared].fetch_add(0.25);
         }

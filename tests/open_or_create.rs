@@ -15,9 +15,7 @@ use std::path::Path;
 use mmring::map::{Map, MapOptions};
 use mmring::mpmc::{ByteQueue, Queue, QueueOptions};
 use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
-use mmring::{
-    AtomicArray, Barrier, Counter, CreateOptions, Event, OpenError, Semaphore, SeqCell,
-};
+use mmring::{AtomicArray, Barrier, Counter, CreateOptions, Event, OpenError, Semaphore, SeqCell};
 
 /// Bytes of the descriptor (the start of the header page) and where the
 /// body starts (docs/FORMAT.md).
@@ -300,7 +298,12 @@ fn semaphore_keeps_its_taken_permits() {
     let p = dir.path().join("bounded");
     let b = Semaphore::open_or_create_bounded(&p, 2).unwrap();
     assert!(b.try_acquire());
-    assert_eq!(Semaphore::open_or_create_bounded(&p, 2).unwrap().available(), 1);
+    assert_eq!(
+        Semaphore::open_or_create_bounded(&p, 2)
+            .unwrap()
+            .available(),
+        1
+    );
     refused(
         &p,
         || Semaphore::open_or_create_bounded(&p, 5),

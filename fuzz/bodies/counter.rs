@@ -84,7 +84,11 @@ impl Model for f32 {
         f32::min(self, v)
     }
     fn settle(self, actual: Self) -> Self {
-        if self == 0.0 && actual == 0.0 { actual } else { self }
+        if self == 0.0 && actual == 0.0 {
+            actual
+        } else {
+            self
+        }
     }
     fn bits(self) -> u64 {
         u64::from(self.to_bits())
@@ -108,7 +112,11 @@ impl Model for f64 {
         f64::min(self, v)
     }
     fn settle(self, actual: Self) -> Self {
-        if self == 0.0 && actual == 0.0 { actual } else { self }
+        if self == 0.0 && actual == 0.0 {
+            actual
+        } else {
+            self
+        }
     }
     fn bits(self) -> u64 {
         self.to_bits()

@@ -509,10 +509,16 @@ mod tests {
             a.store(v);
             // Compared bit for bit: a NaN equals itself, -0.0 is not 0.0.
             assert_eq!(a.compare_exchange(v, 2.0).map(f32::to_bits), Ok(bits));
-            assert_eq!(a.compare_exchange(v, 3.0).map_err(f32::to_bits), Err(2.0f32.to_bits()));
+            assert_eq!(
+                a.compare_exchange(v, 3.0).map_err(f32::to_bits),
+                Err(2.0f32.to_bits())
+            );
         }
         let z = Atomic::new(-0.0f32);
-        assert_eq!(z.compare_exchange(0.0, 1.0).map_err(f32::to_bits), Err(0x8000_0000));
+        assert_eq!(
+            z.compare_exchange(0.0, 1.0).map_err(f32::to_bits),
+            Err(0x8000_0000)
+        );
         let z = Atomic::new(0.0f32);
         assert_eq!(z.compare_exchange(-0.0, 1.0).map_err(f32::to_bits), Err(0));
         // The CAS-loop arithmetic on a NaN installs what the arithmetic gives.
@@ -523,7 +529,11 @@ mod tests {
 
     #[test]
     fn f64_bit_patterns_round_trip() {
-        for bits in [0x7ff8_0000_0000_1234u64, 0xfff0_0000_0000_0001, 0x8000_0000_0000_0000] {
+        for bits in [
+            0x7ff8_0000_0000_1234u64,
+            0xfff0_0000_0000_0001,
+            0x8000_0000_0000_0000,
+        ] {
             let v = f64::from_bits(bits);
             let a = Atomic::new(0.0f64);
             a.store(v);
@@ -572,7 +582,11 @@ mod tests {
             array_body_layout(TypeInfo::of::<T>(), n)
         }
         let l = layout::<u8>(10).unwrap();
-        assert_eq!((l.slot_size, l.body_size), (1, 64), "10 u8 are 10 bytes, one line");
+        assert_eq!(
+            (l.slot_size, l.body_size),
+            (1, 64),
+            "10 u8 are 10 bytes, one line"
+        );
         let l = layout::<i16>(33).unwrap();
         assert_eq!((l.slot_size, l.body_size), (2, 128));
         let l = layout::<f32>(16).unwrap();
@@ -580,8 +594,14 @@ mod tests {
         let l = layout::<f64>(9).unwrap();
         assert_eq!((l.slot_size, l.body_size), (8, 128));
         assert!(layout::<u8>(MAX_BODY).is_ok());
-        assert!(matches!(layout::<u8>(MAX_BODY + 1), Err(LayoutError::Capacity(_))));
-        assert!(matches!(layout::<u16>(MAX_BODY / 2 + 1), Err(LayoutError::Capacity(_))));
+        assert!(matches!(
+            layout::<u8>(MAX_BODY + 1),
+            Err(LayoutError::Capacity(_))
+        ));
+        assert!(matches!(
+            layout::<u16>(MAX_BODY / 2 + 1),
+            Err(LayoutError::Capacity(_))
+        ));
         assert!(matches!(layout::<u8>(0), Err(LayoutError::Capacity(_))));
         assert!(matches!(layout::<u128>(1), Err(LayoutError::Payload(_))));
         assert!(matches!(layout::<[u8; 3]>(1), Err(LayoutError::Payload(_))));
@@ -590,7 +610,10 @@ mod tests {
         assert!(layout::<[u8; 2]>(1).is_ok());
         let mut over = TypeInfo::of::<u16>();
         over.align = 4;
-        assert!(matches!(array_body_layout(over, 1), Err(LayoutError::Payload(_))));
+        assert!(matches!(
+            array_body_layout(over, 1),
+            Err(LayoutError::Payload(_))
+        ));
     }
 
     #[test]
