@@ -146,8 +146,10 @@ impl Barrier {
     /// others open its file), so N processes that each call this and
     /// then [`Barrier::wait`] pass together.
     ///
-    /// Opening an existing barrier never resets it: its generation and
-    /// the arrivals of the round in progress are kept.
+    /// Opening an existing barrier never resets it: `parties` applies
+    /// only when the file is created, and its generation and the arrivals
+    /// of the round in progress are kept. What is checked is its shape
+    /// (the number of parties); a mismatch leaves the file alone.
     ///
     /// # Errors
     ///

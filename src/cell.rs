@@ -153,6 +153,8 @@ impl<T: Payload> SeqCell<T> {
     ///
     /// Opening an existing cell never resets it: `initial` applies only
     /// when the file is created, and the value and version are kept.
+    /// What is checked is the value's type ([`OpenError::WrongPayload`],
+    /// naming both); a mismatch leaves the file alone.
     ///
     /// # Errors
     ///

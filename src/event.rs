@@ -94,7 +94,10 @@ impl Event {
     /// Opens the event at `path`, creating it (clear) if there is none;
     /// racing processes all end up with the same event.
     ///
-    /// Opening an existing event never resets it: a set flag stays set.
+    /// Opening an existing event never resets it: a set flag stays set,
+    /// and an existing event is attached as it is. An event has one
+    /// shape, so what is checked is that the file is an event
+    /// ([`OpenError::WrongKind`] otherwise, the file left alone).
     ///
     /// # Errors
     ///

@@ -12,7 +12,7 @@
 //! | type | replaces | operations |
 //! |---|---|---|
 //! | [`Counter`] (`i64`) | `Value('i')` + `get_lock()` | load, store, fetch_add/sub, compare_exchange, fetch_update, fetch_max/min |
-//! | [`AtomicArray<T>`] (`u32`, `i32`, `u64`, `i64`, `f64`) | `Array` | the same, per element |
+//! | [`AtomicArray<T>`] (`u8` .. `u64`, `i8` .. `i64`, `f32`, `f64`) | `Array` | the same, per element |
 //! | [`SeqCell<T>`] (any [`Payload`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
 //! | [`spsc::Producer<T>`] / [`spsc::Consumer<T>`] | `Pipe`, a 1:1 `Queue` | try_push/try_pop, blocking push/pop (futex, no CPU while idle), timeouts, push_slice/pop_slice, read/write chunks (values copied straight to and from the slots), close |
 //! | [`mpmc::Queue<T>`] | `Queue`, `JoinableQueue` | the same from any number of processes, plus task_done/join; one `close()` stops every consumer |

@@ -175,7 +175,8 @@ impl Semaphore {
     ///
     /// Opening an existing semaphore never resets it: `permits` applies
     /// only when the file is created, and the permits it has now (taken
-    /// or given back by anyone) are kept.
+    /// or given back by anyone) are kept. What is checked is its shape
+    /// (unbounded); a mismatch leaves the file alone.
     ///
     /// # Errors
     ///
@@ -208,7 +209,8 @@ impl Semaphore {
     /// the same semaphore.
     ///
     /// Opening an existing semaphore never resets it: its permits now
-    /// are kept.
+    /// are kept. What is checked is its shape (the same bound); a
+    /// mismatch leaves the file alone.
     ///
     /// # Errors
     ///

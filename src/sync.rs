@@ -17,7 +17,9 @@
 pub use std::sync::atomic::{Ordering, compiler_fence, fence};
 
 #[cfg(not(loom))]
-pub use std_atomics::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+pub use std_atomics::{
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64,
+};
 
 /// Without loom, the atomics are `std`'s behind a `repr(transparent)`
 /// newtype: the same layout and the same methods (through `Deref`), but a
@@ -50,14 +52,21 @@ mod std_atomics {
         };
     }
 
+    wrap!(AtomicI8, i8);
+    wrap!(AtomicI16, i16);
     wrap!(AtomicI32, i32);
     wrap!(AtomicI64, i64);
+    wrap!(AtomicU8, u8);
+    wrap!(AtomicU16, u16);
     wrap!(AtomicU32, u32);
     wrap!(AtomicU64, u64);
 }
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
+pub use loom::sync::atomic::{
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering,
+    fence,
+};
 
 /// A CPU hint for the body of a short busy-wait loop.
 #[inline]

@@ -269,3 +269,85 @@ common::child_entry!(
         }
     }
 );
+
+const NARROW_PROCS: usize = 4;
+const NARROW_ROUNDS: usize = 20_000;
+
+/// The narrow element types across processes, neighbours included: packed
+/// `u8` elements share a machine word (four per 32-bit word, eight per
+/// 64-bit one), so process `i` hammers its own byte `i` while the others
+/// hammer the bytes right beside it, and the same with `i16` and `f32`.
+/// Only process `i` writes element `i`, so every `fetch_add` it makes must
+/// return exactly what its previous one left (wrapping): a neighbour's
+/// write that spilled into it would show at once. The element after the
+/// private ones is shared by all, and must hold every process's adds.
+#[test]
+fn narrow_elements_across_processes_lose_no_neighbour_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = NARROW_PROCS;
+    let bytes = AtomicArray::<u8>::create(d.join("bytes"), n + 1).unwrap();
+    let shorts = AtomicArray::<i16>::create(d.join("shorts"), n + 1).unwrap();
+    let floats = AtomicArray::<f32>::create(d.join("floats"), n + 1).unwrap();
+    let arrived = Counter::create(d.join("arrived"), 0).unwrap();
+    let mut kids = Children::new();
+    for i in 0..n {
+        kids.spawn("child_narrow_ops", i, d, "");
+    }
+    kids.wait_all_ok();
+
+    let rounds = NARROW_ROUNDS;
+    let total = n * rounds;
+    let own_bytes = (rounds % 256) as u8;
+    assert_eq!(bytes.snapshot()[..n], vec![own_bytes; n], "own bytes");
+    assert_eq!(bytes[n].load(), (total * 3 % 256) as u8, "shared byte");
+    let own_shorts = (rounds as i16).wrapping_neg();
+    assert_eq!(shorts.snapshot()[..n], vec![own_shorts; n], "own i16s");
+    assert_eq!(
+        shorts[n].load(),
+        (total as i16).wrapping_mul(7),
+        "shared i16"
+    );
+    assert_eq!(
+        floats.snapshot()[..n],
+        vec![rounds as f32 * 0.5; n],
+        "own f32s"
+    );
+    // Every partial sum is a multiple of 0.25 below 2^24 quarters: exact.
+    assert_eq!(floats[n].load(), total as f32 * 0.25, "shared f32");
+    assert_eq!(arrived.load(), n as i64);
+}
+
+common::child_entry!(
+    #[started_by(narrow_elements_across_processes_lose_no_neighbour_update)]
+    fn child_narrow_ops(ctx: ChildCtx) {
+        let d = &ctx.path;
+        let bytes = AtomicArray::<u8>::open(d.join("bytes")).unwrap();
+        let shorts = AtomicArray::<i16>::open(d.join("shorts")).unwrap();
+        let floats = AtomicArray::<f32>::open(d.join("floats")).unwrap();
+        let arrived = Counter::open(d.join("arrived")).unwrap();
+        let (me, shared) = (ctx.index, NARROW_PROCS);
+        barrier(&arrived, NARROW_PROCS);
+        for k in 0..NARROW_ROUNDS {
+            let prev = bytes[me].fetch_add(1);
+            assert_eq!(prev, k as u8, "byte {me} disturbed at round {k}");
+            let prev = shorts[me].fetch_sub(1);
+            assert_eq!(
+                prev,
+                (k as i16).wrapping_neg(),
+                "i16 {me} disturbed at round {k}"
+            );
+            let prev = floats[me].fetch_add(0.5);
+            assert_eq!(prev, k as f32 * 0.5, "f32 {me} disturbed at round {k}");
+            // The shared elements: a hand-made add on the byte, plain ones
+            // on the others.
+            assert!(
+                bytes[shared]
+                    .fetch_update(|b| Some(b.wrapping_add(3)))
+                    .is_ok()
+            );
+            shorts[shared].fetch_add(7);
+            floats[shared].fetch_add(0.25);
+        }
+    }
+);

@@ -119,6 +119,29 @@ pub fn run(data: &[u8]) {
             e.fetch_add(0.5);
         }
     }
+    if let Ok(a) = AtomicArray::<u8>::open(&path) {
+        let _ = a.snapshot();
+        if let Some(e) = a.last() {
+            e.fetch_add(1);
+        }
+    }
+    if let Ok(a) = AtomicArray::<i8>::open(&path) {
+        let _ = a.snapshot();
+    }
+    if let Ok(a) = AtomicArray::<u16>::open(&path) {
+        let _ = a.snapshot();
+    }
+    if let Ok(a) = AtomicArray::<i16>::open(&path) {
+        if let Some(e) = a.last() {
+            e.fetch_sub(1);
+        }
+    }
+    if let Ok(a) = AtomicArray::<f32>::open(&path) {
+        let _ = a.snapshot();
+        if let Some(e) = a.last() {
+            e.fetch_max(0.5);
+        }
+    }
     if let Ok(mut cell) = SeqCell::<u64>::open(&path) {
         cell.set_patience(short);
         let _ = cell.try_load();
@@ -220,6 +243,7 @@ pub fn run(data: &[u8]) {
     let _ = Map::<str, u64>::open_or_create(&path, 2, &Default::default());
     let _ = Counter::open_or_create(&path, 1);
     let _ = AtomicArray::<u32>::open_or_create(&path, 5);
+    let _ = AtomicArray::<u8>::open_or_create(&path, 10);
     let _ = SeqCell::<u64>::open_or_create(&path, 7);
     let _ = Queue::<u64>::open_or_create(&path, 4, &Default::default());
     let _ = ByteQueue::open_or_create(&path, 4, 16, &Default::default());
@@ -246,6 +270,9 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     add("counter", &|p| drop(Counter::create(p, 42)));
     add("array_u32", &|p| drop(AtomicArray::<u32>::create(p, 5)));
     add("array_f64", &|p| drop(AtomicArray::<f64>::create(p, 2)));
+    add("array_u8", &|p| drop(AtomicArray::<u8>::create(p, 10)));
+    add("array_i16", &|p| drop(AtomicArray::<i16>::create(p, 40)));
+    add("array_f32", &|p| drop(AtomicArray::<f32>::create(p, 3)));
     add("cell_u64", &|p| drop(SeqCell::create(p, 7u64)));
     add("cell_3xu64", &|p| drop(SeqCell::create(p, [1u64, 2, 3])));
     add("cell_16xu8", &|p| drop(SeqCell::create(p, [9u8; 16])));

@@ -296,3 +296,48 @@ fn store_and_rmw_publish_earlier_writes() {
         },
     );
 }
+
+/// Adjacent `u8` elements (packed in one word in a file) each taken by one
+/// thread, and one `f32` (a compare-and-swap loop over `AtomicU32` bits)
+/// shared by both (`fetch_add` in one thread, `fetch_update` counting its
+/// closure's runs in the other): each byte ends exactly as its own thread
+/// left it (wrapping), and neither float addition is lost, in either order
+/// or when a compare-and-swap loses and retries.
+#[test]
+fn narrow_elements_and_f32_from_two_threads() {
+    check(3, &["a first", "b first", "b retried"], |seen| {
+        let bytes = Arc::new([Atomic::new(100u8), Atomic::new(250u8)]);
+        let x = Arc::new(Atomic::new(0.5f32));
+        let a = {
+            let (bytes, x) = (bytes.clone(), x.clone());
+            thread::spawn(move || {
+                assert_eq!(bytes[0].fetch_add(200), 100);
+                x.fetch_add(1.0)
+            })
+        };
+        let b = {
+            let (bytes, x) = (bytes.clone(), x.clone());
+            thread::spawn(move || {
+                assert_eq!(bytes[1].fetch_add(10), 250);
+                let calls = Cell::new(0);
+                let prev = x.fetch_update(|v| {
+                    calls.set(calls.get() + 1);
+                    Some(v + 2.25)
+                });
+                (prev.expect("the closure never declines"), calls.get())
+            })
+        };
+        let (a, (b, calls)) = (a.join().unwrap(), b.join().unwrap());
+        if calls > 1 {
+            seen.note("b retried");
+        }
+        match (a, b) {
+            (0.5, 1.5) => seen.note("a first"),
+            (2.75, 0.5) => seen.note("b first"),
+            other => panic!("lost f32 update: previous values {other:?}"),
+        }
+        assert_eq!(bytes[0].load(), 44, "100 + 200 wraps to 44");
+        assert_eq!(bytes[1].load(), 4, "250 + 10 wraps to 4");
+        assert_eq!(x.load(), 3.75);
+    });
+}

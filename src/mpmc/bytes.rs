@@ -90,6 +90,12 @@ impl ByteQueue {
 
     /// Opens the byte queue at `path`, creating it if there is none.
     ///
+    /// Opening an existing queue never resets it: `capacity`, `max_len`
+    /// and `opts` apply only when the file is created, and an existing
+    /// queue is attached as it is, with the messages queued in it. What is
+    /// checked is its shape (the errors below); a mismatch leaves the file
+    /// alone.
+    ///
     /// # Errors
     ///
     /// As [`ByteQueue::open`] and [`ByteQueue::create`];

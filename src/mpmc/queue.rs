@@ -114,6 +114,12 @@ impl<T: Payload> Queue<T> {
     /// Opens the queue at `path`, creating it if there is none; racing
     /// processes all end up with the same queue.
     ///
+    /// Opening an existing queue never resets it: `capacity` and `opts`
+    /// apply only when the file is created, and an existing queue is
+    /// attached as it is, with the items queued in it. What is checked is
+    /// its shape (item type, capacity, joinability: the errors below); a
+    /// mismatch leaves the file alone.
+    ///
     /// # Errors
     ///
     /// As [`Queue::open`] and [`Queue::create`];

@@ -288,6 +288,11 @@ impl ByteProducer {
     /// Opens the byte ring at `path` as its producer, creating it (for at
     /// least `messages` messages of up to `max_len` bytes) if there is none.
     ///
+    /// Opening an existing ring never resets it: it is attached as it is,
+    /// with the messages queued in it. What is checked is its shape:
+    /// `max_len` ([`OpenError::WrongPayload`], naming both) and its size
+    /// ([`OpenError::InvalidCapacity`]); a mismatch leaves the file alone.
+    ///
     /// # Errors
     ///
     /// As [`ByteProducer::open`] and [`ByteProducer::create`];
@@ -545,6 +550,10 @@ impl ByteConsumer {
 
     /// Opens the byte ring at `path` as its consumer, creating it (for at
     /// least `messages` messages of up to `max_len` bytes) if there is none.
+    ///
+    /// Opening an existing ring never resets it: the messages queued in it
+    /// are there to pop; the shape is checked as by
+    /// [`ByteProducer::open_or_create`].
     ///
     /// # Errors
     ///

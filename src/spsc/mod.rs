@@ -460,6 +460,12 @@ impl<T: Payload> Producer<T> {
     /// Opens the ring at `path` as its producer, creating it with
     /// `capacity` slots if there is none.
     ///
+    /// Opening an existing ring never resets it: `capacity` applies only
+    /// when the file is created, and an existing ring is attached as it
+    /// is, with the items queued in it. What is checked is its shape: the
+    /// item type ([`OpenError::WrongPayload`]) and the capacity
+    /// ([`OpenError::InvalidCapacity`]); a mismatch leaves the file alone.
+    ///
     /// # Errors
     ///
     /// As [`Producer::open`] and [`Producer::create`], and
@@ -701,6 +707,10 @@ impl<T: Payload> Consumer<T> {
 
     /// Opens the ring at `path` as its consumer, creating it with
     /// `capacity` slots if there is none.
+    ///
+    /// Opening an existing ring never resets it: the items queued in it
+    /// are there to pop; the shape is checked as by
+    /// [`Producer::open_or_create`].
     ///
     /// # Errors
     ///

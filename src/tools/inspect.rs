@@ -9,7 +9,7 @@ use crate::layout::{Descriptor, Kind, STATE_CLOSED, STATE_OPEN, Status};
 use crate::raw::atomic::Atomic;
 use crate::raw::seqlock::{Patience, SeqLock};
 use crate::region::Region;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 
 /// Most array elements a report lists.
 pub const MAX_LISTED: usize = 32;
@@ -212,33 +212,39 @@ fn array_body(region: &Region, desc: &Descriptor) -> Body {
     // The descriptor was validated: its name is the payload's stable name.
     let ti = desc.type_info();
     let (elem, values) = match (ti.name(), ti.size) {
+        ("u8", 1) => ("u8", list::<u8>(region, shown)),
+        ("i8", 1) => ("i8", list::<i8>(region, shown)),
+        ("u16", 2) => ("u16", list::<u16>(region, shown)),
+        ("i16", 2) => ("i16", list::<i16>(region, shown)),
         ("u32", 4) => ("u32", list::<u32>(region, shown)),
         ("i32", 4) => ("i32", list::<i32>(region, shown)),
         ("u64", 8) => ("u64", list::<u64>(region, shown)),
         ("i64", 8) => ("i64", list::<i64>(region, shown)),
+        ("f32", 4) => ("f32", list::<f32>(region, shown)),
         ("f64", 8) => ("f64", list::<f64>(region, shown)),
         _ => unknown_words(region, ti.size, shown),
     };
     Body::Array { elem, len, values }
 }
 
-/// An array of a type `inspect` does not know: its words in hex.
+/// An array of a type `inspect` does not know: its elements in hex, each
+/// read with an atomic load of its own width (the validated layout has
+/// at least `shown` elements of `size` 1, 2, 4 or 8 bytes in the body).
 fn unknown_words(region: &Region, size: u32, shown: usize) -> (&'static str, Vec<String>) {
-    if size == 4 {
-        let words = region.body::<AtomicU32>(0, shown);
-        // Relaxed: a display snapshot, synchronizing with nothing.
-        let v = words
+    fn hex<T: crate::raw::atomic::Element + fmt::LowerHex>(r: &Region, n: usize) -> Vec<String> {
+        let digits = 2 * size_of::<T>() + 2;
+        r.body::<Atomic<T>>(0, n)
             .iter()
-            .map(|w| format!("{:#010x}", w.load(Ordering::Relaxed)));
-        ("unknown", v.collect())
-    } else {
-        let words = region.body::<AtomicU64>(0, shown);
-        // Relaxed: a display snapshot, synchronizing with nothing.
-        let v = words
-            .iter()
-            .map(|w| format!("{:#018x}", w.load(Ordering::Relaxed)));
-        ("unknown", v.collect())
+            .map(|a| format!("{:#0digits$x}", a.load()))
+            .collect()
     }
+    let values = match size {
+        1 => hex::<u8>(region, shown),
+        2 => hex::<u16>(region, shown),
+        4 => hex::<u32>(region, shown),
+        _ => hex::<u64>(region, shown),
+    };
+    ("unknown", values)
 }
 
 fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
@@ -459,5 +465,57 @@ impl fmt::Display for Report {
                 "barrier:     {arrived} of {parties} arrived in generation {generation}"
             ),
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::AtomicArray;
+
+    /// Every element width shows its type, its length and its values.
+    #[test]
+    fn arrays_of_every_width_show_type_count_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let bytes = AtomicArray::<u8>::create(d.join("b"), 10).unwrap();
+        bytes[9].store(255);
+        let shorts = AtomicArray::<i16>::create(d.join("h"), 3).unwrap();
+        shorts[1].store(-2);
+        let floats = AtomicArray::<f32>::create(d.join("f"), 2).unwrap();
+        floats[0].store(1.5);
+        let signed = AtomicArray::<i8>::create(d.join("sb"), 40).unwrap();
+        signed[0].store(-128);
+        let halves = AtomicArray::<u16>::create(d.join("uh"), 1).unwrap();
+        halves[0].store(65535);
+
+        let show = |name: &str| inspect(d.join(name)).unwrap();
+        let r = show("b");
+        assert_eq!(
+            r.body,
+            Body::Array {
+                elem: "u8",
+                len: 10,
+                values: ["0", "0", "0", "0", "0", "0", "0", "0", "0", "255"]
+                    .map(String::from)
+                    .into()
+            }
+        );
+        let text = r.to_string();
+        assert!(text.contains("elements:    10 x u8"), "{text}");
+        assert!(text.contains("payload:     u8 (1 B, align 1)"), "{text}");
+        let r = show("h").to_string();
+        assert!(r.contains("elements:    3 x i16"), "{r}");
+        assert!(r.contains("values:      [0, -2, 0]"), "{r}");
+        let r = show("f").to_string();
+        assert!(r.contains("elements:    2 x f32"), "{r}");
+        assert!(r.contains("values:      [1.5, 0]"), "{r}");
+        let r = show("sb").to_string();
+        assert!(r.contains("elements:    40 x i8"), "{r}");
+        assert!(r.contains("values:      [-128, 0, "), "{r}");
+        assert!(r.contains(", ...]"), "40 elements, 32 listed: {r}");
+        let r = show("uh").to_string();
+        assert!(r.contains("elements:    1 x u16"), "{r}");
+        assert!(r.contains("values:      [65535]"), "{r}");
     }
 }
