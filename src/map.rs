@@ -956,6 +956,57 @@ impl<K: Key + ?Sized> ByteMap<K> {
         self.update_inner(key, None, f)
     }
 
+    /// [`ByteMap::update`] without allocating: `f(old, room)` writes the
+    /// new value into `room` ([`ByteMap::max_value_len`] bytes, zeroed) and
+    /// returns its length; the new length is returned, or `None` (and no
+    /// call) if the key is absent.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::ValueTooLong`] if `f` returned more than `room.len()`
+    /// (nothing changes); as [`ByteMap::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::map::ByteMap;
+    ///
+    /// let d = ByteMap::<str>::create(dir.path().join("d"), 8, 16)?;
+    /// d.insert("hits", &0u64.to_le_bytes())?;
+    /// // Count in the first 8 bytes, in place.
+    /// let len = d.update_with("hits", |old, room| {
+    ///     let n = u64::from_le_bytes(old[..8].try_into().unwrap()) + 1;
+    ///     room[..8].copy_from_slice(&n.to_le_bytes());
+    ///     8
+    /// })?;
+    /// assert_eq!(len, Some(8));
+    /// assert_eq!(d.get("hits")?, Some(1u64.to_le_bytes().to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_with(
+        &self,
+        key: &K,
+        f: impl FnOnce(&[u8], &mut [u8]) -> usize,
+    ) -> Result<Option<usize>, MapError> {
+        let mut f = Some(f);
+        let mut new = None;
+        key.with_bytes(|k| {
+            self.raw().update(k, None, |old, room| {
+                let len = f.take().map_or(0, |f| f(old, room));
+                if len > room.len() {
+                    return Err(MapError::ValueTooLong {
+                        len,
+                        max: room.len(),
+                    });
+                }
+                new = Some(len);
+                Ok(len)
+            })
+        })?;
+        Ok(new)
+    }
+
     /// Atomically sets `key` to `f(value)`, or to `f(init)` if it is
     /// absent; the new value.
     ///
