@@ -1039,6 +1039,10 @@ impl<K: Key + ?Sized> ByteMap<K> {
     /// # Errors
     ///
     /// [`MapError::Busy`] if an entry stayed locked.
+    #[allow(
+        clippy::type_complexity,
+        reason = "Map::snapshot's shape, with byte values"
+    )]
     pub fn snapshot(&self) -> Result<Vec<(K::Owned, Vec<u8>)>, MapError> {
         let mut out = Vec::new();
         self.raw()

@@ -50,7 +50,7 @@ pub enum Group {
     MapSpread,
     /// The same, on 100-byte values (the count in their first 8 bytes).
     MapBytes,
-    /// Insert a new key and remove the one inserted [`CHURN_WINDOW`] steps
+    /// Insert a new key and remove the one inserted `CHURN_WINDOW` steps
     /// before, cycling through 4 × the capacity in distinct keys, from two
     /// processes.
     MapChurn,
