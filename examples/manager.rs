@@ -12,6 +12,11 @@
 //! 3. The nested-dict pitfall: `d['test'] = {}`, then process `i` does
 //!    `d['test'][i] = ...` — silently lost in Python. Here the value is a
 //!    struct updated in place.
+//! 4. A dict of variable-length values ([`ByteMap`]): each process stores a
+//!    record of its own length under its name, appends to a shared string
+//!    (`d['log'] += ...`, lossy through a proxy; one atomic update here),
+//!    and churns through 1,000 short-lived keys in a 16-entry dict (removed
+//!    keys free their entries for new ones).
 //!
 //! ```text
 //! cargo run --release --example manager
@@ -26,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use mmring::map::Map;
+use mmring::map::{ByteMap, Map};
 use mmring::{Counter, Pod, Zeroable};
 
 /// Processes counting down, and decrements each.
@@ -42,6 +47,17 @@ const CHUNK: i64 = 25;
 /// Processes sharing the nested value, and updates each makes.
 const NESTED: usize = 4;
 const NESTED_UPDATES: u64 = 1000;
+
+/// Processes of the variable-length scene, appends each makes to the
+/// shared log, and short-lived keys each churns through.
+const TEXTS: usize = 4;
+const APPENDS: usize = 25;
+const TEMP_KEYS: usize = 1000;
+
+/// The record process `i` stores under its name: a length of its own.
+fn record(i: usize) -> String {
+    format!("worker {i}: {}", "*".repeat(10 * i + 3))
+}
 
 /// The value under `d['test']`: what Python keeps as a nested dict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
@@ -92,6 +108,7 @@ fn worker(scene: &str, dir: &Path, index: usize) -> Res<()> {
         "racy" | "count" => COUNTERS,
         "pool" => WORKERS,
         "nested" => NESTED,
+        "texts" => TEXTS,
         other => return Err(format!("unknown scene {other}").into()),
     };
     start_line(&ready, parties)?;
@@ -139,6 +156,24 @@ fn worker(scene: &str, dir: &Path, index: usize) -> Res<()> {
                     t
                 })?
                 .ok_or("no test")?;
+            }
+        }
+        "texts" => {
+            let d = ByteMap::<str>::open(dir.join("dict"))?;
+            d.insert(&format!("name-{index}"), record(index).as_bytes())?;
+            for n in 0..TEMP_KEYS {
+                // Short-lived keys: far more over time than the dict has
+                // entries, a few at once.
+                let key = format!("tmp-{index}-{n}");
+                d.insert(&key, format!("scratch {n}").as_bytes())?;
+                if n % (TEMP_KEYS / APPENDS) == 0 {
+                    // `d['log'] += f'{i};'`, atomically.
+                    d.update("log", |log| {
+                        log.extend_from_slice(format!("{index};").as_bytes())
+                    })?
+                    .ok_or("no log")?;
+                }
+                d.remove(&key)?.ok_or("a temporary key vanished")?;
             }
         }
         _ => unreachable!("checked above"),
@@ -290,6 +325,46 @@ fn scene_nested(dir: &Path) -> Res<bool> {
     Ok(ok)
 }
 
+fn scene_texts(dir: &Path) -> Res<bool> {
+    println!(
+        "4. variable-length values: d[name] = a record of its own length; d['log'] += 'i;' \
+         ({TEXTS} processes x {APPENDS}); {TEMP_KEYS} short-lived keys each, in 16 entries"
+    );
+    let (sub, _ready) = scene_dir(dir, "texts")?;
+    let d = ByteMap::<str>::create(sub.join("dict"), 16, 512)?;
+    d.insert("log", b"")?;
+    run_workers("texts", &sub, TEXTS)?;
+
+    let mut ok = true;
+    for i in 0..TEXTS {
+        let got = d.get(&format!("name-{i}"))?.unwrap_or_default();
+        println!(
+            "   d['name-{i}'] = {:?} ({} bytes)",
+            String::from_utf8_lossy(&got),
+            got.len()
+        );
+        ok &= got == record(i).as_bytes();
+    }
+    let log = String::from_utf8(d.get("log")?.ok_or("d['log'] is gone")?)?;
+    let counts: Vec<usize> = (0..TEXTS)
+        .map(|i| log.split(';').filter(|t| *t == i.to_string()).count())
+        .collect();
+    println!(
+        "   d['log']: {} bytes, appends per process {counts:?}",
+        log.len()
+    );
+    println!(
+        "   keys now: {} (the {} temporary keys came and went through 16 entries)",
+        d.len(),
+        TEXTS * TEMP_KEYS
+    );
+    ok &= counts.iter().all(|&n| n == APPENDS) && d.len() == TEXTS + 1;
+    if !ok {
+        println!("   WRONG: a record, an append or a key is off");
+    }
+    Ok(ok)
+}
+
 fn run() -> Res<bool> {
     let dir = scratch_dir("manager")?;
     println!(
@@ -302,7 +377,9 @@ fn run() -> Res<bool> {
     println!();
     let nested = scene_nested(dir.path())?;
     println!();
-    let ok = count && pool && nested;
+    let texts = scene_texts(dir.path())?;
+    println!();
+    let ok = count && pool && nested && texts;
     if ok {
         println!("ok: every result is exact");
     } else {

@@ -547,8 +547,8 @@ impl From<JoinError> for JoinTimeoutError {
 /// Why a map operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
-    /// No entry is free for a new key (the table is full).
-    #[error("map full: all {capacity} entries are bound to keys")]
+    /// No entry is free for a new key: every entry held a key at once.
+    #[error("map full: all {capacity} entries hold keys")]
     Full {
         /// The table's capacity.
         capacity: usize,
@@ -557,6 +557,14 @@ pub enum MapError {
     #[error("key of {len} bytes is longer than the {max}-byte maximum")]
     KeyTooLong {
         /// The key's length.
+        len: usize,
+        /// The map's maximum.
+        max: usize,
+    },
+    /// A byte value is longer than the map's maximum (nothing changed).
+    #[error("value of {len} bytes is longer than the {max}-byte maximum")]
+    ValueTooLong {
+        /// The value's length.
         len: usize,
         /// The map's maximum.
         max: usize,

@@ -24,7 +24,7 @@ use crate::pod::{MAX_NAME_LEN, NameError, TypeInfo, fnv1a, validate_name};
 pub const MAGIC: [u8; 8] = *b"MMRING\0\x1a";
 
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Size of the header page; the body starts here.
 pub const HEADER_SIZE: u64 = 4096;

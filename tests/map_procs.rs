@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Children, barrier};
-use mmring::map::{Map, MapError};
+use mmring::map::{ByteMap, Map, MapError};
 use mmring::{AtomicArray, Counter, Pod, Zeroable};
 
 // ---------------------------------------------------------------------------
@@ -253,9 +253,11 @@ const FULL_KEYS: u64 = 200;
 /// 4 processes race to insert 200 distinct keys into a 64-entry table:
 /// exactly 64 inserts succeed and every other one is `MapError::Full`
 /// (nothing is overwritten). Then, from other processes, the table is still
-/// fully usable: every present key can be read, updated and removed, a
-/// removed key can be inserted again, and a new key is still `Full` (a
-/// table binds at most `capacity` distinct keys over its life).
+/// fully usable: every present key can be read, updated and removed, and a
+/// removed key can be inserted again (no process inserts any other key
+/// meanwhile, so a freed entry is there for it). Finally the entries the
+/// removed keys freed take exactly as many new keys, and then the table is
+/// full again.
 #[test]
 fn a_full_table_reports_full_and_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
@@ -320,8 +322,15 @@ fn a_full_table_reports_full_and_stays_usable() {
     expected.sort_unstable();
     assert_eq!(snap, expected);
     assert_eq!(d.len(), expected.len());
+    // The removed keys' entries are free for any key.
+    let freed = FULL_CAPACITY - expected.len();
+    assert!(freed > 0, "the winners include keys with k % 8 in 2..4");
+    for (i, k) in (FULL_KEYS..).take(freed).enumerate() {
+        assert_eq!(d.insert(&k, k).unwrap(), None, "new key {i} of {freed}");
+    }
+    assert_eq!(d.len(), FULL_CAPACITY);
     assert_eq!(
-        d.insert(&(FULL_KEYS + 1), 0),
+        d.insert(&(FULL_KEYS + freed as u64), 0),
         Err(MapError::Full {
             capacity: FULL_CAPACITY
         })
@@ -357,11 +366,8 @@ common::child_entry!(
         let d = Map::<u64, u64>::open(ctx.path.join("dict")).unwrap();
         let won = AtomicArray::<u32>::open(ctx.path.join("won")).unwrap();
         let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
-        let full_err = MapError::Full {
-            capacity: FULL_CAPACITY,
-        };
         barrier(&arrived, FULL_PROCS);
-        // A new key, this process's own: still Full, whatever is removed.
+        // A key nobody inserts: absent throughout.
         let new_key = 1000 + ctx.index as u64;
         for k in (ctx.index as u64..FULL_KEYS).step_by(FULL_PROCS) {
             if won[k as usize].load() != 1 {
@@ -377,11 +383,6 @@ common::child_entry!(
                 assert_eq!(d.remove(&k).unwrap(), Some(k * 10 + 1));
                 assert_eq!(d.get(&k).unwrap(), None);
                 assert_eq!(d.remove(&k).unwrap(), None);
-                assert_eq!(
-                    d.insert(&new_key, 1),
-                    Err(full_err.clone()),
-                    "a removed entry stays bound to its key"
-                );
                 if k % 8 < 2 {
                     assert_eq!(
                         d.insert(&k, k * 100).unwrap(),
@@ -392,9 +393,7 @@ common::child_entry!(
                 }
             }
         }
-        assert_eq!(d.insert(&new_key, 1), Err(full_err.clone()));
-        assert_eq!(d.insert_if_absent(&new_key, 1), Err(full_err.clone()));
-        assert_eq!(d.update_or_insert(&new_key, 1, |v| v + 1), Err(full_err));
+        assert_eq!(d.update(&new_key, |v| v + 1).unwrap(), None);
         assert_eq!(d.get(&new_key).unwrap(), None);
         assert!(!d.contains_key(&new_key).unwrap());
         assert_eq!(d.remove(&new_key).unwrap(), None);
@@ -421,7 +420,8 @@ fn update_of_an_absent_key_in_a_full_table_is_none() {
 #[test]
 fn inspect_lists_a_maps_entries() {
     use mmring::inspect::{Body, inspect};
-    use mmring::map::MapOptions;
+    use mmring::map::{ByteMap, MapOptions};
+    use mmring::raw::map::Value;
 
     let dir = tempfile::tempdir().unwrap();
     let nums = Map::<u64, u32>::create(dir.path().join("nums"), 8).unwrap();
@@ -440,15 +440,24 @@ fn inspect_lists_a_maps_entries() {
         Body::Map {
             capacity: 8,
             len: 1,
+            values: Value::Fixed(4),
+            max_key_len: 8,
+            census: Ok(census),
             entries: Ok(entries),
-        } => assert_eq!(entries, [("7".to_string(), 70u32.to_ne_bytes().to_vec())]),
+        } => {
+            assert_eq!(entries, [("7".to_string(), 70u32.to_ne_bytes().to_vec())]);
+            assert_eq!((census.live, census.removed, census.empty), (1, 1, 6));
+        }
         other => panic!("{other:?}"),
     }
     match inspect(dir.path().join("names")).unwrap().body {
         Body::Map {
             capacity: 4,
             len: 1,
+            values: Value::Fixed(24),
+            max_key_len: 40,
             entries: Ok(entries),
+            ..
         } => {
             assert_eq!(entries.len(), 1);
             assert_eq!(entries[0].0, "\"count\"");
@@ -456,8 +465,136 @@ fn inspect_lists_a_maps_entries() {
         }
         other => panic!("{other:?}"),
     }
+    let texts = ByteMap::<str>::create(dir.path().join("texts"), 4, 100).unwrap();
+    texts.insert("greeting", b"hello").unwrap();
+    let info = inspect(dir.path().join("texts")).unwrap();
+    match &info.body {
+        Body::Map {
+            values: Value::Bytes(100),
+            entries: Ok(entries),
+            ..
+        } => assert_eq!(entries, &[("\"greeting\"".to_string(), b"hello".to_vec())]),
+        other => panic!("{other:?}"),
+    }
+    let text = info.to_string();
+    assert!(text.contains("byte strings, at most 100 bytes"), "{text}");
+    assert!(text.contains("1 live, 0 removed"), "{text}");
 }
 
 fn bytemuck_bytes(v: &[u64]) -> Vec<u8> {
     v.iter().flat_map(|w| w.to_ne_bytes()).collect()
 }
+
+// ---------------------------------------------------------------------------
+// Churn: many more distinct keys than entries, a few present at once.
+
+const CHURN_PROCS: usize = 4;
+const CHURN_CAPACITY: usize = 64;
+/// Distinct keys each process inserts: 4 × 1,600 = 100 × the capacity.
+const CHURN_KEYS: u64 = 1_600;
+/// Keys each process keeps present at once (4 × 12 = 48 < 64).
+const CHURN_WINDOW: u64 = 12;
+const CHURN_MAX_VALUE: usize = 48;
+
+/// Key `i` of process `p`: distinct across processes.
+fn churn_key(p: u64, i: u64) -> u64 {
+    p << 32 | i
+}
+
+/// The value first inserted under `k`: a length that varies with `k` (0 to
+/// 40 bytes), every byte derived from `k`.
+fn churn_value(k: u64) -> Vec<u8> {
+    let len = (k.wrapping_mul(7) % 41) as usize;
+    (0..len).map(|i| (k as u8).wrapping_add(i as u8)).collect()
+}
+
+/// The value after its one update: `k`'s 8 bytes appended.
+fn churn_updated(k: u64) -> Vec<u8> {
+    let mut v = churn_value(k);
+    v.extend_from_slice(&k.to_le_bytes());
+    v
+}
+
+/// 4 processes churn 100 × the capacity in distinct keys through a byte
+/// map of 64 entries, each keeping its last 12 keys present (48 at most at
+/// once): every insert is new (never `Full`: fewer than 64 keys are ever
+/// present), every read of its own keys is exactly what it wrote, every
+/// read of another process's recent key is that key's value (first or
+/// updated) or nothing, never another key's; afterwards the map holds
+/// exactly the 48 last keys with their updated values.
+#[test]
+fn four_processes_churn_a_hundred_times_the_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let d =
+        ByteMap::<u64>::create(dir.path().join("dict"), CHURN_CAPACITY, CHURN_MAX_VALUE).unwrap();
+    let _arrived = Counter::create(dir.path().join("arrived"), 0).unwrap();
+    let _progress = AtomicArray::<u64>::create(dir.path().join("progress"), CHURN_PROCS).unwrap();
+
+    let mut kids = Children::new();
+    for i in 0..CHURN_PROCS {
+        kids.spawn("child_churn", i, dir.path(), "");
+    }
+    kids.wait_all_ok();
+
+    let mut expected: Vec<(u64, Vec<u8>)> = (0..CHURN_PROCS as u64)
+        .flat_map(|p| (CHURN_KEYS - CHURN_WINDOW..CHURN_KEYS).map(move |i| churn_key(p, i)))
+        .map(|k| (k, churn_updated(k)))
+        .collect();
+    expected.sort();
+    let mut snap = d.snapshot().unwrap();
+    snap.sort();
+    assert_eq!(snap, expected, "final contents");
+    assert_eq!(d.len(), expected.len());
+    let census = mmring::inspect::inspect(dir.path().join("dict")).unwrap();
+    println!("after churn: {census}");
+    // A key never inserted is absent (its lookup walks the tombstones).
+    assert_eq!(d.get(&u64::MAX).unwrap(), None);
+}
+
+common::child_entry!(
+    #[started_by(four_processes_churn_a_hundred_times_the_capacity)]
+    fn child_churn(ctx: ChildCtx) {
+        let d = ByteMap::<u64>::open(ctx.path.join("dict")).unwrap();
+        let progress = AtomicArray::<u64>::open(ctx.path.join("progress")).unwrap();
+        let arrived = Counter::open(ctx.path.join("arrived")).unwrap();
+        barrier(&arrived, CHURN_PROCS);
+        let me = ctx.index as u64;
+        let mut buf = [0u8; CHURN_MAX_VALUE];
+        for i in 0..CHURN_KEYS {
+            let k = churn_key(me, i);
+            let v = churn_value(k);
+            match d.insert(&k, &v) {
+                Ok(None) => {}
+                other => panic!("insert of new key {k:#x}: {other:?}"),
+            }
+            assert_eq!(d.get(&k).unwrap().as_deref(), Some(&v[..]), "{k:#x}");
+            let new = d
+                .update(&k, |old| old.extend_from_slice(&k.to_le_bytes()))
+                .unwrap();
+            assert_eq!(new, Some(churn_updated(k)), "{k:#x}");
+            let n = d.get_into(&k, &mut buf).unwrap();
+            assert_eq!(n, Some(churn_updated(k).len()));
+            assert_eq!(&buf[..n.unwrap()], &churn_updated(k)[..]);
+            if i >= CHURN_WINDOW {
+                let old = churn_key(me, i - CHURN_WINDOW);
+                assert_eq!(
+                    d.remove(&old).unwrap(),
+                    Some(churn_updated(old)),
+                    "{old:#x}"
+                );
+                assert_eq!(d.get(&old).unwrap(), None, "{old:#x} removed");
+            }
+            // Another process's recent key: its own value or nothing.
+            let peer = (me + 1 + i % (CHURN_PROCS as u64 - 1)) % CHURN_PROCS as u64;
+            let seen = progress[peer as usize].load();
+            let pk = churn_key(peer, seen);
+            if let Some(got) = d.get(&pk).unwrap() {
+                assert!(
+                    got == churn_value(pk) || got == churn_updated(pk),
+                    "key {pk:#x} read {got:?}"
+                );
+            }
+            progress[ctx.index].store(i);
+        }
+    }
+);

@@ -16,13 +16,14 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use mmring::map::{ByteMap, Map};
 use mmring::mpmc::{ByteQueue, Queue, QueueOptions};
 use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
 use mmring::{Patience, SeqCell};
 
 use super::{Reader, Scratch, Writer};
 
-pub const KINDS: u8 = 4;
+pub const KINDS: u8 = 5;
 
 /// How long an MPMC `try_*` call here waits out a peer in flight. A
 /// scribbled claim that names a live process (this one) and is never
@@ -104,7 +105,8 @@ pub fn run(data: &[u8]) {
         // Bit 7: a one-slot queue.
         1 => mpmc(&mut r, &path, if cap_byte & 0x80 != 0 { 1 } else { cap }),
         2 => bytes(&mut r, &path, cap),
-        _ => cell(&mut r, &path),
+        3 => cell(&mut r, &path),
+        _ => map(&mut r, &path, cap),
     }
 }
 
@@ -322,6 +324,62 @@ fn cell(r: &mut Reader<'_>, path: &std::path::Path) {
     }
 }
 
+/// A byte map and a typed map (`u64` values) over the same entries' code:
+/// states, key and value lengths, sequences scribbled on between inserts,
+/// updates, removes (entries reused) and reads. A stored value length is
+/// clamped; a garbage state reads as another key.
+fn map(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
+    let max_len = usize::from(r.u8() % 40) + 1;
+    let short = Patience::timeout(Duration::from_millis(1));
+    let mut m = ByteMap::<str>::create(path, cap, max_len).expect("create");
+    m.set_patience(short);
+    let tpath = path.with_extension("typed");
+    let mut t = Map::<u64, u64>::create(&tpath, cap).expect("create typed");
+    t.set_patience(short);
+    let peer = Peer::new(path);
+    let tpeer = Peer::new(&tpath);
+    let keys = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    while !r.is_empty() {
+        let key = keys[usize::from(r.u8()) % keys.len()];
+        let tkey = u64::from(r.u8() % 12);
+        match r.u8() % OPS {
+            0 | 1 => peer.scribble(r),
+            2 => tpeer.scribble(r),
+            3 => {
+                let v = vec![r.u8(); usize::from(r.u8()) % (max_len + 2)];
+                let _ = m.insert(key, &v);
+            }
+            4 => {
+                if let Ok(Some(v)) = m.get(key) {
+                    assert!(v.len() <= max_len);
+                }
+            }
+            5 => {
+                let mut out = vec![0; usize::from(r.u8()) % (max_len + 8)];
+                if let Ok(Some(n)) = m.get_into(key, &mut out) {
+                    assert!(n <= max_len);
+                }
+            }
+            6 => {
+                let grow = usize::from(r.u8() % 4);
+                let _ = m.update(key, |v| v.extend_from_slice(&[7; 3][..grow.min(3)]));
+            }
+            7 => drop(m.remove(key)),
+            8 => {
+                if let Ok(all) = m.snapshot() {
+                    assert!(all.iter().all(|(_, v)| v.len() <= max_len));
+                }
+                let _ = (m.len(), m.insert_if_absent(key, b"x"));
+            }
+            9 => drop(t.insert(&tkey, r.u64())),
+            10 => drop(t.update_or_insert(&tkey, 1, |v| v.wrapping_add(1))),
+            _ => {
+                let _ = (t.get(&tkey), t.remove(&tkey), t.snapshot(), t.len());
+            }
+        }
+    }
+}
+
 /// Seeds: each kind with its indices, closed word, a slot's sequence and
 /// claim, a message length and a cell's sequence scribbled on between
 /// ordinary operations.
@@ -384,5 +442,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     w.u8(2).u8(5).u8(3).u64(1).u8(4);
     w.u8(1).u8(0).u8(0).u8(1).u8(4).u8(2).u8(2).u8(5);
     out.push(("cell_sequence_scribbled", w.0));
+    // map: insert, then the first entries' words scribbled (states, key and
+    // value lengths), then every operation.
+    let mut w = Writer::default();
+    w.u8(4).u8(1).u8(20);
+    w.u8(0).u8(3).u8(9).u8(5);
+    w.u8(1).u8(4).u8(0).u8(1).u16(0).u8(1).u8(2); // a word of the entries = u64::MAX
+    w.u8(2).u8(4).u8(0).u8(4).u8(10).u8(0).u8(2).u8(2); // typed: a state = 2
+    for op in 3..12u8 {
+        w.u8(op % 9).u8(0).u8(op).u8(3).u8(9);
+    }
+    out.push(("map_entries_scribbled", w.0));
     out
 }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use mmring::map::Map;
+use mmring::map::{ByteMap, Map};
 use mmring::mpmc::{ByteQueue, Queue};
 use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
 use mmring::{AtomicArray, Barrier, Counter, Event, Patience, Region, Semaphore, SeqCell};
@@ -213,6 +213,22 @@ pub fn run(data: &[u8]) {
         );
         let _ = m.snapshot();
     }
+    if let Ok(mut m) = ByteMap::<str>::open(&path) {
+        m.set_patience(short);
+        let mut buf = vec![0; m.max_value_len().min(1 << 13)];
+        let _ = (
+            m.get("a"),
+            m.get_into("key", &mut buf),
+            m.insert("key", b"v"),
+        );
+        let _ = m.update("key", |v| v.push(1));
+        let _ = (m.remove("a"), m.len(), m.snapshot());
+    }
+    if let Ok(mut m) = ByteMap::<u64>::open(&path) {
+        m.set_patience(short);
+        let _ = (m.get(&1), m.update_or_insert(&2, b"xy", |v| v.truncate(1)));
+        let _ = m.snapshot();
+    }
     if let Ok(e) = Event::open(&path) {
         let _ = e.is_set();
         e.set();
@@ -241,6 +257,7 @@ pub fn run(data: &[u8]) {
     let _ = Barrier::open_or_create(&path, 2);
     let _ = Event::open_or_create(&path);
     let _ = Map::<str, u64>::open_or_create(&path, 2, &Default::default());
+    let _ = ByteMap::<str>::open_or_create(&path, 2, 24, &Default::default());
     let _ = Counter::open_or_create(&path, 1);
     let _ = AtomicArray::<u32>::open_or_create(&path, 5);
     let _ = AtomicArray::<u8>::open_or_create(&path, 10);
@@ -299,6 +316,12 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         m.insert(&1, 2).expect("insert");
     });
     add("map_str", &|p| drop(Map::<str, u64>::create(p, 2)));
+    add("map_bytes", &|p| {
+        let m = ByteMap::<str>::create(p, 4, 24).expect("byte map");
+        m.insert("a", b"hello").expect("insert");
+        m.insert("b", b"").expect("insert");
+        m.remove("b").expect("remove");
+    });
     add("event", &|p| drop(Event::create(p)));
     add("semaphore", &|p| drop(Semaphore::create(p, 2)));
     add("barrier", &|p| drop(Barrier::create(p, 3)));

@@ -1,8 +1,13 @@
 //! Loom models of the shared hash map (`mmring::raw::map::RawMap`): two writers
 //! of the same key (no lost update, the key created once), two new keys
 //! racing for the same vacant entry (neither overwrites the other), a
-//! reader racing a writer (never a torn value), and insert racing remove
-//! (every outcome is one of the two serial orders).
+//! reader racing a writer (never a torn value), insert racing remove
+//! (every outcome is one of the two serial orders), and the reuse of
+//! removed entries: a reader racing a remove (the value or nothing, never
+//! back), a reader racing a remove and the reuse of the entry by another
+//! key (never that key's value), two inserts of one new key past a
+//! tombstone (created once), and an update racing a remove and a reuse
+//! (never lands on the new key).
 //!
 //! Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p mmring-loom-tests --release --target-dir target/loom --test map`
@@ -24,13 +29,14 @@ mod common;
 use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
-use mmring::raw::map::{Inserted, MapControl, MapError, RawMap, entry_words};
+use mmring::raw::map::{Inserted, MapControl, MapError, RawMap, Value, entry_words};
 use mmring::raw::seqlock::Patience;
 use mmring::sync::{AtomicU64, Ordering};
 
 const CAP: usize = 2;
 const MAX_KEY: usize = 8;
 const VALUE: usize = 16;
+const VALUES: Value = Value::Fixed(VALUE);
 
 /// Retry budget of one seqlock access. A waiter spins with loom's
 /// `spin_loop` (a yield), and loom does not run a yielded thread again while
@@ -48,14 +54,14 @@ struct Shared {
 
 impl Shared {
     fn map(&self) -> RawMap<'_> {
-        RawMap::new(&self.ctl, &self.words, CAP, MAX_KEY, VALUE, PATIENCE)
+        RawMap::new(&self.ctl, &self.words, CAP, MAX_KEY, VALUES, PATIENCE)
     }
 }
 
 fn shared() -> Arc<Shared> {
     Arc::new(Shared {
         ctl: MapControl::new(2, MAX_KEY as u32),
-        words: (0..CAP * entry_words(MAX_KEY, VALUE))
+        words: (0..CAP * entry_words(MAX_KEY, VALUES))
             .map(|_| AtomicU64::new(0))
             .collect(),
     })
@@ -75,12 +81,6 @@ fn unval(b: &[u8]) -> u64 {
     let hi = u64::from_ne_bytes(b[8..16].try_into().unwrap());
     assert_eq!(lo, hi, "torn value: halves {lo} and {hi}");
     lo
-}
-
-/// Adds `d` to both halves.
-fn add(b: &mut [u8], d: u64) {
-    let k = unval(b);
-    b.copy_from_slice(&val(k + d));
 }
 
 /// Runs `op`, retrying (with a yield) while it reports `Busy`; a bounded
@@ -115,13 +115,50 @@ fn contents(map: RawMap<'_>) -> Vec<(Vec<u8>, u64)> {
 }
 
 fn get(map: RawMap<'_>, key: &[u8]) -> Option<u64> {
-    let mut out = [0u8; VALUE];
-    map.get(key, &mut out).unwrap().then(|| unval(&out))
+    map.get_with(key, unval).unwrap()
+}
+
+/// `insert(key, [k, k])`: what it did and the old value it handed out.
+fn insert(
+    map: RawMap<'_>,
+    key: &[u8],
+    k: u64,
+    only_if_absent: bool,
+) -> Result<(Inserted, u64), MapError> {
+    let mut old = 0;
+    let r = map.insert(key, &val(k), only_if_absent, |o| old = unval(o))?;
+    Ok((r, old))
+}
+
+/// `update(key, absent, +d)`: whether it ran, and the old value it saw.
+fn update(
+    map: RawMap<'_>,
+    key: &[u8],
+    absent: Option<u64>,
+    d: u64,
+) -> Result<Option<u64>, MapError> {
+    let init = absent.map(val);
+    let mut saw = None;
+    let ran = map.update(key, init.as_ref().map(|v| &v[..]), |old, room| {
+        let k = unval(old);
+        saw = Some(k);
+        room.copy_from_slice(&val(k + d));
+        Ok(VALUE)
+    })?;
+    assert_eq!(ran, saw.is_some());
+    Ok(saw)
+}
+
+/// `remove(key)`: the value it removed.
+fn remove(map: RawMap<'_>, key: &[u8]) -> Result<Option<u64>, MapError> {
+    let mut old = None;
+    map.remove(key, |o| old = Some(unval(o)))?;
+    Ok(old)
 }
 
 /// 64-bit FNV-1a, the map's hash (`mmring::pod::fnv1a` is crate-private):
 /// used only to pick keys whose probe sequences start at the same entry.
-/// The model also checks that they really do (`slot` outcomes).
+/// The models also check that they really do.
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -131,14 +168,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Two distinct one-byte keys whose first probe is the same entry.
-fn colliding_keys() -> ([u8; 1], [u8; 1]) {
+/// The home entry of `key`.
+fn home(key: &[u8]) -> usize {
+    fnv1a(key) as usize % CAP
+}
+
+/// Three distinct one-byte keys whose first probe is the same entry.
+fn colliding_keys() -> ([u8; 1], [u8; 1], [u8; 1]) {
     let a = *b"a";
-    let b = (b'b'..=b'z')
-        .map(|c| [c])
-        .find(|k| fnv1a(k) as usize % CAP == fnv1a(&a) as usize % CAP)
-        .unwrap();
-    (a, b)
+    let mut more = (b'b'..=b'z').map(|c| [c]).filter(|k| home(k) == home(&a));
+    (a, more.next().unwrap(), more.next().unwrap())
 }
 
 /// (1) Two threads add to the same absent key with `update(key,
@@ -150,26 +189,9 @@ fn two_updates_of_one_key_lose_nothing() {
         let s = shared();
         let other = {
             let (s, seen) = (s.clone(), seen.clone());
-            thread::spawn(move || {
-                let mut created = false;
-                let ran = retry(&seen, || {
-                    s.map().update(b"k", Some(&val(0)), |v| {
-                        created = unval(v) == 0;
-                        add(v, 1);
-                    })
-                });
-                assert!(ran);
-                created
-            })
+            thread::spawn(move || retry(&seen, || update(s.map(), b"k", Some(0), 1)) == Some(0))
         };
-        let mut created = false;
-        let ran = retry(seen, || {
-            s.map().update(b"k", Some(&val(0)), |v| {
-                created = unval(v) == 0;
-                add(v, 10);
-            })
-        });
-        assert!(ran);
+        let created = retry(seen, || update(s.map(), b"k", Some(0), 10)) == Some(0);
         let other_created = other.join().unwrap();
         assert!(
             created ^ other_created,
@@ -197,17 +219,9 @@ fn insert_racing_update_of_one_key_is_serial() {
         let s = shared();
         let other = {
             let (s, seen) = (s.clone(), seen.clone());
-            thread::spawn(move || {
-                let mut old = [0u8; VALUE];
-                let r = retry(&seen, || s.map().insert(b"k", &val(5), &mut old, false));
-                (r, unval(&old))
-            })
+            thread::spawn(move || retry(&seen, || insert(s.map(), b"k", 5, false)))
         };
-        assert!(retry(seen, || s.map().update(
-            b"k",
-            Some(&val(0)),
-            |v| add(v, 1)
-        )));
+        assert!(retry(seen, || update(s.map(), b"k", Some(0), 1)).is_some());
         let (inserted, old) = other.join().unwrap();
         let all = contents(s.map());
         match inserted {
@@ -233,24 +247,22 @@ fn insert_racing_update_of_one_key_is_serial() {
 }
 
 /// (2) Two *different* keys that start probing at the same entry are
-/// inserted at once: both found that entry empty, only one may take it; the
-/// other must re-check under the lock, see a different key and probe on.
-/// Both keys survive with their values, in either slot order.
+/// inserted at once: only one may take the home entry; the other sees it
+/// taken (under the home lock) and takes the next. Both keys survive with
+/// their values, in either slot order.
 #[test]
 fn two_new_keys_racing_for_one_entry_both_survive() {
-    let (ka, kb) = colliding_keys();
+    let (ka, kb, _) = colliding_keys();
     check(3, &["slot a first", "slot b first"], move |seen| {
         let s = shared();
         let other = {
             let (s, seen) = (s.clone(), seen.clone());
             thread::spawn(move || {
-                let mut old = [0u8; VALUE];
-                let r = retry(&seen, || s.map().insert(&kb, &val(2), &mut old, false));
+                let (r, _) = retry(&seen, || insert(s.map(), &kb, 2, false));
                 assert_eq!(r, Inserted::New);
             })
         };
-        let mut old = [0u8; VALUE];
-        let r = retry(seen, || s.map().insert(&ka, &val(1), &mut old, false));
+        let (r, _) = retry(seen, || insert(s.map(), &ka, 1, false));
         assert_eq!(r, Inserted::New);
         other.join().unwrap();
         let map = s.map();
@@ -259,8 +271,7 @@ fn two_new_keys_racing_for_one_entry_both_survive() {
         let all = contents(map);
         assert_eq!(all.len(), 2, "{all:?}");
         // The home entry of both keys holds whichever won it.
-        let home = fnv1a(&ka) as usize % CAP;
-        seen.note(if all[home].0 == ka {
+        seen.note(if all[home(&ka)].0 == ka {
             "slot a first"
         } else {
             "slot b first"
@@ -277,27 +288,21 @@ fn two_new_keys_racing_for_one_entry_both_survive() {
 fn get_racing_update_never_sees_a_torn_value() {
     check(3, &["read 1", "read 2", "began mid-write"], |seen| {
         let s = shared();
-        let mut old = [0u8; VALUE];
-        assert_eq!(
-            s.map().insert(b"k", &val(1), &mut old, false),
-            Ok(Inserted::New)
-        );
+        assert_eq!(insert(s.map(), b"k", 1, false).unwrap().0, Inserted::New);
         let reader = {
             let (s, seen) = (s.clone(), seen.clone());
             thread::spawn(move || {
                 // The only key sits in its home entry; word 0 of an entry
                 // is its seqlock sequence (odd while a writer is inside).
-                let seq = &s.words[(fnv1a(b"k") as usize % CAP) * entry_words(MAX_KEY, VALUE)];
+                let seq = &s.words[home(b"k") * entry_words(MAX_KEY, VALUES)];
                 let mut last = 0;
                 for i in 0..2 {
                     // Relaxed: a probe for coverage only.
                     if i == 0 && seq.load(Ordering::Relaxed) & 1 == 1 {
                         seen.note("began mid-write");
                     }
-                    let mut out = [0u8; VALUE];
-                    let live = retry(&seen, || s.map().get(b"k", &mut out));
-                    assert!(live, "the key is never removed");
-                    let k = unval(&out);
+                    let k = retry(&seen, || s.map().get_with(b"k", unval))
+                        .expect("the key is never removed");
                     assert!((1..=2).contains(&k), "a value nobody wrote: {k}");
                     assert!(k >= last, "read went back: {last} -> {k}");
                     last = k;
@@ -305,7 +310,7 @@ fn get_racing_update_never_sees_a_torn_value() {
                 }
             })
         };
-        assert!(retry(seen, || s.map().update(b"k", None, |v| add(v, 1))));
+        assert!(retry(seen, || update(s.map(), b"k", None, 1)).is_some());
         reader.join().unwrap();
         assert_eq!(contents(s.map()), [(b"k".to_vec(), 2)]);
     });
@@ -317,25 +322,21 @@ fn get_racing_update_never_sees_a_torn_value() {
 fn insert_racing_remove(seen: &Seen, present: bool) {
     let s = shared();
     if present {
-        let mut old = [0u8; VALUE];
-        assert_eq!(
-            s.map().insert(b"k", &val(1), &mut old, false),
-            Ok(Inserted::New)
-        );
+        assert_eq!(insert(s.map(), b"k", 1, false).unwrap().0, Inserted::New);
     }
     let other = {
         let (s, seen) = (s.clone(), seen.clone());
-        thread::spawn(move || {
-            let mut old = [0u8; VALUE];
-            let r = retry(&seen, || s.map().insert(b"k", &val(2), &mut old, false));
-            (r, unval(&old))
-        })
+        thread::spawn(move || retry(&seen, || insert(s.map(), b"k", 2, false)))
     };
-    let mut removed = [0u8; VALUE];
-    let was_live = retry(seen, || s.map().remove(b"k", &mut removed));
+    if !present {
+        // Removing an absent key only reads (no lock to take), and loom
+        // never preempts a thread that only loads before the other has run
+        // (tokio-rs/loom#392): give the insert its chance to go first.
+        thread::yield_now();
+    }
+    let removed = retry(seen, || remove(s.map(), b"k"));
     let (inserted, old) = other.join().unwrap();
     let all = contents(s.map());
-    let removed = was_live.then(|| unval(&removed));
     match (present, inserted, removed) {
         // Insert, then remove: the remove took the inserted value.
         (false, Inserted::New, Some(2)) | (true, Inserted::Replaced, Some(2)) => {
@@ -352,9 +353,8 @@ fn insert_racing_remove(seen: &Seen, present: bool) {
         }
         other => panic!("not a serial outcome: present {present}, (insert, removed) = {other:?}"),
     }
-    // A removed key can be inserted again (the entry is revived in place).
-    let mut old = [0u8; VALUE];
-    let again = s.map().insert(b"k", &val(3), &mut old, true).unwrap();
+    // A removed key can be inserted again.
+    let (again, _) = insert(s.map(), b"k", 3, true).unwrap();
     assert_eq!(again == Inserted::New, all.is_empty());
     assert_eq!(get(s.map(), b"k"), Some(if all.is_empty() { 3 } else { 2 }));
     assert_eq!(contents(s.map()).len(), 1);
@@ -371,5 +371,175 @@ fn insert_racing_remove_of_an_absent_key() {
 fn insert_racing_remove_of_a_live_key() {
     check(3, &["insert first", "remove first"], |seen| {
         insert_racing_remove(seen, true)
+    });
+}
+
+/// (5) A reader `get`s a key twice while another thread removes it: each
+/// read is the value (1) or nothing, and once gone it stays gone (a
+/// tombstone never answers for the key).
+#[test]
+fn get_racing_remove_sees_the_value_or_nothing() {
+    check(3, &["read 1", "read none"], |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), b"k", 1, false).unwrap().0, Inserted::New);
+        let reader = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || {
+                let mut gone = false;
+                for _ in 0..2 {
+                    let got = retry(&seen, || s.map().get_with(b"k", unval));
+                    match got {
+                        Some(k) => {
+                            assert_eq!(k, 1, "a value nobody wrote");
+                            assert!(!gone, "a removed key came back");
+                            seen.note("read 1");
+                        }
+                        None => {
+                            gone = true;
+                            seen.note("read none");
+                        }
+                    }
+                }
+            })
+        };
+        assert_eq!(retry(seen, || remove(s.map(), b"k")), Some(1));
+        reader.join().unwrap();
+        assert_eq!(contents(s.map()), []);
+    });
+}
+
+/// (6) The reuse hazard: a reader looks `a` up while another thread
+/// removes `a` and inserts `b`, which shares `a`'s home, so `b` takes
+/// `a`'s freed entry. The reader sees `a`'s value (1) or nothing for `a`,
+/// never `b`'s (2): key and value are read in one consistent copy.
+#[test]
+fn get_racing_remove_and_reuse_never_sees_the_new_keys_value() {
+    let (ka, kb, _) = colliding_keys();
+    check(3, &["a read 1", "a read none"], move |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
+        let reader = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || {
+                let got = retry(&seen, || s.map().get_with(&ka, unval));
+                match got {
+                    Some(k) => {
+                        assert_eq!(k, 1, "a read another key's value: {k}");
+                        seen.note("a read 1");
+                    }
+                    None => seen.note("a read none"),
+                }
+            })
+        };
+        assert_eq!(retry(seen, || remove(s.map(), &ka)), Some(1));
+        assert_eq!(
+            retry(seen, || insert(s.map(), &kb, 2, false)).0,
+            Inserted::New
+        );
+        reader.join().unwrap();
+        // b reused a's entry (the tombstone at its home), not the empty
+        // entry after it.
+        assert_eq!(contents(s.map()), [(kb.to_vec(), 2)]);
+        let census = s.map().census().unwrap();
+        assert_eq!((census.live, census.removed, census.empty), (1, 0, 1));
+    });
+}
+
+/// (7) Two threads insert the same new key `b` (values 1 and 2) into a
+/// chain of a live key `a` at the home entry and a tombstone after it (no
+/// empty entry to stop at): exactly one entry ends up holding `b`, the
+/// first insert is `New` and the second replaces its value.
+#[test]
+fn two_inserts_of_a_new_key_past_a_tombstone_create_it_once() {
+    let (ka, kb, kc) = colliding_keys();
+    check(3, &["main first", "other first"], move |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), &ka, 7, false).unwrap().0, Inserted::New);
+        assert_eq!(insert(s.map(), &kc, 8, false).unwrap().0, Inserted::New);
+        assert_eq!(remove(s.map(), &kc).unwrap(), Some(8));
+        let other = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || retry(&seen, || insert(s.map(), &kb, 2, false)))
+        };
+        let mine = retry(seen, || insert(s.map(), &kb, 1, false));
+        let theirs = other.join().unwrap();
+        let last = match (mine, theirs) {
+            ((Inserted::New, _), (Inserted::Replaced, 1)) => {
+                seen.note("main first");
+                2
+            }
+            ((Inserted::Replaced, 2), (Inserted::New, _)) => {
+                seen.note("other first");
+                1
+            }
+            other => panic!("key created twice or a value lost: {other:?}"),
+        };
+        let mut all = contents(s.map());
+        all.sort();
+        assert_eq!(all, [(ka.to_vec(), 7), (kb.to_vec(), last)]);
+        let census = s.map().census().unwrap();
+        assert_eq!((census.live, census.removed), (2, 0));
+    });
+}
+
+/// (8) `update(a, +10)` races `remove(a)` followed by `insert(b, 5)`
+/// (sharing a's home, so b reuses a's entry): the update lands on a before
+/// the remove (which then takes 11) or finds a gone and does nothing;
+/// never on b.
+#[test]
+fn update_racing_remove_and_reuse_never_touches_the_new_key() {
+    let (ka, kb, _) = colliding_keys();
+    check(3, &["update first", "remove first"], move |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
+        let other = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || retry(&seen, || update(s.map(), &ka, None, 10)))
+        };
+        let removed = retry(seen, || remove(s.map(), &ka));
+        assert_eq!(
+            retry(seen, || insert(s.map(), &kb, 5, false)).0,
+            Inserted::New
+        );
+        let updated = other.join().unwrap();
+        match (updated, removed) {
+            (Some(1), Some(11)) => seen.note("update first"),
+            (None, Some(1)) => seen.note("remove first"),
+            other => panic!("not a serial outcome: (update saw, remove took) = {other:?}"),
+        }
+        assert_eq!(contents(s.map()), [(kb.to_vec(), 5)], "the update hit b");
+    });
+}
+
+/// (7b) The tombstone appears mid-race: `c` is live at the shared home and
+/// the entry after it is empty. One thread inserts `b`; the other removes
+/// `c` (freeing the home) and inserts `b` too. Without the home lock the
+/// first could place `b` in the empty entry after reading `c` live, and the
+/// second in the freed home: `b` twice. With it, `b` is created once.
+#[test]
+fn an_insert_racing_a_remove_and_an_insert_of_the_same_key_creates_it_once() {
+    let (_, kb, kc) = colliding_keys();
+    check(3, &["main first", "other first"], move |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), &kc, 8, false).unwrap().0, Inserted::New);
+        let other = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || retry(&seen, || insert(s.map(), &kb, 2, false)))
+        };
+        assert_eq!(retry(seen, || remove(s.map(), &kc)), Some(8));
+        let mine = retry(seen, || insert(s.map(), &kb, 1, false));
+        let theirs = other.join().unwrap();
+        let last = match (mine, theirs) {
+            ((Inserted::New, _), (Inserted::Replaced, 1)) => {
+                seen.note("main first");
+                2
+            }
+            ((Inserted::Replaced, 2), (Inserted::New, _)) => {
+                seen.note("other first");
+                1
+            }
+            other => panic!("key created twice or a value lost: {other:?}"),
+        };
+        assert_eq!(contents(s.map()), [(kb.to_vec(), last)], "b twice or lost");
     });
 }

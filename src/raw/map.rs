@@ -1,8 +1,8 @@
 //! The shared hash map's algorithm over memory it is handed: a
-//! fixed-capacity hash table that the [`Map<K, V>`](crate::map::Map)
-//! handle wraps over a file (the job of `Manager().dict()` without the
-//! server process, the proxy round trip, or the lock around
-//! `d['count'] -= 1`).
+//! fixed-capacity hash table that the [`Map<K, V>`](crate::map::Map) and
+//! [`ByteMap<K>`](crate::map::ByteMap) handles wrap over a file (the job of
+//! `Manager().dict()` without the server process, the proxy round trip, or
+//! the lock around `d['count'] -= 1`).
 //!
 //! Open addressing with linear probing over `capacity` entries. Each entry
 //! is a [seqlock](crate::raw::seqlock) over `[state, key length, key,
@@ -10,32 +10,67 @@
 //! of one entry serialize on its sequence (a compare-and-swap), writers of
 //! different entries never meet. There is no table-wide lock.
 //!
-//! An entry, once bound to a key, stays bound to that key: removing the key
-//! marks the entry removed, and inserting the same key again revives it in
-//! place. That is what keeps two processes inserting the same key at once
-//! from creating it twice: a new key can only take the *first empty* entry
-//! of its probe sequence, under that entry's lock, after re-checking it is
-//! still empty. The price: the table holds at most `capacity` distinct keys
-//! over its lifetime; a full table is [`MapError::Full`], never a hang or an
-//! overwrite.
+//! A value is either fixed-size ([`Value::Fixed`], a `Pod`) or a byte
+//! string of 0 to a maximum length ([`Value::Bytes`]: a length word, then
+//! the bytes); either way it is read in the same consistent copy as the
+//! key and state, so it is never torn and never another key's.
 //!
-//! Keys and lengths read from the mapping are untrusted: a key length is
-//! clamped to the maximum, probing visits at most `capacity` entries, and a
-//! garbage state reads as "some other key".
+//! # Entry states and reuse
+//!
+//! An entry is *empty* (never used), *live* (holds a key and its value) or
+//! *removed* (a tombstone: free for any key). Entries never go back to
+//! empty, so a lookup walks a key's probe sequence from its home entry
+//! until it finds the key live or reaches an empty entry: every key was
+//! placed before the first empty entry of its sequence, and that stays
+//! true.
+//!
+//! Lookups, updates and removes of a present key touch only the key's
+//! entry. A **new** key is placed under its *home entry's* write lock: the
+//! inserter locks the home entry (the first of the key's probe sequence),
+//! walks the sequence again up to the first empty entry, and either finds
+//! the key live (someone inserted it meanwhile: it updates that entry) or
+//! takes the first free entry (removed or empty) under that entry's lock,
+//! re-checking it is still free. Every insert of a key holds the same home
+//! lock while it decides, so two processes inserting one key at once never
+//! create it twice, even with tombstones earlier in the chain: the second
+//! sees the first's live entry (the first published it before releasing
+//! the home lock the second then acquired). Removing a key frees its entry
+//! at once; capacity bounds the keys present at once.
+//!
+//! The inserter holds two locks (home, then the chosen entry) only with a
+//! *try*-lock of the second: if it is busy, the inserter lets the home go,
+//! waits the other writer out, and starts again, so two inserters whose
+//! homes are each other's targets cannot deadlock. A process killed while
+//! holding either lock leaves a seqlock with a dead writer, taken over by
+//! the next writer as for any entry (the published copy is intact).
+//!
+//! What churn costs: tombstones never revert to empty, so a lookup of an
+//! absent key walks past every tombstone up to an empty entry, and in a
+//! table that has seen many keys come and go that is most of the table.
+//! A present key's lookup is unaffected (inserts fill the first free entry
+//! of the sequence, tombstones included).
+//!
+//! `Full` is exact: it is reported only when two passes over the whole
+//! table read every entry live at the same versions (so at one instant all
+//! were), retried a bounded number of times while entries keep changing.
+//!
+//! Keys and lengths read from the mapping are untrusted: a key or value
+//! length is clamped to its maximum, probing visits at most `capacity`
+//! entries, and a garbage state reads as "some other key".
 
 pub use crate::error::MapError;
 use crate::layout::{BodyLayout, LayoutError, whole_lines};
 use crate::pod::{TypeInfo, fnv1a};
 
-use crate::raw::seqlock::{Patience, SeqLock};
+use crate::raw::seqlock::{Patience, SeqLock, WriteGuard};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// Entry state: never used.
-const EMPTY: u64 = 0;
+/// Entry state: never used (a lookup stops here).
+pub const EMPTY: u64 = 0;
 /// Entry state: holds a live key and value.
-const LIVE: u64 = 1;
-/// Entry state: bound to a key that was removed.
-const REMOVED: u64 = 2;
+pub const LIVE: u64 = 1;
+/// Entry state: a tombstone, free for any key (a lookup walks past it).
+pub const REMOVED: u64 = 2;
 
 /// Words of an entry's value (each of its seqlock's two copies) before the
 /// key: state, key length.
@@ -43,7 +78,8 @@ pub const ENTRY_HEADER_WORDS: usize = 2;
 
 /// Longest key any map accepts (bytes).
 pub const MAX_KEY_LEN: usize = 256;
-/// Largest value any map holds (bytes).
+/// Largest value any map holds (bytes): a fixed value's size, or a byte
+/// value's maximum length.
 pub const MAX_VALUE_SIZE: usize = 4096;
 
 /// Bytes of a map's control words ([`MapControl`]) before its entries.
@@ -52,10 +88,55 @@ pub const MAP_CONTROL_SIZE: u64 = 128;
 /// Most entries a map may have (2^24).
 pub const MAX_MAP_CAPACITY: u64 = 1 << 24;
 
+/// How many times an insert that found no free entry looks again while
+/// entries keep changing under it, before it reports `Full`.
+const FULL_RESCANS: usize = 64;
+
+/// What a map's values are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// Values of exactly this many bytes (a `Pod` type's size).
+    Fixed(usize),
+    /// Byte strings of 0 to this many bytes, stored as a length word, then
+    /// the bytes.
+    Bytes(usize),
+}
+
+impl Value {
+    /// Words of an entry's value part (in each copy).
+    pub const fn words(self) -> usize {
+        match self {
+            Self::Fixed(n) => n.div_ceil(8),
+            Self::Bytes(max) => 1 + max.div_ceil(8),
+        }
+    }
+
+    /// The value's size, or a byte value's maximum length.
+    pub const fn max_len(self) -> usize {
+        match self {
+            Self::Fixed(n) | Self::Bytes(n) => n,
+        }
+    }
+
+    /// The value kind a map's payload describes: byte values for a name
+    /// ending in `,bytes>` (`map<u64,bytes>`, `map<bytes,bytes>`), whose
+    /// size is the maximum length; fixed values of the payload's size
+    /// otherwise.
+    pub fn of(elem: &TypeInfo) -> Self {
+        if elem.name().ends_with(",bytes>") {
+            Self::Bytes(elem.size as usize)
+        } else {
+            Self::Fixed(elem.size as usize)
+        }
+    }
+}
+
 /// The body layout of a map of `capacity` entries of `slot_size` bytes for
-/// values of `elem`: the entry size carries the longest key the map takes,
-/// so it is the size asked for at creation (or found in a descriptor),
-/// checked to be an entry's for this value and some key length.
+/// values of `elem` (fixed, or byte values for a payload named
+/// `map<…,bytes>`; see [`Value::of`]): the entry size carries the longest
+/// key the map takes, so it is the size asked for at creation (or found in
+/// a descriptor), checked to be an entry's for this value and some key
+/// length.
 ///
 /// # Errors
 ///
@@ -67,16 +148,22 @@ pub fn body_layout(
 ) -> Result<BodyLayout, LayoutError> {
     let elem_size = u64::from(elem.size);
     let max_value = MAX_VALUE_SIZE as u64;
-    if elem_size == 0 || elem_size > max_value || !elem.align.is_power_of_two() || elem.align > 8 {
+    let value = Value::of(&elem);
+    let bad_align = match value {
+        Value::Fixed(_) => !elem.align.is_power_of_two() || elem.align > 8,
+        Value::Bytes(_) => elem.align != 1,
+    };
+    if elem_size == 0 || elem_size > max_value || bad_align {
         return Err(LayoutError::Payload(format!(
-            "a value of 1 to {max_value} bytes aligned to at most 8, found size {}, align {}",
+            "a value of 1 to {max_value} bytes aligned to at most 8 (byte values: \
+             a maximum length of 1 to {max_value}, align 1), found size {}, align {}",
             elem.size, elem.align
         )));
     }
     // The entry size carries the key length: an entry is a seqlock
     // (2 words) over two copies of [state, key length, key words,
     // value words].
-    let fixed = ENTRY_HEADER_WORDS as u64 + elem_size.div_ceil(8);
+    let fixed = ENTRY_HEADER_WORDS as u64 + value.words() as u64;
     let entry = |key_words: u64| {
         crate::raw::seqlock::words_for_bytes(((fixed + key_words) * 8) as usize) as u64 * 8
     };
@@ -102,11 +189,16 @@ pub fn body_layout(
 }
 
 /// Bytes of the largest entry's data (state, length, key, value).
-const MAX_ENTRY_DATA: usize = (2 + MAX_KEY_LEN / 8 + MAX_VALUE_SIZE / 8) * 8;
+const MAX_ENTRY_DATA: usize = (2 + MAX_KEY_LEN / 8 + 1 + MAX_VALUE_SIZE / 8) * 8;
+
+/// Bytes a lookup reads of each entry it walks past: the state, the key
+/// and as much of the value as fits (a value that does not is read again,
+/// whole, from the entry that matched). Covers the longest key.
+const PROBE_DATA: usize = 16 + MAX_KEY_LEN + 16;
 
 /// Entries up to this many bytes of data are handled in a buffer on the
-/// stack; larger ones (long keys, big values) on the heap.
-const INLINE_ENTRY_DATA: usize = 256;
+/// stack; larger ones (big values) on the heap.
+const INLINE_ENTRY_DATA: usize = PROBE_DATA;
 
 /// A buffer for one entry's data, sized to it: zeroing 4 KiB on every
 /// operation would cost more than the operation.
@@ -215,25 +307,58 @@ impl MapControl {
 /// What [`RawMap::insert`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inserted {
-    /// The key was new (or removed): now it holds the value.
+    /// The key was absent: now it holds the value.
     New,
-    /// The key was present; its old value was copied out and replaced.
+    /// The key was present; its old value was handed out and replaced.
     Replaced,
     /// The key was present and `only_if_absent` was asked: nothing changed,
-    /// its value was copied out.
+    /// its value was handed out.
     Kept,
 }
 
-/// An entry's contents, parsed from its bytes.
+/// Entries of each state, counted by [`RawMap::census`] (a walk over the
+/// table, not a snapshot while others write).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Entries holding a key.
+    pub live: usize,
+    /// Tombstones (free for any key).
+    pub removed: usize,
+    /// Entries never used.
+    pub empty: usize,
+    /// Entries in no known state (a peer's garbage).
+    pub other: usize,
+}
+
+/// An entry's state and key, parsed from its bytes.
 struct Entry<'b> {
     state: u64,
     key: &'b [u8],
-    value: &'b [u8],
+}
+
+/// What a writer's closure decided, under the entry's lock.
+enum Action {
+    /// Change nothing.
+    Keep,
+    /// Store the key live with the value of this many bytes left in the
+    /// value room.
+    Write(usize),
+    /// Remove the key (tombstone the entry).
+    Remove,
+}
+
+/// The entries a locked re-check accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The key, live.
+    Live,
+    /// A free entry (empty or removed).
+    Free,
 }
 
 /// A map over memory the caller hands in: control words and `capacity`
-/// entries of `stride` words. The typed [`Map`](crate::map::Map) wraps one
-/// over a file.
+/// entries of `stride` words. The [`Map`](crate::map::Map) and
+/// [`ByteMap`](crate::map::ByteMap) handles wrap one over a file.
 #[derive(Clone, Copy)]
 pub struct RawMap<'a> {
     ctl: &'a MapControl,
@@ -241,7 +366,7 @@ pub struct RawMap<'a> {
     mask: usize,
     stride: usize,
     max_key: usize,
-    value_len: usize,
+    value: Value,
     patience: Patience,
 }
 
@@ -250,23 +375,23 @@ impl std::fmt::Debug for RawMap<'_> {
         f.debug_struct("RawMap")
             .field("capacity", &self.capacity())
             .field("max_key", &self.max_key)
-            .field("value_len", &self.value_len)
+            .field("value", &self.value)
             .finish()
     }
 }
 
 /// Words one entry takes for keys up to `max_key` bytes and values of
-/// `value_len` bytes.
-pub const fn entry_words(max_key: usize, value_len: usize) -> usize {
+/// `value`.
+pub const fn entry_words(max_key: usize, value: Value) -> usize {
     crate::raw::seqlock::words_for_bytes(
-        (ENTRY_HEADER_WORDS + max_key.div_ceil(8) + value_len.div_ceil(8)) * 8,
+        (ENTRY_HEADER_WORDS + max_key.div_ceil(8) + value.words()) * 8,
     )
 }
 
 /// The longest key entries of `stride` words (as a validated descriptor
-/// gives them) have room for, with values of `value_len` bytes.
-pub const fn key_room(stride: usize, value_len: usize) -> usize {
-    stride.saturating_sub(entry_words(0, value_len)) / 2 * 8
+/// gives them) have room for, with values of `value`.
+pub const fn key_room(stride: usize, value: Value) -> usize {
+    stride.saturating_sub(entry_words(0, value)) / 2 * 8
 }
 
 /// The shape of a map's memory, fixed when it was made: what a view needs
@@ -277,23 +402,22 @@ pub struct Geometry {
     mask: usize,
     stride: usize,
     max_key: usize,
-    value_len: usize,
+    value: Value,
 }
 
 impl Geometry {
     /// `capacity` entries for keys up to `max_key` bytes and values of
-    /// `value_len` bytes (each [`entry_words`]`(max_key, value_len)` words);
-    /// `None` unless `capacity` is a power of two and the sizes are within
+    /// `value` (each [`entry_words`]`(max_key, value)` words); `None`
+    /// unless `capacity` is a power of two and the sizes are within
     /// [`MAX_KEY_LEN`] and [`MAX_VALUE_SIZE`].
-    pub fn new(capacity: usize, max_key: usize, value_len: usize) -> Option<Self> {
-        (capacity.is_power_of_two() && max_key <= MAX_KEY_LEN && value_len <= MAX_VALUE_SIZE).then(
-            || Self {
+    pub fn new(capacity: usize, max_key: usize, value: Value) -> Option<Self> {
+        (capacity.is_power_of_two() && max_key <= MAX_KEY_LEN && value.max_len() <= MAX_VALUE_SIZE)
+            .then(|| Self {
                 mask: capacity - 1,
-                stride: entry_words(max_key, value_len),
+                stride: entry_words(max_key, value),
                 max_key,
-                value_len,
-            },
-        )
+                value,
+            })
     }
 
     /// Number of entries.
@@ -304,6 +428,11 @@ impl Geometry {
     /// The longest key.
     pub fn max_key_len(&self) -> usize {
         self.max_key
+    }
+
+    /// What the values are.
+    pub fn value(&self) -> Value {
+        self.value
     }
 
     /// Words per entry.
@@ -319,29 +448,28 @@ impl Geometry {
 
 impl<'a> RawMap<'a> {
     /// A map over `words` (`capacity` entries of
-    /// [`entry_words`]`(max_key, value_len)` words each; zeroed words are an
+    /// [`entry_words`]`(max_key, value)` words each; zeroed words are an
     /// empty map). Blocking seqlock accesses use `patience`.
     ///
     /// # Panics
     ///
     /// If `capacity` is not a power of two, the sizes exceed
     /// [`MAX_KEY_LEN`] / [`MAX_VALUE_SIZE`], or `words` has the wrong length
-    /// (the caller's layout bug, never file content: the mapped
-    /// [`Map`](crate::map::Map)
-    /// validates the file first).
+    /// (the caller's layout bug, never file content: the mapped handles
+    /// validate the file first).
     pub fn new(
         ctl: &'a MapControl,
         words: &'a [AtomicU64],
         capacity: usize,
         max_key: usize,
-        value_len: usize,
+        value: Value,
         patience: Patience,
     ) -> Self {
         assert!(
             capacity.is_power_of_two(),
             "map capacity must be a power of two"
         );
-        let Some(geometry) = Geometry::new(capacity, max_key, value_len) else {
+        let Some(geometry) = Geometry::new(capacity, max_key, value) else {
             panic!("map entry too large");
         };
         assert_eq!(
@@ -370,12 +498,12 @@ impl<'a> RawMap<'a> {
             mask: geometry.mask,
             stride: geometry.stride,
             max_key: geometry.max_key,
-            value_len: geometry.value_len,
+            value: geometry.value,
             patience,
         }
     }
 
-    /// Number of entries.
+    /// Number of entries: the most keys present at once.
     pub fn capacity(&self) -> usize {
         self.mask + 1
     }
@@ -395,12 +523,24 @@ impl<'a> RawMap<'a> {
         self.max_key
     }
 
+    /// What the values are.
+    pub fn value(&self) -> Value {
+        self.value
+    }
+
     fn lock(&self, idx: usize) -> SeqLock<'a> {
         SeqLock::new(&self.words[idx * self.stride..(idx + 1) * self.stride])
     }
 
+    /// Bytes of an entry's data (each copy).
     fn data_len(&self) -> usize {
         (self.stride - crate::raw::seqlock::HEADER_WORDS) / 2 * 8
+    }
+
+    /// Bytes a lookup reads of each entry: the state and key, and as much
+    /// of the value as [`PROBE_DATA`] leaves room for.
+    fn probe_len(&self) -> usize {
+        self.data_len().min(PROBE_DATA.max(self.value_off()))
     }
 
     fn key_off(&self) -> usize {
@@ -411,21 +551,62 @@ impl<'a> RawMap<'a> {
         16 + self.max_key.div_ceil(8) * 8
     }
 
+    fn word(buf: &[u8], off: usize) -> u64 {
+        buf.get(off..off + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    }
+
     fn parse<'b>(&self, buf: &'b [u8]) -> Entry<'b> {
-        let word =
-            |i: usize| u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        let key_len = usize::try_from(word(1))
+        let key_len = usize::try_from(Self::word(buf, 8))
             .unwrap_or(usize::MAX)
             .min(self.max_key);
+        let k = self.key_off();
         Entry {
-            state: word(0),
-            key: &buf[self.key_off()..self.key_off() + key_len],
-            value: &buf[self.value_off()..self.value_off() + self.value_len],
+            state: Self::word(buf, 0),
+            key: buf.get(k..k + key_len).unwrap_or(&[]),
         }
     }
 
-    /// Writes the state, key length and key (zero-padded) in front of the
-    /// value already in `buf`.
+    /// A byte value's stored length, clamped to the maximum (never
+    /// trusted); a fixed value's size.
+    fn stored_len(&self, buf: &[u8]) -> usize {
+        match self.value {
+            Value::Fixed(n) => n,
+            Value::Bytes(max) => usize::try_from(Self::word(buf, self.value_off()))
+                .unwrap_or(usize::MAX)
+                .min(max),
+        }
+    }
+
+    /// Where the value starts in an entry's data.
+    fn value_start(&self) -> usize {
+        match self.value {
+            Value::Fixed(_) => self.value_off(),
+            Value::Bytes(_) => self.value_off() + 8,
+        }
+    }
+
+    /// How many bytes of the entry in `buf` hold its whole value (its
+    /// stored length clamped); the whole entry if `buf` is too short to
+    /// tell.
+    fn value_end(&self, buf: &[u8]) -> usize {
+        if buf.len() < self.value_start() {
+            return self.data_len();
+        }
+        self.value_start() + self.stored_len(buf)
+    }
+
+    /// The value of the entry in `buf` (`buf` holds at least
+    /// [`RawMap::value_end`] bytes; any shorter, what it has).
+    fn value_of<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let start = self.value_start().min(buf.len());
+        let end = self.value_end(buf).min(buf.len());
+        &buf[start..end]
+    }
+
+    /// Writes the state, key length and key (zero-padded) at the front of
+    /// `buf`.
     fn encode_head(&self, buf: &mut [u8], state: u64, key: &[u8]) {
         buf[..8].copy_from_slice(&state.to_ne_bytes());
         buf[8..16].copy_from_slice(&(key.len() as u64).to_ne_bytes());
@@ -444,193 +625,381 @@ impl<'a> RawMap<'a> {
         Ok(())
     }
 
+    fn check_value(&self, value: &[u8]) -> Result<(), MapError> {
+        let max = self.value.max_len();
+        if value.len() > max {
+            return Err(MapError::ValueTooLong {
+                len: value.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
     fn start(&self, key: &[u8]) -> usize {
         fnv1a(key) as usize & self.mask
     }
 
-    /// Walks `key`'s probe sequence: `Ok(Some(idx))` for the entry bound to
-    /// it, `Ok(None)` with `*vacant` set to the first empty entry if the key
-    /// is in no entry, or `Full`.
-    fn find(
-        &self,
-        key: &[u8],
-        buf: &mut [u8],
-        vacant: &mut Option<usize>,
-    ) -> Result<Option<usize>, MapError> {
+    /// One consistent read of entry `idx` into `buf`: its version.
+    fn read(&self, idx: usize, buf: &mut [u8]) -> Result<u64, MapError> {
+        Ok(self.lock(idx).read_bytes(buf, self.patience)?)
+    }
+
+    /// Walks `key`'s probe sequence, reading the first `buf.len()` bytes of
+    /// each entry into `buf`: the entry holding the key live (`buf` holds
+    /// that read), or `None` at the first empty entry or after `capacity`
+    /// entries. Removed entries and other keys are walked past.
+    fn find(&self, key: &[u8], buf: &mut [u8]) -> Result<Option<usize>, MapError> {
         let start = self.start(key);
         for i in 0..self.capacity() {
             let idx = (start + i) & self.mask;
-            self.lock(idx).read_bytes(buf, self.patience)?;
+            self.read(idx, buf)?;
             let e = self.parse(buf);
             if e.state == EMPTY {
-                *vacant = Some(idx);
                 return Ok(None);
             }
-            if e.key == key {
+            if e.state == LIVE && e.key == key {
                 return Ok(Some(idx));
             }
         }
         Ok(None)
     }
 
-    /// Copies `key`'s value into `out` (of `value_len` bytes); whether the
-    /// key is live. Never blocks a writer; never returns a torn value.
+    /// Runs `f` on `key`'s value, read whole (the key, its state and the
+    /// value in one consistent copy of the entry): `None` if the key is
+    /// absent. Never blocks a writer; never hands out a torn value or
+    /// another key's.
     ///
     /// # Errors
     ///
     /// [`MapError::KeyTooLong`], or [`MapError::Busy`] if an entry on the
-    /// way stayed locked past the patience.
-    pub fn get(&self, key: &[u8], out: &mut [u8]) -> Result<bool, MapError> {
-        self.check_key(key)?;
-        let mut buf = EntryBuf::new(self.data_len());
-        let mut vacant = None;
-        let Some(idx) = self.find(key, &mut buf, &mut vacant)? else {
-            return Ok(false);
-        };
-        let e = self.parse(&buf);
-        debug_assert!(idx <= self.mask);
-        if e.state != LIVE {
-            return Ok(false);
-        }
-        out[..self.value_len].copy_from_slice(e.value);
-        Ok(true)
-    }
-
-    /// Runs `f` on `key`'s entry under the entry's write lock: `f` gets the
-    /// current state and value bytes (zero if not live) and returns the new
-    /// state and whether to write the value it left in the buffer. Inserts
-    /// the key into its first empty entry if it is in none.
-    fn with_entry<R>(
+    /// way stayed in a second write past the patience.
+    pub fn get_with<R>(
         &self,
         key: &[u8],
-        mut f: impl FnMut(u64, &mut [u8]) -> (u64, R),
-    ) -> Result<R, MapError> {
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, MapError> {
         self.check_key(key)?;
-        let mut buf = EntryBuf::new(self.data_len());
+        let mut buf = EntryBuf::new(self.probe_len());
         loop {
-            let mut vacant = None;
-            let found = self.find(key, &mut buf, &mut vacant)?;
-            let Some(idx) = found.or(vacant) else {
-                return Err(MapError::Full {
-                    capacity: self.capacity(),
-                });
+            let Some(idx) = self.find(key, &mut buf)? else {
+                return Ok(None);
             };
-            let guard = self.lock(idx).lock(self.patience)?;
-            guard.read_bytes(&mut buf);
-            let e = self.parse(&buf);
-            let (state, key_matches) = (e.state, e.key == key);
-            if state != EMPTY && !key_matches {
-                // The vacant entry was taken by another key meanwhile: walk
-                // the probe sequence again (it only ever grows).
-                drop(guard);
-                continue;
+            let end = self.value_end(&buf);
+            if end <= buf.len() {
+                return Ok(Some(f(self.value_of(&buf))));
             }
-            // `f` works on the value bytes in place; the entry is then
-            // encoded around them in the same buffer.
-            let v = self.value_off()..self.value_off() + self.value_len;
-            if state != LIVE {
-                buf[v.clone()].fill(0);
+            // The value goes on past what a lookup reads: read the entry
+            // again, as far as its value said it went.
+            let mut whole = EntryBuf::new(end);
+            self.read(idx, &mut whole)?;
+            let e = self.parse(&whole);
+            if e.state == LIVE && e.key == key && self.value_end(&whole) <= whole.len() {
+                return Ok(Some(f(self.value_of(&whole))));
             }
-            let (new_state, out) = f(state, &mut buf[v]);
-            if new_state != state || new_state == LIVE {
-                self.encode_head(&mut buf, new_state, key);
-                guard.write_bytes(&buf);
-                // Relaxed: a statistic; entries carry their own ordering.
-                match (state == LIVE, new_state == LIVE) {
-                    (false, true) => {
-                        self.ctl.len.fetch_add(1, Ordering::Relaxed);
-                    }
-                    (true, false) => {
-                        self.ctl.len.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-            }
-            drop(guard);
-            return Ok(out);
+            // Removed, reused or rewritten longer between the two reads:
+            // look again (each retry means another write completed).
         }
     }
 
-    /// Inserts or replaces `key`'s value; the old value (if any) is copied
-    /// to `old`.
+    /// Copies `key`'s value into `out` (as much as fits) and returns its
+    /// length, or `None` if the key is absent. As [`RawMap::get_with`].
     ///
     /// # Errors
     ///
-    /// [`MapError::Full`], [`MapError::KeyTooLong`], [`MapError::Busy`].
+    /// As [`RawMap::get_with`].
+    pub fn get(&self, key: &[u8], out: &mut [u8]) -> Result<Option<usize>, MapError> {
+        self.get_with(key, |v| {
+            let n = v.len().min(out.len());
+            out[..n].copy_from_slice(&v[..n]);
+            v.len()
+        })
+    }
+
+    /// Under `guard` (entry `idx`'s write lock): checks the entry is what
+    /// the caller chose it for (`want`), runs `f` on its value (if live)
+    /// and a zeroed room for the new value, and does what `f` decided.
+    /// `None` if the entry changed since it was chosen (nothing done, `f`
+    /// not called).
+    fn apply<R>(
+        &self,
+        guard: &WriteGuard<'_>,
+        key: &[u8],
+        want: Want,
+        f: &mut impl FnMut(Option<&[u8]>, &mut [u8]) -> Result<(Action, R), MapError>,
+    ) -> Result<Option<R>, MapError> {
+        // The current copy, read under the lock (no other writer fills it):
+        // the state and key, then the value as far as it goes.
+        let mut head = EntryBuf::new(self.probe_len());
+        guard.read_bytes(&mut head);
+        let end = self.value_end(&head);
+        let mut long = None;
+        if end > head.len() {
+            let mut whole = EntryBuf::new(end);
+            guard.read_bytes(&mut whole);
+            long = Some(whole);
+        }
+        let old: &[u8] = long.as_deref().unwrap_or(&head);
+        let e = self.parse(old);
+        let live = e.state == LIVE;
+        let ok = match want {
+            Want::Live => live && e.key == key,
+            Want::Free => e.state == EMPTY || e.state == REMOVED,
+        };
+        if !ok {
+            return Ok(None);
+        }
+        let mut new = EntryBuf::new(self.data_len());
+        let room = self.value_start()..self.value_start() + self.value.max_len();
+        let (action, r) = f(live.then(|| self.value_of(old)), &mut new[room])?;
+        match action {
+            Action::Keep => {}
+            Action::Write(len) => {
+                let len = match self.value {
+                    Value::Fixed(n) => n,
+                    Value::Bytes(max) if len > max => {
+                        return Err(MapError::ValueTooLong { len, max });
+                    }
+                    Value::Bytes(_) => {
+                        let off = self.value_off();
+                        new[off..off + 8].copy_from_slice(&(len as u64).to_ne_bytes());
+                        len
+                    }
+                };
+                self.encode_head(&mut new, LIVE, key);
+                // The words past the value are not part of it (a byte
+                // value's length says where it ends): left stale.
+                guard.write_prefix(&new[..self.value_start() + len]);
+                if !live {
+                    // Relaxed: a statistic; entries carry their own
+                    // ordering.
+                    self.ctl.len.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Action::Remove if live => {
+                // The state and a zero key length: the rest of a tombstone
+                // means nothing.
+                self.encode_head(&mut new, REMOVED, &[]);
+                guard.write_prefix(&new[..16]);
+                // Relaxed: as above.
+                self.ctl.len.fetch_sub(1, Ordering::Relaxed);
+            }
+            Action::Remove => {}
+        }
+        Ok(Some(r))
+    }
+
+    /// Runs `f` on `key`'s entry under the entry's write lock: `f` gets the
+    /// current value (`None` if the key is absent) and a zeroed room for
+    /// the new value (empty when the key is absent and `creates` is false)
+    /// and says what to do. If the key is absent and `creates`, a free
+    /// entry is taken for it under the home lock ([`RawMap::place`]);
+    /// otherwise `f` runs once with `None` and must [`Action::Keep`].
+    fn with_entry<R>(
+        &self,
+        key: &[u8],
+        creates: bool,
+        mut f: impl FnMut(Option<&[u8]>, &mut [u8]) -> Result<(Action, R), MapError>,
+    ) -> Result<R, MapError> {
+        self.check_key(key)?;
+        let mut buf = EntryBuf::new(self.probe_len());
+        let mut rescans = 0;
+        loop {
+            if let Some(idx) = self.find(key, &mut buf)? {
+                let guard = self.lock(idx).lock(self.patience)?;
+                if let Some(r) = self.apply(&guard, key, Want::Live, &mut f)? {
+                    return Ok(r);
+                }
+                // Removed, or removed and reused, since the lookup: again.
+                continue;
+            }
+            if !creates {
+                return f(None, &mut []).map(|(_, r)| r);
+            }
+            if let Some(r) = self.place(key, &mut f, &mut rescans)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Places an absent `key` under its home entry's lock (the module
+    /// docs): finds it live if another insert got there first, or takes
+    /// the first free entry of its sequence. `None` to start again (an
+    /// entry changed, or the chosen one was busy and has been waited out).
+    fn place<R>(
+        &self,
+        key: &[u8],
+        f: &mut impl FnMut(Option<&[u8]>, &mut [u8]) -> Result<(Action, R), MapError>,
+        rescans: &mut usize,
+    ) -> Result<Option<R>, MapError> {
+        let home = self.start(key);
+        let home_guard = self.lock(home).lock(self.patience)?;
+        let mut buf = EntryBuf::new(self.probe_len());
+        let mut found = self.scan(key, &home_guard, &mut buf, None)?;
+        if found.is_none() {
+            // Every entry read live, but not at one instant: collect the
+            // versions twice; the same versions both times mean they were
+            // all live at once (between the two passes).
+            let mut first = Vec::with_capacity(self.capacity());
+            found = self.scan(key, &home_guard, &mut buf, Some(&mut first))?;
+            if found.is_none() {
+                let mut second = Vec::with_capacity(self.capacity());
+                found = self.scan(key, &home_guard, &mut buf, Some(&mut second))?;
+                if found.is_none() {
+                    *rescans += 1;
+                    if first == second || *rescans >= FULL_RESCANS {
+                        return Err(MapError::Full {
+                            capacity: self.capacity(),
+                        });
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        let Some((target, want)) = found else {
+            return Ok(None);
+        };
+        if target == home {
+            return self.apply(&home_guard, key, want, f);
+        }
+        match self.lock(target).try_lock() {
+            Ok(guard) => {
+                let r = self.apply(&guard, key, want, f);
+                // The entry is published before the home lock goes: the
+                // next insert of this key (which takes the home lock
+                // first) sees it.
+                drop(guard);
+                drop(home_guard);
+                r
+            }
+            Err(_) => {
+                // Busy: let the home go (its holder may be waiting for it),
+                // wait the entry's writer out (taking its lock over if it
+                // died), and start again.
+                drop(home_guard);
+                drop(self.lock(target).lock(self.patience)?);
+                Ok(None)
+            }
+        }
+    }
+
+    /// One walk of `key`'s probe sequence under its home lock: the entry
+    /// holding the key live, or else the first free entry, or `None` if
+    /// every entry holds another key. Pushes each entry's version onto
+    /// `versions` (0 for the home, which cannot change under its lock).
+    fn scan(
+        &self,
+        key: &[u8],
+        home_guard: &WriteGuard<'_>,
+        buf: &mut [u8],
+        mut versions: Option<&mut Vec<u64>>,
+    ) -> Result<Option<(usize, Want)>, MapError> {
+        let home = self.start(key);
+        let mut free = None;
+        for i in 0..self.capacity() {
+            let idx = (home + i) & self.mask;
+            let version = if idx == home {
+                home_guard.read_bytes(buf);
+                0
+            } else {
+                self.read(idx, buf)?
+            };
+            if let Some(v) = versions.as_deref_mut() {
+                v.push(version);
+            }
+            let e = self.parse(buf);
+            match e.state {
+                LIVE if e.key == key => return Ok(Some((idx, Want::Live))),
+                EMPTY => return Ok(Some((free.unwrap_or(idx), Want::Free))),
+                REMOVED => {
+                    free.get_or_insert(idx);
+                }
+                _ => {}
+            }
+        }
+        Ok(free.map(|idx| (idx, Want::Free)))
+    }
+
+    /// Inserts or replaces `key`'s value (`only_if_absent`: never
+    /// replaces); a replaced or kept value is handed to `old` first.
+    ///
+    /// # Errors
+    ///
+    /// [`MapError::Full`] (a new key, and every entry held a key at one
+    /// instant), [`MapError::KeyTooLong`], [`MapError::ValueTooLong`],
+    /// [`MapError::Busy`]. Nothing changes on an error.
     pub fn insert(
         &self,
         key: &[u8],
         value: &[u8],
-        old: &mut [u8],
         only_if_absent: bool,
+        old: impl FnOnce(&[u8]),
     ) -> Result<Inserted, MapError> {
-        self.with_entry(key, |state, v| {
-            if state == LIVE {
-                old[..v.len()].copy_from_slice(v);
-                if only_if_absent {
-                    return (LIVE, Inserted::Kept);
+        self.check_value(value)?;
+        let mut old = Some(old);
+        self.with_entry(key, true, |cur, room| {
+            let done = match cur {
+                Some(v) => {
+                    if let Some(old) = old.take() {
+                        old(v);
+                    }
+                    if only_if_absent {
+                        return Ok((Action::Keep, Inserted::Kept));
+                    }
+                    Inserted::Replaced
                 }
-                v.copy_from_slice(value);
-                (LIVE, Inserted::Replaced)
-            } else {
-                v.copy_from_slice(value);
-                (LIVE, Inserted::New)
-            }
+                None => Inserted::New,
+            };
+            room[..value.len()].copy_from_slice(value);
+            Ok((Action::Write(value.len()), done))
         })
     }
 
-    /// Atomically replaces `key`'s value with `f(value)`; if the key is not
-    /// live, `absent` decides: `Some(init)` inserts `f(init)`, `None` leaves
-    /// the map unchanged. Returns whether `f` ran.
+    /// Atomically replaces `key`'s value: `f(old, room)` writes the new
+    /// value into `room` (zeroed, as long as the largest value) and returns
+    /// its length (ignored for fixed values, which fill it). If the key is
+    /// absent, `absent` decides: `Some(init)` inserts as if `init` were the
+    /// old value, `None` leaves the map unchanged. Returns whether `f` ran.
     ///
     /// # Errors
     ///
-    /// As [`RawMap::insert`] (`Full` only when `absent` asks to insert).
+    /// As [`RawMap::insert`] (`Full` only when `absent` asks to insert), and
+    /// whatever `f` returns (nothing changes then).
     pub fn update(
         &self,
         key: &[u8],
         absent: Option<&[u8]>,
-        mut f: impl FnMut(&mut [u8]),
+        mut f: impl FnMut(&[u8], &mut [u8]) -> Result<usize, MapError>,
     ) -> Result<bool, MapError> {
-        let res = self.with_entry(key, |state, v| {
-            if state == LIVE {
-                f(v);
-                return (LIVE, true);
-            }
-            match absent {
-                Some(init) => {
-                    v.copy_from_slice(init);
-                    f(v);
-                    (LIVE, true)
-                }
-                None => (state, false),
-            }
-        });
-        match (res, absent) {
-            // No entry for the key and none free: absent, and nothing to
-            // insert, so not an error.
-            (Err(MapError::Full { .. }), None) => Ok(false),
-            (res, _) => res,
+        if let Some(init) = absent {
+            self.check_value(init)?;
         }
+        self.with_entry(key, absent.is_some(), |cur, room| {
+            let Some(old) = cur.or(absent) else {
+                return Ok((Action::Keep, false));
+            };
+            let len = f(old, room)?;
+            Ok((Action::Write(len), true))
+        })
     }
 
-    /// Removes `key`, copying its value to `old`; whether it was live.
+    /// Removes `key`, handing its value to `old`; whether it was present.
+    /// Its entry is free for any key at once.
     ///
     /// # Errors
     ///
     /// [`MapError::KeyTooLong`], [`MapError::Busy`] (never `Full`).
-    pub fn remove(&self, key: &[u8], old: &mut [u8]) -> Result<bool, MapError> {
-        match self.with_entry(key, |state, v| {
-            if state == LIVE {
-                old[..v.len()].copy_from_slice(v);
-                (REMOVED, true)
-            } else {
-                (state, false)
+    pub fn remove(&self, key: &[u8], old: impl FnOnce(&[u8])) -> Result<bool, MapError> {
+        let mut old = Some(old);
+        self.with_entry(key, false, |cur, _| match cur {
+            Some(v) => {
+                if let Some(old) = old.take() {
+                    old(v);
+                }
+                Ok((Action::Remove, true))
             }
-        }) {
-            Err(MapError::Full { .. }) => Ok(false),
-            other => other,
-        }
+            None => Ok((Action::Keep, false)),
+        })
     }
 
     /// Calls `f(key, value)` for every live entry, each read whole (the set
@@ -638,16 +1007,38 @@ impl<'a> RawMap<'a> {
     ///
     /// # Errors
     ///
-    /// [`MapError::Busy`] if an entry stayed locked past the patience.
+    /// [`MapError::Busy`] if an entry stayed in a second write past the
+    /// patience.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), MapError> {
         let mut buf = EntryBuf::new(self.data_len());
         for idx in 0..self.capacity() {
-            self.lock(idx).read_bytes(&mut buf, self.patience)?;
+            self.read(idx, &mut buf)?;
             let e = self.parse(&buf);
             if e.state == LIVE {
-                f(e.key, e.value);
+                f(e.key, self.value_of(&buf));
             }
         }
         Ok(())
+    }
+
+    /// Counts the entries of each state (what `mmring inspect` shows: in a
+    /// churned table, the tombstones an absent key's lookup walks past).
+    ///
+    /// # Errors
+    ///
+    /// As [`RawMap::for_each`].
+    pub fn census(&self) -> Result<Census, MapError> {
+        let mut buf = [0u8; 16];
+        let mut c = Census::default();
+        for idx in 0..self.capacity() {
+            self.read(idx, &mut buf)?;
+            match Self::word(&buf, 0) {
+                EMPTY => c.empty += 1,
+                LIVE => c.live += 1,
+                REMOVED => c.removed += 1,
+                _ => c.other += 1,
+            }
+        }
+        Ok(c)
     }
 }

@@ -557,6 +557,17 @@ impl WriteGuard<'_> {
         }
     }
 
+    /// Sets the value's first `src.len()` bytes (the rest of the last word
+    /// touched is zeroed) and leaves the words after them *stale*: they
+    /// hold whatever an older version left in this copy. For values whose
+    /// own contents say where they end (a map entry's byte value carries
+    /// its length), so a short write of a large entry does not copy the
+    /// unused rest; published when the guard is dropped.
+    pub fn write_prefix(&self, src: &[u8]) {
+        self.written.set(true);
+        copy_in(self.next(), src);
+    }
+
     /// Publishes the write and returns the new version (unchanged if
     /// nothing was written).
     pub fn finish(self) -> u64 {

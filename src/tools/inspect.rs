@@ -75,8 +75,16 @@ pub enum Body {
     Map {
         /// Number of entries.
         capacity: u64,
-        /// Live keys.
+        /// Live keys (the control word's statistic).
         len: u64,
+        /// What the values are: fixed-size, or byte strings up to a
+        /// maximum length.
+        values: crate::raw::map::Value,
+        /// The longest key.
+        max_key_len: u64,
+        /// Entries by state (live, removed, empty), counted now, or why
+        /// they could not be.
+        census: Result<crate::raw::map::Census, String>,
         /// The entries listed.
         entries: Result<Vec<(String, Vec<u8>)>, String>,
     },
@@ -248,17 +256,18 @@ fn unknown_words(region: &Region, size: u32, shown: usize) -> (&'static str, Vec
 }
 
 fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
-    use crate::raw::map::{MAP_CONTROL_SIZE, MapControl, RawMap, key_room};
+    use crate::raw::map::{MAP_CONTROL_SIZE, MapControl, RawMap, Value, key_room};
     let ctl = &region.body::<MapControl>(0, 1)[0];
     let capacity = desc.capacity;
     let len = ctl.live();
     let (key_kind, _) = ctl.key_config();
-    let value_len = desc.elem_size as usize;
+    let values = Value::of(&desc.type_info());
     let stride = desc.slot_size as usize / 8;
     // The descriptor was validated: the entries have room for this key length.
-    let max_key = key_room(stride, value_len);
+    let max_key = key_room(stride, values);
     let words = region.body::<AtomicU64>(MAP_CONTROL_SIZE as usize, capacity as usize * stride);
-    let raw = RawMap::new(ctl, words, capacity as usize, max_key, value_len, patience);
+    let raw = RawMap::new(ctl, words, capacity as usize, max_key, values, patience);
+    let census = raw.census().map_err(|e| e.to_string());
     let mut entries = Vec::new();
     let listed = raw.for_each(|k, v| {
         if entries.len() < MAX_LISTED {
@@ -275,6 +284,9 @@ fn map_body(region: &Region, desc: &Descriptor, patience: Patience) -> Body {
     Body::Map {
         capacity,
         len,
+        values,
+        max_key_len: max_key as u64,
+        census,
         entries: listed.map(|()| entries).map_err(|e| e.to_string()),
     }
 }
@@ -418,9 +430,35 @@ impl fmt::Display for Report {
             Body::Map {
                 capacity,
                 len,
+                values,
+                max_key_len,
+                census,
                 entries,
             } => {
                 writeln!(f, "map:         {len} live key(s) in {capacity} entries")?;
+                match values {
+                    crate::raw::map::Value::Fixed(n) => {
+                        writeln!(f, "values:      fixed, {n} bytes")?;
+                    }
+                    crate::raw::map::Value::Bytes(max) => {
+                        writeln!(f, "values:      byte strings, at most {max} bytes")?;
+                    }
+                }
+                writeln!(f, "keys:        at most {max_key_len} bytes")?;
+                match census {
+                    Ok(c) => {
+                        write!(
+                            f,
+                            "entries:     {} live, {} removed (free, walked past by lookups), {} empty",
+                            c.live, c.removed, c.empty
+                        )?;
+                        if c.other > 0 {
+                            write!(f, ", {} in no known state", c.other)?;
+                        }
+                        writeln!(f)?;
+                    }
+                    Err(e) => writeln!(f, "entries:     uncounted: {e}")?,
+                }
                 match entries {
                     Ok(list) => {
                         for (k, v) in list {

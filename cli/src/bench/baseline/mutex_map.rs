@@ -1,5 +1,6 @@
 //! [`PthreadMap`]: the lock-based baseline of the map rows — a
-//! fixed-capacity hash table of `(u64 key, u64 value)` pairs guarded by one
+//! fixed-capacity hash table of `(u64 key, V value)` pairs (a `u64`, or a
+//! byte value of fixed room: [`ByteValue`]) guarded by one
 //! `pthread_mutex_t` initialized with `PTHREAD_PROCESS_SHARED`, all in a
 //! file-backed shared mapping ([`Shm`]: the same kind of mapping a
 //! [`Map`](mmring::map::Map) lives in).
@@ -9,8 +10,9 @@
 //! honest equivalent of "a `HashMap` behind a process-shared mutex": open
 //! addressing with linear probing, a multiplicative (Fibonacci) hash
 //! instead of SipHash — cheaper, so if anything it flatters the baseline —
-//! no resizing and no removal (the benchmark needs neither). Every
-//! operation is lock, probe, read or write, unlock.
+//! no resizing, and removal by backward-shift deletion (no tombstones: the
+//! best a locked table can do under churn). Every operation is lock,
+//! probe, read or write, unlock.
 
 use std::io;
 use std::path::Path;
@@ -30,24 +32,44 @@ static_assertions::const_assert!(size_of::<libc::pthread_mutex_t>() <= SLOTS_OFF
 /// One entry of the table.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Slot {
+struct Slot<V> {
     key: u64,
-    value: u64,
+    value: V,
 }
 
-/// A table of `u64 -> u64` behind a process-shared mutex in a mapped file.
+/// A byte-string value of up to 128 bytes, stored with its length (what
+/// the byte-value rows keep in the locked table).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteValue {
+    /// Bytes used.
+    pub len: u32,
+    /// The bytes (the first `len` mean something).
+    pub bytes: [u8; 128],
+}
+
+impl Default for ByteValue {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            bytes: [0; 128],
+        }
+    }
+}
+
+/// A table of `u64 -> V` behind a process-shared mutex in a mapped file.
 /// Shared between a parent and its forked children through the mapping;
 /// every method takes `&self` and the lock.
-pub struct PthreadMap {
+pub struct PthreadMap<V: Copy + Default = u64> {
     mutex: *mut libc::pthread_mutex_t,
-    slots: *mut Slot,
+    slots: *mut Slot<V>,
     mask: u64,
     shift: u32,
     /// Owns the mapping the pointers point into; dropped after them.
     _shm: Shm,
 }
 
-impl std::fmt::Debug for PthreadMap {
+impl<V: Copy + Default> std::fmt::Debug for PthreadMap<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PthreadMap")
             .field("capacity", &(self.mask + 1))
@@ -55,7 +77,7 @@ impl std::fmt::Debug for PthreadMap {
     }
 }
 
-impl PthreadMap {
+impl<V: Copy + Default> PthreadMap<V> {
     /// Creates and maps the file at `path` (see [`Shm::create`]) with room
     /// for `capacity` keys (a power of two, at least 2), initializes the
     /// mutex and marks every slot empty.
@@ -72,14 +94,14 @@ impl PthreadMap {
             capacity.is_power_of_two() && capacity >= 2,
             "capacity must be a power of two, at least 2"
         );
-        let shm = Shm::create(path, SLOTS_OFFSET + capacity * size_of::<Slot>())?;
+        let shm = Shm::create(path, SLOTS_OFFSET + capacity * size_of::<Slot<V>>())?;
         let base = shm.as_ptr();
         assert!(
             base.cast::<libc::pthread_mutex_t>().is_aligned(),
             "mapping misaligned"
         );
         // In bounds: the mapping holds SLOTS_OFFSET + capacity slots.
-        let slots = base.wrapping_add(SLOTS_OFFSET).cast::<Slot>();
+        let slots = base.wrapping_add(SLOTS_OFFSET).cast::<Slot<V>>();
         for i in 0..capacity {
             // SAFETY: slot `i` lies inside the mapping (sized for them),
             // aligned (the mapping is, SLOTS_OFFSET keeps it), and no other
@@ -88,7 +110,7 @@ impl PthreadMap {
             unsafe {
                 slots.add(i).write(Slot {
                     key: EMPTY,
-                    value: 0,
+                    value: V::default(),
                 })
             };
         }
@@ -117,8 +139,12 @@ impl PthreadMap {
 
     /// The slot holding `key`, or the empty slot where it would go, or
     /// `None` if the table is full without it. Call with the lock held.
+    fn home(&self, key: u64) -> u64 {
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift
+    }
+
     fn probe(&self, _held: &Held, key: u64) -> Option<usize> {
-        let mut i = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift;
+        let mut i = self.home(key);
         for _ in 0..=self.mask {
             // SAFETY: `i` is masked below the capacity, so inside the slots
             // `create` made; slots are read and written only under the
@@ -137,7 +163,7 @@ impl PthreadMap {
     /// # Panics
     ///
     /// For the reserved key `u64::MAX`.
-    pub fn insert(&self, key: u64, value: u64) -> bool {
+    pub fn insert(&self, key: u64, value: V) -> bool {
         assert_ne!(key, EMPTY, "u64::MAX marks empty slots");
         let held = self.lock();
         let Some(i) = self.probe(&held, key) else {
@@ -151,7 +177,7 @@ impl PthreadMap {
     /// Replaces `key`'s value with `f(value)` under the lock and returns
     /// the new value, or `None` (and no call) if the key is absent.
     #[inline]
-    pub fn update(&self, key: u64, f: impl FnOnce(u64) -> u64) -> Option<u64> {
+    pub fn update(&self, key: u64, f: impl FnOnce(V) -> V) -> Option<V> {
         let held = self.lock();
         let i = self.probe(&held, key)?;
         // SAFETY: a slot `probe` found, under the mutex (held).
@@ -164,7 +190,7 @@ impl PthreadMap {
     }
 
     /// `key`'s value.
-    pub fn get(&self, key: u64) -> Option<u64> {
+    pub fn get(&self, key: u64) -> Option<V> {
         let held = self.lock();
         let i = self.probe(&held, key)?;
         // SAFETY: a slot `probe` found, under the mutex (held).
@@ -172,22 +198,87 @@ impl PthreadMap {
         (slot.key == key).then_some(slot.value)
     }
 
-    /// The sum (wrapping) of every value, under one lock.
-    pub fn sum(&self) -> u64 {
+    /// Removes `key`; its value, if it was there. Backward-shift deletion:
+    /// the entries after it in its cluster move back into the hole, so the
+    /// table never holds tombstones.
+    pub fn remove(&self, key: u64) -> Option<V> {
+        let held = self.lock();
+        let mut hole = self.probe(&held, key)?;
+        // SAFETY: slots `probe` found or below the capacity (masked), all
+        // under the mutex (held), as in `probe`.
+        let old = unsafe { self.slots.add(hole).read() };
+        if old.key != key {
+            return None;
+        }
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask as usize;
+            // SAFETY: as above.
+            let next = unsafe { self.slots.add(j).read() };
+            if next.key == EMPTY {
+                break;
+            }
+            let home = self.home(next.key) as usize;
+            // `next` may fill the hole unless its home lies cyclically in
+            // (hole, j].
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                // SAFETY: as above.
+                unsafe { self.slots.add(hole).write(next) };
+                hole = j;
+            }
+        }
+        // SAFETY: as above.
+        unsafe {
+            self.slots.add(hole).write(Slot {
+                key: EMPTY,
+                value: V::default(),
+            })
+        };
+        Some(old.value)
+    }
+
+    /// Folds every present value, under one lock.
+    pub fn fold<A>(&self, init: A, mut f: impl FnMut(A, u64, &V) -> A) -> A {
         let _held = self.lock();
-        (0..=self.mask as usize).fold(0u64, |sum, i| {
+        (0..=self.mask as usize).fold(init, |acc, i| {
             // SAFETY: `i` is below the capacity; under the mutex (held).
             let slot = unsafe { self.slots.add(i).read() };
             if slot.key == EMPTY {
-                sum
+                acc
             } else {
-                sum.wrapping_add(slot.value)
+                f(acc, slot.key, &slot.value)
             }
         })
     }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        let _held = self.lock();
+        for i in 0..=self.mask as usize {
+            // SAFETY: `i` is below the capacity; under the mutex (held).
+            unsafe {
+                self.slots.add(i).write(Slot {
+                    key: EMPTY,
+                    value: V::default(),
+                })
+            };
+        }
+    }
 }
 
-impl Drop for PthreadMap {
+impl PthreadMap<u64> {
+    /// The sum (wrapping) of every value, under one lock.
+    pub fn sum(&self) -> u64 {
+        self.fold(0u64, |sum, _, &v| sum.wrapping_add(v))
+    }
+}
+
+impl<V: Copy + Default> Drop for PthreadMap<V> {
     fn drop(&mut self) {
         // SAFETY: initialized by `create`; no process of ours holds it any
         // more (children are reaped before their run returns). An error
@@ -215,5 +306,33 @@ mod tests {
         assert_eq!(map.get(56), Some(7));
         assert_eq!(map.get(3), None);
         assert_eq!(map.sum(), (0..8).sum::<u64>() - 2 + 21);
+    }
+
+    #[test]
+    fn removal_shifts_the_cluster_back_and_keeps_every_key_findable() {
+        let dir = BenchDir::new().expect("dir");
+        let map = PthreadMap::<u64>::create(&dir.file("map"), 16).expect("map");
+        // Churn 40 times the capacity, 6 keys present at once.
+        for k in 0..640u64 {
+            assert!(map.insert(k, k));
+            if k >= 6 {
+                assert_eq!(map.remove(k - 6), Some(k - 6), "key {}", k - 6);
+                assert_eq!(map.get(k - 6), None);
+            }
+            for live in k.saturating_sub(5)..=k {
+                assert_eq!(map.get(live), Some(live), "key {live} lost at {k}");
+            }
+        }
+        assert_eq!(map.remove(10_000), None);
+        assert_eq!(map.fold(0, |n, _, _| n + 1), 6);
+        map.clear();
+        assert_eq!(map.fold(0, |n, _, _| n + 1), 0);
+        let bytes = PthreadMap::<ByteValue>::create(&dir.file("bytes"), 4).expect("map");
+        assert!(bytes.insert(1, ByteValue::default()));
+        let v = bytes.update(1, |mut v| {
+            v.len = 3;
+            v
+        });
+        assert_eq!(v.map(|v| v.len), Some(3));
     }
 }
