@@ -69,6 +69,8 @@ use crate::raw::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{SLICE, WaitPoint, wait_sliced};
 
+pub mod bytes;
+
 /// `closed` bit: the producer closed the ring (no more pushes; consumers
 /// drain, then get `Closed`).
 pub const CLOSED_BY_PRODUCER: u32 = 1;
@@ -1183,7 +1185,6 @@ impl<T: Pod> WriteChunk<'_, T> {
 
     /// The reserved slots' words, as at most two runs (for the byte ring,
     /// which writes a message's words directly).
-    #[cfg(not(loom))]
     pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
         self.producer.ring.runs(self.producer.tail(), self.len)
     }
@@ -1589,7 +1590,6 @@ impl<'c, T: Pod> ReadChunk<'c, T> {
 
     /// The held items' words, as at most two runs (for the byte ring, which
     /// reads a message's words directly).
-    #[cfg(not(loom))]
     pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
         self.consumer.ring.runs(self.consumer.head(), self.len)
     }
