@@ -40,6 +40,7 @@ fn ring_state(path: &Path, capacity: u64) -> Snapshot {
             capacity: cap,
             len,
             control,
+            pieces: None,
         } => {
             assert_eq!(cap, capacity, "capacity of {}", path.display());
             assert_eq!(len, control.tail.wrapping_sub(control.head).min(cap));

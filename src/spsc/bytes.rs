@@ -949,6 +949,44 @@ mod tests {
     }
 
     #[test]
+    fn inspect_shows_the_slots_and_the_next_piece() {
+        use crate::inspect::{Body, inspect};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        let mut tx = ByteProducer::create(&path, 4, 16).unwrap();
+        let mut rx = ByteConsumer::open(&path).unwrap();
+        let pieces = |path: &Path| match inspect(path).unwrap().body {
+            Body::Ring {
+                pieces: Some(p), ..
+            } => p,
+            other => panic!("not a byte ring: {other:?}"),
+        };
+        let p = pieces(&path);
+        assert_eq!((p.max_len, p.slot_words, p.next_header), (16, 3, None));
+        assert!(inspect(&path).unwrap().to_string().contains("next piece:  none queued"));
+        tx.try_push(&[7; 40]).unwrap();
+        let next = pieces(&path).next().unwrap();
+        assert_eq!((next.len, next.first, next.last), (16, true, false));
+        let shown = inspect(&path).unwrap().to_string();
+        assert!(shown.contains("ring:        9 of 16 words used: 3 of 5 slots"), "{shown}");
+        assert!(shown.contains("pieces:      up to 16 bytes a slot (3 words)"), "{shown}");
+        assert!(
+            shown.contains("next piece:  16 bytes, first of a message, more to follow"),
+            "{shown}"
+        );
+        // A peer's garbage header is shown as such.
+        let words = tx.end.mapped.elems();
+        words[0].store(u64::MAX, crate::sync::Ordering::Relaxed);
+        assert!(
+            inspect(&path)
+                .unwrap()
+                .to_string()
+                .contains("next piece:  corrupt header 0xffffffffffffffff")
+        );
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty), "the message is lost");
+    }
+
+    #[test]
     fn bad_sizes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b");
