@@ -414,7 +414,7 @@ enum Out<'o> {
 
 impl Out<'_> {
     /// Delivers a one-piece message straight from the ring.
-    fn from_piece(&mut self, stored: &StoredPiece<'_>, len: usize) -> usize {
+    fn deliver_piece(&mut self, stored: &StoredPiece<'_>, len: usize) -> usize {
         match self {
             Out::Slice(s) => {
                 let n = len.min(s.len());
@@ -431,7 +431,7 @@ impl Out<'_> {
     }
 
     /// Delivers the assembled message.
-    fn from_assembly(&mut self, asm: &mut Assembly) -> usize {
+    fn deliver_assembly(&mut self, asm: &mut Assembly) -> usize {
         asm.gathering = false;
         match self {
             Out::Slice(s) => {
@@ -689,7 +689,7 @@ fn assemble(asm: &mut Assembly, stored: &StoredPiece<'_>, out: &mut Out<'_>) -> 
         // A message begins: one being gathered was cut off.
         asm.discard();
         if piece.last {
-            return Some(out.from_piece(stored, piece.len));
+            return Some(out.deliver_piece(stored, piece.len));
         }
         asm.gathering = true;
         asm.append(stored, piece.len);
@@ -705,7 +705,7 @@ fn assemble(asm: &mut Assembly, stored: &StoredPiece<'_>, out: &mut Out<'_>) -> 
         return None;
     }
     asm.append(stored, piece.len);
-    piece.last.then(|| out.from_assembly(asm))
+    piece.last.then(|| out.deliver_assembly(asm))
 }
 
 #[cfg(all(test, not(loom)))]
