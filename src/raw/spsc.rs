@@ -117,7 +117,7 @@ pub fn body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutEr
     })
 }
 
-/// The body layout of a byte ring of `capacity` words for messages of at
+/// The body layout of a byte ring of `capacity` words for pieces of at
 /// most `elem.size` bytes ([`bytes_type`](crate::layout::bytes_type)).
 pub fn bytes_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
     // The ring holds u64 words; a message is a length word and its bytes,
