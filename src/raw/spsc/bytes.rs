@@ -569,6 +569,12 @@ impl<'a, C: BorrowMut<ConsumerCursor>, A: BorrowMut<Assembly>> RawByteConsumer<'
                 return Ok(len);
             }
         }
+        // A ring's worth read, no message whole: closed and now drained is
+        // still told as such.
+        if let Err(ChunkError::Closed) = ring.read_chunk(k) {
+            asm.discard();
+            return Err(TryPopError::Closed);
+        }
         Err(TryPopError::Empty)
     }
 
@@ -796,7 +802,7 @@ mod tests {
         let mut next = 0;
         assert_eq!(tx.try_push_part(&big, &mut next), Ok(false));
         tx.close();
-        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+        // A full ring's worth read, then found closed and drained.
         assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
         assert_eq!(rx.assembly().discarded(), 2);
         assert!(!rx.assembly().is_gathering());
