@@ -3,8 +3,10 @@
 //! pop flavour), a blocking ping-pong, a producer (or consumer) killed with
 //! `SIGKILL`, a ring that outlives its producer on disk, one producer at a
 //! time (a dead one is taken over), close waking sleepers on either side,
-//! and the errors for bad capacities and foreign files. (Ends that leave
-//! and come back, restarted a hundred times, are in `spsc_roles.rs`.)
+//! and the errors for bad capacities and foreign files; byte messages far
+//! larger than the ring carried in pieces, and a producer killed in the
+//! middle of one. (Ends that leave and come back, restarted a hundred
+//! times, are in `spsc_roles.rs`.)
 //!
 //! Every process but the test harness's own is this test binary started
 //! again in a child role (see `common`); the parent waits for them with a
@@ -22,7 +24,7 @@ use common::{Children, Rng, WATCHDOG, wait_until, wrong_payload};
 /// machine, but 20-30 s when other processes keep both cores busy.
 const LONG_WATCHDOG: Duration = Duration::from_secs(300);
 use mmring::inspect::{Body, inspect};
-use mmring::spsc::{CLOSED_BY_PRODUCER, Consumer, Producer, Snapshot};
+use mmring::spsc::{ByteConsumer, ByteProducer, CLOSED_BY_PRODUCER, Consumer, Producer, Snapshot};
 use mmring::{
     ChunkError, Closed, Counter, OpenError, Payload, PopError, PopTimeoutError, PushError,
     PushTimeoutError, TryPopError, TryPushError,
@@ -38,6 +40,7 @@ fn ring_state(path: &Path, capacity: u64) -> Snapshot {
             capacity: cap,
             len,
             control,
+            pieces: None,
         } => {
             assert_eq!(cap, capacity, "capacity of {}", path.display());
             assert_eq!(len, control.tail.wrapping_sub(control.head).min(cap));
@@ -1301,3 +1304,125 @@ fn foreign_files_are_refused() {
     tx.try_push(1).unwrap();
     assert_eq!(Counter::open(&count).unwrap().load(), 5);
 }
+
+// ---------------------------------------------------------------------------
+// Byte messages larger than one slot, carried in pieces.
+// ---------------------------------------------------------------------------
+
+/// Slots of the 4 KiB byte ring: 16 slots of 248 bytes (32 words each), 512
+/// words in all.
+const PIECE_SLOTS: usize = 16;
+const PIECE_LEN: usize = 248;
+/// The message the two processes exchange: 1 MiB, 256 times the ring.
+const MIB: usize = 1 << 20;
+
+/// The bytes of message `seed` of `len` bytes (reproducible in both
+/// processes).
+fn piece_message(seed: u64, len: usize) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
+}
+
+/// A 1 MiB message goes through a 4 KiB byte ring (16 slots of 248 bytes)
+/// from one process to another, whole and byte for byte, then a short one
+/// and a 4,000-byte one (16 full slots and a bit), then the close: the
+/// producer streams the pieces as the consumer drains them.
+#[test]
+fn a_1_mib_message_goes_through_a_4_kib_ring_between_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ring = d.join("bytes");
+    mmring::spsc::create_bytes(&ring, PIECE_SLOTS, PIECE_LEN).unwrap();
+    let mut rx = ByteConsumer::open(&ring).unwrap();
+    assert_eq!((rx.capacity(), rx.max_len()), (PIECE_SLOTS, PIECE_LEN));
+    let mut kids = Children::new();
+    kids.spawn("child_mib_producer", 0, d, "");
+    assert!(rx.wait_for_peer(WATCHDOG) || rx.is_closed(), "no producer");
+    let started = Instant::now();
+    let got = rx.pop().unwrap();
+    let took = started.elapsed();
+    assert_eq!(got.len(), MIB);
+    assert!(
+        got == piece_message(1, MIB),
+        "the 1 MiB message, byte for byte"
+    );
+    assert_eq!(rx.pop().unwrap(), b"short");
+    let mut buf = vec![0u8; 8192];
+    let n = rx.pop_into(&mut buf).unwrap();
+    assert_eq!(buf[..n], piece_message(2, 4000)[..]);
+    assert_eq!(rx.pop(), Err(PopError::Closed));
+    kids.wait_all_ok();
+    println!(
+        "1 MiB through a 4 KiB ring in {:.1} ms",
+        took.as_secs_f64() * 1e3
+    );
+}
+
+common::child_entry!(
+    #[started_by(a_1_mib_message_goes_through_a_4_kib_ring_between_processes)]
+    fn child_mib_producer(ctx: ChildCtx) {
+        let mut tx = ByteProducer::open(ctx.path.join("bytes")).unwrap();
+        tx.push(&piece_message(1, MIB)).unwrap();
+        tx.push(b"short").unwrap();
+        tx.push(&piece_message(2, 4000)).unwrap();
+        tx.close();
+    }
+);
+
+/// A producer process killed with `SIGKILL` in the middle of a 64 KiB
+/// message leaves nothing half-read. The kill is deterministic: the
+/// producer fills the 4 KiB ring with the message's first pieces and sleeps
+/// in `push` for room; the consumer (the parent) takes those pieces with a
+/// `try_pop` (`Empty`: the message is not whole, its start is held in the
+/// handle) and waits until the producer has filled the ring again, then the
+/// producer is killed, 32 of its 265 pieces out. The consumer's `pop` reads
+/// the rest that is there and returns `Disconnected` — no message, not a
+/// part of one. A restarted producer process takes the dead one's role over
+/// and sends a 10,000-byte message (streamed through the ring) and a short
+/// one: both arrive whole, then `Disconnected` when it exits.
+#[test]
+fn a_producer_killed_mid_message_leaves_nothing_half_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ring = d.join("bytes");
+    mmring::spsc::create_bytes(&ring, PIECE_SLOTS, PIECE_LEN).unwrap();
+    let mut rx = ByteConsumer::open(&ring).unwrap();
+    let mut kids = Children::new();
+    kids.spawn("child_killed_mid_message", 0, d, "");
+    kids.wait_for("the producer to fill the ring", || rx.is_full());
+    // Takes the 16 pieces there (one ring's worth), no more: the producer
+    // refills as they go.
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty), "not whole yet");
+    kids.wait_for("the producer to fill the ring again", || rx.is_full());
+    let dead = kids.pid(0);
+    kids.kill(0);
+    assert_eq!(rx.pop(), Err(PopError::Disconnected), "no message in part");
+    assert!(rx.is_empty() && rx.is_abandoned() && !rx.is_closed());
+    assert_eq!(control(&ring).producer, dead, "the dead pid stays");
+
+    kids.spawn("child_restarted_after_kill", 1, d, "");
+    assert_eq!(rx.pop().unwrap(), piece_message(4, 10_000));
+    assert_eq!(rx.pop().unwrap(), b"after the restart");
+    kids.wait_ok(1);
+    assert_eq!(rx.pop(), Err(PopError::Disconnected));
+    kids.wait_all_ok();
+}
+
+common::child_entry!(
+    #[started_by(a_producer_killed_mid_message_leaves_nothing_half_read)]
+    fn child_killed_mid_message(ctx: ChildCtx) {
+        let mut tx = ByteProducer::open(ctx.path.join("bytes")).unwrap();
+        // 265 pieces: the consumer drains only the first 16, so this push
+        // sleeps for room until the process is killed.
+        let _ = tx.push(&piece_message(3, 64 * 1024));
+        panic!("the push returned: it should have been killed in it");
+    }
+);
+
+common::child_entry!(
+    #[started_by(a_producer_killed_mid_message_leaves_nothing_half_read)]
+    fn child_restarted_after_kill(ctx: ChildCtx) {
+        let mut tx = ByteProducer::open(ctx.path.join("bytes")).unwrap();
+        tx.push(&piece_message(4, 10_000)).unwrap();
+        tx.push(b"after the restart").unwrap();
+    }
+);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use mmring::map::{ByteMap, Map};
 use mmring::mpmc::{ByteQueue, Queue, QueueOptions};
-use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
+use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, MAX_MESSAGE_LEN, Producer};
 use mmring::{Patience, SeqCell};
 
 use super::{Reader, Scratch, Writer};
@@ -265,7 +265,8 @@ fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     let peer = Peer::new(path);
     let speer = Peer::new(&spath);
     while !r.is_empty() {
-        let msg = vec![r.u8(); usize::from(r.u8()) % (max_len + 1)];
+        // Up to four slots: the SPSC ring carries the longer ones in pieces.
+        let msg = vec![r.u8(); usize::from(r.u8()) % (4 * max_len + 1)];
         match r.u8() % OPS {
             0 | 1 => peer.scribble(r),
             2 | 3 => speer.scribble(r),
@@ -285,14 +286,17 @@ fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
             8 => drop(tx.try_push(&msg)),
             9 => drop(tx.push_timeout(&msg, Duration::ZERO)),
             10 => {
-                let mut out = vec![0; usize::from(r.u8()) % (max_len + 8)];
+                let mut out = vec![0; usize::from(r.u8()) % (4 * max_len + 8)];
                 if let Ok(n) = rx.try_pop_into(&mut out) {
-                    assert!(n <= out.len().min(max_len));
+                    assert!(n <= out.len());
+                }
+                if let Ok(m) = rx.try_pop() {
+                    assert!(m.len() <= MAX_MESSAGE_LEN);
                 }
             }
             _ => {
                 if let Ok(m) = rx.pop_timeout(Duration::ZERO) {
-                    assert!(m.len() <= max_len);
+                    assert!(m.len() <= MAX_MESSAGE_LEN);
                 }
                 let _ = (rx.len(), tx.len(), q.len(), q.is_full());
                 let _ = (rx.is_full(), tx.is_full(), rx.is_closed(), tx.is_closed());
@@ -414,7 +418,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     w.u8(0).u8(0).u8(0).u8(0).u8(2).u8(2); // tail = 1 << 63 (closed)
     w.u8(0).u8(8).u8(0).u8(3).u8(70).u8(0).u8(9).u8(0).u8(11);
     out.push(("mpmc_slots_scribbled", w.0));
-    // bytes: a message's stored length made huge, then popped.
+    // bytes: a message's stored length made huge, then popped; then a
+    // message in two pieces whose second header is scribbled on.
     let mut w = Writer::default();
     w.u8(2).u8(0).u8(20);
     w.u8(9).u8(5).u8(4).u8(9).u8(5).u8(8);
@@ -434,6 +439,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         .u8(0)
         .u8(0)
         .u8(11);
+    // A 30-byte message (two pieces of at most 21) into the SPSC ring,
+    // its second header (slot word 4) made 1 << 63, then popped; another.
+    w.u8(5).u8(30).u8(8);
+    w.u8(0).u8(0).u8(2).u8(1).u16(4).u8(2).u8(2);
+    w.u8(0).u8(0).u8(10).u8(60);
+    w.u8(6).u8(30).u8(8).u8(0).u8(0).u8(11);
     out.push(("byte_lengths_scribbled", w.0));
     // cell: sequence made odd with no writer, then loads and a store.
     let mut w = Writer::default();

@@ -179,11 +179,16 @@ pub fn run(data: &[u8]) {
     if let Ok(mut c) = ByteConsumer::open(&path) {
         let mut buf = vec![0; c.max_len().min(1 << 16)];
         let _ = c.try_pop_into(&mut buf);
+        let _ = c.try_pop();
         let _ = c.pop_timeout(zero);
     }
     if let Ok(mut p) = ByteProducer::open(&path) {
         let _ = p.try_push(b"hello");
         let _ = p.push_timeout(&[], zero);
+        // Longer than a slot: in pieces (as many as fit, then a timeout).
+        let long = vec![3u8; p.max_len().min(1 << 16) * 2 + 1];
+        let _ = p.try_push(&long);
+        let _ = p.push_timeout(&long, zero);
     }
     if let Ok(q) = Queue::<u64>::open(&path) {
         let _ = (q.try_pop(), q.try_push(9), q.len(), q.unfinished());
@@ -303,6 +308,13 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         std::mem::forget(tx);
     });
     add("spsc_bytes", &|p| drop(ByteProducer::create(p, 4, 10)));
+    add("spsc_bytes_pieces", &|p| {
+        // A message in three pieces queued, another cut after two.
+        let mut tx = ByteProducer::create(p, 8, 10).expect("spsc bytes");
+        tx.try_push(b"twenty-five bytes, three.").expect("push");
+        let _ = tx.push_timeout(&[9; 100], Duration::ZERO);
+        std::mem::forget(tx);
+    });
     add("mpmc_u64", &|p| {
         let q = Queue::<u64>::create(p, 4).expect("mpmc");
         q.try_push(6).expect("push");

@@ -4,14 +4,21 @@
 //! order, same errors. A dropped end leaves the ring open with its items;
 //! while an end is away, the other's blocking calls that would wait return
 //! `Disconnected`; only `close` ends the stream.
+//!
+//! With bit 7 of the first byte set, the same for a byte ring
+//! (`ByteProducer`, `ByteConsumer`) with messages of up to four slots,
+//! checked against a model of its pieces: what `try_push` and a zero-timeout
+//! `push_timeout` leave in the ring (all of a message, or as many pieces as
+//! fit), and what the consumer makes of them (whole messages only; a cut
+//! one discarded when the next begins, or at `Disconnected`/`Closed`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use mmring::spsc::{Consumer, Producer};
+use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
 use mmring::{
-    ChunkError, Closed, OpenError, PopError, PopTimeoutError, PushError, PushTimeoutError,
-    TryPopError, TryPushError,
+    BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, Closed, OpenError, PopError,
+    PopTimeoutError, PushError, PushTimeoutError, TryPopError, TryPushError,
 };
 
 use super::{Reader, Scratch, Writer};
@@ -35,7 +42,11 @@ pub fn run(data: &[u8]) {
     let mut r = Reader::new(data);
     let dir = Scratch::new();
     let path = dir.path("ring");
-    let cap = 1usize << (r.u8() % 5);
+    let first = r.u8();
+    if first & 0x80 != 0 {
+        return bytes(&mut r, &path, first);
+    }
+    let cap = 1usize << (first % 5);
     let mut tx = Some(Producer::<u32>::create(&path, cap).expect("create ring"));
     let mut rx = Some(Consumer::<u32>::open(&path).expect("open consumer"));
     let mut m = Model {
@@ -307,6 +318,292 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// One piece in the byte ring's model.
+struct PieceM {
+    first: bool,
+    last: bool,
+    bytes: Vec<u8>,
+}
+
+/// The byte ring as the model sees it: the pieces queued, and what the
+/// consumer handle gathered of a message.
+struct BytesModel {
+    ring: VecDeque<PieceM>,
+    slots: usize,
+    max_len: usize,
+    closed: bool,
+    gathering: Option<Vec<u8>>,
+}
+
+impl BytesModel {
+    fn pieces(&self, msg: &[u8]) -> Vec<PieceM> {
+        let n = msg.len().div_ceil(self.max_len).max(1);
+        (0..n)
+            .map(|i| PieceM {
+                first: i == 0,
+                last: i + 1 == n,
+                bytes: msg
+                    [(i * self.max_len).min(msg.len())..((i + 1) * self.max_len).min(msg.len())]
+                    .to_vec(),
+            })
+            .collect()
+    }
+
+    fn free(&self) -> usize {
+        self.slots - self.ring.len()
+    }
+
+    /// Pushes the pieces that fit; whether all did.
+    fn push_some(&mut self, msg: &[u8]) -> bool {
+        let pieces = self.pieces(msg);
+        let all = pieces.len() <= self.free();
+        let n = pieces.len().min(self.free());
+        self.ring.extend(pieces.into_iter().take(n));
+        all
+    }
+
+    /// Takes pieces until a message is whole (`Some`) or none is left.
+    fn take(&mut self) -> Option<Vec<u8>> {
+        while let Some(p) = self.ring.pop_front() {
+            if p.first {
+                if p.last {
+                    self.gathering = None;
+                    return Some(p.bytes);
+                }
+                self.gathering = Some(p.bytes);
+            } else if let Some(g) = self.gathering.as_mut() {
+                g.extend_from_slice(&p.bytes);
+                if p.last {
+                    return self.gathering.take();
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a whole message is queued (or completes the one gathered).
+    fn has_whole(&self) -> bool {
+        let mut gathering = self.gathering.is_some();
+        for p in &self.ring {
+            if p.first {
+                gathering = true;
+            }
+            if gathering && p.last {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn bytes(r: &mut Reader<'_>, path: &std::path::Path, first: u8) {
+    let messages = usize::from(first % 4) + 1;
+    let max_len = usize::from(r.u8() % 24) + 1;
+    let mut tx = Some(ByteProducer::create(path, messages, max_len).expect("create byte ring"));
+    let mut rx = Some(ByteConsumer::open(path).expect("open byte consumer"));
+    let slots = tx.as_ref().map_or(0, ByteProducer::capacity);
+    assert!(slots >= messages);
+    let mut m = BytesModel {
+        ring: VecDeque::new(),
+        slots,
+        max_len,
+        closed: false,
+        gathering: None,
+    };
+    let mut next = 0u8;
+    while !r.is_empty() {
+        // Messages are numbered in their bytes, so a mix-up shows.
+        let len = usize::from(r.u8()) % (4 * max_len + 1);
+        next = next.wrapping_add(1);
+        let msg: Vec<u8> = (0..len).map(|i| next ^ (i as u8)).collect();
+        match r.u8() % 12 {
+            0 => {
+                let Some(p) = tx.as_mut() else { continue };
+                let got = p.try_push(&msg);
+                let pieces = m.pieces(&msg).len();
+                if pieces > slots {
+                    let max = slots * max_len;
+                    assert_eq!(got, Err(ByteTryPushError::TooLong { len, max }));
+                } else if m.closed {
+                    assert_eq!(got, Err(ByteTryPushError::Closed));
+                } else if pieces > m.free() {
+                    assert_eq!(got, Err(ByteTryPushError::Full));
+                } else {
+                    assert_eq!(got, Ok(()));
+                    assert!(m.push_some(&msg));
+                }
+            }
+            1 => {
+                let Some(p) = tx.as_mut() else { continue };
+                let got = p.push_timeout(&msg, Duration::ZERO);
+                if m.closed {
+                    assert_eq!(got, Err(BytePushTimeoutError::Closed));
+                } else if m.push_some(&msg) {
+                    assert_eq!(got, Ok(()));
+                } else if rx.is_none() {
+                    assert_eq!(got, Err(BytePushTimeoutError::Disconnected));
+                } else {
+                    assert_eq!(got, Err(BytePushTimeoutError::Timeout));
+                }
+            }
+            2 => {
+                // A blocking push that cannot have to wait for a consumer.
+                let Some(p) = tx.as_mut() else { continue };
+                let fits = m.pieces(&msg).len() <= m.free();
+                if m.closed {
+                    assert_eq!(p.push(&msg), Err(BytePushError::Closed));
+                } else if fits || rx.is_none() {
+                    let got = p.push(&msg);
+                    if m.push_some(&msg) {
+                        assert_eq!(got, Ok(()));
+                    } else {
+                        assert_eq!(got, Err(BytePushError::Disconnected));
+                    }
+                }
+            }
+            3 | 4 => {
+                let Some(c) = rx.as_mut() else { continue };
+                let want = m.take();
+                if r.u8() % 2 == 0 {
+                    let mut out = vec![0u8; usize::from(r.u8()) % (4 * max_len + 8)];
+                    let got = c.try_pop_into(&mut out);
+                    match want {
+                        Some(w) => {
+                            let n = w.len().min(out.len());
+                            assert_eq!(got, Ok(n));
+                            assert_eq!(out[..n], w[..n]);
+                        }
+                        None if m.closed => {
+                            m.gathering = None;
+                            assert_eq!(got, Err(TryPopError::Closed));
+                        }
+                        None => assert_eq!(got, Err(TryPopError::Empty)),
+                    }
+                } else {
+                    let got = c.try_pop();
+                    match want {
+                        Some(w) => assert_eq!(got, Ok(w)),
+                        None if m.closed => {
+                            m.gathering = None;
+                            assert_eq!(got, Err(TryPopError::Closed));
+                        }
+                        None => assert_eq!(got, Err(TryPopError::Empty)),
+                    }
+                }
+            }
+            5 => {
+                let Some(c) = rx.as_mut() else { continue };
+                let want = m.take();
+                let got = c.pop_timeout(Duration::ZERO);
+                match want {
+                    Some(w) => assert_eq!(got, Ok(w)),
+                    None if m.closed => {
+                        m.gathering = None;
+                        assert_eq!(got, Err(PopTimeoutError::Closed));
+                    }
+                    None if tx.is_none() => {
+                        m.gathering = None;
+                        assert_eq!(got, Err(PopTimeoutError::Disconnected));
+                    }
+                    None => assert_eq!(got, Err(PopTimeoutError::Timeout)),
+                }
+            }
+            6 => {
+                // A blocking pop that cannot have to wait for a producer.
+                let Some(c) = rx.as_mut() else { continue };
+                if m.has_whole() || m.closed || tx.is_none() {
+                    let want = m.take();
+                    let got = c.pop();
+                    match want {
+                        Some(w) => assert_eq!(got, Ok(w)),
+                        None => {
+                            m.gathering = None;
+                            let e = if m.closed {
+                                PopError::Closed
+                            } else {
+                                PopError::Disconnected
+                            };
+                            assert_eq!(got, Err(e));
+                        }
+                    }
+                }
+            }
+            7 => {
+                let used = m.ring.len();
+                for (len, empty, full, cap, closed) in [
+                    tx.as_ref().map(|p| {
+                        (
+                            p.len(),
+                            p.is_empty(),
+                            p.is_full(),
+                            p.capacity(),
+                            p.is_closed(),
+                        )
+                    }),
+                    rx.as_ref().map(|c| {
+                        (
+                            c.len(),
+                            c.is_empty(),
+                            c.is_full(),
+                            c.capacity(),
+                            c.is_closed(),
+                        )
+                    }),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    assert_eq!((len, empty, full), (used, used == 0, used == slots));
+                    assert_eq!((cap, closed), (slots, m.closed));
+                }
+                if let Some(p) = &tx {
+                    assert_eq!(p.max_len(), max_len);
+                    assert_eq!(p.is_abandoned(), rx.is_none());
+                }
+                if let Some(c) = &rx {
+                    assert_eq!(c.is_abandoned(), tx.is_none());
+                }
+            }
+            8 => {
+                if let Some(p) = &tx {
+                    p.close();
+                    m.closed = true;
+                }
+            }
+            9 => {
+                if let Some(c) = &rx {
+                    c.close();
+                    m.closed = true;
+                }
+            }
+            10 => {
+                if tx.take().is_none() {
+                    match ByteProducer::open(path) {
+                        Ok(p) => tx = Some(p),
+                        Err(e) => assert!(m.closed && matches!(e, OpenError::Closed { .. })),
+                    }
+                }
+            }
+            _ => {
+                // A dropped consumer loses what it gathered; the next one
+                // skips the rest of that message.
+                if rx.take().is_none() {
+                    rx = Some(ByteConsumer::open(path).expect("reopen byte consumer"));
+                } else {
+                    m.gathering = None;
+                }
+            }
+        }
+    }
+    // Whatever is left comes out whole, in order.
+    if let Some(c) = rx.as_mut() {
+        while let Some(w) = m.take() {
+            assert_eq!(c.try_pop(), Ok(w));
+        }
+        assert!(c.try_pop().is_err());
+    }
+}
+
 /// Seeds: every operation at each capacity; fill, wrap and drain with
 /// batches and chunks; close from either side; drop and reopen.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -368,5 +665,38 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         .u8(14)
         .u8(5);
     out.push(("producer_dropped_drains", drop_tx.0));
+    // The byte ring: 2 slots of 8 bytes; every operation with messages of
+    // 0 to 32 bytes (up to four pieces), then cut messages, a dropped
+    // producer and consumer, and a close.
+    let mut bytes = Writer::default();
+    bytes.u8(0x81).u8(7);
+    for op in 0..12u8 {
+        bytes.u8(op * 3).u8(op).u8(op % 2).u8(op * 5);
+    }
+    for (len, op) in [
+        (20u8, 1u8),
+        (5, 3),
+        (9, 0),
+        (30, 1),
+        (2, 4),
+        (0, 5),
+        (17, 0),
+    ] {
+        bytes.u8(len).u8(op).u8(1).u8(40);
+    }
+    bytes.u8(20).u8(1).u8(0).u8(10).u8(0).u8(5).u8(0).u8(6);
+    bytes.u8(12).u8(2).u8(0).u8(11).u8(0).u8(11).u8(8).u8(0);
+    bytes
+        .u8(0)
+        .u8(3)
+        .u8(0)
+        .u8(9)
+        .u8(0)
+        .u8(8)
+        .u8(0)
+        .u8(6)
+        .u8(0)
+        .u8(7);
+    out.push(("bytes_pieces_every_op", bytes.0));
     out
 }

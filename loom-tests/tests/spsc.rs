@@ -5,6 +5,9 @@
 //! ends that detach and reattach: a blocked pop or push woken by the other
 //! end letting its role go (`Disconnected` once drained, never a lost item,
 //! never a hang), and a new holder that continues where the old one left.
+//! The byte ring's pieces: a message bigger than the ring streamed through
+//! whole, and a producer dead mid-message whose pieces are discarded, never
+//! joined to the next producer's message.
 //! The futex is mocked under loom by a condition variable; what is checked
 //! is the epoch / waiter-count protocol around it.
 
@@ -16,6 +19,7 @@ use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
 use mmring::error::{PopError, PushError, TryPopError, TryPushError};
+use mmring::raw::spsc::bytes::{RawByteConsumer, RawByteProducer};
 use mmring::raw::spsc::{
     Control, RawConsumer, RawProducer, Role, claim_role, release_role, words_for,
 };
@@ -538,6 +542,108 @@ fn waiting_for_a_peer_is_ended_by_close() {
             "slept"
         } else {
             "not yet asleep"
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The byte ring's pieces (src/raw/spsc/bytes.rs).
+// ---------------------------------------------------------------------------
+
+/// A byte ring of `words` words with both roles held.
+fn byte_ring(words: usize) -> Arc<Ring> {
+    let r = unclaimed_ring(words);
+    r.ctl.claim(Role::Producer, PRODUCER).unwrap();
+    r.ctl.claim(Role::Consumer, CONSUMER).unwrap();
+    r
+}
+
+/// A 17-byte message in three pieces (8, 8, 1 bytes: two words a slot)
+/// through a ring of two slots: the producer's blocking push streams it
+/// (publishing what fits, sleeping for room), the consumer's blocking pop
+/// gathers it. The consumer gets exactly the whole message, once, whether
+/// it found the first pieces there or slept for them; no wake-up is lost
+/// (a lost one deadlocks, which loom reports).
+#[test]
+fn a_message_in_three_pieces_through_a_two_slot_ring_arrives_whole() {
+    const MSG: &[u8; 17] = b"seventeen bytes!!";
+    check(
+        3,
+        &["gathered a part first", "found nothing first"],
+        |seen| {
+            let r = byte_ring(4);
+            let r2 = r.clone();
+            let producer = thread::spawn(move || {
+                let mut p = RawByteProducer::new(&r2.ctl, &r2.slots, 8);
+                p.push(MSG).unwrap();
+            });
+            let mut c = RawByteConsumer::new(&r.ctl, &r.slots, 8);
+            // Lets the producer run first in some executions (loom may never
+            // preempt a thread whose first operation is a load: loom#392).
+            thread::yield_now();
+            // The ring holds two of the three pieces: never whole at once.
+            assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+            seen.note(if c.assembly().is_gathering() {
+                "gathered a part first"
+            } else {
+                "found nothing first"
+            });
+            assert_eq!(c.pop().unwrap(), MSG, "the message, whole");
+            producer.join().unwrap();
+            assert_eq!(c.try_pop(), Err(TryPopError::Empty), "nothing more");
+            assert_eq!(c.assembly().discarded(), 0);
+        },
+    );
+}
+
+/// A producer "dies" after publishing the first of a message's three
+/// pieces (what `try_push_part` leaves on a one-slot ring, the process then
+/// killed), its role released; a new producer claims the role and pushes a
+/// whole two-piece message, streamed through the one slot. The consumer, popping
+/// throughout (retrying on `Disconnected` in the gap), gets the new
+/// message only, whole: the dead producer's piece is discarded, never
+/// joined to the new one.
+#[test]
+fn a_producer_dead_after_one_piece_leaves_nothing_and_the_next_arrives_whole() {
+    check(3, &["disconnected in the gap", "no gap seen"], |seen| {
+        // One slot: the dead producer gets its first piece out, the new
+        // one streams its two through.
+        let r = byte_ring(2);
+        let r2 = r.clone();
+        let producers = thread::spawn(move || {
+            let mut dead = RawByteProducer::new(&r2.ctl, &r2.slots, 8);
+            let mut next = 0;
+            assert_eq!(
+                dead.try_push_part(b"old message, cut!", &mut next),
+                Ok(false)
+            );
+            assert_eq!(next, 1, "the first of three pieces went out");
+            r2.ctl.release(Role::Producer, PRODUCER);
+            r2.ctl.claim(Role::Producer, PRODUCER).unwrap();
+            let mut fresh = RawByteProducer::new(&r2.ctl, &r2.slots, 8);
+            fresh.push(b"new one, whole!").unwrap();
+            r2.ctl.release(Role::Producer, PRODUCER);
+        });
+        let mut c = RawByteConsumer::new(&r.ctl, &r.slots, 8);
+        let mut gap = false;
+        let got = loop {
+            match c.pop() {
+                Ok(m) => break m,
+                Err(PopError::Disconnected) => {
+                    gap = true;
+                    thread::yield_now();
+                }
+                Err(e) => panic!("nobody closes: {e:?}"),
+            }
+        };
+        producers.join().unwrap();
+        assert_eq!(got, b"new one, whole!", "only the new message, whole");
+        assert_eq!(c.assembly().discarded(), 1, "the cut one was dropped");
+        assert_eq!(c.try_pop(), Err(TryPopError::Empty));
+        seen.note(if gap {
+            "disconnected in the gap"
+        } else {
+            "no gap seen"
         });
     });
 }

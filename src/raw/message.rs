@@ -7,6 +7,12 @@
 //! Release/Acquire of a position orders them. A length read from the
 //! mapping is untrusted: it is clamped to the maximum and to the caller's
 //! buffer before any byte is copied.
+//!
+//! The SPSC byte ring also carries messages longer than its maximum, in
+//! *pieces* ([`Piece`]): each piece is such a message of its own, its length
+//! word carrying two flag bits besides the length (whether it continues a
+//! message, whether more pieces follow). A message that fits one piece has
+//! both flags clear, so its words are exactly those of a plain message.
 
 use crate::layout::{LayoutError, MAX_SLOT_SIZE, bytes_type};
 use crate::pod::TypeInfo;
@@ -124,6 +130,130 @@ pub fn read_split(a: &[AtomicU64], b: &[AtomicU64], max_len: usize, out: &mut [u
     len
 }
 
+/// Piece header bit 63: more pieces of this message follow (clear: this
+/// is the message's last piece).
+pub const PIECE_MORE: u64 = 1 << 63;
+/// Piece header bit 62: this piece continues the message of the piece
+/// before it (clear: this is a message's first piece).
+pub const PIECE_CONT: u64 = 1 << 62;
+/// Piece header bits 0..32: the piece's length in bytes. Bits 32..62 are
+/// zero.
+pub const PIECE_LEN: u64 = 0xffff_ffff;
+
+/// One piece of a message, as its header word describes it.
+///
+/// A message of `n` bytes travels as `max(1, ceil(n / max_len))` pieces,
+/// every one but the last holding exactly `max_len` bytes; a message of at
+/// most `max_len` bytes is one piece with both flags clear, the same words
+/// as a plain message.
+///
+/// # Examples
+///
+/// ```
+/// use mmring::raw::message::{PIECE_CONT, PIECE_MORE, Piece};
+///
+/// let whole = Piece { len: 5, first: true, last: true };
+/// assert_eq!(whole.header(), 5); // a plain length word
+/// let middle = Piece { len: 8, first: false, last: false };
+/// assert_eq!(middle.header(), 8 | PIECE_CONT | PIECE_MORE);
+/// assert_eq!(Piece::parse(middle.header(), 8), Some(middle));
+/// // Garbage is refused: too long, a short piece with more to come,
+/// // reserved bits.
+/// assert_eq!(Piece::parse(9, 8), None);
+/// assert_eq!(Piece::parse(7 | PIECE_MORE, 8), None);
+/// assert_eq!(Piece::parse(1 << 40, 8), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Bytes in this piece.
+    pub len: usize,
+    /// Whether this is the message's first piece ([`PIECE_CONT`] clear).
+    pub first: bool,
+    /// Whether this is the message's last piece ([`PIECE_MORE`] clear).
+    pub last: bool,
+}
+
+impl Piece {
+    /// The header word: the length, then the flags.
+    pub fn header(self) -> u64 {
+        let mut h = self.len as u64 & PIECE_LEN;
+        if !self.first {
+            h |= PIECE_CONT;
+        }
+        if !self.last {
+            h |= PIECE_MORE;
+        }
+        h
+    }
+
+    /// The piece a header word read from the mapping describes, or `None`
+    /// if no honest writer of pieces of at most `max_len` bytes writes it:
+    /// a reserved bit set, a length above `max_len`, or a piece with more
+    /// to follow that is not full.
+    pub fn parse(header: u64, max_len: usize) -> Option<Self> {
+        let len = header & PIECE_LEN;
+        if header & !(PIECE_LEN | PIECE_CONT | PIECE_MORE) != 0 || len > max_len as u64 {
+            return None;
+        }
+        let piece = Self {
+            // At most max_len: fits a usize.
+            len: len as usize,
+            first: header & PIECE_CONT == 0,
+            last: header & PIECE_MORE == 0,
+        };
+        (piece.last || piece.len == max_len).then_some(piece)
+    }
+}
+
+/// A piece as it lies in a ring's words (its header word read once): what
+/// the header says, and its data words.
+pub struct StoredPiece<'w> {
+    /// The parsed header; `None` for a header no honest writer writes
+    /// ([`Piece::parse`]).
+    pub piece: Option<Piece>,
+    a: &'w [AtomicU64],
+    b: &'w [AtomicU64],
+}
+
+impl StoredPiece<'_> {
+    /// Copies the piece's first `out.len()` bytes into `out` (callers take
+    /// at most the piece's length: at most the data words' bytes).
+    pub fn copy_to(&self, out: &mut [u8]) {
+        let (oa, ob) = out.split_at_mut(out.len().min(self.a.len().saturating_mul(8)));
+        copy_out(self.a, oa);
+        copy_out(self.b, ob);
+    }
+}
+
+/// Writes one piece of a message into its words, which wrap around the end
+/// of a ring as `a` then `b`: the header word of `piece` (whose `len` is
+/// `bytes.len()`), then `bytes`.
+pub fn write_piece_split(a: &[AtomicU64], b: &[AtomicU64], piece: Piece, bytes: &[u8]) {
+    let Some((header, a, b)) = split_len(a, b) else {
+        return;
+    };
+    debug_assert_eq!(piece.len, bytes.len());
+    // Relaxed: published by the ring's Release store of its tail.
+    header.store(piece.header(), Ordering::Relaxed);
+    let (ba, bb) = bytes.split_at(bytes.len().min(a.len().saturating_mul(8)));
+    copy_in(a, ba);
+    copy_in(b, bb);
+}
+
+/// Reads one piece's header from its words (`a` then `b`, as
+/// [`write_piece_split`] wrote them), parsed against `max_len`; `None` if
+/// there are no words at all.
+pub fn read_piece_split<'w>(
+    a: &'w [AtomicU64],
+    b: &'w [AtomicU64],
+    max_len: usize,
+) -> Option<StoredPiece<'w>> {
+    let (header, a, b) = split_len(a, b)?;
+    // Relaxed: ordered by the ring's Acquire load of the tail.
+    let piece = Piece::parse(header.load(Ordering::Relaxed), max_len);
+    Some(StoredPiece { piece, a, b })
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -227,6 +357,55 @@ mod tests {
         write_split(&a, &b, b"xyz");
         assert_eq!(read_split(&a, &b, 24, &mut out), 3);
         assert_eq!(&out[..3], b"xyz");
+    }
+
+    #[test]
+    fn a_piece_round_trips_wherever_it_wraps_and_a_whole_one_is_a_plain_message() {
+        let bytes = b"0123456789abcdef";
+        for (first, last) in [(true, true), (true, false), (false, false), (false, true)] {
+            let piece = Piece {
+                len: 16,
+                first,
+                last,
+            };
+            for split in 0..=3 {
+                let (a, b) = (zeroed(split), zeroed(3 - split));
+                write_piece_split(&a, &b, piece, bytes);
+                let stored = read_piece_split(&a, &b, 16).unwrap();
+                assert_eq!(stored.piece, Some(piece), "split at {split}");
+                let mut out = [0u8; 16];
+                stored.copy_to(&mut out);
+                assert_eq!(&out, bytes, "split at {split}");
+                if first && last {
+                    // The same words as a plain message.
+                    let mut plain = [0u8; 16];
+                    assert_eq!(read_split(&a, &b, 16, &mut plain), 16);
+                    assert_eq!(&plain, bytes);
+                }
+            }
+        }
+        assert!(read_piece_split(&[], &[], 16).is_none());
+    }
+
+    #[test]
+    fn garbage_piece_headers_are_refused() {
+        for max_len in [1usize, 8, 65_536] {
+            for garbage in [
+                u64::MAX,
+                1 << 32,
+                1 << 61,
+                PIECE_CONT | (1 << 40),
+                max_len as u64 + 1,
+                (max_len as u64 - 1) | PIECE_MORE,
+                PIECE_MORE,
+            ] {
+                assert_eq!(Piece::parse(garbage, max_len), None, "{garbage:#x}");
+            }
+            let full = max_len as u64;
+            assert!(Piece::parse(full | PIECE_MORE, max_len).is_some());
+            assert!(Piece::parse(full | PIECE_MORE | PIECE_CONT, max_len).is_some());
+            assert!(Piece::parse(PIECE_CONT, max_len).is_some());
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ use crate::raw::seqlock::{copy_in, copy_out};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{SLICE, WaitPoint, wait_sliced};
 
+pub mod bytes;
+
 /// `closed` bit: the producer closed the ring (no more pushes; consumers
 /// drain, then get `Closed`).
 pub const CLOSED_BY_PRODUCER: u32 = 1;
@@ -115,7 +117,7 @@ pub fn body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutEr
     })
 }
 
-/// The body layout of a byte ring of `capacity` words for messages of at
+/// The body layout of a byte ring of `capacity` words for pieces of at
 /// most `elem.size` bytes ([`bytes_type`](crate::layout::bytes_type)).
 pub fn bytes_body_layout(elem: TypeInfo, capacity: u64) -> Result<BodyLayout, LayoutError> {
     // The ring holds u64 words; a message is a length word and its bytes,
@@ -1183,7 +1185,6 @@ impl<T: Pod> WriteChunk<'_, T> {
 
     /// The reserved slots' words, as at most two runs (for the byte ring,
     /// which writes a message's words directly).
-    #[cfg(not(loom))]
     pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
         self.producer.ring.runs(self.producer.tail(), self.len)
     }
@@ -1589,7 +1590,6 @@ impl<'c, T: Pod> ReadChunk<'c, T> {
 
     /// The held items' words, as at most two runs (for the byte ring, which
     /// reads a message's words directly).
-    #[cfg(not(loom))]
     pub(crate) fn words(&self) -> (&[AtomicU64], &[AtomicU64]) {
         self.consumer.ring.runs(self.consumer.head(), self.len)
     }

@@ -1,29 +1,37 @@
 //! [`ByteProducer`] and [`ByteConsumer`]: an SPSC ring of byte messages.
 //!
-//! The ring is the typed SPSC ring over `u64` words. A message takes a fixed
-//! `1 + ceil(max_len / 8)` words — its length, then its bytes — reserved and
-//! published as one chunk (which may wrap around the end of the ring), so
-//! the consumer only ever sees whole messages. The ring's capacity in words
-//! is the smallest power of two that holds the number of messages asked
-//! for; it may hold a few more.
+//! The ring is the typed SPSC ring over `u64` words, in slots of a fixed
+//! `1 + ceil(max_len / 8)` words — a header word, then up to `max_len`
+//! bytes — each published as a chunk (which may wrap around the end of the
+//! ring). A message of up to `max_len` bytes takes one slot; a longer one,
+//! up to [`MAX_MESSAGE_LEN`], travels in *pieces* of `max_len` bytes, one
+//! slot each, and [`ByteProducer::push`] streams them, so a message bigger
+//! than the whole ring goes through while the consumer drains it. The
+//! consumer returns a message only once its last piece arrived: whole, or
+//! not at all (a producer killed or dropped mid-message leaves nothing
+//! half-read). The protocol is told in `raw::spsc::bytes`. The ring's
+//! capacity in words is the smallest power of two that holds the number of
+//! slots asked for; it may hold a few more.
 //!
 //! The bytes are copied straight between the caller's buffer and the
-//! chunk's words with relaxed atomic word accesses (the ring's positions
-//! order them), in at most two runs. The stored length is untrusted: it is
-//! clamped to `max_len` and to the caller's buffer before any byte is
-//! copied.
+//! slots' words with relaxed atomic word accesses (the ring's positions
+//! order them). A header read from the mapping is untrusted: it is checked
+//! before any byte is copied, and a piece that no honest producer writes is
+//! discarded with the message it belongs to.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{End, attach_consumer, attach_producer};
 use crate::error::{
-    BytePushError, BytePushTimeoutError, ByteTryPushError, ChunkError, OpenError, PopError,
-    PopTimeoutError, PushTimeoutError, TryPopError,
+    BytePushError, BytePushTimeoutError, ByteTryPushError, OpenError, PopError, PopTimeoutError,
+    TryPopError,
 };
 use crate::handle::{Mapped, Shape};
 use crate::layout::{Kind, bytes_type};
 use crate::raw::message;
+pub use crate::raw::spsc::bytes::MAX_MESSAGE_LEN;
+use crate::raw::spsc::bytes::{Assembly, RawByteConsumer, RawByteProducer};
 use crate::raw::spsc::{
     CLOSED_BY_CONSUMER, CLOSED_BY_PRODUCER, ConsumerCursor, Control, ProducerCursor,
 };
@@ -206,6 +214,7 @@ fn message_size(mapped: &Mapped<BytesShape>) -> (usize, usize) {
 /// the ring open, with every queued message kept).
 pub struct ByteProducer {
     end: End<BytesShape, ProducerCursor>,
+    /// Words per slot.
     words: usize,
     max_len: usize,
 }
@@ -320,103 +329,102 @@ impl ByteProducer {
         Self::attach(open_or_create(path, messages, max_len)?)
     }
 
-    /// The longest message a slot holds.
+    /// The longest piece: the bytes one slot holds. A message of up to
+    /// this many bytes takes one slot, a longer one one slot per
+    /// `max_len` bytes (see [`push`](Self::push)).
     pub fn max_len(&self) -> usize {
         self.max_len
     }
 
-    fn check(&self, msg: &[u8]) -> Result<(), ByteTryPushError> {
-        message::check_len(msg, self.max_len)
-            .map_err(|(len, max)| ByteTryPushError::TooLong { len, max })
+    /// The raw producer over the mapping, lending it our positions.
+    fn raw(&mut self) -> RawByteProducer<'_, &mut ProducerCursor> {
+        RawByteProducer::from_ring(self.end.raw::<u64>(), self.max_len)
     }
 
-    fn write(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
-        let chunk = self
-            .end
-            .raw::<u64>()
-            .into_write_chunk(self.words)
-            .map_err(|e| match e {
-                ChunkError::TooFewSlots(_) => ByteTryPushError::Full,
-                ChunkError::Closed => ByteTryPushError::Closed,
-            })?;
-        let (a, b) = chunk.words();
-        message::write_split(a, b, msg);
-        chunk.commit_all();
-        Ok(())
-    }
-
-    /// Pushes `msg` if there is room, never waiting.
+    /// Pushes the whole of `msg` if all of it fits now, never waiting: a
+    /// message of up to [`max_len`](Self::max_len) bytes needs one free
+    /// slot, a longer one a slot per `max_len` bytes, all published at
+    /// once.
     ///
     /// # Errors
     ///
-    /// [`ByteTryPushError::TooLong`], [`ByteTryPushError::Full`] or
+    /// [`ByteTryPushError::TooLong`] if `msg` needs more slots than the
+    /// whole ring has (its `max` is [`capacity`](Self::capacity) ×
+    /// `max_len`; [`push`](Self::push) streams such a message),
+    /// [`ByteTryPushError::Full`] if it does not fit now, or
     /// [`ByteTryPushError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::ByteTryPushError;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let mut tx = ByteProducer::create(&path, 4, 8)?; // 4 slots of 8 bytes
+    /// let mut rx = ByteConsumer::open(&path)?;
+    /// tx.try_push(b"twenty bytes, three pieces")?; // 26 bytes: 4 slots
+    /// assert_eq!(tx.try_push(b"x"), Err(ByteTryPushError::Full));
+    /// assert_eq!(rx.pop()?, b"twenty bytes, three pieces");
+    /// assert_eq!(
+    ///     tx.try_push(&[0; 33]),
+    ///     Err(ByteTryPushError::TooLong { len: 33, max: 32 })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), ByteTryPushError> {
-        self.check(msg)?;
-        self.write(msg)
+        self.raw().try_push(msg)
     }
 
-    fn push_until(
-        &mut self,
-        msg: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), BytePushTimeoutError> {
-        let too_long = |len, max| BytePushTimeoutError::TooLong { len, max };
-        self.check(msg).map_err(|e| match e {
-            ByteTryPushError::TooLong { len, max } => too_long(len, max),
-            ByteTryPushError::Full | ByteTryPushError::Closed => BytePushTimeoutError::Closed,
-        })?;
-        loop {
-            self.end
-                .raw::<u64>()
-                .wait_free(self.words, deadline)
-                .map_err(|e| match e {
-                    PushTimeoutError::Closed(()) => BytePushTimeoutError::Closed,
-                    PushTimeoutError::Disconnected(()) => BytePushTimeoutError::Disconnected,
-                    PushTimeoutError::Timeout(()) => BytePushTimeoutError::Timeout,
-                })?;
-            match self.write(msg) {
-                Ok(()) => return Ok(()),
-                Err(ByteTryPushError::Closed) => return Err(BytePushTimeoutError::Closed),
-                Err(ByteTryPushError::TooLong { len, max }) => return Err(too_long(len, max)),
-                // `wait_free` saw room for a whole message and only this
-                // producer takes room: not reached (wait again if it is).
-                Err(ByteTryPushError::Full) => {}
-            }
-        }
-    }
-
-    /// Pushes `msg`, sleeping while the ring is full, for as long as a
-    /// live consumer holds its role.
+    /// Pushes `msg`, of any length up to [`MAX_MESSAGE_LEN`], sleeping
+    /// while the ring is full, for as long as a live consumer holds its
+    /// role. A message longer than [`max_len`](Self::max_len) goes out in
+    /// pieces as room frees up, so one bigger than the whole ring streams
+    /// through while the consumer drains it; the consumer gets it only
+    /// whole.
     ///
     /// # Errors
     ///
-    /// [`BytePushError::TooLong`], [`BytePushError::Closed`], or
-    /// [`BytePushError::Disconnected`] if there is no room and no live
-    /// process holds the consumer role (dropped, killed, or never
-    /// attached).
+    /// [`BytePushError::TooLong`] over [`MAX_MESSAGE_LEN`],
+    /// [`BytePushError::Closed`], or [`BytePushError::Disconnected`] if
+    /// there is no room and no live process holds the consumer role
+    /// (dropped, killed, or never attached). If the push fails after some
+    /// pieces went out, the consumer discards them: it never sees a part of
+    /// a message.
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("pipe");
+    /// // A ring of 4 slots of 64 bytes, and a 100 KB message.
+    /// let mut tx = ByteProducer::create(&path, 4, 64)?;
+    /// let mut rx = ByteConsumer::open(&path)?;
+    /// let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    /// let reader = std::thread::spawn(move || rx.pop());
+    /// tx.push(&big)?;
+    /// assert_eq!(reader.join().unwrap()?, big);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn push(&mut self, msg: &[u8]) -> Result<(), BytePushError> {
-        self.push_until(msg, None).map_err(|e| match e {
-            BytePushTimeoutError::TooLong { len, max } => BytePushError::TooLong { len, max },
-            BytePushTimeoutError::Closed => BytePushError::Closed,
-            BytePushTimeoutError::Disconnected => BytePushError::Disconnected,
-            BytePushTimeoutError::Timeout => {
-                unreachable!("a wait without a deadline cannot time out")
-            }
-        })
+        self.raw().push(msg)
     }
 
     /// [`ByteProducer::push`], giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`ByteProducer::push`], and [`BytePushTimeoutError::Timeout`].
+    /// As [`ByteProducer::push`], and [`BytePushTimeoutError::Timeout`]
+    /// (pieces already out are discarded by the consumer).
     pub fn push_timeout(
         &mut self,
         msg: &[u8],
         timeout: Duration,
     ) -> Result<(), BytePushTimeoutError> {
-        self.push_until(msg, deadline(timeout))
+        self.raw().push_until(msg, deadline(timeout))
     }
 
     /// Closes the ring (the consumer drains, then gets `Closed`). Final:
@@ -443,12 +451,13 @@ impl ByteProducer {
         self.end.wait_for_peer(timeout)
     }
 
-    /// Whether there is no room for one more message (a snapshot).
+    /// Whether there is no free slot (a snapshot).
     pub fn is_full(&self) -> bool {
         self.end.capacity() - self.end.len() < self.words
     }
 
-    /// Messages in the ring (a snapshot).
+    /// Slots in use (a snapshot): one per message of up to
+    /// [`max_len`](Self::max_len) bytes, one per piece of a longer one.
     pub fn len(&self) -> usize {
         self.end.len() / self.words
     }
@@ -458,7 +467,8 @@ impl ByteProducer {
         self.end.len() == 0
     }
 
-    /// Messages the ring holds when full.
+    /// Slots of the ring: the messages of up to
+    /// [`max_len`](Self::max_len) bytes it holds when full.
     pub fn capacity(&self) -> usize {
         self.end.capacity() / self.words
     }
@@ -474,6 +484,10 @@ impl ByteProducer {
 /// the ring open, with every queued message kept).
 pub struct ByteConsumer {
     end: End<BytesShape, ConsumerCursor>,
+    /// The partial message being gathered (see
+    /// [`pop`](ByteConsumer::pop)).
+    asm: Assembly,
+    /// Words per slot.
     words: usize,
     max_len: usize,
 }
@@ -492,6 +506,7 @@ impl ByteConsumer {
         let (words, max_len) = message_size(&mapped);
         Ok(Self {
             end: attach_consumer(mapped)?,
+            asm: Assembly::new(),
             words,
             max_len,
         })
@@ -570,98 +585,100 @@ impl ByteConsumer {
         Self::attach(open_or_create(path, messages, max_len)?)
     }
 
-    /// The longest message a slot holds.
+    /// The longest piece: the bytes one slot holds (see
+    /// [`ByteProducer::max_len`]).
     pub fn max_len(&self) -> usize {
         self.max_len
     }
 
-    fn read(&mut self, out: &mut [u8]) -> Result<usize, TryPopError> {
-        let chunk = self
-            .end
-            .raw::<u64>()
-            .into_read_chunk(self.words)
-            .map_err(|e| match e {
-                ChunkError::TooFewSlots(_) => TryPopError::Empty,
-                ChunkError::Closed => TryPopError::Closed,
-            })?;
-        let (a, b) = chunk.words();
-        let len = message::read_split(a, b, self.max_len, out);
-        chunk.commit_all();
-        Ok(len)
+    /// The raw consumer over the mapping, lending it our positions and our
+    /// partial message.
+    fn raw(&mut self) -> RawByteConsumer<'_, &mut ConsumerCursor, &mut Assembly> {
+        RawByteConsumer::from_ring(self.end.raw::<u64>(), &mut self.asm, self.max_len)
     }
 
     /// Pops the oldest message into `out`, never waiting; its length (a
-    /// message longer than `out` is cut: size `out` to
-    /// [`max_len`](Self::max_len) to never cut).
+    /// message longer than `out` is cut: [`try_pop`](Self::try_pop) never
+    /// cuts). A message in pieces is returned once its last piece came:
+    /// until then, pieces already there are taken into this handle (making
+    /// room for the producer) and the call says `Empty`.
     ///
     /// # Errors
     ///
     /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once closed and
     /// drained.
     pub fn try_pop_into(&mut self, out: &mut [u8]) -> Result<usize, TryPopError> {
-        self.read(out)
+        self.raw().try_pop_into(out)
     }
 
-    fn pop_into_until(
-        &mut self,
-        out: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<usize, PopTimeoutError> {
-        loop {
-            self.end.raw::<u64>().wait_available(self.words, deadline)?;
-            match self.read(out) {
-                Ok(len) => return Ok(len),
-                Err(TryPopError::Closed) => return Err(PopTimeoutError::Closed),
-                // A whole message was available and only this consumer
-                // takes messages: not reached (wait again if it is).
-                Err(TryPopError::Empty) => {}
-            }
-        }
+    /// Pops the oldest message whole, never waiting (see
+    /// [`try_pop_into`](Self::try_pop_into)).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_pop_into`](Self::try_pop_into).
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use mmring::TryPopError;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("msgs");
+    /// let mut rx = ByteConsumer::create(&path, 4, 8)?;
+    /// let mut tx = ByteProducer::open(&path)?;
+    /// assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    /// tx.try_push(b"longer than one slot")?;
+    /// assert_eq!(rx.try_pop()?, b"longer than one slot");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_pop(&mut self) -> Result<Vec<u8>, TryPopError> {
+        self.raw().try_pop()
     }
 
-    fn pop_into_blocking(&mut self, out: &mut [u8]) -> Result<usize, PopError> {
-        self.pop_into_until(out, None).map_err(|e| match e {
-            PopTimeoutError::Closed => PopError::Closed,
-            PopTimeoutError::Disconnected => PopError::Disconnected,
-            PopTimeoutError::Timeout => unreachable!("a wait without a deadline cannot time out"),
-        })
+    /// Pops the oldest message into `out`, sleeping while there is none;
+    /// its length (cut to `out`, as [`try_pop_into`](Self::try_pop_into)).
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteConsumer::pop`].
+    pub fn pop_into(&mut self, out: &mut [u8]) -> Result<usize, PopError> {
+        self.raw()
+            .pop_into_until(out, None)
+            .map_err(|e| match e {
+                PopTimeoutError::Closed => PopError::Closed,
+                PopTimeoutError::Disconnected => PopError::Disconnected,
+                PopTimeoutError::Timeout => {
+                    unreachable!("a wait without a deadline cannot time out")
+                }
+            })
     }
 
-    /// Pops the oldest message into `out`, sleeping while the ring is empty;
-    /// its length.
+    /// Pops the oldest message whole, sleeping while there is none. A
+    /// message sent in pieces is returned only once its last piece came;
+    /// one that can no longer be finished — its producer was killed or
+    /// dropped mid-message, gave up on a timeout, or the ring was closed —
+    /// is discarded, never returned in part.
     ///
     /// # Errors
     ///
     /// [`PopError::Closed`] once closed and drained,
     /// [`PopError::Disconnected`] once drained with no live process holding
     /// the producer role (dropped, killed, or never attached).
-    pub fn pop_into(&mut self, out: &mut [u8]) -> Result<usize, PopError> {
-        self.pop_into_blocking(out)
-    }
-
-    /// Pops the oldest message, sleeping while the ring is empty.
-    ///
-    /// # Errors
-    ///
-    /// As [`ByteConsumer::pop_into`].
     pub fn pop(&mut self) -> Result<Vec<u8>, PopError> {
-        let mut buf = vec![0u8; self.max_len];
-        let len = self.pop_into_blocking(&mut buf)?;
-        buf.truncate(len);
-        Ok(buf)
+        self.raw().pop()
     }
 
-    /// [`ByteConsumer::pop`], giving up after `timeout`.
+    /// [`ByteConsumer::pop`], giving up after `timeout` (a partial message
+    /// is kept: the next call goes on gathering it).
     ///
     /// # Errors
     ///
     /// As [`ByteConsumer::pop`] (as [`PopTimeoutError::Closed`] and
     /// [`PopTimeoutError::Disconnected`]), and [`PopTimeoutError::Timeout`].
     pub fn pop_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PopTimeoutError> {
-        let mut buf = vec![0u8; self.max_len];
-        let len = self.pop_into_until(&mut buf, deadline(timeout))?;
-        buf.truncate(len);
-        Ok(buf)
+        self.raw().pop_until(deadline(timeout))
     }
 
     /// Closes the ring from the consuming side (pushes get `Closed`).
@@ -689,12 +706,13 @@ impl ByteConsumer {
         self.end.wait_for_peer(timeout)
     }
 
-    /// Whether there is no room for one more message (a snapshot).
+    /// Whether there is no free slot (a snapshot).
     pub fn is_full(&self) -> bool {
         self.end.capacity() - self.end.len() < self.words
     }
 
-    /// Messages in the ring (a snapshot).
+    /// Slots in use (a snapshot): one per message of up to
+    /// [`max_len`](Self::max_len) bytes, one per piece of a longer one.
     pub fn len(&self) -> usize {
         self.end.len() / self.words
     }
@@ -704,7 +722,8 @@ impl ByteConsumer {
         self.end.len() == 0
     }
 
-    /// Messages the ring holds when full.
+    /// Slots of the ring: the messages of up to
+    /// [`max_len`](Self::max_len) bytes it holds when full.
     pub fn capacity(&self) -> usize {
         self.end.capacity() / self.words
     }
@@ -728,21 +747,34 @@ mod tests {
         let mut rx = ByteConsumer::open(&path).unwrap();
         assert_eq!(tx.max_len(), 20);
         // 4 words a message, 3 messages: a 16-word ring, so messages wrap.
+        // Up to 80 bytes (4 slots of 20) go in pieces, all at once.
+        assert_eq!(tx.capacity(), 4);
         for round in 0..5 {
-            for len in 0..=20usize {
+            for len in 0..=80usize {
                 let msg: Vec<u8> = (0..len).map(|i| (i * 7 + len + round) as u8).collect();
                 tx.try_push(&msg).unwrap();
                 assert_eq!(rx.pop_timeout(Duration::from_secs(5)).unwrap(), msg);
             }
         }
-        assert!(matches!(
-            tx.try_push(&[0; 21]),
-            Err(ByteTryPushError::TooLong { len: 21, max: 20 })
-        ));
+        // More slots than the ring has: try_push can never take it.
         assert_eq!(
-            tx.push(&[0; 21]),
-            Err(BytePushError::TooLong { len: 21, max: 20 })
+            tx.try_push(&[0; 81]),
+            Err(ByteTryPushError::TooLong { len: 81, max: 80 })
         );
+        // Past the limit of every message: refused before anything is
+        // written (the pages of the zeroed vector are never touched).
+        let huge = vec![0u8; MAX_MESSAGE_LEN + 1];
+        let too_long = |max| (MAX_MESSAGE_LEN + 1, max);
+        assert!(matches!(
+            tx.push(&huge),
+            Err(BytePushError::TooLong { len, max }) if (len, max) == too_long(MAX_MESSAGE_LEN)
+        ));
+        assert!(matches!(
+            tx.push_timeout(&huge, Duration::ZERO),
+            Err(BytePushTimeoutError::TooLong { len, max }) if (len, max) == too_long(MAX_MESSAGE_LEN)
+        ));
+        drop(huge);
+        assert!(tx.is_empty());
         let mut n = 0;
         while tx.try_push(b"x").is_ok() {
             n += 1;
@@ -862,6 +894,105 @@ mod tests {
             let _ = tx.try_push(b"again");
             let _ = rx.pop_timeout(Duration::ZERO);
         }
+    }
+
+    #[test]
+    fn a_message_bigger_than_the_ring_streams_through_and_a_cut_one_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        let mut tx = ByteProducer::create(&path, 4, 16).unwrap();
+        let mut rx = ByteConsumer::open(&path).unwrap();
+        let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        // 3 words a slot, 16 words: 5 slots of 16 bytes. The message
+        // streams through while a thread pops.
+        assert_eq!(tx.capacity(), 5);
+        let reader = std::thread::spawn(move || {
+            let first = rx.pop();
+            let mut buf = vec![0u8; 20_000];
+            let second = rx.pop_into(&mut buf).map(|n| buf[..n].to_vec());
+            (rx, first, second)
+        });
+        tx.push(&big).unwrap();
+        tx.push(&big[..5000]).unwrap();
+        let (mut rx, first, second) = reader.join().unwrap();
+        assert_eq!(first.unwrap(), big);
+        assert_eq!(second.unwrap(), big[..5000]);
+
+        // A push that times out half-way: the consumer takes what came and
+        // waits for the rest; the next message discards it.
+        assert_eq!(
+            tx.push_timeout(&big, Duration::ZERO),
+            Err(BytePushTimeoutError::Timeout)
+        );
+        assert!(tx.is_full());
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(20)),
+            Err(PopTimeoutError::Timeout)
+        );
+        assert_eq!(rx.asm.gathered(), 80, "the pieces that came are held");
+        tx.push(b"next, in two pieces").unwrap();
+        assert_eq!(rx.pop().unwrap(), b"next, in two pieces");
+        assert_eq!(rx.asm.discarded(), 1);
+
+        // The producer dropped mid-message: Disconnected, nothing in part;
+        // a new producer's message arrives whole.
+        assert_eq!(
+            tx.push_timeout(&big, Duration::ZERO),
+            Err(BytePushTimeoutError::Timeout)
+        );
+        drop(tx);
+        assert_eq!(rx.pop(), Err(PopError::Disconnected));
+        assert_eq!(rx.asm.discarded(), 2);
+        assert!(!rx.asm.is_gathering());
+        let mut tx = ByteProducer::open(&path).unwrap();
+        tx.try_push(b"a whole one of 40 bytes, in 3 pieces...").unwrap();
+        assert_eq!(
+            rx.try_pop().unwrap(),
+            b"a whole one of 40 bytes, in 3 pieces..."
+        );
+        // Closed mid-message: Closed, nothing in part.
+        let _ = tx.push_timeout(&big, Duration::ZERO);
+        tx.close();
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        assert_eq!(rx.asm.discarded(), 3);
+    }
+
+    #[test]
+    fn inspect_shows_the_slots_and_the_next_piece() {
+        use crate::inspect::{Body, inspect};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        let mut tx = ByteProducer::create(&path, 4, 16).unwrap();
+        let mut rx = ByteConsumer::open(&path).unwrap();
+        let pieces = |path: &Path| match inspect(path).unwrap().body {
+            Body::Ring {
+                pieces: Some(p), ..
+            } => p,
+            other => panic!("not a byte ring: {other:?}"),
+        };
+        let p = pieces(&path);
+        assert_eq!((p.max_len, p.slot_words, p.next_header), (16, 3, None));
+        assert!(inspect(&path).unwrap().to_string().contains("next piece:  none queued"));
+        tx.try_push(&[7; 40]).unwrap();
+        let next = pieces(&path).next().unwrap();
+        assert_eq!((next.len, next.first, next.last), (16, true, false));
+        let shown = inspect(&path).unwrap().to_string();
+        assert!(shown.contains("ring:        9 of 16 words used: 3 of 5 slots"), "{shown}");
+        assert!(shown.contains("pieces:      up to 16 bytes a slot (3 words)"), "{shown}");
+        assert!(
+            shown.contains("next piece:  16 bytes, first of a message, more to follow"),
+            "{shown}"
+        );
+        // A peer's garbage header is shown as such.
+        let words = tx.end.mapped.elems();
+        words[0].store(u64::MAX, crate::sync::Ordering::Relaxed);
+        assert!(
+            inspect(&path)
+                .unwrap()
+                .to_string()
+                .contains("next piece:  corrupt header 0xffffffffffffffff")
+        );
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty), "the message is lost");
     }
 
     #[test]

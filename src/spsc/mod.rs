@@ -59,7 +59,7 @@ use crate::raw::spsc::{
 use crate::region::{CreateOptions, Expect, Region};
 use crate::sync::AtomicU64;
 use crate::wait::deadline;
-pub use bytes::{ByteConsumer, ByteProducer, create_bytes, create_bytes_with};
+pub use bytes::{ByteConsumer, ByteProducer, MAX_MESSAGE_LEN, create_bytes, create_bytes_with};
 
 mod bytes;
 

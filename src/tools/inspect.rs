@@ -9,7 +9,7 @@ use crate::layout::{Descriptor, Kind, STATE_CLOSED, STATE_OPEN, Status};
 use crate::raw::atomic::Atomic;
 use crate::raw::seqlock::{Patience, SeqLock};
 use crate::region::Region;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Most array elements a report lists.
 pub const MAX_LISTED: usize = 32;
@@ -58,6 +58,8 @@ pub enum Body {
         len: u64,
         /// The control words.
         control: crate::raw::spsc::Snapshot,
+        /// For a byte ring: its slots and the next piece to read.
+        pieces: Option<Pieces>,
     },
     /// An MPMC queue: its control words as read now.
     Queue {
@@ -117,6 +119,28 @@ pub enum Body {
     },
 }
 
+/// A byte ring's pieces (kind 7; see `raw::spsc::bytes`), as read now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pieces {
+    /// Bytes a slot holds: the longest piece, and the longest message that
+    /// takes one slot.
+    pub max_len: u64,
+    /// Words a slot takes (a header word, then the bytes).
+    pub slot_words: u64,
+    /// The header word of the next piece to read, as stored (`None` if no
+    /// whole slot is queued).
+    pub next_header: Option<u64>,
+}
+
+impl Pieces {
+    /// The next piece as its header describes it (`None`: none queued, or
+    /// a header no honest producer writes).
+    pub fn next(&self) -> Option<crate::raw::message::Piece> {
+        let max_len = usize::try_from(self.max_len).unwrap_or(usize::MAX);
+        crate::raw::message::Piece::parse(self.next_header?, max_len)
+    }
+}
+
 /// Opens any mmring file read-only in spirit (nothing is written, not even
 /// the attached list) and reports what it holds.
 ///
@@ -143,14 +167,36 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Report, OpenError> {
                 bytes: read.map(|_| bytes),
             }
         }
-        Some(Kind::Spsc | Kind::SpscBytes) => {
+        Some(kind @ (Kind::Spsc | Kind::SpscBytes)) => {
             let control = region.body::<crate::raw::spsc::Control>(0, 1)[0].snapshot();
             let capacity = desc.capacity;
             let len = control.tail.wrapping_sub(control.head).min(capacity);
+            let pieces = (kind == Kind::SpscBytes).then(|| {
+                let max_len = u64::from(desc.elem_size);
+                let slot_words = crate::raw::message::words(max_len);
+                // Validated at open: a power of two of at least one slot's
+                // words, all in the body after the control words.
+                let words = region.body::<AtomicU64>(
+                    crate::raw::spsc::SLOTS_OFFSET,
+                    usize::try_from(capacity).unwrap_or(0),
+                );
+                let at = control.head & capacity.wrapping_sub(1);
+                let next_header = (len >= slot_words)
+                    .then(|| words.get(at as usize))
+                    .flatten()
+                    // Relaxed: a display snapshot.
+                    .map(|w| w.load(Ordering::Relaxed));
+                Pieces {
+                    max_len,
+                    slot_words,
+                    next_header,
+                }
+            });
             Body::Ring {
                 capacity,
                 len,
                 control,
+                pieces,
             }
         }
         Some(kind @ (Kind::Mpmc | Kind::MpmcBytes)) => {
@@ -369,6 +415,7 @@ impl fmt::Display for Report {
                 capacity,
                 len,
                 control: c,
+                pieces,
             } => {
                 let role = |pid: u32| {
                     if pid == 0 {
@@ -389,7 +436,41 @@ impl fmt::Display for Report {
                 } else {
                     format!("closed {}", closed.join(" and "))
                 };
-                writeln!(f, "ring:        {len} of {capacity} slots used")?;
+                match pieces {
+                    None => writeln!(f, "ring:        {len} of {capacity} slots used")?,
+                    Some(p) => {
+                        let k = p.slot_words.max(1);
+                        writeln!(
+                            f,
+                            "ring:        {len} of {capacity} words used: {} of {} slots",
+                            len / k,
+                            capacity / k
+                        )?;
+                        writeln!(
+                            f,
+                            "pieces:      up to {} bytes a slot ({k} words); messages up to {} bytes, in pieces",
+                            p.max_len,
+                            crate::raw::spsc::bytes::MAX_MESSAGE_LEN
+                        )?;
+                        match (p.next_header, p.next()) {
+                            (None, _) => writeln!(f, "next piece:  none queued")?,
+                            (Some(_), Some(n)) => writeln!(
+                                f,
+                                "next piece:  {} bytes, {} of a message{}",
+                                n.len,
+                                if n.first { "first" } else { "continuing" },
+                                if n.last {
+                                    ", its last"
+                                } else {
+                                    ", more to follow"
+                                }
+                            )?,
+                            (Some(h), None) => {
+                                writeln!(f, "next piece:  corrupt header {h:#018x} (discarded)")?;
+                            }
+                        }
+                    }
+                }
                 writeln!(f, "positions:   head {} tail {}", c.head, c.tail)?;
                 writeln!(f, "ring state:  {state}")?;
                 writeln!(f, "producer:    {}", role(c.producer))?;
