@@ -62,7 +62,7 @@
 //! (maxsize=6)` is full at 6; its ring has 8 slots): the bound, recorded in
 //! the control words at creation and read once, at open, into the view.
 //! The ring works as above; a producer only adds one look at the head
-//! before each claim ([`room_at`](RawQueue::room_at)): it may claim tail
+//! before each claim (`room_at`, in `claim.rs`): it may claim tail
 //! position `t` only after it read a head `h` with `t - h < bound`, that
 //! is `h >= t - bound + 1`. No lock, and no other shared word.
 //!
