@@ -4,7 +4,10 @@
 //!
 //! [`Queue<T>`] holds typed values, [`ByteQueue`] byte messages up to a
 //! maximum length chosen at creation; both are a bounded ring of slots in a
-//! file, shared by every process that opens it. A slot is won with one
+//! file, shared by every process that opens it. The ring's size is a power
+//! of two; a queue may hold fewer items than that, and be full at exactly
+//! that many ([`QueueOptions::bound`], [`Queue::create_bounded`]), as
+//! `multiprocessing.Queue(maxsize)` is. A slot is won with one
 //! compare-and-swap of a claim word that names its owner, so a process
 //! killed mid-operation is recovered by the others (see "Processes that
 //! die" on [`Queue`]). The algorithm (Vyukov's bounded MPMC queue, with
