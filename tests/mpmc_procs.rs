@@ -4,8 +4,9 @@
 //! returns only once every item is done and whose one `close()` sends every
 //! consumer home, byte messages of every length intact, a producer or a
 //! consumer killed with `SIGKILL` mid-stream (nobody hangs, every committed
-//! message is accounted for), and the errors (task counting, bad
-//! capacities, foreign files) with what `inspect` shows.
+//! message is accounted for), the errors (task counting, bad
+//! capacities, foreign files) with what `inspect` shows, and queues bounded
+//! below their capacity (full at exactly the bound, never past it).
 //!
 //! Every process but the test harness's own is this test binary started
 //! again in a child role (see `common`); the parent waits for them with a
@@ -1769,5 +1770,303 @@ common::child_entry!(
         }
         counter(&ctx.path, "empties").fetch_add(empties);
         counter(&ctx.path, "fulls").fetch_add(fulls);
+    }
+);
+
+// ---------------------------------------------------------------------------
+// 7. A bound below the capacity: full at exactly the bound, never past it.
+// ---------------------------------------------------------------------------
+
+const BOUND_PRODUCERS: usize = 4;
+const BOUND_CONSUMERS: usize = 2;
+const BOUND: usize = 6;
+/// Messages per producer through the queue bounded at 6.
+const BOUND_PER_PRODUCER: u64 = 50_000;
+
+/// Four producer and two consumer processes on a queue of 8 slots bounded
+/// at 6 (`Queue::create_bounded(path, 6)`).
+///
+/// Fill: the consumers wait while the producers `try_push` until each gets
+/// `Full`. With nobody popping the count only grows, so each `Full` must be
+/// followed by `is_full()` (a `Full` the queue never earned shows there),
+/// and once all four got theirs exactly 6 pushes succeeded in all and
+/// `len()` is exactly 6.
+///
+/// Churn: then all six run at once, every push and pop flavour, and after
+/// each operation every process checks `len() <= 6`. `len` looks at the
+/// slots one at a time, but every item it counts was pushed below the tail
+/// it read and not yet taken when the producer of that tail's last position
+/// read the head, at most 6 positions behind: it can never count 7, however
+/// the processes interleave (no timing involved). Every message arrives
+/// exactly once, whole, and per producer in order at each consumer.
+#[test]
+fn a_queue_bounded_at_6_never_holds_more_than_6_items() {
+    let n = BOUND_PER_PRODUCER;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let q = Queue::<Msg>::create_bounded(d.join("q"), BOUND).unwrap();
+    assert_eq!((q.capacity(), q.bound()), (8, BOUND));
+    let seen = Seen::create(&d.join("seen"), BOUND_PRODUCERS as u64, n);
+    let _arrived = Counter::create(d.join("arrived"), 0).unwrap();
+    let filled = Counter::create(d.join("filled"), 0).unwrap();
+    let fill_pushes = Counter::create(d.join("fill_pushes"), 0).unwrap();
+    let go = Counter::create(d.join("go"), 0).unwrap();
+    let done = Counter::create(d.join("done"), 0).unwrap();
+    let mut kids = Children::new();
+    for i in 0..BOUND_PRODUCERS {
+        kids.spawn("child_bound_producer", i, d, &n.to_string());
+    }
+    for i in 0..BOUND_CONSUMERS {
+        kids.spawn("child_bound_consumer", i, d, &n.to_string());
+    }
+    wait_long(
+        &mut kids,
+        "every producer to meet Full",
+        LONG_WATCHDOG,
+        || filled.load() == BOUND_PRODUCERS as i64,
+    );
+    assert_eq!(
+        fill_pushes.load(),
+        BOUND as i64,
+        "pushes before the first pop"
+    );
+    assert_eq!((q.len(), q.is_full()), (BOUND, true));
+    let intruder = Msg::new(BOUND_PRODUCERS as u64, 0);
+    assert_eq!(q.try_push(intruder), Err(TryPushError::Full(intruder)));
+    assert_eq!(
+        q.push_slice(&[intruder]),
+        Ok(0),
+        "a batch takes no more than the bound leaves"
+    );
+    go.store(1);
+    wait_long(&mut kids, "the producers to finish", LONG_WATCHDOG, || {
+        done.load() == BOUND_PRODUCERS as i64
+    });
+    q.close();
+    kids.wait_all_ok_within(LONG_WATCHDOG);
+    for p in 0..BOUND_PRODUCERS as u64 {
+        let missing = seen.missing(p, n);
+        assert!(
+            missing.is_empty(),
+            "producer {p}: never received {missing:?}"
+        );
+    }
+    assert_eq!((q.len(), q.is_full()), (0, false));
+}
+
+/// Asserts that `q` counts no more than [`BOUND`] items.
+#[track_caller]
+fn within_bound(q: &Queue<Msg>) {
+    let n = q.len();
+    assert!(
+        n <= BOUND,
+        "{n} items counted in a queue bounded at {BOUND}"
+    );
+}
+
+common::child_entry!(
+    #[started_by(a_queue_bounded_at_6_never_holds_more_than_6_items)]
+    fn child_bound_producer(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        assert_eq!(q.bound(), BOUND);
+        let me = ctx.index as u64;
+        let msgs: Vec<Msg> = (0..n).map(|s| Msg::new(me, s)).collect();
+        let mut rng = Rng::new(0x424f_554e ^ me);
+        barrier(
+            &counter(&ctx.path, "arrived"),
+            BOUND_PRODUCERS + BOUND_CONSUMERS,
+        );
+        // Fill: nobody pops, so a `Full` stays true once earned.
+        let mut i = 0;
+        loop {
+            match q.try_push(msgs[i]) {
+                Ok(()) => i += 1,
+                Err(TryPushError::Full(_)) => break,
+                Err(e) => panic!("try_push: {e:?}"),
+            }
+            within_bound(&q);
+        }
+        assert!(q.is_full(), "Full with fewer than {BOUND} items pushed");
+        within_bound(&q);
+        counter(&ctx.path, "fill_pushes").fetch_add(i as i64);
+        counter(&ctx.path, "filled").fetch_add(1);
+        wait_until("the go", || counter(&ctx.path, "go").load() == 1);
+        // Churn.
+        while i < msgs.len() {
+            match rng.below(4) {
+                0 => {
+                    q.push(msgs[i]).unwrap();
+                    i += 1;
+                }
+                1 => {
+                    match q.try_push(msgs[i]) {
+                        Ok(()) => {}
+                        Err(TryPushError::Full(m)) => q.push_timeout(m, WATCHDOG).unwrap(),
+                        Err(e) => panic!("try_push: {e:?}"),
+                    }
+                    i += 1;
+                }
+                _ => {
+                    let end = msgs.len().min(i + 1 + rng.below(8) as usize);
+                    match q.push_slice(&msgs[i..end]).unwrap() {
+                        0 => {
+                            q.push_timeout(msgs[i], WATCHDOG).unwrap();
+                            i += 1;
+                        }
+                        k => {
+                            assert!(k <= BOUND, "a batch of {k} past the bound");
+                            i += k;
+                        }
+                    }
+                }
+            }
+            within_bound(&q);
+        }
+        counter(&ctx.path, "done").fetch_add(1);
+    }
+);
+
+common::child_entry!(
+    #[started_by(a_queue_bounded_at_6_never_holds_more_than_6_items)]
+    fn child_bound_consumer(ctx: ChildCtx) {
+        let n: u64 = ctx.arg_num();
+        let q = Queue::<Msg>::open(ctx.path.join("q")).unwrap();
+        let seen = Seen::open(&ctx.path.join("seen"), n);
+        let mut order = Order::new(BOUND_PRODUCERS);
+        let mut rng = Rng::new(0x424f_554f ^ ctx.index as u64);
+        barrier(
+            &counter(&ctx.path, "arrived"),
+            BOUND_PRODUCERS + BOUND_CONSUMERS,
+        );
+        wait_until("the go", || counter(&ctx.path, "go").load() == 1);
+        let mut got = |m: &Msg| {
+            m.validate(BOUND_PRODUCERS as u64);
+            order.check(m);
+            seen.mark(m);
+        };
+        let mut buf = [Msg::zeroed(); 8];
+        loop {
+            let more = match rng.below(4) {
+                0 => match q.pop_timeout(WATCHDOG) {
+                    Ok(m) => {
+                        got(&m);
+                        true
+                    }
+                    Err(PopTimeoutError::Closed) => false,
+                    Err(e) => panic!("pop_timeout: {e:?}"),
+                },
+                1 => match q.try_pop() {
+                    Ok(m) => {
+                        got(&m);
+                        true
+                    }
+                    Err(TryPopError::Empty) => match q.pop() {
+                        Ok(m) => {
+                            got(&m);
+                            true
+                        }
+                        Err(PopError::Closed) => false,
+                        Err(e) => panic!("pop: {e:?}"),
+                    },
+                    Err(TryPopError::Closed) => false,
+                },
+                _ => match q.pop_slice(&mut buf[..1 + rng.below(8) as usize]) {
+                    Ok(0) => match q.pop_timeout(WATCHDOG) {
+                        Ok(m) => {
+                            got(&m);
+                            true
+                        }
+                        Err(PopTimeoutError::Closed) => false,
+                        Err(e) => panic!("pop_timeout: {e:?}"),
+                    },
+                    Ok(k) => {
+                        buf[..k].iter().for_each(&mut got);
+                        true
+                    }
+                    Err(Closed) => false,
+                },
+            };
+            within_bound(&q);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(q.try_pop(), Err(TryPopError::Closed));
+    }
+);
+
+/// A `ByteQueue` of 4 slots bounded at 3: a child process pushes 3
+/// messages and finds the 4th `Full` (and a timed push timing out);
+/// `inspect` shows the bound. The parent then blocks pushing a 4th while
+/// another child waits until it sleeps and pops one: the push goes through
+/// (the pop's wake-up reaches a sleeper in another process), the queue is
+/// full at 3 again, and after one more pop a `try_push` succeeds.
+#[test]
+fn a_byte_queue_bounded_at_3_is_full_at_the_4th_push_until_a_pop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b");
+    let q = ByteQueue::create(&path, 4, 32, &QueueOptions::new().bound(3)).unwrap();
+    assert_eq!((q.capacity(), q.bound()), (4, 3));
+    let mut kids = Children::new();
+    kids.spawn("child_bytes_filler", 0, &path, "");
+    kids.wait_all_ok();
+    assert_eq!((q.len(), q.is_full()), (3, true));
+    assert_eq!(q.try_push(b"d"), Err(ByteTryPushError::Full));
+    let (capacity, len, _, c) = queue_state(&path);
+    assert_eq!((capacity, len, c.bound), (4, 3, 3));
+    let text = inspect(&path).unwrap().to_string();
+    assert!(text.contains("bound:       full at 3 items\n"), "{text}");
+
+    let mut kids = Children::new();
+    kids.spawn("child_bytes_popper", 0, &path, "");
+    q.push_timeout(b"d", WATCHDOG).unwrap();
+    kids.wait_all_ok();
+    assert_eq!((q.len(), q.is_full()), (3, true));
+    assert_eq!(q.try_push(b"e"), Err(ByteTryPushError::Full));
+    assert_eq!(q.pop_timeout(Duration::ZERO), Ok(b"b".to_vec()));
+    q.try_push(b"e").unwrap();
+    let rest: Vec<Vec<u8>> = (0..3)
+        .map(|_| q.pop_timeout(Duration::ZERO).unwrap())
+        .collect();
+    assert_eq!(rest, [&b"c"[..], b"d", b"e"]);
+    // A queue bounded by its capacity says so.
+    let plain = dir.path().join("plain");
+    let _p = ByteQueue::create(&plain, 4, 32, &QueueOptions::new()).unwrap();
+    let text = inspect(&plain).unwrap().to_string();
+    assert!(
+        text.contains("bound:       full at 4 items (the capacity)"),
+        "{text}"
+    );
+}
+
+common::child_entry!(
+    #[started_by(a_byte_queue_bounded_at_3_is_full_at_the_4th_push_until_a_pop)]
+    fn child_bytes_filler(ctx: ChildCtx) {
+        let q = ByteQueue::open(&ctx.path).unwrap();
+        assert_eq!(q.bound(), 3);
+        for msg in [b"a", b"b", b"c"] {
+            q.try_push(msg).unwrap();
+        }
+        assert_eq!(q.try_push(b"x"), Err(ByteTryPushError::Full));
+        assert_eq!(
+            q.push_timeout(b"x", Duration::from_millis(10)),
+            Err(BytePushTimeoutError::Timeout)
+        );
+        assert!(q.is_full());
+    }
+);
+
+common::child_entry!(
+    #[started_by(a_byte_queue_bounded_at_3_is_full_at_the_4th_push_until_a_pop)]
+    fn child_bytes_popper(ctx: ChildCtx) {
+        let q = ByteQueue::open(&ctx.path).unwrap();
+        // Until the parent sleeps in its push (held by the bound: the ring
+        // has a free slot).
+        wait_until("the parent asleep in push", || {
+            queue_state(&ctx.path).3.space_waiters > 0
+        });
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.pop_timeout(Duration::ZERO), Ok(b"a".to_vec()));
     }
 );

@@ -40,8 +40,12 @@ fn target(r: &mut Reader<'_>, len: u64) -> u64 {
     const BODY: u64 = 4096;
     let sel = r.u8();
     let off = match sel % 4 {
-        // The control words of a ring: tail, head, pids, closed, wait words.
-        0 => BODY + [0u64, 128, 256, 260, 264, 268, 272, 276, 280, 284][usize::from(r.u8() % 10)],
+        // The control words of a ring: tail, head, pids, closed, wait words,
+        // an MPMC queue's bound.
+        0 => {
+            BODY + [0u64, 128, 256, 260, 264, 268, 272, 276, 280, 284, 304]
+                [usize::from(r.u8() % 11)]
+        }
         // A word of the slots.
         1 => BODY + 384 + u64::from(r.u16()) * 8,
         // Any byte of the header (descriptor included).
@@ -103,8 +107,11 @@ pub fn run(data: &[u8]) {
     match kind {
         0 => spsc(&mut r, &path, cap),
         // Bit 7: a one-slot queue.
-        1 => mpmc(&mut r, &path, if cap_byte & 0x80 != 0 { 1 } else { cap }),
-        2 => bytes(&mut r, &path, cap),
+        1 => {
+            let cap = if cap_byte & 0x80 != 0 { 1 } else { cap };
+            mpmc(&mut r, &path, cap, bound(cap_byte, cap));
+        }
+        2 => bytes(&mut r, &path, cap, bound(cap_byte, cap)),
         3 => cell(&mut r, &path),
         _ => map(&mut r, &path, cap),
     }
@@ -202,8 +209,18 @@ fn spsc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     }
 }
 
-fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
-    let opts = QueueOptions::new().joinable(r.u8() % 2 == 0);
+/// The bound of an MPMC queue of `cap` slots: with bit 6 of the capacity
+/// byte, 1 to `cap` from its bits 2 to 5; else `cap`.
+fn bound(cap_byte: u8, cap: usize) -> usize {
+    if cap_byte & 0x40 != 0 {
+        1 + usize::from(cap_byte >> 2 & 0xf) % cap
+    } else {
+        cap
+    }
+}
+
+fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize, bound: usize) {
+    let opts = QueueOptions::new().joinable(r.u8() % 2 == 0).bound(bound);
     let mut first = Queue::<u64>::create_with(path, cap, &opts).expect("create");
     first.set_in_flight_patience(IN_FLIGHT);
     let mut qs = vec![first];
@@ -236,11 +253,17 @@ fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
                 );
                 let _ = (q.len(), q.is_empty(), q.is_full(), q.is_closed());
                 assert!(q.len() <= q.capacity());
+                // Read once, at open, and checked: whatever the peer wrote
+                // since, the first handle keeps the bound it was made with.
+                assert!((1..=q.capacity()).contains(&q.bound()));
+                assert_eq!(qs[0].bound(), bound);
             }
             9 => q.close(),
             10 => {
                 if qs.len() < 3 {
-                    if let Ok(mut q) = Queue::open(path) {
+                    // A bound scribbled outside 1 ..= capacity is refused.
+                    if let Ok(mut q) = Queue::<u64>::open(path) {
+                        assert!((1..=q.capacity()).contains(&q.bound()));
                         q.set_in_flight_patience(IN_FLIGHT);
                         qs.push(q);
                     }
@@ -255,9 +278,10 @@ fn mpmc(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     }
 }
 
-fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
+fn bytes(r: &mut Reader<'_>, path: &std::path::Path, cap: usize, bound: usize) {
     let max_len = usize::from(r.u8() % 40) + 1;
-    let mut q = ByteQueue::create(path, cap, max_len, &QueueOptions::new()).expect("create");
+    let opts = QueueOptions::new().bound(bound);
+    let mut q = ByteQueue::create(path, cap, max_len, &opts).expect("create");
     q.set_in_flight_patience(IN_FLIGHT);
     let spath = path.with_extension("spsc");
     let mut tx = ByteProducer::create(&spath, cap, max_len).expect("create spsc");
@@ -418,6 +442,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     w.u8(0).u8(0).u8(0).u8(0).u8(2).u8(2); // tail = 1 << 63 (closed)
     w.u8(0).u8(8).u8(0).u8(3).u8(70).u8(0).u8(9).u8(0).u8(11);
     out.push(("mpmc_slots_scribbled", w.0));
+    // mpmc, 4 slots bounded at 3 (capacity byte 0x49): fill, the bound word
+    // made 9 (an open refuses it), then 2 (an open takes it), pushes and
+    // pops through both handles.
+    let mut w = Writer::default();
+    w.u8(1).u8(0x49).u8(1);
+    for v in 1..=4 {
+        w.u8(0).u8(2).u64(v); // try_push: the 4th is Full
+    }
+    w.u8(0).u8(0).u8(0).u8(10).u8(3).u8(9).u8(2); // bound = 9
+    w.u8(0).u8(10); // open: refused
+    w.u8(0).u8(0).u8(0).u8(10).u8(3).u8(2).u8(2); // bound = 2
+    w.u8(0).u8(10); // open: bound 2
+    w.u8(1).u8(5).u8(1).u8(2).u64(7).u8(0).u8(8);
+    w.u8(1).u8(3).u8(3).u8(0).u8(7).u8(9).u8(1).u8(8);
+    out.push(("mpmc_bound_scribbled", w.0));
     // bytes: a message's stored length made huge, then popped; then a
     // message in two pieces whose second header is scribbled on.
     let mut w = Writer::default();

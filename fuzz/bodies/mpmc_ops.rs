@@ -1,8 +1,10 @@
 //! `mpmc_ops`: operation sequences on an MPMC `Queue<u32>` through several
-//! handles (optionally joinable), and on a `ByteQueue`, checked step by step
-//! against a `VecDeque`: same values, same order, same errors, the same
-//! count of unfinished tasks. The queue is linearizable, so a model that
-//! knows every completed push predicts every `Empty` and `Full` exactly.
+//! handles (optionally joinable), and on a `ByteQueue`, both optionally
+//! bounded below their capacity, checked step by step against a
+//! `VecDeque`: same values, same order, same errors, the same count of
+//! unfinished tasks. The queue is linearizable, so a model that knows every
+//! completed push predicts every `Empty` and `Full` exactly (`Full` at the
+//! bound, not at the ring's size).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,10 +32,19 @@ pub fn run(data: &[u8]) {
         2usize << (flags % 5)
     };
     let joinable = flags & 0x80 != 0;
-    let max_len = usize::from(r.u8() % 40) + 1;
-    let opts = QueueOptions::new().joinable(joinable);
+    let len_byte = r.u8();
+    let max_len = usize::from(len_byte % 40) + 1;
+    // Bit 5: both queues hold at most `bound` items (1 to the capacity,
+    // from the length byte's high bits); else the capacity.
+    let bound = if flags & 0x20 != 0 {
+        1 + usize::from(len_byte >> 3) % cap
+    } else {
+        cap
+    };
+    let opts = QueueOptions::new().joinable(joinable).bound(bound);
     let mut qs = vec![Queue::<u32>::create_with(&path, cap, &opts).expect("create queue")];
-    let bq = ByteQueue::create(&bpath, cap, max_len, &QueueOptions::new()).expect("create bytes");
+    let bq = ByteQueue::create(&bpath, cap, max_len, &QueueOptions::new().bound(bound))
+        .expect("create bytes");
     let bq2 = ByteQueue::open(&bpath).expect("open bytes");
     let mut items: VecDeque<u32> = VecDeque::new();
     let mut msgs: VecDeque<Vec<u8>> = VecDeque::new();
@@ -49,7 +60,7 @@ pub fn run(data: &[u8]) {
             0 | 1 => {
                 next = next.wrapping_add(1);
                 let v = next;
-                let full = items.len() == cap;
+                let full = items.len() == bound;
                 if op == 0 {
                     let got = q.try_push(v);
                     if closed {
@@ -86,7 +97,7 @@ pub fn run(data: &[u8]) {
                 if closed {
                     assert_eq!(got, Err(Closed));
                 } else {
-                    let k = n.min(cap - items.len()).min(BATCH_MAX);
+                    let k = n.min(bound - items.len()).min(BATCH_MAX);
                     assert_eq!(got, Ok(k));
                     items.extend(&vals[..k]);
                     unfinished += if joinable { k as u64 } else { 0 };
@@ -130,9 +141,9 @@ pub fn run(data: &[u8]) {
             7 => {
                 assert_eq!(q.len(), items.len());
                 assert_eq!(q.is_empty(), items.is_empty());
-                assert_eq!(q.is_full(), items.len() == cap);
+                assert_eq!(q.is_full(), items.len() == bound);
                 assert_eq!(q.is_closed(), closed);
-                assert_eq!(q.capacity(), cap);
+                assert_eq!((q.capacity(), q.bound()), (cap, bound));
                 assert_eq!(q.unfinished(), unfinished);
             }
             8 => {
@@ -169,7 +180,7 @@ pub fn run(data: &[u8]) {
             }
             11 => {
                 // Blocking calls with something to do return at once.
-                if !closed && items.len() < cap {
+                if !closed && items.len() < bound {
                     next = next.wrapping_add(1);
                     assert!(q.push(next).is_ok());
                     items.push_back(next);
@@ -193,7 +204,7 @@ pub fn run(data: &[u8]) {
                         assert_eq!(got, Err(ByteTryPushError::TooLong { len, max }));
                     } else if bclosed {
                         assert_eq!(got, Err(ByteTryPushError::Closed));
-                    } else if msgs.len() == cap {
+                    } else if msgs.len() == bound {
                         assert_eq!(got, Err(ByteTryPushError::Full));
                     }
                     got.is_ok()
@@ -203,16 +214,16 @@ pub fn run(data: &[u8]) {
                         assert_eq!(got, Err(BytePushTimeoutError::TooLong { len, max }));
                     } else if bclosed {
                         assert_eq!(got, Err(BytePushTimeoutError::Closed));
-                    } else if msgs.len() == cap {
+                    } else if msgs.len() == bound {
                         assert_eq!(got, Err(BytePushTimeoutError::Timeout));
                     }
                     got.is_ok()
                 };
-                assert_eq!(ok, len <= max && !bclosed && msgs.len() < cap);
+                assert_eq!(ok, len <= max && !bclosed && msgs.len() < bound);
                 if ok {
                     msgs.push_back(msg);
                 }
-                assert_eq!(b.is_full(), msgs.len() == cap);
+                assert_eq!(b.is_full(), msgs.len() == bound);
             }
             13 => {
                 let b = if r.u8() % 2 == 0 { &bq } else { &bq2 };
@@ -236,7 +247,7 @@ pub fn run(data: &[u8]) {
                     None => assert_eq!(got, Err(PopTimeoutError::Timeout)),
                 }
                 assert_eq!(bq.len(), msgs.len());
-                assert_eq!(bq2.max_len(), max_len);
+                assert_eq!((bq2.max_len(), bq2.bound()), (max_len, bound));
             }
             _ => {
                 bq2.close();
@@ -252,17 +263,22 @@ pub fn run(data: &[u8]) {
     assert_eq!(qs[0].try_pop(), Err(TryPopError::Closed));
 }
 
-/// Seeds: every operation, joinable and not, at capacities 1, 2 and 32;
-/// fill, wrap and drain with batches; a close that consumers drain through.
+/// Seeds: every operation, joinable and not, at capacities 1, 2 and 32, and
+/// bounded below the capacity (8 slots bounded at 6, 2 bounded at 1); fill,
+/// wrap and drain with batches; a close that consumers drain through.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    for (name, flags) in [
-        ("every_op_cap2", 0u8),
-        ("every_op_cap32_joinable", 0x84),
-        ("every_op_cap1_joinable", 0xc0),
+    for (name, flags, len_byte) in [
+        ("every_op_cap2", 0u8, 7u8),
+        ("every_op_cap32_joinable", 0x84, 7),
+        ("every_op_cap1_joinable", 0xc0, 7),
+        // 8 slots (0x20 % 5 == 2) bounded at 1 + (0x2f >> 3) % 8 = 6.
+        ("every_op_cap8_bound6", 0x20, 0x2f),
+        // 2 slots (0xa5 % 5 == 0) bounded at 1, joinable.
+        ("every_op_cap2_bound1_joinable", 0xa5, 0x07),
     ] {
         let mut w = Writer::default();
-        w.u8(flags).u8(7);
+        w.u8(flags).u8(len_byte);
         for op in 0..OPS {
             w.u8(op).u8(op).u8(op * 5).u8(op).u8(op).u8(op);
         }

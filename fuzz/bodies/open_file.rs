@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use mmring::map::{ByteMap, Map};
-use mmring::mpmc::{ByteQueue, Queue};
+use mmring::mpmc::{ByteQueue, Queue, QueueOptions};
 use mmring::spsc::{ByteConsumer, ByteProducer, Consumer, Producer};
 use mmring::{AtomicArray, Barrier, Counter, Event, Patience, Region, Semaphore, SeqCell};
 
@@ -191,6 +191,8 @@ pub fn run(data: &[u8]) {
         let _ = p.push_timeout(&long, zero);
     }
     if let Ok(q) = Queue::<u64>::open(&path) {
+        // The bound was checked at open.
+        assert!((1..=q.capacity()).contains(&q.bound()));
         let _ = (q.try_pop(), q.try_push(9), q.len(), q.unfinished());
         let _ = q.pop_slice(&mut [0; 5]);
         let _ = q.push_slice(&[1, 2, 3]);
@@ -199,7 +201,8 @@ pub fn run(data: &[u8]) {
         let _ = q.join_timeout(zero);
     }
     if let Ok(q) = ByteQueue::open(&path) {
-        let _ = q.try_push(b"hi");
+        assert!((1..=q.capacity()).contains(&q.bound()));
+        let _ = (q.try_push(b"hi"), q.is_full());
         let mut buf = vec![0; q.max_len().min(1 << 16)];
         let _ = q.try_pop_into(&mut buf);
         let _ = q.pop_timeout(zero);
@@ -269,6 +272,9 @@ pub fn run(data: &[u8]) {
     let _ = SeqCell::<u64>::open_or_create(&path, 7);
     let _ = Queue::<u64>::open_or_create(&path, 4, &Default::default());
     let _ = ByteQueue::open_or_create(&path, 4, 16, &Default::default());
+    let bounded = QueueOptions::new().bound(3);
+    let _ = Queue::<u64>::open_or_create(&path, 4, &bounded);
+    let _ = ByteQueue::open_or_create(&path, 4, 12, &bounded);
     if let Ok(mut tx) = Producer::<u32>::open_or_create(&path, 4) {
         let _ = (tx.try_push(1), tx.is_abandoned(), tx.wait_for_peer(zero));
     }
@@ -321,6 +327,14 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     });
     add("mpmc_bytes", &|p| {
         let q = ByteQueue::create(p, 2, 12, &Default::default()).expect("bytes");
+        q.try_push(b"abc").expect("push");
+    });
+    add("mpmc_bounded", &|p| {
+        let q = Queue::<u64>::create_bounded(p, 3).expect("bounded");
+        q.try_push(6).expect("push");
+    });
+    add("mpmc_bytes_bounded", &|p| {
+        let q = ByteQueue::create(p, 4, 12, &QueueOptions::new().bound(3)).expect("bytes");
         q.try_push(b"abc").expect("push");
     });
     add("map_u64", &|p| {

@@ -1122,3 +1122,65 @@ fn capacity_one_full_then_closed() {
         }
     });
 }
+
+/// Heap words for a queue of `cap` one-word slots that holds at most
+/// `bound` items at once (`Control::init_bound`, as a file records it).
+fn mem_bounded(cap: usize, bound: u64) -> Arc<Mem> {
+    let m = mem(cap, 1, 0);
+    m.ctl.init_bound(bound);
+    m
+}
+
+/// Capacity 2, bound 1, positions 1 and 2 (slots 1 and 0: across the
+/// wrap): two producers push one item each (a try, then a blocking push if
+/// full), the consumer pops twice, looking at `len` before each pop. The
+/// ring has room for both items but the bound for one only: never more
+/// than one item counted, the second producer finds the queue full and
+/// sleeps until the pop makes room (a lost wake-up is a loom deadlock),
+/// and both items arrive exactly once.
+#[test]
+fn a_bounded_queue_never_holds_more_than_its_bound() {
+    check(
+        2,
+        &[
+            "producer saw full",
+            "consumer saw empty",
+            "11 first",
+            "21 first",
+        ],
+        |seen| {
+            let m = mem_bounded(2, 1);
+            advance(&m, 1);
+            let producers: Vec<_> = [11u64, 21]
+                .into_iter()
+                .map(|v| {
+                    let (m, seen) = (m.clone(), seen.clone());
+                    thread::spawn(move || {
+                        m.start();
+                        push_or_block(&m.q(), v, &seen);
+                    })
+                })
+                .collect();
+            m.start();
+            let q = m.q();
+            let got: Vec<u64> = (0..2)
+                .map(|_| {
+                    let n = q.len();
+                    assert!(n <= 1, "{n} items in a queue bounded at 1");
+                    pop_or_block(&q, seen)
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [11, 21], "each item exactly once: {got:?}");
+            seen.note(if got[0] == 11 { "11 first" } else { "21 first" });
+            assert_eq!(
+                q.try_pop_with(|w| w[0].load(Relaxed)),
+                Err(TryPopError::Empty)
+            );
+        },
+    );
+}

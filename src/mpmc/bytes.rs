@@ -49,6 +49,7 @@ impl std::fmt::Debug for ByteQueue {
         f.debug_struct("ByteQueue")
             .field("path", &self.q.mapped.region().path())
             .field("capacity", &self.capacity())
+            .field("bound", &self.bound())
             .field("max_len", &self.max_len)
             .finish()
     }
@@ -69,14 +70,35 @@ impl ByteQueue {
     /// # Errors
     ///
     /// [`OpenError::InvalidCapacity`], [`OpenError::UnsupportedPayload`]
-    /// for a bad `max_len`; the other [`OpenError`]s as for any create.
+    /// for a bad `max_len`, [`OpenError::InvalidOption`] for a
+    /// [`bound`](QueueOptions::bound) outside 1 to `capacity`; the other
+    /// [`OpenError`]s as for any create.
+    ///
+    /// # Examples
+    ///
+    /// A queue of 4 slots that holds at most 3 messages:
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{ByteTryPushError, mpmc::{ByteQueue, QueueOptions}};
+    ///
+    /// let q = ByteQueue::create(dir.path().join("q"), 4, 64, &QueueOptions::new().bound(3))?;
+    /// for msg in [&b"a"[..], b"bc", b"def"] {
+    ///     q.try_push(msg)?;
+    /// }
+    /// assert_eq!(q.try_push(b"g"), Err(ByteTryPushError::Full));
+    /// assert_eq!(q.pop()?, b"a");
+    /// q.try_push(b"g")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(
         path: impl AsRef<Path>,
         capacity: usize,
         max_len: usize,
         opts: &QueueOptions,
     ) -> Result<Self, OpenError> {
-        Mapped::create(path, &Spec::new(capacity, max_len, opts), &opts.file).map(Self::wrap)
+        let spec = Spec::new(path.as_ref(), capacity, max_len, opts)?;
+        Mapped::create(path, &spec, &opts.file).map(Self::wrap)
     }
 
     /// Opens an existing byte queue file (any maximum length).
@@ -102,7 +124,7 @@ impl ByteQueue {
     /// [`OpenError::WrongPayload`] if an existing queue has another
     /// `max_len` (naming both), [`OpenError::InvalidCapacity`] if it has
     /// another capacity, [`OpenError::InvalidOption`] if its joinability
-    /// differs. An existing queue is never reset.
+    /// or its bound differs. An existing queue is never reset.
     pub fn open_or_create(
         path: impl AsRef<Path>,
         capacity: usize,
@@ -111,7 +133,7 @@ impl ByteQueue {
     ) -> Result<Self, OpenError> {
         // The maximum length is part of the shape: an existing queue with
         // another one is refused (naming both), not opened as it is.
-        let spec = Spec::new(capacity, max_len, opts);
+        let spec = Spec::new(path.as_ref(), capacity, max_len, opts)?;
         Mapped::open_or_create(path, &spec, &opts.file).map(Self::wrap)
     }
 

@@ -4,7 +4,10 @@
 //!
 //! [`Queue<T>`] holds typed values, [`ByteQueue`] byte messages up to a
 //! maximum length chosen at creation; both are a bounded ring of slots in a
-//! file, shared by every process that opens it. A slot is won with one
+//! file, shared by every process that opens it. The ring's size is a power
+//! of two; a queue may hold fewer items than that, and be full at exactly
+//! that many ([`QueueOptions::bound`], [`Queue::create_bounded`]), as
+//! `multiprocessing.Queue(maxsize)` is. A slot is won with one
 //! compare-and-swap of a claim word that names its owner, so a process
 //! killed mid-operation is recovered by the others (see "Processes that
 //! die" on [`Queue`]). The algorithm (Vyukov's bounded MPMC queue, with
@@ -30,13 +33,44 @@ pub use queue::Queue;
 #[derive(Clone, Debug, Default)]
 pub struct QueueOptions {
     joinable: bool,
+    /// The most items held at once; `None`: the capacity.
+    bound: Option<usize>,
     file: CreateOptions,
 }
 
 impl QueueOptions {
-    /// Not joinable, mode 0600, no label.
+    /// Not joinable, bounded by the capacity, mode 0600, no label.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Hold at most `bound` items at once (1 to the capacity; the capacity
+    /// if not set): `is_full`, `try_push`'s `Full`, the waits of `push` and
+    /// `push_timeout` and the count `push_slice` takes all come at exactly
+    /// `bound` items, as with `multiprocessing.Queue(maxsize=bound)`, while
+    /// the ring keeps its power-of-two number of slots (`capacity()`).
+    /// Recorded in the file: every handle that opens it gets the same
+    /// bound. No lock: a push loads the head once more than a queue bounded
+    /// by its capacity does (see [`Queue`]'s docs on the bound).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{TryPushError, mpmc::{Queue, QueueOptions}};
+    ///
+    /// let q = Queue::<u32>::create_with(dir.path().join("q"), 8, &QueueOptions::new().bound(6))?;
+    /// assert_eq!((q.capacity(), q.bound()), (8, 6));
+    /// assert_eq!(q.push_slice(&[1, 2, 3, 4, 5, 6, 7]), Ok(6));
+    /// assert!(q.is_full());
+    /// assert_eq!(q.try_push(8), Err(TryPushError::Full(8)));
+    /// assert_eq!(q.try_pop(), Ok(1));
+    /// q.try_push(8)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bound(mut self, bound: usize) -> Self {
+        self.bound = Some(bound);
+        self
     }
 
     /// Count pushed items until they are marked done: enables
@@ -57,18 +91,43 @@ impl QueueOptions {
 /// What `create` and `open_or_create` ask for.
 struct Spec {
     capacity: usize,
+    /// The most items held at once (the capacity unless the options set
+    /// one).
+    bound: usize,
     joinable: bool,
     /// The longest message, for byte queues (0 for typed ones).
     max_len: usize,
 }
 
 impl Spec {
-    fn new(capacity: usize, max_len: usize, opts: &QueueOptions) -> Self {
-        Self {
+    /// What `opts` ask for, for a queue at `path` (named by the error).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidOption`] for a bound outside 1 to the capacity
+    /// (a bad capacity itself is the layout's to refuse).
+    fn new(
+        path: &Path,
+        capacity: usize,
+        max_len: usize,
+        opts: &QueueOptions,
+    ) -> Result<Self, OpenError> {
+        let bound = match opts.bound {
+            None => capacity,
+            Some(b) if (1..=capacity).contains(&b) => b,
+            Some(b) => {
+                return Err(OpenError::InvalidOption {
+                    path: crate::region::resolve(path),
+                    what: format!("a bound of 1 to the capacity ({capacity}) items, found {b}"),
+                });
+            }
+        };
+        Ok(Self {
             capacity,
+            bound,
             joinable: opts.joinable,
             max_len,
-        }
+        })
     }
 }
 
@@ -94,7 +153,9 @@ macro_rules! queue_shape {
 
         fn init(region: &Region, spec: &Spec) {
             let flags = if spec.joinable { FLAG_JOINABLE } else { 0 };
-            region.body::<Control>(0, 1)[0].init_flags(flags);
+            let ctl = &region.body::<Control>(0, 1)[0];
+            ctl.init_flags(flags);
+            ctl.init_bound(spec.bound as u64);
             let stride = region.descriptor().slot_size as usize / 8;
             let slots = region.body::<AtomicU64>(size_of::<Control>(), spec.capacity * stride);
             RawQueue::init_slots(slots, spec.capacity);
@@ -102,11 +163,25 @@ macro_rules! queue_shape {
 
         fn geometry(region: &Region) -> Result<Geometry, OpenError> {
             let desc = region.descriptor();
-            let joinable = region.body::<Control>(0, 1)[0].is_joinable();
+            let ctl = &region.body::<Control>(0, 1)[0];
+            let joinable = ctl.is_joinable();
+            // Read once, here, and never again: a peer that writes garbage
+            // over it later changes nothing for this handle.
+            let bound = ctl.bound();
+            let capacity = desc.capacity;
+            if !(1..=capacity).contains(&bound) {
+                return Err(OpenError::CorruptHeader {
+                    path: region.path().to_path_buf(),
+                    what: format!(
+                        "queue bound {bound} outside 1 to the capacity ({capacity})"
+                    ),
+                });
+            }
             // The validated descriptor's capacity is a power of two and its
             // slots hold a payload (the kind's body layout): never refused.
             Geometry::new(
-                desc.capacity as usize,
+                capacity as usize,
+                bound,
                 desc.slot_size as usize / 8,
                 joinable,
             )
@@ -129,6 +204,16 @@ macro_rules! queue_shape {
                     path: path.to_path_buf(),
                     expected: format!("capacity {} as asked", spec.capacity),
                     found: found.capacity() as u64,
+                });
+            }
+            if found.bound() != spec.bound {
+                return Err(OpenError::InvalidOption {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "expected a queue bounded at {} items as asked, found one bounded at {}",
+                        spec.bound,
+                        found.bound()
+                    ),
                 });
             }
             if found.is_joinable() != spec.joinable {
@@ -272,9 +357,17 @@ macro_rules! common_methods {
             self.q.raw().unfinished()
         }
 
-        /// Number of slots.
+        /// Number of slots: the ring's size, a power of two (see
+        /// [`bound`](Self::bound) for how many items it holds).
         pub fn capacity(&self) -> usize {
             self.q.raw().capacity()
+        }
+
+        /// The most items the queue holds at once: the capacity, unless it
+        /// was created with a lower [`QueueOptions::bound`]. Read from the
+        /// file once, when this handle opened it.
+        pub fn bound(&self) -> usize {
+            self.q.raw().bound()
         }
 
         /// Items in the queue that a pop can take now: published items,
@@ -282,7 +375,7 @@ macro_rules! common_methods {
         /// consumer is taking. Looks at each slot from the head to the
         /// tail, so it costs O(items). Out of date as soon as it returns,
         /// but an item pushed before the call and still queued after it
-        /// is always counted.
+        /// is always counted, and it is never above [`bound`](Self::bound).
         pub fn len(&self) -> usize {
             self.q.raw().len()
         }
@@ -294,9 +387,9 @@ macro_rules! common_methods {
             self.q.raw().is_empty()
         }
 
-        /// Whether the queue is full: every slot holds an item (or a push
-        /// in flight) that no pop has claimed yet, so a push finds no
-        /// room. Out of date as soon as it returns.
+        /// Whether the queue is full: it holds [`bound`](Self::bound) items
+        /// (pushes in flight included) that no pop has claimed yet, so a
+        /// push finds no room. Out of date as soon as it returns.
         pub fn is_full(&self) -> bool {
             self.q.raw().is_full()
         }
@@ -410,6 +503,101 @@ mod tests {
         assert_eq!(b.try_pop_into(&mut buf), Ok(0));
         let again = ByteQueue::open_or_create(dir.path().join("b"), 1, 4, &QueueOptions::new());
         assert_eq!(again.unwrap().capacity(), 1);
+    }
+
+    #[test]
+    fn a_bound_is_recorded_checked_and_kept_by_every_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q");
+        let q = Queue::<u64>::create_bounded(&path, 6).unwrap();
+        assert_eq!((q.capacity(), q.bound()), (8, 6));
+        assert_eq!(q.push_slice(&[0, 1, 2, 3, 4, 5, 6, 7]), Ok(6));
+        assert_eq!((q.len(), q.is_full()), (6, true));
+        assert_eq!(q.try_push(6), Err(TryPushError::Full(6)));
+        assert_eq!(
+            q.push_timeout(6, Duration::from_millis(5)),
+            Err(PushTimeoutError::Timeout(6))
+        );
+        // Every handle reads the bound from the file.
+        let other = Queue::<u64>::open(&path).unwrap();
+        assert_eq!(other.bound(), 6);
+        assert_eq!(other.try_push(6), Err(TryPushError::Full(6)));
+        assert_eq!(other.try_pop(), Ok(0));
+        assert!(!q.is_full());
+        q.push(6).unwrap();
+        assert!(other.is_full());
+        // open_or_create never resets it, and refuses another bound (or
+        // none: the capacity).
+        let opts = QueueOptions::new().bound(6);
+        let again = Queue::<u64>::open_or_create(&path, 8, &opts).unwrap();
+        assert_eq!((again.len(), again.bound()), (6, 6));
+        for asked in [QueueOptions::new().bound(5), QueueOptions::new()] {
+            assert!(matches!(
+                Queue::<u64>::open_or_create(&path, 8, &asked),
+                Err(OpenError::InvalidOption { what, .. }) if what.contains("bounded at")
+            ));
+        }
+        // Bounds outside 1 ..= capacity are refused at creation, naming it.
+        for (cap, bound) in [(8, 0), (8, 9), (1, 2)] {
+            let p = dir.path().join(format!("bad-{cap}-{bound}"));
+            let opts = QueueOptions::new().bound(bound);
+            assert!(matches!(
+                Queue::<u64>::create_with(&p, cap, &opts),
+                Err(OpenError::InvalidOption { what, .. }) if what.contains("bound")
+            ));
+            assert!(matches!(
+                ByteQueue::create(&p, cap, 8, &opts),
+                Err(OpenError::InvalidOption { .. })
+            ));
+            assert!(!p.exists(), "nothing created");
+        }
+        assert!(matches!(
+            Queue::<u64>::create_bounded(dir.path().join("zero"), 0),
+            Err(OpenError::InvalidOption { .. })
+        ));
+        assert!(matches!(
+            Queue::<u64>::create_bounded(dir.path().join("huge"), usize::MAX),
+            Err(OpenError::InvalidCapacity { .. })
+        ));
+        // A bound equal to the capacity is the default.
+        let full = Queue::<u64>::create_with(dir.path().join("full"), 4, &QueueOptions::new().bound(4))
+            .unwrap();
+        assert_eq!(full.bound(), 4);
+        let b = ByteQueue::create(dir.path().join("b"), 4, 8, &QueueOptions::new().bound(3)).unwrap();
+        assert_eq!((b.capacity(), b.bound()), (4, 3));
+        let b2 = ByteQueue::open_or_create(dir.path().join("b"), 4, 8, &QueueOptions::new().bound(3))
+            .unwrap();
+        assert_eq!(b2.bound(), 3);
+    }
+
+    /// A bound outside 1 ..= capacity in a file (a peer's garbage) is a
+    /// corrupt header at open; one written after a handle opened the file
+    /// changes nothing for that handle (read once, at open).
+    #[test]
+    fn a_garbage_bound_in_the_file_is_refused_at_open_and_never_reread() {
+        use std::os::unix::fs::FileExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q");
+        let q = Queue::<u64>::create_with(&path, 4, &QueueOptions::new().bound(2)).unwrap();
+        let at = q.region().descriptor().body_offset + 304;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for garbage in [0u64, 5, u64::MAX] {
+            file.write_all_at(&garbage.to_ne_bytes(), at).unwrap();
+            assert!(matches!(
+                Queue::<u64>::open(&path),
+                Err(OpenError::CorruptHeader { what, .. }) if what.contains("bound")
+            ));
+            // The open handle keeps the bound it read.
+            q.try_push(1).unwrap();
+            q.try_push(2).unwrap();
+            assert_eq!(q.try_push(3), Err(TryPushError::Full(3)));
+            assert!(q.is_full());
+            assert_eq!((q.try_pop(), q.try_pop()), (Ok(1), Ok(2)));
+        }
+        file.write_all_at(&3u64.to_ne_bytes(), at).unwrap();
+        assert_eq!(Queue::<u64>::open(&path).unwrap().bound(), 3);
+        assert_eq!(q.bound(), 2);
     }
 
     /// The in-process version of `a_pop_after_a_completed_push_never_finds_

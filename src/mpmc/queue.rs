@@ -56,6 +56,19 @@ use crate::wait::deadline;
 /// claim at once; blocked calls look for such slots every
 /// [`SLICE`](crate::wait::SLICE), and
 /// [`recover`](Self::recover) does it on demand.
+///
+/// # A bound below the capacity
+///
+/// The ring's size is a power of two; a queue created with
+/// [`QueueOptions::bound`] (or [`Queue::create_bounded`]) holds at most
+/// that many items all the same, and is full at exactly that many: a
+/// producer reads the head before it claims a slot and claims none that
+/// would put the queue past its bound, with no lock (the argument is in
+/// `src/raw/mpmc/mod.rs`). A push then costs one more load of the head (a
+/// word every consumer writes); a queue bounded by its capacity (the
+/// default) skips it. [`len`](Self::len) never exceeds the bound, and
+/// `Full` is only reported when, at some instant of the call, the queue
+/// held `bound` items.
 pub struct Queue<T: Payload> {
     pub(super) q: Handle<Values<T>>,
 }
@@ -65,6 +78,7 @@ impl<T: Payload> std::fmt::Debug for Queue<T> {
         f.debug_struct("Queue")
             .field("path", &self.q.mapped.region().path())
             .field("capacity", &self.capacity())
+            .field("bound", &self.bound())
             .field("len", &self.len())
             .finish()
     }
@@ -88,17 +102,53 @@ impl<T: Payload> Queue<T> {
         Self::create_with(path, capacity, &QueueOptions::default())
     }
 
-    /// [`Queue::create`] with options (joinable, mode, label).
+    /// [`Queue::create`] with options (joinable, bound, mode, label).
     ///
     /// # Errors
     ///
-    /// As [`Queue::create`].
+    /// As [`Queue::create`]; [`OpenError::InvalidOption`] for a
+    /// [`bound`](QueueOptions::bound) outside 1 to `capacity`.
     pub fn create_with(
         path: impl AsRef<Path>,
         capacity: usize,
         opts: &QueueOptions,
     ) -> Result<Self, OpenError> {
-        Mapped::create(path, &Spec::new(capacity, 0, opts), &opts.file).map(Self::wrap)
+        let spec = Spec::new(path.as_ref(), capacity, 0, opts)?;
+        Mapped::create(path, &spec, &opts.file).map(Self::wrap)
+    }
+
+    /// Creates a queue that holds at most `maxsize` items, the way
+    /// `multiprocessing.Queue(maxsize)` does: a ring of the next power of
+    /// two slots ([`capacity`](Self::capacity)) with a
+    /// [`bound`](QueueOptions::bound) of `maxsize`. Not joinable, mode
+    /// 0600; [`Queue::create_with`] with [`QueueOptions::bound`] for the
+    /// rest.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidOption`] for a `maxsize` of 0,
+    /// [`OpenError::InvalidCapacity`] for one whose ring would be too
+    /// large; the other [`OpenError`]s as for any create.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use mmring::{TryPushError, mpmc::Queue};
+    ///
+    /// let q = Queue::<u64>::create_bounded(dir.path().join("q"), 6)?;
+    /// assert_eq!((q.bound(), q.capacity()), (6, 8));
+    /// for v in 0..6 {
+    ///     q.try_push(v)?;
+    /// }
+    /// assert!(q.is_full()); // at exactly 6 items
+    /// assert_eq!(q.try_push(6), Err(TryPushError::Full(6)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_bounded(path: impl AsRef<Path>, maxsize: usize) -> Result<Self, OpenError> {
+        // A maxsize past the largest power of two: a ring no layout takes.
+        let capacity = maxsize.checked_next_power_of_two().unwrap_or(usize::MAX);
+        Self::create_with(path, capacity, &QueueOptions::new().bound(maxsize))
     }
 
     /// Opens an existing queue file.
@@ -125,13 +175,15 @@ impl<T: Payload> Queue<T> {
     /// As [`Queue::open`] and [`Queue::create`];
     /// [`OpenError::InvalidCapacity`] if an existing queue has another
     /// capacity, [`OpenError::InvalidOption`] if it is joinable and `opts`
-    /// is not (or the other way round). An existing queue is never reset.
+    /// is not (or the other way round) or has another
+    /// [`bound`](QueueOptions::bound). An existing queue is never reset.
     pub fn open_or_create(
         path: impl AsRef<Path>,
         capacity: usize,
         opts: &QueueOptions,
     ) -> Result<Self, OpenError> {
-        Mapped::open_or_create(path, &Spec::new(capacity, 0, opts), &opts.file).map(Self::wrap)
+        let spec = Spec::new(path.as_ref(), capacity, 0, opts)?;
+        Mapped::open_or_create(path, &spec, &opts.file).map(Self::wrap)
     }
 
     /// Pushes `value` if there is room, never waiting for room.
@@ -227,9 +279,10 @@ impl<T: Payload> Queue<T> {
     }
 
     /// Pushes as many of `values` as there are free consecutive slots (up
-    /// to [`BATCH_MAX`](crate::mpmc::BATCH_MAX)), moving the tail past them
-    /// all at once and waking consumers once; returns how many (0 if
-    /// full; a pop in flight in the slot at the tail is waited out, as by
+    /// to [`BATCH_MAX`](crate::mpmc::BATCH_MAX), and never past the
+    /// [`bound`](Self::bound)), moving the tail past them all at once and
+    /// waking consumers once; returns how many (0 if full; a pop in flight
+    /// in the slot at the tail is waited out, as by
     /// [`try_push`](Self::try_push)).
     ///
     /// # Errors

@@ -488,6 +488,14 @@ impl fmt::Display for Report {
                 control: c,
             } => {
                 writeln!(f, "queue:       {len} of {capacity} slots used")?;
+                let note = if c.bound == *capacity {
+                    " (the capacity)"
+                } else if !(1..=*capacity).contains(&c.bound) {
+                    " (outside 1 to the capacity: opens refuse it)"
+                } else {
+                    ""
+                };
+                writeln!(f, "bound:       full at {} items{note}", c.bound)?;
                 if let Some(max) = max_len {
                     writeln!(f, "messages:    up to {max} bytes")?;
                 }

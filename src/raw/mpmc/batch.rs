@@ -2,7 +2,7 @@
 //! compare-and-swap each, the tail (head) moved past all of them at once,
 //! and one wake-up for the lot.
 
-use super::claim::{Content, PopClaim, PushClaim};
+use super::claim::{Content, PopClaim, PushClaim, Room};
 use super::recovery::{InFlight, Stalled};
 use super::{
     BATCH_MAX, RawQueue, Role, SLOT_HEADER_WORDS, TAIL_CLOSED, free_seq, full_seq, role_at,
@@ -14,7 +14,8 @@ impl RawQueue<'_> {
     /// each, stopping at the first it cannot have), moves the tail past
     /// them, runs `write(i, payload)` for each, and publishes them. Returns
     /// how many (0 if full). One call claims at most [`BATCH_MAX`]
-    /// positions. Like [`try_push_with`](Self::try_push_with), it waits out
+    /// positions, and never takes the queue past its bound (it claims at
+    /// most as many as the bound left room for when it read the head). Like [`try_push_with`](Self::try_push_with), it waits out
     /// a pop in flight in the slot at the tail rather than answer 0.
     ///
     /// # Errors
@@ -38,8 +39,21 @@ impl RawQueue<'_> {
             if pos & TAIL_CLOSED != 0 {
                 return Err(crate::error::Closed);
             }
+            // A bound below the capacity: no more than it leaves room for
+            // (see `room_at`; the branch always goes the same way).
+            let mut limit = max;
+            if self.bounded() {
+                match self.room_at(pos) {
+                    Room::Free(room) => limit = limit.min(room),
+                    Room::Full => return Ok(0),
+                    Room::Moved => {
+                        pos = self.tail_now();
+                        continue;
+                    }
+                }
+            }
             let mut n = 0;
-            while n < max {
+            while n < limit {
                 let p = pos.wrapping_add(n);
                 let slot = self.slot(p);
                 // Acquire pairs with the Release that freed the slot.

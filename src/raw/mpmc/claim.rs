@@ -42,6 +42,20 @@ pub(super) enum PopClaim {
     Changed,
 }
 
+/// What the bound lets a producer do at a tail position
+/// ([`RawQueue::room_at`]; queues with a bound below the capacity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Room {
+    /// This many positions from the tail position on may be claimed (1 or
+    /// more; a single push claims one).
+    Free(u64),
+    /// `bound` items or more were held at one instant of the look.
+    Full,
+    /// The head or the tail moved under the caller (or the caller moved the
+    /// head for a consumer): look again from the tail.
+    Moved,
+}
+
 /// What a position a consumer won holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Content {
@@ -122,6 +136,61 @@ impl RawQueue<'_> {
         }
     }
 
+    /// Whether the bound leaves room for a push at tail position `pos` (a
+    /// tail value read before the call), and for how many: the look at the
+    /// head that every claim of a queue with a bound below its capacity
+    /// makes first. See "A bound below the capacity" in the module docs for
+    /// why a claim after [`Room::Free`] never takes the queue past its
+    /// bound and why [`Room::Full`] was true at an instant of the look.
+    #[inline]
+    pub(super) fn room_at(&self, pos: u64) -> Room {
+        // Acquire: as in `push_stalled`, pairs with the Release moves of the
+        // head (`move_head`): the consumer claims on the positions it
+        // passed are visible to what this producer does next.
+        let head = self.head_now();
+        let held = pos.wrapping_sub(head);
+        if held < self.bound {
+            return Room::Free(self.bound - held);
+        }
+        if (held as i64) < 0 {
+            // The head is past our tail position: the tail we read is stale
+            // (pushes and pops went past it since), or a peer wrote garbage
+            // (a tail that did not move: report full rather than spin).
+            return if self.tail_now() == pos {
+                Room::Full
+            } else {
+                Room::Moved
+            };
+        }
+        let slot = self.slot(head);
+        // Acquire pairs with the AcqRel claim of the consumer (producer)
+        // that stored it: as in `push_stalled`, what that claimer did before
+        // is visible to a helper that moves the head past it.
+        match role_at(slot[1].load(Ordering::Acquire), head) {
+            // The pop of `head` counted and has not moved the head yet: move
+            // it for that consumer (as a consumer helping another would).
+            // Each such help moves the head past one more claim on its own
+            // position, and a slot's claim names one position: a peer's
+            // garbage makes this happen at most once per slot.
+            Role::Consumer => {
+                self.move_head(head, 1);
+                Room::Moved
+            }
+            // `head` not taken when its claim was read, the positions up to
+            // `pos` all pushed: `bound` items or more held then.
+            Role::Producer | Role::Hole => Room::Full,
+            // A claim on another position: the slot moved on, so did the
+            // head (look again), unless a peer wrote garbage there.
+            Role::None => {
+                if self.head_now() == head {
+                    Room::Full
+                } else {
+                    Room::Moved
+                }
+            }
+        }
+    }
+
     /// Claims the next free position for a push (helping the tail past
     /// positions other producers claimed, and waiting out a consumer in
     /// flight with `wait`): `Ok(pos)`, or why not.
@@ -131,6 +200,19 @@ impl RawQueue<'_> {
         loop {
             if pos & TAIL_CLOSED != 0 {
                 return Err(Refused::Closed);
+            }
+            // A bound below the capacity: the head must be less than `bound`
+            // positions behind the one to claim (the branch always goes the
+            // same way for a view).
+            if self.bounded() {
+                match self.room_at(pos) {
+                    Room::Free(_) => {}
+                    Room::Full => return Err(Refused::Blocked),
+                    Room::Moved => {
+                        pos = self.tail_now();
+                        continue;
+                    }
+                }
             }
             let slot = self.slot(pos);
             // Acquire pairs with the Release store that freed the slot (a

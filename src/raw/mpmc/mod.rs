@@ -56,6 +56,45 @@
 //! blocking calls do not wait this way, they sleep until the claimer's
 //! publish (free) wakes them.
 //!
+//! # A bound below the capacity
+//!
+//! A queue may hold fewer items than it has slots (`multiprocessing.Queue
+//! (maxsize=6)` is full at 6; its ring has 8 slots): the bound, recorded in
+//! the control words at creation and read once, at open, into the view.
+//! The ring works as above; a producer only adds one look at the head
+//! before each claim (`room_at`, in `claim.rs`): it may claim tail
+//! position `t` only after it read a head `h` with `t - h < bound`, that
+//! is `h >= t - bound + 1`. No lock, and no other shared word.
+//!
+//! *Never more than `bound` items.* Positions are claimed in order: a
+//! producer claims `t + 1` only once the tail is past `t`, so only once `t`
+//! was claimed; and the head only passes positions that consumers claimed.
+//! When `t` is claimed, the head is at least the `h` read before, so every
+//! position below `h` is taken, none above `t` is claimed, and the items
+//! held (positions pushed and not yet taken, holes and pushes in flight
+//! included) are at most `t + 1 - h <= bound`. A batch claims at most
+//! `bound - (t - h)` positions from `t` on, the same argument for each.
+//!
+//! *"Full" is true at some instant of the call.* The producer read the tail
+//! `t`, then the head `h` with `t - h >= bound`, then the claim of the
+//! slot at `h`. If that claim is a consumer's, the pop of `h` counted and
+//! only its move of the head is missing: the producer moves the head for
+//! it and looks again (so a consumer stopped between its claim and its
+//! move never makes the queue look full). If it is a producer's claim or a
+//! hole on `h`, then when it was read `h` was not taken (nor, since
+//! consumers also claim in order, any position after it), and every
+//! position from `h` to `t - 1` was pushed (the tail only grows, and it
+//! only passes claimed positions): `bound` items or more were held. (A
+//! claim on another position means the head moved on: look again.)
+//!
+//! Cost: with the bound at the capacity (the default) nothing changes but
+//! a test of a field the view carries, always false. Below it, each push
+//! attempt (and batch) loads the head once more, an acquire load of the
+//! cache line every consumer writes; a push that finds the queue full also
+//! reads the claim of the slot at the head. Pops are unchanged: every pop
+//! already wakes the producers sleeping for room once it has moved the
+//! head, which is what lets a push below the bound go through.
+//!
 //! # Processes that die mid-operation
 //!
 //! Because the winning step *is* the claim, there is no instant at which a
@@ -302,7 +341,10 @@ pub struct Control {
     join_epoch: AtomicU32,
     join_waiters: AtomicU32,
     recovered: AtomicU64,
-    _pad2: [u64; 10],
+    /// The most items the queue holds at once (1 to the capacity), recorded
+    /// at creation and read once, at open, into the handle's [`Geometry`].
+    bound: AtomicU64,
+    _pad2: [u64; 9],
 }
 
 #[cfg(not(loom))]
@@ -326,6 +368,7 @@ mod layout_checks {
     const_assert_eq!(offset_of!(Control, join_epoch), 288);
     const_assert_eq!(offset_of!(Control, join_waiters), 292);
     const_assert_eq!(offset_of!(Control, recovered), 296);
+    const_assert_eq!(offset_of!(Control, bound), 304);
 }
 
 #[cfg(not(loom))]
@@ -355,6 +398,10 @@ pub struct Snapshot {
     pub space_waiters: u32,
     /// Processes asleep in `join`.
     pub join_waiters: u32,
+    /// The most items the queue holds at once, as recorded at creation (the
+    /// capacity unless created with a lower bound; 0 in a control block
+    /// never given one, which a file must not have).
+    pub bound: u64,
 }
 
 impl Default for Control {
@@ -381,7 +428,8 @@ impl Control {
             join_epoch: AtomicU32::new(0),
             join_waiters: AtomicU32::new(0),
             recovered: AtomicU64::new(0),
-            _pad2: [0; 10],
+            bound: AtomicU64::new(0),
+            _pad2: [0; 9],
         }
     }
 
@@ -415,6 +463,22 @@ impl Control {
         self.flags.store(flags, Ordering::Relaxed);
     }
 
+    /// Records the bound, the most items the queue may hold at once (only
+    /// while nobody else can see the words).
+    pub fn init_bound(&self, bound: u64) {
+        // Relaxed: the file is still private to its creator.
+        self.bound.store(bound, Ordering::Relaxed);
+    }
+
+    /// The bound recorded at creation, as it is now: unchecked (a peer may
+    /// have written anything there). Read once, at open, and validated
+    /// into the handle's [`Geometry`]; 0 in a control block made by
+    /// [`Control::new`] and never given one.
+    pub fn bound(&self) -> u64 {
+        // Relaxed: set before the file was published, never changed.
+        self.bound.load(Ordering::Relaxed)
+    }
+
     /// Each word, read once (Relaxed: a display snapshot).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -428,6 +492,7 @@ impl Control {
             data_waiters: self.data_waiters.load(Ordering::Relaxed),
             space_waiters: self.space_waiters.load(Ordering::Relaxed),
             join_waiters: self.join_waiters.load(Ordering::Relaxed),
+            bound: self.bound(),
         }
     }
 
@@ -460,26 +525,37 @@ enum Refused {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     mask: u64,
+    bound: u64,
     stride: usize,
     joinable: bool,
 }
 
 impl Geometry {
     /// `capacity` slots of `stride` words each (header and payload), for a
-    /// queue that counts tasks if `joinable`; `None` unless `capacity` is a
-    /// power of two (1 included) and `stride` more than
+    /// queue that holds at most `bound` items at once and counts tasks if
+    /// `joinable`; `None` unless `capacity` is a power of two (1 included),
+    /// `bound` is 1 to `capacity`, and `stride` more than
     /// [`SLOT_HEADER_WORDS`].
-    pub fn new(capacity: usize, stride: usize, joinable: bool) -> Option<Self> {
-        (capacity.is_power_of_two() && stride > SLOT_HEADER_WORDS).then_some(Self {
-            mask: capacity as u64 - 1,
-            stride,
-            joinable,
-        })
+    pub fn new(capacity: usize, bound: u64, stride: usize, joinable: bool) -> Option<Self> {
+        (capacity.is_power_of_two()
+            && (1..=capacity as u64).contains(&bound)
+            && stride > SLOT_HEADER_WORDS)
+            .then_some(Self {
+                mask: capacity as u64 - 1,
+                bound,
+                stride,
+                joinable,
+            })
     }
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.mask as usize + 1
+    }
+
+    /// The most items the queue holds at once.
+    pub fn bound(&self) -> usize {
+        self.bound as usize
     }
 
     /// Words per slot.
@@ -508,6 +584,9 @@ pub struct RawQueue<'a> {
     ctl: &'a Control,
     words: &'a [AtomicU64],
     mask: u64,
+    /// The most items held at once: `mask + 1` unless created with a lower
+    /// bound (see "A bound below the capacity" in the module docs).
+    bound: u64,
     stride: usize,
     joinable: bool,
     /// The pid this view's claims carry (see [`claim_pid`]), if set by
@@ -546,20 +625,31 @@ impl<'a> RawQueue<'a> {
     }
 
     /// A view of a queue. `words` holds `capacity` slots (the stride is
-    /// `words.len() / capacity`), initialized by [`RawQueue::init_slots`].
+    /// `words.len() / capacity`), initialized by [`RawQueue::init_slots`];
+    /// the bound is the one `ctl` records ([`Control::init_bound`]), or the
+    /// capacity if it records none (0, as [`Control::new`] makes it).
     ///
     /// # Panics
     ///
-    /// If `capacity` is not a power of two (1 included), or `words` is not
-    /// `capacity` slots of more than [`SLOT_HEADER_WORDS`] words.
+    /// If `capacity` is not a power of two (1 included), `words` is not
+    /// `capacity` slots of more than [`SLOT_HEADER_WORDS`] words, or the
+    /// bound is above the capacity.
     pub fn new(ctl: &'a Control, words: &'a [AtomicU64], capacity: usize) -> Self {
         assert!(
             capacity.is_power_of_two(),
             "mpmc capacity must be a power of two, got {capacity}"
         );
+        let bound = match ctl.bound() {
+            0 => capacity as u64,
+            b => b,
+        };
+        assert!(
+            bound <= capacity as u64,
+            "mpmc bound {bound} is above the capacity {capacity}"
+        );
         let stride = words.len() / capacity;
-        let geometry =
-            Geometry::new(capacity, stride, ctl.is_joinable()).filter(|g| g.words() == words.len());
+        let geometry = Geometry::new(capacity, bound, stride, ctl.is_joinable())
+            .filter(|g| g.words() == words.len());
         let Some(geometry) = geometry else {
             panic!(
                 "{} words are not {capacity} slots of a payload",
@@ -581,6 +671,7 @@ impl<'a> RawQueue<'a> {
             ctl,
             words,
             mask: geometry.mask,
+            bound: geometry.bound,
             stride: geometry.stride,
             joinable: geometry.joinable,
             me: None,
@@ -619,6 +710,21 @@ impl<'a> RawQueue<'a> {
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.mask as usize + 1
+    }
+
+    /// The most items the queue holds at once (the capacity unless it was
+    /// created with a lower bound).
+    pub fn bound(&self) -> usize {
+        self.bound as usize
+    }
+
+    /// Whether the queue holds fewer items than it has slots: pushes then
+    /// check the head against the bound (see "A bound below the capacity"
+    /// in the module docs). Fixed for the view's life, so the branch on it
+    /// always goes the same way.
+    #[inline(always)]
+    fn bounded(&self) -> bool {
+        self.bound <= self.mask
     }
 
     /// Words of payload per slot.
@@ -769,11 +875,16 @@ impl<'a> RawQueue<'a> {
     /// The positions from the head to the tail: `(head, n)`, `n` clamped
     /// to the capacity (0 for a tail behind the head: garbage).
     fn span(&self) -> (u64, u64) {
-        // Acquire (`head_now`), then the tail: as a pop looks. The tail
-        // needs no more than some recent value (each slot is looked at
-        // through its own sequence, with Acquire, by the callers).
+        // Acquire (`head_now`), then the tail, as a pop looks. The tail with
+        // Acquire too, pairing with the Release of the move that set it
+        // (`move_tail`): the producer of the position below it read the
+        // head before its claim, and whatever consumer claims that head
+        // value covered are then visible to the slot reads that follow, so
+        // no item counted was already taken before that producer's look
+        // (what keeps `len` within the bound; see "A bound below the
+        // capacity" in the module docs).
         let head = self.head_now();
-        let n = self.ctl.pushed().wrapping_sub(head);
+        let n = (self.ctl.tail.load(Ordering::Acquire) & !TAIL_CLOSED).wrapping_sub(head);
         (
             head,
             if (n as i64) < 0 {
@@ -800,7 +911,10 @@ impl<'a> RawQueue<'a> {
     /// are not counted, nor items a consumer has claimed). Looks at each
     /// slot from the head to the tail: O(items). A snapshot, out of date
     /// as soon as it returns; an item pushed before the call and still
-    /// queued after it is always counted.
+    /// queued after it is always counted, and the count is never above the
+    /// bound (every item counted is below the tail read and was not yet
+    /// taken when the producer of the position below that tail read the
+    /// head, which was then at most `bound` positions behind it).
     pub fn len(&self) -> usize {
         let (head, n) = self.span();
         (0..n)
@@ -816,15 +930,15 @@ impl<'a> RawQueue<'a> {
         !(0..n).any(|k| self.published_at(head.wrapping_add(k)))
     }
 
-    /// Whether the queue is full right now: every slot is claimed by a
-    /// push that counted and not yet by a pop, so a push finds no room (a
-    /// snapshot; pops in flight have made room already, as `try_push_with`
-    /// sees it).
+    /// Whether the queue is full right now: the positions from the head to
+    /// the tail (pushes that counted and that no pop has claimed) number
+    /// the bound, so a push finds no room (a snapshot; pops in flight have
+    /// made room already, as `try_push_with` sees it).
     pub fn is_full(&self) -> bool {
         // Relaxed: a snapshot of positions.
         let head = self.ctl.head.load(Ordering::Relaxed);
         let n = self.ctl.pushed().wrapping_sub(head);
-        (n as i64) >= 0 && n > self.mask
+        (n as i64) >= 0 && n >= self.bound
     }
 }
 

@@ -634,3 +634,255 @@ fn garbage_words_give_errors_or_wrong_data_never_a_hang_or_panic() {
         assert!(q.len() <= 4);
     }
 }
+
+/// Heap words for a queue of `capacity` slots that holds at most `bound`
+/// items.
+fn bounded(capacity: usize, bound: u64, flags: u32) -> Mem {
+    let m = mem(capacity, 1, flags);
+    m.ctl.init_bound(bound);
+    m
+}
+
+#[test]
+fn a_bounded_queue_is_full_at_its_bound_on_every_lap() {
+    let m = bounded(4, 3, 0);
+    let q = q(&m);
+    assert_eq!((q.capacity(), q.bound()), (4, 3));
+    // 3 items a lap over 4 slots: the positions walk round the ring, so
+    // every slot is met at every offset from the head.
+    for round in 0..9u64 {
+        for i in 0..3 {
+            push(&q, round * 10 + i).unwrap();
+        }
+        assert!(q.is_full());
+        assert_eq!(q.len(), 3);
+        assert_eq!(push(&q, 99), Err(TryPushError::Full(())));
+        assert_eq!(
+            q.push_batch_with(4, |_, w| w[0].store(99, Ordering::Relaxed)),
+            Ok(0)
+        );
+        assert_eq!(pop(&q), Ok(round * 10));
+        assert!(!q.is_full());
+        push(&q, round * 10 + 3).unwrap();
+        assert_eq!(push(&q, 99), Err(TryPushError::Full(())));
+        for i in 1..4 {
+            assert_eq!(pop(&q), Ok(round * 10 + i));
+        }
+        assert_eq!(pop(&q), Err(TryPopError::Empty));
+    }
+    // A batch takes what the bound leaves room for, no more.
+    push(&q, 1).unwrap();
+    let mut next = 2;
+    let pushed = q.push_batch_with(4, |_, w| {
+        w[0].store(next, Ordering::Relaxed);
+        next += 1;
+    });
+    assert_eq!(pushed, Ok(2));
+    assert_eq!(q.len(), 3);
+    let mut got = Vec::new();
+    assert_eq!(
+        q.pop_batch_with(4, |_, w| got.push(w[0].load(Ordering::Relaxed))),
+        Ok(3)
+    );
+    assert_eq!(got, [1, 2, 3]);
+}
+
+#[test]
+fn a_bound_of_one_hands_over_one_item_at_a_time_in_a_larger_ring() {
+    let m = bounded(8, 1, 0);
+    let q = q(&m);
+    for v in 0..20 {
+        push(&q, v).unwrap();
+        assert!(q.is_full());
+        assert_eq!(push(&q, 99), Err(TryPushError::Full(())));
+        assert_eq!(
+            q.push_with_until(|w| w[0].store(99, Ordering::Relaxed), Some(Instant::now())),
+            Err(crate::error::PushTimeoutError::Timeout(()))
+        );
+        assert_eq!(pop(&q), Ok(v));
+    }
+    // With nothing else bounding it, the bound is the capacity.
+    let plain = mem(8, 1, 0);
+    assert_eq!(self::q(&plain).bound(), 8);
+}
+
+/// A consumer stopped between its claim and its move of the head (alive,
+/// or dead) has taken its item: a bounded queue is not full for that, and
+/// the next push moves the head for it.
+#[test]
+fn a_pop_claimed_but_not_yet_past_the_head_leaves_room_below_the_bound() {
+    let m = bounded(4, 2, 0);
+    let q = q(&m);
+    let head = || m.ctl.head.load(Ordering::Relaxed);
+    push(&q, 1).unwrap();
+    push(&q, 2).unwrap();
+    // A consumer claimed position 0 and died before moving the head.
+    dead_claim(&q, Role::Consumer, 0);
+    assert_eq!(push(&q, 3), Ok(()), "the pop of 1 counted: room for 3");
+    assert_eq!(head(), 1, "moved for it");
+    assert_eq!(push(&q, 4), Err(TryPushError::Full(())));
+    assert_eq!((pop(&q), pop(&q)), (Ok(2), Ok(3)));
+    // Position 4 lands in slot 0, still held by the dead consumer: freed
+    // on the spot, as in a queue bounded by its capacity.
+    push(&q, 5).unwrap();
+    push(&q, 6).unwrap();
+    assert_eq!(m.ctl.snapshot().recovered, 1);
+    assert_eq!((pop(&q), pop(&q)), (Ok(5), Ok(6)));
+    // A live consumer (this process) claims position 5 and stops there.
+    push(&q, 7).unwrap();
+    push(&q, 8).unwrap();
+    assert!(q.as_pid(crate::pid::current()).claim_pop_and_stop());
+    assert_eq!(head(), 5);
+    assert_eq!(push(&q, 9), Ok(()), "the pop of 7 counted: room for 9");
+    assert_eq!(head(), 6);
+    assert_eq!(push(&q, 10), Err(TryPushError::Full(())));
+    assert_eq!((pop(&q), pop(&q)), (Ok(8), Ok(9)));
+    // Position 9 lands in slot 1, still held by the stopped consumer: the
+    // producer waits it out for its patience, then answers `Full`.
+    let q = q.with_in_flight_patience(Duration::from_millis(20));
+    push(&q, 11).unwrap();
+    assert_eq!(push(&q, 12), Err(TryPushError::Full(())));
+    assert_eq!(
+        m.ctl.snapshot().recovered,
+        1,
+        "a live claimer is not recovered"
+    );
+}
+
+/// A blocked push sleeps until a pop brings the queue below its bound.
+#[test]
+fn a_blocked_push_on_a_bounded_queue_wakes_when_a_pop_makes_room() {
+    let m = bounded(4, 2, 0);
+    let q = q(&m);
+    push(&q, 1).unwrap();
+    push(&q, 2).unwrap();
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| {
+            q.push_with(|w| w[0].store(3, Ordering::Relaxed)).unwrap();
+        });
+        // Until the pusher sleeps (the bound holds it, not the slots).
+        while m.ctl.snapshot().space_waiters == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(q.len(), 2);
+        assert_eq!(pop(&q), Ok(1));
+        pusher.join().unwrap();
+    });
+    assert!(q.is_full());
+    assert_eq!((pop(&q), pop(&q)), (Ok(2), Ok(3)));
+}
+
+/// Threads pushing and popping singles and batches on a queue of 8 slots
+/// bounded at 5: every item exactly once, and no look at the queue ever
+/// counts more than 5 items.
+#[test]
+fn threads_never_see_a_bounded_queue_past_its_bound() {
+    use std::sync::Arc;
+
+    const PRODUCERS: u64 = 3;
+    const CONSUMERS: usize = 2;
+    const BOUND: usize = 5;
+    let per: u64 = if cfg!(debug_assertions) {
+        5_000
+    } else {
+        50_000
+    };
+    let m = Arc::new(bounded(8, BOUND as u64, 0));
+    let got = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let q = q(&m);
+                let mut next = 0;
+                while next < per {
+                    let v = (p << 32) | next;
+                    if next % 3 == 0 {
+                        let mut k = next;
+                        let n = q
+                            .push_batch_with(4.min((per - next) as usize), |_, w| {
+                                w[0].store((p << 32) | k, Ordering::Relaxed);
+                                k += 1;
+                            })
+                            .unwrap();
+                        next += n as u64;
+                        if n == 0 {
+                            std::thread::yield_now();
+                        }
+                    } else {
+                        q.push_with(|w| w[0].store(v, Ordering::Relaxed)).unwrap();
+                        next += 1;
+                    }
+                    assert!(q.len() <= BOUND, "more than the bound seen");
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let (m, got) = (m.clone(), got.clone());
+            std::thread::spawn(move || {
+                let q = q(&m);
+                let mut mine = Vec::new();
+                loop {
+                    match q.pop_with(|w| w[0].load(Ordering::Relaxed)) {
+                        Ok(v) => mine.push(v),
+                        Err(PopError::Closed) => return mine,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                    assert!(q.len() <= BOUND, "more than the bound seen");
+                    got.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    q(&m).close();
+    let mut all: Vec<u64> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    let want: Vec<u64> = (0..PRODUCERS)
+        .flat_map(|p| (0..per).map(move |i| (p << 32) | i))
+        .collect();
+    assert!(all == want, "items lost or repeated");
+}
+
+#[test]
+#[should_panic(expected = "above the capacity")]
+fn a_view_refuses_a_bound_above_the_capacity() {
+    let m = bounded(4, 5, 0);
+    let _ = q(&m);
+}
+
+#[test]
+fn garbage_in_a_bounded_queue_gives_errors_never_a_hang_or_panic() {
+    let m = bounded(4, 2, FLAG_JOINABLE);
+    let q = q(&m);
+    let garbage = [0u64, 1, 3, u64::MAX, 1 << 63, 0xdead_beef, 5];
+    for (i, &g) in garbage.iter().cycle().take(300).enumerate() {
+        match i % 5 {
+            0 => m.ctl.tail.store(g, Ordering::Relaxed),
+            1 => m.ctl.head.store(g.rotate_left(7), Ordering::Relaxed),
+            // Consumer claims on whatever position the head names.
+            2 => {
+                let head = m.ctl.head.load(Ordering::Relaxed);
+                dead_claim(&q, Role::Consumer, head.wrapping_add(g % 3));
+            }
+            3 => m.ctl.bound.store(g, Ordering::Relaxed), // never re-read
+            _ => m.words[(g as usize) % m.words.len()].store(g ^ 0x55, Ordering::Relaxed),
+        }
+        let _ = push(&q, 1);
+        let _ = pop(&q);
+        let _ = q.push_batch_with(3, |_, w| w[0].store(2, Ordering::Relaxed));
+        let _ = q.pop_batch_with(3, |_, _| ());
+        let _ = q.recover_abandoned_push();
+        let _ = q.recover_abandoned_pop();
+        let _ = (q.is_full(), q.is_empty());
+        assert!(q.len() <= 4);
+        assert_eq!(q.bound(), 2);
+    }
+}
