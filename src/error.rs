@@ -416,7 +416,8 @@ pub struct Closed;
 /// has no deadline: see [`BytePushTimeoutError`] for the timed one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BytePushError {
-    /// The message is longer than the queue's slots.
+    /// The message is longer than the maximum: a byte queue's slot, or an
+    /// SPSC byte ring's [`MAX_MESSAGE_LEN`](crate::spsc::MAX_MESSAGE_LEN).
     #[error("message of {len} bytes is longer than the {max}-byte maximum")]
     TooLong {
         /// The message's length.
@@ -436,7 +437,10 @@ pub enum BytePushError {
 /// Why a non-blocking byte-message push (`try_push`) did not push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ByteTryPushError {
-    /// The message is longer than the ring's maximum.
+    /// The message is longer than the maximum: a byte queue's slot; for an
+    /// SPSC byte ring, what the whole ring holds (`try_push`, all or
+    /// nothing) or [`MAX_MESSAGE_LEN`](crate::spsc::MAX_MESSAGE_LEN) (the
+    /// streaming calls).
     #[error("message of {len} bytes is longer than the {max}-byte maximum")]
     TooLong {
         /// The message's length.
@@ -455,7 +459,10 @@ pub enum ByteTryPushError {
 /// Why a timed byte-message push (`push_timeout`) did not push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BytePushTimeoutError {
-    /// The message is longer than the ring's maximum.
+    /// The message is longer than the maximum: a byte queue's slot; for an
+    /// SPSC byte ring, what the whole ring holds (`try_push`, all or
+    /// nothing) or [`MAX_MESSAGE_LEN`](crate::spsc::MAX_MESSAGE_LEN) (the
+    /// streaming calls).
     #[error("message of {len} bytes is longer than the {max}-byte maximum")]
     TooLong {
         /// The message's length.
