@@ -1362,6 +1362,37 @@ mod tests {
     }
 
     #[test]
+    fn an_inserter_killed_after_raising_a_reach_is_taken_over() {
+        let heap = Heap::new(8);
+        let map = heap.map();
+        let ks = same_home(&map, 3);
+        let home = map.start(&key(ks[0]));
+        assert_eq!(insert(&map, ks[0]), Inserted::New);
+        // An inserter of ks[1] locked the home, raised its reach to 1 and
+        // died before publishing the entry it chose: the home's sequence
+        // odd with a dead pid in its writer word, the entry still free.
+        let seq = &heap.words[home * map.stride + ENTRY_REACH_WORDS];
+        let writer = &heap.words[home * map.stride + ENTRY_REACH_WORDS + 1];
+        let s = seq.load(Ordering::Relaxed);
+        seq.store(s + 1, Ordering::Relaxed);
+        writer.store(u64::from(crate::pid::dead_pid()), Ordering::Relaxed);
+        heap.words[home * map.stride].store(1, Ordering::Relaxed);
+        // Readers never notice: the published home is intact.
+        assert_eq!(get(&map, ks[0]), Some(ks[0]));
+        assert_eq!(get(&map, ks[1]), None);
+        // The next inserter of that home takes the lock over and places its
+        // key; both keys are found and the reach covers them.
+        assert_eq!(insert(&map, ks[2]), Inserted::New);
+        assert_eq!(insert(&map, ks[1]), Inserted::New);
+        assert_eq!(map.reach(home), 2);
+        for &k in &ks {
+            assert_eq!(get(&map, k), Some(k));
+        }
+        assert_eq!(writer.load(Ordering::Relaxed), 0, "writer word cleared");
+        assert_reaches_cover_every_key(&map);
+    }
+
+    #[test]
     fn a_garbage_reach_is_clamped_and_mended_by_the_next_placement() {
         let heap = Heap::new(8);
         let map = heap.map();
