@@ -1323,11 +1323,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = ByteMap::<u64>::create(dir.path().join("d"), 1, 20).unwrap();
         d.insert(&1, b"hello").unwrap();
-        // The only entry: its seqlock at word 0; version 1 is in copy 1,
-        // whose words are [state, key length, key, value length, ...].
+        // The only entry: its reach at word 0, its seqlock at word 1;
+        // version 1 is in copy 1, whose words are [state, key length, key,
+        // value length, ...].
         let words = d.mapped.elems();
-        let data = (words.len() - 2) / 2;
-        let len_word = 2 + data + 3;
+        let data = (words.len() - 3) / 2;
+        let len_word = 3 + data + 3;
         words[len_word].store(u64::MAX, crate::sync::Ordering::Relaxed);
         let v = d.get(&1).unwrap().unwrap();
         assert_eq!(v.len(), 20, "clamped to the maximum");

@@ -353,9 +353,10 @@ fn cell(r: &mut Reader<'_>, path: &std::path::Path) {
 }
 
 /// A byte map and a typed map (`u64` values) over the same entries' code:
-/// states, key and value lengths, sequences scribbled on between inserts,
-/// updates, removes (entries reused) and reads. A stored value length is
-/// clamped; a garbage state reads as another key.
+/// states, key and value lengths, sequences and the entries' reach words
+/// scribbled on between inserts, updates, removes (entries reused) and
+/// reads. A stored value length is clamped, a reach too (a walk never
+/// leaves the table); a garbage state reads as another key.
 fn map(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     let max_len = usize::from(r.u8() % 40) + 1;
     let short = Patience::timeout(Duration::from_millis(1));
@@ -366,12 +367,22 @@ fn map(r: &mut Reader<'_>, path: &std::path::Path, cap: usize) {
     t.set_patience(short);
     let peer = Peer::new(path);
     let tpeer = Peer::new(&tpath);
+    // Where entry `i`'s reach word is: the first word of the entry, after
+    // the body's 128 bytes of control words.
+    let slot = m.region().descriptor().slot_size;
+    let reach_at = |i: u8| mmring::layout::HEADER_SIZE + 128 + u64::from(i) % cap as u64 * slot;
     let keys = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     while !r.is_empty() {
         let key = keys[usize::from(r.u8()) % keys.len()];
         let tkey = u64::from(r.u8() % 12);
         match r.u8() % OPS {
-            0 | 1 => peer.scribble(r),
+            0 => peer.scribble(r),
+            1 => {
+                let at = reach_at(r.u8());
+                peer.file
+                    .write_all_at(&value(r).to_ne_bytes(), at)
+                    .expect("peer write");
+            }
             2 => tpeer.scribble(r),
             3 => {
                 let v = vec![r.u8(); usize::from(r.u8()) % (max_len + 2)];
@@ -492,10 +503,13 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     w.u8(2).u8(5).u8(3).u64(1).u8(4);
     w.u8(1).u8(0).u8(0).u8(1).u8(4).u8(2).u8(2).u8(5);
     out.push(("cell_sequence_scribbled", w.0));
-    // map: insert, then the first entries' words scribbled (states, key and
-    // value lengths), then every operation.
+    // map: two reach words made garbage, an insert, then the first
+    // entries' words scribbled (states, key and value lengths), then every
+    // operation.
     let mut w = Writer::default();
     w.u8(4).u8(1).u8(20);
+    w.u8(0).u8(0).u8(1).u8(0).u8(1); // entry 0's reach = u64::MAX
+    w.u8(0).u8(0).u8(1).u8(1).u8(3).u8(200); // entry 1's reach = 200 (past the table)
     w.u8(0).u8(3).u8(9).u8(5);
     w.u8(1).u8(4).u8(0).u8(1).u16(0).u8(1).u8(2); // a word of the entries = u64::MAX
     w.u8(2).u8(4).u8(0).u8(4).u8(10).u8(0).u8(2).u8(2); // typed: a state = 2

@@ -7,7 +7,10 @@
 //! back), a reader racing a remove and the reuse of the entry by another
 //! key (never that key's value), two inserts of one new key past a
 //! tombstone (created once), and an update racing a remove and a reuse
-//! (never lands on the new key).
+//! (never lands on the new key); and the reach that bounds every lookup:
+//! a key placed beyond it is found by whoever saw it, two keys of one home
+//! placed past it at once are both found, and a reach comes down only when
+//! no key of its home lies beyond.
 //!
 //! Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p mmring-loom-tests --release --target-dir target/loom --test map`
@@ -29,7 +32,9 @@ mod common;
 use common::{Seen, check};
 use loom::sync::Arc;
 use loom::thread;
-use mmring::raw::map::{Inserted, MapControl, MapError, RawMap, Value, entry_words};
+use mmring::raw::map::{
+    ENTRY_REACH_WORDS, Inserted, MapControl, MapError, RawMap, Value, entry_words,
+};
 use mmring::raw::seqlock::Patience;
 use mmring::sync::{AtomicU64, Ordering};
 
@@ -50,20 +55,27 @@ const RETRIES: usize = 3;
 struct Shared {
     ctl: MapControl,
     words: Vec<AtomicU64>,
+    cap: usize,
 }
 
 impl Shared {
     fn map(&self) -> RawMap<'_> {
-        RawMap::new(&self.ctl, &self.words, CAP, MAX_KEY, VALUES, PATIENCE)
+        RawMap::new(&self.ctl, &self.words, self.cap, MAX_KEY, VALUES, PATIENCE)
     }
 }
 
 fn shared() -> Arc<Shared> {
+    shared_of(CAP)
+}
+
+/// A map of `cap` entries.
+fn shared_of(cap: usize) -> Arc<Shared> {
     Arc::new(Shared {
         ctl: MapControl::new(2, MAX_KEY as u32),
-        words: (0..CAP * entry_words(MAX_KEY, VALUES))
+        words: (0..cap * entry_words(MAX_KEY, VALUES))
             .map(|_| AtomicU64::new(0))
             .collect(),
+        cap,
     })
 }
 
@@ -170,14 +182,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The home entry of `key`.
 fn home(key: &[u8]) -> usize {
-    fnv1a(key) as usize % CAP
+    home_in(key, CAP)
+}
+
+/// The home entry of `key` in a map of `cap` entries.
+fn home_in(key: &[u8], cap: usize) -> usize {
+    fnv1a(key) as usize % cap
 }
 
 /// Three distinct one-byte keys whose first probe is the same entry.
 fn colliding_keys() -> ([u8; 1], [u8; 1], [u8; 1]) {
+    let [a, b, c] = colliding_in(CAP);
+    (a, b, c)
+}
+
+/// Three distinct one-byte keys with the same home in a map of `cap`
+/// entries.
+fn colliding_in(cap: usize) -> [[u8; 1]; 3] {
     let a = *b"a";
-    let mut more = (b'b'..=b'z').map(|c| [c]).filter(|k| home(k) == home(&a));
-    (a, more.next().unwrap(), more.next().unwrap())
+    let mut more = (b'b'..=b'z')
+        .map(|c| [c])
+        .filter(|k| home_in(k, cap) == home_in(&a, cap));
+    [a, more.next().unwrap(), more.next().unwrap()]
 }
 
 /// (1) Two threads add to the same absent key with `update(key,
@@ -292,9 +318,10 @@ fn get_racing_update_never_sees_a_torn_value() {
         let reader = {
             let (s, seen) = (s.clone(), seen.clone());
             thread::spawn(move || {
-                // The only key sits in its home entry; word 0 of an entry
-                // is its seqlock sequence (odd while a writer is inside).
-                let seq = &s.words[home(b"k") * entry_words(MAX_KEY, VALUES)];
+                // The only key sits in its home entry; the first word of an
+                // entry's seqlock (after its reach) is its sequence (odd
+                // while a writer is inside).
+                let seq = &s.words[home(b"k") * entry_words(MAX_KEY, VALUES) + ENTRY_REACH_WORDS];
                 let mut last = 0;
                 for i in 0..2 {
                     // Relaxed: a probe for coverage only.
@@ -542,4 +569,154 @@ fn an_insert_racing_a_remove_and_an_insert_of_the_same_key_creates_it_once() {
         };
         assert_eq!(contents(s.map()), [(kb.to_vec(), last)], "b twice or lost");
     });
+}
+
+/// (9) Reach: `b` shares `a`'s home, where `a` lives, so inserting `b`
+/// places it one entry past the home, beyond the home's reach (0), and
+/// raises the reach. Racing it, a reader walks the whole table
+/// (`for_each`) and then looks `b` up: if the walk saw `b`, the lookup
+/// (bounded by the reach it reads) finds it too. (With the reach inside the
+/// home's seqlock it would be published only when the home is unlocked,
+/// after `b`'s entry: the walk could see `b` and the lookup miss it.)
+#[test]
+fn a_key_placed_beyond_the_reach_is_found_by_whoever_saw_it() {
+    let (ka, kb, _) = colliding_keys();
+    check(
+        3,
+        &["walk saw b", "walk missed b", "get missed b"],
+        move |seen| {
+            let s = shared();
+            assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
+            let reader = {
+                let (s, seen) = (s.clone(), seen.clone());
+                thread::spawn(move || {
+                    let mut walked = None;
+                    retry(&seen, || {
+                        walked = None;
+                        s.map().for_each(|k, v| {
+                            if k == kb {
+                                walked = Some(unval(v));
+                            }
+                        })
+                    });
+                    let got = get(s.map(), &kb);
+                    if let Some(k) = walked {
+                        assert_eq!(k, 2, "b's value is 2");
+                        assert_eq!(got, Some(2), "the walk saw b, the lookup missed it");
+                        seen.note("walk saw b");
+                    } else {
+                        seen.note("walk missed b");
+                    }
+                    if got.is_none() {
+                        seen.note("get missed b");
+                    }
+                    assert!(got.is_none() || got == Some(2), "{got:?}");
+                })
+            };
+            assert_eq!(
+                retry(seen, || insert(s.map(), &kb, 2, false)).0,
+                Inserted::New
+            );
+            reader.join().unwrap();
+            assert_eq!(get(s.map(), &kb), Some(2));
+            assert_eq!(get(s.map(), &ka), Some(1));
+            assert_eq!(s.map().census().unwrap().max_reach, 1);
+        },
+    );
+}
+
+/// (10) Reach: `a` lives at the common home of `b` and `c` (a map of 4
+/// entries); `b` and `c` are inserted at once. Each goes past the home,
+/// one at distance 1 and the other at 2, each raising the home's reach
+/// under the home lock: both stay findable, whichever went first, and the
+/// reach ends at 2.
+#[test]
+fn two_keys_of_one_home_placed_past_it_at_once_are_both_found() {
+    const CAP4: usize = 4;
+    let [ka, kb, kc] = colliding_in(CAP4);
+    check(3, &["b nearer", "c nearer"], move |seen| {
+        let s = shared_of(CAP4);
+        assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
+        let other = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || {
+                let (r, _) = retry(&seen, || insert(s.map(), &kc, 3, false));
+                assert_eq!(r, Inserted::New);
+            })
+        };
+        let (r, _) = retry(seen, || insert(s.map(), &kb, 2, false));
+        assert_eq!(r, Inserted::New);
+        other.join().unwrap();
+        let map = s.map();
+        assert_eq!(get(map, &ka), Some(1));
+        assert_eq!(get(map, &kb), Some(2), "b lost");
+        assert_eq!(get(map, &kc), Some(3), "c lost");
+        let census = map.census().unwrap();
+        assert_eq!((census.live, census.max_reach), (3, 2));
+        let all = contents(map);
+        let h = home_in(&ka, CAP4);
+        seen.note(
+            if all.iter().position(|(k, _)| *k == kb) == Some((h + 1) % CAP4) {
+                "b nearer"
+            } else {
+                "c nearer"
+            },
+        );
+    });
+}
+
+/// (11) Reach coming down: `x` lives at the home and `y`, of the same home,
+/// one past it (reach 1). One thread removes `x` and inserts `z` (same
+/// home), which lands at the home; if `y` is gone by then, the walk back
+/// from the reach finds no key of the home past it and brings the reach
+/// down to 0. The other thread removes `y`, inserts it again (value 5) and
+/// looks it up. A reach brought down while a key of its home lies beyond
+/// would hide that key: `y` is always found, and so is `z`.
+#[test]
+fn a_reach_comes_down_only_when_no_key_lies_beyond() {
+    let (kx, ky, kz) = colliding_keys();
+    // Bound 2: 37 thousand executions, all the outcomes below (bound 3:
+    // a million, for nothing more).
+    check(
+        2,
+        &["reach came down", "y went home", "z went home"],
+        move |seen| {
+            let s = shared();
+            assert_eq!(insert(s.map(), &kx, 1, false).unwrap().0, Inserted::New);
+            assert_eq!(insert(s.map(), &ky, 2, false).unwrap().0, Inserted::New);
+            let other = {
+                let (s, seen) = (s.clone(), seen.clone());
+                thread::spawn(move || {
+                    assert_eq!(retry(&seen, || remove(s.map(), &kx)), Some(1));
+                    let (r, _) = retry(&seen, || insert(s.map(), &kz, 3, false));
+                    assert_eq!(r, Inserted::New);
+                    // The home's reach word, right after z's insert: 0 only
+                    // if a placement brought it down (y was away then).
+                    let reach = &s.words[home(&kz) * entry_words(MAX_KEY, VALUES)];
+                    // Relaxed: a probe for coverage only.
+                    if reach.load(Ordering::Relaxed) == 0 {
+                        seen.note("reach came down");
+                    }
+                })
+            };
+            assert_eq!(retry(seen, || remove(s.map(), &ky)), Some(2));
+            assert_eq!(
+                retry(seen, || insert(s.map(), &ky, 5, false)).0,
+                Inserted::New
+            );
+            assert_eq!(get(s.map(), &ky), Some(5), "y hidden by its home's reach");
+            other.join().unwrap();
+            let map = s.map();
+            assert_eq!(get(map, &ky), Some(5), "y lost");
+            assert_eq!(get(map, &kz), Some(3), "z lost");
+            let all = contents(map);
+            assert_eq!(all.len(), 2, "{all:?}");
+            seen.note(if all[home(&ky)].0 == ky {
+                "y went home"
+            } else {
+                "z went home"
+            });
+            assert_eq!(map.census().unwrap().max_reach, 1);
+        },
+    );
 }

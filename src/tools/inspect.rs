@@ -538,13 +538,21 @@ impl fmt::Display for Report {
                     Ok(c) => {
                         write!(
                             f,
-                            "entries:     {} live, {} removed (free, walked past by lookups), {} empty",
+                            "entries:     {} live, {} removed (free for any key), {} empty",
                             c.live, c.removed, c.empty
                         )?;
                         if c.other > 0 {
                             write!(f, ", {} in no known state", c.other)?;
                         }
                         writeln!(f)?;
+                        writeln!(
+                            f,
+                            "probes:      reach at most {}; a lookup walks {:.2} entries for an \
+                             absent key, {:.2} for a present one (mean)",
+                            c.max_reach,
+                            c.mean_absent_walk(*capacity as usize),
+                            c.mean_present_walk()
+                        )?;
                     }
                     Err(e) => writeln!(f, "entries:     uncounted: {e}")?,
                 }
