@@ -52,8 +52,9 @@ pub enum Which {
     /// The MPMC queue (1P1C, 2P2C) against the mutex version, `ArrayQueue`
     /// and `Mutex<VecDeque>`.
     Mpmc,
-    /// `Map::update` (one hot key, 1024 keys) against a hash table behind a
-    /// process-shared mutex.
+    /// `Map::update` (one hot key, 1024 keys), `ByteMap` updates of a
+    /// 100-byte value, and key churn (insert + remove of ever new keys),
+    /// against a hash table behind a process-shared mutex.
     Map,
     /// Every comparison (about a minute), one table each.
     #[default]
