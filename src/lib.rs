@@ -15,9 +15,9 @@
 //! | [`AtomicArray<T>`] (`u8` .. `u64`, `i8` .. `i64`, `f32`, `f64`) | `Array` | the same, per element |
 //! | [`SeqCell<T>`] (any [`Payload`] `T`) | `Manager().Namespace` read whole | load (never torn, never blocks the writer), store, update, version |
 //! | [`spsc::Producer<T>`] / [`spsc::Consumer<T>`] | `Pipe`, a 1:1 `Queue` | try_push/try_pop, blocking push/pop (futex, no CPU while idle), timeouts, push_slice/pop_slice, read/write chunks (values copied straight to and from the slots), close |
-//! | [`mpmc::Queue<T>`] | `Queue`, `JoinableQueue` | the same from any number of processes, plus task_done/join; one `close()` stops every consumer |
+//! | [`mpmc::Queue<T>`] | `Queue`, `JoinableQueue` | the same from any number of processes, plus task_done/join; one `close()` stops every consumer; an optional bound below the power-of-two ring (`maxsize`) |
 //! | [`spsc::ByteProducer`] / [`mpmc::ByteQueue`] | `Pipe`, pickled objects in a `Queue` | byte messages: the queue's up to a maximum length chosen at creation; the ring's of any length up to [`spsc::MAX_MESSAGE_LEN`] (1 GiB), carried in pieces, read whole or not at all |
-//! | [`map::Map<K, V>`] | `Manager().dict()` | get (never torn), insert, update (atomic read-modify-write), remove, snapshot |
+//! | [`map::Map<K, V>`], [`map::ByteMap<K>`] | `Manager().dict()` | get (never torn), insert, update (atomic read-modify-write), remove, snapshot; typed values or byte strings; capacity bounds the keys present at once (removed entries are reused) |
 //! | [`Event`], [`Semaphore`], [`Barrier`] | `Manager().Event()`, `Semaphore`, `BoundedSemaphore`, `Barrier` | set/wait, acquire/release (dead holders' permits recovered), reusable N-party barrier |
 //!
 //! Every kind has `create`, `open` and `open_or_create`. Opening checks the
