@@ -656,7 +656,17 @@ pub struct Value {
     elem: Elem,
 }
 
+/// An existing file that is not a `Value` of `tc` (an array of another
+/// length is another kind here, not another shape).
 fn value_error(err: OpenError, path: &Path, tc: char) -> PyErr {
+    let err = match err {
+        OpenError::InvalidCapacity { path, expected, .. } => OpenError::WrongKind {
+            path,
+            expected,
+            found: String::new(),
+        },
+        e => e,
+    };
     mismatch(err, path, &format!("Value('{tc}')"))
 }
 
@@ -764,9 +774,7 @@ impl Value {
     /// is outside the type's range, ``TypeError`` if it is not a number
     /// of the type's sort; nothing is stored then.
     #[setter]
-    fn set_value(&self, py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let value =
-            value.ok_or_else(|| PyTypeError::new_err("the value of a Value cannot be deleted"))?;
+    fn set_value(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         self.op(py, Op::Store(value)).map(drop)
     }
 
@@ -923,8 +931,14 @@ fn items(index: &Bound<'_, PyAny>, len: usize) -> PyResult<Items> {
             .collect();
         return Ok(Items::Slice(pos));
     }
+    index_arg(index).map(Items::One)
+}
+
+/// An element's index: an integer (`__index__`); one too large for any
+/// array is `IndexError`, anything else `TypeError`.
+fn index_arg(index: &Bound<'_, PyAny>) -> PyResult<isize> {
     match index.extract::<isize>() {
-        Ok(i) => Ok(Items::One(i)),
+        Ok(i) => Ok(i),
         Err(e) if e.is_instance_of::<PyOverflowError>(index.py()) => Err(
             pyo3::exceptions::PyIndexError::new_err("Array index out of range"),
         ),
@@ -1053,9 +1067,10 @@ impl Array {
     fn op<'py>(
         &self,
         py: Python<'py>,
-        index: isize,
+        index: &Bound<'py, PyAny>,
         op: Op<'_, 'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let index = index_arg(index)?;
         let cells = self.cells()?;
         let tc = self.typecode;
         on_cells!(&*cells, s => apply(py, at(s, index)?, op, tc))
@@ -1170,7 +1185,7 @@ impl Array {
     fn fetch_add<'py>(
         &self,
         py: Python<'py>,
-        i: isize,
+        i: &Bound<'py, PyAny>,
         n: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.op(py, i, Op::FetchAdd(n))
@@ -1181,7 +1196,7 @@ impl Array {
     fn fetch_sub<'py>(
         &self,
         py: Python<'py>,
-        i: isize,
+        i: &Bound<'py, PyAny>,
         n: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.op(py, i, Op::FetchSub(n))
@@ -1191,7 +1206,7 @@ impl Array {
     fn swap<'py>(
         &self,
         py: Python<'py>,
-        i: isize,
+        i: &Bound<'py, PyAny>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.op(py, i, Op::Swap(value))
@@ -1201,7 +1216,7 @@ impl Array {
     fn fetch_max<'py>(
         &self,
         py: Python<'py>,
-        i: isize,
+        i: &Bound<'py, PyAny>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.op(py, i, Op::FetchMax(value))
@@ -1211,7 +1226,7 @@ impl Array {
     fn fetch_min<'py>(
         &self,
         py: Python<'py>,
-        i: isize,
+        i: &Bound<'py, PyAny>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.op(py, i, Op::FetchMin(value))
@@ -1219,12 +1234,12 @@ impl Array {
 
     /// Stores ``new`` in element ``i`` if it is ``old``, atomically;
     /// returns whether it did (floats compared bit for bit).
-    fn compare_exchange(
+    fn compare_exchange<'py>(
         &self,
-        py: Python<'_>,
-        i: isize,
-        old: &Bound<'_, PyAny>,
-        new: &Bound<'_, PyAny>,
+        py: Python<'py>,
+        i: &Bound<'py, PyAny>,
+        old: &Bound<'py, PyAny>,
+        new: &Bound<'py, PyAny>,
     ) -> PyResult<bool> {
         self.op(py, i, Op::CompareExchange(old, new))?.extract()
     }
@@ -1235,7 +1250,7 @@ impl Array {
     fn update<'py>(
         &self,
         py: Python<'py>,
-        i: isize,
+        i: &Bound<'py, PyAny>,
         r#fn: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.op(py, i, Op::Update(r#fn))
