@@ -192,7 +192,11 @@ fn int_in(obj: &Bound<'_, PyAny>, tc: char, lo: i128, hi: i128) -> PyResult<i128
         Ok(v) if (lo..=hi).contains(&v) => Ok(v),
         Ok(v) => Err(out_of_range(&v, tc, lo, hi)),
         Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
-            Err(out_of_range(&obj.str()?, tc, lo, hi))
+            // (`str` of a huge int can itself fail: Python's digit limit.)
+            let text = obj
+                .str()
+                .map_or_else(|_| "an integer".into(), |s| s.to_string());
+            Err(out_of_range(&text, tc, lo, hi))
         }
         Err(e) => Err(e),
     }
@@ -201,7 +205,6 @@ fn int_in(obj: &Bound<'_, PyAny>, tc: char, lo: i128, hi: i128) -> PyResult<i128
 macro_rules! int_elem {
     ($($t:ty: $unsigned:ty);* $(;)?) => {$(
         impl PyElem for $t {
-
             fn from_py(obj: &Bound<'_, PyAny>, tc: char) -> PyResult<Self> {
                 let v = int_in(obj, tc, i128::from(<$t>::MIN), i128::from(<$t>::MAX))?;
                 // In range: checked just above.
@@ -209,7 +212,7 @@ macro_rules! int_elem {
             }
 
             fn delta_from_py(obj: &Bound<'_, PyAny>, tc: char) -> PyResult<Self> {
-                let lo = i128::from(<$t>::MIN).min(-(1i128 << (<$t>::BITS - 1)));
+                let lo = -(1i128 << (<$t>::BITS - 1));
                 let v = int_in(obj, tc, lo, i128::from(<$unsigned>::MAX))?;
                 // Modulo 2**bits: the low bits, as two's complement.
                 Ok(v as $unsigned as $t)
