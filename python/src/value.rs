@@ -651,7 +651,8 @@ fn no_lock(kind: &str, name: &str) -> PyErr {
 /// 1`` is a read then a write, not atomic: use ``fetch_add``). Storing an
 /// integer outside the type's range raises ``OverflowError`` (ctypes
 /// would truncate); ``fetch_add``/``fetch_sub`` wrap around as C does.
-/// There is no ``get_lock()``: every operation is atomic without one.
+/// There is no ``get_lock()``: every operation is atomic without one
+/// (``lock=`` is accepted, for ported code, and changes nothing).
 #[pyclass(module = "mmring", frozen)]
 pub struct Value {
     local: Local<Cells>,
@@ -912,7 +913,8 @@ impl Value {
 /// is read and written atomically; a slice or an iteration is not one
 /// atomic snapshot while others write. ``fetch_add(i, n)``,
 /// ``compare_exchange(i, old, new)``, ``update(i, fn)`` ... are atomic on
-/// element ``i``. Stores and wrapping as ``mmring.Value``.
+/// element ``i``. Stores and wrapping as ``mmring.Value``; no
+/// ``get_lock()`` (``lock=`` is accepted and changes nothing).
 #[pyclass(module = "mmring", frozen)]
 pub struct Array {
     local: Local<Cells>,
