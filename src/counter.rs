@@ -62,10 +62,22 @@ impl Shape for CounterShape {
 /// An array file: the body is all elements.
 struct ArrayShape<T>(std::marker::PhantomData<T>);
 
-/// What `AtomicArray::create` asks for: a length, every element `initial`.
+/// What `AtomicArray::create` asks for: a length, and the elements'
+/// values: `values[i]` where there is one, `initial` after them.
 struct ArraySpec<T> {
     len: usize,
     initial: T,
+    values: Vec<T>,
+}
+
+impl<T: Element> ArraySpec<T> {
+    fn from_values(values: &[T]) -> Self {
+        Self {
+            len: values.len(),
+            initial: T::zeroed(),
+            values: values.to_vec(),
+        }
+    }
 }
 
 impl<T: Element> Shape for ArrayShape<T> {
@@ -84,8 +96,9 @@ impl<T: Element> Shape for ArrayShape<T> {
     }
 
     fn init(region: &Region, spec: &ArraySpec<T>) {
-        for e in region.body::<Atomic<T>>(0, spec.len) {
-            e.store(spec.initial);
+        let values = spec.values.iter().chain(std::iter::repeat(&spec.initial));
+        for (e, v) in region.body::<Atomic<T>>(0, spec.len).iter().zip(values) {
+            e.store(*v);
         }
     }
 
@@ -328,7 +341,27 @@ impl<T: Element> AtomicArray<T> {
         initial: T,
         opts: &CreateOptions,
     ) -> Result<Self, OpenError> {
-        Mapped::create(path, &ArraySpec { len, initial }, opts).map(|mapped| Self { mapped })
+        let spec = ArraySpec {
+            len,
+            initial,
+            values: Vec::new(),
+        };
+        Mapped::create(path, &spec, opts).map(|mapped| Self { mapped })
+    }
+
+    /// Creates an array file holding `values` (its length is theirs), as
+    /// `multiprocessing.Array('d', [1.0, 2.0])` does: no process ever
+    /// sees the file before every element has its value.
+    ///
+    /// # Errors
+    ///
+    /// As [`AtomicArray::create`] (an empty `values` is a zero length).
+    pub fn create_from(
+        path: impl AsRef<Path>,
+        values: &[T],
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Mapped::create(path, &ArraySpec::from_values(values), opts).map(|mapped| Self { mapped })
     }
 
     /// Opens an existing array file, whatever its length.
@@ -392,7 +425,48 @@ impl<T: Element> AtomicArray<T> {
         initial: T,
         opts: &CreateOptions,
     ) -> Result<Self, OpenError> {
-        Mapped::open_or_create(path, &ArraySpec { len, initial }, opts).map(|mapped| Self { mapped })
+        let spec = ArraySpec {
+            len,
+            initial,
+            values: Vec::new(),
+        };
+        Mapped::open_or_create(path, &spec, opts).map(|mapped| Self { mapped })
+    }
+
+    /// Opens the array at `path`, or creates it holding `values` if there
+    /// is none; racing processes all end up with the same array.
+    ///
+    /// `values` and `opts` apply only when the file is created: an
+    /// existing array of the same element type and of `values.len()`
+    /// elements is attached as it is, never reset (another length is
+    /// [`OpenError::InvalidCapacity`], another type
+    /// [`OpenError::WrongPayload`]; the file is left alone).
+    ///
+    /// # Errors
+    ///
+    /// As [`AtomicArray::open_or_create`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("prices");
+    /// use mmring::{AtomicArray, CreateOptions};
+    /// let opts = CreateOptions::default();
+    /// let prices = AtomicArray::<f64>::open_or_create_from(&path, &[1.5, 2.5], &opts)?;
+    /// prices[1].fetch_add(1.0);
+    /// // Another process passes the initial values too: it gets the array.
+    /// let again = AtomicArray::<f64>::open_or_create_from(&path, &[1.5, 2.5], &opts)?;
+    /// assert_eq!(again.snapshot(), [1.5, 3.5]);
+    /// # Ok::<(), mmring::OpenError>(())
+    /// ```
+    pub fn open_or_create_from(
+        path: impl AsRef<Path>,
+        values: &[T],
+        opts: &CreateOptions,
+    ) -> Result<Self, OpenError> {
+        Mapped::open_or_create(path, &ArraySpec::from_values(values), opts)
+            .map(|mapped| Self { mapped })
     }
 
     /// Every element's current value (each read atomically; the whole is
@@ -446,6 +520,35 @@ mod tests {
         assert!(e.contains("expected f32") && e.contains("found u32"), "{e}");
         let e = Counter::open(&p).unwrap_err();
         assert!(matches!(e, OpenError::WrongKind { .. }), "{e:?}");
+    }
+
+    /// An array made from values holds them from the moment it can be
+    /// opened; `open_or_create_from` attaches an existing one without
+    /// resetting it and refuses another length or type, leaving it alone.
+    #[test]
+    fn create_from_values_and_attach_without_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = CreateOptions::default();
+        let p = dir.path().join("from");
+        let a = AtomicArray::<i16>::create_from(&p, &[-3, 0, 7], &opts).unwrap();
+        assert_eq!(AtomicArray::<i16>::open(&p).unwrap().snapshot(), [-3, 0, 7]);
+        a[1].store(5);
+        let e = AtomicArray::<i16>::create_from(&p, &[1, 2, 3], &opts).unwrap_err();
+        assert!(matches!(e, OpenError::AlreadyExists { .. }), "{e:?}");
+        let b = AtomicArray::<i16>::open_or_create_from(&p, &[1, 2, 3], &opts).unwrap();
+        assert_eq!(b.snapshot(), [-3, 5, 7], "attached, not reset");
+        let e = AtomicArray::<i16>::open_or_create_from(&p, &[1, 2], &opts).unwrap_err();
+        assert!(matches!(e, OpenError::InvalidCapacity { .. }), "{e:?}");
+        let e = AtomicArray::<u16>::open_or_create_from(&p, &[1, 2, 3], &opts).unwrap_err();
+        assert!(matches!(e, OpenError::WrongPayload { .. }), "{e:?}");
+        assert_eq!(a.snapshot(), [-3, 5, 7]);
+
+        let q = dir.path().join("fresh");
+        let c = AtomicArray::<f64>::open_or_create_from(&q, &[0.5, -1.0], &opts).unwrap();
+        assert_eq!(c.snapshot(), [0.5, -1.0]);
+        let e = AtomicArray::<u8>::create_from(dir.path().join("empty"), &[], &opts).unwrap_err();
+        assert!(matches!(e, OpenError::InvalidCapacity { .. }), "{e:?}");
+        assert!(!dir.path().join("empty").exists());
     }
 
     /// Every element type makes a file of the packed size and opens as
