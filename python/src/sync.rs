@@ -670,10 +670,16 @@ impl Barrier {
         Ok(self.handle(py)?.parties())
     }
 
-    /// The number of parties waiting in the round in progress (a snapshot).
+    /// The number of parties waiting in the round in progress (a snapshot;
+    /// 0 while the barrier is broken, as ``threading.Barrier``).
     #[getter]
     fn n_waiting(&self, py: Python<'_>) -> PyResult<u32> {
-        Ok(self.handle(py)?.words().state().1)
+        let b = self.handle(py)?;
+        Ok(if b.is_broken() {
+            0
+        } else {
+            b.words().state().1
+        })
     }
 
     /// Whether the barrier is broken (a snapshot).
