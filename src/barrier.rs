@@ -24,7 +24,7 @@ pub use crate::error::{BarrierError, BarrierTimeoutError};
 use crate::handle::{Mapped, Shape};
 use crate::layout::Kind;
 use crate::pod::TypeInfo;
-pub use crate::raw::barrier::{BarrierWaitResult, BarrierWords, MAX_PARTIES};
+pub use crate::raw::barrier::{Arrival, BarrierWaitResult, BarrierWords, MAX_PARTIES};
 use crate::region::{CreateOptions, Expect, Region};
 use crate::sync::AtomicU64;
 
@@ -195,14 +195,69 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`BarrierError::Broken`] if a party that joined died without arriving.
+    /// [`BarrierError::Broken`] if a party that joined died without
+    /// arriving; [`BarrierError::Aborted`] if the round is broken or was
+    /// reset.
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
         self.mapped.head().wait_until(None).map_err(|e| match e {
             BarrierTimeoutError::Broken { pid } => BarrierError::Broken { pid },
+            BarrierTimeoutError::Aborted => BarrierError::Aborted,
             BarrierTimeoutError::Timeout => {
                 unreachable!("a wait without a deadline cannot time out")
             }
         })
+    }
+
+    /// Arrives without waiting (`threading.Barrier`'s way: then
+    /// [`Barrier::await_round`], as often as needed; the arrival stands).
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierTimeoutError::Aborted`] if the round is broken.
+    pub fn arrive(&self) -> Result<Arrival, BarrierTimeoutError> {
+        self.mapped.head().arrive()
+    }
+
+    /// Waits up to `timeout` for the round of `generation` (arrived in
+    /// with [`Barrier::arrive`]) to end; a timeout leaves the arrival
+    /// standing.
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierTimeoutError::Timeout`], [`BarrierTimeoutError::Aborted`]
+    /// (broken or reset), [`BarrierTimeoutError::Broken`] (a dead party:
+    /// the round is broken for everyone).
+    pub fn await_round(&self, generation: u32, timeout: Duration) -> Result<(), BarrierTimeoutError> {
+        self.mapped
+            .head()
+            .await_round(generation, crate::wait::deadline(timeout))
+    }
+
+    /// Breaks the round of `generation` for every party unless it ended;
+    /// `Ok` if it passed first.
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierTimeoutError::Aborted`] once the round is broken or reset.
+    pub fn break_round(&self, generation: u32) -> Result<(), BarrierTimeoutError> {
+        self.mapped.head().break_round(generation)
+    }
+
+    /// Breaks the round in progress: its waiters and later arrivals fail
+    /// until [`Barrier::reset`].
+    pub fn abort(&self) {
+        self.mapped.head().abort();
+    }
+
+    /// Returns the barrier to a fresh round; the waiters of the round in
+    /// progress fail with [`BarrierTimeoutError::Aborted`].
+    pub fn reset(&self) {
+        self.mapped.head().reset();
+    }
+
+    /// Whether the round in progress is broken (a snapshot).
+    pub fn is_broken(&self) -> bool {
+        self.mapped.head().is_broken()
     }
 
     /// [`Barrier::wait`], giving up after `timeout` (withdrawing this
@@ -304,5 +359,87 @@ mod tests {
             Barrier::create(dir.path().join("z"), 0),
             Err(crate::OpenError::InvalidCapacity { .. })
         ));
+    }
+
+    #[test]
+    fn arrive_then_await_in_slices_breaks_on_give_up_and_resets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b");
+        let b = Barrier::create(&p, 2).unwrap();
+        // Waiting in slices never withdraws: the arrival stands.
+        let a = b.arrive().unwrap();
+        assert_eq!((a.generation, a.index, a.is_leader), (0, 0, false));
+        for _ in 0..3 {
+            assert_eq!(
+                b.await_round(0, Duration::from_millis(5)),
+                Err(BarrierTimeoutError::Timeout)
+            );
+        }
+        assert_eq!(b.words().state(), (0, 1));
+        // The other party arrives last: index 1, the round passes.
+        let other = Barrier::open(&p).unwrap();
+        let l = other.arrive().unwrap();
+        assert_eq!((l.generation, l.index, l.is_leader), (0, 1, true));
+        assert_eq!(b.await_round(0, Duration::from_secs(30)), Ok(()));
+        // A party that gives up breaks the round for everyone.
+        assert_eq!(b.arrive().unwrap().generation, 1);
+        assert_eq!(b.break_round(1), Err(BarrierTimeoutError::Aborted));
+        assert!(b.is_broken());
+        assert_eq!(
+            other.await_round(1, Duration::from_secs(30)),
+            Err(BarrierTimeoutError::Aborted)
+        );
+        assert_eq!(other.arrive(), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(
+            other.wait_timeout(Duration::from_secs(30)),
+            Err(BarrierTimeoutError::Aborted)
+        );
+        // A reset starts generation 2; round 1's waiters read it as broken.
+        b.reset();
+        assert!(!b.is_broken());
+        assert_eq!(b.words().state(), (2, 0));
+        assert_eq!(
+            b.await_round(1, Duration::ZERO),
+            Err(BarrierTimeoutError::Aborted)
+        );
+        // A round that passed still reads as passed.
+        assert_eq!(b.await_round(0, Duration::ZERO), Ok(()));
+        // A reset with a waiter in the round breaks it for that waiter.
+        assert_eq!(b.arrive().unwrap().generation, 2);
+        b.reset();
+        assert_eq!(
+            b.await_round(2, Duration::ZERO),
+            Err(BarrierTimeoutError::Aborted)
+        );
+        // Breaking a round that passed answers Ok.
+        let x = b.arrive().unwrap();
+        let y = other.arrive().unwrap();
+        assert!(y.is_leader && x.index == 0);
+        assert_eq!(b.break_round(x.generation), Ok(()));
+        assert!(!b.is_broken());
+        // A fresh barrier with nothing arrived: reset leaves it alone;
+        // abort breaks it.
+        b.reset();
+        assert_eq!(b.words().state(), (4, 0));
+        b.abort();
+        assert_eq!(b.arrive(), Err(BarrierTimeoutError::Aborted));
+        b.reset();
+        assert_eq!(b.words().state(), (5, 0));
+    }
+
+    #[test]
+    fn a_dead_party_breaks_the_round_for_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Barrier::create(dir.path().join("b"), 3).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        b.words().register(dead);
+        let a = b.arrive().unwrap();
+        assert_eq!(
+            b.await_round(a.generation, Duration::from_secs(30)),
+            Err(BarrierTimeoutError::Broken { pid: dead })
+        );
+        assert!(b.is_broken(), "the others see the break");
     }
 }

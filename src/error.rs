@@ -599,6 +599,10 @@ pub enum BarrierError {
         /// The dead party.
         pid: u32,
     },
+    /// The round was broken (a party gave up, died or aborted) or reset;
+    /// a broken barrier refuses arrivals until it is reset.
+    #[error("broken barrier: the round was aborted or reset")]
+    Aborted,
 }
 
 /// Why a timed barrier [`wait_timeout`](crate::Barrier::wait_timeout) did
@@ -615,12 +619,17 @@ pub enum BarrierTimeoutError {
         /// The dead party.
         pid: u32,
     },
+    /// The round was broken (a party gave up, died or aborted) or reset;
+    /// a broken barrier refuses arrivals until it is reset.
+    #[error("broken barrier: the round was aborted or reset")]
+    Aborted,
 }
 
 impl From<BarrierError> for BarrierTimeoutError {
     fn from(e: BarrierError) -> Self {
         match e {
             BarrierError::Broken { pid } => Self::Broken { pid },
+            BarrierError::Aborted => Self::Aborted,
         }
     }
 }

@@ -33,7 +33,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use loom::thread;
-use mmring::raw::barrier::{BarrierWaitResult, BarrierWords};
+use mmring::raw::barrier::{BarrierTimeoutError, BarrierWaitResult, BarrierWords};
 use mmring::raw::event::EventWords;
 use mmring::raw::semaphore::{ReleaseError, SemaphoreWords};
 
@@ -483,6 +483,74 @@ fn barrier_take_over_by_two_new_parties() {
             assert_eq!(b.state(), (2, 0));
             // Live parties are registered now: nothing to take over.
             assert!(!b.take_over_if_abandoned());
+        },
+    );
+}
+
+/// `abort` wakes a party that arrived and waits in `await_round` (the way
+/// a caller that waits in slices uses the barrier): the wait must end
+/// (a missing notify leaves it asleep: loom reports the deadlock) and end
+/// as broken, and a later arrival is refused until a reset.
+#[test]
+fn barrier_abort_wakes_a_waiter() {
+    check_branches(3, BARRIER_BRANCHES, &["aborted"], |seen| {
+        let b = Arc::new(BarrierWords::new(2));
+        let a = b.arrive().expect("a fresh round");
+        assert_eq!((a.generation, a.index, a.is_leader), (0, 0, false));
+        let aborter = {
+            let b = b.clone();
+            thread::spawn(move || b.abort())
+        };
+        assert_eq!(b.await_round(0, None), Err(BarrierTimeoutError::Aborted));
+        aborter.join().unwrap();
+        assert_eq!(b.arrive(), Err(BarrierTimeoutError::Aborted));
+        b.reset();
+        assert_eq!(b.state(), (1, 0));
+        assert!(!b.is_broken());
+        seen.note("aborted");
+    });
+}
+
+/// `reset` racing the arrival that completes a round: the waiter already
+/// in the round learns exactly what happened — it passes if and only if
+/// the other party's arrival completed generation 0 (as its leader);
+/// otherwise the reset ended the round and the waiter reads it as broken
+/// (the other party was then refused, or arrived in the fresh round).
+/// Marking `reset_of` without breaking the round first was the bug this
+/// catches: a completion that won the race read as a reset.
+#[test]
+fn barrier_reset_races_a_completion() {
+    check_branches(
+        2,
+        BARRIER_BRANCHES * 4,
+        &["passed", "reset, refused", "reset, next round"],
+        |seen| {
+            let b = Arc::new(BarrierWords::new(2));
+            b.arrive().expect("a fresh round");
+            let other = {
+                let b = b.clone();
+                thread::spawn(move || b.arrive())
+            };
+            let resetter = {
+                let b = b.clone();
+                thread::spawn(move || b.reset())
+            };
+            let mine = b.await_round(0, None);
+            let theirs = other.join().unwrap();
+            resetter.join().unwrap();
+            match (mine, theirs) {
+                (Ok(()), Ok(a)) if a.generation == 0 && a.is_leader => seen.note("passed"),
+                (Err(BarrierTimeoutError::Aborted), Err(BarrierTimeoutError::Aborted)) => {
+                    seen.note("reset, refused")
+                }
+                (Err(BarrierTimeoutError::Aborted), Ok(a))
+                    if a.generation == 1 && !a.is_leader && a.index == 0 =>
+                {
+                    seen.note("reset, next round")
+                }
+                other => panic!("inconsistent outcome {other:?}"),
+            }
+            assert!(!b.is_broken(), "a reset or a pass leaves no break");
         },
     );
 }

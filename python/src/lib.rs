@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 mod common;
 mod event;
 mod value;
+mod sync;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
 /// ``os.unlink``: processes that have it open keep using it.
@@ -39,5 +40,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     event::register(m)?;
     value::register(m)?;
+    sync::register(m)?;
     Ok(())
 }
