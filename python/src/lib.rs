@@ -12,8 +12,8 @@ use pyo3::prelude::*;
 
 mod common;
 mod event;
-mod value;
 mod sync;
+mod value;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
 /// ``os.unlink``: processes that have it open keep using it.
