@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 
 mod common;
 mod event;
+mod queue;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
 /// ``os.unlink``: processes that have it open keep using it.
@@ -37,5 +38,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ShutDown", common::shutdown_type(py)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     event::register(m)?;
+    queue::register(m)?;
     Ok(())
 }
