@@ -56,6 +56,17 @@ def _put_counting(q, progress):
         i += 1
 
 
+def _put_until_shutdown(q, index, returned):
+    i = 0
+    while True:
+        try:
+            q.put((index, i))
+        except mmring.ShutDown:
+            return
+        returned.value = i
+        i += 1
+
+
 def _work_on_tasks(q, n):
     for _ in range(n):
         q.get(timeout=60)
@@ -103,6 +114,30 @@ def test_shutdown_wakes_every_blocked_getter_in_several_processes(ctx, name):
     time.sleep(0.1)
     q.shutdown()
     assert join_all(procs) == [0, 0, 0]
+
+
+def test_shutdown_mid_stream_strands_no_put_that_returned(ctx, name):
+    # Two producers put flat out; the queue is shut down under them. Every
+    # put that returned is got before ShutDown; the put that raised is not.
+    q = mmring.Queue(name("q"), maxsize=8, item_size=32)
+    returned = [ctx.RawValue("q", -1) for _ in range(2)]
+    procs = [ctx.Process(target=_put_until_shutdown, args=(q, i, r)) for i, r in enumerate(returned)]
+    for p in procs:
+        p.start()
+    got = [[], []]
+    while len(got[0]) + len(got[1]) < 400:
+        index, i = q.get(timeout=60)
+        got[index].append(i)
+    q.shutdown()
+    while True:
+        try:
+            index, i = q.get(timeout=60)
+        except mmring.ShutDown:
+            break
+        got[index].append(i)
+    assert join_all(procs) == [0, 0]
+    for mine, last in zip(got, returned):
+        assert mine == list(range(last.value + 1))
 
 
 def test_a_sigkilled_producer_loses_no_item_whose_put_returned(ctx, name):
