@@ -63,14 +63,18 @@ pub enum OpenError {
         /// What is wrong, with the values found.
         what: String,
     },
-    /// The file holds another kind of object.
+    /// The file holds another kind of object (e.g. `wrong object kind
+    /// (expected mpmc queue of u64 (8 B, align 8), found mpmc byte queue of
+    /// bytes (4096 B, align 1))`).
     #[error("{}: wrong object kind (expected {expected}, found {found})", path.display())]
     WrongKind {
         /// The path.
         path: PathBuf,
-        /// The kind asked for.
+        /// The kind asked for, and its payload type (`"counter of i64 (8 B,
+        /// align 8)"`) when a typed open asked for one.
         expected: String,
-        /// The kind in the file (its name, or its number if unknown).
+        /// The kind in the file and its payload type (`"mpmc queue of u64
+        /// (8 B, align 8)"`), or its number if this build does not know it.
         found: String,
     },
     /// The file holds another payload type: another name, size or

@@ -299,17 +299,29 @@ impl Region {
         expect.check_name(path)?;
         let (file, desc) = open_locked(path)?;
         let found_kind = desc.kind();
+        let found = desc.type_info();
         if found_kind != Some(expect.kind) {
+            // Each side names its kind and its payload ("mpmc queue of u64
+            // (8 B, align 8)"), so that a file made in another language is
+            // told apart from what was asked by the stable names alone.
+            let expected_elem = if expect.any_size {
+                format!(
+                    "{} (any size, align {})",
+                    expect.elem.name(),
+                    expect.elem.align
+                )
+            } else {
+                expect.elem.to_string()
+            };
             return Err(OpenError::WrongKind {
                 path: path.to_path_buf(),
-                expected: expect.kind.name().into(),
+                expected: format!("{} of {expected_elem}", expect.kind.name()),
                 found: found_kind.map_or_else(
                     || format!("unknown kind {}", desc.kind),
-                    |k| k.name().into(),
+                    |k| format!("{} of {found}", k.name()),
                 ),
             });
         }
-        let found = desc.type_info();
         let matches = if expect.any_size {
             found.name() == expect.elem.name() && found.align == expect.elem.align
         } else {

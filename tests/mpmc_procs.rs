@@ -1591,11 +1591,16 @@ fn foreign_files_are_refused() {
     #[track_caller]
     fn wrong_kind<T>(res: Result<T, OpenError>, expected_kind: &str, found_kind: &str) {
         match res {
+            // Each side is its kind, then " of " and its payload.
             Err(OpenError::WrongKind {
                 expected, found, ..
             }) => assert_eq!(
-                (expected.as_str(), found.as_str()),
-                (expected_kind, found_kind)
+                (
+                    expected.split_once(" of ").map(|s| s.0),
+                    found.split_once(" of ").map(|s| s.0)
+                ),
+                (Some(expected_kind), Some(found_kind)),
+                "{expected} / {found}"
             ),
             Err(e) => panic!("expected WrongKind, got {e:?}"),
             Ok(_) => panic!("opened a {found_kind} as a {expected_kind}"),
@@ -1617,6 +1622,20 @@ fn foreign_files_are_refused() {
     let bytes = dir.path().join("bytes");
     let _b = ByteQueue::create(&bytes, 8, 64, &QueueOptions::new()).unwrap();
     wrong_kind(Queue::<u64>::open(&bytes), "mpmc queue", "mpmc byte queue");
+    // Both payloads are named, by their stable names (what tells a Python
+    // queue, a byte queue, from a `Queue<u64>` in any language).
+    let msg = Queue::<u64>::open(&bytes).err().unwrap().to_string();
+    assert!(
+        msg.contains("expected mpmc queue of u64 (8 B, align 8)")
+            && msg.contains("found mpmc byte queue of bytes (64 B, align 1)"),
+        "{msg}"
+    );
+    let msg = ByteQueue::open(&path).err().unwrap().to_string();
+    assert!(
+        msg.contains("expected mpmc byte queue of bytes (any size, align 1)")
+            && msg.contains("found mpmc queue of u64 (8 B, align 8)"),
+        "{msg}"
+    );
     let count = dir.path().join("count");
     let _c = Counter::create(&count, 5).unwrap();
     wrong_kind(Queue::<u64>::open(&count), "mpmc queue", "counter");

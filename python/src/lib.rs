@@ -14,6 +14,7 @@ mod common;
 mod event;
 mod sync;
 mod value;
+mod queue;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
 /// ``os.unlink``: processes that have it open keep using it.
@@ -41,5 +42,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event::register(m)?;
     value::register(m)?;
     sync::register(m)?;
+    queue::register(m)?;
     Ok(())
 }

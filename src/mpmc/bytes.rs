@@ -282,6 +282,44 @@ impl ByteQueue {
         self.q.raw().pop_with(|w| Self::read_into(max, w, out))
     }
 
+    /// [`ByteQueue::pop_into`], giving up after `timeout`: the call for a
+    /// caller that waits in slices (checking for signals between them, as
+    /// the Python binding does) and reuses one buffer for every message.
+    ///
+    /// # Errors
+    ///
+    /// [`PopTimeoutError::Closed`] once closed and drained, or
+    /// [`PopTimeoutError::Timeout`] (never `Disconnected`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use mmring::{PopTimeoutError, mpmc::{ByteQueue, QueueOptions}};
+    ///
+    /// let q = ByteQueue::create(dir.path().join("q"), 2, 8, &QueueOptions::new())?;
+    /// let mut buf = [0u8; 8];
+    /// let wait = Duration::from_millis(10);
+    /// assert_eq!(q.pop_into_timeout(&mut buf, wait), Err(PopTimeoutError::Timeout));
+    /// q.push(b"hi")?;
+    /// assert_eq!(q.pop_into_timeout(&mut buf, wait), Ok(2));
+    /// assert_eq!(&buf[..2], b"hi");
+    /// q.close();
+    /// assert_eq!(q.pop_into_timeout(&mut buf, wait), Err(PopTimeoutError::Closed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop_into_timeout(
+        &self,
+        out: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, PopTimeoutError> {
+        let max = self.max_len;
+        self.q
+            .raw()
+            .pop_with_until(|w| Self::read_into(max, w, out), deadline(timeout))
+    }
+
     /// Pops the oldest message, sleeping while empty.
     ///
     /// # Errors

@@ -352,6 +352,13 @@ macro_rules! common_methods {
             self.q.raw().join_until(deadline(timeout))
         }
 
+        /// Whether the queue was created [`joinable`](QueueOptions::joinable)
+        /// (counts tasks for `task_done`/`join`). Read from the file once,
+        /// when this handle opened it.
+        pub fn is_joinable(&self) -> bool {
+            self.q.raw().is_joinable()
+        }
+
         /// Items pushed and not yet marked done (joinable queues; a snapshot).
         pub fn unfinished(&self) -> u64 {
             self.q.raw().unfinished()
@@ -454,6 +461,21 @@ mod tests {
         assert_eq!(q.try_pop(), Ok(8), "not stuck behind the dead claim");
         assert_eq!(q.recover(), 0);
         assert_eq!(q.try_pop(), Err(TryPopError::Empty));
+    }
+
+    #[test]
+    fn is_joinable_reports_what_the_file_was_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, n) = (dir.path().join("j"), dir.path().join("n"));
+        let opts = QueueOptions::new().joinable(true);
+        assert!(ByteQueue::create(&j, 4, 8, &opts).unwrap().is_joinable());
+        assert!(!ByteQueue::create(&n, 4, 8, &QueueOptions::new()).unwrap().is_joinable());
+        // Every handle reads it from the file, whatever it was opened as.
+        assert!(ByteQueue::open(&j).unwrap().is_joinable());
+        assert!(!ByteQueue::open(&n).unwrap().is_joinable());
+        let t = dir.path().join("t");
+        assert!(Queue::<u64>::create_with(&t, 4, &opts).unwrap().is_joinable());
+        assert!(Queue::<u64>::open(&t).unwrap().is_joinable());
     }
 
     #[test]
