@@ -11,6 +11,7 @@
 use pyo3::prelude::*;
 
 mod common;
+mod dict;
 mod event;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
@@ -37,5 +38,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ShutDown", common::shutdown_type(py)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     event::register(m)?;
+    dict::register(m)?;
     Ok(())
 }
