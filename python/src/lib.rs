@@ -11,6 +11,7 @@
 use pyo3::prelude::*;
 
 mod common;
+mod dict;
 mod event;
 mod sync;
 mod value;
@@ -43,5 +44,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     value::register(m)?;
     sync::register(m)?;
     queue::register(m)?;
+    dict::register(m)?;
     Ok(())
 }
