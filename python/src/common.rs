@@ -2,9 +2,9 @@
 //! exceptions, the blocking loop that releases the GIL and wakes for
 //! signals, and pickling.
 
+use mmring::sync::{AtomicU64, Ordering};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use mmring::sync::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
