@@ -905,25 +905,23 @@ fn pipe(
     };
     // `NAME.b` first: once `NAME.a` exists, whether the pipe is duplex is
     // settled.
+    let a_exists = ring_path(&files.base, End::A).exists();
     let b_exists = ring_path(&files.base, End::B).exists();
+    let exists_as = |was: bool| {
+        PyValueError::new_err(format!(
+            "pipe {:?} exists with duplex={}",
+            files.name,
+            if was { "True" } else { "False" }
+        ))
+    };
     if duplex {
+        if a_exists && !b_exists {
+            return Err(exists_as(false));
+        }
         create(End::B)?;
     }
-    let created = create(End::A)?;
-    if !created {
-        let b_now = ring_path(&files.base, End::B).exists();
-        if duplex && !b_now {
-            return Err(PyValueError::new_err(format!(
-                "pipe {:?} exists with duplex=False",
-                files.name
-            )));
-        }
-        if !duplex && b_exists {
-            return Err(PyValueError::new_err(format!(
-                "pipe {:?} exists with duplex=True",
-                files.name
-            )));
-        }
+    if !create(End::A)? && !duplex && b_exists {
+        return Err(exists_as(true));
     }
     let fa = hold(&files.base, End::A)?;
     let fb = hold(&files.base, End::B)?;
