@@ -16,20 +16,25 @@ mod event;
 mod sync;
 mod value;
 mod queue;
+mod pipe;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
 /// ``os.unlink``: processes that have it open keep using it.
 #[pyfunction]
 fn remove(name: &str) -> PyResult<()> {
-    mmring::remove(name).map_err(|e| {
+    mmring::remove(name).or_else(|e| {
+        // A pipe is two files, NAME.a and NAME.b: removed together.
+        if e.source.kind() == std::io::ErrorKind::NotFound && pipe::remove(name) {
+            return Ok(());
+        }
         let msg = e.to_string();
-        match e.source.kind() {
+        Err(match e.source.kind() {
             std::io::ErrorKind::NotFound => pyo3::exceptions::PyFileNotFoundError::new_err(msg),
             std::io::ErrorKind::PermissionDenied => {
                 pyo3::exceptions::PyPermissionError::new_err(msg)
             }
             _ => pyo3::exceptions::PyOSError::new_err(msg),
-        }
+        })
     })
 }
 
@@ -45,5 +50,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sync::register(m)?;
     queue::register(m)?;
     dict::register(m)?;
+    pipe::register(m)?;
     Ok(())
 }

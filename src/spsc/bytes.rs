@@ -25,7 +25,7 @@ use std::time::Duration;
 use super::{End, attach_consumer, attach_producer};
 use crate::error::{
     BytePushError, BytePushTimeoutError, ByteTryPushError, OpenError, PopError, PopTimeoutError,
-    TryPopError,
+    PushTimeoutError, TryPopError,
 };
 use crate::handle::{Mapped, Shape};
 use crate::layout::{Kind, bytes_type};
@@ -425,6 +425,87 @@ impl ByteProducer {
         timeout: Duration,
     ) -> Result<(), BytePushTimeoutError> {
         self.raw().push_until(msg, deadline(timeout))
+    }
+
+    /// [`ByteProducer::push_timeout`] that can be resumed: pushes `msg`
+    /// from piece `*sent` on (0: from its start) and counts in `*sent` the
+    /// pieces that are out. After a `Timeout`, a call with the same `msg`
+    /// and `*sent` carries on with the same message, which the consumer
+    /// keeps gathering; so a caller can wait for a long message in short
+    /// slices (a binding that checks for signals between them) without
+    /// starting it over. Any other push in between starts a new message,
+    /// and the consumer discards the unfinished one.
+    ///
+    /// After `Closed` or `Disconnected`, start over from `*sent = 0`: a new
+    /// consumer skips the rest of a message whose start it never saw.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::push_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```rust
+    /// use std::time::Duration;
+    /// use mmring::BytePushTimeoutError;
+    /// use mmring::spsc::{ByteConsumer, ByteProducer};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("pipe");
+    /// let mut tx = ByteProducer::create(&path, 2, 8)?; // 2 slots of 8 bytes
+    /// let mut rx = ByteConsumer::open(&path)?;
+    /// let msg = [7u8; 40]; // 5 pieces
+    /// let mut sent = 0;
+    /// let slice = Duration::from_millis(1);
+    /// assert_eq!(tx.push_from(&msg, &mut sent, slice), Err(BytePushTimeoutError::Timeout));
+    /// assert_eq!(sent, 2);
+    /// while rx.try_pop().is_err() {
+    ///     // The consumer takes the pieces as they come; the push goes on.
+    ///     let _ = tx.push_from(&msg, &mut sent, slice);
+    /// }
+    /// assert_eq!(sent, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_from(
+        &mut self,
+        msg: &[u8],
+        sent: &mut usize,
+        timeout: Duration,
+    ) -> Result<(), BytePushTimeoutError> {
+        if msg.len() > MAX_MESSAGE_LEN {
+            return Err(BytePushTimeoutError::TooLong {
+                len: msg.len(),
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        let deadline = deadline(timeout);
+        loop {
+            match self.raw().try_push_part(msg, sent) {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(ByteTryPushError::Full) => {}
+                // try_push_part never says TooLong.
+                Err(ByteTryPushError::Closed | ByteTryPushError::TooLong { .. }) => {
+                    return Err(BytePushTimeoutError::Closed);
+                }
+            }
+            let words = self.words;
+            self.end
+                .raw::<u64>()
+                .wait_free(words, deadline)
+                .map_err(|e| match e {
+                    PushTimeoutError::Closed(()) => BytePushTimeoutError::Closed,
+                    PushTimeoutError::Disconnected(()) => BytePushTimeoutError::Disconnected,
+                    PushTimeoutError::Timeout(()) => BytePushTimeoutError::Timeout,
+                })?;
+        }
+    }
+
+    /// The pid in the consumer's role word, 0 while the role is free: a
+    /// snapshot, one relaxed load, no system call (unlike
+    /// [`is_abandoned`](Self::is_abandoned), it does not ask whether that
+    /// process is still alive).
+    pub fn consumer_pid(&self) -> u32 {
+        self.end.ctl().holder(self.end.role.other())
     }
 
     /// Closes the ring (the consumer drains, then gets `Closed`). Final:
@@ -955,6 +1036,55 @@ mod tests {
         tx.close();
         assert_eq!(rx.pop(), Err(PopError::Closed));
         assert_eq!(rx.asm.discarded(), 3);
+    }
+
+    #[test]
+    fn a_push_resumed_in_slices_arrives_whole_and_one_started_over_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bytes");
+        let mut tx = ByteProducer::create(&path, 4, 16).unwrap();
+        let mut rx = ByteConsumer::open(&path).unwrap();
+        assert_eq!(tx.consumer_pid(), crate::pid::current());
+        let big: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        // Resumed slice after slice while a thread pops: one message, whole.
+        let reader = std::thread::spawn(move || {
+            let got = rx.pop();
+            (rx, got)
+        });
+        let mut sent = 0;
+        let mut slices = 0;
+        loop {
+            slices += 1;
+            match tx.push_from(&big, &mut sent, Duration::from_micros(50)) {
+                Ok(()) => break,
+                Err(BytePushTimeoutError::Timeout) => assert!(sent < 625),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(sent, 625, "10 000 bytes in pieces of 16");
+        let (mut rx, got) = reader.join().unwrap();
+        assert_eq!(got.unwrap(), big);
+        assert!(slices >= 1);
+        // Cut off, then started over from 0: the first attempt is discarded.
+        let mut sent = 0;
+        assert_eq!(
+            tx.push_from(&big, &mut sent, Duration::ZERO),
+            Err(BytePushTimeoutError::Timeout)
+        );
+        assert_eq!(sent, 5);
+        assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+        let mut sent = 0;
+        tx.push_from(b"short", &mut sent, Duration::ZERO).unwrap();
+        assert_eq!(rx.try_pop().unwrap(), b"short");
+        assert_eq!(rx.asm.discarded(), 1);
+        // Refused over the limit, as push.
+        let huge = vec![0u8; MAX_MESSAGE_LEN + 1];
+        assert!(matches!(
+            tx.push_from(&huge, &mut 0, Duration::ZERO),
+            Err(BytePushTimeoutError::TooLong { .. })
+        ));
+        drop(rx);
+        assert_eq!(tx.consumer_pid(), 0);
     }
 
     #[test]
