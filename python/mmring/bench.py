@@ -37,7 +37,7 @@ def _report(out, t0, value=None):
     out.put((t0, time.perf_counter(), value))
 
 
-def _queue_producer(q, n, start, out, raw):
+def _queue_producer(q, n, raw, start, out):
     start.wait()
     t0 = time.perf_counter()
     if raw:
@@ -50,7 +50,7 @@ def _queue_producer(q, n, start, out, raw):
     _report(out, t0)
 
 
-def _queue_consumer(q, n, start, out, raw):
+def _queue_consumer(q, n, raw, start, out):
     start.wait()
     t0 = time.perf_counter()
     total = 0
@@ -63,7 +63,7 @@ def _queue_consumer(q, n, start, out, raw):
     _report(out, t0, total)
 
 
-def _mp_queue_producer(q, n, start, out, raw):
+def _mp_queue_producer(q, n, raw, start, out):
     start.wait()
     t0 = time.perf_counter()
     if raw:
@@ -76,7 +76,7 @@ def _mp_queue_producer(q, n, start, out, raw):
     _report(out, t0)
 
 
-def _mp_queue_consumer(q, n, start, out, raw):
+def _mp_queue_consumer(q, n, raw, start, out):
     start.wait()
     t0 = time.perf_counter()
     total = 0
@@ -116,7 +116,7 @@ def _echo(conn, n, start, out):
     _report(out, t0)
 
 
-def _value_adder(v, n, start, out, mp):
+def _value_adder(v, n, mp, start, out):
     start.wait()
     t0 = time.perf_counter()
     if mp:
@@ -131,7 +131,7 @@ def _value_adder(v, n, start, out, mp):
     _report(out, t0)
 
 
-def _array_adder(a, n, start, out, mp):
+def _array_adder(a, n, mp, start, out):
     start.wait()
     t0 = time.perf_counter()
     size = len(a)

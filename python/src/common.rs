@@ -354,14 +354,6 @@ impl<H> Local<H> {
             .unwrap_or_else(|e| e.into_inner())
             .release(Slot::Closed);
     }
-
-    /// Whether `close()` was called in this process.
-    pub fn is_closed(&self) -> bool {
-        matches!(
-            *self.slot.read().unwrap_or_else(|e| e.into_inner()),
-            Slot::Closed
-        )
-    }
 }
 
 impl<H> Drop for Local<H> {

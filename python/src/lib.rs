@@ -13,10 +13,10 @@ use pyo3::prelude::*;
 mod common;
 mod dict;
 mod event;
+mod pipe;
+mod queue;
 mod sync;
 mod value;
-mod queue;
-mod pipe;
 
 /// Removes the file behind `name` (a bare name lives under /dev/shm), as
 /// ``os.unlink``: processes that have it open keep using it.
