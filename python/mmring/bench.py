@@ -271,7 +271,7 @@ class Bench:
 
     def queue(self, raw):
         key = "queue_bytes" if raw else "queue"
-        n_mm, n_mp = self.n(200_000), self.n(40_000)
+        n_mm, n_mp = self.n(2_000_000), self.n(200_000)
         q = mmring.Queue(self.path(key), maxsize=1024, item_size=64)
         t_mm, vals, _ = Run(self.ctx).run(
             [(_queue_producer, (q, n_mm, raw)), (_queue_consumer, (q, n_mm, raw))]
@@ -288,7 +288,7 @@ class Bench:
             self.row(key, "Queue put/get, 1P1C, small objects", "ops", n_mm / t_mm, n_mp / t_mp, 10)
 
     def joinable(self):
-        n_mm, n_mp = self.n(100_000), self.n(20_000)
+        n_mm, n_mp = self.n(1_000_000), self.n(100_000)
         q = mmring.JoinableQueue(self.path("jq"), maxsize=1024)
         t_mm, _, _ = Run(self.ctx).run([(_joinable_producer, (q, n_mm)), (_joinable_worker, (q, n_mm))])
         mq = self.ctx.JoinableQueue(1024)
@@ -296,7 +296,7 @@ class Bench:
         self.row("joinable", "JoinableQueue put/get/task_done + join, 1P1C", "ops", n_mm / t_mm, n_mp / t_mp, None)
 
     def pipe(self):
-        n_mm, n_mp = self.n(50_000), self.n(10_000)
+        n_mm, n_mp = self.n(200_000), self.n(20_000)
 
         def ping(conn, n):
             def go():
@@ -314,7 +314,7 @@ class Bench:
 
     def value(self):
         procs = 4
-        n_mm, n_mp = self.n(500_000), self.n(20_000)
+        n_mm, n_mp = self.n(2_000_000), self.n(200_000)
         v = mmring.Value("q", 0, name=self.path("value"))
         t_mm, _, _ = Run(self.ctx).run([(_value_adder, (v, n_mm, False))] * procs)
         assert v.value == procs * n_mm, "mmring.Value lost an increment"
@@ -325,7 +325,7 @@ class Bench:
 
     def array(self):
         procs = 4
-        n_mm, n_mp = self.n(300_000), self.n(20_000)
+        n_mm, n_mp = self.n(2_000_000), self.n(100_000)
         a = mmring.Array("q", 16, name=self.path("array"))
         t_mm, _, _ = Run(self.ctx).run([(_array_adder, (a, n_mm, False))] * procs)
         assert sum(a[:]) == procs * n_mm, "mmring.Array lost an increment"
@@ -335,7 +335,7 @@ class Bench:
 
     def dict(self):
         procs = 4
-        n_mm, n_mp = self.n(50_000), self.n(1_000)
+        n_mm, n_mp = self.n(200_000), self.n(1_000)
         d = mmring.Dict(self.path("dict"), capacity=64, key_size=16, value_size=64)
         t_mm, _, _ = Run(self.ctx).run([(_dict_updater, (d, None, n_mm))] * procs)
         assert d["hits"] == procs * n_mm, "mmring.Dict lost an update"
@@ -348,7 +348,7 @@ class Bench:
 
     def lock(self):
         procs = 4
-        n_mm, n_mp = self.n(200_000), self.n(50_000)
+        n_mm, n_mp = self.n(1_000_000), self.n(500_000)
         lk = mmring.Lock(self.path("lock"))
         t_mm, _, _ = Run(self.ctx).run([(_lock_user, (lk, n_mm))] * procs)
         ml = self.ctx.Lock()
@@ -357,7 +357,7 @@ class Bench:
 
     def barrier(self):
         procs = 4
-        n_mm, n_mp = self.n(20_000), self.n(2_000)
+        n_mm, n_mp = self.n(100_000), self.n(5_000)
         b = mmring.Barrier(self.path("barrier"), parties=procs)
         t_mm, _, _ = Run(self.ctx).run([(_barrier_party, (b, n_mm))] * procs)
         mb = self.ctx.Barrier(procs)
@@ -412,7 +412,7 @@ def main(argv=None):
         parser.error(f"unknown rows: {', '.join(unknown)} (known: {', '.join(ROWS)})")
 
     ctx = multiprocessing.get_context(args.start_method)
-    bench = Bench(ctx, 0.02 if args.quick else 1.0, progress=sys.stderr)
+    bench = Bench(ctx, 0.005 if args.quick else 1.0, progress=sys.stderr)
     try:
         for i, key in enumerate(wanted, 1):
             print(f"\r[{i}/{len(wanted)}] {key} ...".ljust(40), end="", file=sys.stderr, flush=True)

@@ -258,6 +258,54 @@ fn with_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     out
 }
 
+/// How long a blocking `get` that found the queue empty (or `put` that
+/// found it full) keeps trying with the GIL held before it releases the
+/// GIL and sleeps. A producer in
+/// another process that is slower than this consumer (pickling costs more
+/// than unpickling) leaves the queue empty after almost every item; going
+/// to sleep each time would cost a GIL hand-off, a fence system call and a
+/// futex wake per item, many times the item's own cost.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Tries `try_pop_into` for up to [`SPIN`]: `Some(Ok(len))`, `Some(Err(()))`
+/// once closed and drained, `None` if still empty.
+fn spin_pop(q: &ByteQueue, buf: &mut [u8]) -> Option<Result<usize, ()>> {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            match q.try_pop_into(buf) {
+                Ok(n) => return Some(Ok(n)),
+                Err(TryPopError::Closed) => return Some(Err(())),
+                Err(TryPopError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        if start.elapsed() >= SPIN {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Tries `try_push` for up to [`SPIN`] (a consumer slower than this
+/// producer leaves the queue full after almost every item): `Some(true)`
+/// once pushed, `Some(false)` once closed, `None` if still full.
+fn spin_push(q: &ByteQueue, data: &[u8]) -> Option<bool> {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            match q.try_push(data) {
+                Ok(()) => return Some(true),
+                Err(ByteTryPushError::Closed) => return Some(false),
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+        if start.elapsed() >= SPIN {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Runs `f` over the bytes of a bytes-like object (`bytes` without a
 /// copy; `bytearray`, `memoryview` and other buffers copied once).
 fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) -> PyResult<R> {
@@ -358,6 +406,11 @@ impl Core {
             Err(ByteTryPushError::Full) => {}
             Err(ByteTryPushError::TooLong { .. }) => unreachable!("the length was checked"),
         }
+        match spin_push(&q, data) {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(self.shut_down(py)),
+            None => {}
+        }
         let timeout = timeout_arg(timeout)?;
         let q = &*q;
         let done = wait_for(py, timeout, |slice| match q.push_timeout(data, slice) {
@@ -386,12 +439,15 @@ impl Core {
         let timeout = if block { timeout_arg(timeout)? } else { None };
         let q = &*q;
         with_buffer(q.max_len(), |buf| {
-            let got = match q.try_pop_into(buf) {
+            let mut got = match q.try_pop_into(buf) {
                 Ok(n) => Some(Ok(n)),
                 Err(TryPopError::Closed) => Some(Err(())),
                 Err(TryPopError::Empty) if !block => return Err(Empty::new_err(())),
                 Err(TryPopError::Empty) => None,
             };
+            if got.is_none() {
+                got = spin_pop(q, buf);
+            }
             let got = match got {
                 Some(got) => Some(got),
                 None => wait_for(py, timeout, |slice| {
