@@ -11,3 +11,12 @@ method, and each process registers itself on first use.
 
 from ._native import *  # noqa: F401,F403
 from ._native import Error, ShutDown, WrongKindError, remove  # noqa: F401
+
+import atexit as _atexit
+
+from . import _native
+
+# At exit: daemon threads blocked in a wait stay parked (instead of being
+# torn down mid-call), and objects made without a name that may have
+# reached another process have their files removed.
+_atexit.register(_native._at_exit)

@@ -2,10 +2,10 @@
 //! exceptions, the blocking loop that releases the GIL and wakes for
 //! signals, and pickling.
 
-use mmring::sync::{AtomicU64, Ordering};
-use std::ops::Deref;
+use mmring::sync::{AtomicU32, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mmring::OpenError;
@@ -117,18 +117,41 @@ pub fn wait_for<R: Send>(
     timeout: Option<Duration>,
     mut step: impl FnMut(Duration) -> Option<R> + Send,
 ) -> PyResult<Option<R>> {
+    // A timeout too far to represent (`inf`, 1e19 s) is no deadline at all.
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let slice = match deadline {
             None => SLICE,
             Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
         };
-        if let Some(done) = py.detach(|| step(slice)) {
+        let done = py.detach(|| {
+            let done = step(slice);
+            park_if_exiting();
+            done
+        });
+        if let Some(done) = done {
             return Ok(Some(done));
         }
         py.check_signals()?;
-        if timeout.is_some() && deadline.is_none_or(|d| Instant::now() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
+        }
+    }
+}
+
+/// Set by the package's `atexit` hook: the interpreter is about to finalize.
+static EXITING: AtomicU32 = AtomicU32::new(0);
+
+/// A thread still waiting when the interpreter exits is a daemon thread
+/// (Python joined every other one before `atexit`). Retaking the GIL after
+/// finalization began would end it with `pthread_exit`, whose forced unwind
+/// through these frames aborts the process ("FATAL: exception not
+/// rethrown"); so it stays here, GIL-free, until the process is gone.
+fn park_if_exiting() {
+    // Relaxed: a flag; a late read only means one more slice.
+    if EXITING.load(Ordering::Relaxed) != 0 {
+        loop {
+            std::thread::park();
         }
     }
 }
@@ -150,14 +173,56 @@ pub fn loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
 
 /// Where an object lives: the name it was given and the file it resolves
 /// to (a bare name under `/dev/shm`, a path with a slash as given).
-/// Without a name, a fresh one is made up, and the file is removed when
-/// the object that made it is collected in the process that made it.
+///
+/// Without a name, a fresh one is made up and the file belongs to the
+/// process that made it: removed when the object is collected there, if
+/// the object never left the process (never pickled, no fork since it was
+/// made); otherwise when that process exits, since a child that got it
+/// (`Process.start()` drops its own reference to the arguments at once)
+/// may still be about to open it.
 #[derive(Debug)]
 pub struct Target {
     pub name: String,
     pub path: PathBuf,
-    /// The pid that made up the name and removes the file, if it was made up.
-    anonymous_owner: Option<u32>,
+    /// For a made-up name: the pid that made it and the fork count then.
+    anonymous: Option<(u32, u64)>,
+    /// Set once the object was pickled (it may be opened elsewhere).
+    shared: AtomicU32,
+}
+
+/// Forks made by this process (counted by a `pthread_atfork` handler).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Made-up names whose files this process removes when it exits.
+static AT_EXIT: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Registers the fork counter (once, at import).
+pub fn count_forks() {
+    extern "C" fn forked() {
+        // Relaxed: a plain count, read only to compare with an older read.
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: registers a parent-side handler that does one atomic add
+    // (async-signal-safe); pthread_atfork has no other precondition. If it
+    // fails, forks go uncounted, and objects shared only by fork may lose
+    // their file early — the same as not having the handler.
+    unsafe { libc::pthread_atfork(None, Some(forked), None) };
+}
+
+/// The package's `atexit` hook: parks daemon threads that are waiting
+/// (see `park_if_exiting`) and removes the files of this process's
+/// made-up names that may have been shared.
+#[pyfunction]
+pub fn _at_exit() {
+    // Relaxed: see `park_if_exiting`.
+    EXITING.store(1, Ordering::Relaxed);
+    let me = mmring::pid::current();
+    let mut paths = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    for (pid, path) in paths.drain(..) {
+        if pid == me {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Target {
@@ -179,7 +244,9 @@ impl Target {
                 Ok(Self {
                     name,
                     path,
-                    anonymous_owner: Some(pid),
+                    // Relaxed: compared with a later read in this process.
+                    anonymous: Some((pid, FORKS.load(Ordering::Relaxed))),
+                    shared: AtomicU32::new(0),
                 })
             }
         }
@@ -196,26 +263,64 @@ impl Target {
         Ok(Self {
             name: name.to_owned(),
             path: mmring::region::resolve(name),
-            anonymous_owner: None,
+            anonymous: None,
+            shared: AtomicU32::new(0),
         })
     }
 
     /// Whether this handle made the name up (and will remove the file).
     pub fn is_anonymous(&self) -> bool {
-        self.anonymous_owner.is_some()
+        self.anonymous.is_some()
+    }
+
+    /// Whether the object may have reached another process: pickled, or a
+    /// fork since it was made.
+    pub fn may_be_shared(&self) -> bool {
+        // Relaxed (both): flags read in the process that set them.
+        self.shared.load(Ordering::Relaxed) != 0
+            || self
+                .anonymous
+                .is_some_and(|(_, forks)| FORKS.load(Ordering::Relaxed) != forks)
     }
 
     /// The path as a Python string.
     pub fn path_str(&self) -> String {
         self.path.to_string_lossy().into_owned()
     }
+
+    /// The path, for `__reduce__`: notes that the object is leaving the
+    /// process (a made-up name's file then stays until this process exits).
+    pub fn shared_path(&self) -> String {
+        // Relaxed: read by `may_be_shared` in this process.
+        self.shared.store(1, Ordering::Relaxed);
+        self.path_str()
+    }
+
+    /// What to do with a made-up name's files (`paths`) when its object is
+    /// collected in the process that made it: removed now if the object
+    /// never left, else at exit. Anything else: nothing.
+    pub fn release_files(&self, paths: &[PathBuf]) {
+        let Some((pid, _)) = self.anonymous else {
+            return;
+        };
+        if pid != mmring::pid::current() {
+            return;
+        }
+        if self.may_be_shared() {
+            let mut at_exit = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+            at_exit.extend(paths.iter().map(|p| (pid, p.clone())));
+        } else {
+            for p in paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
-        if self.anonymous_owner == Some(mmring::pid::current()) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let path = self.path.clone();
+        self.release_files(&[path]);
     }
 }
 
@@ -227,10 +332,47 @@ impl Drop for Target {
 /// (nor drops) that one, but opens its own on first use, so an object that
 /// reached a process by fork is as full a participant as one it opened. An
 /// object unpickled in a spawned child opens on first use as well.
+///
+/// [`Local::get`] hands out an `Arc` of the handle, so that no lock is held
+/// while a call waits with the GIL released or runs Python code: `close()`
+/// from another thread never waits for it, and a fork never copies a held
+/// lock into the child. The slot itself is guarded by the GIL.
 pub struct Local<H> {
     pub target: Target,
-    slot: RwLock<Slot<H>>,
+    slot: GilCell<Slot<H>>,
     open: fn(&Path) -> Result<H, OpenError>,
+}
+
+/// A cell that is read and written only by a thread that holds the GIL
+/// (every access goes through `Python::attach`), which makes it exclusive:
+/// this extension is built for the limited API (abi3), which CPython's
+/// free-threaded builds do not load, so there always is a GIL.
+struct GilCell<T>(UnsafeCell<T>);
+
+// SAFETY: every access to the inner value happens inside `GilCell::with`,
+// under the GIL, so no two threads touch it at once; `T: Send` because the
+// value may be used, and dropped, by whichever thread holds the GIL.
+unsafe impl<T: Send> Sync for GilCell<T> {}
+
+impl<T> GilCell<T> {
+    fn new(value: T) -> Self {
+        Self(UnsafeCell::new(value))
+    }
+
+    /// Runs `f` on the value with the GIL held. `f` must not call Python
+    /// code (which could release the GIL and let another thread in).
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        Python::attach(|_py| {
+            // SAFETY: the GIL is held for the whole of `f`, and `f` runs no
+            // Python code (callers' contract), so no other thread can be in
+            // `with` now; no reference to the value outlives `f`.
+            f(unsafe { &mut *self.0.get() })
+        })
+    }
+
+    fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut()
+    }
 }
 
 enum Slot<H> {
@@ -239,22 +381,23 @@ enum Slot<H> {
     /// Opened by `pid`: used only there; dropped only there.
     Open {
         pid: u32,
-        handle: std::mem::ManuallyDrop<H>,
+        handle: std::mem::ManuallyDrop<Arc<H>>,
     },
     /// Closed by `close()` in this process.
     Closed,
 }
 
 impl<H> Slot<H> {
-    fn mine(&self, pid: u32) -> Option<&H> {
+    fn mine(&self, pid: u32) -> Option<&Arc<H>> {
         match self {
             Slot::Open { pid: p, handle } if *p == pid => Some(handle),
             _ => None,
         }
     }
 
-    /// Lets go of the handle: dropped in the process that opened it,
-    /// forgotten in any other (its drop would unregister that process).
+    /// Lets go of the handle: dropped in the process that opened it (once
+    /// its last user is done with it), forgotten in any other (its drop
+    /// would unregister that process).
     fn release(&mut self, next: Slot<H>) {
         if let Slot::Open { pid, handle } = std::mem::replace(self, next) {
             let mut handle = handle;
@@ -267,27 +410,12 @@ impl<H> Slot<H> {
     }
 }
 
-/// A borrowed handle (see [`Local::get`]).
-pub struct Guard<'a, H> {
-    guard: RwLockReadGuard<'a, Slot<H>>,
-}
-
-impl<H> Deref for Guard<'_, H> {
-    type Target = H;
-    fn deref(&self) -> &H {
-        match &*self.guard {
-            Slot::Open { handle, .. } => handle,
-            _ => unreachable!("a Guard is only made over an open slot"),
-        }
-    }
-}
-
 impl<H> Local<H> {
     /// A handle opened later, on first use in each process, by `open`.
     pub fn lazy(target: Target, open: fn(&Path) -> Result<H, OpenError>) -> Self {
         Self {
             target,
-            slot: RwLock::new(Slot::Empty),
+            slot: GilCell::new(Slot::Empty),
             open,
         }
     }
@@ -297,70 +425,52 @@ impl<H> Local<H> {
     pub fn opened(target: Target, handle: H, open: fn(&Path) -> Result<H, OpenError>) -> Self {
         let slot = Slot::Open {
             pid: mmring::pid::current(),
-            handle: std::mem::ManuallyDrop::new(handle),
+            handle: std::mem::ManuallyDrop::new(Arc::new(handle)),
         };
         Self {
             target,
-            slot: RwLock::new(slot),
+            slot: GilCell::new(slot),
             open,
         }
     }
 
     /// This process's handle, opened now if this is its first use here.
     /// `kind` names the object in the error for a closed one.
-    pub fn get(&self, kind: &str) -> PyResult<Guard<'_, H>> {
+    pub fn get(&self, kind: &str) -> PyResult<Arc<H>> {
         let pid = mmring::pid::current();
-        {
-            let guard = self.slot.read().unwrap_or_else(|e| e.into_inner());
-            if guard.mine(pid).is_some() {
-                return Ok(Guard { guard });
+        self.slot.with(|slot| {
+            if let Some(h) = slot.mine(pid) {
+                return Ok(Arc::clone(h));
             }
-        }
-        {
-            let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
-            match &*slot {
-                Slot::Closed => {
-                    return Err(PyValueError::new_err(format!(
-                        "{kind} {:?} is closed",
-                        self.target.name
-                    )));
-                }
-                s if s.mine(pid).is_some() => {}
-                _ => {
-                    let handle = (self.open)(&self.target.path).map_err(open_error)?;
-                    slot.release(Slot::Open {
-                        pid,
-                        handle: std::mem::ManuallyDrop::new(handle),
-                    });
-                }
+            if let Slot::Closed = slot {
+                return Err(PyValueError::new_err(format!(
+                    "{kind} {:?} is closed",
+                    self.target.name
+                )));
             }
-        }
-        // A `close()` from another thread between the two locks is seen here.
-        let guard = self.slot.read().unwrap_or_else(|e| e.into_inner());
-        match guard.mine(pid) {
-            Some(_) => Ok(Guard { guard }),
-            None => Err(PyValueError::new_err(format!(
-                "{kind} {:?} is closed",
-                self.target.name
-            ))),
-        }
+            let handle = Arc::new((self.open)(&self.target.path).map_err(open_error)?);
+            slot.release(Slot::Open {
+                pid,
+                handle: std::mem::ManuallyDrop::new(Arc::clone(&handle)),
+            });
+            Ok(handle)
+        })
     }
 
     /// Lets go of this process's handle; later uses raise `ValueError`.
-    /// Other processes' handles are untouched.
+    /// A call in progress in another thread keeps its handle until it
+    /// returns. Other processes' handles are untouched.
     pub fn close(&self) {
-        self.slot
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .release(Slot::Closed);
+        // The handle is dropped outside the cell: its drop may take time
+        // (unmapping) and must not run inside `with`.
+        let old = self.slot.with(|slot| std::mem::replace(slot, Slot::Closed));
+        let mut old = old;
+        old.release(Slot::Closed);
     }
 }
 
 impl<H> Drop for Local<H> {
     fn drop(&mut self) {
-        self.slot
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .release(Slot::Empty);
+        self.slot.get_mut().release(Slot::Empty);
     }
 }

@@ -375,7 +375,7 @@ fn map_error(name: &str, err: MapError) -> PyErr {
 }
 
 impl Dict {
-    fn maps(&self) -> PyResult<crate::common::Guard<'_, Maps>> {
+    fn maps(&self) -> PyResult<std::sync::Arc<Maps>> {
         self.local.get("Dict")
     }
 
@@ -930,7 +930,7 @@ impl Dict {
         let attach = slf.get_type().getattr("_attach")?;
         Ok((
             attach,
-            PyTuple::new(py, [slf.get().local.target.path_str()])?,
+            PyTuple::new(py, [slf.get().local.target.shared_path()])?,
         ))
     }
 

@@ -97,7 +97,7 @@ impl Event {
         let attach = slf.get_type().getattr("_attach")?;
         Ok((
             attach,
-            PyTuple::new(py, [slf.get().local.target.path_str()])?,
+            PyTuple::new(py, [slf.get().local.target.shared_path()])?,
         ))
     }
 

@@ -45,6 +45,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WrongKindError", py.get_type::<common::WrongKindError>())?;
     m.add("ShutDown", common::shutdown_type(py)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
+    m.add_function(wrap_pyfunction!(common::_at_exit, m)?)?;
+    common::count_forks();
     event::register(m)?;
     value::register(m)?;
     sync::register(m)?;

@@ -28,7 +28,7 @@ use pyo3::pyclass_init::PyClassInitializer;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
 
 use crate::common::{
-    Empty, Error, Full, Guard, Local, Target, dumps, loads, open_error, shutdown_err, timeout_arg,
+    Empty, Error, Full, Local, Target, dumps, loads, open_error, shutdown_err, timeout_arg,
     wait_for,
 };
 
@@ -369,7 +369,7 @@ impl Core {
         })
     }
 
-    fn q(&self) -> PyResult<Guard<'_, ByteQueue>> {
+    fn q(&self) -> PyResult<std::sync::Arc<ByteQueue>> {
         self.local.get(self.flavor.name())
     }
 
@@ -714,7 +714,7 @@ impl Queue {
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        Core::reduce(slf.as_any(), slf.get().core.local.target.path_str())
+        Core::reduce(slf.as_any(), slf.get().core.local.target.shared_path())
     }
 
     fn __repr__(&self) -> String {
@@ -922,7 +922,7 @@ impl SimpleQueue {
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        Core::reduce(slf.as_any(), slf.get().core.local.target.path_str())
+        Core::reduce(slf.as_any(), slf.get().core.local.target.shared_path())
     }
 
     fn __repr__(&self) -> String {

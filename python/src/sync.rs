@@ -193,7 +193,7 @@ impl Semaphore {
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        reduce(slf, slf.get().local.target.path_str())
+        reduce(slf, slf.get().local.target.shared_path())
     }
 
     fn __repr__(&self) -> String {
@@ -301,7 +301,7 @@ impl BoundedSemaphore {
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        reduce(slf, slf.get().local.target.path_str())
+        reduce(slf, slf.get().local.target.shared_path())
     }
 
     fn __repr__(&self) -> String {
@@ -437,7 +437,7 @@ impl Lock {
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        reduce(slf, slf.get().local.target.path_str())
+        reduce(slf, slf.get().local.target.shared_path())
     }
 
     fn __repr__(&self) -> String {
@@ -545,10 +545,7 @@ impl Barrier {
 
     /// This process's handle (opened, and the process registered as a
     /// party, on its first use here).
-    fn handle<'a>(
-        &'a self,
-        py: Python<'_>,
-    ) -> PyResult<crate::common::Guard<'a, Arc<mmring::Barrier>>> {
+    fn handle(&self, py: Python<'_>) -> PyResult<Arc<Arc<mmring::Barrier>>> {
         let guard = self.local.get("Barrier")?;
         hook(py)?;
         Ok(guard)
@@ -706,7 +703,7 @@ impl Barrier {
         let py = slf.py();
         let attach = slf.get_type().getattr("_attach")?;
         let this = slf.get();
-        let args = (this.local.target.path_str(), this.timeout).into_pyobject(py)?;
+        let args = (this.local.target.shared_path(), this.timeout).into_pyobject(py)?;
         Ok((attach, args))
     }
 

@@ -674,7 +674,7 @@ fn value_error(err: OpenError, path: &Path, tc: char) -> PyErr {
 }
 
 impl Value {
-    fn cells(&self) -> PyResult<crate::common::Guard<'_, Cells>> {
+    fn cells(&self) -> PyResult<std::sync::Arc<Cells>> {
         let cells = self.local.get("Value")?;
         if cells.elem() != self.elem || cells.len() != 1 {
             return Err(WrongKindError::new_err(format!(
@@ -899,7 +899,7 @@ impl Value {
         let me = slf.get();
         Ok((
             attach,
-            PyTuple::new(py, [me.local.target.path_str(), me.typecode.to_string()])?,
+            PyTuple::new(py, [me.local.target.shared_path(), me.typecode.to_string()])?,
         ))
     }
 
@@ -1075,7 +1075,7 @@ enum Init<'a, 'py> {
 }
 
 impl Array {
-    fn cells(&self) -> PyResult<crate::common::Guard<'_, Cells>> {
+    fn cells(&self) -> PyResult<std::sync::Arc<Cells>> {
         let cells = self.local.get("Array")?;
         if cells.elem() != self.elem {
             return Err(WrongKindError::new_err(format!(
@@ -1330,7 +1330,7 @@ impl Array {
         let me = slf.get();
         Ok((
             attach,
-            PyTuple::new(py, [me.local.target.path_str(), me.typecode.to_string()])?,
+            PyTuple::new(py, [me.local.target.shared_path(), me.typecode.to_string()])?,
         ))
     }
 
