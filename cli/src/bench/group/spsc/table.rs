@@ -144,6 +144,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
             out.push_str(&table.line(row));
         }
     }
+    #[cfg(not(feature = "iceoryx2"))]
+    out.push_str(
+        "(iceoryx2's rows: cargo run --release --features iceoryx2 -- bench spsc)\n",
+    );
     out.push_str(&table.targets());
     if let Some(others) = others.filter(|&o| o > 0.2) {
         eprintln!(
@@ -197,6 +201,8 @@ fn steps() -> Vec<(Row, Step)> {
     let first = [
         Row::new(Rtrb, Single),
         Row::new(Mmring, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2, Single),
         Row::new(Mmring, Batched),
     ];
     let mut steps = Vec::new();
@@ -209,10 +215,18 @@ fn steps() -> Vec<(Row, Step)> {
     let trips = [
         Row::new(Floor, Single),
         Row::new(Mmring, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2Msg64, Single),
         Row::new(MmringBlocking, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2Event, Single),
         Row::new(Pipe, Single),
         Row::new(MutexRing, Single),
         Row::new(MmringBlocking, Asleep),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2Event, Asleep),
         Row::new(Pipe, Asleep),
         Row::new(MutexRing, Asleep),
     ];
@@ -396,7 +410,7 @@ impl Table {
                 };
                 let ok = if at_least { r >= goal } else { r <= goal };
                 out.push_str(&format!(
-                    "  {what:<58} {r:>6.2}x  ({} {goal:.1}x)  {:<6}  {extra}\n",
+                    "  {what:<58} {r:>6.2}x  ({} {goal:.2}x)  {:<6}  {extra}\n",
                     if at_least { ">=" } else { "<=" },
                     met(ok),
                 ));
@@ -437,6 +451,28 @@ impl Table {
             1.0,
             false,
             p99(trip(blocking, Single), trip(pipe, Single)),
+        );
+        let ice = Mech::Iceoryx2;
+        line(
+            "spinning round trip vs iceoryx2 publish/subscribe, p50",
+            p50(trip(spin, Single), trip(ice, Single)),
+            1.0 / 3.0,
+            false,
+            p99(trip(spin, Single), trip(ice, Single)),
+        );
+        line(
+            "blocking round trip vs iceoryx2 event, echo asleep, p50",
+            p50(trip(blocking, Asleep), trip(Mech::Iceoryx2Event, Asleep)),
+            1.0,
+            false,
+            p99(trip(blocking, Asleep), trip(Mech::Iceoryx2Event, Asleep)),
+        );
+        line(
+            "mmring try_push/try_pop vs iceoryx2 publish/subscribe, u64",
+            ratio(tp(spin, Single, 0), tp(ice, Single, 0)),
+            3.0,
+            true,
+            b64(ratio(tp(spin, Single, 1), tp(ice, Single, 1))),
         );
         out
     }
