@@ -17,7 +17,8 @@
 //! * [`runner`]: how every run goes — forked processes or threads, the
 //!   start/stop protocol, the workloads, the private directory and the
 //!   harness's own shared mappings, the load of the rest of the machine;
-//! * [`report`]: plans, medians, rates and the progress line.
+//! * [`report`]: plans, medians, rates and the progress line;
+//! * [`plot`]: `--plot DIR`, the tables as SVG pictures.
 //!
 //! This module: the `mmring bench` command (which comparisons, and the
 //! text or JSON they print).
@@ -25,6 +26,7 @@
 pub mod baseline;
 pub mod group;
 pub mod peer;
+pub mod plot;
 pub mod report;
 pub mod runner;
 
@@ -113,6 +115,11 @@ pub struct BenchArgs {
     /// one entry per table with the same figures) instead of the tables.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the results as SVG files in DIR (made if missing): the
+    /// throughput bars of every comparison, and the round-trip latency
+    /// distributions of `spsc`.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Runs the comparison `args.which` names and prints its table (or
@@ -149,6 +156,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             "all comparisons took {:.1} s",
             started.elapsed().as_secs_f64()
         );
+    }
+    if let Some(dir) = &args.plot {
+        let files = plot::write(dir, &reports)?;
+        eprintln!("wrote {} SVG files to {}", files.len(), dir.display());
     }
     let mut out = std::io::stdout().lock();
     if args.json {

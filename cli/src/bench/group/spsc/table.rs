@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{CAPACITY, GAP, Mech, Row, Section, SpscFixture};
 use crate::bench::BenchArgs;
 use crate::bench::group::Fixture;
+use crate::bench::plot::{Bar, Chart, Curve, Plot};
 use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, met, rate, stats_json};
 use crate::bench::runner::control::Sample;
 use crate::bench::runner::cpu::{Others, cpus, warn_if_busy};
@@ -174,10 +175,12 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         "busy_during": others,
         "rows": table.json(),
     });
+    let plot = table.plot(&rows, &measured);
     Ok(Report {
         group: "spsc",
         text: out,
         json,
+        plot,
     })
 }
 
@@ -270,6 +273,62 @@ impl Table {
             })
             .collect();
         Self { rows }
+    }
+
+    /// What `--plot` draws: a bar per row and message size with a
+    /// throughput; the distribution of every row's round trips (`measured`,
+    /// in the order of `rows`), back to back and with the echo side asleep.
+    fn plot(&self, rows: &[Row], measured: &[Measured]) -> Plot {
+        let mut bars = Vec::new();
+        for (k, size) in Size::ALL.into_iter().enumerate() {
+            for (section, title) in [
+                (Section::Single, "one message per call"),
+                (Section::Batched, "batches"),
+            ] {
+                for &row in Row::of(section) {
+                    if let Some(v) = self.throughput(row, k) {
+                        bars.push(Bar {
+                            section: format!("{title}, {} messages", size.name()),
+                            label: row.label().to_string(),
+                            per_sec: v,
+                        });
+                    }
+                }
+            }
+        }
+        let curves = |section| {
+            rows.iter()
+                .zip(measured)
+                .filter(|(r, m)| r.section == section && !m.trips.nanos.is_empty())
+                .filter_map(|(&r, m)| {
+                    let (p50, p99) = self.trip(r)?;
+                    Some(Curve::new(
+                        r.label(),
+                        &m.trips.nanos,
+                        p50.as_nanos() as f64,
+                        p99.as_nanos() as f64,
+                    ))
+                })
+                .collect()
+        };
+        Plot {
+            bars,
+            charts: vec![
+                Chart {
+                    file: "spsc-latency".into(),
+                    title: "mmring bench spsc: round trips, back to back (2 processes)".into(),
+                    curves: curves(Section::Single),
+                },
+                Chart {
+                    file: "spsc-wakeup".into(),
+                    title: format!(
+                        "mmring bench spsc: wake-up round trips, echo side asleep ({} us pause)",
+                        GAP.as_micros()
+                    ),
+                    curves: curves(Section::Asleep),
+                },
+            ],
+        }
     }
 
     fn get(&self, row: Row) -> Option<&Figures> {
