@@ -476,8 +476,8 @@ fn bench_plot_draws_the_bars_and_a_curve_per_mechanism() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("wrote 3 SVG files"), "{stderr}");
     let svg = |name: &str| {
-        let text = std::fs::read_to_string(plots.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text =
+            std::fs::read_to_string(plots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(text.starts_with("<svg"), "{name} is not an SVG");
         text
     };
@@ -492,7 +492,10 @@ fn bench_plot_draws_the_bars_and_a_curve_per_mechanism() {
         assert!(lines >= 2 * mechanisms.len(), "{name}: {lines} lines");
     }
     let bars = svg("spsc-throughput.svg");
-    for m in ["mmring spsc try_push/try_pop (spinning)", "rtrb push/pop, 2 threads"] {
+    for m in [
+        "mmring spsc try_push/try_pop (spinning)",
+        "rtrb push/pop, 2 threads",
+    ] {
         assert!(bars.contains(m), "no bar for {m}");
     }
     assert!(bars.matches("<rect").count() >= 10);

@@ -137,7 +137,12 @@ fn duration(ns: f64) -> String {
 
 /// The cumulative distributions of `chart`'s curves.
 fn latency(path: &Path, chart: &Chart) -> Result<(), Box<dyn Error>> {
-    let all = || chart.curves.iter().flat_map(|c| c.points.iter().map(|p| p.0));
+    let all = || {
+        chart
+            .curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.0))
+    };
     let lo = all().fold(f64::INFINITY, f64::min).max(1.0) / 1.2;
     let hi = all().fold(0.0, f64::max).max(lo * 10.0) * 1.2;
     let root = SVGBackend::new(path, (1000, 620)).into_drawing_area();

@@ -430,7 +430,10 @@ where
     M: Copy,
 {
     matches!(
-        spin::until(|| tx.try_one(m).map(|ok| ok.then_some(())).transpose(), || false),
+        spin::until(
+            || tx.try_one(m).map(|ok| ok.then_some(())).transpose(),
+            || false
+        ),
         Some(Ok(()))
     )
 }
@@ -604,6 +607,9 @@ mod tests {
             std::path::PathBuf::from(session.config.global.root_path().to_string()),
         );
         drop(session);
-        assert_eq!(files_with_prefix(&prefix, root), Vec::<std::path::PathBuf>::new());
+        assert_eq!(
+            files_with_prefix(&prefix, root),
+            Vec::<std::path::PathBuf>::new()
+        );
     }
 }

@@ -401,7 +401,9 @@ impl SpscFixture {
                 ring::round_trips(blocking, [&a, &b], CAPACITY, n, gap)
             }
             #[cfg(feature = "iceoryx2")]
-            Mech::Iceoryx2 => crate::bench::peer::iceoryx2::round_trips::<u64>(&self.iceoryx2, n, gap),
+            Mech::Iceoryx2 => {
+                crate::bench::peer::iceoryx2::round_trips::<u64>(&self.iceoryx2, n, gap)
+            }
             #[cfg(feature = "iceoryx2")]
             Mech::Iceoryx2Msg64 => {
                 crate::bench::peer::iceoryx2::round_trips::<Msg64>(&self.iceoryx2, n, gap)

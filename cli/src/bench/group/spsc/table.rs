@@ -146,9 +146,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         }
     }
     #[cfg(not(feature = "iceoryx2"))]
-    out.push_str(
-        "(iceoryx2's rows: cargo run --release --features iceoryx2 -- bench spsc)\n",
-    );
+    out.push_str("(iceoryx2's rows: cargo run --release --features iceoryx2 -- bench spsc)\n");
     out.push_str(&table.targets());
     if let Some(others) = others.filter(|&o| o > 0.2) {
         eprintln!(
