@@ -15,7 +15,7 @@
 //!   the blocking peer of mmring's `push`/`pop`.
 //!
 //! How a run is set up. The parent makes a node, *creates* the run's
-//! services (names unique per process and run: [`names`]) and its own
+//! services (names unique per process and run: `Session::names`) and its own
 //! ports, then forks. The child makes a node of its own, *opens* the
 //! services and makes its ports (a real second participant, as two
 //! programs would be; it inherits the parent's iceoryx2 objects but never

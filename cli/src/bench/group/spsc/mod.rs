@@ -167,6 +167,15 @@ impl Row {
         row(Mech::MutexRing, self.section)
     }
 
+    /// Whether the row measures iceoryx2 (built with the `iceoryx2` feature
+    /// only; `mmring bench` only, not the criterion bench).
+    pub fn iceoryx2(self) -> bool {
+        matches!(
+            self.mech,
+            Mech::Iceoryx2 | Mech::Iceoryx2Msg64 | Mech::Iceoryx2Event
+        )
+    }
+
     /// Whether the row has a throughput figure.
     pub fn has_throughput(self) -> bool {
         !matches!(
