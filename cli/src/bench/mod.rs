@@ -4,7 +4,8 @@
 //!
 //! `mmring bench [counter|cell|spsc|mpmc|map|all]` (no argument: all, about
 //! a minute on a 2-core machine) prints one table per comparison, or the
-//! same figures as JSON with `--json`; progress goes to stderr.
+//! same figures as JSON with `--json`, and with `--plot DIR` draws them as
+//! SVG files too; progress goes to stderr.
 //!
 //! * [`group`]: the comparisons, one each: its fixture (the objects its
 //!   rows measure, which the criterion bench of the same name measures
@@ -49,7 +50,8 @@ pub enum Which {
     /// `SeqCell` reads against `RwLock`.
     Cell,
     /// The SPSC ring against the mutex version, a pipe, rtrb, `ArrayQueue`
-    /// and `Mutex<VecDeque>`; round trips against one cache line and a pipe.
+    /// and `Mutex<VecDeque>`; round trips against one cache line and a pipe
+    /// (and iceoryx2, built with `--features iceoryx2`).
     Spsc,
     /// The MPMC queue (1P1C, 2P2C) against the mutex version, `ArrayQueue`
     /// and `Mutex<VecDeque>`.

@@ -7,7 +7,8 @@
 //!
 //! Both sides run in separate processes (the parent, and a child forked for
 //! each run) unless the row says threads: rtrb, `ArrayQueue` and
-//! `Mutex<VecDeque>` cannot cross a process boundary.
+//! `Mutex<VecDeque>` cannot cross a process boundary. iceoryx2's rows
+//! (built with the `iceoryx2` feature) run between two processes too.
 
 pub mod ring;
 pub mod table;
