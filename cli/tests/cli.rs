@@ -424,3 +424,79 @@ fn gc_of_a_missing_directory_or_a_file_is_a_clear_error() {
     let out = mmring(&["gc".as_ref()]);
     assert!(!out.status.success(), "gc without a directory succeeded");
 }
+
+/// The curves a latency picture must hold, by a part of their label.
+fn mechanisms(wakeup: bool) -> Vec<&'static str> {
+    let mut m = if wakeup {
+        vec![
+            "pthread mutex+condvar ring, echo side asleep",
+            "Unix pipe, echo side asleep",
+            "mmring spsc push/pop_timeout, echo side asleep",
+        ]
+    } else {
+        vec![
+            "pthread mutex+condvar ring (PROCESS_SHARED)",
+            "Unix pipe, 1 message per write/read",
+            "mmring spsc try_push/try_pop (spinning)",
+            "mmring spsc push/pop_timeout (blocking)",
+            "one cache line bounced (the floor)",
+        ]
+    };
+    if cfg!(feature = "iceoryx2") {
+        if wakeup {
+            m.push("iceoryx2 event notify/wait, echo side asleep");
+        } else {
+            m.extend([
+                "iceoryx2 publish/subscribe (busy poll)",
+                "iceoryx2 publish/subscribe, 64 B round trips",
+                "iceoryx2 event notify/wait (blocking)",
+            ]);
+        }
+    }
+    m
+}
+
+#[test]
+fn bench_plot_draws_the_bars_and_a_curve_per_mechanism() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plots = dir.path().join("plots");
+    let out = mmring(&[
+        "bench".as_ref(),
+        "spsc".as_ref(),
+        "--quick".as_ref(),
+        "--rounds".as_ref(),
+        "1".as_ref(),
+        "--window-ms".as_ref(),
+        "5".as_ref(),
+        "--plot".as_ref(),
+        plots.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("wrote 3 SVG files"), "{stderr}");
+    let svg = |name: &str| {
+        let text =
+            std::fs::read_to_string(plots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.starts_with("<svg"), "{name} is not an SVG");
+        text
+    };
+    for (name, wakeup) in [("spsc-latency.svg", false), ("spsc-wakeup.svg", true)] {
+        let text = svg(name);
+        let mechanisms = mechanisms(wakeup);
+        for m in &mechanisms {
+            assert!(text.contains(m), "{name} has no curve for {m}");
+        }
+        // A line per curve, and one more in the legend.
+        let lines = text.matches("<polyline").count();
+        assert!(lines >= 2 * mechanisms.len(), "{name}: {lines} lines");
+    }
+    let bars = svg("spsc-throughput.svg");
+    for m in [
+        "mmring spsc try_push/try_pop (spinning)",
+        "rtrb push/pop, 2 threads",
+    ] {
+        assert!(bars.contains(m), "no bar for {m}");
+    }
+    assert!(bars.matches("<rect").count() >= 10);
+}

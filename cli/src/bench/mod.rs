@@ -4,7 +4,8 @@
 //!
 //! `mmring bench [counter|cell|spsc|mpmc|map|all]` (no argument: all, about
 //! a minute on a 2-core machine) prints one table per comparison, or the
-//! same figures as JSON with `--json`; progress goes to stderr.
+//! same figures as JSON with `--json`, and with `--plot DIR` draws them as
+//! SVG files too; progress goes to stderr.
 //!
 //! * [`group`]: the comparisons, one each: its fixture (the objects its
 //!   rows measure, which the criterion bench of the same name measures
@@ -17,7 +18,8 @@
 //! * [`runner`]: how every run goes — forked processes or threads, the
 //!   start/stop protocol, the workloads, the private directory and the
 //!   harness's own shared mappings, the load of the rest of the machine;
-//! * [`report`]: plans, medians, rates and the progress line.
+//! * [`report`]: plans, medians, rates and the progress line;
+//! * [`plot`]: `--plot DIR`, the tables as SVG pictures.
 //!
 //! This module: the `mmring bench` command (which comparisons, and the
 //! text or JSON they print).
@@ -25,6 +27,7 @@
 pub mod baseline;
 pub mod group;
 pub mod peer;
+pub mod plot;
 pub mod report;
 pub mod runner;
 
@@ -47,7 +50,8 @@ pub enum Which {
     /// `SeqCell` reads against `RwLock`.
     Cell,
     /// The SPSC ring against the mutex version, a pipe, rtrb, `ArrayQueue`
-    /// and `Mutex<VecDeque>`; round trips against one cache line and a pipe.
+    /// and `Mutex<VecDeque>`; round trips against one cache line and a pipe
+    /// (and iceoryx2, built with `--features iceoryx2`).
     Spsc,
     /// The MPMC queue (1P1C, 2P2C) against the mutex version, `ArrayQueue`
     /// and `Mutex<VecDeque>`.
@@ -113,6 +117,11 @@ pub struct BenchArgs {
     /// one entry per table with the same figures) instead of the tables.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the results as SVG files in DIR (made if missing): the
+    /// throughput bars of every comparison, and the round-trip latency
+    /// distributions of `spsc`.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Runs the comparison `args.which` names and prints its table (or
@@ -149,6 +158,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             "all comparisons took {:.1} s",
             started.elapsed().as_secs_f64()
         );
+    }
+    if let Some(dir) = &args.plot {
+        let files = plot::write(dir, &reports)?;
+        eprintln!("wrote {} SVG files to {}", files.len(), dir.display());
     }
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -8,6 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use super::BenchArgs;
+use super::plot::Plot;
 use super::runner::control::{Budget, Sample};
 use super::runner::dir::BenchDir;
 
@@ -21,6 +22,8 @@ pub struct Report {
     pub text: String,
     /// The figures behind it.
     pub json: serde_json::Value,
+    /// What `--plot` draws of it.
+    pub plot: Plot,
 }
 
 /// How one comparison measures: rounds, the budget of a measured window

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use super::Fixture;
 use crate::bench::BenchArgs;
+use crate::bench::plot::{Bar, Plot};
 use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, rate, stats_json};
 use crate::bench::runner::control::{Budget, Sample};
 use crate::bench::runner::cpu::{cpus, warn_if_busy};
@@ -160,6 +161,7 @@ pub fn run<C: Comparison>(args: &BenchArgs) -> Result<Report, Box<dyn std::error
         "mechanism", "ops/s", "range (min-max)", "vs base", "peer", "target"
     ));
     let mut json_rows = Vec::new();
+    let mut bars = Vec::new();
     for &section in C::SECTIONS {
         out.push_str(&format!("-- {}\n", section.title()));
         let base = stat(section.baseline()).median;
@@ -181,6 +183,11 @@ pub fn run<C: Comparison>(args: &BenchArgs) -> Result<Report, Box<dyn std::error
                 peer,
                 target,
             ));
+            bars.push(Bar {
+                section: section.title().to_string(),
+                label: row.label().to_string(),
+                per_sec: s.median,
+            });
             json_rows.push(serde_json::json!({
                 "group": section.id(),
                 "title": section.title(),
@@ -199,6 +206,10 @@ pub fn run<C: Comparison>(args: &BenchArgs) -> Result<Report, Box<dyn std::error
         group: C::NAME,
         text: out,
         json: serde_json::json!({ "plan": plan.json(args), "cpus": cpus(), "rows": json_rows }),
+        plot: Plot {
+            bars,
+            charts: Vec::new(),
+        },
     })
 }
 

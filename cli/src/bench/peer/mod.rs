@@ -9,6 +9,9 @@
 //! same hardware does when nothing has to: mmring's targets are stated
 //! against rtrb.
 //!
+//! iceoryx2 (`iceoryx2.rs`, with the `iceoryx2` feature): the one peer that crosses a
+//! process boundary like mmring, measured between two processes.
+//!
 //! [`crowd_throughput`]: `ArrayQueue` and `Mutex<VecDeque>` with several
 //! producer and consumer threads, for the MPMC rows.
 
@@ -25,6 +28,8 @@ use crate::bench::runner::flow::{self, Message};
 use crate::bench::runner::threads;
 
 mod array_queue;
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx2;
 mod mutex_vecdeque;
 mod rtrb_ring;
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::{CAPACITY, Mech, MpmcFixture, Row};
 use crate::bench::BenchArgs;
 use crate::bench::group::Fixture;
+use crate::bench::plot::{Bar, Plot};
 use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, met, rate, stats_json};
 use crate::bench::runner::control::Sample;
 use crate::bench::runner::cpu::{cpus, warn_if_busy};
@@ -90,6 +91,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         "x AQ",
     ));
     let mut json_rows = Vec::new();
+    let mut bars = Vec::new();
     for shape in Row::SHAPES {
         for batched in [false, true] {
             let how = if batched {
@@ -112,6 +114,13 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
                     let vs_mutex = ratio(v, get(row.base(), k));
                     let vs_aq = ratio(v, get(row.array_queue(), k));
                     cols.push(v.map_or("-".into(), rate));
+                    if let Some(v) = v {
+                        bars.push(Bar {
+                            section: format!("{}, {how}, {}", shape.name(), size.name()),
+                            label: row.label().to_string(),
+                            per_sec: v,
+                        });
+                    }
                     cols.push(if row == row.base() {
                         "(base)".to_string()
                     } else {
@@ -164,6 +173,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
             "rows": json_rows,
             "targets": json_targets,
         }),
+        plot: Plot {
+            bars,
+            charts: Vec::new(),
+        },
     })
 }
 

@@ -7,7 +7,8 @@
 //!
 //! Both sides run in separate processes (the parent, and a child forked for
 //! each run) unless the row says threads: rtrb, `ArrayQueue` and
-//! `Mutex<VecDeque>` cannot cross a process boundary.
+//! `Mutex<VecDeque>` cannot cross a process boundary. iceoryx2's rows
+//! (built with the `iceoryx2` feature) run between two processes too.
 
 pub mod ring;
 pub mod table;
@@ -49,6 +50,13 @@ pub enum Mech {
     MmringBlocking,
     /// One cache line bounced ([`CacheLine`]): round trips only.
     Floor,
+    /// iceoryx2 publish-subscribe, busy polling (the `iceoryx2` feature):
+    /// throughput, and round trips of a `u64`.
+    Iceoryx2,
+    /// iceoryx2 publish-subscribe round trips of a 64-byte message.
+    Iceoryx2Msg64,
+    /// iceoryx2 events (notifier and listener): blocking round trips.
+    Iceoryx2Event,
 }
 
 /// The sections of the table: how the mechanisms are used.
@@ -92,8 +100,9 @@ impl Row {
         row(mech, section)
     }
 
-    /// The rows that send one message per call, base first.
-    pub const SINGLE: [Row; 8] = [
+    /// The rows that send one message per call, base first (the iceoryx2
+    /// rows with the `iceoryx2` feature only).
+    pub const SINGLE: &'static [Row] = &[
         row(Mech::MutexRing, Section::Single),
         row(Mech::Pipe, Section::Single),
         row(Mech::MutexVecDeque, Section::Single),
@@ -102,11 +111,17 @@ impl Row {
         row(Mech::Mmring, Section::Single),
         row(Mech::MmringBlocking, Section::Single),
         row(Mech::Floor, Section::Single),
+        #[cfg(feature = "iceoryx2")]
+        row(Mech::Iceoryx2, Section::Single),
+        #[cfg(feature = "iceoryx2")]
+        row(Mech::Iceoryx2Msg64, Section::Single),
+        #[cfg(feature = "iceoryx2")]
+        row(Mech::Iceoryx2Event, Section::Single),
     ];
 
     /// The rows that send [`BATCH`](crate::bench::runner::flow::BATCH)
     /// messages per call, base first.
-    pub const BATCHED: [Row; 5] = [
+    pub const BATCHED: &'static [Row] = &[
         row(Mech::MutexRing, Section::Batched),
         row(Mech::Pipe, Section::Batched),
         row(Mech::MutexVecDeque, Section::Batched),
@@ -115,26 +130,29 @@ impl Row {
     ];
 
     /// The round trips with the echo side asleep, base first.
-    pub const ASLEEP: [Row; 3] = [
+    pub const ASLEEP: &'static [Row] = &[
         row(Mech::MutexRing, Section::Asleep),
         row(Mech::Pipe, Section::Asleep),
         row(Mech::MmringBlocking, Section::Asleep),
+        #[cfg(feature = "iceoryx2")]
+        row(Mech::Iceoryx2Event, Section::Asleep),
     ];
 
     /// Every row, in table order.
     pub fn all() -> impl Iterator<Item = Row> {
         Self::SINGLE
-            .into_iter()
+            .iter()
             .chain(Self::BATCHED)
             .chain(Self::ASLEEP)
+            .copied()
     }
 
     /// The rows of `section`, base first.
     pub fn of(section: Section) -> &'static [Row] {
         match section {
-            Section::Single => &Self::SINGLE,
-            Section::Batched => &Self::BATCHED,
-            Section::Asleep => &Self::ASLEEP,
+            Section::Single => Self::SINGLE,
+            Section::Batched => Self::BATCHED,
+            Section::Asleep => Self::ASLEEP,
         }
     }
 
@@ -150,9 +168,21 @@ impl Row {
         row(Mech::MutexRing, self.section)
     }
 
+    /// Whether the row measures iceoryx2 (built with the `iceoryx2` feature
+    /// only; `mmring bench` only, not the criterion bench).
+    pub fn iceoryx2(self) -> bool {
+        matches!(
+            self.mech,
+            Mech::Iceoryx2 | Mech::Iceoryx2Msg64 | Mech::Iceoryx2Event
+        )
+    }
+
     /// Whether the row has a throughput figure.
     pub fn has_throughput(self) -> bool {
-        self.mech != Mech::Floor && self.section != Section::Asleep
+        !matches!(
+            self.mech,
+            Mech::Floor | Mech::Iceoryx2Msg64 | Mech::Iceoryx2Event
+        ) && self.section != Section::Asleep
     }
 
     /// Whether the row has round trips: the mechanisms that cross a process
@@ -161,7 +191,14 @@ impl Row {
         match self.section {
             Section::Single => matches!(
                 self.mech,
-                Mech::MutexRing | Mech::Pipe | Mech::Mmring | Mech::MmringBlocking | Mech::Floor
+                Mech::MutexRing
+                    | Mech::Pipe
+                    | Mech::Mmring
+                    | Mech::MmringBlocking
+                    | Mech::Floor
+                    | Mech::Iceoryx2
+                    | Mech::Iceoryx2Msg64
+                    | Mech::Iceoryx2Event
             ),
             Section::Batched => false,
             Section::Asleep => true,
@@ -188,13 +225,17 @@ impl Row {
             (Mech::MmringBlocking, Asleep) => "mmring spsc push/pop_timeout, echo side asleep",
             (Mech::MmringBlocking, _) => "mmring spsc push/pop_timeout (blocking)",
             (Mech::Floor, _) => "one cache line bounced (the floor)",
+            (Mech::Iceoryx2, _) => "iceoryx2 publish/subscribe (busy poll)",
+            (Mech::Iceoryx2Msg64, _) => "iceoryx2 publish/subscribe, 64 B round trips",
+            (Mech::Iceoryx2Event, Asleep) => "iceoryx2 event notify/wait, echo side asleep",
+            (Mech::Iceoryx2Event, _) => "iceoryx2 event notify/wait (blocking)",
         }
     }
 
     /// How the round trip waits: "spin" or "block".
     pub fn waits(self) -> &'static str {
         match self.mech {
-            Mech::Mmring | Mech::Floor => "spin",
+            Mech::Mmring | Mech::Floor | Mech::Iceoryx2 | Mech::Iceoryx2Msg64 => "spin",
             _ => "block",
         }
     }
@@ -219,6 +260,10 @@ impl Row {
             (Mech::MmringBlocking, Asleep) => "mmring_blocking_asleep",
             (Mech::MmringBlocking, _) => "mmring_blocking",
             (Mech::Floor, _) => "floor_cache_line",
+            (Mech::Iceoryx2, _) => "iceoryx2_pubsub",
+            (Mech::Iceoryx2Msg64, _) => "iceoryx2_pubsub_64b",
+            (Mech::Iceoryx2Event, Asleep) => "iceoryx2_event_asleep",
+            (Mech::Iceoryx2Event, _) => "iceoryx2_event",
         }
     }
 }
@@ -235,6 +280,9 @@ pub struct SpscFixture {
     /// The way back of the mutex version's round trips.
     mutex_pong: PthreadRing<u64>,
     floor: CacheLine,
+    /// The iceoryx2 rows' services and their files.
+    #[cfg(feature = "iceoryx2")]
+    iceoryx2: crate::bench::peer::iceoryx2::Session,
     /// Numbers the per-run ring files.
     runs: Cell<u64>,
     /// Declared last, so dropped last: removes the directory.
@@ -250,6 +298,8 @@ impl Fixture for SpscFixture {
             mutex_64: PthreadRing::create(&dir.file("mutex-64"), CAPACITY)?,
             mutex_pong: PthreadRing::create(&dir.file("mutex-pong"), CAPACITY)?,
             floor: CacheLine::create(&dir.file("floor"))?,
+            #[cfg(feature = "iceoryx2")]
+            iceoryx2: crate::bench::peer::iceoryx2::Session::new()?,
             runs: Cell::new(0),
             stage,
         })
@@ -286,6 +336,15 @@ impl SpscFixture {
                 format!("{} has no throughput", row.label()),
             ));
         }
+        #[cfg(feature = "iceoryx2")]
+        if row.mech == Mech::Iceoryx2 {
+            use crate::bench::peer::iceoryx2::throughput;
+            let (session, control) = (&self.iceoryx2, self.stage.control());
+            return match size {
+                Size::U64 => throughput::<u64>(session, control, budget, CAPACITY),
+                Size::Bytes64 => throughput::<Msg64>(session, control, budget, CAPACITY),
+            };
+        }
         match size {
             Size::U64 => self.throughput_of::<u64>(row, budget, &self.mutex_u64),
             Size::Bytes64 => self.throughput_of::<Msg64>(row, budget, &self.mutex_64),
@@ -317,8 +376,15 @@ impl SpscFixture {
             Mech::MmringBlocking => {
                 ring::throughput::<M>(control, budget, Mode::Blocking, &self.next_path(), CAPACITY)
             }
+            // Taken in `throughput` (its payloads are iceoryx2's too).
+            #[cfg(feature = "iceoryx2")]
+            Mech::Iceoryx2 => Err(io::ErrorKind::InvalidInput.into()),
+            #[cfg(not(feature = "iceoryx2"))]
+            Mech::Iceoryx2 => Err(without_iceoryx2()),
             // Refused above (no throughput): here for completeness.
-            Mech::Floor => Err(io::ErrorKind::InvalidInput.into()),
+            Mech::Floor | Mech::Iceoryx2Msg64 | Mech::Iceoryx2Event => {
+                Err(io::ErrorKind::InvalidInput.into())
+            }
         }
     }
 
@@ -344,9 +410,32 @@ impl SpscFixture {
                 let blocking = row.mech == Mech::MmringBlocking;
                 ring::round_trips(blocking, [&a, &b], CAPACITY, n, gap)
             }
+            #[cfg(feature = "iceoryx2")]
+            Mech::Iceoryx2 => {
+                crate::bench::peer::iceoryx2::round_trips::<u64>(&self.iceoryx2, n, gap)
+            }
+            #[cfg(feature = "iceoryx2")]
+            Mech::Iceoryx2Msg64 => {
+                crate::bench::peer::iceoryx2::round_trips::<Msg64>(&self.iceoryx2, n, gap)
+            }
+            #[cfg(feature = "iceoryx2")]
+            Mech::Iceoryx2Event => {
+                crate::bench::peer::iceoryx2::event_round_trips(&self.iceoryx2, n, gap)
+            }
+            #[cfg(not(feature = "iceoryx2"))]
+            Mech::Iceoryx2 | Mech::Iceoryx2Msg64 | Mech::Iceoryx2Event => Err(without_iceoryx2()),
             _ => self.floor.round_trips(n),
         }
     }
+}
+
+/// The error of an iceoryx2 row in a build without the `iceoryx2` feature.
+#[cfg(not(feature = "iceoryx2"))]
+fn without_iceoryx2() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "built without iceoryx2: cargo run --release --features iceoryx2 -- bench spsc",
+    )
 }
 
 #[cfg(test)]

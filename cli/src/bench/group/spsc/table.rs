@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{CAPACITY, GAP, Mech, Row, Section, SpscFixture};
 use crate::bench::BenchArgs;
 use crate::bench::group::Fixture;
+use crate::bench::plot::{Bar, Chart, Curve, Plot};
 use crate::bench::report::{Plan, Progress, Report, Stats, bench_dir, met, rate, stats_json};
 use crate::bench::runner::control::Sample;
 use crate::bench::runner::cpu::{Others, cpus, warn_if_busy};
@@ -144,6 +145,8 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
             out.push_str(&table.line(row));
         }
     }
+    #[cfg(not(feature = "iceoryx2"))]
+    out.push_str("(iceoryx2's rows: cargo run --release --features iceoryx2 -- bench spsc)\n");
     out.push_str(&table.targets());
     if let Some(others) = others.filter(|&o| o > 0.2) {
         eprintln!(
@@ -170,10 +173,12 @@ pub fn run(args: &BenchArgs) -> Result<Report, Box<dyn std::error::Error>> {
         "busy_during": others,
         "rows": table.json(),
     });
+    let plot = table.plot(&rows, &measured);
     Ok(Report {
         group: "spsc",
         text: out,
         json,
+        plot,
     })
 }
 
@@ -197,6 +202,8 @@ fn steps() -> Vec<(Row, Step)> {
     let first = [
         Row::new(Rtrb, Single),
         Row::new(Mmring, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2, Single),
         Row::new(Mmring, Batched),
     ];
     let mut steps = Vec::new();
@@ -209,10 +216,18 @@ fn steps() -> Vec<(Row, Step)> {
     let trips = [
         Row::new(Floor, Single),
         Row::new(Mmring, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2Msg64, Single),
         Row::new(MmringBlocking, Single),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2Event, Single),
         Row::new(Pipe, Single),
         Row::new(MutexRing, Single),
         Row::new(MmringBlocking, Asleep),
+        #[cfg(feature = "iceoryx2")]
+        Row::new(Mech::Iceoryx2Event, Asleep),
         Row::new(Pipe, Asleep),
         Row::new(MutexRing, Asleep),
     ];
@@ -256,6 +271,62 @@ impl Table {
             })
             .collect();
         Self { rows }
+    }
+
+    /// What `--plot` draws: a bar per row and message size with a
+    /// throughput; the distribution of every row's round trips (`measured`,
+    /// in the order of `rows`), back to back and with the echo side asleep.
+    fn plot(&self, rows: &[Row], measured: &[Measured]) -> Plot {
+        let mut bars = Vec::new();
+        for (k, size) in Size::ALL.into_iter().enumerate() {
+            for (section, title) in [
+                (Section::Single, "one message per call"),
+                (Section::Batched, "batches"),
+            ] {
+                for &row in Row::of(section) {
+                    if let Some(v) = self.throughput(row, k) {
+                        bars.push(Bar {
+                            section: format!("{title}, {} messages", size.name()),
+                            label: row.label().to_string(),
+                            per_sec: v,
+                        });
+                    }
+                }
+            }
+        }
+        let curves = |section| {
+            rows.iter()
+                .zip(measured)
+                .filter(|(r, m)| r.section == section && !m.trips.nanos.is_empty())
+                .filter_map(|(&r, m)| {
+                    let (p50, p99) = self.trip(r)?;
+                    Some(Curve::new(
+                        r.label(),
+                        &m.trips.nanos,
+                        p50.as_nanos() as f64,
+                        p99.as_nanos() as f64,
+                    ))
+                })
+                .collect()
+        };
+        Plot {
+            bars,
+            charts: vec![
+                Chart {
+                    file: "spsc-latency".into(),
+                    title: "mmring bench spsc: round trips, back to back (2 processes)".into(),
+                    curves: curves(Section::Single),
+                },
+                Chart {
+                    file: "spsc-wakeup".into(),
+                    title: format!(
+                        "mmring bench spsc: wake-up round trips, echo side asleep ({} us pause)",
+                        GAP.as_micros()
+                    ),
+                    curves: curves(Section::Asleep),
+                },
+            ],
+        }
     }
 
     fn get(&self, row: Row) -> Option<&Figures> {
@@ -396,7 +467,7 @@ impl Table {
                 };
                 let ok = if at_least { r >= goal } else { r <= goal };
                 out.push_str(&format!(
-                    "  {what:<58} {r:>6.2}x  ({} {goal:.1}x)  {:<6}  {extra}\n",
+                    "  {what:<58} {r:>6.2}x  ({} {goal:.2}x)  {:<6}  {extra}\n",
                     if at_least { ">=" } else { "<=" },
                     met(ok),
                 ));
@@ -437,6 +508,28 @@ impl Table {
             1.0,
             false,
             p99(trip(blocking, Single), trip(pipe, Single)),
+        );
+        let ice = Mech::Iceoryx2;
+        line(
+            "spinning round trip vs iceoryx2 publish/subscribe, p50",
+            p50(trip(spin, Single), trip(ice, Single)),
+            1.0 / 3.0,
+            false,
+            p99(trip(spin, Single), trip(ice, Single)),
+        );
+        line(
+            "blocking round trip vs iceoryx2 event, echo asleep, p50",
+            p50(trip(blocking, Asleep), trip(Mech::Iceoryx2Event, Asleep)),
+            1.0,
+            false,
+            p99(trip(blocking, Asleep), trip(Mech::Iceoryx2Event, Asleep)),
+        );
+        line(
+            "mmring try_push/try_pop vs iceoryx2 publish/subscribe, u64",
+            ratio(tp(spin, Single, 0), tp(ice, Single, 0)),
+            3.0,
+            true,
+            b64(ratio(tp(spin, Single, 1), tp(ice, Single, 1))),
         );
         out
     }
