@@ -268,11 +268,6 @@ impl Target {
         })
     }
 
-    /// Whether this handle made the name up (and will remove the file).
-    pub fn is_anonymous(&self) -> bool {
-        self.anonymous.is_some()
-    }
-
     /// Whether the object may have reached another process: pickled, or a
     /// fork since it was made.
     pub fn may_be_shared(&self) -> bool {

@@ -34,18 +34,30 @@
 //! a producer comes. So a child that never touched its end still keeps
 //! the other side from seeing `EOFError`, and a creator that never closes
 //! its copy of the child's end does too, as in `multiprocessing`.
+//!
+//! # Threads and fork
+//!
+//! Within a process, one thread at a time sends on an end and one receives
+//! (a [`Side`] each: its ring handle, lent for the whole call, waits
+//! included); a second thread waits for its turn, GIL released and signals
+//! checked. No std lock is held across a wait or while Python code runs
+//! (signal handlers included), so a fork made while a thread is blocked in
+//! `recv` copies no held lock: the child takes that turn over and opens
+//! its own ring handle, forgetting its parent's; and `close()` never waits
+//! for a call in progress, which lets go of the end as it returns.
 
+use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mmring::spsc::{ByteConsumer, ByteProducer, MAX_MESSAGE_LEN};
-use mmring::sync::{AtomicU32, Ordering};
+use mmring::sync::{AtomicU32, AtomicU64, Ordering};
 use mmring::{BytePushTimeoutError, OpenError, PopTimeoutError, TryPopError};
-use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple, PyType};
@@ -117,60 +129,303 @@ fn ring_path(base: &Path, end: End) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// A pipe's name and files, shared by the ends made together; the files of
-/// an unnamed pipe are removed once both ends made in the creating process
-/// are collected there.
+/// A pipe's name and files, shared by the ends made together. An unnamed
+/// pipe's files belong to the process that made the name up: removed when
+/// both ends made there are collected there, or, if an end may have left
+/// the process (pickled, or a fork since), when that process exits (see
+/// [`Target::release_files`]): `Process.start()` drops its reference to
+/// the ends it was given at once, before the child has opened the rings.
 struct Files {
-    name: String,
-    base: PathBuf,
-    /// The pid that made the name up and removes the files.
-    remove_in: Option<u32>,
+    target: Target,
+}
+
+impl Files {
+    fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    fn base(&self) -> &Path {
+        &self.target.path
+    }
 }
 
 impl Drop for Files {
     fn drop(&mut self) {
-        if self.remove_in == Some(mmring::pid::current()) {
-            let _ = std::fs::remove_file(ring_path(&self.base, End::A));
-            let _ = std::fs::remove_file(ring_path(&self.base, End::B));
-        }
+        let base = self.base();
+        self.target
+            .release_files(&[ring_path(base, End::A), ring_path(base, End::B)]);
     }
 }
 
-/// A handle opened by one process: used and dropped only there (a child
-/// made by `fork` forgets the one it inherited; dropping it would give
-/// its parent's role back).
-struct Mine<H> {
+/// A value that belongs to the process that made it: used and dropped only
+/// there. A child made by `fork` never uses nor drops its parent's (which a
+/// thread of the parent, absent here, may have been changing at the fork):
+/// it forgets it and starts afresh.
+struct Owned<T> {
     pid: u32,
-    handle: ManuallyDrop<H>,
+    value: ManuallyDrop<T>,
 }
 
-impl<H> Mine<H> {
-    fn new(handle: H) -> Self {
+impl<T> Owned<T> {
+    fn new(value: T) -> Self {
         Self {
             pid: mmring::pid::current(),
-            handle: ManuallyDrop::new(handle),
+            value: ManuallyDrop::new(value),
+        }
+    }
+
+    /// Whether the value is this process's.
+    fn is_mine(&self) -> bool {
+        self.pid == mmring::pid::current()
+    }
+
+    /// Lets go of the value: dropped if it is this process's, else
+    /// forgotten.
+    fn release(&mut self) {
+        if self.is_mine() {
+            // SAFETY: called once, from the owner's `Drop`; the value is
+            // never used again.
+            unsafe { ManuallyDrop::drop(&mut self.value) };
         }
     }
 }
 
-impl<H> Drop for Mine<H> {
+/// A number for each thread (never 0), told apart from other threads of
+/// the process in a [`Side`]'s turn.
+fn thread_token() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        // Relaxed: only distinctness matters, which the add gives.
+        static TOKEN: u32 = NEXT.fetch_add(1, Ordering::Relaxed).max(1);
+    }
+    TOKEN.with(|t| *t)
+}
+
+/// One direction of an end in this process (its sending side, or its
+/// receiving side): the state a send (a receive) uses, lent to one thread
+/// at a time for the whole call, waits included.
+///
+/// No std lock: the turn is an atomic naming the process and the thread
+/// that has it. A child made by `fork` while a thread of its parent had
+/// the turn finds that turn taken by another pid, takes it over (the thread
+/// does not exist there), and forgets the parent's state (its ring roles
+/// are the parent's) for a fresh one.
+struct Side<T> {
+    /// `pid << 32 | thread token` of the thread that has the turn; 0: free.
+    turn: AtomicU64,
+    state: UnsafeCell<Owned<T>>,
+}
+
+// SAFETY: the state is used only by the thread that has the turn (`claim`
+// gives it to one thread of a process at a time, with Acquire/Release
+// between successive holders), or, by a forked child, after the one thread
+// of its parent that had it is gone; `T: Send` because successive turns
+// may be different threads, which also drop it.
+unsafe impl<T: Send> Sync for Side<T> {}
+
+/// What [`Side::claim`] found.
+enum Claim {
+    Taken,
+    /// Another thread of this process has the turn.
+    Busy,
+    /// This very thread has it (a signal handler that runs during a wait
+    /// and calls in again).
+    Reentrant,
+}
+
+impl<T: Default> Side<T> {
+    fn new() -> Self {
+        Self {
+            turn: AtomicU64::new(0),
+            state: UnsafeCell::new(Owned::new(T::default())),
+        }
+    }
+
+    fn me() -> u64 {
+        (u64::from(mmring::pid::current()) << 32) | u64::from(thread_token())
+    }
+
+    /// Takes the turn if it is free, or if it is another process's (a
+    /// fork's inheritance).
+    fn claim(&self) -> Claim {
+        let me = Self::me();
+        // Relaxed: only a first guess for the exchange.
+        let mut seen = self.turn.load(Ordering::Relaxed);
+        loop {
+            if seen == me {
+                return Claim::Reentrant;
+            }
+            if seen != 0 && seen >> 32 == me >> 32 {
+                return Claim::Busy;
+            }
+            // SeqCst on success: Acquire pairs with the Release part of
+            // `unclaim`'s store (the last holder's changes to the state),
+            // and the total order with `closed` is what `Turn`'s drop and
+            // `Connection::close` rely on. Relaxed on failure: nothing is
+            // read then.
+            match self
+                .turn
+                .compare_exchange_weak(seen, me, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        // SAFETY: this thread has the turn (see `Sync`).
+        let state = unsafe { &mut *self.state.get() };
+        if !state.is_mine() {
+            // Forgets (never drops) another process's state.
+            *state = Owned::new(T::default());
+        }
+        Claim::Taken
+    }
+
+    /// Gives the turn back.
+    fn unclaim(&self) {
+        // SeqCst: Release pairs with `claim`'s exchange; see there.
+        self.turn.store(0, Ordering::SeqCst);
+    }
+
+    /// Drops the state (its roles back to the rings) if no thread has the
+    /// turn; else the thread that has it does so when it gives it back
+    /// (see `Turn`'s drop).
+    fn clear_if_free(&self) {
+        if let Claim::Taken = self.claim() {
+            *self.state() = T::default();
+            self.unclaim();
+        }
+    }
+
+    /// Whether a thread of this process has the turn.
+    fn in_use(&self) -> bool {
+        // Relaxed: a snapshot for tests and reprs.
+        let turn = self.turn.load(Ordering::Relaxed);
+        turn != 0 && turn >> 32 == u64::from(mmring::pid::current())
+    }
+
+    /// The state. Only for the thread that has the turn.
+    #[allow(clippy::mut_from_ref)]
+    fn state(&self) -> &mut T {
+        // SAFETY: called by the thread that has the turn (`Turn` is the one
+        // caller), which `claim` made this process's own state.
+        unsafe { &mut (*self.state.get()).value }
+    }
+}
+
+impl<T> Drop for Side<T> {
     fn drop(&mut self) {
-        if self.pid == mmring::pid::current() {
-            // SAFETY: dropped once, here, in the process that opened it;
-            // the field is never used again.
-            unsafe { ManuallyDrop::drop(&mut self.handle) };
+        self.state.get_mut().release();
+    }
+}
+
+/// A thread's turn at a [`Side`]; given back when dropped, and if the end
+/// was closed meanwhile, the state goes first (its roles back to the
+/// rings): `close()` does not wait for a call in progress.
+struct Turn<'a, T: Default> {
+    side: &'a Side<T>,
+    closed: &'a AtomicU32,
+}
+
+impl<T: Default> std::ops::Deref for Turn<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.side.state()
+    }
+}
+
+impl<T: Default> std::ops::DerefMut for Turn<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.side.state()
+    }
+}
+
+impl<T: Default> Drop for Turn<'_, T> {
+    fn drop(&mut self) {
+        // SeqCst (the loads): `close()` stores `closed` then tries the turn;
+        // here the turn is given back and then `closed` read. In the total
+        // order one of the two sees the other's store, so a closed end's
+        // state is always let go of, by one side or the other.
+        let was_closed = self.closed.load(Ordering::SeqCst) != 0;
+        if was_closed {
+            *self.side.state() = T::default();
+        }
+        self.side.unclaim();
+        if !was_closed
+            && self.closed.load(Ordering::SeqCst) != 0
+            && let Claim::Taken = self.side.claim()
+        {
+            *self.side.state() = T::default();
+            self.side.unclaim();
         }
     }
 }
 
-/// This process's handle in `slot`, forgetting one another process left
-/// there (a forked child's inheritance).
-fn mine<H>(slot: &mut Option<Mine<H>>) -> Option<&mut H> {
-    let me = mmring::pid::current();
-    if slot.as_ref().is_some_and(|m| m.pid != me) {
-        *slot = None;
+/// This process's descriptor of the holder lock (`None` once closed),
+/// shared by the calls in progress (each keeps it open until it returns).
+/// Read and written only with the GIL held, and never across Python code:
+/// no lock. A forked child owns the descriptor it inherited (the same
+/// number, the same open file) but not its parent's count of users.
+struct Holder {
+    cell: UnsafeCell<Owned<Option<Arc<OwnedFd>>>>,
+}
+
+// SAFETY: every access but `Drop` (which has the value to itself) takes a
+// `Python` token, so it runs with the GIL held; none runs Python code or
+// lets a reference out, so no two threads are in it at once. This module
+// is built for the limited API, which free-threaded CPython does not load.
+unsafe impl Sync for Holder {}
+
+impl Holder {
+    fn new(fd: OwnedFd) -> Self {
+        Self {
+            cell: UnsafeCell::new(Owned::new(Some(Arc::new(fd)))),
+        }
     }
-    slot.as_mut().map(|m| &mut *m.handle)
+
+    /// Runs `f` on this process's slot (adopting a fork's inheritance
+    /// first); `f` must not run Python code.
+    fn with<R>(&self, _py: Python<'_>, f: impl FnOnce(&mut Option<Arc<OwnedFd>>) -> R) -> R {
+        // SAFETY: see `Sync`: the GIL is held (the token), and `f` runs no
+        // Python code; no reference outlives this call.
+        let owned = unsafe { &mut *self.cell.get() };
+        if !owned.is_mine() {
+            // A fork's inheritance: the descriptor is this process's copy;
+            // its parent's count (threads absent here) is forgotten.
+            let fd = owned.value.as_ref().map(|f| f.as_raw_fd());
+            // SAFETY: the inherited number is this process's open copy,
+            // owned by nothing else here (the old `Arc` is forgotten).
+            *owned = Owned::new(fd.map(|fd| Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })));
+        }
+        f(&mut owned.value)
+    }
+
+    /// The descriptor for a call, or `None` once closed.
+    fn get(&self, py: Python<'_>) -> Option<Arc<OwnedFd>> {
+        self.with(py, |slot| slot.clone())
+    }
+
+    /// Lets go of this process's share: the descriptor closes once the
+    /// calls in progress are done with it.
+    fn close(&self, py: Python<'_>) {
+        // Dropped outside `with` (closing is a system call).
+        let fd = self.with(py, |slot| slot.take());
+        drop(fd);
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let owned = self.cell.get_mut();
+        if !owned.is_mine()
+            && let Some(fd) = owned.value.as_ref()
+        {
+            // A forked child's copy of the descriptor: closed here too.
+            // SAFETY: the number is this process's open copy, which nothing
+            // else here closes (the `Arc` is forgotten, not dropped).
+            drop(unsafe { OwnedFd::from_raw_fd(fd.as_raw_fd()) });
+        }
+        owned.release();
+    }
 }
 
 /// The receiving side of an end, per process: its ring handle and a
@@ -178,17 +433,8 @@ fn mine<H>(slot: &mut Option<Mine<H>>) -> Option<&mut H> {
 /// the next receive returns first.
 #[derive(Default)]
 struct Rx {
-    ring: Option<Mine<ByteConsumer>>,
-    pending: Option<(u32, Vec<u8>)>,
-}
-
-impl Rx {
-    fn take_pending(&mut self) -> Option<Vec<u8>> {
-        match self.pending.take() {
-            Some((pid, msg)) if pid == mmring::pid::current() => Some(msg),
-            _ => None,
-        }
-    }
+    ring: Option<ByteConsumer>,
+    pending: Option<Vec<u8>>,
 }
 
 /// A lock record for `fcntl` on the one byte at `start`.
@@ -251,27 +497,16 @@ fn held_elsewhere(fd: RawFd, end: End) -> std::io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// Locks `m`, waiting with the GIL released if another thread holds it
-/// (one blocked in a receive, say, which needs the GIL to come back).
-fn lock<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> {
-    loop {
-        match m.try_lock() {
-            Ok(g) => return g,
-            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                py.detach(|| drop(m.lock()));
-            }
-        }
-    }
-}
-
 /// Why a send or receive stopped.
 enum Stop {
     Closed,
     Eof,
     Broken,
     SelfHeld,
+    Reentrant,
     TooLong(usize),
+    /// A message of `.0` bytes, longer than a `maxlength` of `.1`.
+    BadLength(usize, usize),
     Open(OpenError),
     Os(std::io::Error),
 }
@@ -302,16 +537,18 @@ fn unsupported(py: Python<'_>, msg: &str) -> PyErr {
 /// whatever the ring's size: one longer than a slot is carried in pieces.
 /// One process at a time sends on an end (and one receives): a second
 /// process's ``send`` on the same end waits until the first closes it or
-/// exits. There is no ``fileno()``: the ends are shared memory, not file
+/// exits. Within a process, one thread at a time sends on an end (and one
+/// receives): a second thread's ``send`` waits until the first's returns.
+/// There is no ``fileno()``: the ends are shared memory, not file
 /// descriptors, so ``multiprocessing.connection.wait`` cannot take them
 /// (use ``poll``).
 #[pyclass(module = "mmring", frozen)]
 pub struct Connection {
-    /// The holder lock's descriptor (`None` once closed). First, so that a
-    /// collected end lets go of it before its rings wake their peers.
-    holder: Mutex<Option<OwnedFd>>,
-    tx: Mutex<Option<Mine<ByteProducer>>>,
-    rx: Mutex<Rx>,
+    /// The holder lock's descriptor. First, so that a collected end lets
+    /// go of it before its rings wake their peers.
+    holder: Holder,
+    tx: Side<Option<ByteProducer>>,
+    rx: Side<Rx>,
     files: Arc<Files>,
     end: End,
     readable: bool,
@@ -321,12 +558,16 @@ pub struct Connection {
     closed: AtomicU32,
 }
 
+/// How long a thread waiting for its turn at an end sleeps before it looks
+/// again.
+const TURN_POLL: Duration = Duration::from_millis(1);
+
 impl Connection {
     fn make(files: Arc<Files>, end: End, readable: bool, writable: bool, fd: OwnedFd) -> Self {
         Self {
-            holder: Mutex::new(Some(fd)),
-            tx: Mutex::new(None),
-            rx: Mutex::new(Rx::default()),
+            holder: Holder::new(fd),
+            tx: Side::new(),
+            rx: Side::new(),
             files,
             end,
             readable,
@@ -336,7 +577,7 @@ impl Connection {
     }
 
     fn is_closed(&self) -> bool {
-        // Relaxed: a flag this process sets; the mutexes order the rest.
+        // Relaxed: a flag this process sets; `Turn` orders what it guards.
         self.closed.load(Ordering::Relaxed) != 0
     }
 
@@ -353,14 +594,6 @@ impl Connection {
         Ok(())
     }
 
-    fn holder_fd(&self) -> Option<RawFd> {
-        self.holder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|f| f.as_raw_fd())
-    }
-
     fn stop_err(&self, stop: Stop) -> PyErr {
         match stop {
             Stop::Closed => PyOSError::new_err("handle is closed"),
@@ -368,19 +601,71 @@ impl Connection {
             Stop::Broken => PyBrokenPipeError::new_err(format!(
                 "no one holds end {} of pipe {:?} any more",
                 self.end.other().letter(),
-                self.files.name
+                self.files.name()
             )),
             Stop::SelfHeld => PyOSError::new_err(format!(
                 "end {} of pipe {:?} is in use by another Connection of this process",
                 self.end.letter(),
-                self.files.name
+                self.files.name()
+            )),
+            Stop::Reentrant => PyRuntimeError::new_err(format!(
+                "end {} of pipe {:?} is already in use by this thread (a call from a \
+                 signal handler during a send or receive on the same end?)",
+                self.end.letter(),
+                self.files.name()
             )),
             Stop::TooLong(len) => PyValueError::new_err(format!(
                 "a message of {len} bytes is longer than a pipe carries ({MAX_MESSAGE_LEN} bytes)"
             )),
+            Stop::BadLength(len, max) => {
+                PyOSError::new_err(format!("bad message length: {len} bytes, maxlength {max}"))
+            }
             Stop::Open(e) => open_error(e),
             Stop::Os(e) => PyOSError::new_err(e.to_string()),
         }
+    }
+
+    /// This thread's turn at `side`, waiting (GIL released, signals
+    /// checked) while another thread of this process has it, up to
+    /// `deadline` (`Ok(None)` after it).
+    fn take<'a, T: Default + Send>(
+        &'a self,
+        py: Python<'_>,
+        side: &'a Side<T>,
+        deadline: Option<Instant>,
+    ) -> PyResult<Option<Result<Turn<'a, T>, Stop>>> {
+        let closed = &self.closed;
+        let try_once = || -> Option<Result<Turn<'a, T>, Stop>> {
+            // Relaxed: see `is_closed`.
+            if closed.load(Ordering::Relaxed) != 0 {
+                return Some(Err(Stop::Closed));
+            }
+            match side.claim() {
+                Claim::Taken => Some(Ok(Turn { side, closed })),
+                Claim::Busy => None,
+                Claim::Reentrant => Some(Err(Stop::Reentrant)),
+            }
+        };
+        if let Some(r) = try_once() {
+            return Ok(Some(r));
+        }
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            return Ok(None);
+        }
+        wait_for(py, timeout, |slice| {
+            let until = Instant::now() + slice;
+            loop {
+                if let Some(r) = try_once() {
+                    return Some(r);
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                std::thread::sleep(left.min(TURN_POLL));
+            }
+        })
     }
 
     /// Sends one message: once with the GIL held, then in slices with it
@@ -390,12 +675,17 @@ impl Connection {
         if msg.len() > MAX_MESSAGE_LEN {
             return Err(self.stop_err(Stop::TooLong(msg.len())));
         }
-        let mut guard = lock(py, &self.tx);
-        let slot: &mut Option<Mine<ByteProducer>> = &mut guard;
-        let Some(fd) = self.holder_fd() else {
+        let mut turn = match self.take(py, &self.tx, None)? {
+            Some(Ok(turn)) => turn,
+            Some(Err(stop)) => return Err(self.stop_err(stop)),
+            None => unreachable!("a wait without a timeout cannot time out"),
+        };
+        let Some(holder) = self.holder.get(py) else {
             return Err(self.stop_err(Stop::Closed));
         };
-        let path = ring_path(&self.files.base, self.end.other());
+        let fd = holder.as_raw_fd();
+        let slot: &mut Option<ByteProducer> = &mut turn;
+        let path = ring_path(self.files.base(), self.end.other());
         let peer = self.end.other();
         let closed = &self.closed;
         let mut sent = 0usize;
@@ -404,9 +694,9 @@ impl Connection {
             if closed.load(Ordering::Relaxed) != 0 {
                 return Some(Err(Stop::Closed));
             }
-            if mine(slot).is_none() {
+            if slot.is_none() {
                 match ByteProducer::open(&path) {
-                    Ok(h) => *slot = Some(Mine::new(h)),
+                    Ok(h) => *slot = Some(h),
                     Err(OpenError::RoleTaken { pid, .. }) => {
                         if pid == mmring::pid::current() {
                             return Some(Err(Stop::SelfHeld));
@@ -417,7 +707,7 @@ impl Connection {
                     Err(e) => return Some(Err(Stop::Open(e))),
                 }
             }
-            let tx = mine(slot)?;
+            let tx = slot.as_mut()?;
             // No consumer yet (or it let go): is anyone left to read?
             if tx.consumer_pid() == 0 {
                 match held_elsewhere(fd, peer) {
@@ -448,49 +738,84 @@ impl Connection {
             }
         };
         let done = match step(Duration::ZERO) {
-            Some(r) => r,
-            None => match wait_for(py, None, step)? {
+            Some(r) => Ok(r),
+            None => wait_for(py, None, step).map(|r| match r {
                 Some(r) => r,
                 None => unreachable!("a wait without a timeout cannot time out"),
-            },
+            }),
         };
-        done.map_err(|s| self.stop_err(s))
+        // The descriptor before the turn: a closed end lets go of its hold
+        // before its ring wakes the peer.
+        drop(holder);
+        drop(turn);
+        done?.map_err(|s| self.stop_err(s))
     }
 
     /// Receives one message within `timeout` (`None`: for ever): `Ok(None)`
     /// when the time passed. With `keep`, the message stays pending for the
-    /// next receive (what `poll` does).
+    /// next receive (what `poll` does); so does one longer than
+    /// `maxlength`, which answers `Stop::BadLength`.
     fn recv_raw(
         &self,
         py: Python<'_>,
         timeout: Option<Duration>,
         keep: bool,
+        maxlength: Option<usize>,
     ) -> PyResult<Option<Result<Vec<u8>, Stop>>> {
         self.check(true)?;
-        let mut guard = lock(py, &self.rx);
-        let rx: &mut Rx = &mut guard;
-        if let Some(msg) = rx.take_pending() {
-            if keep {
-                rx.pending = Some((mmring::pid::current(), msg));
-                return Ok(Some(Ok(Vec::new())));
-            }
-            return Ok(Some(Ok(msg)));
-        }
-        let Some(fd) = self.holder_fd() else {
-            return Err(self.stop_err(Stop::Closed));
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut turn = match self.take(py, &self.rx, deadline)? {
+            Some(Ok(turn)) => turn,
+            Some(Err(stop)) => return Ok(Some(Err(stop))),
+            None => return Ok(None),
         };
-        let path = ring_path(&self.files.base, self.end);
+        let Some(holder) = self.holder.get(py) else {
+            return Ok(Some(Err(Stop::Closed)));
+        };
+        let rx: &mut Rx = &mut turn;
+        let got = match rx.pending.take() {
+            Some(msg) => Ok(Some(Ok(msg))),
+            None => self.pop(py, &mut rx.ring, holder.as_raw_fd(), deadline),
+        };
+        let got = match got {
+            Ok(Some(Ok(msg))) if keep => {
+                rx.pending = Some(msg);
+                Ok(Some(Ok(Vec::new())))
+            }
+            Ok(Some(Ok(msg))) if maxlength.is_some_and(|m| msg.len() > m) => {
+                let len = msg.len();
+                rx.pending = Some(msg);
+                Ok(Some(Err(Stop::BadLength(len, maxlength.unwrap_or(0)))))
+            }
+            other => other,
+        };
+        // The descriptor before the turn: see `send_raw`.
+        drop(holder);
+        drop(turn);
+        got
+    }
+
+    /// Takes one message from the ring (opened into `slot` on first use)
+    /// by `deadline`: once with the GIL held, then in slices with it
+    /// released.
+    fn pop(
+        &self,
+        py: Python<'_>,
+        slot: &mut Option<ByteConsumer>,
+        fd: RawFd,
+        deadline: Option<Instant>,
+    ) -> PyResult<Option<Result<Vec<u8>, Stop>>> {
+        let path = ring_path(self.files.base(), self.end);
         let peer = self.end.other();
         let closed = &self.closed;
-        let slot = &mut rx.ring;
         let mut step = |slice: Duration| -> Option<Result<Vec<u8>, Stop>> {
             // Relaxed: see `is_closed`.
             if closed.load(Ordering::Relaxed) != 0 {
                 return Some(Err(Stop::Closed));
             }
-            if mine(slot).is_none() {
+            if slot.is_none() {
                 match ByteConsumer::open(&path) {
-                    Ok(h) => *slot = Some(Mine::new(h)),
+                    Ok(h) => *slot = Some(h),
                     Err(OpenError::RoleTaken { pid, .. }) => {
                         if pid == mmring::pid::current() {
                             return Some(Err(Stop::SelfHeld));
@@ -501,7 +826,7 @@ impl Connection {
                     Err(e) => return Some(Err(Stop::Open(e))),
                 }
             }
-            let ring = mine(slot)?;
+            let ring = slot.as_mut()?;
             match ring.pop_timeout(slice) {
                 Ok(msg) => Some(Ok(msg)),
                 Err(PopTimeoutError::Timeout) => None,
@@ -523,21 +848,19 @@ impl Connection {
                 },
             }
         };
-        let got = match step(Duration::ZERO) {
-            Some(r) => Some(r),
-            None if timeout == Some(Duration::ZERO) => None,
-            None => wait_for(py, timeout, step)?,
-        };
-        if keep && let Some(Ok(msg)) = got {
-            rx.pending = Some((mmring::pid::current(), msg));
-            return Ok(Some(Ok(Vec::new())));
+        if let Some(r) = step(Duration::ZERO) {
+            return Ok(Some(r));
         }
-        Ok(got)
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            return Ok(None);
+        }
+        wait_for(py, timeout, step)
     }
 
     /// A message, or the error that ends the receive.
-    fn recv_message(&self, py: Python<'_>) -> PyResult<Vec<u8>> {
-        match self.recv_raw(py, None, false)? {
+    fn recv_message(&self, py: Python<'_>, maxlength: Option<usize>) -> PyResult<Vec<u8>> {
+        match self.recv_raw(py, None, false, maxlength)? {
             Some(r) => r.map_err(|s| self.stop_err(s)),
             None => unreachable!("a wait without a timeout cannot time out"),
         }
@@ -566,12 +889,8 @@ impl Connection {
             )));
         }
         let duplex = ring_path(&base, End::B).exists();
-        let files = Arc::new(Files {
-            name: name.to_owned(),
-            base,
-            remove_in: None,
-        });
-        let fd = hold(&files.base, end)?;
+        let files = Arc::new(Files { target });
+        let fd = hold(files.base(), end)?;
         let (readable, writable) = match end {
             End::A => (true, duplex),
             End::B => (duplex, true),
@@ -599,11 +918,9 @@ impl Connection {
         // to this process, or fetched from the resource sharer); nothing else
         // closes it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let files = Arc::new(Files {
-            name,
-            base: PathBuf::from(path),
-            remove_in: None,
-        });
+        let mut target = Target::named(&name)?;
+        target.path = PathBuf::from(path);
+        let files = Arc::new(Files { target });
         Ok(Self::make(files, end, readable, writable, fd))
     }
 
@@ -660,7 +977,7 @@ impl Connection {
     /// ``EOFError`` once everything sent was read and no one holds the
     /// other end any more.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let msg = self.recv_message(py)?;
+        let msg = self.recv_message(py, None)?;
         loads(py, &msg)
     }
 
@@ -679,16 +996,7 @@ impl Connection {
             return Err(PyValueError::new_err("negative maxlength"));
         }
         self.check(true)?;
-        let msg = self.recv_message(py)?;
-        if let Some(m) = maxlength
-            && msg.len() > m as usize
-        {
-            let len = msg.len();
-            lock(py, &self.rx).pending = Some((mmring::pid::current(), msg));
-            return Err(PyOSError::new_err(format!(
-                "bad message length: {len} bytes, maxlength {m}"
-            )));
-        }
+        let msg = self.recv_message(py, maxlength.map(|m| m as usize))?;
         Ok(PyBytes::new(py, &msg))
     }
 
@@ -716,7 +1024,7 @@ impl Connection {
         if offset > bytesize {
             return Err(PyValueError::new_err("offset too large"));
         }
-        let msg = self.recv_message(py)?;
+        let msg = self.recv_message(py, None)?;
         let size = msg.len();
         if bytesize < offset + size {
             let too_short = py.import("multiprocessing")?.getattr("BufferTooShort")?;
@@ -740,7 +1048,7 @@ impl Connection {
             Some(t) if t.is_nan() || t <= 0.0 => Some(Duration::ZERO),
             Some(t) => Some(Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX)),
         };
-        match self.recv_raw(py, timeout, true)? {
+        match self.recv_raw(py, timeout, true, None)? {
             None => Ok(false),
             Some(Ok(_)) | Some(Err(Stop::Eof)) => Ok(true),
             Some(Err(s)) => Err(self.stop_err(s)),
@@ -749,19 +1057,21 @@ impl Connection {
 
     /// Lets go of this handle in this process: its roles go back and its
     /// hold on the end ends (other processes' handles are untouched).
-    /// Idempotent.
+    /// A send or receive in progress in another thread raises ``OSError``
+    /// within a moment. Idempotent.
     fn close(&self, py: Python<'_>) {
-        // Relaxed: see `is_closed`.
-        self.closed.store(1, Ordering::Relaxed);
-        // A send or receive blocked in another thread sees the flag within
-        // a slice and lets go of its side; the descriptor is closed only
-        // then (it uses it), and before the rings wake their peers, so a
-        // woken reader finds this holder gone.
-        let mut tx = lock(py, &self.tx);
-        let mut rx = lock(py, &self.rx);
-        drop(lock(py, &self.holder).take());
-        *tx = None;
-        *rx = Rx::default();
+        // SeqCst: see `Turn`'s drop, which lets go of a side that a call in
+        // progress has the turn at.
+        self.closed.store(1, Ordering::SeqCst);
+        // The descriptor first (closed now, or when the last call in
+        // progress returns), so that a reader its rings wake finds this
+        // holder gone.
+        self.holder.close(py);
+        // A side that a call in progress (in another thread, or in this
+        // one below a signal handler) has the turn at is let go of when
+        // that call returns.
+        self.tx.clear_if_free();
+        self.rx.clear_if_free();
     }
 
     /// Whether ``close()`` was called.
@@ -791,6 +1101,20 @@ impl Connection {
         ))
     }
 
+    /// Whether a thread of this process is inside a receive on this end
+    /// (for tests).
+    #[getter]
+    fn _receiving(&self) -> bool {
+        self.rx.in_use()
+    }
+
+    /// Whether a thread of this process is inside a send on this end (for
+    /// tests).
+    #[getter]
+    fn _sending(&self) -> bool {
+        self.tx.in_use()
+    }
+
     /// Which end this is: ``'a'`` or ``'b'``.
     #[getter]
     fn end(&self) -> &'static str {
@@ -800,13 +1124,13 @@ impl Connection {
     /// The pipe's name.
     #[getter]
     fn name(&self) -> &str {
-        &self.files.name
+        self.files.name()
     }
 
     /// The pipe's path: its files are this path plus ``.a`` and ``.b``.
     #[getter]
     fn path(&self) -> String {
-        self.files.base.to_string_lossy().into_owned()
+        self.files.target.path_str()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -828,17 +1152,21 @@ impl Connection {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let this = slf.get();
-        let Some(fd) = this.holder_fd() else {
+        let Some(holder) = this.holder.get(py) else {
             return Err(PyOSError::new_err("handle is closed"));
         };
+        // `holder` keeps the descriptor open while `DupFd` runs (it dups it
+        // now, or notes it for a spawn that follows: a close() from another
+        // thread before that spawn is a race, as in `multiprocessing`).
         let dupfd = py
             .import("multiprocessing.reduction")?
             .getattr("DupFd")?
-            .call1((fd,))?;
+            .call1((holder.as_raw_fd(),))?;
+        drop(holder);
         let rebuild = slf.get_type().getattr("_rebuild")?;
         let args = (
-            this.files.name.clone(),
-            this.path(),
+            this.files.name().to_owned(),
+            this.files.target.shared_path(),
             this.end.letter(),
             this.readable,
             this.writable,
@@ -851,7 +1179,7 @@ impl Connection {
     fn __repr__(&self) -> String {
         format!(
             "mmring.Connection({:?}, end={:?}{})",
-            self.files.name,
+            self.files.name(),
             self.end.letter(),
             if self.is_closed() { ", closed" } else { "" }
         )
@@ -891,13 +1219,9 @@ fn pipe(
         )));
     }
     let target = Target::new(name, "pipe")?;
-    let files = Arc::new(Files {
-        name: target.name.clone(),
-        base: target.path.clone(),
-        remove_in: target.is_anonymous().then(mmring::pid::current),
-    });
+    let files = Arc::new(Files { target });
     let create = |end: End| -> PyResult<bool> {
-        match mmring::spsc::create_bytes(ring_path(&files.base, end), capacity, slot_size) {
+        match mmring::spsc::create_bytes(ring_path(files.base(), end), capacity, slot_size) {
             Ok(()) => Ok(true),
             Err(OpenError::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(open_error(e)),
@@ -905,12 +1229,12 @@ fn pipe(
     };
     // `NAME.b` first: once `NAME.a` exists, whether the pipe is duplex is
     // settled.
-    let a_exists = ring_path(&files.base, End::A).exists();
-    let b_exists = ring_path(&files.base, End::B).exists();
+    let a_exists = ring_path(files.base(), End::A).exists();
+    let b_exists = ring_path(files.base(), End::B).exists();
     let exists_as = |was: bool| {
         PyValueError::new_err(format!(
             "pipe {:?} exists with duplex={}",
-            files.name,
+            files.name(),
             if was { "True" } else { "False" }
         ))
     };
@@ -923,8 +1247,8 @@ fn pipe(
     if !create(End::A)? && !duplex && b_exists {
         return Err(exists_as(true));
     }
-    let fa = hold(&files.base, End::A)?;
-    let fb = hold(&files.base, End::B)?;
+    let fa = hold(files.base(), End::A)?;
+    let fb = hold(files.base(), End::B)?;
     Ok((
         Connection::make(files.clone(), End::A, true, duplex, fa),
         Connection::make(files, End::B, duplex, true, fb),

@@ -1,3 +1,5 @@
+import gc
+import multiprocessing
 import os
 import pickle
 import signal
@@ -55,6 +57,20 @@ def _recv_once_then_hang(conn, got):
     conn.recv()
     got.set()
     time.sleep(600)  # killed by the test
+
+
+def _talk_to_itself(a, b, go):
+    # Uses a pipe only after the parent let go of both its ends.
+    assert go.wait(60)
+    b.send("to a")
+    a.send("to b")
+    assert (a.recv(), b.recv()) == ("to a", "to b")
+
+
+def _recv_then_reply(conn):
+    got = conn.recv()
+    conn.send(("child got", got))
+    conn.close()
 
 
 def _report_end(conn):
@@ -298,3 +314,91 @@ def io_unsupported():
     import io
 
     return io.UnsupportedOperation
+
+
+def _wait_until(cond, what):
+    deadline = time.monotonic() + 60
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+def test_an_unnamed_pipe_handed_to_a_child_keeps_its_files(ctx, name):
+    # Process.start() drops its reference to the arguments at once: here
+    # both ends' last references in this process go with it, before the
+    # child has opened either ring.
+    go = mmring.Event(name("go"))
+    a, b = mmring.Pipe()
+    path = a.path
+    p = ctx.Process(target=_talk_to_itself, args=(a, b, go))
+    del a, b
+    p.start()
+    gc.collect()
+    go.set()
+    try:
+        assert join_all([p]) == [0]
+        # Kept until this process exits (the package's atexit hook).
+        assert os.path.exists(path + ".a") and os.path.exists(path + ".b")
+    finally:
+        mmring.remove(path)
+
+
+def test_a_fork_while_a_thread_waits_in_recv(name):
+    # The child inherits the end while the parent's thread is inside recv:
+    # the child's own recv and send on it must not wait for that thread
+    # (which does not exist there).
+    ctx = multiprocessing.get_context("fork")
+    a, b = mmring.Pipe(name())
+    got = []
+    t = threading.Thread(target=lambda: got.append(a.recv()))
+    t.start()
+    _wait_until(lambda: a._receiving, "the thread never entered recv")
+    p = ctx.Process(target=_recv_then_reply, args=(a,))
+    p.start()
+    b.send("for the thread")
+    t.join(60)
+    assert got == ["for the thread"]
+    a.close()  # gives the receiving role back (the child still holds a)
+    b.send("for the child")
+    assert b.recv() == ("child got", "for the child")
+    assert join_all([p]) == [0]
+
+
+def test_ctrl_c_interrupts_a_wait_for_an_end_another_thread_uses(name):
+    a, b = mmring.Pipe(name())
+    got = []
+    t = threading.Thread(target=lambda: got.append(a.recv()))
+    t.start()
+    _wait_until(lambda: a._receiving, "the thread never entered recv")
+    pid = os.getpid()
+    threading.Timer(0.2, lambda: os.kill(pid, signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        a.recv()  # waits for the thread's turn
+    assert time.monotonic() - t0 < 5
+    b.send("one")
+    b.send("two")
+    t.join(60)
+    assert got == ["one"]
+    assert a.recv() == "two"
+
+
+def test_close_from_a_signal_handler_during_recv(name):
+    # The handler runs in the middle of the recv it interrupts: close()
+    # must not wait for that recv, which then raises; the end is let go of
+    # (its hold and its receiving role) as that recv returns.
+    a, b = mmring.Pipe(name())
+    old = signal.signal(signal.SIGUSR1, lambda *_: a.close())
+    try:
+        pid = os.getpid()
+        threading.Timer(0.2, lambda: os.kill(pid, signal.SIGUSR1)).start()
+        with pytest.raises(OSError, match="closed"):
+            a.recv()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert a.closed
+    with pytest.raises(EOFError):
+        b.recv()  # no one holds end a any more
+    again = mmring.Connection.open(name(), "a")  # its role is free
+    b.send("again")
+    assert again.recv() == "again"
