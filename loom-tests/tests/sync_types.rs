@@ -532,7 +532,7 @@ fn barrier_abort_wakes_a_waiter() {
 /// the other party's arrival completed generation 0 (as its leader);
 /// otherwise the reset ended the round and the waiter reads it as broken
 /// (the other party was then refused, or arrived in the fresh round).
-/// Marking `reset_of` without breaking the round first was the bug this
+/// Recording the reset without breaking the round first was the bug this
 /// catches: a completion that won the race read as a reset.
 #[test]
 fn barrier_reset_races_a_completion() {
