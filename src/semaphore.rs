@@ -107,6 +107,16 @@ fn bounded(path: impl AsRef<Path>, permits: u64) -> Result<Permits, OpenError> {
 /// (`multiprocessing.Semaphore`, or `BoundedSemaphore` when created with
 /// [`Semaphore::create_bounded`]).
 ///
+/// Unlike `multiprocessing`'s, a blocked [`Semaphore::acquire`] gives back
+/// the permits of processes that are gone — killed, or exited normally
+/// while holding them — so a permit is a loan its taker returns, and a
+/// crash does not leak it. A semaphore used to *signal* (one process
+/// releases, another acquires and keeps the permit, then exits) must not
+/// recover: there every process acquires with
+/// [`Semaphore::try_acquire`] or
+/// [`Semaphore::acquire_timeout_without_recovery`] (the Python binding's
+/// `Semaphore` and `BoundedSemaphore` do; its `Lock` recovers).
+///
 /// # Examples
 ///
 /// ```
@@ -258,6 +268,16 @@ impl Semaphore {
             .acquire_until(crate::wait::deadline(timeout))
     }
 
+    /// [`Semaphore::acquire_timeout`] without the recovery: permits taken
+    /// by processes that are gone stay taken, as with
+    /// `multiprocessing.Semaphore` (see the type's doc for when that is
+    /// what you want).
+    pub fn acquire_timeout_without_recovery(&self, timeout: Duration) -> bool {
+        self.mapped
+            .head()
+            .acquire_until_without_recovery(crate::wait::deadline(timeout))
+    }
+
     /// Gives a permit back.
     ///
     /// # Errors
@@ -330,6 +350,24 @@ mod tests {
         assert_eq!(s.available(), 3);
         assert_eq!(s.words().recovered(), 2);
         assert_eq!(s.recover_dead_holders(), 0);
+    }
+
+    /// A blocked acquire recovers a dead holder's permit; the one without
+    /// recovery leaves it taken (the semaphore used to signal).
+    #[test]
+    fn only_the_recovering_acquire_gives_a_dead_holders_permit_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Semaphore::create(dir.path().join("s"), 0).unwrap();
+        let dead = crate::pid::dead_pid();
+        s.words().holders[2].store(u64::from(dead) << 32 | 1, Ordering::Relaxed);
+        // Longer than a slice: the recovering acquire would have recovered.
+        let slice = crate::wait::SLICE;
+        assert!(!s.acquire_timeout_without_recovery(slice * 3));
+        assert_eq!(s.words().holders(), vec![(dead, 1)]);
+        assert_eq!(s.available(), 0);
+        assert!(s.acquire_timeout(slice * 20));
+        assert_eq!(s.words().recovered(), 1);
+        assert_eq!(s.available(), 0);
     }
 
     /// Regression (fuzz/corpus/open_file/semaphore-add-overflow): permits

@@ -6,7 +6,9 @@
 //! acquirer; one permit orders its holders' accesses like a lock; the
 //! holders table balances) and
 //! `BarrierWords` (3 parties over two generations: one leader per
-//! generation, nobody passes a generation before all have arrived in it).
+//! generation, nobody passes a generation before all have arrived in it;
+//! take-over, abort, and a reset or a party giving up racing the arrival
+//! that completes a round: every party learns the same outcome).
 //!
 //! Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p mmring-loom-tests --release --target-dir target/loom --test sync_types`
@@ -177,7 +179,21 @@ fn semaphore_two_permits_three_contenders() {
 /// fence, deadlocks this model).
 #[test]
 fn semaphore_release_wakes_a_blocked_acquirer() {
-    check(3, &["none at first"], |seen| {
+    release_wakes_a_blocked_acquirer(SemaphoreWords::acquire_until);
+}
+
+/// The same with `acquire_until_without_recovery` (the blocking path of a
+/// semaphore used to signal): it differs only between slices, which loom
+/// never reaches (deadlines are ignored), but it is its own entry point.
+#[test]
+fn semaphore_release_wakes_an_acquirer_without_recovery() {
+    release_wakes_a_blocked_acquirer(SemaphoreWords::acquire_until_without_recovery);
+}
+
+fn release_wakes_a_blocked_acquirer(
+    acquire: fn(&SemaphoreWords, Option<std::time::Instant>) -> bool,
+) {
+    check(3, &["none at first"], move |seen| {
         let sem = Arc::new(SemaphoreWords::new(2, 2));
         assert!(sem.try_acquire() && sem.try_acquire());
         assert!(!sem.try_acquire());
@@ -192,7 +208,7 @@ fn semaphore_release_wakes_a_blocked_acquirer() {
         };
         // Relaxed snapshot, for coverage only.
         let quick = sem.available() == 1;
-        assert!(sem.acquire_until(None));
+        assert!(acquire(&sem, None));
         // Relaxed: the acquire's RMW read the release's: it must order it.
         assert_eq!(
             data.load(Ordering::Relaxed),
@@ -516,7 +532,7 @@ fn barrier_abort_wakes_a_waiter() {
 /// the other party's arrival completed generation 0 (as its leader);
 /// otherwise the reset ended the round and the waiter reads it as broken
 /// (the other party was then refused, or arrived in the fresh round).
-/// Marking `reset_of` without breaking the round first was the bug this
+/// Recording the reset without breaking the round first was the bug this
 /// catches: a completion that won the race read as a reset.
 #[test]
 fn barrier_reset_races_a_completion() {
@@ -553,4 +569,50 @@ fn barrier_reset_races_a_completion() {
             assert!(!b.is_broken(), "a reset or a pass leaves no break");
         },
     );
+}
+
+/// `break_round` racing the arrival that completes the round — the path a
+/// caller that waits in slices takes on every timeout and interrupt (the
+/// Python binding's `wait` on a timeout or Ctrl-C). A barrier of 3: A and
+/// B arrive first; then A gives up (`break_round`), B waits
+/// (`await_round`) and C arrives last, all at once. All three must agree:
+/// either the round passed for everyone (C led generation 0, A's
+/// `break_round` reports the pass, B passes) or it broke for everyone (C
+/// is refused, A and B see it broken), and the barrier stays broken only
+/// then.
+#[test]
+fn barrier_break_round_races_a_completion() {
+    check_branches(3, BARRIER_BRANCHES * 4, &["passed", "broke"], |seen| {
+        let b = Arc::new(BarrierWords::new(3));
+        let a = b.arrive().expect("a fresh round");
+        b.arrive().expect("a fresh round");
+        let giver_up = {
+            let b = b.clone();
+            thread::spawn(move || b.break_round(a.generation))
+        };
+        let last = {
+            let b = b.clone();
+            thread::spawn(move || b.arrive())
+        };
+        let waiter = b.await_round(0, None);
+        let gave_up = giver_up.join().unwrap();
+        let arrived = last.join().unwrap();
+        match (gave_up, waiter, arrived) {
+            (Ok(()), Ok(()), Ok(c)) if c.generation == 0 && c.is_leader && c.index == 2 => {
+                assert!(!b.is_broken());
+                assert_eq!(b.state(), (1, 0));
+                seen.note("passed");
+            }
+            (
+                Err(BarrierTimeoutError::Aborted),
+                Err(BarrierTimeoutError::Aborted),
+                Err(BarrierTimeoutError::Aborted),
+            ) => {
+                assert!(b.is_broken());
+                assert_eq!(b.state().0, 0);
+                seen.note("broke");
+            }
+            other => panic!("the parties disagree: {other:?}"),
+        }
+    });
 }

@@ -2,12 +2,16 @@
 //! `mmring.Barrier`: `multiprocessing`'s synchronization types over the
 //! library's semaphore and barrier files.
 //!
-//! Semaphores: a permit taken by a process is recorded against its pid; a
-//! blocked `acquire` (and a failed non-blocking one) gives back the permits
-//! of processes that died holding them, so a process killed inside
-//! `with lock:` never freezes the others. `Lock` is a bounded semaphore of
-//! one permit whose release is refused to a process that does not hold it
-//! (that is what makes the recovery exact).
+//! Semaphores: `Semaphore` and `BoundedSemaphore` keep `multiprocessing`'s
+//! semantics: a permit taken is taken until someone releases it, even if
+//! the process that took it is gone (a semaphore is also a signal channel:
+//! one process releases, another acquires and keeps it). `Lock` recovers:
+//! it is a bounded semaphore of one permit whose release is refused to a
+//! process that does not hold it, so its holder record is exact, and a
+//! blocked `acquire` (and a failed non-blocking one) takes back a lock
+//! whose holder is gone (killed, or exited holding it): a process killed
+//! inside `with lock:` never freezes the others. (The Rust
+//! `mmring::Semaphore::acquire` recovers for every semaphore.)
 //!
 //! Barrier: `threading.Barrier`'s rules. A party arrives once, then waits
 //! in slices (the GIL released, signals checked between them) without ever
@@ -24,7 +28,9 @@ use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
-use crate::common::{BrokenBarrierError, Local, Target, open_error, timeout_arg, wait_for};
+use crate::common::{
+    BrokenBarrierError, Local, Target, WrongKindError, open_error, timeout_arg, wait_for,
+};
 
 /// multiprocessing's message for a release past the bound.
 const TOO_MANY: &str = "semaphore or lock released too many times";
@@ -34,7 +40,9 @@ fn open_semaphore(path: &Path) -> Result<mmring::Semaphore, mmring::OpenError> {
 }
 
 /// Refuses a semaphore file of another flavour (`bound`: `None` for an
-/// unbounded one, `Some(0)` for any bound, `Some(n)` for exactly `n`).
+/// unbounded one, `Some(0)` for any bound, `Some(n)` for exactly `n`):
+/// `mmring.WrongKindError` naming both, or `ValueError` for a
+/// `BoundedSemaphore` of another bound (a shape, as a `Queue`'s size).
 fn check_bound(
     s: &mmring::Semaphore,
     target: &Target,
@@ -55,17 +63,49 @@ fn check_bound(
         1 => "a Lock or a BoundedSemaphore of 1".to_string(),
         n => format!("a BoundedSemaphore of {n}"),
     };
-    Err(crate::common::WrongKindError::new_err(format!(
-        "{:?} holds {found}, not a {class}",
-        target.name
-    )))
+    let asked = match bound {
+        Some(n) if n > 0 && class == "BoundedSemaphore" => format!("{class} of {n}"),
+        _ => class.to_string(),
+    };
+    let msg = format!("{:?} holds {found}, not a {asked}", target.name);
+    Err(if max != 0 && class == "BoundedSemaphore" {
+        PyValueError::new_err(msg)
+    } else {
+        WrongKindError::new_err(msg)
+    })
 }
 
-/// `acquire(block, timeout)` for every semaphore class.
+/// `__new__`'s open-or-create: a file of another flavour is refused by
+/// [`check_bound`] (the library answers `InvalidCapacity` for it).
+fn open_or_create(
+    target: &Target,
+    class: &str,
+    bound: Option<u64>,
+    make: impl FnOnce(&Path) -> Result<mmring::Semaphore, mmring::OpenError>,
+) -> PyResult<mmring::Semaphore> {
+    match make(&target.path) {
+        Ok(s) => Ok(s),
+        Err(e @ mmring::OpenError::InvalidCapacity { .. }) => {
+            // Not for a bounded semaphore of 0 permits (refused before
+            // the file is looked at).
+            if bound != Some(0)
+                && let Ok(s) = open_semaphore(&target.path)
+            {
+                check_bound(&s, target, class, bound)?;
+            }
+            Err(open_error(e))
+        }
+        Err(e) => Err(open_error(e)),
+    }
+}
+
+/// `acquire(block, timeout)` for every semaphore class; `recover`: give
+/// back the permits of processes that are gone (`Lock` only).
 fn acquire(
     py: Python<'_>,
     local: &Local<mmring::Semaphore>,
     kind: &str,
+    recover: bool,
     block: bool,
     timeout: Option<f64>,
 ) -> PyResult<bool> {
@@ -74,16 +114,24 @@ fn acquire(
     if s.try_acquire() {
         return Ok(true);
     }
-    // A permit held by a dead process is given back even to a caller that
+    // A lock held by a dead process is given back even to a caller that
     // does not wait (a blocked acquire does this every 50 ms).
-    if s.recover_dead_holders() > 0 && s.try_acquire() {
+    if recover && s.recover_dead_holders() > 0 && s.try_acquire() {
         return Ok(true);
     }
     if !block {
         return Ok(false);
     }
     let s = &*s;
-    Ok(wait_for(py, timeout, |slice| s.acquire_timeout(slice).then_some(()))?.is_some())
+    Ok(wait_for(py, timeout, |slice| {
+        let got = if recover {
+            s.acquire_timeout(slice)
+        } else {
+            s.acquire_timeout_without_recovery(slice)
+        };
+        got.then_some(())
+    })?
+    .is_some())
 }
 
 fn reduce<'py, T: pyo3::PyClass>(
@@ -104,12 +152,12 @@ fn initial_value(value: i64) -> PyResult<u64> {
 /// one already there (its permits now are kept: ``value`` applies only when
 /// the file is created). ``Semaphore.open("slots")`` opens only.
 ///
-/// A permit is recorded against the process that took it; permits of a
-/// process that died (or exited) without releasing them are given back
-/// by the next ``acquire`` that finds none free. A release by another
-/// process is allowed (it adds a permit) but takes no process's record,
-/// so a semaphore used to *signal* (one process releases, another
-/// acquires and keeps) gets the acquirer's permit back when it exits.
+/// As ``multiprocessing``'s, a permit taken stays taken until someone
+/// releases it, whichever process that is: a semaphore can *signal* (one
+/// process releases, another acquires and keeps the permit). So permits
+/// held by a process that exits or is killed are not given back (a
+/// ``Lock``'s are). ``mmring.WrongKindError`` if the name holds a
+/// ``Lock`` or a ``BoundedSemaphore``.
 #[pyclass(module = "mmring", frozen)]
 pub struct Semaphore {
     local: Local<mmring::Semaphore>,
@@ -122,7 +170,9 @@ impl Semaphore {
     fn new(name: Option<&str>, value: i64) -> PyResult<Self> {
         let value = initial_value(value)?;
         let target = Target::new(name, "semaphore")?;
-        let handle = mmring::Semaphore::open_or_create(&target.path, value).map_err(open_error)?;
+        let handle = open_or_create(&target, "Semaphore", None, |p| {
+            mmring::Semaphore::open_or_create(p, value)
+        })?;
         Ok(Self {
             local: Local::opened(target, handle, open_semaphore),
         })
@@ -153,7 +203,7 @@ impl Semaphore {
     /// waits. Returns whether a permit was taken.
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(py, &self.local, "Semaphore", block, timeout)
+        acquire(py, &self.local, "Semaphore", false, block, timeout)
     }
 
     /// Gives a permit back and wakes a waiter.
@@ -213,9 +263,12 @@ impl Semaphore {
 /// ``ValueError``.
 ///
 /// ``BoundedSemaphore("b", 2)`` creates the file or opens the one already
-/// there (with the same bound; its permits now are kept).
-/// Permits of a process that died holding them come back as for
-/// ``Semaphore``.
+/// there (with the same bound, else ``ValueError``; its permits now are
+/// kept; ``mmring.WrongKindError`` if it holds an unbounded ``Semaphore``).
+/// As ``Semaphore`` (and ``multiprocessing``), permits held by a process
+/// that exits or is killed are not given back: a release need not come
+/// from the process that acquired, so nothing tells a permit lost from one
+/// handed on. Use a ``Lock`` where a dead holder must be recovered.
 #[pyclass(module = "mmring", frozen)]
 pub struct BoundedSemaphore {
     local: Local<mmring::Semaphore>,
@@ -228,8 +281,9 @@ impl BoundedSemaphore {
     fn new(name: Option<&str>, value: i64) -> PyResult<Self> {
         let value = initial_value(value)?;
         let target = Target::new(name, "bsemaphore")?;
-        let handle =
-            mmring::Semaphore::open_or_create_bounded(&target.path, value).map_err(open_error)?;
+        let handle = open_or_create(&target, "BoundedSemaphore", Some(value), |p| {
+            mmring::Semaphore::open_or_create_bounded(p, value)
+        })?;
         Ok(Self {
             local: Local::opened(target, handle, open_semaphore),
         })
@@ -260,7 +314,7 @@ impl BoundedSemaphore {
     /// waits. Returns whether a permit was taken.
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(py, &self.local, "BoundedSemaphore", block, timeout)
+        acquire(py, &self.local, "BoundedSemaphore", false, block, timeout)
     }
 
     /// Gives a permit back and wakes a waiter; ``ValueError`` if every
@@ -330,7 +384,9 @@ impl BoundedSemaphore {
 /// process holds it (``multiprocessing`` would let it release; mmring
 /// refuses, so that the holder's record, which recovery relies on, stays
 /// true). The file is a bounded semaphore of one permit: it opens as a
-/// ``BoundedSemaphore`` too.
+/// ``BoundedSemaphore`` of 1 too (which does not recover); a name holding
+/// a ``Semaphore`` or a ``BoundedSemaphore`` of another bound raises
+/// ``mmring.WrongKindError``.
 #[pyclass(module = "mmring", frozen)]
 pub struct Lock {
     local: Local<mmring::Semaphore>,
@@ -342,8 +398,9 @@ impl Lock {
     #[pyo3(signature = (name=None))]
     fn new(name: Option<&str>) -> PyResult<Self> {
         let target = Target::new(name, "lock")?;
-        let handle =
-            mmring::Semaphore::open_or_create_bounded(&target.path, 1).map_err(open_error)?;
+        let handle = open_or_create(&target, "Lock", Some(1), |p| {
+            mmring::Semaphore::open_or_create_bounded(p, 1)
+        })?;
         Ok(Self {
             local: Local::opened(target, handle, open_semaphore),
         })
@@ -375,7 +432,7 @@ impl Lock {
     /// was taken. Not reentrant: a second acquire by the holder waits.
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(py, &self.local, "Lock", block, timeout)
+        acquire(py, &self.local, "Lock", true, block, timeout)
     }
 
     /// Releases the lock held by this process; ``ValueError`` if this
@@ -545,10 +602,10 @@ impl Barrier {
 
     /// This process's handle (opened, and the process registered as a
     /// party, on its first use here).
-    fn handle(&self, py: Python<'_>) -> PyResult<Arc<Arc<mmring::Barrier>>> {
-        let guard = self.local.get("Barrier")?;
+    fn handle(&self, py: Python<'_>) -> PyResult<Arc<mmring::Barrier>> {
+        let lent = self.local.get("Barrier")?;
         hook(py)?;
-        Ok(guard)
+        Ok(Arc::clone(&lent))
     }
 }
 

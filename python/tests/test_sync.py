@@ -52,6 +52,22 @@ def _hold(obj, acquired, go):
         time.sleep(600)
 
 
+def _take_and_exit(obj):
+    """Takes a permit (or the lock) without waiting and exits normally,
+    keeping it: exit code 0 if it got one, 1 if not."""
+    os._exit(0 if obj.acquire(block=False) else 1)
+
+
+def _take_within(obj):
+    """Takes a permit, waiting up to 30 s, and exits keeping it."""
+    os._exit(0 if obj.acquire(timeout=30) else 1)
+
+
+def _give(obj):
+    """Releases one permit (a signal) and exits."""
+    obj.release()
+
+
 def _barrier_rounds(barrier, rounds, q):
     """Waits ``rounds`` times, reporting (round, index) for each."""
     for r in range(rounds):
@@ -134,9 +150,9 @@ def test_bounded_semaphore_release_past_bound_raises(name):
         bs.release()
     assert bs.get_value() == 2
     # The shape is checked: another bound, or unbounded, is refused.
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="holds a BoundedSemaphore of 2, not a BoundedSemaphore of 3"):
         mmring.BoundedSemaphore(name("b"), 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(mmring.WrongKindError):
         mmring.Semaphore(name("b"), 2)
     with pytest.raises(mmring.WrongKindError):
         mmring.Semaphore.open(name("b"))
@@ -147,18 +163,76 @@ def test_bounded_semaphore_release_past_bound_raises(name):
     assert mmring.BoundedSemaphore.open(name("b")).get_value() == 2
 
 
-def test_a_killed_semaphore_holder_gives_its_permit_back(ctx, name):
+@pytest.mark.parametrize("kind", ["Semaphore", "BoundedSemaphore"])
+def test_permits_of_exited_processes_stay_taken(ctx, name, kind):
+    # multiprocessing's semantics: three processes in turn take a permit
+    # of two without waiting and exit keeping it: the third finds none.
+    s = getattr(mmring, kind)(name("s"), 2)
+    for expected in (0, 0, 1):
+        p = ctx.Process(target=_take_and_exit, args=(s,))
+        p.start()
+        assert join_all([p]) == [expected]
+    assert s.get_value() == 0
+    assert s.acquire(block=False) is False
+    # Longer than a blocked acquire's slice (50 ms), after which a
+    # recovering acquire would have given the permits back.
+    assert s.acquire(timeout=0.2) is False
+    # Released by another process than the takers: fine, as multiprocessing.
+    s.release()
+    assert s.get_value() == 1
+
+
+def test_a_semaphore_signals_between_processes(ctx, name):
+    # One process releases, another acquires and keeps: the permit is
+    # consumed for good, even after both exited.
+    s = mmring.Semaphore(name("sig"), 0)
+    taker = ctx.Process(target=_take_within, args=(s,))
+    taker.start()
+    giver = ctx.Process(target=_give, args=(s,))
+    giver.start()
+    assert join_all([giver, taker]) == [0, 0]
+    assert s.get_value() == 0
+    assert s.acquire(timeout=0.2) is False
+
+
+def test_a_killed_bounded_semaphore_holder_keeps_its_permit(ctx, name):
     s = mmring.BoundedSemaphore(name("s"), 1)
     acquired = mmring.Event(name("acq"))
     p = ctx.Process(target=_hold, args=(s, acquired, None))
     p.start()
     assert acquired.wait(60)
-    assert s.acquire(block=False) is False
     p.kill()
     p.join(60)
-    assert s.acquire(timeout=30) is True
+    assert s.acquire(block=False) is False
+    assert s.acquire(timeout=0.2) is False
+    # Anyone may give it back (a Lock would have recovered it).
     s.release()
-    assert s.get_value() == 1
+    assert s.acquire(block=False) is True
+
+
+def test_the_kinds_refuse_each_other(name):
+    lock, sem = mmring.Lock(name("l")), mmring.Semaphore(name("s"), 1)
+    bs = mmring.BoundedSemaphore(name("b"), 3)
+    cases = [
+        (mmring.Semaphore, (name("l"),), "holds a Lock or a BoundedSemaphore of 1, not a Semaphore"),
+        (mmring.Semaphore, (name("b"),), "holds a BoundedSemaphore of 3, not a Semaphore"),
+        (mmring.Lock, (name("s"),), "holds an unbounded Semaphore, not a Lock"),
+        (mmring.Lock, (name("b"),), "holds a BoundedSemaphore of 3, not a Lock"),
+        (mmring.BoundedSemaphore, (name("s"), 1), "holds an unbounded Semaphore, not a BoundedSemaphore of 1"),
+    ]
+    for cls, args, msg in cases:
+        with pytest.raises(mmring.WrongKindError, match=msg):
+            cls(*args)
+        with pytest.raises(mmring.WrongKindError):
+            cls.open(args[0])
+    # A Lock and a BoundedSemaphore of 1 share their file's shape.
+    assert mmring.BoundedSemaphore(name("l"), 1).get_value() == 1
+    with pytest.raises(ValueError, match="holds a Lock or a BoundedSemaphore of 1, not a BoundedSemaphore of 2"):
+        mmring.BoundedSemaphore(name("l"), 2)
+    with pytest.raises(ValueError):
+        mmring.BoundedSemaphore(name("l"), 0)
+    # Nothing changed.
+    assert (lock.locked(), sem.get_value(), bs.get_value()) == (False, 1, 3)
 
 
 # -------------------------------------------------------------- lock
@@ -198,6 +272,17 @@ def test_lock_release_rules(ctx, name):
     t = threading.Thread(target=lock.release)
     t.start()
     t.join()
+    assert not lock.locked()
+
+
+def test_a_lock_whose_holder_exited_is_recovered(ctx, name):
+    lock = mmring.Lock(name("l"))
+    p = ctx.Process(target=_take_and_exit, args=(lock,))
+    p.start()
+    assert join_all([p]) == [0]
+    assert lock.locked()
+    assert lock.acquire(block=False) is True
+    lock.release()
     assert not lock.locked()
 
 

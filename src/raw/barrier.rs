@@ -22,7 +22,8 @@
 //! that checks the generation, so a round either passes or breaks, never
 //! both. A broken barrier refuses arrivals until [`BarrierWords::reset`]
 //! starts a fresh generation; the waiters of the round that reset ended
-//! learn it from `reset_of` (the generation last ended by a reset, plus 1).
+//! learn it from `resets` (the generation last ended by a reset, and which
+//! of the 31 before it were ended by one too).
 
 use std::time::Instant;
 
@@ -62,11 +63,15 @@ pub struct BarrierWords {
     parties: AtomicU32,
     epoch: AtomicU32,
     waiters: AtomicU32,
-    /// The generation last ended by [`BarrierWords::reset`], plus 1 (0: none
-    /// yet); read by the waiters of a round that ended, to tell a reset from
-    /// a pass.
-    reset_of: AtomicU32,
-    _pad: [u64; 5],
+    /// Unused (0). Earlier builds kept the generation last reset, plus 1,
+    /// here: ambiguous at the wrap (`u32::MAX + 1` is 0, "none").
+    _reserved: AtomicU32,
+    /// The rounds ended by [`BarrierWords::reset`]: `base << 32 | bits`,
+    /// bit `k` set if generation `base - k` was (`bits == 0`: none yet).
+    /// Read by the waiters of a round that ended, to tell a reset from a
+    /// pass.
+    resets: AtomicU64,
+    _pad: [u64; 4],
     /// `pid << 32 | generation last arrived in` (low bits `NEVER` if none);
     /// 0 = free.
     members: [AtomicU64; MAX_PARTIES],
@@ -108,8 +113,9 @@ impl BarrierWords {
             parties: AtomicU32::new(parties),
             epoch: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
-            reset_of: AtomicU32::new(0),
-            _pad: [0; 5],
+            _reserved: AtomicU32::new(0),
+            resets: AtomicU64::new(0),
+            _pad: [0; 4],
             members: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -127,6 +133,17 @@ impl BarrierWords {
             Ordering::Relaxed,
         );
         b.register(dead);
+        b
+    }
+
+    /// A fresh barrier for `parties` parties whose first round is
+    /// `generation` (for tests of the generation's wrap).
+    #[doc(hidden)]
+    pub fn starting_at(parties: u32, generation: u32) -> Self {
+        let b = Self::new(parties);
+        // Relaxed: not shared yet.
+        b.state
+            .store(u64::from(generation) << 32, Ordering::Relaxed);
         b
     }
 
@@ -335,12 +352,12 @@ impl BarrierWords {
         // state is an RMW in that CAS's release sequence.
         let s = self.state.load(Ordering::Acquire);
         if (s >> 32) as u32 != generation {
-            // Relaxed: `reset` stores it before its AcqRel CAS that ended
-            // the round, which the Acquire load above synchronized with.
-            // It can have moved on only if a later round was also reset
-            // while this party slept through both (then this reads as a
-            // pass: the one window, documented on `reset`).
-            let reset = self.reset_of.load(Ordering::Relaxed) == generation.wrapping_add(1);
+            // Relaxed: `reset` records the round before its AcqRel CAS that
+            // ended it, which the Acquire load above synchronized with.
+            // Its bit is gone only if a reset 32 or more rounds later was
+            // recorded while this party slept through all of them (then
+            // this reads as a pass: the one window, documented on `reset`).
+            let reset = was_reset(self.resets.load(Ordering::Relaxed), generation);
             return Some(if reset {
                 Err(BarrierTimeoutError::Aborted)
             } else {
@@ -441,9 +458,14 @@ impl BarrierWords {
     /// [`BarrierTimeoutError::Aborted`]. A barrier with no arrival and no
     /// break is left as it is.
     ///
-    /// One window: a waiter that sleeps through this reset *and* a reset of
-    /// the next round, without once looking at the state in between (the
-    /// reset wakes it), reads its round as passed.
+    /// The rounds it ended are remembered for 32 generations: a waiter
+    /// reads its round as reset as long as no reset of a round 32 or more
+    /// generations later has happened. One window, then: a waiter that
+    /// sleeps (without once looking at the state: every reset and pass
+    /// wakes it) through the reset of its round, 31 more rounds and the
+    /// reset of a later one, reads its round as passed. Those rounds can
+    /// only pass without it where more processes than the parties use the
+    /// barrier.
     pub fn reset(&self) {
         // Acquire: as in `arrive`.
         let mut cur = self.state.load(Ordering::Acquire);
@@ -470,20 +492,17 @@ impl BarrierWords {
                     }
                 }
             }
-            // Only forward (wrapping): a reset that read an older round
-            // late must not overwrite the mark of a newer one.
-            let mark = generation.wrapping_add(1);
             // Relaxed: published by the AcqRel CAS below (see `outcome`).
             let _ = self
-                .reset_of
+                .resets
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                    (mark.wrapping_sub(old) as i32 > 0).then_some(mark)
+                    with_reset(old, generation)
                 });
-            // AcqRel: the Release half publishes `reset_of` to the waiters'
+            // AcqRel: the Release half publishes `resets` to the waiters'
             // Acquire in `outcome`; the Acquire half as in `arrive`.
             match self.state.compare_exchange(
                 cur,
-                u64::from(mark) << 32,
+                u64::from(generation.wrapping_add(1)) << 32,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -560,5 +579,131 @@ impl BarrierWords {
                 Err(now) => cur = now,
             }
         }
+    }
+}
+
+/// `resets` (see [`BarrierWords`]) with `generation` recorded as ended by a
+/// reset; `None` if nothing changes (already recorded, or older than the
+/// 32 generations the record keeps). Only forward (wrapping): a reset that
+/// read an older round late keeps the newer ones.
+fn with_reset(resets: u64, generation: u32) -> Option<u64> {
+    let (base, bits) = ((resets >> 32) as u32, resets as u32);
+    let ahead = generation.wrapping_sub(base) as i32;
+    let (base, bits) = if bits == 0 || ahead >= 32 {
+        (generation, 1)
+    } else if ahead > 0 {
+        (generation, bits << ahead | 1)
+    } else if ahead > -32 {
+        (base, bits | 1 << -ahead)
+    } else {
+        return None;
+    };
+    let new = u64::from(base) << 32 | u64::from(bits);
+    (new != resets).then_some(new)
+}
+
+/// Whether `resets` records `generation` as ended by a reset.
+fn was_reset(resets: u64, generation: u32) -> bool {
+    let (base, bits) = ((resets >> 32) as u32, resets as u32);
+    let behind = base.wrapping_sub(generation);
+    bits != 0 && behind < 32 && bits >> behind & 1 != 0
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A party's wait for round `generation`, looking once.
+    fn look(b: &BarrierWords, generation: u32) -> Result<(), BarrierTimeoutError> {
+        b.await_round(generation, Some(Instant::now()))
+    }
+
+    #[test]
+    fn a_pass_at_the_last_generation_is_a_pass() {
+        let b = BarrierWords::starting_at(2, u32::MAX);
+        let a = b.arrive().unwrap();
+        assert_eq!((a.generation, a.is_leader), (u32::MAX, false));
+        assert_eq!(look(&b, u32::MAX), Err(BarrierTimeoutError::Timeout));
+        assert!(b.arrive().unwrap().is_leader);
+        assert_eq!(b.state(), (0, 0));
+        assert_eq!(look(&b, u32::MAX), Ok(()), "the wrap read as a reset");
+    }
+
+    #[test]
+    fn a_reset_across_the_wrap_is_a_reset() {
+        let b = BarrierWords::starting_at(2, u32::MAX - 1);
+        b.arrive().unwrap();
+        b.reset();
+        assert_eq!(b.state(), (u32::MAX, 0));
+        b.arrive().unwrap();
+        b.reset();
+        assert_eq!(b.state(), (0, 0));
+        // Round 0 passes; round 1 is reset.
+        b.arrive().unwrap();
+        b.arrive().unwrap();
+        b.arrive().unwrap();
+        b.reset();
+        assert_eq!(b.state(), (2, 0));
+        assert_eq!(look(&b, u32::MAX - 1), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(look(&b, u32::MAX), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(look(&b, 0), Ok(()));
+        assert_eq!(look(&b, 1), Err(BarrierTimeoutError::Aborted));
+    }
+
+    /// A waiter that slept through the reset of its round and a reset of a
+    /// later one still reads its round as reset (31 rounds back at most).
+    #[test]
+    fn a_later_reset_does_not_turn_an_earlier_one_into_a_pass() {
+        let b = BarrierWords::starting_at(1, 7);
+        let waiter = BarrierWords::starting_at(2, 7);
+        // Two parties; the waiter's round 7 is reset, 8 passes, 9 is reset.
+        waiter.arrive().unwrap();
+        waiter.reset();
+        waiter.arrive().unwrap();
+        waiter.arrive().unwrap();
+        waiter.arrive().unwrap();
+        waiter.reset();
+        assert_eq!(waiter.state(), (10, 0));
+        assert_eq!(look(&waiter, 7), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(look(&waiter, 8), Ok(()));
+        assert_eq!(look(&waiter, 9), Err(BarrierTimeoutError::Aborted));
+        // A single party passes every round (a reset needs a break
+        // first). Round 7 is reset; a reset 31 rounds on keeps it known;
+        // one 33 rounds on forgets it (the documented window).
+        b.abort();
+        b.reset();
+        for _ in 8..38 {
+            b.arrive().unwrap();
+        }
+        assert_eq!(b.state(), (38, 0));
+        b.abort();
+        b.reset();
+        assert_eq!(look(&b, 7), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(look(&b, 8), Ok(()));
+        assert_eq!(look(&b, 38), Err(BarrierTimeoutError::Aborted));
+        b.arrive().unwrap();
+        b.abort();
+        b.reset();
+        assert_eq!(b.state(), (41, 0));
+        assert_eq!(look(&b, 38), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(look(&b, 39), Ok(()));
+        assert_eq!(look(&b, 40), Err(BarrierTimeoutError::Aborted));
+        assert_eq!(look(&b, 7), Ok(()), "forgotten after 32 generations");
+    }
+
+    #[test]
+    fn the_reset_record_moves_only_forward() {
+        let mut r = 0;
+        for g in [5, 3, 40, 9, 8, 39] {
+            if let Some(new) = with_reset(r, g) {
+                r = new;
+            }
+        }
+        // 40, 39 and 9 (31 back); 8 came too late, 5 and 3 are forgotten.
+        for g in 0..50 {
+            assert_eq!(was_reset(r, g), [9, 39, 40].contains(&g), "{g}");
+        }
+        assert_eq!(with_reset(r, 40), None, "recorded already");
+        assert_eq!(with_reset(r, 8), None, "too old");
     }
 }

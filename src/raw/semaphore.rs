@@ -171,12 +171,28 @@ impl SemaphoreWords {
     }
 
     /// Takes a permit, sleeping while none is left, until `deadline`;
-    /// whether it got one. While asleep, gives back permits of dead holders.
+    /// whether it got one. While asleep, gives back permits of dead holders
+    /// (a process that exited normally holding permits counts as dead).
     pub fn acquire_until(&self, deadline: Option<Instant>) -> bool {
+        self.acquire_sliced(deadline, true)
+    }
+
+    /// [`SemaphoreWords::acquire_until`] without the recovery: permits
+    /// taken by processes that are gone stay taken, as with
+    /// `multiprocessing.Semaphore`. For a semaphore used to signal (one
+    /// process releases, another acquires and keeps the permit), where a
+    /// permit is not a loan its taker gives back.
+    pub fn acquire_until_without_recovery(&self, deadline: Option<Instant>) -> bool {
+        self.acquire_sliced(deadline, false)
+    }
+
+    fn acquire_sliced(&self, deadline: Option<Instant>, recover: bool) -> bool {
         let ready = || self.try_acquire().then_some(());
         // Between slices: give back what dead holders took, then look again.
         let housekeeping = |_: &mut _| {
-            self.recover_dead_holders();
+            if recover {
+                self.recover_dead_holders();
+            }
             None
         };
         wait_sliced(self.point(), deadline, SLICE, ready, housekeeping).is_ok()
