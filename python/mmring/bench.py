@@ -294,7 +294,7 @@ class Bench:
 
     def joinable(self):
         n_mm, n_mp = self.n(1_000_000), self.n(100_000)
-        q = mmring.JoinableQueue(self.path("jq"), maxsize=1024)
+        q = mmring.JoinableQueue(self.path("jq"), maxsize=1024, item_size=248)  # as queue()
         t_mm, _, _ = Run(self.ctx).run([(_joinable_producer, (q, n_mm)), (_joinable_worker, (q, n_mm))])
         mq = self.ctx.JoinableQueue(1024)
         t_mp, _, _ = Run(self.ctx).run([(_joinable_producer, (mq, n_mp)), (_joinable_worker, (mq, n_mp))])
