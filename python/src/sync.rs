@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, Weak};
 use mmring::barrier::BarrierTimeoutError;
 use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pyclass_init::PyClassInitializer;
 use pyo3::types::{PyTuple, PyType};
 
 use crate::common::{
@@ -158,9 +159,28 @@ fn initial_value(value: i64) -> PyResult<u64> {
 /// held by a process that exits or is killed are not given back (a
 /// ``Lock``'s are). ``mmring.WrongKindError`` if the name holds a
 /// ``Lock`` or a ``BoundedSemaphore``.
-#[pyclass(module = "mmring", frozen)]
+#[pyclass(module = "mmring", frozen, subclass)]
 pub struct Semaphore {
     local: Local<mmring::Semaphore>,
+    /// The class's name, in messages and `repr`: `"Semaphore"` or
+    /// `"BoundedSemaphore"`.
+    kind: &'static str,
+}
+
+impl Semaphore {
+    fn opened(target: Target, handle: mmring::Semaphore, kind: &'static str) -> Self {
+        Self {
+            local: Local::opened(target, handle, open_semaphore),
+            kind,
+        }
+    }
+
+    fn attached(name: &str, kind: &'static str) -> PyResult<Self> {
+        Ok(Self {
+            local: Local::lazy(Target::named(name)?, open_semaphore),
+            kind,
+        })
+    }
 }
 
 #[pymethods]
@@ -173,9 +193,7 @@ impl Semaphore {
         let handle = open_or_create(&target, "Semaphore", None, |p| {
             mmring::Semaphore::open_or_create(p, value)
         })?;
-        Ok(Self {
-            local: Local::opened(target, handle, open_semaphore),
-        })
+        Ok(Self::opened(target, handle, "Semaphore"))
     }
 
     /// Opens an existing semaphore; ``FileNotFoundError`` if there is none,
@@ -185,17 +203,13 @@ impl Semaphore {
         let target = Target::named(name)?;
         let handle = open_semaphore(&target.path).map_err(open_error)?;
         check_bound(&handle, &target, "Semaphore", None)?;
-        Ok(Self {
-            local: Local::opened(target, handle, open_semaphore),
-        })
+        Ok(Self::opened(target, handle, "Semaphore"))
     }
 
     /// The semaphore at ``name``, opened on first use (what unpickling makes).
     #[staticmethod]
     fn _attach(name: &str) -> PyResult<Self> {
-        Ok(Self {
-            local: Local::lazy(Target::named(name)?, open_semaphore),
-        })
+        Self::attached(name, "Semaphore")
     }
 
     /// Takes a permit; waits (the GIL released) while none is free, for at
@@ -203,20 +217,21 @@ impl Semaphore {
     /// waits. Returns whether a permit was taken.
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(py, &self.local, "Semaphore", false, block, timeout)
+        acquire(py, &self.local, self.kind, false, block, timeout)
     }
 
-    /// Gives a permit back and wakes a waiter.
+    /// Gives a permit back and wakes a waiter; for a ``BoundedSemaphore``,
+    /// ``ValueError`` if every permit is already free (nothing changes then).
     fn release(&self) -> PyResult<()> {
         self.local
-            .get("Semaphore")?
+            .get(self.kind)?
             .release()
             .map_err(|_| PyValueError::new_err(TOO_MANY))
     }
 
     /// The number of free permits now (a snapshot).
     fn get_value(&self) -> PyResult<u64> {
-        Ok(self.local.get("Semaphore")?.available())
+        Ok(self.local.get(self.kind)?.available())
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -249,18 +264,18 @@ impl Semaphore {
     fn __repr__(&self) -> String {
         let value = self
             .local
-            .get("Semaphore")
+            .get(self.kind)
             .map_or_else(|_| "closed".to_string(), |s| s.available().to_string());
         format!(
-            "mmring.Semaphore({:?}, value={value})",
-            self.local.target.name
+            "mmring.{}({:?}, value={value})",
+            self.kind, self.local.target.name
         )
     }
 }
 
 /// A semaphore whose permits never exceed the initial value, as
-/// ``multiprocessing.BoundedSemaphore``: a release past it raises
-/// ``ValueError``.
+/// ``multiprocessing.BoundedSemaphore`` (a subclass of ``Semaphore``, as
+/// there): a release past it raises ``ValueError``.
 ///
 /// ``BoundedSemaphore("b", 2)`` creates the file or opens the one already
 /// there (with the same bound, else ``ValueError``; its permits now are
@@ -269,104 +284,47 @@ impl Semaphore {
 /// that exits or is killed are not given back: a release need not come
 /// from the process that acquired, so nothing tells a permit lost from one
 /// handed on. Use a ``Lock`` where a dead holder must be recovered.
-#[pyclass(module = "mmring", frozen)]
-pub struct BoundedSemaphore {
-    local: Local<mmring::Semaphore>,
+#[pyclass(module = "mmring", frozen, extends = Semaphore)]
+pub struct BoundedSemaphore {}
+
+impl BoundedSemaphore {
+    fn wrap(py: Python<'_>, base: Semaphore) -> PyResult<Bound<'_, Self>> {
+        Bound::new(py, PyClassInitializer::from(base).add_subclass(Self {}))
+    }
 }
 
 #[pymethods]
 impl BoundedSemaphore {
     #[new]
     #[pyo3(signature = (name=None, value=1))]
-    fn new(name: Option<&str>, value: i64) -> PyResult<Self> {
+    fn new(name: Option<&str>, value: i64) -> PyResult<PyClassInitializer<Self>> {
         let value = initial_value(value)?;
         let target = Target::new(name, "bsemaphore")?;
         let handle = open_or_create(&target, "BoundedSemaphore", Some(value), |p| {
             mmring::Semaphore::open_or_create_bounded(p, value)
         })?;
-        Ok(Self {
-            local: Local::opened(target, handle, open_semaphore),
-        })
+        let base = Semaphore::opened(target, handle, "BoundedSemaphore");
+        Ok(PyClassInitializer::from(base).add_subclass(Self {}))
     }
 
     /// Opens an existing bounded semaphore; ``FileNotFoundError`` if there
     /// is none, ``mmring.WrongKindError`` if it is unbounded.
     #[classmethod]
-    fn open(_cls: &Bound<'_, PyType>, name: &str) -> PyResult<Self> {
+    fn open<'py>(cls: &Bound<'py, PyType>, name: &str) -> PyResult<Bound<'py, Self>> {
         let target = Target::named(name)?;
         let handle = open_semaphore(&target.path).map_err(open_error)?;
         check_bound(&handle, &target, "BoundedSemaphore", Some(0))?;
-        Ok(Self {
-            local: Local::opened(target, handle, open_semaphore),
-        })
-    }
-
-    /// The semaphore at ``name``, opened on first use (what unpickling makes).
-    #[staticmethod]
-    fn _attach(name: &str) -> PyResult<Self> {
-        Ok(Self {
-            local: Local::lazy(Target::named(name)?, open_semaphore),
-        })
-    }
-
-    /// Takes a permit; waits (the GIL released) while none is free, for at
-    /// most ``timeout`` seconds (``None``: for ever). ``block=False`` never
-    /// waits. Returns whether a permit was taken.
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        acquire(py, &self.local, "BoundedSemaphore", false, block, timeout)
-    }
-
-    /// Gives a permit back and wakes a waiter; ``ValueError`` if every
-    /// permit is already free (nothing changes then).
-    fn release(&self) -> PyResult<()> {
-        self.local
-            .get("BoundedSemaphore")?
-            .release()
-            .map_err(|_| PyValueError::new_err(TOO_MANY))
-    }
-
-    /// The number of free permits now (a snapshot).
-    fn get_value(&self) -> PyResult<u64> {
-        Ok(self.local.get("BoundedSemaphore")?.available())
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, None)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release()
-    }
-
-    /// The name given at creation.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.local.target.name
-    }
-
-    /// The file's path.
-    #[getter]
-    fn path(&self) -> String {
-        self.local.target.path_str()
-    }
-
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        reduce(slf, slf.get().local.target.shared_path())
-    }
-
-    fn __repr__(&self) -> String {
-        let value = self
-            .local
-            .get("BoundedSemaphore")
-            .map_or_else(|_| "closed".to_string(), |s| s.available().to_string());
-        format!(
-            "mmring.BoundedSemaphore({:?}, value={value})",
-            self.local.target.name
+        Self::wrap(
+            cls.py(),
+            Semaphore::opened(target, handle, "BoundedSemaphore"),
         )
+    }
+
+    /// The bounded semaphore at ``name``, opened on first use (what
+    /// unpickling makes).
+    #[staticmethod]
+    fn _attach<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, Self>> {
+        Self::wrap(py, Semaphore::attached(name, "BoundedSemaphore")?)
     }
 }
 

@@ -137,6 +137,7 @@ def test_semaphore_acquire_timeout_and_nonblocking(name):
 
 def test_bounded_semaphore_release_past_bound_raises(name):
     bs = mmring.BoundedSemaphore(name("b"), 2)
+    assert isinstance(bs, mmring.Semaphore)  # a subclass, as in multiprocessing
     with pytest.raises(ValueError, match="released too many times"):
         bs.release()
     assert bs.get_value() == 2
