@@ -38,54 +38,32 @@ def _report(out, t0, value=None):
 
 
 def _queue_producer(q, n, raw, start, out):
+    # `raw`: 16-byte messages, through put_bytes on an mmring queue and
+    # put (pickling them) on multiprocessing's, which has nothing else.
+    put = getattr(q, "put_bytes", q.put) if raw else q.put
     start.wait()
     t0 = time.perf_counter()
     if raw:
         item = b"x" * 16
         for _ in range(n):
-            q.put_bytes(item)
+            put(item)
     else:
         for i in range(n):
-            q.put(i)
+            put(i)
     _report(out, t0)
 
 
 def _queue_consumer(q, n, raw, start, out):
+    get = getattr(q, "get_bytes", q.get) if raw else q.get
     start.wait()
     t0 = time.perf_counter()
     total = 0
     if raw:
         for _ in range(n):
-            total += len(q.get_bytes())
+            total += len(get())
     else:
         for _ in range(n):
-            total += q.get()
-    _report(out, t0, total)
-
-
-def _mp_queue_producer(q, n, raw, start, out):
-    start.wait()
-    t0 = time.perf_counter()
-    if raw:
-        item = b"x" * 16
-        for _ in range(n):
-            q.put(item)
-    else:
-        for i in range(n):
-            q.put(i)
-    _report(out, t0)
-
-
-def _mp_queue_consumer(q, n, raw, start, out):
-    start.wait()
-    t0 = time.perf_counter()
-    total = 0
-    if raw:
-        for _ in range(n):
-            total += len(q.get())
-    else:
-        for _ in range(n):
-            total += q.get()
+            total += get()
     _report(out, t0, total)
 
 
@@ -285,7 +263,7 @@ class Bench:
         assert vals[0] == expect or vals[1] == expect, "mmring.Queue lost or changed items"
         mq = self.ctx.Queue(1024)
         t_mp, _, _ = Run(self.ctx).run(
-            [(_mp_queue_producer, (mq, n_mp, raw)), (_mp_queue_consumer, (mq, n_mp, raw))]
+            [(_queue_producer, (mq, n_mp, raw)), (_queue_consumer, (mq, n_mp, raw))]
         )
         if raw:
             self.row(key, "Queue put_bytes/get_bytes, 1P1C, 16 B", "ops", n_mm / t_mm, n_mp / t_mp, 30)
