@@ -170,8 +170,13 @@ impl<T: Payload> SeqCell<T> {
         self.patience = patience;
     }
 
+    #[inline]
     fn lock(&self) -> SeqLock<'_> {
-        SeqLock::new(self.mapped.elems())
+        // Exactly the words a `T` needs, a length the compiler knows, so
+        // the seqlock's slicing folds away on the read path. The mapping
+        // holds that many: `CellShape::elems` is what open mapped and
+        // checked, so the index cannot fail.
+        SeqLock::new(&self.mapped.elems()[..words_for::<T>()])
     }
 
     /// The current value, whole.
@@ -180,6 +185,7 @@ impl<T: Payload> SeqCell<T> {
     ///
     /// [`SeqLockError`] if stores kept overlapping the load for the whole
     /// patience (two or more during each attempt).
+    #[inline]
     pub fn load(&self) -> Result<T, SeqLockError> {
         self.load_versioned().map(|(v, _)| v)
     }
@@ -190,11 +196,13 @@ impl<T: Payload> SeqCell<T> {
     /// # Errors
     ///
     /// As [`SeqCell::load`].
+    #[inline]
     pub fn load_versioned(&self) -> Result<(T, u64), SeqLockError> {
         self.lock().read(self.patience)
     }
 
     /// One attempt to read, never waiting: `None` if a store was in progress.
+    #[inline]
     pub fn try_load(&self) -> Option<(T, u64)> {
         self.lock().try_read().ok()
     }

@@ -136,6 +136,21 @@ impl Retry {
         }
     }
 
+    /// The wait after a failed read attempt, out of line so that the
+    /// readers' fast path stays a few loads: starts the retry state on the
+    /// first failure, then [`Retry::after`].
+    #[cold]
+    #[inline(never)]
+    fn after_busy(
+        retry: &mut Option<Retry>,
+        patience: Patience,
+        busy: Busy,
+    ) -> Result<(), SeqLockError> {
+        retry
+            .get_or_insert_with(|| Retry::new(patience))
+            .after(busy)
+    }
+
     /// Forgets a writer seen dead (it was taken over by someone else).
     fn forget_suspect(&mut self) {
         self.suspect = None;
@@ -189,18 +204,21 @@ impl Retry {
 }
 
 /// A seqlock over words somebody else owns (a mapping, a heap array).
+///
+/// Only the words themselves: two machine words, passed in registers, so a
+/// caller's fast path never has to put the view in memory for the slow
+/// path's sake.
 #[derive(Clone, Copy)]
 pub struct SeqLock<'a> {
-    seq: &'a AtomicU64,
-    writer: &'a AtomicU64,
-    copies: [&'a [AtomicU64]; 2],
+    /// At least [`HEADER_WORDS`] words (checked in [`SeqLock::new`]).
+    raw: &'a [AtomicU64],
 }
 
 impl std::fmt::Debug for SeqLock<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeqLock")
-            .field("seq", &self.seq.load(Ordering::Relaxed))
-            .field("data_words", &self.copies[0].len())
+            .field("seq", &self.seq().load(Ordering::Relaxed))
+            .field("data_words", &self.words())
             .finish()
     }
 }
@@ -214,40 +232,52 @@ impl<'a> SeqLock<'a> {
     /// # Panics
     ///
     /// If `raw` has fewer than [`HEADER_WORDS`] words.
+    #[inline]
     pub fn new(raw: &'a [AtomicU64]) -> Self {
-        assert!(
-            raw.len() >= HEADER_WORDS,
-            "a seqlock needs at least {HEADER_WORDS} words, got {}",
-            raw.len()
-        );
-        let n = (raw.len() - HEADER_WORDS) / 2;
-        let data = &raw[HEADER_WORDS..];
-        Self {
-            seq: &raw[0],
-            writer: &raw[1],
-            copies: [&data[..n], &data[n..2 * n]],
+        if raw.len() < HEADER_WORDS {
+            too_few_words(raw.len());
         }
+        Self { raw }
+    }
+
+    /// The sequence word.
+    #[inline(always)]
+    fn seq(&self) -> &'a AtomicU64 {
+        &self.raw[0]
+    }
+
+    /// The writer's pid word.
+    #[inline(always)]
+    fn writer(&self) -> &'a AtomicU64 {
+        &self.raw[1]
+    }
+
+    /// Data words per copy.
+    #[inline(always)]
+    fn words(&self) -> usize {
+        (self.raw.len() - HEADER_WORDS) / 2
     }
 
     /// The copy holding version `v`'s value.
     #[inline(always)]
     fn copy(&self, version: u64) -> &'a [AtomicU64] {
-        self.copies[(version & 1) as usize]
+        // Arithmetic rather than an array of two slices: with the length
+        // known to the caller (a typed cell), it all folds to an offset.
+        let start = HEADER_WORDS + (version & 1) as usize * self.words();
+        &self.raw[start..start + self.words()]
     }
 
     /// The raw sequence (odd while a write is in progress). Relaxed: a
     /// snapshot for display, synchronizing with nothing.
     pub fn sequence(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
+        self.seq().load(Ordering::Relaxed)
     }
 
+    #[inline(always)]
     fn check_fits<T>(&self) {
-        assert!(
-            size_of::<T>() <= self.copies[0].len() * 8,
-            "a {}-byte value does not fit in {} seqlock data words",
-            size_of::<T>(),
-            self.copies[0].len()
-        );
+        if size_of::<T>().div_ceil(8) > self.words() {
+            does_not_fit(size_of::<T>(), self.words());
+        }
     }
 
     /// One read attempt, never waiting: the value and its version
@@ -257,24 +287,32 @@ impl<'a> SeqLock<'a> {
     ///
     /// If `T` is larger than the data words (a caller bug, not file content:
     /// the owners of a seqlock size it for their type).
+    #[inline]
     pub fn try_read<T: Pod>(&self) -> Result<(T, u64), Busy> {
         self.check_fits::<T>();
-        let mut out = T::zeroed();
-        let version = self.try_read_bytes(bytemuck::bytes_of_mut(&mut out))?;
-        Ok((out, version))
+        self.try_read_with(load_value::<T>)
     }
 
     /// One read attempt into raw bytes (for a reader that does not know the
     /// type, such as `mmring inspect`): the version, or [`Busy`]. Copies
     /// `min(out.len(), data bytes)` bytes.
+    #[inline]
     pub fn try_read_bytes(&self, out: &mut [u8]) -> Result<u64, Busy> {
+        self.try_read_with(|words| copy_out(words, out))
+            .map(|((), version)| version)
+    }
+
+    /// One read attempt that copies the current copy's words out with
+    /// `copy`: what it returned and the version, or [`Busy`].
+    #[inline(always)]
+    fn try_read_with<R>(&self, copy: impl FnOnce(&[AtomicU64]) -> R) -> Result<(R, u64), Busy> {
         // Acquire pairs with the Release store that published version v
         // (`WriteGuard::drop`), directly or through the lock CAS of the next
         // writer (an RMW, so in the same release sequence): everything that
         // writer stored in copy v % 2 is visible to the loads below.
-        let s1 = self.seq.load(Ordering::Acquire);
+        let s1 = self.seq().load(Ordering::Acquire);
         let version = s1 / 2;
-        copy_out(self.copy(version), out);
+        let out = copy(self.copy(version));
         // Acquire fence pairs with the writer's Release fence after it made
         // the sequence odd (`try_lock`): if any data load above saw a store
         // of a writer filling this copy (one that locked at version v + 1,
@@ -283,16 +321,16 @@ impl<'a> SeqLock<'a> {
         // other copy: 2v + 1 and 2v + 2 are fine.
         fence(Ordering::Acquire);
         // Relaxed: ordered after the data loads by the fence above.
-        let s2 = self.seq.load(Ordering::Relaxed);
+        let s2 = self.seq().load(Ordering::Relaxed);
         if s2.wrapping_sub(version * 2) > 2 {
-            return Err(self.busy(s2));
+            return Err(busy(self.writer(), s2));
         }
-        Ok(version)
+        Ok((out, version))
     }
 
     /// Bytes of data this seqlock holds.
     pub fn data_len(&self) -> usize {
-        self.copies[0].len() * 8
+        self.words() * 8
     }
 
     /// Reads the value whole, retrying while writes overlap, for at most
@@ -302,33 +340,37 @@ impl<'a> SeqLock<'a> {
     ///
     /// [`SeqLockError`] if the lock stayed busy: its writer died mid-write,
     /// or the patience ran out.
+    #[inline]
     pub fn read<T: Pod>(&self, patience: Patience) -> Result<(T, u64), SeqLockError> {
-        self.check_fits::<T>();
-        let mut out = T::zeroed();
-        let version = self.read_bytes(bytemuck::bytes_of_mut(&mut out), patience)?;
-        Ok((out, version))
-    }
-
-    /// [`SeqLock::read`] into raw bytes: the version.
-    ///
-    /// # Errors
-    ///
-    /// As [`SeqLock::read`].
-    pub fn read_bytes(&self, out: &mut [u8], patience: Patience) -> Result<u64, SeqLockError> {
-        let mut retry = Retry::new(patience);
+        // The attempts inline (an uncontended read is a few loads, and the
+        // value stays in registers); only the wait between two attempts
+        // that overlapped writes is out of line.
+        let mut retry = None;
         loop {
-            match self.try_read_bytes(out) {
-                Ok(v) => return Ok(v),
-                Err(busy) => retry.after(busy)?,
+            match self.try_read::<T>() {
+                Ok(read) => return Ok(read),
+                Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
             }
         }
     }
 
-    fn busy(&self, seq: u64) -> Busy {
-        Busy {
-            seq,
-            // Relaxed: a hint for diagnostics only, confirmed by `Retry`.
-            writer: self.writer.load(Ordering::Relaxed) as u32,
+    /// [`SeqLock::read`] into raw bytes: the version.
+    ///
+    /// The first attempt is inlined into the caller (with the length known
+    /// there, the copy is a few loads); only a read that overlapped writes
+    /// calls the retry loop.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqLock::read`].
+    #[inline]
+    pub fn read_bytes(&self, out: &mut [u8], patience: Patience) -> Result<u64, SeqLockError> {
+        let mut retry = None;
+        loop {
+            match self.try_read_bytes(out) {
+                Ok(v) => return Ok(v),
+                Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
+            }
         }
     }
 
@@ -338,23 +380,23 @@ impl<'a> SeqLock<'a> {
     /// at version 0.
     pub fn init<T: Pod>(&self, value: &T) {
         self.check_fits::<T>();
-        copy_in(self.copies[0], bytemuck::bytes_of(value));
+        copy_in(self.copy(0), bytemuck::bytes_of(value));
     }
 
     /// One attempt to become the writer, never waiting.
     pub fn try_lock(&self) -> Result<WriteGuard<'a>, Busy> {
         // Relaxed: only a guess for the CAS below, which is what counts.
-        let mut s = self.seq.load(Ordering::Relaxed);
+        let mut s = self.seq().load(Ordering::Relaxed);
         loop {
             if s & 1 == 1 {
-                return Err(self.busy(s));
+                return Err(busy(self.writer(), s));
             }
             // Acquire on success pairs with the previous writer's Release
             // store in `WriteGuard::drop`: its data is visible to
             // `WriteGuard::read`. A failure that finds the sequence even
             // means our guess was stale, not that a writer is inside: retry
             // with the fresh value (each retry means another write completed).
-            match self.seq.compare_exchange(
+            match self.seq().compare_exchange(
                 s,
                 s.wrapping_add(1),
                 Ordering::Acquire,
@@ -367,7 +409,7 @@ impl<'a> SeqLock<'a> {
         // Relaxed: the pid names the holder for waiters (who tell a dead
         // holder by it) and for `take_over` (whose CAS on this word decides
         // the new holder); no data is published through it.
-        self.writer
+        self.writer()
             .store(u64::from(crate::pid::current()), Ordering::Relaxed);
         // Release fence pairs with the reader's Acquire fence in `try_read`:
         // the odd sequence is ordered before every data store that follows,
@@ -426,7 +468,7 @@ impl<'a> SeqLock<'a> {
         // Acquire on success pairs with nothing of the dead writer's (its
         // pid store was Relaxed); the sequence load below is what orders
         // the published copy before our reads. Relaxed on failure: not ours.
-        self.writer
+        self.writer()
             .compare_exchange(
                 u64::from(dead),
                 u64::from(crate::pid::current()),
@@ -437,11 +479,11 @@ impl<'a> SeqLock<'a> {
         // Acquire pairs with the Release store that published the current
         // version (the dead writer's lock CAS continued its release
         // sequence), as in `try_read`.
-        if self.seq.load(Ordering::Acquire) != seq {
+        if self.seq().load(Ordering::Acquire) != seq {
             // Not the episode we were told of (a peer wrote garbage): give
             // the word back unless someone stored theirs meanwhile, and let
             // the caller retry. Relaxed: as the pid store in `try_lock`.
-            let _ = self.writer.compare_exchange(
+            let _ = self.writer().compare_exchange(
                 u64::from(crate::pid::current()),
                 u64::from(dead),
                 Ordering::Relaxed,
@@ -590,13 +632,65 @@ impl Drop for WriteGuard<'_> {
         // pid goes first: while the sequence is odd, `writer` is 0 or the
         // holder's pid, never a previous holder's (what makes `take_over`
         // safe).
-        self.lock.writer.store(0, Ordering::Relaxed);
+        self.lock.writer().store(0, Ordering::Relaxed);
         // Release pairs with the Acquire load in `try_read` and the Acquire
         // CAS in `try_lock`: all data stores above happen-before any access
         // that sees this sequence. Nothing written: back to the version we
         // locked at (its copy untouched), which readers accept as before.
-        self.lock.seq.store(self.end(), Ordering::Release);
+        self.lock.seq().store(self.end(), Ordering::Release);
     }
+}
+
+/// What a failed attempt saw: the sequence, and the writer pid word as a
+/// hint (out of line: only the slow paths need it).
+#[cold]
+fn busy(writer: &AtomicU64, seq: u64) -> Busy {
+    Busy {
+        seq,
+        // Relaxed: a hint for diagnostics only, confirmed by `Retry`.
+        writer: writer.load(Ordering::Relaxed) as u32,
+    }
+}
+
+/// The panic of [`SeqLock::new`] on too few words (out of line).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn too_few_words(len: usize) -> ! {
+    panic!("a seqlock needs at least {HEADER_WORDS} words, got {len}")
+}
+
+/// The panic of a typed access to a seqlock too small for its type (kept
+/// out of line: the callers' fast paths stay free of formatting).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn does_not_fit(size: usize, words: usize) -> ! {
+    panic!("a {size}-byte value does not fit in {words} seqlock data words")
+}
+
+/// Reads a `T` from the first data words: whole words straight into the
+/// value for the sizes records have (a multiple of 8 bytes, up to 64), so
+/// that it can stay in registers, and through its bytes otherwise. The
+/// caller checked that the words hold a `T`.
+#[inline(always)]
+pub(crate) fn load_value<T: Pod>(words: &[AtomicU64]) -> T {
+    macro_rules! whole_words {
+        ($($n:literal)*) => {$(
+            if size_of::<T>() == 8 * $n {
+                if let Some(words) = words.first_chunk::<$n>() {
+                    // Relaxed: ordering is provided by the caller's sequence
+                    // (the seqlock's fences, or a ring's position).
+                    let value: [u64; $n] = std::array::from_fn(|i| words[i].load(Ordering::Relaxed));
+                    return bytemuck::cast(value);
+                }
+            }
+        )*};
+    }
+    whole_words!(1 2 3 4 5 6 7 8);
+    let mut out = T::zeroed();
+    copy_out(words, bytemuck::bytes_of_mut(&mut out));
+    out
 }
 
 /// Copies data words into `out`, 8 bytes per word, native endian (also
@@ -604,18 +698,26 @@ impl Drop for WriteGuard<'_> {
 /// ring's Release/Acquire of a position orders these relaxed loads).
 #[inline]
 pub(crate) fn copy_out(words: &[AtomicU64], out: &mut [u8]) {
-    // Whole words first, with a fixed-size copy the compiler turns into one
-    // store each (a slice copy of unknown length would be a memmove call
-    // per word).
-    let mut chunks = out.chunks_exact_mut(8);
-    let mut words = words.iter();
-    for (chunk, word) in (&mut chunks).zip(&mut words) {
-        // Relaxed: ordering is provided by the seqlock's sequence and fences.
+    let whole = out.len() / 8;
+    let Some(src) = words.get(..whole) else {
+        // `out` is longer than the data: fill what the words hold.
+        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+            // Relaxed: ordering is provided by the seqlock's sequence and fences.
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        return;
+    };
+    // The common case, the words cover `out`: a loop of exactly `whole`
+    // word copies (a constant once inlined for a typed read, so unrolled
+    // into one load and store each, which the compiler can then keep in
+    // registers), then the tail of at most 7 bytes.
+    let (head, tail) = out.split_at_mut(whole * 8);
+    for (chunk, word) in head.chunks_exact_mut(8).zip(src) {
         let bytes: &mut [u8; 8] = chunk.try_into().unwrap_or_else(|_| unreachable!());
+        // Relaxed: as above.
         *bytes = word.load(Ordering::Relaxed).to_ne_bytes();
     }
-    let tail = chunks.into_remainder();
-    if let (false, Some(word)) = (tail.is_empty(), words.next()) {
+    if let (false, Some(word)) = (tail.is_empty(), words.get(whole)) {
         // Relaxed: as above.
         let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
         tail.copy_from_slice(&bytes[..tail.len()]);
@@ -781,7 +883,7 @@ mod tests {
         let pid = crate::pid::dead_pid();
         let guard = lock.try_lock().unwrap();
         raw[1].store(u64::from(pid), Ordering::Relaxed);
-        guard.lock.copies[1][0].store(3, Ordering::Relaxed);
+        guard.lock.copy(1)[0].store(3, Ordering::Relaxed);
         std::mem::forget(guard);
         // Readers never notice.
         assert_eq!(lock.read::<[u64; 2]>(Patience::DEFAULT), Ok(([2, 2], 2)));

@@ -12,7 +12,7 @@
 //!   line bounced, the floor of a round trip;
 //! * [`flow`]: the workload (numbered messages, checked on arrival),
 //!   written once for every queue; [`spin`]: the one waiting policy of the
-//!   spinning rows;
+//!   spinning rows; [`pace`]: a loop at a fixed rate (the paced writer);
 //! * [`dir`]: the private directory the files live in and a comparison's
 //!   [`Stage`](dir::Stage); [`shm`]: the harness's own shared mappings;
 //! * [`cpu`]: how busy the rest of the machine is.
@@ -23,6 +23,7 @@ pub mod crowd;
 pub mod dir;
 pub mod floor;
 pub mod flow;
+pub mod pace;
 pub mod procs;
 pub mod roundtrip;
 pub mod shm;
