@@ -21,6 +21,11 @@
 //! a reader that copied half of one write and half of another sees halves
 //! that differ. The capacity is 2, so keys collide and probe.
 //!
+//! These entries are small enough for the map's *word path* (lookups and
+//! writes of whole words, the path of small entries); four models run
+//! again with every operation on the *byte path* (`_on_the_byte_path`, the
+//! path of larger entries), so that both stay checked.
+//!
 //! Each model lists the outcomes it must have explored (`common::check`):
 //! both orders of the racing operations, so that it cannot pass by
 //! exploring a single interleaving.
@@ -56,16 +61,32 @@ struct Shared {
     ctl: MapControl,
     words: Vec<AtomicU64>,
     cap: usize,
+    /// Whether every operation takes the byte path (`RawMap::on_byte_path`):
+    /// these entries are small enough for the word path, which is what the
+    /// models check unless they say otherwise.
+    byte_path: bool,
 }
 
 impl Shared {
     fn map(&self) -> RawMap<'_> {
-        RawMap::new(&self.ctl, &self.words, self.cap, MAX_KEY, VALUES, PATIENCE)
+        let map = RawMap::new(&self.ctl, &self.words, self.cap, MAX_KEY, VALUES, PATIENCE);
+        if self.byte_path {
+            map.on_byte_path()
+        } else {
+            map
+        }
     }
 }
 
 fn shared() -> Arc<Shared> {
     shared_of(CAP)
+}
+
+/// A map of [`CAP`] entries whose operations take the byte path.
+fn shared_on_byte_path() -> Arc<Shared> {
+    let mut s = shared_of(CAP);
+    Arc::get_mut(&mut s).expect("not shared yet").byte_path = true;
+    s
 }
 
 /// A map of `cap` entries.
@@ -76,6 +97,7 @@ fn shared_of(cap: usize) -> Arc<Shared> {
             .map(|_| AtomicU64::new(0))
             .collect(),
         cap,
+        byte_path: false,
     })
 }
 
@@ -209,10 +231,13 @@ fn colliding_in(cap: usize) -> [[u8; 1]; 3] {
 /// (1) Two threads add to the same absent key with `update(key,
 /// Some(init), ..)`: the key is created exactly once and neither addition
 /// is lost (+1 and +10 → 11), whichever thread creates it.
-#[test]
-fn two_updates_of_one_key_lose_nothing() {
-    check(3, &["main created", "other created"], |seen| {
-        let s = shared();
+fn two_updates_of_one_key_lose_nothing_on(byte_path: bool) {
+    check(3, &["main created", "other created"], move |seen| {
+        let s = if byte_path {
+            shared_on_byte_path()
+        } else {
+            shared()
+        };
         let other = {
             let (s, seen) = (s.clone(), seen.clone());
             thread::spawn(move || retry(&seen, || update(s.map(), b"k", Some(0), 1)) == Some(0))
@@ -234,6 +259,18 @@ fn two_updates_of_one_key_lose_nothing() {
             "lost update or key created twice"
         );
     });
+}
+
+#[test]
+fn two_updates_of_one_key_lose_nothing() {
+    two_updates_of_one_key_lose_nothing_on(false);
+}
+
+/// The same model, every operation on the byte path (the path of larger
+/// entries; these are small enough for the word path).
+#[test]
+fn two_updates_of_one_key_lose_nothing_on_the_byte_path() {
+    two_updates_of_one_key_lose_nothing_on(true);
 }
 
 /// (1b) `insert` racing `update` of the same absent key: the result is one
@@ -310,10 +347,13 @@ fn two_new_keys_racing_for_one_entry_both_survive() {
 /// the second read never goes back. The reader also peeks at the entry's
 /// sequence word around its first read, so the model must show that it
 /// explored a read that began while the write was inside the lock.
-#[test]
-fn get_racing_update_never_sees_a_torn_value() {
-    check(3, &["read 1", "read 2", "began mid-write"], |seen| {
-        let s = shared();
+fn get_racing_update_never_sees_a_torn_value_on(byte_path: bool) {
+    check(3, &["read 1", "read 2", "began mid-write"], move |seen| {
+        let s = if byte_path {
+            shared_on_byte_path()
+        } else {
+            shared()
+        };
         assert_eq!(insert(s.map(), b"k", 1, false).unwrap().0, Inserted::New);
         let reader = {
             let (s, seen) = (s.clone(), seen.clone());
@@ -341,6 +381,18 @@ fn get_racing_update_never_sees_a_torn_value() {
         reader.join().unwrap();
         assert_eq!(contents(s.map()), [(b"k".to_vec(), 2)]);
     });
+}
+
+#[test]
+fn get_racing_update_never_sees_a_torn_value() {
+    get_racing_update_never_sees_a_torn_value_on(false);
+}
+
+/// The same model, every operation on the byte path (the path of larger
+/// entries; these are small enough for the word path).
+#[test]
+fn get_racing_update_never_sees_a_torn_value_on_the_byte_path() {
+    get_racing_update_never_sees_a_torn_value_on(true);
 }
 
 /// (4) `insert(k, 2)` races `remove(k)`, with k absent or live (1) at the
@@ -439,11 +491,14 @@ fn get_racing_remove_sees_the_value_or_nothing() {
 /// removes `a` and inserts `b`, which shares `a`'s home, so `b` takes
 /// `a`'s freed entry. The reader sees `a`'s value (1) or nothing for `a`,
 /// never `b`'s (2): key and value are read in one consistent copy.
-#[test]
-fn get_racing_remove_and_reuse_never_sees_the_new_keys_value() {
+fn get_racing_remove_and_reuse_never_sees_the_new_keys_value_on(byte_path: bool) {
     let (ka, kb, _) = colliding_keys();
     check(3, &["a read 1", "a read none"], move |seen| {
-        let s = shared();
+        let s = if byte_path {
+            shared_on_byte_path()
+        } else {
+            shared()
+        };
         assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
         let reader = {
             let (s, seen) = (s.clone(), seen.clone());
@@ -470,6 +525,18 @@ fn get_racing_remove_and_reuse_never_sees_the_new_keys_value() {
         let census = s.map().census().unwrap();
         assert_eq!((census.live, census.removed, census.empty), (1, 0, 1));
     });
+}
+
+#[test]
+fn get_racing_remove_and_reuse_never_sees_the_new_keys_value() {
+    get_racing_remove_and_reuse_never_sees_the_new_keys_value_on(false);
+}
+
+/// The same model, every operation on the byte path (the path of larger
+/// entries; these are small enough for the word path).
+#[test]
+fn get_racing_remove_and_reuse_never_sees_the_new_keys_value_on_the_byte_path() {
+    get_racing_remove_and_reuse_never_sees_the_new_keys_value_on(true);
 }
 
 /// (7) Two threads insert the same new key `b` (values 1 and 2) into a
@@ -513,11 +580,14 @@ fn two_inserts_of_a_new_key_past_a_tombstone_create_it_once() {
 /// (sharing a's home, so b reuses a's entry): the update lands on a before
 /// the remove (which then takes 11) or finds a gone and does nothing;
 /// never on b.
-#[test]
-fn update_racing_remove_and_reuse_never_touches_the_new_key() {
+fn update_racing_remove_and_reuse_never_touches_the_new_key_on(byte_path: bool) {
     let (ka, kb, _) = colliding_keys();
     check(3, &["update first", "remove first"], move |seen| {
-        let s = shared();
+        let s = if byte_path {
+            shared_on_byte_path()
+        } else {
+            shared()
+        };
         assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
         let other = {
             let (s, seen) = (s.clone(), seen.clone());
@@ -536,6 +606,18 @@ fn update_racing_remove_and_reuse_never_touches_the_new_key() {
         }
         assert_eq!(contents(s.map()), [(kb.to_vec(), 5)], "the update hit b");
     });
+}
+
+#[test]
+fn update_racing_remove_and_reuse_never_touches_the_new_key() {
+    update_racing_remove_and_reuse_never_touches_the_new_key_on(false);
+}
+
+/// The same model, every operation on the byte path (the path of larger
+/// entries; these are small enough for the word path).
+#[test]
+fn update_racing_remove_and_reuse_never_touches_the_new_key_on_the_byte_path() {
+    update_racing_remove_and_reuse_never_touches_the_new_key_on(true);
 }
 
 /// (7b) The tombstone appears mid-race: `c` is live at the shared home and

@@ -74,6 +74,32 @@
 //! killed after raising a reach but before publishing the entry leaves a
 //! reach one placement too long, which costs lookups a step, nothing more.
 //!
+//! # What an update costs
+//!
+//! An update of a present key reads its home entry (and, only if the key
+//! is not at home, the home's reach and the entries after it), locks the
+//! entry holding the key (a compare-and-swap of its sequence), writes the
+//! spare copy and publishes it: one atomic read-modify-write, no shared
+//! counter (the `len` statistic moves only when a key comes or goes), no
+//! line of any other entry written. Before the lookup it asks for the
+//! home entry's cache lines *for writing* (`prefetchw`,
+//! [`prefetch_write`](crate::sync::prefetch_write)): when another process
+//! wrote them last, they come over at once and owned, instead of a read
+//! miss followed by a second transfer for the compare-and-swap and more
+//! for the stores. (An entry of `u64` keys and values is 88 bytes, so it
+//! spans two or three lines; a layout of one line per entry would need a
+//! new file format.)
+//!
+//! Entries of up to 8 words of data (`SMALL_WORDS`) (a `u64` key and value
+//! take 4) go the *word path*: the lookup, the check under the lock and
+//! the write handle the entry as words in an array on the stack, where
+//! larger entries go the *byte path* (byte buffers sized to the entry,
+//! slice compares and copies). Both read and write the same words with the
+//! same orderings and accept the same entries; the word path also skips
+//! the re-read under the lock when the lock was taken at the version the
+//! lookup read (nothing was published in between). The loom models run
+//! both.
+//!
 //! `Full` is exact: it is reported only when two passes over the whole
 //! table read every entry live at the same versions (so at one instant all
 //! were), retried a bounded number of times while entries keep changing.
@@ -290,6 +316,55 @@ impl std::ops::DerefMut for EntryBuf {
     }
 }
 
+/// Words of entry data (state, key length, key, value) that the *word
+/// path* handles: an entry this small (a map of `u64` keys and values has
+/// 4 words) is looked up, checked and written as words in an array on the
+/// stack — no byte buffer to zero, no slice compare or copy calls. Larger
+/// entries take the byte path. Both read and write the same words in the
+/// same order: the word path is only a cheaper way to do what the byte
+/// path does.
+const SMALL_WORDS: usize = SMALL_ENTRY_DATA / 8;
+
+/// A key ready for the word path: the head words an entry holding it live
+/// has (state, length, the key's bytes in zero-padded words, zeros up to
+/// the end), and which bytes of the key words a lookup compares.
+struct KeyProbe {
+    /// The key's home entry.
+    home: usize,
+    /// `[LIVE, key length, key words (zero-padded), 0, ...]`: what a write
+    /// of this key stores before its value (the value room after the key
+    /// is zero, as the room handed to a writer's closure must be).
+    head: [u64; SMALL_WORDS],
+    /// Per key word, the bits that hold key bytes (all ones for a whole
+    /// word, the first bytes of a partial one, zero past the key).
+    masks: [u64; SMALL_WORDS - 2],
+}
+
+/// A word whose first `n` bytes in memory (0 to 8) are ones, the rest zero.
+#[inline(always)]
+fn first_bytes(n: usize) -> u64 {
+    let le = if n >= 8 { !0 } else { (1u64 << (8 * n)) - 1 };
+    // Little-endian bytes are memory order: the first `n` bytes.
+    u64::from_ne_bytes(le.to_le_bytes())
+}
+
+/// The word holding `chunk` (at most 8 bytes) in its first bytes in
+/// memory, zero after them.
+#[inline(always)]
+fn word_of(chunk: &[u8]) -> u64 {
+    if let Ok(whole) = <[u8; 8]>::try_from(chunk) {
+        return u64::from_ne_bytes(whole);
+    }
+    // Built as a little-endian number (no variable-length copy call),
+    // then laid out in memory order.
+    let le = chunk
+        .iter()
+        .take(8)
+        .rev()
+        .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+    u64::from_ne_bytes(le.to_le_bytes())
+}
+
 /// Control words at the start of a map's body.
 #[repr(C)]
 pub struct MapControl {
@@ -470,6 +545,13 @@ pub struct RawMap<'a> {
     stride: usize,
     max_key: usize,
     value: Value,
+    /// As [`Geometry`]'s.
+    data_words: usize,
+    value_off: usize,
+    value_start: usize,
+    /// Whether operations take the word path (entries of at most
+    /// `SMALL_WORDS` data words, unless [`RawMap::on_byte_path`]).
+    small: bool,
     patience: Patience,
 }
 
@@ -507,6 +589,12 @@ pub struct Geometry {
     stride: usize,
     max_key: usize,
     value: Value,
+    /// Derived from the above once, not on every operation: words of an
+    /// entry's data (each copy), and the byte offsets of the value part
+    /// and of the value itself (after a byte value's length word).
+    data_words: usize,
+    value_off: usize,
+    value_start: usize,
 }
 
 impl Geometry {
@@ -516,11 +604,22 @@ impl Geometry {
     /// [`MAX_KEY_LEN`] and [`MAX_VALUE_SIZE`].
     pub fn new(capacity: usize, max_key: usize, value: Value) -> Option<Self> {
         (capacity.is_power_of_two() && max_key <= MAX_KEY_LEN && value.max_len() <= MAX_VALUE_SIZE)
-            .then(|| Self {
-                mask: capacity - 1,
-                stride: entry_words(max_key, value),
-                max_key,
-                value,
+            .then(|| {
+                let stride = entry_words(max_key, value);
+                let value_off = 16 + max_key.div_ceil(8) * 8;
+                Self {
+                    mask: capacity - 1,
+                    stride,
+                    max_key,
+                    value,
+                    data_words: (stride - ENTRY_REACH_WORDS - crate::raw::seqlock::HEADER_WORDS)
+                        / 2,
+                    value_off,
+                    value_start: match value {
+                        Value::Fixed(_) => value_off,
+                        Value::Bytes(_) => value_off + 8,
+                    },
+                }
             })
     }
 
@@ -603,6 +702,10 @@ impl<'a> RawMap<'a> {
             stride: geometry.stride,
             max_key: geometry.max_key,
             value: geometry.value,
+            data_words: geometry.data_words,
+            value_off: geometry.value_off,
+            value_start: geometry.value_start,
+            small: geometry.data_words <= SMALL_WORDS,
             patience,
         }
     }
@@ -632,8 +735,16 @@ impl<'a> RawMap<'a> {
         self.value
     }
 
+    /// Entry `idx`'s seqlock words (all of the entry but its reach, which
+    /// a lookup of a key found at home never reads).
+    #[inline(always)]
+    fn seqlock_words(&self, idx: usize) -> &'a [AtomicU64] {
+        &self.words[idx * self.stride + ENTRY_REACH_WORDS..(idx + 1) * self.stride]
+    }
+
+    #[inline(always)]
     fn lock(&self, idx: usize) -> SeqLock<'a> {
-        SeqLock::new(&self.words[idx * self.stride + ENTRY_REACH_WORDS..(idx + 1) * self.stride])
+        SeqLock::new(self.seqlock_words(idx))
     }
 
     /// Entry `idx`'s reach word.
@@ -695,7 +806,7 @@ impl<'a> RawMap<'a> {
 
     /// Bytes of an entry's data (each copy).
     fn data_len(&self) -> usize {
-        (self.stride - ENTRY_REACH_WORDS - crate::raw::seqlock::HEADER_WORDS) / 2 * 8
+        self.data_words * 8
     }
 
     /// Bytes a lookup reads of each entry: the state and key, and as much
@@ -708,8 +819,9 @@ impl<'a> RawMap<'a> {
         16
     }
 
+    #[inline(always)]
     fn value_off(&self) -> usize {
-        16 + self.max_key.div_ceil(8) * 8
+        self.value_off
     }
 
     fn word(buf: &[u8], off: usize) -> u64 {
@@ -741,11 +853,9 @@ impl<'a> RawMap<'a> {
     }
 
     /// Where the value starts in an entry's data.
+    #[inline(always)]
     fn value_start(&self) -> usize {
-        match self.value {
-            Value::Fixed(_) => self.value_off(),
-            Value::Bytes(_) => self.value_off() + 8,
-        }
+        self.value_start
     }
 
     /// How many bytes of the entry in `buf` hold its whole value (its
@@ -760,6 +870,7 @@ impl<'a> RawMap<'a> {
 
     /// The value of the entry in `buf` (`buf` holds at least
     /// [`RawMap::value_end`] bytes; any shorter, what it has).
+    #[inline]
     fn value_of<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         let start = self.value_start().min(buf.len());
         let end = self.value_end(buf).min(buf.len());
@@ -829,6 +940,164 @@ impl<'a> RawMap<'a> {
         Ok(None)
     }
 
+    /// Words of an entry's data (each copy).
+    #[inline(always)]
+    fn data_words(&self) -> usize {
+        self.data_words
+    }
+
+    /// Whether operations take the word path (`SMALL_WORDS`).
+    #[inline(always)]
+    fn is_small(&self) -> bool {
+        self.small
+    }
+
+    /// This map with every operation on the byte path, even where its
+    /// entries would take the word path: for the loom models, which run
+    /// small entries and check both paths.
+    #[doc(hidden)]
+    pub fn on_byte_path(mut self) -> Self {
+        self.small = false;
+        self
+    }
+
+    /// `key` (checked: at most the longest key) ready for the word path of
+    /// a map whose entries take it.
+    #[inline(always)]
+    fn probe(&self, key: &[u8]) -> KeyProbe {
+        let mut head = [0u64; SMALL_WORDS];
+        let mut masks = [0u64; SMALL_WORDS - 2];
+        head[0] = LIVE;
+        head[1] = key.len() as u64;
+        for (i, chunk) in key.chunks(8).enumerate().take(SMALL_WORDS - 2) {
+            head[2 + i] = word_of(chunk);
+            masks[i] = first_bytes(chunk.len());
+        }
+        KeyProbe {
+            home: self.start(key),
+            head,
+            masks,
+        }
+    }
+
+    /// Whether the entry data in `cur` holds `probe`'s key live: what
+    /// [`RawMap::find`] asks of an entry (state live, the stored length
+    /// clamped to the longest key equal to the key's, the key's bytes
+    /// equal), asked of words.
+    #[inline(always)]
+    fn holds(&self, probe: &KeyProbe, cur: &[u64; SMALL_WORDS]) -> bool {
+        let key_words = self.max_key.div_ceil(8).min(SMALL_WORDS - 2);
+        cur[0] == LIVE
+            && cur[1].min(self.max_key as u64) == probe.head[1]
+            && (0..key_words).all(|i| (cur[2 + i] ^ probe.head[2 + i]) & probe.masks[i] == 0)
+    }
+
+    /// One consistent read of small entry `idx`'s data words into `cur`:
+    /// its version.
+    #[inline(always)]
+    fn read_small(
+        &self,
+        lock: &SeqLock<'a>,
+        cur: &mut [u64; SMALL_WORDS],
+    ) -> Result<u64, MapError> {
+        let n = self.data_words().min(SMALL_WORDS);
+        Ok(lock.read_words(&mut cur[..n], self.patience)?)
+    }
+
+    /// [`RawMap::find`] on the word path: the entry holding the key live
+    /// (its seqlock) and the version read (`cur` holds that read), or `None` at the
+    /// first empty entry or past the home's reach. The home is read first
+    /// and the reach only if the key is not there: a key at home needs no
+    /// bound, and a reach read later covers at least what one read first
+    /// would (the walk past the home is [`RawMap::find`]'s).
+    #[inline(always)]
+    fn find_small(
+        &self,
+        probe: &KeyProbe,
+        cur: &mut [u64; SMALL_WORDS],
+    ) -> Result<Option<(SeqLock<'a>, u64)>, MapError> {
+        let home = probe.home;
+        let lock = self.lock(home);
+        let version = self.read_small(&lock, cur)?;
+        if self.holds(probe, cur) {
+            return Ok(Some((lock, version)));
+        }
+        if cur[0] == EMPTY {
+            return Ok(None);
+        }
+        let reach = self.reach(home);
+        for i in 1..=reach {
+            let lock = self.lock((home + i) & self.mask);
+            let version = self.read_small(&lock, cur)?;
+            if self.holds(probe, cur) {
+                return Ok(Some((lock, version)));
+            }
+            if cur[0] == EMPTY {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The bytes of the small entry data in `cur`.
+    #[inline(always)]
+    fn small_bytes<'b>(&self, cur: &'b [u64; SMALL_WORDS]) -> &'b [u8] {
+        let n = self.data_words().min(SMALL_WORDS);
+        &bytemuck::bytes_of(cur)[..n * 8]
+    }
+
+    /// [`RawMap::apply`] on the word path, for an entry that holds `probe`'s
+    /// key live in `cur` (its current value, read under `guard`): runs `f`
+    /// on the value and a zeroed room, and does what it decided.
+    #[inline(always)]
+    fn apply_small<R>(
+        &self,
+        guard: &WriteGuard<'_>,
+        cur: &[u64; SMALL_WORDS],
+        probe: &KeyProbe,
+        f: &mut impl FnMut(Option<&[u8]>, &mut [u8]) -> Result<(Action, R), MapError>,
+    ) -> Result<R, MapError> {
+        // The key's head, then zeros: the value room is zeroed.
+        let mut new = probe.head;
+        let start = self.value_start();
+        let room = start..start + self.value.max_len();
+        let (action, r) = f(
+            Some(self.value_of(self.small_bytes(cur))),
+            &mut bytemuck::bytes_of_mut(&mut new)[room],
+        )?;
+        match action {
+            Action::Keep => {}
+            Action::Write(len) => {
+                let len = match self.value {
+                    Value::Fixed(n) => n,
+                    Value::Bytes(max) if len > max => {
+                        return Err(MapError::ValueTooLong { len, max });
+                    }
+                    Value::Bytes(_) => {
+                        new[self.value_off() / 8] = len as u64;
+                        len
+                    }
+                };
+                // As `write_prefix` of the byte path: up to the value's
+                // end, the rest of its last word zero, the words after it
+                // left stale.
+                let end = start + len;
+                let words = end.div_ceil(8);
+                if end % 8 != 0 {
+                    new[words - 1] &= first_bytes(end % 8);
+                }
+                guard.write_words(&new[..words]);
+            }
+            Action::Remove => {
+                // The state and a zero key length, as the byte path.
+                guard.write_words(&[REMOVED, 0]);
+                // Relaxed: a statistic; entries carry their own ordering.
+                self.ctl.len.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Ok(r)
+    }
+
     /// Runs `f` on `key`'s value, read whole (the key, its state and the
     /// value in one consistent copy of the entry): `None` if the key is
     /// absent. Never blocks a writer; never hands out a torn value or
@@ -844,6 +1113,14 @@ impl<'a> RawMap<'a> {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>, MapError> {
         self.check_key(key)?;
+        if self.is_small() {
+            let probe = self.probe(key);
+            let mut cur = [0u64; SMALL_WORDS];
+            // The whole entry was read: its value with it.
+            return Ok(self
+                .find_small(&probe, &mut cur)?
+                .map(|_| f(self.value_of(self.small_bytes(&cur)))));
+        }
         let mut buf = EntryBuf::new(self.probe_len());
         loop {
             let Some(idx) = self.find(key, &mut buf)? else {
@@ -968,6 +1245,11 @@ impl<'a> RawMap<'a> {
         mut f: impl FnMut(Option<&[u8]>, &mut [u8]) -> Result<(Action, R), MapError>,
     ) -> Result<R, MapError> {
         self.check_key(key)?;
+        if self.is_small() {
+            return self.with_small_entry(key, creates, f);
+        }
+        // As on the word path: the home's lines, fetched for writing.
+        crate::sync::prefetch_write(self.seqlock_words(self.start(key)));
         let mut buf = EntryBuf::new(self.probe_len());
         let mut rescans = 0;
         loop {
@@ -978,6 +1260,49 @@ impl<'a> RawMap<'a> {
                 }
                 // Removed, or removed and reused, since the lookup: again.
                 continue;
+            }
+            if !creates {
+                return f(None, &mut []).map(|(_, r)| r);
+            }
+            if let Some(r) = self.place(key, &mut f, &mut rescans)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// [`RawMap::with_entry`] on the word path: the same lookup, lock and
+    /// re-check, in words. The re-check under the lock is skipped when the
+    /// lock was taken at the version the lookup read (nothing was
+    /// published in between, so the lookup's copy is the current value).
+    /// An absent key is placed by the byte path ([`RawMap::place`]).
+    #[inline]
+    fn with_small_entry<R>(
+        &self,
+        key: &[u8],
+        creates: bool,
+        mut f: impl FnMut(Option<&[u8]>, &mut [u8]) -> Result<(Action, R), MapError>,
+    ) -> Result<R, MapError> {
+        let probe = self.probe(key);
+        // The home's lines, fetched for writing before the lookup reads
+        // them: the lock's compare-and-swap and the write then find them
+        // owned (see `prefetch_write`), one transfer per line instead of a
+        // read and then an ownership request.
+        crate::sync::prefetch_write(self.seqlock_words(probe.home));
+        let mut cur = [0u64; SMALL_WORDS];
+        let mut rescans = 0;
+        loop {
+            if let Some((lock, version)) = self.find_small(&probe, &mut cur)? {
+                let guard = lock.lock(self.patience)?;
+                if guard.locked_version() != version {
+                    let n = self.data_words().min(SMALL_WORDS);
+                    guard.read_words(&mut cur[..n]);
+                    if !self.holds(&probe, &cur) {
+                        // Removed, or removed and reused, since the
+                        // lookup: again (the guard goes unwritten).
+                        continue;
+                    }
+                }
+                return self.apply_small(&guard, &cur, &probe, &mut f);
             }
             if !creates {
                 return f(None, &mut []).map(|(_, r)| r);
@@ -1418,6 +1743,109 @@ mod tests {
         }
         assert_eq!(writer.load(Ordering::Relaxed), 0, "writer word cleared");
         assert_reaches_cover_every_key(&map);
+    }
+
+    #[test]
+    fn an_updater_killed_mid_write_is_taken_over_on_both_paths() {
+        for byte_path in [false, true] {
+            let heap = Heap::new(8);
+            let map = if byte_path {
+                heap.map().on_byte_path()
+            } else {
+                heap.map()
+            };
+            assert_eq!(map.is_small(), !byte_path);
+            assert_eq!(insert(&map, 5), Inserted::New);
+            let home = map.start(&key(5));
+            // An updater of key 5 locked its entry (version 1, so it fills
+            // copy 0), wrote half of a value there and died: the sequence
+            // odd, a dead pid in the writer word, the spare copy torn.
+            let base = home * map.stride + ENTRY_REACH_WORDS;
+            let (seq, writer) = (&heap.words[base], &heap.words[base + 1]);
+            assert_eq!(seq.load(Ordering::Relaxed), 2);
+            seq.store(3, Ordering::Relaxed);
+            writer.store(u64::from(crate::pid::dead_pid()), Ordering::Relaxed);
+            heap.words[base + 2].store(REMOVED, Ordering::Relaxed);
+            heap.words[base + 2 + 3].store(999, Ordering::Relaxed);
+            // Readers never notice.
+            assert_eq!(get(&map, 5), Some(5));
+            // The next update takes the lock over, starts from the last
+            // published value and publishes the next version.
+            let mut saw = None;
+            let ran = map
+                .update(&key(5), None, |old, room| {
+                    saw = Some(u64::from_ne_bytes(old.try_into().unwrap()));
+                    room.copy_from_slice(&6u64.to_ne_bytes());
+                    Ok(8)
+                })
+                .unwrap();
+            assert!(ran);
+            assert_eq!(saw, Some(5), "the dead writer's half value is never seen");
+            assert_eq!(get(&map, 5), Some(6));
+            assert_eq!(seq.load(Ordering::Relaxed), 4);
+            assert_eq!(writer.load(Ordering::Relaxed), 0, "writer word cleared");
+            assert_eq!(map.len(), 1);
+        }
+    }
+
+    #[test]
+    fn the_word_path_matches_keys_as_the_byte_path_does() {
+        // Byte-string keys of every length up to the longest (24 bytes:
+        // three key words, a whole one and partial ones), on small entries
+        // (2 + 3 + 1 words) and forced onto the byte path: the same
+        // answers, and each finds what the other wrote.
+        let ctl = MapControl::new(2, 24);
+        let words: Vec<AtomicU64> = (0..32 * entry_words(24, VALUES))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let words_map = RawMap::new(&ctl, &words, 32, 24, VALUES, Patience::DEFAULT);
+        let bytes_map = words_map.on_byte_path();
+        assert!(words_map.is_small() && !bytes_map.is_small());
+        let keys: Vec<Vec<u8>> = (0..=24)
+            .map(|n| (0..n as u8).map(|b| b ^ 0xa5).collect())
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let m = if i % 2 == 0 { words_map } else { bytes_map };
+            let v = (i as u64).to_ne_bytes();
+            assert_eq!(
+                m.insert(k, &v, false, |_| {}).unwrap(),
+                Inserted::New,
+                "{i}"
+            );
+        }
+        for m in [words_map, bytes_map] {
+            for (i, k) in keys.iter().enumerate() {
+                let got = m.get_with(k, |v| u64::from_ne_bytes(v.try_into().unwrap()));
+                assert_eq!(got.unwrap(), Some(i as u64), "key of {i} bytes");
+                // A key one byte longer or with its last byte changed is
+                // another key.
+                let mut other = k.clone();
+                match other.last_mut() {
+                    Some(b) => *b ^= 1,
+                    None => other.push(0x5a),
+                }
+                if !keys.contains(&other) {
+                    assert_eq!(m.get_with(&other, |_| ()).unwrap(), None, "{other:?}");
+                }
+            }
+        }
+        // A garbage key length word is clamped to the longest key on both
+        // paths: the 24-byte key still matches.
+        let idx = (0..32)
+            .find(|&idx| {
+                let mut buf = EntryBuf::new(words_map.probe_len());
+                words_map.read(idx, &mut buf).unwrap();
+                words_map.parse(&buf).key == &keys[24][..]
+            })
+            .unwrap();
+        let seq = words[idx * words_map.stride + ENTRY_REACH_WORDS].load(Ordering::Relaxed);
+        let copy = (seq / 2 % 2) as usize;
+        let data = words_map.data_words;
+        let len_word = idx * words_map.stride + ENTRY_REACH_WORDS + 2 + copy * data + 1;
+        words[len_word].store(u64::MAX, Ordering::Relaxed);
+        for m in [words_map, bytes_map] {
+            assert_eq!(m.get_with(&keys[24], |_| ()).unwrap(), Some(()));
+        }
     }
 
     #[test]

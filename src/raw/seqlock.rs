@@ -328,6 +328,61 @@ impl<'a> SeqLock<'a> {
         Ok((out, version))
     }
 
+    /// One read attempt into whole words (the first `out.len()` data
+    /// words, at most all of them): the version, or [`Busy`]. What
+    /// [`SeqLock::try_read_bytes`] does, without a byte of conversion: for
+    /// callers that work in words (the map's small entries).
+    #[inline]
+    pub fn try_read_words(&self, out: &mut [u64]) -> Result<u64, Busy> {
+        // Acquire: as in `try_read_bytes`, pairs with the Release store
+        // that published version v (`WriteGuard::drop`).
+        let s1 = self.seq.load(Ordering::Acquire);
+        let version = s1 / 2;
+        for (o, w) in out.iter_mut().zip(self.copy(version)) {
+            // Relaxed: ordered by the sequence loads and the fence below.
+            *o = w.load(Ordering::Relaxed);
+        }
+        // Acquire fence: as in `try_read_bytes`, pairs with the writer's
+        // Release fence in `try_lock`.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered after the data loads by the fence above.
+        let s2 = self.seq.load(Ordering::Relaxed);
+        if s2.wrapping_sub(version * 2) > 2 {
+            return Err(self.busy(s2));
+        }
+        Ok(version)
+    }
+
+    /// [`SeqLock::read_bytes`] into whole words: the version.
+    ///
+    /// # Errors
+    ///
+    /// As [`SeqLock::read`].
+    #[inline]
+    pub fn read_words(&self, out: &mut [u64], patience: Patience) -> Result<u64, SeqLockError> {
+        match self.try_read_words(out) {
+            Ok(v) => Ok(v),
+            Err(busy) => self.read_words_slow(out, patience, busy),
+        }
+    }
+
+    #[cold]
+    fn read_words_slow(
+        &self,
+        out: &mut [u64],
+        patience: Patience,
+        first: Busy,
+    ) -> Result<u64, SeqLockError> {
+        let mut retry = Retry::new(patience);
+        retry.after(first)?;
+        loop {
+            match self.try_read_words(out) {
+                Ok(v) => return Ok(v),
+                Err(busy) => retry.after(busy)?,
+            }
+        }
+    }
+
     /// Bytes of data this seqlock holds.
     pub fn data_len(&self) -> usize {
         self.words() * 8
@@ -384,6 +439,7 @@ impl<'a> SeqLock<'a> {
     }
 
     /// One attempt to become the writer, never waiting.
+    #[inline]
     pub fn try_lock(&self) -> Result<WriteGuard<'a>, Busy> {
         // Relaxed: only a guess for the CAS below, which is what counts.
         let mut s = self.seq().load(Ordering::Relaxed);
@@ -429,12 +485,23 @@ impl<'a> SeqLock<'a> {
     ///
     /// [`SeqLockError`] if another (live, or unidentified) writer held the
     /// lock throughout.
+    #[inline]
     pub fn lock(&self, patience: Patience) -> Result<WriteGuard<'a>, SeqLockError> {
+        // The first attempt outside the retry loop: an uncontended lock
+        // (the common case) builds no retry state.
+        match self.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(busy) => self.lock_slow(patience, busy),
+        }
+    }
+
+    #[cold]
+    fn lock_slow(&self, patience: Patience, first: Busy) -> Result<WriteGuard<'a>, SeqLockError> {
         let mut retry = Retry::new(patience);
+        let mut busy = Some(first);
         loop {
-            match self.try_lock() {
-                Ok(guard) => return Ok(guard),
-                Err(busy) => match retry.after(busy) {
+            if let Some(busy) = busy.take() {
+                match retry.after(busy) {
                     Ok(()) => {}
                     Err(SeqLockError::WriterDied { pid, seq }) => {
                         if let Some(guard) = self.take_over(pid, seq) {
@@ -444,7 +511,11 @@ impl<'a> SeqLock<'a> {
                         retry.forget_suspect();
                     }
                     Err(e) => return Err(e),
-                },
+                }
+            }
+            match self.try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(b) => busy = Some(b),
             }
         }
     }
@@ -610,6 +681,35 @@ impl WriteGuard<'_> {
         copy_in(self.next(), src);
     }
 
+    /// The version this write locked at (the last published one): a
+    /// reader that read this version before the lock read the value this
+    /// writer starts from.
+    #[inline]
+    pub fn locked_version(&self) -> u64 {
+        self.start / 2
+    }
+
+    /// The current value's first `out.len()` words (at most all of them).
+    #[inline]
+    pub fn read_words(&self, out: &mut [u64]) {
+        for (o, w) in out.iter_mut().zip(self.current()) {
+            // Relaxed: nobody else writes the current copy (as in `read`).
+            *o = w.load(Ordering::Relaxed);
+        }
+    }
+
+    /// [`WriteGuard::write_prefix`] in whole words: sets the value's first
+    /// `src.len()` words and leaves the words after them stale; published
+    /// when the guard is dropped.
+    #[inline]
+    pub fn write_words(&self, src: &[u64]) {
+        self.written.set(true);
+        for (to, &from) in self.next().iter().zip(src) {
+            // Relaxed: ordered by the seqlock's sequence and fences.
+            to.store(from, Ordering::Relaxed);
+        }
+    }
+
     /// Publishes the write and returns the new version (unchanged if
     /// nothing was written).
     pub fn finish(self) -> u64 {
@@ -627,6 +727,7 @@ impl WriteGuard<'_> {
 }
 
 impl Drop for WriteGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Relaxed: ordered before the sequence store by its Release. The
         // pid goes first: while the sequence is odd, `writer` is 0 or the
