@@ -334,23 +334,14 @@ impl<'a> SeqLock<'a> {
     /// callers that work in words (the map's small entries).
     #[inline]
     pub fn try_read_words(&self, out: &mut [u64]) -> Result<u64, Busy> {
-        // Acquire: as in `try_read_bytes`, pairs with the Release store
-        // that published version v (`WriteGuard::drop`).
-        let s1 = self.seq.load(Ordering::Acquire);
-        let version = s1 / 2;
-        for (o, w) in out.iter_mut().zip(self.copy(version)) {
-            // Relaxed: ordered by the sequence loads and the fence below.
-            *o = w.load(Ordering::Relaxed);
-        }
-        // Acquire fence: as in `try_read_bytes`, pairs with the writer's
-        // Release fence in `try_lock`.
-        fence(Ordering::Acquire);
-        // Relaxed: ordered after the data loads by the fence above.
-        let s2 = self.seq.load(Ordering::Relaxed);
-        if s2.wrapping_sub(version * 2) > 2 {
-            return Err(self.busy(s2));
-        }
-        Ok(version)
+        self.try_read_with(|words| {
+            for (o, w) in out.iter_mut().zip(words) {
+                // Relaxed: ordered by the sequence loads and the fence of
+                // `try_read_with`.
+                *o = w.load(Ordering::Relaxed);
+            }
+        })
+        .map(|((), version)| version)
     }
 
     /// [`SeqLock::read_bytes`] into whole words: the version.
@@ -360,25 +351,11 @@ impl<'a> SeqLock<'a> {
     /// As [`SeqLock::read`].
     #[inline]
     pub fn read_words(&self, out: &mut [u64], patience: Patience) -> Result<u64, SeqLockError> {
-        match self.try_read_words(out) {
-            Ok(v) => Ok(v),
-            Err(busy) => self.read_words_slow(out, patience, busy),
-        }
-    }
-
-    #[cold]
-    fn read_words_slow(
-        &self,
-        out: &mut [u64],
-        patience: Patience,
-        first: Busy,
-    ) -> Result<u64, SeqLockError> {
-        let mut retry = Retry::new(patience);
-        retry.after(first)?;
+        let mut retry = None;
         loop {
             match self.try_read_words(out) {
                 Ok(v) => return Ok(v),
-                Err(busy) => retry.after(busy)?,
+                Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
             }
         }
     }
