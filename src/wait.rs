@@ -109,16 +109,8 @@ impl<'a> WaitPoint<'a> {
         fences::light();
         // Relaxed: ordered by the fence above.
         if self.waiters.load(Ordering::Relaxed) != 0 {
-            self.wake();
+            wake(self.epoch);
         }
-    }
-
-    #[cold]
-    fn wake(&self) {
-        // Release: pairs with the Acquire load of `epoch` in `wait_until`
-        // (a waiter that reads the new epoch sees the state behind it).
-        self.epoch.fetch_add(1, Ordering::Release);
-        futex::wake_all(self.epoch);
     }
 
     /// Number of processes registered as (about to be) asleep here. A
@@ -215,17 +207,39 @@ impl<'a> WaitPoint<'a> {
     }
 }
 
+/// The rare half of [`WaitPoint::notify`]: a sleeper is registered. Out
+/// of line and handed only the `epoch` word, so the hot path keeps the
+/// wait point in registers (nothing is spilled for a call it rarely makes).
+#[cold]
+#[inline(never)]
+fn wake(epoch: &AtomicU32) {
+    // Release: pairs with the Acquire load of `epoch` in `wait_until`
+    // (a waiter that reads the new epoch sees the state behind it).
+    epoch.fetch_add(1, Ordering::Release);
+    futex::wake_all(epoch);
+}
+
 /// The two halves of the notify/wait fence pair (see the module docs).
 #[cfg(all(target_os = "linux", not(loom)))]
 mod fences {
     use crate::sync::{AtomicU32, Ordering, compiler_fence, fence};
 
-    /// The pid that registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (0:
-    /// none). A pid, not a flag: a forked child is a new process that must
-    /// register itself before it may use the light fence.
-    static LIGHT_FOR: AtomicU32 = AtomicU32::new(0);
+    /// 1 once this process registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
+    /// (0: not yet, or failed). A forked child is a new process that must
+    /// register itself before it may use the light fence: the fork handler
+    /// ([`forget_in_child`]) clears it there. One load on every notify, so
+    /// a flag rather than a pid to compare with.
+    static LIGHT: AtomicU32 = AtomicU32::new(0);
     /// The pid whose registration failed (it keeps the full fence).
     static FAILED_FOR: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    /// Whether the fork handler is in place (set once, inherited).
+    static AT_FORK_SET: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn forget_in_child() {
+        // Relaxed: the child is single-threaded right after fork.
+        LIGHT.store(0, Ordering::Relaxed);
+    }
 
     fn membarrier(cmd: libc::c_int) -> bool {
         // SAFETY: membarrier(2) takes a command and two integer arguments
@@ -237,8 +251,9 @@ mod fences {
     /// registered, a `SeqCst` fence otherwise.
     #[inline(always)]
     pub(super) fn light() {
-        // Relaxed: only this process stores it, always its own pid.
-        if LIGHT_FOR.load(Ordering::Relaxed) == crate::pid::current() {
+        // Relaxed: a per-process flag that only this process (or the fork
+        // handler in a child) stores.
+        if LIGHT.load(Ordering::Relaxed) != 0 {
             // Pairs with the waiter's membarrier in `heavy`, which executes
             // a full barrier on this thread if it is running.
             compiler_fence(Ordering::SeqCst);
@@ -254,12 +269,24 @@ mod fences {
         // `heavy`; this notify cannot rely on a registration in progress.
         fence(Ordering::SeqCst);
         let me = crate::pid::current();
-        // Relaxed (both flags): per-process values, see above.
+        // Relaxed (all flags here): per-process values, see above.
         if FAILED_FOR.load(Ordering::Relaxed) == me {
             return;
         }
-        if membarrier(libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) {
-            LIGHT_FOR.store(me, Ordering::Relaxed);
+        // The fork handler first: a child forked after LIGHT is set must
+        // find it cleared.
+        AT_FORK.call_once(|| {
+            // SAFETY: registers a child handler that only does an atomic
+            // store, which is async-signal-safe; pthread_atfork has no other
+            // precondition.
+            if unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) } == 0 {
+                AT_FORK_SET.store(1, Ordering::Relaxed);
+            }
+        });
+        if AT_FORK_SET.load(Ordering::Relaxed) == 1
+            && membarrier(libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
+        {
+            LIGHT.store(1, Ordering::Relaxed);
         } else {
             FAILED_FOR.store(me, Ordering::Relaxed);
         }
