@@ -66,16 +66,70 @@ pub const UNFENCED_SLEEP: Duration = Duration::from_millis(1);
 /// let it run when both share a core.
 #[cfg(not(loom))]
 const SPINS: u32 = 8;
-/// Yields before going to sleep.
+/// How long a waiter keeps yielding, from its first yield, before it
+/// registers and sleeps (or until its deadline, if that comes first).
+///
+/// Going to sleep is not free, and neither is being woken: the waiter's
+/// `membarrier(2)` interrupts every CPU that runs a registered process
+/// (the peer's, most likely) and took 1.5 to 8 us on the 2-core virtual
+/// machine this was tuned on, and the notifier then pays a `FUTEX_WAKE`.
+/// A peer that was itself asleep answers in some 5 us (its own wake-up),
+/// so a waiter that gave up after a few yields (as it once did, after 8)
+/// paid the membarrier in the middle of the wait and saw the answer only
+/// once that returned. 20 us covers such an answer; a yield gives the
+/// core away to anyone who wants it, so the wait stays polite on a busy
+/// machine, and a wait longer than this still sleeps.
 #[cfg(not(loom))]
-const YIELDS: u32 = 8;
+const YIELD_FOR: Duration = Duration::from_micros(20);
 // Under loom every check is a handful of modelled atomic accesses: one
 // optimistic check before sleeping keeps the state space small and still
 // covers both paths (condition already true; sleep and be woken).
 #[cfg(loom)]
-const SPINS: u32 = 0;
-#[cfg(loom)]
 const YIELDS: u32 = 1;
+
+/// The waiter's first phase: `check` until it returns `Some`, spinning
+/// [`SPINS`] times, then yielding for up to [`YIELD_FOR`] (never past
+/// `deadline`). `None`: time to register and sleep.
+#[cfg(not(loom))]
+#[inline]
+fn spin_then_yield<R>(
+    deadline: Option<Instant>,
+    check: &mut impl FnMut() -> Option<R>,
+) -> Option<R> {
+    for _ in 0..SPINS {
+        if let Some(r) = check() {
+            return Some(r);
+        }
+        spin_loop();
+    }
+    let start = Instant::now();
+    let end = start.checked_add(YIELD_FOR).unwrap_or(start);
+    let end = deadline.map_or(end, |d| d.min(end));
+    loop {
+        if let Some(r) = check() {
+            return Some(r);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        yield_now();
+    }
+}
+
+/// Under loom: [`YIELDS`] checks, each followed by a yield.
+#[cfg(loom)]
+fn spin_then_yield<R>(
+    _deadline: Option<Instant>,
+    check: &mut impl FnMut() -> Option<R>,
+) -> Option<R> {
+    for _ in 0..YIELDS {
+        if let Some(r) = check() {
+            return Some(r);
+        }
+        yield_now();
+    }
+    None
+}
 
 /// One wait point: an `epoch` futex word and a `waiters` count, both in
 /// memory the caller hands in (a mapping, the heap, or loom's atomics).
@@ -125,9 +179,10 @@ impl<'a> WaitPoint<'a> {
     /// `check` must read the shared state it depends on with `Acquire`
     /// loads (or stronger), and the state's writers must call
     /// [`notify`](Self::notify) after changing it. It may be called many
-    /// times. Spins briefly, then yields, then sleeps. A caller that must
-    /// regain control now and then even if nobody notifies (to notice that a
-    /// peer died) passes a near deadline and loops.
+    /// times. Spins briefly, then yields (for up to some 20 us), then
+    /// sleeps. A caller that must regain control now and then even if
+    /// nobody notifies (to notice that a peer died) passes a near deadline
+    /// and loops.
     ///
     /// Under loom the sleep ignores the deadline (a model must prove that a
     /// wake-up comes), so models wait with `None`.
@@ -148,17 +203,8 @@ impl<'a> WaitPoint<'a> {
             let _ = deadline;
             None
         };
-        for _ in 0..SPINS {
-            if let Some(r) = check() {
-                return Ok(r);
-            }
-            spin_loop();
-        }
-        for _ in 0..YIELDS {
-            if let Some(r) = check() {
-                return Ok(r);
-            }
-            yield_now();
+        if let Some(r) = spin_then_yield(deadline, &mut check) {
+            return Ok(r);
         }
         loop {
             // Acquire: pairs with the Release bump in `wake`.
