@@ -14,6 +14,8 @@
 //! * `*-burst`: 512 pushes then 512 pops: mostly the cached path (the
 //!   throughput path);
 //! * `*-empty`: `try_pop` on an empty ring (a consumer polling);
+//! * `*-batch`: `push_slice` then `pop_slice` of 32 (rtrb:
+//!   `push_partial_slice`/`pop_partial_slice`), `N` messages in all;
 //! * `mmring-asleep`, `mmring-spin`: round trips with a forked echo
 //!   process through two rings, blocking (`push`/`pop`, with 100 us of
 //!   sleep before each, so that the echo is asleep when the message comes)
@@ -38,6 +40,10 @@ fn main() {
     let (lib, load) = which.split_once('-').unwrap_or((which, "pair"));
     if lib == "mmring" && (load == "asleep" || load == "spin") {
         round_trips(load == "asleep", n);
+        return;
+    }
+    if load == "batch" {
+        println!("{which} {n}: {}", batches(lib, n));
         return;
     }
     let sum = match lib {
@@ -164,4 +170,36 @@ fn round_trips(asleep: bool, n: u64) {
         at(0.5),
         at(0.99)
     );
+}
+
+/// The `batch` workload (see the module docs).
+fn batches(lib: &str, n: u64) -> u64 {
+    const BATCH: usize = 32;
+    let mut sum = 0u64;
+    let mut out = [0u64; BATCH];
+    let mut msgs = [0u64; BATCH];
+    match lib {
+        "mmring" => {
+            let dir = std::env::temp_dir().join(format!("spsc_ops-{}", std::process::id()));
+            let (mut p, mut c) = channel::<u64>(&dir, CAPACITY).expect("create the ring");
+            std::fs::remove_file(&dir).expect("remove the ring's name");
+            for r in 0..n / BATCH as u64 {
+                msgs.fill(r);
+                assert_eq!(p.push_slice(black_box(&msgs)), Ok(BATCH));
+                assert_eq!(c.pop_slice(&mut out), Ok(BATCH));
+                sum = sum.wrapping_add(black_box(&out)[BATCH - 1]);
+            }
+        }
+        "rtrb" => {
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            for r in 0..n / BATCH as u64 {
+                msgs.fill(r);
+                assert_eq!(p.push_partial_slice(black_box(&msgs)).0.len(), BATCH);
+                assert_eq!(c.pop_partial_slice(&mut out).0.len(), BATCH);
+                sum = sum.wrapping_add(black_box(&out)[BATCH - 1]);
+            }
+        }
+        _ => panic!("unknown driver {lib}: mmring-* or rtrb-*"),
+    }
+    sum
 }
