@@ -21,7 +21,13 @@
 //!   sleep before each, so that the echo is asleep when the message comes)
 //!   or spinning (`try_push`/`try_pop`); prints p50 and p99 (for
 //!   `strace -f -c` and `perf`, not for figures: `mmring bench spsc` has
-//!   the baselines).
+//!   the baselines);
+//! * `mmring-tput`, `rtrb-tput`: `N` u64 from a producer (a forked
+//!   process; rtrb: a thread) to a consumer that checks them, spinning
+//!   when full or empty; prints messages per second;
+//! * `floor-spin`: one word of a shared mapping bounced between the same
+//!   two processes (the floor of a spinning round trip), for a ratio made
+//!   in the same run.
 
 use std::hint::black_box;
 
@@ -38,6 +44,14 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let (lib, load) = which.split_once('-').unwrap_or((which, "pair"));
+    if load == "tput" {
+        throughput(lib, n);
+        return;
+    }
+    if which == "floor-spin" {
+        floor(n);
+        return;
+    }
     if lib == "mmring" && (load == "asleep" || load == "spin") {
         round_trips(load == "asleep", n);
         return;
@@ -162,14 +176,74 @@ fn round_trips(asleep: bool, n: u64) {
     let mut status = 0;
     // SAFETY: reaps our own child; `status` is a valid out-pointer.
     unsafe { libc::waitpid(child, &mut status, 0) };
+    report(if asleep { "asleep" } else { "spinning" }, nanos);
+}
+
+/// Prints the p50 and p99 of `nanos`.
+fn report(what: &str, mut nanos: Vec<u64>) {
     nanos.sort_unstable();
     let at = |p: f64| nanos[((nanos.len() as f64 * p) as usize).min(nanos.len() - 1)];
     println!(
-        "{} round trips: p50 {} ns, p99 {} ns",
-        if asleep { "asleep" } else { "spinning" },
+        "{what} round trips: p50 {} ns, p99 {} ns",
         at(0.5),
         at(0.99)
     );
+}
+
+/// `n` round trips of one word of a shared anonymous mapping between this
+/// process and a forked child: odd out, even back.
+fn floor(n: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // SAFETY: a fresh shared anonymous mapping of one page, checked below.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED, "mmap");
+    // SAFETY: page-aligned, zeroed, mapped for the rest of the program.
+    let word: &AtomicU64 = unsafe { &*page.cast::<AtomicU64>() };
+    // SAFETY: this process is single-threaded; the child only spins on the
+    // word and exits with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        let mut last = 0;
+        loop {
+            let v = word.load(Ordering::Acquire);
+            if v % 2 == 1 && v != last {
+                if v == u64::MAX {
+                    // SAFETY: ends the child at once.
+                    unsafe { libc::_exit(0) };
+                }
+                last = v;
+                word.store(v + 1, Ordering::Release);
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let mut nanos = Vec::with_capacity(n as usize);
+    for i in 0..n + 1000 {
+        let start = std::time::Instant::now();
+        let out = 2 * i + 1;
+        word.store(out, Ordering::Release);
+        while word.load(Ordering::Acquire) != out + 1 {
+            std::hint::spin_loop();
+        }
+        if i >= 1000 {
+            nanos.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    word.store(u64::MAX, Ordering::Release);
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    report("floor", nanos);
 }
 
 /// The `batch` workload (see the module docs).
@@ -202,4 +276,66 @@ fn batches(lib: &str, n: u64) -> u64 {
         _ => panic!("unknown driver {lib}: mmring-* or rtrb-*"),
     }
     sum
+}
+
+/// The `tput` workload (see the module docs).
+fn throughput(lib: &str, n: u64) {
+    let start;
+    match lib {
+        "mmring" => {
+            let dir = std::env::temp_dir().join(format!("spsc_ops-{}", std::process::id()));
+            let (mut p, mut c) = channel::<u64>(&dir, CAPACITY).expect("create the ring");
+            std::fs::remove_file(&dir).expect("remove the ring's name");
+            // SAFETY: this process is single-threaded; the child only
+            // pushes through the handle it inherited and exits with _exit.
+            let child = unsafe { libc::fork() };
+            assert!(child >= 0, "fork");
+            if child == 0 {
+                for i in 0..n {
+                    while p.try_push(i).is_err() {
+                        std::hint::spin_loop();
+                    }
+                }
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            start = std::time::Instant::now();
+            for i in 0..n {
+                let v = loop {
+                    if let Ok(v) = c.try_pop() {
+                        break v;
+                    }
+                    std::hint::spin_loop();
+                };
+                assert_eq!(v, i);
+            }
+            let mut status = 0;
+            // SAFETY: reaps our own child; `status` is a valid out-pointer.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+        }
+        "rtrb" => {
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            let t = std::thread::spawn(move || {
+                for i in 0..n {
+                    while p.push(i).is_err() {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            start = std::time::Instant::now();
+            for i in 0..n {
+                let v = loop {
+                    if let Ok(v) = c.pop() {
+                        break v;
+                    }
+                    std::hint::spin_loop();
+                };
+                assert_eq!(v, i);
+            }
+            t.join().expect("the producer thread");
+        }
+        _ => panic!("unknown driver {lib}: mmring-* or rtrb-*"),
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{lib} throughput: {:.1} M/s", n as f64 / secs / 1e6);
 }
