@@ -641,29 +641,6 @@ impl<'a, T: Pod> Ring<'a, T> {
         &self.words[start..start + stride]
     }
 
-    /// Loads the first word of the slot of position `pos` and drops it: a
-    /// cache hint, no semantics. A consumer that finds its cached tail used
-    /// up calls it right after loading the tail, so that both lines (the
-    /// producer stores the slot, then the tail) travel to this core at the
-    /// same time, not one after the other once the tail shows the item:
-    /// a spinning round trip then costs about one line transfer per hop,
-    /// as one cache line bounced does, instead of two. The real read comes
-    /// after the Acquire load of the tail, as always (this value is never
-    /// used), and hits the line this brought in.
-    ///
-    /// Left out under loom: a load whose value is discarded changes no
-    /// outcome, and would only multiply the interleavings to explore.
-    #[inline(always)]
-    fn touch(&self, pos: u64) {
-        // Relaxed: the value is discarded (see above). Compilers keep an
-        // atomic load whose value is unused (LLVM does); one that dropped
-        // it would only lose the hint.
-        #[cfg(not(loom))]
-        let _ = self.slot(pos)[0].load(Ordering::Relaxed);
-        #[cfg(loom)]
-        let _ = pos;
-    }
-
     /// The words of the `n` slots from position `pos`, as the run up to
     /// the end of the ring and the run that wraps around to its start
     /// (empty unless the slots wrap). `n` is at most the capacity (callers
@@ -1314,9 +1291,7 @@ impl<'a, T: Pod, C: BorrowMut<ConsumerCursor>> RawConsumer<'a, T, C> {
         // Acquire: pairs with the producer's Release store of tail: the
         // slots before it are written.
         cur.tail_cache = self.ring.ctl.tail.load(Ordering::Acquire);
-        let head = cur.head;
-        self.ring.touch(head);
-        clamp(cur.tail_cache.wrapping_sub(head), cap)
+        clamp(cur.tail_cache.wrapping_sub(cur.head), cap)
     }
 
     /// Whether an item is available: [`available(1)`](Self::available)
@@ -1330,10 +1305,7 @@ impl<'a, T: Pod, C: BorrowMut<ConsumerCursor>> RawConsumer<'a, T, C> {
         }
         // Acquire: as in `available`.
         cur.tail_cache = self.ring.ctl.tail.load(Ordering::Acquire);
-        let head = cur.head;
-        let found = cur.tail_cache != head;
-        self.ring.touch(head);
-        found
+        cur.tail_cache != cur.head
     }
 
     /// With nothing available: is the ring closed *and* drained? Re-reads
