@@ -24,7 +24,8 @@
 //!   the baselines);
 //! * `mmring-tput`, `rtrb-tput`: `N` u64 from a producer (a forked
 //!   process; rtrb: a thread) to a consumer that checks them, spinning
-//!   when full or empty; prints messages per second;
+//!   when full or empty; prints messages per second; `mmring-tputthreads`:
+//!   mmring's ring with the producer in a thread, as rtrb's;
 //! * `floor-spin`: one word of a shared mapping bounced between the same
 //!   two processes (the floor of a spinning round trip), for a ratio made
 //!   in the same run.
@@ -44,8 +45,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let (lib, load) = which.split_once('-').unwrap_or((which, "pair"));
-    if load == "tput" {
-        throughput(lib, n);
+    if load == "tput" || load == "tputthreads" {
+        throughput(
+            if load == "tput" {
+                lib
+            } else {
+                "mmring-threads"
+            },
+            n,
+        );
         return;
     }
     if which == "floor-spin" {
@@ -312,6 +320,29 @@ fn throughput(lib: &str, n: u64) {
             let mut status = 0;
             // SAFETY: reaps our own child; `status` is a valid out-pointer.
             unsafe { libc::waitpid(child, &mut status, 0) };
+        }
+        "mmring-threads" => {
+            let dir = std::env::temp_dir().join(format!("spsc_ops-{}", std::process::id()));
+            let (mut p, mut c) = channel::<u64>(&dir, CAPACITY).expect("create the ring");
+            std::fs::remove_file(&dir).expect("remove the ring's name");
+            let t = std::thread::spawn(move || {
+                for i in 0..n {
+                    while p.try_push(i).is_err() {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            start = std::time::Instant::now();
+            for i in 0..n {
+                let v = loop {
+                    if let Ok(v) = c.try_pop() {
+                        break v;
+                    }
+                    std::hint::spin_loop();
+                };
+                assert_eq!(v, i);
+            }
+            t.join().expect("the producer thread");
         }
         "rtrb" => {
             let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
