@@ -4,13 +4,30 @@
 /// This process's id.
 ///
 /// Cached: `getpid(2)` is a system call, and writers call this inside
-/// their critical sections. The cache is cleared in a forked child by a
+/// their critical sections (and every notify compares it, see
+/// `wait::fences`). The cache is cleared in a forked child by a
 /// `pthread_atfork` handler, so a child never reports its parent's pid.
+/// Inline: the cached case is one load and a test; the first call of a
+/// process is out of line.
 #[cfg(not(loom))]
+#[inline]
 pub fn current() -> u32 {
+    // Relaxed: the pid is a plain value that only this process stores,
+    // always the same number (see `cached`).
+    let pid = cached::PID.load(crate::sync::Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    cached::fill()
+}
+
+#[cfg(not(loom))]
+mod cached {
     use crate::sync::{AtomicU32, Ordering};
 
-    static PID: AtomicU32 = AtomicU32::new(0);
+    /// This process's pid once cached (0: not yet, or forgotten in a
+    /// forked child).
+    pub(super) static PID: AtomicU32 = AtomicU32::new(0);
     /// 1 once the fork handler is registered (inherited by children, whose
     /// PID the handler has reset, so they cache their own on first use).
     static REGISTERED: AtomicU32 = AtomicU32::new(0);
@@ -21,26 +38,28 @@ pub fn current() -> u32 {
         PID.store(0, Ordering::Relaxed);
     }
 
-    // Relaxed (all loads and stores here): the pid is a plain value that
-    // only this process stores, always the same number; the flag only
-    // decides whether caching is safe, and is set before any caching.
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    REGISTER.call_once(|| {
-        // SAFETY: registers a child handler that only does an atomic store,
-        // which is async-signal-safe; pthread_atfork has no other
-        // precondition. On failure (ENOMEM) nothing is cached, ever.
-        if unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) } == 0 {
-            REGISTERED.store(1, Ordering::Relaxed);
+    /// The first call of a process (or of a forked child): registers the
+    /// fork handler once, then caches the pid if that worked.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn fill() -> u32 {
+        REGISTER.call_once(|| {
+            // SAFETY: registers a child handler that only does an atomic
+            // store, which is async-signal-safe; pthread_atfork has no other
+            // precondition. On failure (ENOMEM) nothing is cached, ever.
+            if unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) } == 0 {
+                // Relaxed (this flag and PID): per-process values that
+                // only decide whether caching is safe; the flag is set
+                // before any caching.
+                REGISTERED.store(1, Ordering::Relaxed);
+            }
+        });
+        let pid = std::process::id();
+        if REGISTERED.load(Ordering::Relaxed) == 1 {
+            PID.store(pid, Ordering::Relaxed);
         }
-    });
-    let pid = std::process::id();
-    if REGISTERED.load(Ordering::Relaxed) == 1 {
-        PID.store(pid, Ordering::Relaxed);
+        pid
     }
-    pid
 }
 
 /// This process's id (under loom: uncached, there is no fork).

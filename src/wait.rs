@@ -66,16 +66,70 @@ pub const UNFENCED_SLEEP: Duration = Duration::from_millis(1);
 /// let it run when both share a core.
 #[cfg(not(loom))]
 const SPINS: u32 = 8;
-/// Yields before going to sleep.
+/// How long a waiter keeps yielding, from its first yield, before it
+/// registers and sleeps (or until its deadline, if that comes first).
+///
+/// Going to sleep is not free, and neither is being woken: the waiter's
+/// `membarrier(2)` interrupts every CPU that runs a registered process
+/// (the peer's, most likely) and took 1.5 to 8 us on the 2-core virtual
+/// machine this was tuned on, and the notifier then pays a `FUTEX_WAKE`.
+/// A peer that was itself asleep answers in some 5 us (its own wake-up),
+/// so a waiter that gave up after a few yields (as it once did, after 8)
+/// paid the membarrier in the middle of the wait and saw the answer only
+/// once that returned. 20 us covers such an answer; a yield gives the
+/// core away to anyone who wants it, so the wait stays polite on a busy
+/// machine, and a wait longer than this still sleeps.
 #[cfg(not(loom))]
-const YIELDS: u32 = 8;
+const YIELD_FOR: Duration = Duration::from_micros(20);
 // Under loom every check is a handful of modelled atomic accesses: one
 // optimistic check before sleeping keeps the state space small and still
 // covers both paths (condition already true; sleep and be woken).
 #[cfg(loom)]
-const SPINS: u32 = 0;
-#[cfg(loom)]
 const YIELDS: u32 = 1;
+
+/// The waiter's first phase: `check` until it returns `Some`, spinning
+/// [`SPINS`] times, then yielding for up to [`YIELD_FOR`] (never past
+/// `deadline`). `None`: time to register and sleep.
+#[cfg(not(loom))]
+#[inline]
+fn spin_then_yield<R>(
+    deadline: Option<Instant>,
+    check: &mut impl FnMut() -> Option<R>,
+) -> Option<R> {
+    for _ in 0..SPINS {
+        if let Some(r) = check() {
+            return Some(r);
+        }
+        spin_loop();
+    }
+    let start = Instant::now();
+    let end = start.checked_add(YIELD_FOR).unwrap_or(start);
+    let end = deadline.map_or(end, |d| d.min(end));
+    loop {
+        if let Some(r) = check() {
+            return Some(r);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        yield_now();
+    }
+}
+
+/// Under loom: [`YIELDS`] checks, each followed by a yield.
+#[cfg(loom)]
+fn spin_then_yield<R>(
+    _deadline: Option<Instant>,
+    check: &mut impl FnMut() -> Option<R>,
+) -> Option<R> {
+    for _ in 0..YIELDS {
+        if let Some(r) = check() {
+            return Some(r);
+        }
+        yield_now();
+    }
+    None
+}
 
 /// One wait point: an `epoch` futex word and a `waiters` count, both in
 /// memory the caller hands in (a mapping, the heap, or loom's atomics).
@@ -109,16 +163,8 @@ impl<'a> WaitPoint<'a> {
         fences::light();
         // Relaxed: ordered by the fence above.
         if self.waiters.load(Ordering::Relaxed) != 0 {
-            self.wake();
+            wake(self.epoch);
         }
-    }
-
-    #[cold]
-    fn wake(&self) {
-        // Release: pairs with the Acquire load of `epoch` in `wait_until`
-        // (a waiter that reads the new epoch sees the state behind it).
-        self.epoch.fetch_add(1, Ordering::Release);
-        futex::wake_all(self.epoch);
     }
 
     /// Number of processes registered as (about to be) asleep here. A
@@ -133,9 +179,10 @@ impl<'a> WaitPoint<'a> {
     /// `check` must read the shared state it depends on with `Acquire`
     /// loads (or stronger), and the state's writers must call
     /// [`notify`](Self::notify) after changing it. It may be called many
-    /// times. Spins briefly, then yields, then sleeps. A caller that must
-    /// regain control now and then even if nobody notifies (to notice that a
-    /// peer died) passes a near deadline and loops.
+    /// times. Spins briefly, then yields (for up to some 20 us), then
+    /// sleeps. A caller that must regain control now and then even if
+    /// nobody notifies (to notice that a peer died) passes a near deadline
+    /// and loops.
     ///
     /// Under loom the sleep ignores the deadline (a model must prove that a
     /// wake-up comes), so models wait with `None`.
@@ -156,17 +203,8 @@ impl<'a> WaitPoint<'a> {
             let _ = deadline;
             None
         };
-        for _ in 0..SPINS {
-            if let Some(r) = check() {
-                return Ok(r);
-            }
-            spin_loop();
-        }
-        for _ in 0..YIELDS {
-            if let Some(r) = check() {
-                return Ok(r);
-            }
-            yield_now();
+        if let Some(r) = spin_then_yield(deadline, &mut check) {
+            return Ok(r);
         }
         loop {
             // Acquire: pairs with the Release bump in `wake`.
@@ -215,17 +253,39 @@ impl<'a> WaitPoint<'a> {
     }
 }
 
+/// The rare half of [`WaitPoint::notify`]: a sleeper is registered. Out
+/// of line and handed only the `epoch` word, so the hot path keeps the
+/// wait point in registers (nothing is spilled for a call it rarely makes).
+#[cold]
+#[inline(never)]
+fn wake(epoch: &AtomicU32) {
+    // Release: pairs with the Acquire load of `epoch` in `wait_until`
+    // (a waiter that reads the new epoch sees the state behind it).
+    epoch.fetch_add(1, Ordering::Release);
+    futex::wake_all(epoch);
+}
+
 /// The two halves of the notify/wait fence pair (see the module docs).
 #[cfg(all(target_os = "linux", not(loom)))]
 mod fences {
     use crate::sync::{AtomicU32, Ordering, compiler_fence, fence};
 
-    /// The pid that registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (0:
-    /// none). A pid, not a flag: a forked child is a new process that must
-    /// register itself before it may use the light fence.
-    static LIGHT_FOR: AtomicU32 = AtomicU32::new(0);
+    /// 1 once this process registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
+    /// (0: not yet, or failed). A forked child is a new process that must
+    /// register itself before it may use the light fence: the fork handler
+    /// ([`forget_in_child`]) clears it there. One load on every notify, so
+    /// a flag rather than a pid to compare with.
+    static LIGHT: AtomicU32 = AtomicU32::new(0);
     /// The pid whose registration failed (it keeps the full fence).
     static FAILED_FOR: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    /// Whether the fork handler is in place (set once, inherited).
+    static AT_FORK_SET: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn forget_in_child() {
+        // Relaxed: the child is single-threaded right after fork.
+        LIGHT.store(0, Ordering::Relaxed);
+    }
 
     fn membarrier(cmd: libc::c_int) -> bool {
         // SAFETY: membarrier(2) takes a command and two integer arguments
@@ -237,8 +297,9 @@ mod fences {
     /// registered, a `SeqCst` fence otherwise.
     #[inline(always)]
     pub(super) fn light() {
-        // Relaxed: only this process stores it, always its own pid.
-        if LIGHT_FOR.load(Ordering::Relaxed) == crate::pid::current() {
+        // Relaxed: a per-process flag that only this process (or the fork
+        // handler in a child) stores.
+        if LIGHT.load(Ordering::Relaxed) != 0 {
             // Pairs with the waiter's membarrier in `heavy`, which executes
             // a full barrier on this thread if it is running.
             compiler_fence(Ordering::SeqCst);
@@ -254,12 +315,24 @@ mod fences {
         // `heavy`; this notify cannot rely on a registration in progress.
         fence(Ordering::SeqCst);
         let me = crate::pid::current();
-        // Relaxed (both flags): per-process values, see above.
+        // Relaxed (all flags here): per-process values, see above.
         if FAILED_FOR.load(Ordering::Relaxed) == me {
             return;
         }
-        if membarrier(libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) {
-            LIGHT_FOR.store(me, Ordering::Relaxed);
+        // The fork handler first: a child forked after LIGHT is set must
+        // find it cleared.
+        AT_FORK.call_once(|| {
+            // SAFETY: registers a child handler that only does an atomic
+            // store, which is async-signal-safe; pthread_atfork has no other
+            // precondition.
+            if unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) } == 0 {
+                AT_FORK_SET.store(1, Ordering::Relaxed);
+            }
+        });
+        if AT_FORK_SET.load(Ordering::Relaxed) == 1
+            && membarrier(libc::MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
+        {
+            LIGHT.store(1, Ordering::Relaxed);
         } else {
             FAILED_FOR.store(me, Ordering::Relaxed);
         }

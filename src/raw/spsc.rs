@@ -831,6 +831,22 @@ impl<'a, T: Pod, C: BorrowMut<ProducerCursor>> RawProducer<'a, T, C> {
         cap - clamp(cur.tail.wrapping_sub(cur.head_cache), cap)
     }
 
+    /// Whether one slot is free: [`free(1)`](Self::free) `> 0`, with one
+    /// comparison on the cached path (`free(1) == 0` exactly when the
+    /// wrapped distance from the cached head is at least the capacity,
+    /// garbage from a peer included).
+    #[inline(always)]
+    fn has_room(&mut self) -> bool {
+        let cap = self.capacity() as u64;
+        let cur = self.cur.borrow_mut();
+        if cur.tail.wrapping_sub(cur.head_cache) < cap {
+            return true;
+        }
+        // Acquire: as in `free`.
+        cur.head_cache = self.ring.ctl.head.load(Ordering::Acquire);
+        cur.tail.wrapping_sub(cur.head_cache) < cap
+    }
+
     #[inline]
     fn is_closed(&self) -> bool {
         // Relaxed: only decides whether to refuse a push; a push racing a
@@ -865,12 +881,12 @@ impl<'a, T: Pod, C: BorrowMut<ProducerCursor>> RawProducer<'a, T, C> {
     /// # Errors
     ///
     /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the value.
-    #[inline]
+    #[inline(always)]
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
         if self.is_closed() {
             return Err(TryPushError::Closed(value));
         }
-        if self.free(1) == 0 {
+        if !self.has_room() {
             return Err(TryPushError::Full(value));
         }
         self.write(0, &value);
@@ -1190,6 +1206,19 @@ impl<T: Pod> WriteChunk<'_, T> {
     }
 }
 
+/// The last look of a consumer that found nothing and the ring closed
+/// (see [`RawConsumer::try_pop`]): whether the tail, re-read after the
+/// close was seen, still shows nothing (then the ring is drained).
+#[cold]
+#[inline(never)]
+fn drained_after_close(ctl: &Control, cur: &mut ConsumerCursor, capacity: usize) -> bool {
+    // Acquire: pairs with the producer's Release store of tail (its
+    // stores before the close are visible after the Acquire load of
+    // `closed` that brought us here).
+    cur.tail_cache = ctl.tail.load(Ordering::Acquire);
+    clamp(cur.tail_cache.wrapping_sub(cur.head), capacity) == 0
+}
+
 /// The consuming end of a ring in memory the caller hands in.
 /// [`Consumer`](crate::spsc::Consumer) builds one per call over its mapped
 /// file, lending it its cursor (see [`RawProducer`]).
@@ -1265,6 +1294,20 @@ impl<'a, T: Pod, C: BorrowMut<ConsumerCursor>> RawConsumer<'a, T, C> {
         clamp(cur.tail_cache.wrapping_sub(cur.head), cap)
     }
 
+    /// Whether an item is available: [`available(1)`](Self::available)
+    /// `> 0`, with one comparison on the cached path (the clamped count is
+    /// 0 exactly when the cached tail equals our head).
+    #[inline(always)]
+    fn has_item(&mut self) -> bool {
+        let cur = self.cur.borrow_mut();
+        if cur.tail_cache != cur.head {
+            return true;
+        }
+        // Acquire: as in `available`.
+        cur.tail_cache = self.ring.ctl.tail.load(Ordering::Acquire);
+        cur.tail_cache != cur.head
+    }
+
     /// With nothing available: is the ring closed *and* drained? Re-reads
     /// the tail after seeing the close, so a push published before the
     /// close is never missed.
@@ -1304,14 +1347,24 @@ impl<'a, T: Pod, C: BorrowMut<ConsumerCursor>> RawConsumer<'a, T, C> {
     ///
     /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once the ring is
     /// closed and drained.
-    #[inline]
+    #[inline(always)]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        if self.available(1) == 0 {
-            return Err(if self.closed_and_drained() {
-                TryPopError::Closed
-            } else {
-                TryPopError::Empty
-            });
+        if !self.has_item() {
+            // Acquire: as in `closed_and_drained` (inline here, and the rest
+            // out of line over the cursor alone, so that an empty poll, what
+            // a spinning consumer does most, costs one load of a line nobody
+            // writes and the hot path keeps the raw end in registers).
+            if self.ring.ctl.closed.load(Ordering::Acquire) == 0 {
+                return Err(TryPopError::Empty);
+            }
+            let cap = self.capacity();
+            return Err(
+                if drained_after_close(self.ring.ctl, self.cur.borrow_mut(), cap) {
+                    TryPopError::Closed
+                } else {
+                    TryPopError::Empty
+                },
+            );
         }
         let v = self.read(0);
         self.release(1);

@@ -484,7 +484,7 @@ impl<T: Payload> Producer<T> {
     /// # Errors
     ///
     /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the value.
-    #[inline]
+    #[inline(always)]
     pub fn try_push(&mut self, value: T) -> Result<(), TryPushError<T>> {
         self.end.raw().try_push(value)
     }
@@ -731,7 +731,7 @@ impl<T: Payload> Consumer<T> {
     ///
     /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once the ring is
     /// closed and drained.
-    #[inline]
+    #[inline(always)]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
         self.end.raw().try_pop()
     }
