@@ -491,14 +491,14 @@ impl Table {
         line(
             "spinning round trip vs one cache line, p50",
             p50(trip(spin, Single), trip(floor, Single)),
-            1.5,
+            1.2,
             false,
             p99(trip(spin, Single), trip(floor, Single)),
         );
         line(
             "blocking round trip vs Unix pipe, echo side asleep, p50",
             p50(trip(blocking, Asleep), trip(pipe, Asleep)),
-            1.0,
+            0.8,
             false,
             p99(trip(blocking, Asleep), trip(pipe, Asleep)),
         );
