@@ -4,8 +4,7 @@
 /// This process's id.
 ///
 /// Cached: `getpid(2)` is a system call, and writers call this inside
-/// their critical sections (and every notify compares it, see
-/// `wait::fences`). The cache is cleared in a forked child by a
+/// their critical sections. The cache is cleared in a forked child by a
 /// `pthread_atfork` handler, so a child never reports its parent's pid.
 /// Inline: the cached case is one load and a test; the first call of a
 /// process is out of line.

@@ -94,7 +94,8 @@ pub fn prefetch_write(words: &[AtomicU64]) {
         while line < end {
             // SAFETY: `prefetchw` is a hint: it never faults, never
             // changes memory and touches no register or flag, whatever
-            // the address (these lie inside `words` anyway). Written out
+            // the address (the first line may start before `words`: that
+            // is still only a hint). Written out
             // because `_mm_prefetch::<_MM_HINT_ET0>` emits a plain read
             // prefetch unless the whole build enables `prfchw`; processors
             // without it (Intel before Broadwell) run it as a no-op.

@@ -28,8 +28,10 @@ impl Pace {
     }
 
     /// Waits (spinning: the periods are microseconds) for the next tick.
-    /// A caller that fell behind (descheduled) starts afresh from now
-    /// instead of catching up in a burst, so the rate is never exceeded.
+    /// Ticks never come closer than one period apart (the next one is
+    /// due a period after this one returns): a caller that fell behind
+    /// (descheduled) goes on from now instead of catching up in a burst,
+    /// so the rate is at most, and on a free core about, the one asked.
     pub fn wait(&mut self) {
         let now = Instant::now();
         let Some(next) = self.next else {
@@ -41,11 +43,7 @@ impl Pace {
             spin_loop();
             t = Instant::now();
         }
-        self.next = Some(if t - next > self.period {
-            t + self.period
-        } else {
-            next + self.period
-        });
+        self.next = Some(t + self.period);
     }
 }
 
