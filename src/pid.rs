@@ -7,10 +7,34 @@
 /// their critical sections. The cache is cleared in a forked child by a
 /// `pthread_atfork` handler, so a child never reports its parent's pid.
 #[cfg(not(loom))]
+#[inline]
 pub fn current() -> u32 {
-    use crate::sync::{AtomicU32, Ordering};
+    // Relaxed: as in `current_slow`, which stores it.
+    let pid = cache::PID.load(crate::sync::Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    current_slow()
+}
 
-    static PID: AtomicU32 = AtomicU32::new(0);
+/// The pid cache of [`current`].
+#[cfg(not(loom))]
+mod cache {
+    use crate::sync::AtomicU32;
+
+    /// This process's pid once known (0 before, and in a forked child).
+    pub(super) static PID: AtomicU32 = AtomicU32::new(0);
+}
+
+/// [`current`] on a cache miss (the first call, or the first in a forked
+/// child): registers the fork handler and caches the pid. Out of line,
+/// so that the writers' fast path is one load.
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn current_slow() -> u32 {
+    use crate::sync::{AtomicU32, Ordering};
+    use cache::PID;
     /// 1 once the fork handler is registered (inherited by children, whose
     /// PID the handler has reset, so they cache their own on first use).
     static REGISTERED: AtomicU32 = AtomicU32::new(0);

@@ -603,11 +603,13 @@ impl std::fmt::Debug for WriteGuard<'_> {
 
 impl WriteGuard<'_> {
     /// The copy holding the current (last published) value.
+    #[inline(always)]
     fn current(&self) -> &[AtomicU64] {
         self.lock.copy(self.start / 2)
     }
 
     /// The copy this write fills, published when the guard is dropped.
+    #[inline(always)]
     fn next(&self) -> &[AtomicU64] {
         self.lock.copy(self.start / 2 + 1)
     }
