@@ -100,6 +100,12 @@
 //! lookup read (nothing was published in between). The loom models run
 //! both.
 //!
+//! `Map<u64, V>::update` goes one step further ([`RawMap::update_fixed`]):
+//! with the key's and value's word counts known at compile time, every
+//! slice, loop and offset of the word path is a constant, and the value
+//! goes to the caller's closure and back in registers. Same words, same
+//! orderings, same entries accepted; loom models run it too.
+//!
 //! `Full` is exact: it is reported only when two passes over the whole
 //! table read every entry live at the same versions (so at one instant all
 //! were), retried a bounded number of times while entries keep changing.
