@@ -606,7 +606,14 @@ impl<K: Key + ?Sized, V: Payload> Map<K, V> {
     ///
     /// As [`Map::get`].
     pub fn update(&self, key: &K, f: impl FnOnce(V) -> V) -> Result<Option<V>, MapError> {
-        self.update_inner(key, None, f)
+        key.with_bytes(|k| match <[u8; 8]>::try_from(k) {
+            // A key of one whole word (every `u64` key): the raw map's
+            // update with the key and value sizes known at compile time
+            // (it takes the general path itself where the entries are not
+            // exactly that key and value).
+            Ok(word) => self.raw().update_fixed(&[u64::from_ne_bytes(word)], f),
+            Err(_) => self.update_inner(key, None, f),
+        })
     }
 
     /// Atomically sets `key` to `f(value)`, or to `f(init)` if it is absent;

@@ -26,6 +26,10 @@
 //! again with every operation on the *byte path* (`_on_the_byte_path`, the
 //! path of larger entries), so that both stay checked.
 //!
+//! Two models run `update_fixed` (the typed word path of `Map<u64, V>`,
+//! with a key of one whole word): two typed updates of one key lose
+//! nothing, and a reader racing a typed update never sees a torn value.
+//!
 //! Each model lists the outcomes it must have explored (`common::check`):
 //! both orders of the racing operations, so that it cannot pass by
 //! exploring a single interleaving.
@@ -180,6 +184,19 @@ fn update(
         Ok(VALUE)
     })?;
     assert_eq!(ran, saw.is_some());
+    Ok(saw)
+}
+
+/// `update_fixed(key, +d)` (the typed word path, `[u64; 2]` values, a
+/// key of one whole word): the old value it saw, if the key was there.
+fn update_typed(map: RawMap<'_>, key: &[u8; 8], d: u64) -> Result<Option<u64>, MapError> {
+    let mut saw = None;
+    let new = map.update_fixed(&[u64::from_ne_bytes(*key)], |[lo, hi]: [u64; 2]| {
+        assert_eq!(lo, hi, "torn value: halves {lo} and {hi}");
+        saw = Some(lo);
+        [lo + d, hi + d]
+    })?;
+    assert_eq!(new.map(|[lo, _]| lo), saw.map(|k| k + d));
     Ok(saw)
 }
 
@@ -801,4 +818,56 @@ fn a_reach_comes_down_only_when_no_key_lies_beyond() {
             assert_eq!(map.census().unwrap().max_reach, 1);
         },
     );
+}
+
+/// (T1) Two typed updates (`update_fixed`, +1 and +10) of one present key
+/// (1): neither is lost (12), in either order.
+#[test]
+fn two_typed_updates_of_one_key_lose_nothing() {
+    const K: &[u8; 8] = b"kkkkkkkk";
+    check(3, &["main first", "other first"], |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), K, 1, false).unwrap().0, Inserted::New);
+        let other = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || retry(&seen, || update_typed(s.map(), K, 1)))
+        };
+        let mine = retry(seen, || update_typed(s.map(), K, 10));
+        let theirs = other.join().unwrap();
+        match (mine, theirs) {
+            (Some(1), Some(11)) => seen.note("main first"),
+            (Some(2), Some(1)) => seen.note("other first"),
+            other => panic!("not a serial order: {other:?}"),
+        }
+        assert_eq!(contents(s.map()), [(K.to_vec(), 12)], "lost update");
+    });
+}
+
+/// (T2) A reader `get`s a key twice while a typed update (`update_fixed`)
+/// changes it (1 → 2): every read is whole and one of the published
+/// values, and the second never goes back.
+#[test]
+fn get_racing_typed_update_never_sees_a_torn_value() {
+    const K: &[u8; 8] = b"kkkkkkkk";
+    check(3, &["read 1", "read 2"], |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), K, 1, false).unwrap().0, Inserted::New);
+        let reader = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..2 {
+                    let k = retry(&seen, || s.map().get_with(K, unval))
+                        .expect("the key is never removed");
+                    assert!((1..=2).contains(&k), "a value nobody wrote: {k}");
+                    assert!(k >= last, "read went back: {last} -> {k}");
+                    last = k;
+                    seen.note(format!("read {k}"));
+                }
+            })
+        };
+        assert_eq!(retry(seen, || update_typed(s.map(), K, 1)), Some(1));
+        reader.join().unwrap();
+        assert_eq!(contents(s.map()), [(K.to_vec(), 2)]);
+    });
 }

@@ -100,6 +100,12 @@
 //! lookup read (nothing was published in between). The loom models run
 //! both.
 //!
+//! `Map<u64, V>::update` goes one step further ([`RawMap::update_fixed`]):
+//! with the key's and value's word counts known at compile time, every
+//! slice, loop and offset of the word path is a constant, and the value
+//! goes to the caller's closure and back in registers. Same words, same
+//! orderings, same entries accepted; loom models run it too.
+//!
 //! `Full` is exact: it is reported only when two passes over the whole
 //! table read every entry live at the same versions (so at one instant all
 //! were), retried a bounded number of times while entries keep changing.
@@ -113,7 +119,7 @@ pub use crate::error::MapError;
 use crate::layout::{BodyLayout, LayoutError, whole_lines};
 use crate::pod::{TypeInfo, fnv1a};
 
-use crate::raw::seqlock::{Patience, SeqLock, WriteGuard};
+use crate::raw::seqlock::{HEADER_WORDS, Patience, SeqLock, WriteGuard};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Entry state: never used (a lookup stops here).
@@ -1313,6 +1319,185 @@ impl<'a> RawMap<'a> {
         }
     }
 
+    /// [`RawMap::update`] of a present key, for a map of fixed values of
+    /// type `T` whose keys are `KW` whole words (`key`, in memory order: a
+    /// `u64` key is one word): `f` runs once on the value, under the
+    /// entry's lock, and its result is stored and returned; `None` (and no
+    /// call) if the key is absent.
+    ///
+    /// Where the map's entries are exactly such a key and value on the word
+    /// path (`2 + KW + words of T` data words, at most `SMALL_WORDS`), this
+    /// is the word path with every size a constant: the entry's seqlock
+    /// slice, the read, the key compare and the write are a fixed number
+    /// of word loads and stores, the hash a fixed number of steps, and
+    /// the value goes to `f` and back without a byte buffer or a closure
+    /// over slices. It reads and writes the same words with the same
+    /// orderings as [`RawMap::with_small_entry`] and accepts the same
+    /// entries. Any other map takes [`RawMap::update`].
+    ///
+    /// # Errors
+    ///
+    /// As [`RawMap::update`] of a present key: [`MapError::KeyTooLong`],
+    /// [`MapError::Busy`].
+    #[inline(always)]
+    pub fn update_fixed<T: bytemuck::Pod, const KW: usize>(
+        &self,
+        key: &[u64; KW],
+        f: impl FnOnce(T) -> T,
+    ) -> Result<Option<T>, MapError> {
+        let size = size_of::<T>();
+        // Data words of an entry of this key and value: constants.
+        let start = 2 + KW;
+        let d = start + size.div_ceil(8);
+        if !(self.small
+            && d <= SMALL_WORDS
+            && self.data_words == d
+            && self.value == Value::Fixed(size)
+            && KW * 8 <= self.max_key)
+        {
+            return self.update_fixed_other(key, f);
+        }
+        // The entry's seqlock is rebuilt from its index wherever it is
+        // used (not carried out of the lookup), so that its length stays a
+        // constant there.
+        let home = self.start(bytemuck::cast_slice(key));
+        // As on the word path: the home's lines, fetched for writing.
+        crate::sync::prefetch_write(self.fixed_seqlock_words(home, d));
+        let mut cur = [0u64; SMALL_WORDS];
+        loop {
+            let Some((idx, version)) = self.find_fixed(home, key, d, &mut cur)? else {
+                return Ok(None);
+            };
+            let guard = self.fixed_lock(idx, d).lock(self.patience)?;
+            if guard.locked_version() != version {
+                // Written since the lookup: the current copy, re-checked.
+                guard.read_words(&mut cur[..d]);
+                if !self.holds_key(key, &cur) {
+                    // Removed, or removed and reused: again (the guard
+                    // goes unwritten).
+                    continue;
+                }
+            }
+            let old: T =
+                bytemuck::pod_read_unaligned(&bytemuck::bytes_of(&cur)[start * 8..][..size]);
+            let new = f(old);
+            // The key's head, then the value (the rest of its last word
+            // zero), as `apply_small` writes it.
+            let mut out = [0u64; SMALL_WORDS];
+            out[0] = LIVE;
+            out[1] = (KW * 8) as u64;
+            out[2..start].copy_from_slice(key);
+            bytemuck::bytes_of_mut(&mut out)[start * 8..][..size]
+                .copy_from_slice(bytemuck::bytes_of(&new));
+            guard.write_words(&out[..d]);
+            return Ok(Some(new));
+        }
+    }
+
+    /// [`RawMap::update_fixed`] of a map whose entries are not exactly its
+    /// key and value (a longer key room, a byte-valued map, the byte path):
+    /// [`RawMap::update`] of the key's bytes, out of line (and the view
+    /// passed by value, so that the fast path never stores it).
+    #[inline(never)]
+    fn update_fixed_other<T: bytemuck::Pod, const KW: usize>(
+        self,
+        key: &[u64; KW],
+        f: impl FnOnce(T) -> T,
+    ) -> Result<Option<T>, MapError> {
+        let mut f = Some(f);
+        let mut new = None;
+        self.update(bytemuck::cast_slice(key), None, |old, room| {
+            if let Some(f) = f.take() {
+                let mut v = T::zeroed();
+                let n = old.len().min(size_of::<T>());
+                bytemuck::bytes_of_mut(&mut v)[..n].copy_from_slice(&old[..n]);
+                let v = f(v);
+                let n = room.len().min(size_of::<T>());
+                room[..n].copy_from_slice(&bytemuck::bytes_of(&v)[..n]);
+                new = Some(v);
+            }
+            Ok(room.len())
+        })?;
+        Ok(new)
+    }
+
+    /// Entry `idx`'s seqlock on a map whose entries have `d` data words
+    /// (checked by the caller against the geometry): a slice of a length
+    /// known at compile time where `d` is, so that the seqlock's copies
+    /// are constant offsets.
+    #[inline(always)]
+    fn fixed_lock(&self, idx: usize, d: usize) -> SeqLock<'a> {
+        SeqLock::new(self.fixed_seqlock_words(idx, d))
+    }
+
+    /// Entry `idx`'s seqlock words as [`RawMap::fixed_lock`] views them
+    /// (all of the entry but its reach, as [`RawMap::seqlock_words`]).
+    #[inline(always)]
+    fn fixed_seqlock_words(&self, idx: usize, d: usize) -> &'a [AtomicU64] {
+        &self.words[idx * self.stride + ENTRY_REACH_WORDS..][..HEADER_WORDS + 2 * d]
+    }
+
+    /// Whether the entry data in `cur` holds the whole-word key `key`
+    /// live: [`RawMap::holds`] for a key of `KW` whole words (the stored
+    /// length clamped to the longest key, as the byte path parses it).
+    #[inline(always)]
+    fn holds_key<const KW: usize>(&self, key: &[u64; KW], cur: &[u64; SMALL_WORDS]) -> bool {
+        cur[0] == LIVE
+            && cur[1].min(self.max_key as u64) == (KW * 8) as u64
+            && cur[2..2 + KW] == key[..]
+    }
+
+    /// [`RawMap::find_small`] for a whole-word key on entries of `d` data
+    /// words: the entry holding the key live (its index) and the version
+    /// read (`cur` holds that read), or `None` at the first empty entry or
+    /// past the home's reach (read only if the key is not at home).
+    #[inline(always)]
+    fn find_fixed<const KW: usize>(
+        &self,
+        home: usize,
+        key: &[u64; KW],
+        d: usize,
+        cur: &mut [u64; SMALL_WORDS],
+    ) -> Result<Option<(usize, u64)>, MapError> {
+        let version = self
+            .fixed_lock(home, d)
+            .read_words(&mut cur[..d], self.patience)?;
+        if self.holds_key(key, cur) {
+            return Ok(Some((home, version)));
+        }
+        if cur[0] == EMPTY {
+            return Ok(None);
+        }
+        self.find_fixed_past_home(home, key, d, cur)
+    }
+
+    /// The walk of [`RawMap::find_fixed`] past the home, out of line (a
+    /// key at home, the common case, needs none of it; the view passed by
+    /// value, as in [`RawMap::update_fixed_other`]).
+    #[inline(never)]
+    fn find_fixed_past_home<const KW: usize>(
+        self,
+        home: usize,
+        key: &[u64; KW],
+        d: usize,
+        cur: &mut [u64; SMALL_WORDS],
+    ) -> Result<Option<(usize, u64)>, MapError> {
+        let reach = self.reach(home);
+        for i in 1..=reach {
+            let idx = (home + i) & self.mask;
+            let version = self
+                .fixed_lock(idx, d)
+                .read_words(&mut cur[..d], self.patience)?;
+            if self.holds_key(key, cur) {
+                return Ok(Some((idx, version)));
+            }
+            if cur[0] == EMPTY {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
     /// Places an absent `key` under its home entry's lock (the module
     /// docs): finds it live within the home's reach if another insert got
     /// there first, or takes the first free entry of its sequence (raising
@@ -1786,6 +1971,83 @@ mod tests {
             assert_eq!(writer.load(Ordering::Relaxed), 0, "writer word cleared");
             assert_eq!(map.len(), 1);
         }
+    }
+
+    /// `update_fixed` of key `k` (one whole word) by +1: the new value.
+    fn update_typed(map: &RawMap<'_>, k: u64) -> Option<u64> {
+        let word = u64::from_ne_bytes(key(k));
+        map.update_fixed(&[word], |v: u64| v + 1).unwrap()
+    }
+
+    #[test]
+    fn the_typed_path_updates_as_update_does_and_falls_back_elsewhere() {
+        let heap = Heap::new(8);
+        let map = heap.map();
+        // Keys of one home: the first at home, the others walked to.
+        let keys = same_home(&map, 3);
+        for &k in &keys {
+            assert_eq!(insert(&map, k), Inserted::New);
+        }
+        for &k in &keys {
+            assert_eq!(update_typed(&map, k), Some(k + 1));
+            assert_eq!(get(&map, k), Some(k + 1));
+        }
+        // Absent: no call, nothing written.
+        let absent = (0..)
+            .find(|k| !keys.contains(k) && get(&map, *k).is_none())
+            .unwrap();
+        let never = |_: u64| -> u64 { panic!("called for an absent key") };
+        let word = u64::from_ne_bytes(key(absent));
+        assert_eq!(map.update_fixed(&[word], never).unwrap(), None);
+        assert_eq!(map.len(), 3);
+        // A garbage key length past the longest key reads clamped, as on
+        // the byte path: the entry still holds the key.
+        let home = map.start(&key(keys[0]));
+        let base = home * map.stride + ENTRY_REACH_WORDS;
+        let copy = base
+            + HEADER_WORDS
+            + (heap.words[base].load(Ordering::Relaxed) / 2 % 2) as usize * map.data_words();
+        heap.words[copy + 1].store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(update_typed(&map, keys[0]), Some(keys[0] + 2));
+        // The byte path, and entries with a longer key room: the general
+        // update, same answers.
+        assert_eq!(
+            update_typed(&map.on_byte_path(), keys[1]),
+            Some(keys[1] + 2)
+        );
+        let ctl = MapControl::new(1, 16);
+        let words: Vec<AtomicU64> = (0..8 * entry_words(16, VALUES))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let wide = RawMap::new(&ctl, &words, 8, 16, VALUES, Patience::DEFAULT);
+        assert_eq!(insert(&wide, 7), Inserted::New);
+        assert_eq!(update_typed(&wide, 7), Some(8));
+        assert_eq!(get(&wide, 7), Some(8));
+        assert_eq!(update_typed(&wide, 9), None);
+    }
+
+    #[test]
+    fn an_updater_killed_mid_write_is_taken_over_on_the_typed_path() {
+        let heap = Heap::new(8);
+        let map = heap.map();
+        assert_eq!(insert(&map, 5), Inserted::New);
+        let home = map.start(&key(5));
+        // As on the other paths: a writer died inside, the spare copy torn.
+        let base = home * map.stride + ENTRY_REACH_WORDS;
+        let (seq, writer) = (&heap.words[base], &heap.words[base + 1]);
+        assert_eq!(seq.load(Ordering::Relaxed), 2);
+        seq.store(3, Ordering::Relaxed);
+        writer.store(u64::from(crate::pid::dead_pid()), Ordering::Relaxed);
+        heap.words[base + 2].store(REMOVED, Ordering::Relaxed);
+        heap.words[base + 2 + 3].store(999, Ordering::Relaxed);
+        assert_eq!(
+            update_typed(&map, 5),
+            Some(6),
+            "the half value is never seen"
+        );
+        assert_eq!(get(&map, 5), Some(6));
+        assert_eq!(seq.load(Ordering::Relaxed), 4);
+        assert_eq!(writer.load(Ordering::Relaxed), 0, "writer word cleared");
     }
 
     #[test]

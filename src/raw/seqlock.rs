@@ -418,6 +418,24 @@ impl<'a> SeqLock<'a> {
     /// One attempt to become the writer, never waiting.
     #[inline]
     pub fn try_lock(&self) -> Result<WriteGuard<'a>, Busy> {
+        self.try_lock_at().map(|start| self.guard_at(start))
+    }
+
+    /// The guard of a write locked at (even) sequence `start`: built from
+    /// `*self` in the caller, never carried out of a slow path, so that a
+    /// caller that knows this seqlock's length keeps knowing it.
+    #[inline(always)]
+    fn guard_at(&self, start: u64) -> WriteGuard<'a> {
+        WriteGuard {
+            lock: *self,
+            start,
+            written: std::cell::Cell::new(false),
+        }
+    }
+
+    /// [`SeqLock::try_lock`]: the sequence it locked at.
+    #[inline(always)]
+    fn try_lock_at(&self) -> Result<u64, Busy> {
         // Relaxed: only a guess for the CAS below, which is what counts.
         let mut s = self.seq().load(Ordering::Relaxed);
         loop {
@@ -448,11 +466,7 @@ impl<'a> SeqLock<'a> {
         // the odd sequence is ordered before every data store that follows,
         // so a reader that sees any of them sees the sequence move.
         fence(Ordering::Release);
-        Ok(WriteGuard {
-            lock: *self,
-            start: s,
-            written: std::cell::Cell::new(false),
-        })
+        Ok(s)
     }
 
     /// Becomes the writer, retrying for at most `patience`. A lock held by
@@ -466,14 +480,19 @@ impl<'a> SeqLock<'a> {
     pub fn lock(&self, patience: Patience) -> Result<WriteGuard<'a>, SeqLockError> {
         // The first attempt outside the retry loop: an uncontended lock
         // (the common case) builds no retry state.
-        match self.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(busy) => self.lock_slow(patience, busy),
-        }
+        // The guard is built here from the start sequence either way (see
+        // `guard_at`).
+        let start = match self.try_lock_at() {
+            Ok(start) => start,
+            Err(busy) => self.lock_slow(patience, busy)?,
+        };
+        Ok(self.guard_at(start))
     }
 
+    /// [`SeqLock::lock`] after a first attempt found it `first`: the
+    /// sequence it locked at.
     #[cold]
-    fn lock_slow(&self, patience: Patience, first: Busy) -> Result<WriteGuard<'a>, SeqLockError> {
+    fn lock_slow(&self, patience: Patience, first: Busy) -> Result<u64, SeqLockError> {
         let mut retry = Retry::new(patience);
         let mut busy = Some(first);
         loop {
@@ -481,8 +500,8 @@ impl<'a> SeqLock<'a> {
                 match retry.after(busy) {
                     Ok(()) => {}
                     Err(SeqLockError::WriterDied { pid, seq }) => {
-                        if let Some(guard) = self.take_over(pid, seq) {
-                            return Ok(guard);
+                        if let Some(start) = self.take_over_at(pid, seq) {
+                            return Ok(start);
                         }
                         // Someone else took it over: a live writer now.
                         retry.forget_suspect();
@@ -490,8 +509,8 @@ impl<'a> SeqLock<'a> {
                     Err(e) => return Err(e),
                 }
             }
-            match self.try_lock() {
-                Ok(guard) => return Ok(guard),
+            match self.try_lock_at() {
+                Ok(start) => return Ok(start),
                 Err(b) => busy = Some(b),
             }
         }
@@ -510,6 +529,12 @@ impl<'a> SeqLock<'a> {
     /// and the new write (into that same spare copy) publishes the next
     /// version as usual.
     pub fn take_over(&self, dead: u32, seq: u64) -> Option<WriteGuard<'a>> {
+        self.take_over_at(dead, seq)
+            .map(|start| self.guard_at(start))
+    }
+
+    /// [`SeqLock::take_over`]: the sequence the write counts as locked at.
+    fn take_over_at(&self, dead: u32, seq: u64) -> Option<u64> {
         if seq & 1 == 0 || dead == 0 {
             return None;
         }
@@ -542,11 +567,7 @@ impl<'a> SeqLock<'a> {
         // Release fence: as in `try_lock`, orders the (already odd)
         // sequence before our data stores.
         fence(Ordering::Release);
-        Some(WriteGuard {
-            lock: *self,
-            start: seq.wrapping_sub(1),
-            written: std::cell::Cell::new(false),
-        })
+        Some(seq.wrapping_sub(1))
     }
 
     /// Stores `value` whole.
@@ -603,11 +624,13 @@ impl std::fmt::Debug for WriteGuard<'_> {
 
 impl WriteGuard<'_> {
     /// The copy holding the current (last published) value.
+    #[inline(always)]
     fn current(&self) -> &[AtomicU64] {
         self.lock.copy(self.start / 2)
     }
 
     /// The copy this write fills, published when the guard is dropped.
+    #[inline(always)]
     fn next(&self) -> &[AtomicU64] {
         self.lock.copy(self.start / 2 + 1)
     }
