@@ -76,8 +76,9 @@
 //!
 //! # What an update costs
 //!
-//! An update of a present key reads its home entry (and, only if the key
-//! is not at home, the home's reach and the entries after it), locks the
+//! An update of a present key reads its home entry (and, on the word and
+//! typed paths only if the key is not at home, the home's reach and the
+//! entries after it; the byte path reads the reach first), locks the
 //! entry holding the key (a compare-and-swap of its sequence), writes the
 //! spare copy and publishes it: one atomic read-modify-write, no shared
 //! counter (the `len` statistic moves only when a key comes or goes), no

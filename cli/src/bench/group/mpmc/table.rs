@@ -218,6 +218,14 @@ fn targets(get: &dyn Fn(Row, usize) -> Option<f64>) -> (String, Vec<serde_json::
             false,
             3.0,
         ),
+        (
+            "mmring push_slice/pop_slice vs mutex ring, 1 lock/batch",
+            Mech::Mmring,
+            true,
+            Mech::MutexRing,
+            true,
+            1.5,
+        ),
     ];
     for (what, mech, batched, against, against_batched, goal) in checks {
         let at = |shape: Shape, k| {
