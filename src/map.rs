@@ -607,10 +607,11 @@ impl<K: Key + ?Sized, V: Payload> Map<K, V> {
     /// As [`Map::get`].
     pub fn update(&self, key: &K, f: impl FnOnce(V) -> V) -> Result<Option<V>, MapError> {
         key.with_bytes(|k| match <[u8; 8]>::try_from(k) {
-            // A key of one whole word (every `u64` key): the raw map's
-            // update with the key and value sizes known at compile time
-            // (it takes the general path itself where the entries are not
-            // exactly that key and value).
+            // A key of one whole word (every `u64` key, and a `str` or
+            // byte key of exactly 8 bytes, whose entries hold the same
+            // words): the raw map's update with the key and value sizes
+            // known at compile time (it takes the general path itself
+            // where the entries are not exactly that key and value).
             Ok(word) => self.raw().update_fixed(&[u64::from_ne_bytes(word)], f),
             Err(_) => self.update_inner(key, None, f),
         })

@@ -1416,6 +1416,9 @@ impl<'a> RawMap<'a> {
                 let n = room.len().min(size_of::<T>());
                 room[..n].copy_from_slice(&bytemuck::bytes_of(&v)[..n]);
                 new = Some(v);
+                // The value's own length: a byte-valued map stores `n`
+                // bytes, not its whole room (a fixed one ignores it).
+                return Ok(n);
             }
             Ok(room.len())
         })?;
@@ -2025,6 +2028,28 @@ mod tests {
         assert_eq!(update_typed(&wide, 7), Some(8));
         assert_eq!(get(&wide, 7), Some(8));
         assert_eq!(update_typed(&wide, 9), None);
+        // A byte-valued map: the general update, storing the value's own
+        // 8 bytes (not its whole 32-byte room).
+        let ctl = MapControl::new(1, 16);
+        let words: Vec<AtomicU64> = (0..8 * entry_words(16, Value::Bytes(32)))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let bytes = RawMap::new(&ctl, &words, 8, 16, Value::Bytes(32), Patience::DEFAULT);
+        let k = key(3);
+        assert_eq!(
+            bytes
+                .insert(&k, &5u64.to_ne_bytes(), false, |_| {})
+                .unwrap(),
+            Inserted::New
+        );
+        let word = u64::from_ne_bytes(k);
+        assert_eq!(
+            bytes.update_fixed(&[word], |v: u64| v + 1).unwrap(),
+            Some(6)
+        );
+        let mut out = [0u8; 32];
+        assert_eq!(bytes.get(&k, &mut out).unwrap(), Some(8));
+        assert_eq!(out[..8], 6u64.to_ne_bytes());
     }
 
     #[test]

@@ -314,7 +314,7 @@ impl<'a> SeqLock<'a> {
         let version = s1 / 2;
         let out = copy(self.copy(version));
         // Acquire fence pairs with the writer's Release fence after it made
-        // the sequence odd (`try_lock`): if any data load above saw a store
+        // the sequence odd (`try_lock_at`): if any data load above saw a store
         // of a writer filling this copy (one that locked at version v + 1,
         // making the sequence 2v + 3), the load below sees that sequence or
         // a later one, and we retry. Writers locked at version v fill the
@@ -564,7 +564,7 @@ impl<'a> SeqLock<'a> {
             );
             return None;
         }
-        // Release fence: as in `try_lock`, orders the (already odd)
+        // Release fence: as in `try_lock_at`, orders the (already odd)
         // sequence before our data stores.
         fence(Ordering::Release);
         Some(seq.wrapping_sub(1))
