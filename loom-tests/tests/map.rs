@@ -26,9 +26,13 @@
 //! again with every operation on the *byte path* (`_on_the_byte_path`, the
 //! path of larger entries), so that both stay checked.
 //!
-//! Two models run `update_fixed` (the typed word path of `Map<u64, V>`,
+//! Four models run `update_fixed` (the typed word path of `Map<u64, V>`,
 //! with a key of one whole word): two typed updates of one key lose
-//! nothing, and a reader racing a typed update never sees a torn value.
+//! nothing, a reader racing a typed update never sees a torn value, a
+//! typed update racing the removal of its key and the reuse of the entry
+//! never touches the new key (its re-check under the lock), and a key
+//! placed past its home is found by a typed update that saw it in a walk
+//! (its walk past home, bounded by the reach).
 //!
 //! Each model lists the outcomes it must have explored (`common::check`):
 //! both orders of the racing operations, so that it cannot pass by
@@ -243,6 +247,21 @@ fn colliding_in(cap: usize) -> [[u8; 1]; 3] {
         .map(|c| [c])
         .filter(|k| home_in(k, cap) == home_in(&a, cap));
     [a, more.next().unwrap(), more.next().unwrap()]
+}
+
+/// Two distinct 8-byte keys (one whole word: the typed path's keys) whose
+/// first probe is the same entry.
+fn colliding_words() -> ([u8; 8], [u8; 8]) {
+    let a = *b"kkkkkkka";
+    let b = (b'b'..=b'z')
+        .map(|c| {
+            let mut k = a;
+            k[7] = c;
+            k
+        })
+        .find(|k| home(k) == home(&a))
+        .expect("a colliding key");
+    (a, b)
 }
 
 /// (1) Two threads add to the same absent key with `update(key,
@@ -869,5 +888,80 @@ fn get_racing_typed_update_never_sees_a_torn_value() {
         assert_eq!(retry(seen, || update_typed(s.map(), K, 1)), Some(1));
         reader.join().unwrap();
         assert_eq!(contents(s.map()), [(K.to_vec(), 2)]);
+    });
+}
+
+/// (T3) As (8), on the typed path: `update_fixed(a, +10)` races
+/// `remove(a)` then `insert(b, 5)` (b shares a's home, so it reuses a's
+/// entry): the update lands on a before the remove (which then takes 11)
+/// or finds a gone; never on b. The interleaving where the update found a,
+/// then locked the entry after b took it over, is its re-check under the
+/// lock.
+#[test]
+fn typed_update_racing_remove_and_reuse_never_touches_the_new_key() {
+    let (ka, kb) = colliding_words();
+    check(3, &["update first", "remove first"], move |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
+        let other = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || retry(&seen, || update_typed(s.map(), &ka, 10)))
+        };
+        let removed = retry(seen, || remove(s.map(), &ka));
+        assert_eq!(
+            retry(seen, || insert(s.map(), &kb, 5, false)).0,
+            Inserted::New
+        );
+        let updated = other.join().unwrap();
+        match (updated, removed) {
+            (Some(1), Some(11)) => seen.note("update first"),
+            (None, Some(1)) => seen.note("remove first"),
+            other => panic!("not a serial outcome: (update saw, remove took) = {other:?}"),
+        }
+        assert_eq!(contents(s.map()), [(kb.to_vec(), 5)], "the update hit b");
+    });
+}
+
+/// (T4) As (9), on the typed path: `b` shares `a`'s home, where `a` lives,
+/// so inserting `b` places it past the home and raises the home's reach.
+/// Racing it, a thread walks the table, then updates `b` by +0 with
+/// `update_fixed`: if the walk saw `b`, the typed update (its walk past
+/// home, bounded by the reach it reads) finds it too.
+#[test]
+fn a_key_placed_beyond_the_reach_is_found_by_a_typed_update_that_saw_it() {
+    let (ka, kb) = colliding_words();
+    check(3, &["walk saw b", "walk missed b"], move |seen| {
+        let s = shared();
+        assert_eq!(insert(s.map(), &ka, 1, false).unwrap().0, Inserted::New);
+        let reader = {
+            let (s, seen) = (s.clone(), seen.clone());
+            thread::spawn(move || {
+                let mut walked = None;
+                retry(&seen, || {
+                    walked = None;
+                    s.map().for_each(|k, v| {
+                        if k == kb {
+                            walked = Some(unval(v));
+                        }
+                    })
+                });
+                let got = retry(&seen, || update_typed(s.map(), &kb, 0));
+                if let Some(k) = walked {
+                    assert_eq!(k, 2, "b's value is 2");
+                    assert_eq!(got, Some(2), "the walk saw b, the typed update missed it");
+                    seen.note("walk saw b");
+                } else {
+                    seen.note("walk missed b");
+                }
+                assert!(got.is_none() || got == Some(2), "{got:?}");
+            })
+        };
+        assert_eq!(
+            retry(seen, || insert(s.map(), &kb, 2, false)).0,
+            Inserted::New
+        );
+        reader.join().unwrap();
+        assert_eq!(get(s.map(), &kb), Some(2));
+        assert_eq!(s.map().census().unwrap().max_reach, 1);
     });
 }
