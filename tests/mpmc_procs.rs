@@ -534,8 +534,11 @@ fn join_waits_for_every_task_and_one_close_stops_every_consumer() {
     }
 
     // Nobody consumes yet: the producers fill the queue and wait for room.
+    // Unfinished counts a push once the tail passed it; `len` once it is
+    // published too: a batch moves the tail past all its positions first,
+    // then publishes them one by one, so `len` may lag for a moment.
     kids.wait_for("the producers to fill the queue", || {
-        q.unfinished() == JOB_CAP as u64
+        q.unfinished() == JOB_CAP as u64 && q.len() == JOB_CAP
     });
     assert_eq!(q.len(), JOB_CAP);
     assert_eq!(
