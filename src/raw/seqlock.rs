@@ -351,13 +351,7 @@ impl<'a> SeqLock<'a> {
     /// As [`SeqLock::read`].
     #[inline]
     pub fn read_words(&self, out: &mut [u64], patience: Patience) -> Result<u64, SeqLockError> {
-        let mut retry = None;
-        loop {
-            match self.try_read_words(out) {
-                Ok(v) => return Ok(v),
-                Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
-            }
-        }
+        retrying(patience, || self.try_read_words(out))
     }
 
     /// Bytes of data this seqlock holds.
@@ -374,36 +368,18 @@ impl<'a> SeqLock<'a> {
     /// or the patience ran out.
     #[inline]
     pub fn read<T: Pod>(&self, patience: Patience) -> Result<(T, u64), SeqLockError> {
-        // The attempts inline (an uncontended read is a few loads, and the
-        // value stays in registers); only the wait between two attempts
-        // that overlapped writes is out of line.
-        let mut retry = None;
-        loop {
-            match self.try_read::<T>() {
-                Ok(read) => return Ok(read),
-                Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
-            }
-        }
+        // The value stays in registers: see `retrying`.
+        retrying(patience, || self.try_read::<T>())
     }
 
     /// [`SeqLock::read`] into raw bytes: the version.
-    ///
-    /// The first attempt is inlined into the caller (with the length known
-    /// there, the copy is a few loads); only a read that overlapped writes
-    /// calls the retry loop.
     ///
     /// # Errors
     ///
     /// As [`SeqLock::read`].
     #[inline]
     pub fn read_bytes(&self, out: &mut [u8], patience: Patience) -> Result<u64, SeqLockError> {
-        let mut retry = None;
-        loop {
-            match self.try_read_bytes(out) {
-                Ok(v) => return Ok(v),
-                Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
-            }
-        }
+        retrying(patience, || self.try_read_bytes(out))
     }
 
     /// Sets the value without taking the lock and without changing the
@@ -739,6 +715,24 @@ impl Drop for WriteGuard<'_> {
         // that sees this sequence. Nothing written: back to the version we
         // locked at (its copy untouched), which readers accept as before.
         self.lock.seq().store(self.end(), Ordering::Release);
+    }
+}
+
+/// Runs read `attempt`s until one succeeds or `patience` runs out: the
+/// attempts inline in the caller (an uncontended read is a few loads, its
+/// value in registers), only the wait between two attempts that overlapped
+/// writes out of line ([`Retry::after_busy`]).
+#[inline(always)]
+fn retrying<R>(
+    patience: Patience,
+    mut attempt: impl FnMut() -> Result<R, Busy>,
+) -> Result<R, SeqLockError> {
+    let mut retry = None;
+    loop {
+        match attempt() {
+            Ok(read) => return Ok(read),
+            Err(busy) => Retry::after_busy(&mut retry, patience, busy)?,
+        }
     }
 }
 

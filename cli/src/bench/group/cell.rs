@@ -169,17 +169,15 @@ impl Comparison for CellFixture {
 
     fn measure(&self, case: Case, budget: Budget) -> io::Result<Sample> {
         match case {
-            Case::RwLockPacedWriter => {
+            Case::RwLockPacedWriter | Case::RwLockWithWriter => {
                 let rwlock = &self.rwlock;
-                let mut pace = Pace::per_second(WRITER_RATE);
-                let mut n = 0u64;
+                let mut writer = Writer::new(case == Case::RwLockPacedWriter);
                 threads::run(
                     budget,
                     Counted::LeadOnly,
                     || read_rwlock(rwlock),
                     move || {
-                        pace.wait();
-                        n += 1;
+                        let n = writer.next();
                         match rwlock.write() {
                             Ok(mut guard) => {
                                 *guard = [n; 4];
@@ -190,51 +188,14 @@ impl Comparison for CellFixture {
                     },
                 )
             }
-            Case::SeqCellPacedWriter => {
-                let mut pace = Pace::per_second(WRITER_RATE);
-                let mut n = 0u64;
+            Case::SeqCellPacedWriter | Case::SeqCellWithWriter => {
+                let mut writer = Writer::new(case == Case::SeqCellPacedWriter);
                 procs::run(
                     self.stage.control(),
                     budget,
                     Counted::LeadOnly,
                     || read_cell(&self.cell),
-                    || {
-                        pace.wait();
-                        n += 1;
-                        self.cell.store([n; 4]).is_ok()
-                    },
-                )
-            }
-            Case::RwLockWithWriter => {
-                let rwlock = &self.rwlock;
-                let mut n = 0u64;
-                threads::run(
-                    budget,
-                    Counted::LeadOnly,
-                    || read_rwlock(rwlock),
-                    move || {
-                        n += 1;
-                        match rwlock.write() {
-                            Ok(mut guard) => {
-                                *guard = [n; 4];
-                                true
-                            }
-                            Err(_) => false,
-                        }
-                    },
-                )
-            }
-            Case::SeqCellWithWriter => {
-                let mut n = 0u64;
-                procs::run(
-                    self.stage.control(),
-                    budget,
-                    Counted::LeadOnly,
-                    || read_cell(&self.cell),
-                    || {
-                        n += 1;
-                        self.cell.store([n; 4]).is_ok()
-                    },
+                    || self.cell.store([writer.next(); 4]).is_ok(),
                 )
             }
             Case::RwLockAlone => control::alone(budget, || read_rwlock(&self.rwlock)),
@@ -248,6 +209,32 @@ impl Comparison for CellFixture {
             Case::SeqCellAlone => format!(">= 3x RwLock: {}", met(median >= 3.0 * base)),
             _ => String::new(),
         }
+    }
+}
+
+/// The writer side of the rows with a writer: numbers its stores, paced at
+/// [`WRITER_RATE`] or flat out.
+struct Writer {
+    pace: Option<Pace>,
+    n: u64,
+}
+
+impl Writer {
+    fn new(paced: bool) -> Self {
+        Self {
+            pace: paced.then(|| Pace::per_second(WRITER_RATE)),
+            n: 0,
+        }
+    }
+
+    /// The value of the next store, once its tick has come.
+    #[inline(always)]
+    fn next(&mut self) -> u64 {
+        if let Some(pace) = &mut self.pace {
+            pace.wait();
+        }
+        self.n += 1;
+        self.n
     }
 }
 
